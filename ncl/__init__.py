@@ -1,0 +1,41 @@
+"""ncl: a LLaMA3 transformer with a differentiable computer (soft memory, registers, stacks, compiled
+programs and per-step halting).
+
+Public names are imported lazily so that ``import ncl`` stays cheap and each layer can be used alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # the machine (DESIGN §3)
+    "MachineConfig": "ncl.machine",
+    "Program": "ncl.machine",
+    "RunResult": "ncl.machine",
+    "ExecResult": "ncl.machine",
+    "assemble": "ncl.machine",
+    "AssemblyError": "ncl.machine",
+    # the compiler (DESIGN §4)
+    "compile": "ncl.compiler",
+    "CompileError": "ncl.compiler",
+    "CompiledFunction": "ncl.compiler",
+    # the model layer (DESIGN §5)
+    "AugmentedLlama": "ncl.augmented",
+}
+
+_SUBMODULES = ("machine", "compiler", "library", "llama", "tokenizers", "tasks", "nn")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ncl.{name}")
+    raise AttributeError(f"module 'ncl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))

@@ -1,0 +1,112 @@
+"""Backend choice for every op in :mod:`ncl_kernels`.
+
+Four backends implement one contract (DESIGN §2):
+
+* ``reference``: pure PyTorch, any device, any float dtype (the spec);
+* ``cpp``: the C++ extension on CPU tensors (float64 included);
+* ``triton``: Triton kernels on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``;
+* ``cuda``: the CUDA C++ extension on CUDA tensors.
+
+``NCL_BACKEND`` in the environment (or ``backend=`` on a call) forces one; a forced backend that cannot
+run the call raises :class:`BackendUnavailable` saying why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from ncl_kernels import _ext
+
+BACKENDS = ("reference", "cpp", "triton", "cuda")
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for that cannot run here (or cannot run this call)."""
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_import_error() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:
+        return f"triton is not importable ({exc})"
+    return None
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run on this machine at all, or ``None`` when it can."""
+    if backend == "reference":
+        return None
+    if backend == "cpp":
+        return _ext.load()[1]
+    if backend == "cuda":
+        reason = _ext.load()[1]
+        if reason:
+            return reason
+        if not _ext.cuda_compiled():
+            return ("the extension was built without CUDA (CPU-only torch, no nvcc, or NCL_SKIP_CUDA=1); "
+                    + _ext.REBUILD_HINT + " on a machine with CUDA")
+        if not torch.cuda.is_available():
+            return "no CUDA device is visible"
+        return None
+    if backend == "triton":
+        reason = _triton_import_error()
+        if reason:
+            return reason
+        if not torch.cuda.is_available() and not _interpret():
+            return "no CUDA device is visible (set TRITON_INTERPRET=1 to run Triton on the CPU)"
+        return None
+    raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+
+def _call_reason(backend: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why ``backend`` cannot run a call on ``device`` with ``dtype``."""
+    reason = unavailable_reason(backend)
+    if reason:
+        return reason
+    if backend == "cpp" and device.type != "cpu":
+        return f"the cpp backend runs on CPU tensors, got {device}"
+    if backend == "cuda" and device.type != "cuda":
+        return f"the cuda backend runs on CUDA tensors, got {device}"
+    if backend == "triton":
+        if device.type == "cpu" and not _interpret():
+            return "Triton runs on CPU tensors only under TRITON_INTERPRET=1"
+        if dtype == torch.float64:
+            return "the triton backend supports float32, float16 and bfloat16, not float64"
+    if backend == "cuda" and dtype == torch.float64:
+        return "the cuda backend supports float32, float16 and bfloat16, not float64"
+    return None
+
+
+def select(device: torch.device, dtype: torch.dtype, backend: str | None = None) -> str:
+    """The backend for a call on ``device`` with ``dtype``.
+
+    Order of precedence: the ``backend`` argument, then ``NCL_BACKEND``, then the fastest available
+    (``cuda`` then ``triton`` on a GPU, ``cpp`` on CPU, ``reference`` otherwise).
+    """
+    forced = backend or os.environ.get("NCL_BACKEND") or None
+    if forced is not None:
+        if forced not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {forced!r}")
+        reason = _call_reason(forced, device, dtype)
+        if reason:
+            raise BackendUnavailable(f"backend {forced!r} cannot run this call: {reason}")
+        return forced
+    order = ("cuda", "triton") if device.type == "cuda" else ("cpp",)
+    for name in order:
+        if _call_reason(name, device, dtype) is None:
+            return name
+    return "reference"
+
+
+def info() -> dict[str, str]:
+    """Every backend mapped to ``"available"`` or the reason it is not."""
+    return {name: unavailable_reason(name) or "available" for name in BACKENDS}
