@@ -1,0 +1,44 @@
+// The only translation unit that includes torch/extension.h: op schemas, per-device kernels, and the
+// Python module ncl_kernels._C. The schemas here must equal ncl_kernels/memory/__init__.py:SCHEMAS (tested).
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "ncl/memory.h"
+#include "ops.h"
+
+TORCH_LIBRARY(ncl, m) {
+  m.def("soft_read_fwd(Tensor bank, Tensor weights) -> Tensor");
+  m.def("soft_read_bwd(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)");
+  m.def("soft_write_fwd(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor");
+  m.def("soft_write_bwd(Tensor grad, Tensor bank, Tensor weights, Tensor values, Tensor gate)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("content_address_fwd(Tensor bank, Tensor keys, Tensor strength) -> Tensor");
+  m.def("content_address_bwd(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength)"
+        " -> (Tensor, Tensor, Tensor)");
+}
+
+#define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \
+  m.impl("soft_read_fwd", &ncl::soft_read_fwd_##SUFFIX);                 \
+  m.impl("soft_read_bwd", &ncl::soft_read_bwd_##SUFFIX);                 \
+  m.impl("soft_write_fwd", &ncl::soft_write_fwd_##SUFFIX);               \
+  m.impl("soft_write_bwd", &ncl::soft_write_bwd_##SUFFIX);               \
+  m.impl("content_address_fwd", &ncl::content_address_fwd_##SUFFIX);     \
+  m.impl("content_address_bwd", &ncl::content_address_bwd_##SUFFIX);
+
+TORCH_LIBRARY_IMPL(ncl, CPU, m) { NCL_IMPL_MEMORY_OPS(m, cpu) }
+
+#ifdef NCL_WITH_CUDA
+TORCH_LIBRARY_IMPL(ncl, CUDA, m) { NCL_IMPL_MEMORY_OPS(m, cuda) }
+#endif
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
+  mod.doc() = "ncl fused kernels; the ops are registered as torch.ops.ncl.*";
+  mod.def("cuda_compiled", [] {
+#ifdef NCL_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "True when the CUDA kernels were compiled into this build.");
+  mod.attr("NORM_EPS") = ncl::kNormEps;
+}

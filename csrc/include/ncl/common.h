@@ -1,0 +1,31 @@
+// Definitions shared by every kernel, CPU and CUDA alike. Torch-free so the C++ unit tests can use it.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define NCL_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define NCL_HOST_DEVICE inline
+#endif
+
+namespace ncl {
+
+// Accumulation type: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (DESIGN §2 numerics).
+template <typename T> struct AccumulateType { using type = float; };
+template <> struct AccumulateType<double> { using type = double; };
+template <typename T> using acc_t = typename AccumulateType<T>::type;
+
+// 1/x, or 0 where x == 0: the subgradient torch uses for d|x|/dx at x = 0.
+template <typename A> NCL_HOST_DEVICE A inv_or_zero(A x) { return x > A(0) ? A(1) / x : A(0); }
+
+// Σ_j a[j*sa] * b[j*sb] accumulated in A.
+template <typename A, typename T, typename U>
+NCL_HOST_DEVICE A dot(const T* a, const U* b, int64_t n, int64_t sa = 1, int64_t sb = 1) {
+  A s = A(0);
+  for (int64_t j = 0; j < n; ++j) s += static_cast<A>(a[j * sa]) * static_cast<A>(b[j * sb]);
+  return s;
+}
+
+}  // namespace ncl

@@ -1,0 +1,41 @@
+// Host entry points of every kernel, one set per device. Registered in bindings.cpp.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <tuple>
+
+namespace ncl {
+
+#define NCL_MEMORY_OPS(SUFFIX)                                                                          \
+  at::Tensor soft_read_fwd_##SUFFIX(const at::Tensor& bank, const at::Tensor& weights);                \
+  std::tuple<at::Tensor, at::Tensor> soft_read_bwd_##SUFFIX(const at::Tensor& grad, const at::Tensor& bank, \
+                                                            const at::Tensor& weights);               \
+  at::Tensor soft_write_fwd_##SUFFIX(const at::Tensor& bank, const at::Tensor& weights,                \
+                                     const at::Tensor& values, const at::Tensor& gate);               \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_write_bwd_##SUFFIX(                  \
+      const at::Tensor& grad, const at::Tensor& bank, const at::Tensor& weights,                       \
+      const at::Tensor& values, const at::Tensor& gate);                                               \
+  at::Tensor content_address_fwd_##SUFFIX(const at::Tensor& bank, const at::Tensor& keys,              \
+                                          const at::Tensor& strength);                                 \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> content_address_bwd_##SUFFIX(                         \
+      const at::Tensor& grad, const at::Tensor& out, const at::Tensor& bank, const at::Tensor& keys,   \
+      const at::Tensor& strength);
+
+NCL_MEMORY_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_MEMORY_OPS(cuda)
+#endif
+
+#undef NCL_MEMORY_OPS
+
+// Kernel-side guard (the Python layer raises ValueError first; this catches direct torch.ops calls).
+inline void check_kernel_inputs(std::initializer_list<const at::Tensor*> ts, const char* op) {
+  const at::Tensor& first = **ts.begin();
+  for (const at::Tensor* t : ts) {
+    TORCH_CHECK(t->is_contiguous(), op, ": inputs must be contiguous");
+    TORCH_CHECK(t->scalar_type() == first.scalar_type(), op, ": inputs must share one dtype");
+    TORCH_CHECK(t->device() == first.device(), op, ": inputs must be on one device");
+  }
+}
+
+}  // namespace ncl

@@ -1,0 +1,14 @@
+"""ncl_kernels: the fused ops under ncl, each with reference, cpp, triton and cuda backends (DESIGN §2)."""
+
+from __future__ import annotations
+
+from ncl_kernels import dispatch
+from ncl_kernels.dispatch import BACKENDS, BackendUnavailable
+from ncl_kernels.memory import content_address, soft_read, soft_write
+
+__all__ = ["soft_read", "soft_write", "content_address", "info", "BACKENDS", "BackendUnavailable"]
+
+
+def info() -> dict[str, str]:
+    """Every backend mapped to ``"available"`` or the reason it cannot run here."""
+    return dispatch.info()

@@ -1,0 +1,104 @@
+"""The machinery every fused op shares: kernel-op registration, fake kernels, and one autograd.Function.
+
+Each op ``X`` of a family is a pair of dispatcher ops, ``ncl::X_fwd`` and ``ncl::X_bwd``:
+
+* the C++ extension defines them (``csrc/bindings.cpp``) with CPU (``cpp``) and CUDA (``cuda``) kernels;
+* the Triton backend defines ``ncl::X_fwd_triton`` and ``ncl::X_bwd_triton`` here, from the same schemas;
+* all of them get fake (meta) kernels here, so ``torch.library.opcheck`` passes and ``torch.compile`` sees
+  through them without a graph break.
+
+``X_bwd(grad, *saved)`` returns one gradient for each differentiable input, in order, where ``saved`` is the
+forward's output (if the op keeps it) followed by the inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ncl_kernels import _ext
+
+_LIB = torch.library.Library("ncl", "FRAGMENT")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """One fused op: its schemas (without the name), its forward fake, and where its Triton code lives."""
+
+    fwd_schema: str
+    bwd_schema: str
+    fwd_fake: Callable[..., torch.Tensor]
+    triton_module: str
+    saves_output: bool = False
+
+
+_OPS: dict[str, OpSpec] = {}
+
+
+def _bwd_fake(spec: OpSpec):
+    skip = 1 if spec.saves_output else 0
+
+    def fake(grad, *saved):
+        return tuple(torch.empty_like(t) for t in saved[skip:])
+
+    return fake
+
+
+def _triton_impl(module: str, fn: str):
+    def impl(*args):
+        return getattr(importlib.import_module(module), fn)(*args)
+
+    return impl
+
+
+def register(name: str, spec: OpSpec) -> None:
+    """Define ``name``'s Triton ops and the fake kernels of its native and Triton ops."""
+    _OPS[name] = spec
+    fakes = {"fwd": spec.fwd_fake, "bwd": _bwd_fake(spec)}
+    schemas = {"fwd": spec.fwd_schema, "bwd": spec.bwd_schema}
+    for part in ("fwd", "bwd"):
+        triton_op = f"{name}_{part}_triton"
+        _LIB.define(triton_op + schemas[part])
+        _LIB.impl(triton_op, _triton_impl(spec.triton_module, f"{name}_{part}"), "CompositeExplicitAutograd")
+        torch.library.register_fake(f"ncl::{triton_op}", fakes[part], lib=_LIB)
+        if _ext.load()[0] is not None:
+            torch.library.register_fake(f"ncl::{name}_{part}", fakes[part], lib=_LIB)
+
+
+def kernel_op(name: str, part: str, backend: str):
+    """The dispatcher op that runs ``part`` ("fwd" or "bwd") of ``name`` on ``backend``."""
+    suffix = "_triton" if backend == "triton" else ""
+    return getattr(torch.ops.ncl, f"{name}_{part}{suffix}").default
+
+
+def schema(name: str, part: str) -> str:
+    """The schema of ``name``'s ``part`` as text, for checking the C++ registration against it."""
+    spec = _OPS[name]
+    return f"ncl::{name}_{part}" + (spec.fwd_schema if part == "fwd" else spec.bwd_schema)
+
+
+class FusedFunction(torch.autograd.Function):
+    """Runs a registered op's fused forward, and its hand-written fused backward."""
+
+    @staticmethod
+    def forward(ctx, name: str, backend: str, *inputs: torch.Tensor) -> torch.Tensor:
+        inputs = tuple(t.contiguous() for t in inputs)
+        out = kernel_op(name, "fwd", backend)(*inputs)
+        ctx.name, ctx.backend = name, backend
+        ctx.save_for_backward(*((out,) if _OPS[name].saves_output else ()), *inputs)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        grads = kernel_op(ctx.name, "bwd", ctx.backend)(grad.contiguous(), *ctx.saved_tensors)
+        return (None, None, *grads)
+
+
+def apply(name: str, backend: str, *inputs: torch.Tensor) -> torch.Tensor:
+    """Run op ``name`` on a fused ``backend`` with autograd."""
+    return FusedFunction.apply(name, backend, *inputs)
