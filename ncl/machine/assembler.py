@@ -1,0 +1,185 @@
+"""Assembly text <-> instructions, and :func:`assemble` (text -> :class:`~ncl.machine.Program`).
+
+Syntax: one instruction a line, destination first; ``;`` starts a comment; ``name:`` defines a label
+(alone or before an instruction on the same line); registers are ``r0..r{K-1}``; immediates are integers in
+``0..n-1``; jump targets are labels. Mnemonics and register names are case-insensitive, labels are not.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ncl.machine.config import MachineConfig
+from ncl.machine.opcodes import OP, OPCODES, OPERANDS, Instruction
+
+_LABEL = re.compile(r"^\s*([A-Za-z_.$][\w.$]*)\s*:")
+_LABEL_NAME = re.compile(r"^[A-Za-z_.$][\w.$]*$")
+_REGISTER = re.compile(r"^[rR](\d+)$")
+_ADDRESS = re.compile(r"^\[\s*(\S+?)\s*\]$")
+
+
+class AssemblyError(ValueError):
+    """Malformed assembly; ``line`` is the 1-based line number in the source text."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+def parse(text: str, config: MachineConfig | None = None) -> tuple[list[Instruction], dict[str, int]]:
+    """Parse assembly text.
+
+    Args:
+        text: the source.
+        config: machine sizes (register count ``K`` and value range ``n`` bound the operands).
+
+    Returns:
+        ``(instructions, labels)``: one :class:`Instruction` per code line, and each label's line index.
+
+    Raises:
+        AssemblyError: on any malformed line, naming its line number.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    config = config or MachineConfig()
+    pending = []  # (source line, mnemonic, operand strings), resolved once every label is known
+    labels: dict[str, int] = {}
+    defined_at: dict[str, int] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(";", 1)[0]
+        while (m := _LABEL.match(line)) is not None:
+            name = m.group(1)
+            if name in labels:
+                raise AssemblyError(lineno, f"label {name!r} is defined twice")
+            labels[name] = len(pending)
+            defined_at[name] = lineno
+            line = line[m.end():]
+        line = line.strip()
+        if not line:
+            continue
+        mnemonic, *rest = line.split(None, 1)
+        mnemonic, rest = mnemonic.upper(), (rest[0] if rest else "")
+        if mnemonic not in OP:
+            raise AssemblyError(lineno, f"unknown instruction {mnemonic!r}; expected one of {', '.join(OPCODES)}")
+        operands = [tok.strip() for tok in rest.split(",")] if rest.strip() else []
+        forms = OPERANDS[mnemonic]
+        if len(operands) != len(forms):
+            shape = ", ".join(forms) if forms else "no operands"
+            raise AssemblyError(lineno, f"{mnemonic} takes {len(forms)} operand(s) ({shape}), got {len(operands)}")
+        pending.append((lineno, mnemonic, operands))
+    if not pending:
+        raise AssemblyError(max(1, len(text.splitlines())), "the program has no instructions")
+    for name, index in labels.items():
+        if index >= len(pending):
+            raise AssemblyError(defined_at[name],
+                                f"label {name!r} is after the last instruction; put HALT or RET there")
+    code = [_encode(lineno, mnemonic, operands, labels, config) for lineno, mnemonic, operands in pending]
+    return code, labels
+
+
+def _encode(lineno, mnemonic, operands, labels, config) -> Instruction:
+    fields = {"op": OP[mnemonic]}
+    for form, tok in zip(OPERANDS[mnemonic], operands):
+        if form in ("d", "a", "b"):
+            fields[form] = _register(lineno, tok, config)
+        elif form == "[a]":
+            m = _ADDRESS.match(tok)
+            if m is None:
+                raise AssemblyError(lineno, f"{mnemonic} expects an address like [r1], got {tok!r}")
+            fields["a"] = _register(lineno, m.group(1), config)
+        elif form == "imm":
+            fields["imm"] = _immediate(lineno, tok, config)
+        elif form == "tgt":
+            if not _LABEL_NAME.match(tok):
+                raise AssemblyError(lineno, f"{mnemonic} expects a label, got {tok!r}")
+            if tok not in labels:
+                raise AssemblyError(lineno, f"undefined label {tok!r}")
+            fields["tgt"] = labels[tok]
+    return Instruction(**fields)
+
+
+def _register(lineno: int, tok: str, config: MachineConfig) -> int:
+    m = _REGISTER.match(tok)
+    if m is None:
+        raise AssemblyError(lineno, f"expected a register r0..r{config.registers - 1}, got {tok!r}")
+    k = int(m.group(1))
+    if k >= config.registers:
+        raise AssemblyError(lineno, f"register {tok} does not exist; the machine has r0..r{config.registers - 1}")
+    return k
+
+
+def _immediate(lineno: int, tok: str, config: MachineConfig) -> int:
+    try:
+        value = int(tok, 0)
+    except ValueError:
+        raise AssemblyError(lineno, f"expected an integer immediate, got {tok!r}") from None
+    if not 0 <= value < config.n:
+        raise AssemblyError(lineno, f"immediate {value} is outside 0..{config.n - 1}")
+    return value
+
+
+def format_assembly(code: list[Instruction], labels: dict[str, int] | None = None) -> str:
+    """Instructions back to assembly text, in the canonical form :func:`parse` reads.
+
+    Every line that some jump targets gets a label: its name from ``labels`` if it has one, else ``L<line>``.
+    Labels in ``labels`` that nothing jumps to are kept too.
+
+    Args:
+        code: the instructions.
+        labels: known label names -> line index.
+
+    Returns:
+        the text; ``parse(format_assembly(code, labels))`` gives ``code`` back.
+    """
+    names: dict[int, list[str]] = {}
+    for name, index in sorted((labels or {}).items(), key=lambda kv: (kv[1], kv[0])):
+        names.setdefault(index, []).append(name)
+    taken = {name for group in names.values() for name in group}
+    for ins in code:
+        if "tgt" in OPERANDS[OPCODES[ins.op]] and ins.tgt not in names:
+            name, k = f"L{ins.tgt}", 0
+            while name in taken:  # never collide with a user label that happens to look like this
+                k += 1
+                name = f"L{ins.tgt}_{k}"
+            names[ins.tgt] = [name]
+            taken.add(name)
+    out = []
+    for index, ins in enumerate(code):
+        out.extend(f"{name}:" for name in names.get(index, []))
+        out.append("    " + _format_instruction(ins, names))
+    return "\n".join(out) + "\n"
+
+
+def _format_instruction(ins: Instruction, names: dict[int, list[str]]) -> str:
+    mnemonic = OPCODES[ins.op]
+    parts = []
+    for form in OPERANDS[mnemonic]:
+        if form in ("d", "a", "b"):
+            parts.append(f"r{getattr(ins, form)}")
+        elif form == "[a]":
+            parts.append(f"[r{ins.a}]")
+        elif form == "imm":
+            parts.append(str(ins.imm))
+        else:
+            parts.append(names[ins.tgt][0])
+    return mnemonic + (" " + ", ".join(parts) if parts else "")
+
+
+def assemble(text: str, config: MachineConfig | None = None):
+    """Assemble text into a :class:`~ncl.machine.Program` whose logits are ``β·one_hot`` of each field.
+
+    Args:
+        text: assembly source (syntax in this module's docstring).
+        config: machine sizes; the default :class:`MachineConfig` if ``None``.
+
+    Returns:
+        a :class:`~ncl.machine.Program` with ``L`` = the number of instructions.
+
+    Raises:
+        AssemblyError: a malformed line, with its line number.
+    """
+    from ncl.machine.program import Program  # program.py imports this module
+
+    config = config or MachineConfig()
+    code, labels = parse(text, config)
+    return Program.from_instructions(code, config, labels)

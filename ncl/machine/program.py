@@ -1,0 +1,184 @@
+"""A program for the differentiable computer: per-line logits, as a trainable ``nn.Module``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ncl.machine import interpreter, vm
+from ncl.machine.assembler import format_assembly
+from ncl.machine.config import DEFAULT_MAX_STEPS, MachineConfig
+from ncl.machine.interpreter import RunResult
+from ncl.machine.opcodes import NUM_OPS, Instruction
+from ncl.machine.state import ProgramFields
+from ncl.machine.values import check_distribution, one_hot
+
+_FIELDS = ("op", "a", "b", "d", "imm", "tgt")
+BACKENDS = ("soft", "vm")
+
+
+class ExecResult(NamedTuple):
+    """The integer result of :meth:`Program.execute`.
+
+    ``value``: r0; ``regs``: every register; ``mem``: every cell; ``steps``: steps run; ``halted``: the
+    halted probability (1.0 or 0.0 on the VM).
+    """
+
+    value: int
+    regs: list[int]
+    mem: list[int]
+    steps: int
+    halted: float
+
+
+class Program(nn.Module):
+    r"""``L`` lines of logits: ``op (L, O)``, ``a, b, d (L, K)``, ``imm (L, n)``, ``tgt (L, L)``.
+
+    The softmax of each block gives the line's fields (:meth:`fields`). :func:`~ncl.machine.assemble` sets
+    the logits to ``β·one_hot``; ``Program(config, L)`` starts from uniform fields (zero logits), for
+    learning a program from scratch.
+
+    Args:
+        config: machine sizes.
+        length: ``L``, the number of lines (``>= 1``).
+        labels: label name -> line index, kept for disassembly.
+    """
+
+    def __init__(self, config: MachineConfig, length: int, labels: dict[str, int] | None = None):
+        super().__init__()
+        if not isinstance(config, MachineConfig):
+            raise ValueError(f"config must be a MachineConfig, got {type(config).__name__}")
+        if not isinstance(length, int) or length < 1:
+            raise ValueError(f"length must be an int >= 1, got {length!r}")
+        self.config = config
+        self.labels = dict(labels or {})
+        sizes = {"op": NUM_OPS, "a": config.registers, "b": config.registers, "d": config.registers,
+                 "imm": config.n, "tgt": length}
+        for name in _FIELDS:
+            self.register_parameter(f"{name}_logits", nn.Parameter(torch.zeros(length, sizes[name])))
+
+    @classmethod
+    def from_instructions(cls, code: list[Instruction], config: MachineConfig | None = None,
+                          labels: dict[str, int] | None = None) -> "Program":
+        """A sharp program: each field's logits are ``β·one_hot`` of the instruction's field.
+
+        Args:
+            code: the instructions (unused fields are 0 in an :class:`Instruction`).
+            config: machine sizes (default :class:`MachineConfig`).
+            labels: label name -> line index.
+        """
+        config = config or MachineConfig()
+        program = cls(config, len(code), labels)
+        with torch.no_grad():
+            for name in _FIELDS:
+                logits = getattr(program, f"{name}_logits")
+                index = torch.tensor([getattr(ins, name) for ins in code])
+                if index.min() < 0 or index.max() >= logits.shape[1]:
+                    raise ValueError(f"code: field {name} must lie in 0..{logits.shape[1] - 1}")
+                logits.copy_(config.sharpness * one_hot(index, logits.shape[1]))
+        return program
+
+    @property
+    def length(self) -> int:
+        """``L``, the number of lines."""
+        return self.op_logits.shape[0]
+
+    def fields(self) -> ProgramFields:
+        """The softmax of each logit block (shapes in :class:`~ncl.machine.state.ProgramFields`)."""
+        return ProgramFields(*(torch.softmax(getattr(self, f"{name}_logits"), dim=-1) for name in _FIELDS))
+
+    def instructions(self) -> list[Instruction]:
+        """The hard program: the argmax of every field, one :class:`Instruction` per line."""
+        with torch.no_grad():
+            columns = [getattr(self, f"{name}_logits").argmax(-1).tolist() for name in _FIELDS]
+        return [Instruction(*row) for row in zip(*columns)]
+
+    def disassemble(self) -> str:
+        """Assembly text of the hard program; ``assemble(p.disassemble(), p.config)`` rebuilds ``p``'s logits."""
+        return format_assembly(self.instructions(), self.labels)
+
+    def run(self, regs: torch.Tensor, mem: torch.Tensor, ip: torch.Tensor | None = None,
+            max_steps: int | None = None) -> RunResult:
+        r"""The batched soft run (DESIGN §3), with adaptive depth.
+
+        The state is float64 if any input or the program is float64, else float32.
+
+        Args:
+            regs: ``(B, K, n)`` register distributions.
+            mem: ``(B, C, n)`` memory distributions.
+            ip: ``(B, L)`` start distribution over lines; line 0 if ``None``.
+            max_steps: at most this many steps (default
+                :data:`~ncl.machine.config.DEFAULT_MAX_STEPS`); it stops earlier once every sample's
+                running mass is below ``config.halt_eps``.
+
+        Returns:
+            a :class:`~ncl.machine.interpreter.RunResult`: ``r0 (B, n)``, ``regs (B, K, n)``,
+            ``mem (B, C, n)``, ``unhalted (B,)``, ``expected_steps (B,)``, ``steps`` (int),
+            ``overflow (B,)``.
+        """
+        cfg = self.config
+        check_distribution("regs", regs, (-1, cfg.registers, cfg.n))
+        batch = regs.shape[0]
+        check_distribution("mem", mem, (batch, cfg.cells, cfg.n))
+        device = self.op_logits.device
+        if ip is None:
+            ip = one_hot(torch.zeros(batch, dtype=torch.long), self.length, regs.dtype, device)
+        check_distribution("ip", ip, (batch, self.length))
+        for name, t in (("regs", regs), ("mem", mem), ("ip", ip)):
+            if t.device != device:
+                raise ValueError(f"{name} is on {t.device} but the program is on {device}")
+        max_steps = _max_steps(max_steps)
+        float64 = torch.float64 in (regs.dtype, mem.dtype, ip.dtype, self.op_logits.dtype)
+        dtype = torch.float64 if float64 else torch.float32
+        return interpreter.run(self.fields().to(dtype), cfg, ip.to(dtype), regs.to(dtype), mem.to(dtype),
+                               max_steps)
+
+    def execute(self, *args: int, regs: list[int] | None = None, mem: list[int] | None = None,
+                backend: str = "soft", max_steps: int | None = None) -> ExecResult:
+        """Run on integers: ``args`` fill r1, r2, … (after ``regs`` fills r0, r1, …); the rest are 0.
+
+        Args:
+            args: integer arguments in ``0..n-1``.
+            regs: initial registers ``r0, r1, …``.
+            mem: initial memory cells.
+            backend: ``"soft"`` (the differentiable machine on one-hot inputs, read back by argmax) or
+                ``"vm"`` (:mod:`ncl.machine.vm`).
+            max_steps: as in :meth:`run`.
+
+        Returns:
+            an :class:`ExecResult`.
+        """
+        cfg = self.config
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if len(args) >= cfg.registers:
+            raise ValueError(f"args: {len(args)} arguments do not fit in r1..r{cfg.registers - 1}")
+        state = vm.initial_state(cfg, regs, mem)  # validates and pads both lists
+        for i, value in enumerate(args, start=1):
+            if not isinstance(value, int) or not 0 <= value < cfg.n:
+                raise ValueError(f"args[{i - 1}] must be an int in 0..{cfg.n - 1}, got {value!r}")
+            state.regs[i] = value
+        max_steps = _max_steps(max_steps)
+        if backend == "vm":
+            final = vm.run(self, cfg, state.regs, state.mem, max_steps=max_steps)
+            return ExecResult(final.regs[0], final.regs, final.mem, final.steps, float(final.halted))
+        device, dtype = self.op_logits.device, self.op_logits.dtype
+        with torch.no_grad():
+            result = self.run(one_hot([state.regs], cfg.n, dtype, device), one_hot([state.mem], cfg.n, dtype, device),
+                              max_steps=max_steps)
+        out_regs = result.regs[0].argmax(-1).tolist()
+        return ExecResult(out_regs[0], out_regs, result.mem[0].argmax(-1).tolist(), result.steps,
+                          float(1 - result.unhalted[0]))
+
+    def extra_repr(self) -> str:
+        return f"lines={self.length}, {self.config}"
+
+
+def _max_steps(max_steps: int | None) -> int:
+    if max_steps is None:
+        return DEFAULT_MAX_STEPS
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 0:
+        raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
+    return max_steps

@@ -1,0 +1,78 @@
+r"""Values: distributions over :math:`\mathbb{Z}_n`, hard values, addresses, and input checks."""
+
+from __future__ import annotations
+
+import torch
+
+
+def one_hot(values, n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    r"""Hard values :math:`e_k` as distributions.
+
+    Args:
+        values: integers in ``0..n-1``, any shape ``(...)`` (a tensor or nested lists).
+        n: value range.
+
+    Returns:
+        ``(..., n)`` one-hot rows of ``dtype``.
+    """
+    idx = torch.as_tensor(values, dtype=torch.long, device=device)
+    if idx.numel() and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"values must lie in 0..{n - 1}, got min {int(idx.min())}, max {int(idx.max())}")
+    return torch.nn.functional.one_hot(idx, n).to(dtype)
+
+
+def fold(v: torch.Tensor, cells: int) -> torch.Tensor:
+    r"""An address: a value folded onto the memory cells.
+
+    .. math:: \chi_c = \sum_{k \equiv c \ (\mathrm{mod}\ C)} v_k
+
+    Args:
+        v: ``(B, n)`` a value.
+        cells: ``C``.
+
+    Returns:
+        ``(B, C)``; a distribution when ``v`` is one.
+    """
+    n = v.shape[-1]
+    pad = (-n) % cells
+    if pad:
+        v = torch.nn.functional.pad(v, (0, pad))
+    return v.reshape(*v.shape[:-1], -1, cells).sum(-2)
+
+
+def distribution_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a row sum may be before it is not a distribution (stated once for all inputs)."""
+    return 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
+
+
+def check_distribution(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``x`` has ``shape`` and its last axis holds distributions.
+
+    Args:
+        name: the argument's name, for the message.
+        x: the tensor to check.
+        shape: the expected shape; ``-1`` matches any size.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of shape {_fmt(shape)}, got {type(x).__name__}")
+    if x.dim() != len(shape) or any(s != -1 and s != t for s, t in zip(shape, x.shape)):
+        raise ValueError(f"{name} must have shape {_fmt(shape)}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.numel() == 0:
+        return
+    with torch.no_grad():
+        tol = distribution_tolerance(x.dtype)
+        xf = x.float()
+        # Written so that NaN fails both tests.
+        nonneg = bool((xf >= -1e-6).all())
+        sums_ok = bool(((xf.sum(-1) - 1).abs() <= tol).all())
+    if not nonneg:
+        raise ValueError(f"{name} must hold distributions on its last axis, but it has negative or NaN entries")
+    if not sums_ok:
+        raise ValueError(f"{name} must hold distributions on its last axis (rows summing to 1 within {tol})")
+
+
+def _fmt(shape) -> str:
+    letters = iter("BXYZ")
+    return "(" + ", ".join(str(s) if s != -1 else next(letters) for s in shape) + ")"
