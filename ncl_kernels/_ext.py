@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import functools
-
 REBUILD_HINT = "rebuild it with `pip install --no-build-isolation -e .` from the repository root"
 
 
-@functools.lru_cache(maxsize=None)
+# A plain memo rather than functools.lru_cache, which torch.compile warns about when it traces the caller.
+_loaded: tuple | None = None
+
+
 def load():
     """Return ``(module, None)`` or ``(None, reason)``.
 
     Importing ``_C`` registers the ``torch.ops.ncl.*`` kernels with the dispatcher as a side effect.
     """
-    try:
-        import torch  # noqa: F401  (the extension links against libtorch)
-        from ncl_kernels import _C
-    except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
-        return None, f"ncl_kernels._C could not be loaded ({type(exc).__name__}: {exc}); {REBUILD_HINT}"
-    return _C, None
+    global _loaded
+    if _loaded is None:
+        try:
+            import torch  # noqa: F401  (the extension links against libtorch)
+            from ncl_kernels import _C
+            _loaded = (_C, None)
+        except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
+            _loaded = (None, f"ncl_kernels._C could not be loaded ({type(exc).__name__}: {exc}); {REBUILD_HINT}")
+    return _loaded
 
 
 def cuda_compiled() -> bool:

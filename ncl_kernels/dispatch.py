@@ -13,7 +13,6 @@ run the call raises :class:`BackendUnavailable` saying why.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -32,13 +31,17 @@ def _interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+_triton_error: list[str | None] = []  # memo of _triton_import_error (see _ext.load for why not lru_cache)
+
+
 def _triton_import_error() -> str | None:
-    try:
-        import triton  # noqa: F401
-    except Exception as exc:
-        return f"triton is not importable ({exc})"
-    return None
+    if not _triton_error:
+        try:
+            import triton  # noqa: F401
+            _triton_error.append(None)
+        except Exception as exc:
+            _triton_error.append(f"triton is not importable ({exc})")
+    return _triton_error[0]
 
 
 def unavailable_reason(backend: str) -> str | None:
