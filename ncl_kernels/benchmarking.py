@@ -1,0 +1,130 @@
+"""Timing harness shared by ``ncl bench`` and the pytest-benchmark suites in ``benchmarks/``.
+
+Every figure is a ratio measured in one run: the fused backend against the eager reference and against
+``torch.compile(reference)``, on the same random inputs, median of ``repeats`` timed calls after warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+import ncl_kernels
+from ncl_kernels import dispatch
+from ncl_kernels.memory import reference
+
+#: (B, N, D, H): the size every issue quotes, and a large one.
+MEMORY_SIZES = [(64, 128, 128, 2), (64, 1024, 256, 4)]
+MEMORY_OPS = ("soft_read", "soft_write", "content_address")
+
+
+def memory_inputs(op: str, B: int, N: int, D: int, H: int, device, dtype=torch.float32, seed: int = 0):
+    """Random inputs (never zeros) for ``op`` at (B, N, D, H), as leaf tensors that require grad."""
+    g = torch.Generator().manual_seed(seed)
+    bank = torch.randn(B, N, D, generator=g)
+    if op == "soft_read":
+        xs = [bank, torch.softmax(torch.randn(B, H, N, generator=g), -1)]
+    elif op == "soft_write":
+        xs = [bank, torch.softmax(torch.randn(B, N, generator=g), -1), torch.randn(B, D, generator=g),
+              torch.rand(B, generator=g)]
+    elif op == "content_address":
+        xs = [bank, torch.randn(B, H, D, generator=g), torch.rand(B, H, generator=g) * 5]
+    else:
+        raise ValueError(f"op must be one of {MEMORY_OPS}, got {op!r}")
+    return [x.to(device=device, dtype=dtype).requires_grad_() for x in xs]
+
+
+def implementations(op: str, backend: str) -> dict[str, Callable]:
+    """``eager``, ``compiled`` (torch.compile of the reference) and ``fused`` callables of ``op``."""
+    ref = getattr(reference, op)
+    public = getattr(ncl_kernels, op)
+    return {
+        "eager": ref,
+        "compiled": torch.compile(ref, dynamic=False),
+        "fused": lambda *xs: public(*xs, backend=backend),
+    }
+
+
+def step(fn: Callable, xs, mode: str) -> Callable[[], None]:
+    """A closure running ``fn`` forward (``mode="fwd"``) or forward and backward (``"fwdbwd"``)."""
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                fn(*xs)
+    elif mode == "fwdbwd":
+        def run():
+            out = fn(*xs)
+            grads = torch.autograd.grad(out, xs, torch.ones_like(out))
+            del grads
+    else:
+        raise ValueError(f"mode must be 'fwd' or 'fwdbwd', got {mode!r}")
+    return run
+
+
+def time_ms(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``run`` in milliseconds (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        run()
+    samples = []
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            run()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples)
+
+
+def peak_mem_mb(run: Callable[[], None], device) -> float | None:
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    run()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20) -> list[dict]:
+    """Time every memory op at every size; one row per (op, size, mode) with both ratios."""
+    from tqdm import tqdm
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = backend or dispatch.select(torch.device(device), torch.float32)
+    parsed = [tuple(int(v) for v in s.split(",")) if isinstance(s, str) else tuple(s) for s in (sizes or MEMORY_SIZES)]
+    rows = []
+    jobs = [(op, size, mode) for op in MEMORY_OPS for size in parsed for mode in ("fwd", "fwdbwd")]
+    for op, size, mode in tqdm(jobs, desc="bench memory", unit="case", file=__import__("sys").stderr):
+        xs = memory_inputs(op, *size, device=device)
+        impls = implementations(op, backend)
+        ms = {name: time_ms(step(fn, xs, mode), device, repeats) for name, fn in impls.items()}
+        row = {"op": op, "B,N,D,H": list(size), "mode": mode, "device": device, "backend": backend,
+               **{f"ms_{k}": round(v, 4) for k, v in ms.items()},
+               "speedup_eager": round(ms["eager"] / ms["fused"], 2),
+               "speedup_compiled": round(ms["compiled"] / ms["fused"], 2)}
+        if device == "cuda":
+            row["peak_mem_fused_mb"] = peak_mem_mb(step(impls["fused"], xs, mode), device)
+            row["peak_mem_eager_mb"] = peak_mem_mb(step(impls["eager"], xs, mode), device)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of :func:`run_memory_suite` rows."""
+    head = "| op | B,N,D,H | mode | backend | fused ms | eager ms | compiled ms | × eager | × compiled |"
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['op']} | {','.join(map(str, r['B,N,D,H']))} | {r['mode']} | {r['backend']} | "
+                     f"{r['ms_fused']:.3f} | {r['ms_eager']:.3f} | {r['ms_compiled']:.3f} | "
+                     f"{r['speedup_eager']:.2f} | {r['speedup_compiled']:.2f} |")
+    return "\n".join(lines)
