@@ -29,8 +29,7 @@ run info 60 $PY -m ncl.cli info --json
 run tests 240 $PY -m pytest -q -x tests -m cuda -p no:cacheprovider
 run tests_triton 240 $PY -m pytest -q tests -k triton -p no:cacheprovider
 NCL_BENCH_OUT="$OUT" run bench_pytest 240 $PY -m pytest -q benchmarks --benchmark-json="$OUT/benchmarks.json" -p no:cacheprovider
-run bench_memory 180 $PY -m ncl.cli bench memory --json
-cp "$OUT/bench_memory.log" "$OUT/bench_memory.json" 2>/dev/null
+run bench_memory 180 sh -c "$PY -m ncl.cli bench memory --json > '$OUT/bench_memory.json'"
 
 echo
 echo "| step | result |"
@@ -40,8 +39,7 @@ $PY - "$OUT" <<'PYEOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 try:
-    text = (out / "bench_memory.log").read_text()
-    rows = json.loads(text[text.index("["):])
+    rows = json.loads((out / "bench_memory.json").read_text())
 except Exception as exc:
     print(f"(no bench_memory table: {exc})"); sys.exit(0)
 from ncl_kernels.benchmarking import format_table

@@ -27,19 +27,23 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in 
 
 DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0") else "cpu"
 
-# (B, N, D, H): odd sizes, the all-ones corner, and sizes that span several default tiles.
-SHAPES = [(5, 7, 13, 3), (1, 1, 1, 1), (2, 130, 70, 5)]
+# (B, N, D, H) and tiling: odd sizes, the all-ones corner, and a size that spans several default tiles
+# (N and D loops, several N blocks in the backward workspaces). "small" shrinks the tile budget so the
+# tiny shapes loop too; it is kept off the large shape, where the interpreter would take minutes.
+CASES = [((5, 7, 13, 3), "default"), ((1, 1, 1, 1), "default"), ((2, 130, 70, 5), "default"),
+         ((5, 7, 13, 3), "small"), ((3, 19, 10, 5), "small")]
+CASE_IDS = [f"{tiles}-{shape}" for shape, tiles in CASES]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
-@pytest.fixture(params=["default_tiles", "small_tiles"])
-def tiles(request, monkeypatch):
-    if request.param == "small_tiles":
-        # Force several N and D tiles (and N-block workspaces) even at the tiny test sizes.
-        monkeypatch.setattr(T, "TILE_BUDGET", 32)
-        monkeypatch.setattr(T, "ELEMWISE_TILE", 16)
-        monkeypatch.setattr(T, "MAX_BLOCK_D", 4)
-    return request.param
+@pytest.fixture
+def use_tiles(monkeypatch):
+    def apply(tiles):
+        if tiles == "small":
+            monkeypatch.setattr(T, "TILE_BUDGET", 32)
+            monkeypatch.setattr(T, "ELEMWISE_TILE", 16)
+            monkeypatch.setattr(T, "MAX_BLOCK_D", 4)
+    return apply
 
 
 def _inputs(B, N, D, H, dtype, seed=0):
@@ -86,8 +90,9 @@ def _reference(fn, tensors, dtype, grad_out_seed=1):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_soft_read(shape, dtype, tiles):
+@pytest.mark.parametrize("shape,tiles", CASES, ids=CASE_IDS)
+def test_soft_read(shape, tiles, dtype, use_tiles):
+    use_tiles(tiles)
     B, N, D, H = shape
     x = _inputs(B, N, D, H, dtype)
     want, g, (gb_want, gw_want) = _reference(R.soft_read, [x["bank"], x["read_w"]], dtype)
@@ -98,8 +103,9 @@ def test_soft_read(shape, dtype, tiles):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_soft_write(shape, dtype, tiles):
+@pytest.mark.parametrize("shape,tiles", CASES, ids=CASE_IDS)
+def test_soft_write(shape, tiles, dtype, use_tiles):
+    use_tiles(tiles)
     B, N, D, H = shape
     x = _inputs(B, N, D, H, dtype)
     args = [x["bank"], x["write_w"], x["values"], x["gate"]]
@@ -111,8 +117,9 @@ def test_soft_write(shape, dtype, tiles):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_content_address(shape, dtype, tiles):
+@pytest.mark.parametrize("shape,tiles", CASES, ids=CASE_IDS)
+def test_content_address(shape, tiles, dtype, use_tiles):
+    use_tiles(tiles)
     B, N, D, H = shape
     x = _inputs(B, N, D, H, dtype)
     args = [x["bank"], x["keys"], x["strength"]]
