@@ -31,7 +31,8 @@ def test_gradcheck_one_step(alu):
         new, outcome = step(s, fields, config)
         return (*new, outcome.halted, outcome.faults)
 
-    assert torch.autograd.gradcheck(one_step, (*state, *logits), eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(one_step, (*state, *logits), eps=1e-6, atol=1e-5, rtol=1e-4,
+                                    fast_mode=True)
 
 
 def test_gradients_through_a_long_run_are_finite_and_reach_everything():
