@@ -36,12 +36,15 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """V: the number of ids (special tokens included)."""
         raise NotImplementedError
 
     def encode_raw(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
         raise NotImplementedError
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """The text of ``ids`` (a list or a 1-D tensor), dropping special tokens on request."""
         raise NotImplementedError
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:

@@ -270,3 +270,22 @@ def test_run_layers_bad_range():
         model.model.run_layers(h, 1, 5)
     with pytest.raises(ValueError, match="context or"):
         model.model.run_layers(h, context=model.model.context(h), attention_mask=torch.ones(1, 2))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("padded", [False, True])
+def test_cuda_matches_cpu(padded):
+    """On a GPU: SDPA's CUDA kernels (and the repeated-keys path taken with a mask) give the CPU logits."""
+    model = unit_model(seed=11)
+    ids = torch.randint(0, 128, (2, 12))
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[0, :4] = 0
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask).logits
+        gpu = model.to("cuda")
+        got = gpu(ids.cuda(), attention_mask=mask.cuda()).logits.cpu()
+        tokens = gpu.generate(ids.cuda(), 6, attention_mask=mask.cuda())
+    valid = mask.bool()
+    assert rel_err(got[valid], expected[valid]) < 1e-3  # TF32 or reduced-precision reductions may be on
+    assert tokens.shape == (2, 18) and tokens.device.type == "cuda"

@@ -21,7 +21,7 @@ WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 # Keys some older checkpoints store that this package recomputes instead of loading.
 IGNORED_KEY_SUFFIXES = (".rotary_emb.inv_freq",)
-# Ids of the shard files, in Hugging Face's naming scheme.
+# Shard file names, in Hugging Face's naming scheme.
 SHARD_NAME = "model-{index:05d}-of-{total:05d}.safetensors"
 
 _DTYPES = {
