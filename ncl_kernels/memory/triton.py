@@ -32,7 +32,7 @@ from ncl_kernels.memory.reference import NORM_EPS
 #: Elements in the largest fp32 temporary a program builds (3-D broadcast products). With 4 warps this is
 #: 32 fp32 values per thread, which keeps the kernels free of register spills on sm_90 (see
 #: ``scripts/compile_triton_sm90.py``).
-TILE_BUDGET = 4096
+TILE_BUDGET = 2048
 #: Elements per program for the purely elementwise ``soft_write`` forward.
 ELEMWISE_TILE = 4096
 #: Widest ``D`` tile: 64 fp32 (or 128 bytes of bf16) per row is enough for coalesced loads, and narrower
@@ -71,7 +71,7 @@ def _elementwise_tiles(N: int, D: int) -> tuple[int, int]:
 def _soft_write_bwd_tiles(N: int, D: int) -> tuple[int, int]:
     # Two (BLOCK_N, BLOCK_D) tiles (grad and bank) are live at once, plus the products: half the budget.
     block_d = min(_p2(D), MAX_BLOCK_D)
-    block_n = max(1, min(_p2(N), TILE_BUDGET // block_d))
+    block_n = max(1, min(_p2(N), TILE_BUDGET // (2 * block_d)))
     return block_n, block_d
 
 
