@@ -18,7 +18,7 @@ from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CXX_FLAGS = ["-O3", "-g0", "-std=c++20"]
+CXX_FLAGS = ["-O3", "-g0", "-std=c++20", "-fopenmp-simd"]
 
 
 def _nvcc() -> str | None:

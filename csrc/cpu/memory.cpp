@@ -69,6 +69,7 @@ std::tuple<at::Tensor, at::Tensor> soft_read_bwd_cpu(const at::Tensor& grad, con
             const A wi = static_cast<A>(w[(b * H + h) * N + i]);
             const A* gh = gb.data() + h * D;
             A s = A(0);
+            NCL_SIMD_SUM(s)
             for (int64_t d = 0; d < D; ++d) {
               row[d] += wi * gh[d];
               s += gh[d] * static_cast<A>(mi[d]);
@@ -138,6 +139,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_write_bwd_cpu(
           const A wi = static_cast<A>(w[r]);
           const A a = gate_b * wi;
           A da = A(0);
+          NCL_SIMD_SUM(da)
           for (int64_t d = 0; d < D; ++d) {
             const auto gr = soft_write_value_grad<A>(static_cast<A>(g[r * D + d]), static_cast<A>(m[r * D + d]), a,
                                                      static_cast<A>(v[b * D + d]));

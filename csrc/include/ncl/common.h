@@ -10,6 +10,15 @@
 #define NCL_HOST_DEVICE inline
 #endif
 
+// Lets the host compiler vectorise a float reduction (reassociating it), as -ffast-math would for the whole
+// file. Needs -fopenmp-simd; a no-op in device code and for compilers without it.
+#define NCL_PRAGMA(x) _Pragma(#x)
+#if defined(__CUDA_ARCH__)
+#define NCL_SIMD_SUM(var)
+#else
+#define NCL_SIMD_SUM(var) NCL_PRAGMA(omp simd reduction(+ : var))
+#endif
+
 namespace ncl {
 
 // Accumulation type: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (DESIGN §2 numerics).
@@ -24,6 +33,7 @@ template <typename A> NCL_HOST_DEVICE A inv_or_zero(A x) { return x > A(0) ? A(1
 template <typename A, typename T, typename U>
 NCL_HOST_DEVICE A dot(const T* a, const U* b, int64_t n, int64_t sa = 1, int64_t sb = 1) {
   A s = A(0);
+  NCL_SIMD_SUM(s)
   for (int64_t j = 0; j < n; ++j) s += static_cast<A>(a[j * sa]) * static_cast<A>(b[j * sb]);
   return s;
 }
