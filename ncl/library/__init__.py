@@ -1,0 +1,161 @@
+"""The compiled starting library (DESIGN §4): plain Python sources in ``ncl/library/sources/``, compiled on demand.
+
+- ``names()``: every library function, in a fixed order.
+- ``source(name)``: the Python function (read it, or run it as Python with ``call_python``).
+- ``get(name, config=None)``: its ``CompiledFunction`` (cached per name and config; shared, so copy its program
+  before training it).
+- ``image(config=None)``: one fresh ``Program`` holding every function, with ``program.entries``: name -> the line
+  of that function's entry stub (``CALL f; HALT``). Starting the machine at ``entries[f]`` with the arguments in
+  r1, r2, ... computes ``f`` and halts with the result in r0.
+
+Conventions (docs/library.md): tape functions take ``(start, length)`` of a segment of ``mem``; ``divmod`` returns
+the quotient in r0 and the remainder in r1.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from ncl.library.sources import arith, recursion, tape
+
+_MODULES = (arith, recursion, tape)
+
+
+@functools.lru_cache(maxsize=None)
+def _functions() -> dict[str, Callable]:
+    table = {}
+    for module in _MODULES:
+        for name in module.__all__:
+            fn = getattr(module, name)
+            if fn.__name__ != name or name in table:
+                raise RuntimeError(f"library source {module.__name__}.{name} is misnamed or defined twice")
+            table[name] = fn
+    return table
+
+
+def functions() -> dict[str, Callable]:
+    """
+    Every library function's Python source.
+
+    Returns:
+        A new dict: name -> Python function.
+    """
+    return dict(_functions())
+
+
+def names() -> list[str]:
+    """
+    The library's function names, in a fixed order (arithmetic, recursion, tape).
+
+    Returns:
+        The names.
+    """
+    return list(_functions())
+
+
+def source(name: str) -> Callable:
+    """
+    A library function's Python source.
+
+    Args:
+        name: A name from ``names()``.
+
+    Returns:
+        The Python function.
+
+    Raises:
+        KeyError: Unknown name (the message lists the known ones).
+    """
+    table = _functions()
+    if name not in table:
+        raise KeyError(f"no library function {name!r}; the library has: {', '.join(table)}")
+    return table[name]
+
+
+@functools.lru_cache(maxsize=None)
+def parsed(name: str):
+    """The parsed source of a library function (cached); used by the compiler."""
+    from ncl.compiler.driver import parse_library_function
+
+    return parse_library_function(source(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _get(name: str, config):
+    from ncl.compiler import CompiledFunction
+    from ncl.compiler.driver import _assemble, compile_library
+
+    text, included = compile_library([name], config)
+    p = parsed(name)
+    return CompiledFunction(name, p.params, p.results, _assemble(text, config), text, included)
+
+
+def get(name: str, config=None):
+    """
+    A library function, compiled (cached per name and config).
+
+    Args:
+        name: A name from ``names()``.
+        config: The ``MachineConfig``; the default if None.
+
+    Returns:
+        The ``CompiledFunction``; the cached object is shared between callers.
+    """
+    from ncl.machine import MachineConfig
+
+    source(name)
+    return _get(name, config if config is not None else MachineConfig())
+
+
+@functools.lru_cache(maxsize=None)
+def _image_text(config) -> str:
+    from ncl.compiler import compile_library
+
+    return compile_library(names(), config)[0]
+
+
+def image(config=None):
+    """
+    The library image: every function in one program, behind one entry stub each.
+
+    Args:
+        config: The ``MachineConfig``; the default if None.
+
+    Returns:
+        A new ``Program`` (an ``nn.Module``) with an ``entries`` attribute: name -> line of its entry stub.
+    """
+    from ncl.compiler.driver import _assemble
+    from ncl.machine import MachineConfig
+
+    config = config if config is not None else MachineConfig()
+    program = _assemble(_image_text(config), config)
+    program.entries = {name: program.labels[f"{name}.entry"] for name in names()}
+    return program
+
+
+def call_python(fn, *args: int, mem: list[int] | None = None):
+    """
+    Runs a library (or any compilable) function as plain Python, on a given tape.
+
+    Args:
+        fn: A library name or a Python function that uses a module-level ``mem``.
+        args: Its arguments.
+        mem: The tape (copied); zeros if None. It replaces the function module's ``mem`` during the call.
+
+    Returns:
+        ``(value, tape)``: the return value (a tuple for pairs) and the tape after the call.
+    """
+    fn = source(fn) if isinstance(fn, str) else fn
+    scope = fn.__globals__
+    missing = object()
+    saved = scope.get("mem", missing)
+    scope["mem"] = list(mem) if mem is not None else [0] * len(saved if saved is not missing else [0] * 128)
+    try:
+        value = fn(*args)
+        return value, list(scope["mem"])
+    finally:
+        if saved is missing:
+            del scope["mem"]
+        else:
+            scope["mem"] = saved
