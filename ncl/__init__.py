@@ -23,6 +23,9 @@ _LAZY = {
     "CompileError": "ncl.compiler",
     "CompiledFunction": "ncl.compiler",
     # the model layer (DESIGN §5)
+    "LlamaConfig": "ncl.llama",
+    "LlamaModel": "ncl.llama",
+    "LlamaForCausalLM": "ncl.llama",
     "AugmentedLlama": "ncl.augmented",
 }
 
