@@ -39,6 +39,10 @@ ELEMWISE_TILE = 4096
 #: tiles give more programs for the per-batch grids.
 MAX_BLOCK_D = 64
 NUM_WARPS = 4
+#: Programs per SM that the N-split reductions (soft_read and content_address forward) aim for.
+PROGRAMS_PER_SM = 8
+#: Overrides the program-count target (tests set it to force or prevent N splits); ``None``: automatic.
+TARGET_PROGRAMS: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -75,34 +79,60 @@ def _soft_write_bwd_tiles(N: int, D: int) -> tuple[int, int]:
     return block_n, block_d
 
 
+def _target_programs(device: torch.device) -> int:
+    """How many programs a launch should have to fill the machine: several per SM on a GPU."""
+    if TARGET_PROGRAMS is not None:
+        return TARGET_PROGRAMS
+    if device.type == "cuda":
+        return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    return 1024
+
+
+def _n_splits(N: int, block_n: int, base_programs: int, device: torch.device) -> tuple[int, int]:
+    """``(rows_per_split, num_splits)``: cut the N loop of a per-batch reduction into splits (each a
+    whole number of ``block_n`` tiles) when ``base_programs`` alone would leave the GPU idle, so that a
+    small batch still streams the bank from many SMs. The partial results are combined afterwards."""
+    n_tiles = triton.cdiv(N, block_n)
+    want = max(1, triton.cdiv(_target_programs(device), max(base_programs, 1)))
+    tiles_per_split = triton.cdiv(n_tiles, min(want, n_tiles))
+    rows = tiles_per_split * block_n
+    return rows, triton.cdiv(N, rows)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # soft_read
 # ---------------------------------------------------------------------------------------------------------
 
 @triton.jit
-def _soft_read_fwd_kernel(bank_ptr, w_ptr, out_ptr, H, N, D,
+def _soft_read_fwd_kernel(bank_ptr, w_ptr, out_ptr, H, N, D, ROWS_PER_SPLIT,
                           BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    # One program per (batch, D tile), holding every head, so each bank element is read exactly once.
+    # One program per (batch, N split, D tile), holding every head, so each bank element is read exactly
+    # once. With one split, out_ptr is the output itself; with several, it is an fp32 (B, S, H, D)
+    # workspace of partial sums (the same indexing, so the kernel does not care which).
     pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
+    pid_s = tl.program_id(1)
+    pid_d = tl.program_id(2)
+    num_s = tl.num_programs(1)
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_h = offs_h < H
     mask_d = offs_d < D
     bank_base = bank_ptr + pid_b * N * D
     w_base = w_ptr + pid_b * H * N
+    n_start = pid_s * ROWS_PER_SPLIT
+    n_end = tl.minimum(n_start + ROWS_PER_SPLIT, N)
 
     acc = tl.zeros((BLOCK_H, BLOCK_D), dtype=tl.float32)
-    for n0 in range(0, N, BLOCK_N):
+    for n0 in range(n_start, n_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < N
+        mask_n = offs_n < n_end
         m = tl.load(bank_base + offs_n[:, None] * D + offs_d[None, :],
                     mask=mask_n[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
         w = tl.load(w_base + offs_h[:, None] * N + offs_n[None, :],
                     mask=mask_h[:, None] & mask_n[None, :], other=0.0).to(tl.float32)
         acc += tl.sum(w[:, :, None] * m[None, :, :], axis=1)
 
-    tl.store(out_ptr + pid_b * H * D + offs_h[:, None] * D + offs_d[None, :],
+    tl.store(out_ptr + ((pid_b * num_s + pid_s) * H + offs_h[:, None]) * D + offs_d[None, :],
              acc.to(out_ptr.dtype.element_ty), mask=mask_h[:, None] & mask_d[None, :])
 
 
@@ -160,9 +190,15 @@ def soft_read_fwd(bank: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return bank.new_zeros((B, H, D))
     out = torch.empty((B, H, D), device=bank.device, dtype=bank.dtype)
     block_h, block_n, block_d = _head_tiles(H, N, D)
-    grid = (B, triton.cdiv(D, block_d))
-    _soft_read_fwd_kernel[grid](bank, weights, out, H, N, D,
-                                BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=NUM_WARPS)
+    num_db = triton.cdiv(D, block_d)
+    rows, splits = _n_splits(N, block_n, B * num_db, bank.device)
+    # Several splits: fp32 partials, summed here (a tensor N/rows times smaller than the bank).
+    dest = out if splits == 1 else torch.empty((B, splits, H, D), device=bank.device, dtype=torch.float32)
+    _soft_read_fwd_kernel[(B, splits, num_db)](bank, weights, dest, H, N, D, rows,
+                                               BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
+                                               num_warps=NUM_WARPS)
+    if splits > 1:
+        out = dest.sum(dim=1).to(bank.dtype)
     return out
 
 
@@ -339,19 +375,25 @@ def soft_write_bwd(grad: torch.Tensor, bank: torch.Tensor, weights: torch.Tensor
 # ---------------------------------------------------------------------------------------------------------
 
 @triton.jit
-def _content_address_fwd_kernel(bank_ptr, k_ptr, beta_ptr, out_ptr, ws_ptr, H, N, D,
+def _content_address_fwd_kernel(bank_ptr, k_ptr, beta_ptr, out_ptr, ws_ptr, stats_ptr, H, N, D, ROWS_PER_SPLIT,
                                 EPS: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-                                BLOCK_D: tl.constexpr):
-    # One program per batch row-block (all heads): key norms, then for each N tile the dots and bank-row
+                                BLOCK_D: tl.constexpr, NORMALIZE: tl.constexpr):
+    # One program per (batch, N split), all heads: key norms, then for each N tile the dots and bank-row
     # norms over D tiles, giving the logits and an online (max, sum-exp) per head. The fp32 logits go to a
-    # workspace (H*N, D/H times smaller than the bank) so the bank is read once; a second sweep over the
-    # workspace writes the normalised softmax.
+    # workspace (H*N, D/H times smaller than the bank) so the bank is read once.
+    # NORMALIZE (a single split: the program owns whole rows): a second sweep over the workspace writes
+    # the softmax here. Otherwise the split's (max, sum) go to stats_ptr, (B, S, 2, H), and
+    # _softmax_normalize_kernel combines the splits.
     pid_b = tl.program_id(0).to(tl.int64)
+    pid_s = tl.program_id(1)
+    num_s = tl.num_programs(1)
     offs_h = tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
     k_base = k_ptr + pid_b * H * D
     bank_base = bank_ptr + pid_b * N * D
     row_off = pid_b * H * N + offs_h[:, None] * N
+    n_start = pid_s * ROWS_PER_SPLIT
+    n_end = tl.minimum(n_start + ROWS_PER_SPLIT, N)
 
     ksq = tl.zeros((BLOCK_H,), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
@@ -365,9 +407,9 @@ def _content_address_fwd_kernel(bank_ptr, k_ptr, beta_ptr, out_ptr, ws_ptr, H, N
 
     run_max = tl.full((BLOCK_H,), float("-inf"), dtype=tl.float32)
     run_sum = tl.zeros((BLOCK_H,), dtype=tl.float32)
-    for n0 in range(0, N, BLOCK_N):
+    for n0 in range(n_start, n_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < N
+        mask_n = offs_n < n_end
         dots = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
         msq = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
@@ -387,14 +429,50 @@ def _content_address_fwd_kernel(bank_ptr, k_ptr, beta_ptr, out_ptr, ws_ptr, H, N
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(logits - new_max[:, None]), axis=1)
         run_max = new_max
 
-    # The workspace was written by other threads of this program; make those writes visible.
-    tl.debug_barrier()
-    inv_sum = 1.0 / run_sum
-    for n0 in range(0, N, BLOCK_N):
+    if NORMALIZE:
+        # The workspace was written by other threads of this program; make those writes visible.
+        tl.debug_barrier()
+        inv_sum = 1.0 / run_sum
+        for n0 in range(0, N, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            mask = mask_h[:, None] & (offs_n < N)[None, :]
+            logits = tl.load(ws_ptr + row_off + offs_n[None, :], mask=mask, other=float("-inf"))
+            p = tl.exp(logits - run_max[:, None]) * inv_sum[:, None]
+            tl.store(out_ptr + row_off + offs_n[None, :], p.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        stats = stats_ptr + (pid_b * num_s + pid_s) * 2 * H + offs_h
+        tl.store(stats, run_max, mask=mask_h)
+        tl.store(stats + H, run_sum, mask=mask_h)
+
+
+@triton.jit
+def _softmax_normalize_kernel(ws_ptr, stats_ptr, out_ptr, H, N, ROWS_PER_SPLIT,
+                              BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr):
+    # Second half of a split content_address forward: one program per (batch, N split) merges the (max,
+    # sum-exp) of every split of its rows (a few numbers per head) and writes its own rows' softmax.
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_s = tl.program_id(1)
+    num_s = tl.num_programs(1)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_s = tl.arange(0, BLOCK_S)
+    mask_h = offs_h < H
+    mask_sh = (offs_s < num_s)[:, None] & mask_h[None, :]
+    st = stats_ptr + pid_b * num_s * 2 * H + offs_s[:, None] * 2 * H + offs_h[None, :]
+    maxes = tl.load(st, mask=mask_sh, other=float("-inf"))
+    sums = tl.load(st + H, mask=mask_sh, other=0.0)
+    # Padding heads have no finite max and a zero sum; pin both so that they stay finite (they are never
+    # stored, but inf * 0 would still be computed).
+    row_max = tl.where(mask_h, tl.max(maxes, axis=0), 0.0)
+    inv_sum = 1.0 / tl.where(mask_h, tl.sum(sums * tl.exp(maxes - row_max[None, :]), axis=0), 1.0)
+
+    row_off = pid_b * H * N + offs_h[:, None] * N
+    n_start = pid_s * ROWS_PER_SPLIT
+    n_end = tl.minimum(n_start + ROWS_PER_SPLIT, N)
+    for n0 in range(n_start, n_end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
-        mask = mask_h[:, None] & (offs_n < N)[None, :]
+        mask = mask_h[:, None] & (offs_n < n_end)[None, :]
         logits = tl.load(ws_ptr + row_off + offs_n[None, :], mask=mask, other=float("-inf"))
-        p = tl.exp(logits - run_max[:, None]) * inv_sum[:, None]
+        p = tl.exp(logits - row_max[:, None]) * inv_sum[:, None]
         tl.store(out_ptr + row_off + offs_n[None, :], p.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -473,7 +551,8 @@ def _content_address_bwd_kernel(grad_ptr, out_ptr, bank_ptr, k_ptr, beta_ptr, pg
 
 
 def content_address_fwd(bank: torch.Tensor, keys: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
-    r"""Content-based addressing, fused: norms, dots and the softmax in one kernel per batch row.
+    r"""Content-based addressing, fused: norms, dots and the softmax in one kernel per batch row (plus a
+    small merge kernel when N is split across programs to fill the GPU).
 
     .. math:: \text{out}_{b,h,i} = \operatorname{softmax}_i\Big(\beta_{b,h}
               \frac{\langle k_{b,h}, m_{b,i}\rangle}{(\lVert k_{b,h}\rVert + \epsilon)(\lVert m_{b,i}\rVert + \epsilon)}\Big)
@@ -496,9 +575,18 @@ def content_address_fwd(bank: torch.Tensor, keys: torch.Tensor, strength: torch.
         return out
     ws = torch.empty((B, H, N), device=bank.device, dtype=torch.float32)
     block_h, block_n, block_d = _head_tiles(H, N, D)
-    _content_address_fwd_kernel[(B,)](bank, keys, strength, out, ws, H, N, D, EPS=NORM_EPS,
-                                      BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
-                                      num_warps=NUM_WARPS)
+    rows, splits = _n_splits(N, block_n, B, bank.device)
+    # Enough batches to fill the GPU: one fused kernel per batch row. Otherwise split N and merge the
+    # per-split softmax statistics in a second, small kernel (it touches only the (B, H, N) logits).
+    stats = torch.empty((B, splits, 2, H), device=bank.device, dtype=torch.float32)
+    _content_address_fwd_kernel[(B, splits)](bank, keys, strength, out, ws, stats, H, N, D, rows, EPS=NORM_EPS,
+                                             BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
+                                             NORMALIZE=splits == 1, num_warps=NUM_WARPS)
+    if splits > 1:
+        norm_n = max(1, min(_p2(rows), TILE_BUDGET // block_h))
+        _softmax_normalize_kernel[(B, splits)](ws, stats, out, H, N, rows,
+                                               BLOCK_H=block_h, BLOCK_N=norm_n, BLOCK_S=_p2(splits),
+                                               num_warps=NUM_WARPS)
     return out
 
 
@@ -574,6 +662,8 @@ def _compile_targets() -> list[dict]:
     allocator, and the int sizes at this shape) and ``num_warps``.
     """
     B, N, D, H = 64, 1024, 256, 4
+    rows = 64  # ROWS_PER_SPLIT at this size on a 132-SM H100 (8 programs per SM)
+    sizes = {"H": H, "N": N, "D": D, "ROWS_PER_SPLIT": rows}
     targets = []
     for dtype in (torch.float32, torch.bfloat16):
         t = "*" + _TL_DTYPE[dtype]
@@ -582,21 +672,29 @@ def _compile_targets() -> list[dict]:
         wn, wd = _soft_write_bwd_tiles(N, D)
         head_tiles = {"BLOCK_H": hb, "BLOCK_N": hn, "BLOCK_D": hd}
         eps = {"EPS": NORM_EPS}
+        hnd = ["H", "N", "D"]
+        # (label suffix, kernel, pointers of the input dtype, fp32 pointers, int arguments, constexprs)
         specs = [
-            (_soft_read_fwd_kernel, ["bank_ptr", "w_ptr", "out_ptr"], [], ["H", "N", "D"], head_tiles),
-            (_soft_read_bwd_kernel, ["grad_ptr", "bank_ptr", "w_ptr", "gbank_ptr", "gw_ptr"], [],
-             ["H", "N", "D"], head_tiles),
-            (_soft_write_fwd_kernel, ["bank_ptr", "w_ptr", "v_ptr", "gate_ptr", "out_ptr"], [], ["N", "D"],
+            ("", _soft_read_fwd_kernel, ["bank_ptr", "w_ptr", "out_ptr"], [], hnd + ["ROWS_PER_SPLIT"],
+             head_tiles),
+            ("", _soft_read_bwd_kernel, ["grad_ptr", "bank_ptr", "w_ptr", "gbank_ptr", "gw_ptr"], [], hnd,
+             head_tiles),
+            ("", _soft_write_fwd_kernel, ["bank_ptr", "w_ptr", "v_ptr", "gate_ptr", "out_ptr"], [], ["N", "D"],
              {"BLOCK_N": en, "BLOCK_D": ed}),
-            (_soft_write_bwd_kernel, ["grad_ptr", "bank_ptr", "w_ptr", "v_ptr", "gate_ptr", "gbank_ptr",
-                                      "gw_ptr"], ["ws_v_ptr", "ws_g_ptr"], ["N", "D"],
+            ("", _soft_write_bwd_kernel, ["grad_ptr", "bank_ptr", "w_ptr", "v_ptr", "gate_ptr", "gbank_ptr",
+                                          "gw_ptr"], ["ws_v_ptr", "ws_g_ptr"], ["N", "D"],
              {"BLOCK_N": wn, "BLOCK_D": wd}),
-            (_content_address_fwd_kernel, ["bank_ptr", "k_ptr", "beta_ptr", "out_ptr"], ["ws_ptr"],
-             ["H", "N", "D"], {**eps, **head_tiles}),
-            (_content_address_bwd_kernel, ["grad_ptr", "out_ptr", "bank_ptr", "k_ptr", "beta_ptr", "gbank_ptr"],
-             ["pg_ptr", "ws_k_ptr", "ws_beta_ptr", "ws_t_ptr"], ["H", "N", "D"], {**eps, **head_tiles}),
+            (",fused", _content_address_fwd_kernel, ["bank_ptr", "k_ptr", "beta_ptr", "out_ptr"],
+             ["ws_ptr", "stats_ptr"], hnd + ["ROWS_PER_SPLIT"], {**eps, **head_tiles, "NORMALIZE": True}),
+            (",split", _content_address_fwd_kernel, ["bank_ptr", "k_ptr", "beta_ptr", "out_ptr"],
+             ["ws_ptr", "stats_ptr"], hnd + ["ROWS_PER_SPLIT"], {**eps, **head_tiles, "NORMALIZE": False}),
+            ("", _softmax_normalize_kernel, ["out_ptr"], ["ws_ptr", "stats_ptr"], ["H", "N", "ROWS_PER_SPLIT"],
+             {"BLOCK_H": hb, "BLOCK_N": min(rows, TILE_BUDGET // hb), "BLOCK_S": _p2(triton.cdiv(N, rows))}),
+            ("", _content_address_bwd_kernel, ["grad_ptr", "out_ptr", "bank_ptr", "k_ptr", "beta_ptr",
+                                               "gbank_ptr"],
+             ["pg_ptr", "ws_k_ptr", "ws_beta_ptr", "ws_t_ptr"], hnd, {**eps, **head_tiles}),
         ]
-        for fn, typed_ptrs, f32_ptrs, ints, constexprs in specs:
+        for suffix, fn, typed_ptrs, f32_ptrs, ints, constexprs in specs:
             signature = {}
             for name in fn.arg_names:
                 if name in constexprs:
@@ -609,10 +707,10 @@ def _compile_targets() -> list[dict]:
                     signature[name] = "i32"
                 else:
                     raise AssertionError(f"{fn.__name__}: argument {name} has no type")
-            sizes = {"H": H, "N": N, "D": D}
             divisible = typed_ptrs + f32_ptrs + [n for n in ints if sizes[n] % 16 == 0]
-            targets.append({"name": f"{fn.__name__}[{_TL_DTYPE[dtype]}]", "fn": fn, "signature": signature,
-                            "constexprs": dict(constexprs), "divisible": divisible, "num_warps": NUM_WARPS})
+            targets.append({"name": f"{fn.__name__}[{_TL_DTYPE[dtype]}{suffix}]", "fn": fn,
+                            "signature": signature, "constexprs": dict(constexprs), "divisible": divisible,
+                            "num_warps": NUM_WARPS})
     return targets
 
 
