@@ -19,6 +19,12 @@ Tiling: the head dimension ``H`` (a handful of heads) is held whole in every pro
 ``next_power_of_2(H)`` block; ``N`` and ``D`` are looped over in tiles whose sizes are picked from the shapes
 so that the largest 3-D temporary (``BLOCK_H x BLOCK_N x BLOCK_D``) stays within :data:`TILE_BUDGET`
 elements. Large ``H`` therefore still runs correctly, with smaller ``N``/``D`` tiles.
+
+Parallelism: the forward reductions over ``N`` (``soft_read``, ``content_address``) would have only
+``B`` (times a few ``D`` tiles) programs, too few to stream the bank at full bandwidth on a GPU with a small
+batch. When that is the case, ``N`` is cut into splits (a whole number of tiles each, see
+:func:`_n_splits`) whose partial results are merged afterwards: fp32 partial sums for ``soft_read``, and
+per-split softmax (max, sum-exp) statistics merged by a second small kernel for ``content_address``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import triton.language as tl
 from ncl_kernels.memory.reference import NORM_EPS
 
 #: Elements in the largest fp32 temporary a program builds (3-D broadcast products). With 4 warps this is
-#: 32 fp32 values per thread, which keeps the kernels free of register spills on sm_90 (see
+#: 16 fp32 values per thread: at 4096 the soft_read and soft_write backward kernels reached 127 and 187
+#: registers on sm_90a; at 2048 every kernel stays at or below 72, with no spills (see
 #: ``scripts/compile_triton_sm90.py``).
 TILE_BUDGET = 2048
 #: Elements per program for the purely elementwise ``soft_write`` forward.
