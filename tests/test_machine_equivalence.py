@@ -13,7 +13,7 @@ from ncl.machine import vm
 from ncl.machine.opcodes import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
 from _machine_support import SMALL, SMALL_CIRCUIT, int_lists, lockstep, programs
 
-_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("config", [SMALL, SMALL_CIRCUIT], ids=["table", "circuit"])
@@ -24,7 +24,7 @@ def test_random_programs_match_vm(config, data):
     regs = data.draw(st.lists(int_lists(config, config.registers), min_size=2, max_size=2))
     mems = data.draw(st.lists(int_lists(config, config.cells), min_size=2, max_size=2))
     program = ncl.Program.from_instructions(code, config)
-    lockstep(program, regs, mems, steps=24)
+    lockstep(program, regs, mems, steps=30)
 
 
 # Hand-written programs: (source, args per sample, memory per sample).
