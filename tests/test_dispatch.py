@@ -50,3 +50,17 @@ def test_cpp_schemas_equal_the_python_specs(name, part):
 @pytest.mark.skipif(_ext.load()[0] is None, reason="extension not built")
 def test_norm_eps_has_one_value():
     assert _ext.load()[0].NORM_EPS == reference.NORM_EPS
+
+
+def test_missing_extension_falls_back_to_reference_with_a_rebuild_hint(monkeypatch):
+    monkeypatch.delenv("NCL_BACKEND", raising=False)
+    monkeypatch.setattr(_ext, "_loaded", (None, "ncl_kernels._C could not be loaded (ImportError: gone); "
+                                                + _ext.REBUILD_HINT))
+    info = ncl_kernels.info()
+    assert "pip install --no-build-isolation -e ." in info["cpp"]
+    assert "pip install --no-build-isolation -e ." in info["cuda"]
+    bank, weights = torch.randn(2, 3, 4), torch.rand(2, 1, 3)
+    assert dispatch.select(bank.device, bank.dtype) == "reference"
+    torch.testing.assert_close(ncl_kernels.soft_read(bank, weights), reference.soft_read(bank, weights))
+    with pytest.raises(dispatch.BackendUnavailable, match="rebuild it with"):
+        ncl_kernels.soft_read(bank, weights, backend="cpp")
