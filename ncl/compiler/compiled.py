@@ -103,6 +103,26 @@ class CompiledFunction:
                                  "max_steps explicitly to run a bounded number of steps")
         return state
 
+    def horizon(self, *args: int, mem: list[int] | None = None, dtype=None, tol: float = 1e-4):
+        """
+        How long the soft machine stays in the hard limit on these inputs (``ncl.machine.horizon``): the soft
+        run beside the VM, step by step, until the VM halts or the soft state deviates by more than ``tol``.
+
+        Args:
+            args: The arguments (r1, r2, ...).
+            mem: The initial tape.
+            dtype: The soft machine's dtype; the program's own if None.
+            tol: The deviation that counts as leaving the hard limit.
+
+        Returns:
+            The machine's ``Horizon``: ``steps``, ``deviation``, and ``halted`` (True: exact up to the VM's halt).
+        """
+        from ncl.machine.horizon import hard_limit_horizon
+
+        dtype = dtype if dtype is not None else self.program.op_logits.dtype
+        return hard_limit_horizon(self.program, [0, *args], mem, dtype=dtype, tol=tol,
+                                  max_steps=self.trace(*args, mem=mem).steps)
+
     def run(self, regs, mem, ip=None, max_steps: int | None = None) -> RunResult:
         """
         The batched soft run on distributions (``Program.run``): arguments are the distributions of r1, r2, ...

@@ -582,10 +582,7 @@ class _Lowering:
             raise self.error(f"{name!r} is a local variable, not a function", node)
         if name == "range":
             raise self.error("range() is only supported as the iterable of a for loop", node)
-        callee = self.resolve(name, node)
-        if isinstance(callee, Callee) and len(node.args) != callee.params:
-            raise self.error(f"{callee.name}() takes {callee.params} argument(s), got {len(node.args)}", node)
-        return callee
+        return self.resolve(name, node)
 
     def call(self, node: ast.Call, defs: tuple[int, ...]) -> None:
         callee = self.target(node)
@@ -601,10 +598,12 @@ class _Lowering:
                 self.emit("bin", op=callee, defs=(out,), uses=(acc, self.value(arg)))
                 acc = out
             return
+        args = tuple(self.value(arg) for arg in node.args)  # errors inside the arguments come first
+        if len(args) != callee.params:
+            raise self.error(f"{callee.name}() takes {callee.params} argument(s), got {len(args)}", node)
         if len(defs) == 1 and callee.results != 1:
             raise self.error(f"{callee.name}() returns {callee.results} values; unpack them: "
                              "a, b = f(...)", node)
-        args = tuple(self.value(arg) for arg in node.args)
         self.callees[callee.key] = callee
         self.emit("call", defs=defs, uses=args, target=callee.key)
 

@@ -5,6 +5,8 @@ they use this module's ``mem`` list (``ncl.library.call_python`` swaps a tape in
 tape: ``start + length`` at most the number of cells (and below n).
 """
 
+from builtins import max as larger  # this module's max() is the tape function; larger() is the MAX op
+
 __all__ = ["insertion_sort", "bubble_sort", "reverse", "sum", "max", "count", "binary_search", "copy"]
 
 #: The tape when these functions run as plain Python.
@@ -23,19 +25,18 @@ def insertion_sort(start, length):
 
 
 def bubble_sort(start, length):
-    """Sorts mem[start:start+length] ascending, in place, by adjacent swaps; stops after a pass with no swap."""
+    """Sorts mem[start:start+length] ascending, in place, by compare-and-swap of neighbours.
+
+    Each pass moves the largest remaining value to the end of the unsorted part. The swap is branch-free
+    (min and max), because every data-dependent branch makes the soft machine drift faster.
+    """
     end = start + length
     while end > start + 1:
-        swapped = 0
         for i in range(start + 1, end):
             a = mem[i - 1]
             b = mem[i]
-            if a > b:
-                mem[i - 1] = b
-                mem[i] = a
-                swapped = 1
-        if swapped == 0:
-            break
+            mem[i - 1] = min(a, b)
+            mem[i] = larger(a, b)
         end -= 1
 
 
@@ -63,9 +64,7 @@ def max(start, length):
     """The largest value in mem[start:start+length]; 0 for an empty segment."""
     best = 0
     for i in range(start, start + length):
-        value = mem[i]
-        if value > best:
-            best = value
+        best = larger(best, mem[i])
     return best
 
 
