@@ -14,21 +14,26 @@ mem = [0] * 128
 
 
 def insertion_sort(start, length):
-    """Sorts mem[start:start+length] ascending, in place, by insertion."""
+    """Sorts mem[start:start+length] ascending, in place: each cell in turn sinks into the sorted prefix by
+    compare-exchanges with its left neighbour.
+
+    The compare-exchange is branch-free (min and max), and the sinking does not stop early at the key's place
+    (past it, the sorted prefix exchanges nothing): only loop counters branch, never data. That keeps the soft
+    machine exact for longer, and gives a sensible answer on soft tape values (a sorting network).
+    """
     for i in range(start + 1, start + length):
-        key = mem[i]
         j = i
-        while j > start and mem[j - 1] > key:
-            mem[j] = mem[j - 1]
+        while j > start:
+            a = mem[j - 1]
+            b = mem[j]
+            mem[j - 1] = min(a, b)
+            mem[j] = larger(a, b)
             j -= 1
-        mem[j] = key
 
 
 def bubble_sort(start, length):
-    """Sorts mem[start:start+length] ascending, in place, by compare-and-swap of neighbours.
-
-    Each pass moves the largest remaining value to the end of the unsorted part. The swap is branch-free
-    (min and max), because every data-dependent branch makes the soft machine drift faster.
+    """Sorts mem[start:start+length] ascending, in place: each pass of compare-exchanges of neighbours carries the
+    largest remaining value to the end of the unsorted part. Branch-free on data, like insertion_sort.
     """
     end = start + length
     while end > start + 1:
@@ -72,8 +77,7 @@ def count(start, length, value):
     """How many cells of mem[start:start+length] equal value."""
     found = 0
     for i in range(start, start + length):
-        if mem[i] == value:
-            found += 1
+        found += mem[i] == value  # a comparison is 0 or 1: no branch on data
     return found
 
 
