@@ -204,6 +204,7 @@ __global__ void content_address_bwd_keys_kernel(const T* __restrict__ g, const T
       ad[i] = a * dt;
     }
   }
+  __syncthreads();  // al and ad were written by lane 0 of each warp; every thread reads them below
   dbeta = block_reduce(dbeta, A(0), scratch, Sum());
   A kself = A(0);
   for (int64_t i = threadIdx.x; i < N; i += blockDim.x) kself += ad[i];
