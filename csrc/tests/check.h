@@ -8,7 +8,7 @@ namespace ncl_test {
 inline int failures = 0;
 }
 
-#define CHECK_NEAR(a, b, tol)                                                                          \
+#define NCL_CHECK_NEAR(a, b, tol)                                                                          \
   do {                                                                                                 \
     const double a_ = (a), b_ = (b);                                                                   \
     if (!(std::fabs(a_ - b_) <= (tol) * (1.0 + std::fabs(b_)))) {                                      \
@@ -17,10 +17,10 @@ inline int failures = 0;
     }                                                                                                  \
   } while (0)
 
-#define CHECK(cond)                                                                                    \
+#define NCL_CHECK(cond)                                                                                    \
   do {                                                                                                 \
     if (!(cond)) {                                                                                     \
-      std::printf("%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                             \
+      std::printf("%s:%d: NCL_CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                             \
       ++ncl_test::failures;                                                                            \
     }                                                                                                  \
   } while (0)

@@ -13,10 +13,10 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs()
 void test_soft_read() {
   auto opt = at::TensorOptions().dtype(at::kDouble);
   auto bank = at::randn({3, 5, 7}, opt), w = at::rand({3, 2, 5}, opt), g = at::randn({3, 2, 7}, opt);
-  CHECK_NEAR(max_diff(ncl::soft_read_fwd_cpu(bank, w), at::bmm(w, bank)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(ncl::soft_read_fwd_cpu(bank, w), at::bmm(w, bank)), 0, 1e-12);
   auto [gb, gw] = ncl::soft_read_bwd_cpu(g, bank, w);
-  CHECK_NEAR(max_diff(gb, at::bmm(w.transpose(1, 2), g)), 0, 1e-12);
-  CHECK_NEAR(max_diff(gw, at::bmm(g, bank.transpose(1, 2))), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gb, at::bmm(w.transpose(1, 2), g)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gw, at::bmm(g, bank.transpose(1, 2))), 0, 1e-12);
 }
 
 void test_soft_write() {
@@ -25,13 +25,13 @@ void test_soft_write() {
   auto gate = at::rand({3}, opt), g = at::randn({3, 5, 7}, opt);
   auto a = (gate.unsqueeze(1) * w).unsqueeze(2);
   auto diff = v.unsqueeze(1) - bank;
-  CHECK_NEAR(max_diff(ncl::soft_write_fwd_cpu(bank, w, v, gate), bank + a * diff), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(ncl::soft_write_fwd_cpu(bank, w, v, gate), bank + a * diff), 0, 1e-12);
   auto [gb, gw, gv, gg] = ncl::soft_write_bwd_cpu(g, bank, w, v, gate);
   auto da = (g * diff).sum(2);
-  CHECK_NEAR(max_diff(gb, g * (1 - a)), 0, 1e-12);
-  CHECK_NEAR(max_diff(gw, da * gate.unsqueeze(1)), 0, 1e-12);
-  CHECK_NEAR(max_diff(gv, (g * a).sum(1)), 0, 1e-12);
-  CHECK_NEAR(max_diff(gg, (da * w).sum(1)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gb, g * (1 - a)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gw, da * gate.unsqueeze(1)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gv, (g * a).sum(1)), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(gg, (da * w).sum(1)), 0, 1e-12);
 }
 
 void test_content_address() {
@@ -41,13 +41,13 @@ void test_content_address() {
   auto cos = at::bmm(keys / kn, (bank / mn).transpose(1, 2));
   auto out = at::softmax(s.unsqueeze(2) * cos, -1);
   auto fused = ncl::content_address_fwd_cpu(bank, keys, s);
-  CHECK_NEAR(max_diff(fused, out), 0, 1e-12);
+  NCL_CHECK_NEAR(max_diff(fused, out), 0, 1e-12);
   // Strength's gradient has a closed form: Σ_i p_i (g_i − Σ_j g_j p_j) cos_i.
   auto g = at::randn({2, 3, 6}, opt);
   auto [gb, gk, gs] = ncl::content_address_bwd_cpu(g, fused, bank, keys, s);
   auto dz = out * (g - (g * out).sum(-1, true));
-  CHECK_NEAR(max_diff(gs, (dz * cos).sum(-1)), 0, 1e-12);
-  CHECK(gb.sizes() == bank.sizes() && gk.sizes() == keys.sizes());
+  NCL_CHECK_NEAR(max_diff(gs, (dz * cos).sum(-1)), 0, 1e-12);
+  NCL_CHECK(gb.sizes() == bank.sizes() && gk.sizes() == keys.sizes());
 }
 
 }  // namespace

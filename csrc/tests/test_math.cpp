@@ -17,12 +17,12 @@ void test_soft_write_grad() {
   for (int t = 0; t < 100; ++t) {
     const double g = uniform(-2, 2), m = uniform(-2, 2), a = uniform(0, 1), v = uniform(-2, 2), h = 1e-6;
     const auto gr = soft_write_value_grad<double>(g, m, a, v);
-    CHECK_NEAR(gr.m, g * (soft_write_value(m + h, a, v) - soft_write_value(m - h, a, v)) / (2 * h), 1e-8);
-    CHECK_NEAR(gr.a, g * (soft_write_value(m, a + h, v) - soft_write_value(m, a - h, v)) / (2 * h), 1e-8);
-    CHECK_NEAR(gr.v, g * (soft_write_value(m, a, v + h) - soft_write_value(m, a, v - h)) / (2 * h), 1e-8);
+    NCL_CHECK_NEAR(gr.m, g * (soft_write_value(m + h, a, v) - soft_write_value(m - h, a, v)) / (2 * h), 1e-8);
+    NCL_CHECK_NEAR(gr.a, g * (soft_write_value(m, a + h, v) - soft_write_value(m, a - h, v)) / (2 * h), 1e-8);
+    NCL_CHECK_NEAR(gr.v, g * (soft_write_value(m, a, v + h) - soft_write_value(m, a, v - h)) / (2 * h), 1e-8);
   }
-  CHECK_NEAR(soft_write_value(3.0, 1.0, 7.0), 7.0, 0);  // a hard write replaces the value
-  CHECK_NEAR(soft_write_value(3.0, 0.0, 7.0), 3.0, 0);
+  NCL_CHECK_NEAR(soft_write_value(3.0, 1.0, 7.0), 7.0, 0);  // a hard write replaces the value
+  NCL_CHECK_NEAR(soft_write_value(3.0, 0.0, 7.0), 3.0, 0);
 }
 
 double cosine_of(const std::vector<double>& k, const std::vector<double>& m) {
@@ -44,8 +44,8 @@ void test_cosine_grad() {
     for (int d = 0; d < D; ++d) {
       auto kp = k, km = k, mp = m, mm = m;
       kp[d] += h, km[d] -= h, mp[d] += h, mm[d] -= h;
-      CHECK_NEAR(alpha * m[d] - kscale * k[d], dcos * (cosine_of(kp, m) - cosine_of(km, m)) / (2 * h), 1e-7);
-      CHECK_NEAR(alpha * k[d] - mscale * m[d], dcos * (cosine_of(k, mp) - cosine_of(k, mm)) / (2 * h), 1e-7);
+      NCL_CHECK_NEAR(alpha * m[d] - kscale * k[d], dcos * (cosine_of(kp, m) - cosine_of(km, m)) / (2 * h), 1e-7);
+      NCL_CHECK_NEAR(alpha * k[d] - mscale * m[d], dcos * (cosine_of(k, mp) - cosine_of(k, mm)) / (2 * h), 1e-7);
     }
   }
 }
@@ -66,15 +66,15 @@ void test_softmax_grad() {
     zp[j] += h, zm[j] -= h;
     double fd = 0;
     for (int i = 0; i < N; ++i) fd += g[i] * (softmax(zp, i) - softmax(zm, i)) / (2 * h);
-    CHECK_NEAR(softmax_grad(p[j], g[j], gp), fd, 1e-7);
+    NCL_CHECK_NEAR(softmax_grad(p[j], g[j], gp), fd, 1e-7);
   }
 }
 
 void test_zero_vectors_are_finite() {
-  CHECK(inv_or_zero(0.0) == 0.0);
-  CHECK(std::isfinite(cosine_self_scale(1.5, 0.0)));
-  CHECK(std::isfinite(eps_cosine(0.0, 0.0, 0.0)));
-  CHECK_NEAR(inv_or_zero(4.0f), 0.25f, 0);
+  NCL_CHECK(inv_or_zero(0.0) == 0.0);
+  NCL_CHECK(std::isfinite(cosine_self_scale(1.5, 0.0)));
+  NCL_CHECK(std::isfinite(eps_cosine(0.0, 0.0, 0.0)));
+  NCL_CHECK_NEAR(inv_or_zero(4.0f), 0.25f, 0);
 }
 
 }  // namespace
