@@ -378,3 +378,33 @@ def test_gradients_reach_program_logits_and_inputs():
         assert g is not None and torch.isfinite(g).all()
     assert any(g.abs().sum() > 0 for g in grads.values())
     assert regs.grad.abs().sum() > 0
+
+
+# --- loop constants ------------------------------------------------------------------------------------------
+
+def crowded_loop(a, b, c, d, e):
+    s = 0
+    for i in range(a):
+        s += b
+        s += c
+        s += d
+        s += e
+        s += 7
+    return s
+
+
+def _const_before_loop(text: str, value: int) -> bool:
+    head = text.split("crowded_loop.for", 1)[0]
+    return "CONST r" in head and f", {value}\n" in head
+
+
+@pytest.mark.parametrize("registers,hoisted", [(9, True), (8, False)])
+def test_loop_constants_are_hoisted_when_registers_allow(registers, hoisted):
+    """With a spare register the loop's constant is loaded once, before the loop; without one, at each use."""
+    config = ncl.MachineConfig(n=32, cells=16, registers=registers, stack=16)
+    compiled = ncl.compile(crowded_loop, config=config)
+    assert _const_before_loop(compiled.assembly, 7) == hoisted
+    assert compiled.execute(5, 1, 2, 3, 4, backend="vm").value == crowded_loop(5, 1, 2, 3, 4) % 32
+    steps = compiled.trace(5, 1, 2, 3, 4).steps
+    other = ncl.compile(crowded_loop, config=ncl.MachineConfig(n=32, cells=16, registers=17 - registers, stack=16))
+    assert (steps < other.trace(5, 1, 2, 3, 4).steps) == hoisted  # hoisting saves a step an iteration

@@ -16,7 +16,7 @@ from .emit import Item, emit_function, render
 from .errors import CompileError
 from .frontend import ParsedFunction
 from .lowering import Callee, LoweredFunction, lower
-from .regalloc import allocate
+from .regalloc import TooManyLiveValues, allocate
 
 
 @dataclass
@@ -130,8 +130,14 @@ def assign_labels(keys: list[str]) -> dict[str, str]:
 
 
 def function_items(fn: LoweredFunction, label: str, labels: dict[str, str], registers: int) -> list[Item]:
-    """Allocates and emits one function's body."""
-    return emit_function(allocate(fn, registers), label, labels)
+    """Allocates and emits one function's body; if hoisted loop constants do not fit, without hoisting."""
+    try:
+        alloc = allocate(fn, registers)
+    except TooManyLiveValues:
+        if fn.without_hoisting is None:
+            raise
+        alloc = allocate(fn.without_hoisting(), registers)
+    return emit_function(alloc, label, labels)
 
 
 def stub(label: str) -> list[Item]:

@@ -13,6 +13,7 @@ from typing import Callable, Union
 
 from ncl.machine.opcodes import BINARY_FUNCS
 
+from .errors import CompileError
 from .frontend import ParsedFunction
 from .ir import Ins
 
@@ -51,6 +52,8 @@ class LoweredFunction:
         names: Virtual register -> Python variable name (temporaries are absent).
         callees: Every function it calls, by key.
         registers: How many virtual registers it uses.
+        hoisted: Whether loop constants were hoisted into registers before their loops.
+        without_hoisting: Lowers the function again with no hoisting (fewer live values, more steps).
     """
 
     parsed: ParsedFunction
@@ -59,6 +62,8 @@ class LoweredFunction:
     names: dict[int, str]
     callees: dict[str, Callee] = field(default_factory=dict)
     registers: int = 0
+    hoisted: bool = False
+    without_hoisting: Callable[[], "LoweredFunction"] | None = None
 
 
 _BINOPS = {ast.Add: "ADD", ast.Sub: "SUB", ast.Mult: "MUL", ast.FloorDiv: "DIV", ast.Mod: "MOD"}
@@ -110,7 +115,7 @@ def assigned_names(stmts: list[ast.stmt]) -> set[str]:
     return names
 
 
-def lower(parsed: ParsedFunction, resolve: Resolver, n: int) -> LoweredFunction:
+def lower(parsed: ParsedFunction, resolve: Resolver, n: int, hoist: bool = True) -> LoweredFunction:
     """
     Lowers one parsed function to IR.
 
@@ -118,6 +123,8 @@ def lower(parsed: ParsedFunction, resolve: Resolver, n: int) -> LoweredFunction:
         parsed: The function.
         resolve: Maps called names to callees (see ``Resolver``).
         n: The machine's value range; integer constants are taken modulo n.
+        hoist: Load the constants a loop needs into registers once, before the loop, instead of with a CONST
+            at each use (fewer steps an iteration, more live values).
 
     Returns:
         The LoweredFunction.
@@ -125,14 +132,19 @@ def lower(parsed: ParsedFunction, resolve: Resolver, n: int) -> LoweredFunction:
     Raises:
         CompileError: For anything outside the subset, with its line number.
     """
-    return _Lowering(parsed, resolve, n).run()
+    fn = _Lowering(parsed, resolve, n, hoist).run()
+    if hoist:
+        fn.without_hoisting = lambda: lower(parsed, resolve, n, hoist=False)
+    return fn
 
 
 class _Lowering:
     """The state of lowering one function: the code so far, the variables and the enclosing loops."""
 
-    def __init__(self, parsed: ParsedFunction, resolve: Resolver, n: int) -> None:
+    def __init__(self, parsed: ParsedFunction, resolve: Resolver, n: int, hoist: bool) -> None:
         self.f = parsed
+        self.hoist = hoist
+        self.consts: dict[int, int] = {}  # constant -> register holding it, inside loops
         self.resolve = resolve
         self.n = n
         self.code: list[Ins] = []
@@ -160,7 +172,7 @@ class _Lowering:
         # Falling off the end returns 0 (Python would return None), so r0 is always defined.
         self.line = getattr(node, "end_lineno", None) or self.line
         self.emit("ret", uses=tuple(self.zero() for _ in range(self.f.results)))
-        return LoweredFunction(self.f, self.code, self.params, self.names, self.callees, self.count)
+        return LoweredFunction(self.f, self.code, self.params, self.names, self.callees, self.count, self.hoist)
 
     def new(self, name: str | None = None) -> int:
         vreg = self.count
@@ -317,6 +329,7 @@ class _Lowering:
         known = self.constant(stmt.test)
         if known is not None and not known:
             return  # never runs
+        hoisted = self.hoist_constants([stmt.test, *stmt.body])
         if known is None:
             self.emit("jmp", target=cond)  # the test sits at the bottom: one jump a loop, not two an iteration
         self.place(top)
@@ -330,6 +343,7 @@ class _Lowering:
         else:
             self.emit("jmp", target=top)
         self.place(end)
+        self.forget_constants(hoisted)
 
     def stmt_For(self, stmt: ast.For) -> None:
         if stmt.orelse:
@@ -354,6 +368,8 @@ class _Lowering:
         def bound() -> int:
             if isinstance(stop, ast.Name) and stop.id != name and stop.id not in in_body:
                 return self.load_name(stop)  # fixed during the loop: no copy needed
+            if self.constant(stop) is not None:
+                return self.value(stop)  # read-only: a hoisted constant's register will do
             t = self.new()
             self.compute(stop, t)
             return t
@@ -366,6 +382,7 @@ class _Lowering:
             end = bound()
             self.emit("mov", defs=(counter,), uses=(first,))
         top, step, cond, done = (self.label(k) for k in ("for", "next", "test", "endfor"))
+        hoisted = self.hoist_constants(stmt.body)
         self.emit("jmp", target=cond)
         self.place(top)
         if hidden:
@@ -381,6 +398,7 @@ class _Lowering:
         self.emit("bin", op="LT", defs=(t,), uses=(counter, end))
         self.emit("jnz", uses=(t,), target=top)
         self.place(done)
+        self.forget_constants(hoisted)
 
     def stmt_Break(self, stmt: ast.Break) -> None:
         if not self.loops:
@@ -407,9 +425,37 @@ class _Lowering:
         """Evaluates an expression; returns the virtual register holding it (a variable's own, for names)."""
         if isinstance(node, ast.Name):
             return self.load_name(node)
+        c = self.constant(node)
+        if c is not None and c in self.consts:
+            return self.consts[c]
         t = self.new()
         self.compute(node, t)
         return t
+
+    def hoist_constants(self, nodes: list[ast.AST]) -> list[int]:
+        """Loads the constants a loop will need as operands into registers, before the loop.
+
+        Returns the constants newly hoisted (the caller forgets them after the loop). A constant hoisted but
+        never used costs one CONST, which dead-code elimination removes.
+        """
+        if not self.hoist:
+            return []
+        # A register live across a call costs a PUSH and a POP a call, more than the CONST it saves.
+        if any(isinstance(sub, ast.Call) and not (isinstance(sub.func, ast.Name) and sub.func.id in ("min", "max"))
+               for node in nodes for sub in ast.walk(node)):
+            return []
+        added = []
+        for c in _operand_constants(nodes, self.constant):
+            if c not in self.consts:
+                t = self.new()
+                self.emit("const", defs=(t,), imm=c)
+                self.consts[c] = t
+                added.append(c)
+        return added
+
+    def forget_constants(self, added: list[int]) -> None:
+        for c in added:
+            del self.consts[c]
 
     def constant(self, node: ast.expr) -> int | None:
         """The value of a constant expression, folded modulo n like the machine, or None."""
@@ -606,6 +652,64 @@ class _Lowering:
                              "a, b = f(...)", node)
         self.callees[callee.key] = callee
         self.emit("call", defs=defs, uses=args, target=callee.key)
+
+
+def _operand_constants(nodes: list[ast.AST], constant: Callable[[ast.expr], int | None]) -> list[int]:
+    """The constants that lowering ``nodes`` would load with a CONST as an operand, in first-use order.
+
+    Skipped: the 1 of ``x + 1``/``x - 1`` (INC/DEC), the 0 of a single comparison (conditions jump on the value
+    itself), and a constant assigned straight to a variable (that CONST is the assignment). Nested function
+    bodies are not entered (they are errors anyway).
+    """
+    found: list[int] = []
+    skip: set[int] = set()
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.expr) and id(node) not in skip:
+            try:
+                c = constant(node)
+            except CompileError:  # an unsupported constant: lowering reports it at its line
+                c = None
+            if c is not None:
+                if c not in found:
+                    found.append(c)
+                continue
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            if _is_one(node.right, constant):
+                skip.add(id(node.right))
+            if isinstance(node.op, ast.Add) and _is_one(node.left, constant):
+                skip.add(id(node.left))
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, (ast.Add, ast.Sub)) \
+                and _is_one(node.value, constant):
+            skip.add(id(node.value))
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1:
+            for side in (node.left, node.comparators[0]):
+                if _is_zero(side, constant):
+                    skip.add(id(side))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.expr) \
+                and all(isinstance(t, ast.Name) for t in getattr(node, "targets", [getattr(node, "target", None)])):
+            skip.add(id(node.value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+            skip.update(id(a) for a in node.args[:1])  # a range start is computed into the counter once
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return found
+
+
+def _is_one(node: ast.expr, constant) -> bool:
+    try:
+        return constant(node) == 1
+    except CompileError:
+        return False
+
+
+def _is_zero(node: ast.expr, constant) -> bool:
+    try:
+        return constant(node) == 0
+    except CompileError:
+        return False
 
 
 def _reads_outside(func: ast.FunctionDef, name: str, body: list[ast.stmt]) -> bool:

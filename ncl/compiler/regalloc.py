@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import CompileError
 from .ir import Ins
 from .lowering import LoweredFunction
+
+#: IR kinds that only write their destination: removable when nothing reads it.
+_PURE = ("const", "mov", "bin", "un", "load")
+
+
+class TooManyLiveValues(CompileError):
+    """More values are live at some point than the machine has registers (a CompileError)."""
 
 
 def successors(code: list[Ins]) -> list[list[int]]:
@@ -102,6 +110,7 @@ def allocate(fn: LoweredFunction, registers: int) -> Allocation:
     code = prune(fn.code)
     live_in, live_out = liveness(code)
     _check_defined(fn, code, live_in[0])
+    code, live_in, live_out = _drop_dead_definitions(code, live_in, live_out)
 
     adjacent: dict[int, set[int]] = {}
     hints: dict[int, list[tuple[str, int]]] = {}
@@ -125,6 +134,17 @@ def allocate(fn: LoweredFunction, registers: int) -> Allocation:
             raise _pressure_error(fn, code, live_out, v, registers)
         colors[v] = _preferred(free, hints.get(v, []), colors)
     return Allocation(code, colors, live_out)
+
+
+def _drop_dead_definitions(code, live_in, live_out):
+    """Removes pure instructions whose result nobody reads (e.g. a hoisted constant a loop never used)."""
+    while True:
+        keep = [ins for i, ins in enumerate(code)
+                if not (ins.kind in _PURE and not any(d in live_out[i] for d in ins.defs))]
+        if len(keep) == len(code):
+            return code, live_in, live_out
+        code = keep
+        live_in, live_out = liveness(code)
 
 
 def _collect_hints(ins: Ins, hints: dict[int, list[tuple[str, int]]]) -> None:
@@ -194,8 +214,9 @@ def _pressure_error(fn: LoweredFunction, code: list[Ins], live_out: list[set[int
     named = sorted({fn.names[u] for u in live if u in fn.names})
     temps = sum(1 for u in live if u not in fn.names)
     parts = ", ".join(named) + (f" and {temps} temporary value(s)" if temps else "")
-    return fn.parsed.error(f"too many live locals for the {registers} registers: {parts} are live here; "
+    base = fn.parsed.error(f"too many live locals for the {registers} registers: {parts} are live here; "
                            "use fewer variables or split the function", _Line(code[worst].line))
+    return TooManyLiveValues(base.message, base.lineno, base.filename, base.function)
 
 
 class _Line:
