@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "ncl/alu.h"
 #include "ncl/memory.h"
 #include "ops.h"
 
@@ -15,6 +16,8 @@ TORCH_LIBRARY(ncl, m) {
   m.def("content_address_fwd(Tensor bank, Tensor keys, Tensor strength) -> Tensor");
   m.def("content_address_bwd(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength)"
         " -> (Tensor, Tensor, Tensor)");
+  m.def("alu_mix_fwd(Tensor x, Tensor y, Tensor coeffs) -> Tensor");
+  m.def("alu_mix_bwd(Tensor grad, Tensor x, Tensor y, Tensor coeffs) -> (Tensor, Tensor, Tensor)");
 }
 
 #define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \
@@ -25,10 +28,20 @@ TORCH_LIBRARY(ncl, m) {
   m.impl("content_address_fwd", &ncl::content_address_fwd_##SUFFIX);     \
   m.impl("content_address_bwd", &ncl::content_address_bwd_##SUFFIX);
 
-TORCH_LIBRARY_IMPL(ncl, CPU, m) { NCL_IMPL_MEMORY_OPS(m, cpu) }
+#define NCL_IMPL_ALU_OPS(m, SUFFIX)                      \
+  m.impl("alu_mix_fwd", &ncl::alu_mix_fwd_##SUFFIX);     \
+  m.impl("alu_mix_bwd", &ncl::alu_mix_bwd_##SUFFIX);
+
+TORCH_LIBRARY_IMPL(ncl, CPU, m) {
+  NCL_IMPL_MEMORY_OPS(m, cpu)
+  NCL_IMPL_ALU_OPS(m, cpu)
+}
 
 #ifdef NCL_WITH_CUDA
-TORCH_LIBRARY_IMPL(ncl, CUDA, m) { NCL_IMPL_MEMORY_OPS(m, cuda) }
+TORCH_LIBRARY_IMPL(ncl, CUDA, m) {
+  NCL_IMPL_MEMORY_OPS(m, cuda)
+  NCL_IMPL_ALU_OPS(m, cuda)
+}
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
@@ -41,4 +54,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
 #endif
   }, "True when the CUDA kernels were compiled into this build.");
   mod.attr("NORM_EPS") = ncl::kNormEps;
+  mod.attr("ALU_SKIP_REL") = ncl::alu::kSkipRel;
+  mod.def("alu_op_names", &ncl::alu_op_names, "The table ALU's op names in kernel order (csrc/include/ncl/alu.h).");
 }

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <string>
 #include <tuple>
+#include <vector>
 
 namespace ncl {
 
@@ -27,6 +29,21 @@ NCL_MEMORY_OPS(cuda)
 #endif
 
 #undef NCL_MEMORY_OPS
+
+#define NCL_ALU_OPS(SUFFIX)                                                                             \
+  at::Tensor alu_mix_fwd_##SUFFIX(const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs); \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> alu_mix_bwd_##SUFFIX(                                 \
+      const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs);
+
+NCL_ALU_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_ALU_OPS(cuda)
+#endif
+
+#undef NCL_ALU_OPS
+
+// The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
+std::vector<std::string> alu_op_names();
 
 // Kernel-side guard (the Python layer raises ValueError first; this catches direct torch.ops calls).
 inline void check_kernel_inputs(std::initializer_list<const at::Tensor*> ts, const char* op) {

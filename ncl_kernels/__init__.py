@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ncl_kernels import dispatch
+from ncl_kernels.alu import alu_mix
 from ncl_kernels.dispatch import BACKENDS, BackendUnavailable
 from ncl_kernels.memory import content_address, soft_read, soft_write
 
-__all__ = ["soft_read", "soft_write", "content_address", "info", "BACKENDS", "BackendUnavailable"]
+__all__ = ["soft_read", "soft_write", "content_address", "alu_mix", "info", "BACKENDS", "BackendUnavailable"]
 
 
 def info() -> dict[str, str]:

@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 #: Modules that export COMPILE_TARGETS. Add each new op family here.
 MODULES = (
     "ncl_kernels.memory.triton",
+    "ncl_kernels.alu.triton",
 )
 
 ARCH = 90

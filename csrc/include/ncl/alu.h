@@ -1,0 +1,198 @@
+// Per-element math of the table ALU mixture (ncl_kernels.alu_mix), shared by the CPU (csrc/cpu/alu.cpp) and
+// CUDA (csrc/cuda/alu.cu) kernels, so the CPU tests check the arithmetic the GPU runs.
+//
+// The op:  out[c] = Σ_k coef_k · op_k(x, y)[c],  op_k(x, y)[c] = Σ_{i,j: T_k(i,j)=c} x_i y_j  (binary k),
+//                                                 op_k(x)[c]    = Σ_{i: T_k(i)=c} x_i         (unary k).
+// The op order is BINARY_OPS + UNARY_OPS of ncl/machine/opcodes.py (checked by tests/test_alu_mix.py).
+//
+// Structure used instead of n×n tables (DESIGN §3 "Where the time goes"):
+//   ADD, SUB           circular convolution / correlation, O(n) per output;
+//   EQ NE LT LE        two numbers per row, peq = Σ x_i y_i and plt = Σ_i x_i Σ_{j>i} y_j;
+//   MIN MAX            O(1) per output from prefix / suffix sums;
+//   AND OR NOT         x[0], y[0] and the row sums;  INC DEC: rolls;
+//   MUL DIV MOD        the only ops that need the general table T(i,j), computed on the fly.
+// Nothing assumes x and y are distributions: sx = Σ x and sy = Σ y appear explicitly.
+#pragma once
+
+#include "ncl/common.h"
+
+namespace ncl {
+namespace alu {
+
+enum Op : int { ADD, SUB, MUL, DIV, MOD, EQ, NE, LT, LE, MIN, MAX, AND, OR, INC, DEC, NOT };
+constexpr int kNumBinary = 13;
+constexpr int kNumUnary = 3;
+constexpr int kNumOps = kNumBinary + kNumUnary;
+
+// An op is skipped in the forward pass when |coef_k| <= kSkipRel · max_k' |coef_k'| in its row. Every op's
+// output has ℓ1 mass at most ‖x‖₁‖y‖₁ (or ‖x‖₁), as does the dominant term, so the skipped terms move the
+// row by at most 16·2^-40 = 2^-36 of its ℓ1 mass: below fp32 resolution of the row's large entries. A
+// sharp program (weights e^-30 ≈ 9.4e-14 relative) thus computes one op. Equals ncl_kernels.alu.SKIP_REL.
+constexpr double kSkipRel = 9.094947017729282e-13;  // 2^-40
+
+// Names in op order, for the test that this order equals ncl.machine.opcodes.
+inline const char* op_name(int k) {
+  constexpr const char* names[kNumOps] = {"ADD", "SUB", "MUL", "DIV", "MOD", "EQ",  "NE",  "LT",
+                                          "LE",  "MIN", "MAX", "AND", "OR",  "INC", "DEC", "NOT"};
+  return k >= 0 && k < kNumOps ? names[k] : "";
+}
+
+// Integer semantics on Z_n (operands in 0..n-1): arithmetic mod n, DIV/MOD by 0 give 0, comparisons 0/1,
+// AND/OR logical. Unary ops act on a.
+NCL_HOST_DEVICE int64_t apply_op(int k, int64_t a, int64_t b, int64_t n) {
+  switch (k) {
+    case ADD: return (a + b) % n;
+    case SUB: return ((a - b) % n + n) % n;
+    case MUL: return (a * b) % n;
+    case DIV: return b ? a / b : 0;
+    case MOD: return b ? a % b : 0;
+    case EQ: return a == b;
+    case NE: return a != b;
+    case LT: return a < b;
+    case LE: return a <= b;
+    case MIN: return a < b ? a : b;
+    case MAX: return a < b ? b : a;
+    case AND: return a != 0 && b != 0;
+    case OR: return a != 0 || b != 0;
+    case INC: return (a + 1) % n;
+    case DEC: return (a + n - 1) % n;
+    case NOT: return a == 0;
+    default: return 0;
+  }
+}
+
+// Bit k set: op k is computed in this row's forward pass (see kSkipRel).
+template <typename A> NCL_HOST_DEVICE unsigned active_ops(const A* coef) {
+  A mx = A(0);
+  for (int k = 0; k < kNumOps; ++k) mx = fabs(coef[k]) > mx ? fabs(coef[k]) : mx;
+  unsigned mask = 0;
+  for (int k = 0; k < kNumOps; ++k)
+    if (fabs(coef[k]) > A(kSkipRel) * mx) mask |= 1u << k;
+  return mask;
+}
+
+// One row's operands and their running sums (all length n, accumulation type A):
+//   px[c] = Σ_{i<c} x_i,  qx[c] = Σ_{i>c} x_i  (same for y);  for the backward also
+//   pgx[c] = Σ_{i<c} x_i g_i,  qgx[c] = Σ_{i>c} x_i g_i  (same for y), with g the output gradient.
+template <typename A> struct Row {
+  int64_t n;
+  const A *x, *y, *px, *qx, *py, *qy;
+  A sx, sy, peq, plt;  // Σx, Σy, Σ_i x_i y_i, Σ_i x_i qy[i]
+  const A *g, *pgx, *qgx, *pgy, *qgy;
+};
+
+// Σ_k coef_k op_k[c] over the structured ops (ADD, SUB and EQ..NOT) whose bit is set in `mask`.
+template <typename A> NCL_HOST_DEVICE A structured_out(int64_t c, const Row<A>& r, const A* coef, unsigned mask) {
+  const int64_t n = r.n;
+  const A* x = r.x;
+  const A* y = r.y;
+  A out = A(0);
+  if (mask & ((1u << ADD) | (1u << SUB))) {
+    // ADD: Σ_i x_i y[(c-i) mod n];  SUB: Σ_i x_i y[(i-c) mod n]. One pass for both.
+    A add = A(0), sub = A(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t ja = c >= i ? c - i : c - i + n, js = i >= c ? i - c : i - c + n;
+      add += x[i] * y[ja];
+      sub += x[i] * y[js];
+    }
+    out += coef[ADD] * add + coef[SUB] * sub;
+  }
+  const A sxy = r.sx * r.sy, x0 = x[0], y0 = y[0];
+  // Ops with 0/1 results put their mass p on 1 and the rest, sxy - p, on 0.
+  A on_one = A(0), on_zero = A(0);
+  auto flag = [&](int k, A p) {
+    if (mask & (1u << k)) {
+      on_one += coef[k] * p;
+      on_zero += coef[k] * (sxy - p);
+    }
+  };
+  flag(EQ, r.peq);
+  flag(NE, sxy - r.peq);
+  flag(LT, r.plt);
+  flag(LE, r.plt + r.peq);
+  flag(AND, (r.sx - x0) * (r.sy - y0));
+  flag(OR, sxy - x0 * y0);
+  if (mask & (1u << NOT)) {
+    on_one += coef[NOT] * x0;
+    on_zero += coef[NOT] * (r.sx - x0);
+  }
+  if (c == 1) out += on_one;
+  if (c == 0) out += on_zero;
+  // min(i,j) = c: i = c and j >= c, or j = c and i > c. max symmetric with prefixes.
+  if (mask & (1u << MIN)) out += coef[MIN] * (x[c] * (y[c] + r.qy[c]) + y[c] * r.qx[c]);
+  if (mask & (1u << MAX)) out += coef[MAX] * (x[c] * (y[c] + r.py[c]) + y[c] * r.px[c]);
+  if (mask & (1u << INC)) out += coef[INC] * x[c == 0 ? n - 1 : c - 1];
+  if (mask & (1u << DEC)) out += coef[DEC] * x[c == n - 1 ? 0 : c + 1];
+  return out;
+}
+
+// The ops that need the general table: (MUL, DIV, MOD) targets of the pair (i, j).
+NCL_HOST_DEVICE int64_t mul_index(int64_t i, int64_t j, int64_t n) { return (i * j) % n; }
+NCL_HOST_DEVICE int64_t div_index(int64_t i, int64_t j) { return j ? i / j : 0; }
+NCL_HOST_DEVICE int64_t mod_index(int64_t i, int64_t j) { return j ? i % j : 0; }
+constexpr unsigned kGeneralMask = (1u << MUL) | (1u << DIV) | (1u << MOD);
+
+// Backward. With L_k = Σ_{i,j} x_i y_j g[T_k(i,j)] (or Σ_i x_i g[T_k(i)]), which is bilinear:
+//   dx[i] = ∂L_k/∂x_i  for every op k (so grad_coef_k = Σ_i x_i dx_k[i] = L_k),
+//   dy[j] = ∂L_k/∂y_j  for the binary ops.
+// grad_x = Σ_k coef_k dx_k, grad_y = Σ_k coef_k dy_k. Every op is needed here, whatever its coefficient,
+// because grad_coef_k = L_k does not vanish with coef_k.
+template <typename A> NCL_HOST_DEVICE void grad_x_terms(int64_t i, const Row<A>& r, A* dx) {
+  const int64_t n = r.n;
+  const A* y = r.y;
+  const A* g = r.g;
+  A add = A(0), sub = A(0), mul = A(0), dv = A(0), md = A(0);
+  for (int64_t j = 0; j < n; ++j) {
+    const A yj = y[j];
+    const int64_t s = i + j;
+    add += yj * g[s >= n ? s - n : s];
+    sub += yj * g[i >= j ? i - j : i - j + n];
+    mul += yj * g[mul_index(i, j, n)];
+    dv += yj * g[div_index(i, j)];
+    md += yj * g[mod_index(i, j)];
+  }
+  const A g0 = g[0], g1 = g[1], yi = y[i], sy = r.sy, y0 = y[0];
+  const A ge = r.qy[i] + yi;  // Σ_{j>=i} y_j
+  dx[ADD] = add; dx[SUB] = sub; dx[MUL] = mul; dx[DIV] = dv; dx[MOD] = md;
+  dx[EQ] = g1 * yi + g0 * (sy - yi);
+  dx[NE] = g0 * yi + g1 * (sy - yi);
+  dx[LT] = g1 * r.qy[i] + g0 * (sy - r.qy[i]);
+  dx[LE] = g1 * ge + g0 * (sy - ge);
+  dx[MIN] = r.pgy[i] + g[i] * ge;
+  dx[MAX] = r.qgy[i] + g[i] * (r.py[i] + yi);
+  dx[AND] = i == 0 ? g0 * sy : g1 * (sy - y0) + g0 * y0;
+  dx[OR] = i == 0 ? g0 * y0 + g1 * (sy - y0) : g1 * sy;
+  dx[INC] = g[i == n - 1 ? 0 : i + 1];
+  dx[DEC] = g[i == 0 ? n - 1 : i - 1];
+  dx[NOT] = i == 0 ? g1 : g0;
+}
+
+template <typename A> NCL_HOST_DEVICE void grad_y_terms(int64_t j, const Row<A>& r, A* dy) {
+  const int64_t n = r.n;
+  const A* x = r.x;
+  const A* g = r.g;
+  A add = A(0), sub = A(0), mul = A(0), dv = A(0), md = A(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const A xi = x[i];
+    const int64_t s = i + j;
+    add += xi * g[s >= n ? s - n : s];
+    sub += xi * g[i >= j ? i - j : i - j + n];
+    mul += xi * g[mul_index(i, j, n)];
+    dv += xi * g[div_index(i, j)];
+    md += xi * g[mod_index(i, j)];
+  }
+  const A g0 = g[0], g1 = g[1], xj = x[j], sx = r.sx, x0 = x[0];
+  const A le = r.px[j] + xj;  // Σ_{i<=j} x_i
+  dy[ADD] = add; dy[SUB] = sub; dy[MUL] = mul; dy[DIV] = dv; dy[MOD] = md;
+  dy[EQ] = g1 * xj + g0 * (sx - xj);
+  dy[NE] = g0 * xj + g1 * (sx - xj);
+  dy[LT] = g1 * r.px[j] + g0 * (sx - r.px[j]);
+  dy[LE] = g1 * le + g0 * (sx - le);
+  dy[MIN] = r.pgx[j] + g[j] * (r.qx[j] + xj);
+  dy[MAX] = r.qgx[j] + g[j] * le;
+  dy[AND] = j == 0 ? g0 * sx : g1 * (sx - x0) + g0 * x0;
+  dy[OR] = j == 0 ? g0 * x0 + g1 * (sx - x0) : g1 * sx;
+}
+
+}  // namespace alu
+}  // namespace ncl

@@ -1,0 +1,125 @@
+"""alu_mix: the fused table ALU mixture against the scatter-form reference, on every backend."""
+
+import pytest
+import torch
+
+from memory_cases import (DTYPES, check_against_reference, check_bad_input, check_compile, check_gradcheck,
+                          check_noncontiguous, check_opcheck, device_for, fused_backends, skip_unless_runnable)
+from ncl_kernels import alu_mix
+from ncl_kernels.alu import NUM_OPS, SKIP_REL, op_names
+
+SIZES = [(3, 8), (2, 16), (4, 13)]  # (B, n); 13 is odd on purpose, all tiny for the Triton interpreter
+
+
+def make(B, n, seed=0):
+    """Soft operands and dense weights: every op contributes."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.softmax(torch.randn(B, n, generator=g), -1)
+    y = torch.softmax(torch.randn(B, n, generator=g), -1)
+    coeffs = torch.softmax(torch.randn(B, NUM_OPS, generator=g), -1)
+    return x, y, coeffs
+
+
+def one_hot(values, n):
+    return torch.nn.functional.one_hot(torch.tensor(values), n).double()
+
+
+def test_op_order_matches_opcodes():
+    from ncl.machine.opcodes import BINARY_OPS, UNARY_OPS
+
+    from ncl_kernels import _ext
+    from ncl_kernels.alu import triton as alu_triton
+
+    assert op_names() == BINARY_OPS + UNARY_OPS and len(op_names()) == NUM_OPS
+    assert [getattr(alu_triton, name) for name in op_names()] == list(range(NUM_OPS))
+    ext = _ext.load()[0]
+    if ext is None:
+        pytest.skip("extension not built")
+    assert tuple(ext.alu_op_names()) == op_names()
+    assert ext.ALU_SKIP_REL == SKIP_REL
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("size", SIZES, ids=str)
+def test_matches_reference(backend, dtype, size):
+    check_against_reference(alu_mix, make(*size), backend, dtype)
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("n", [8, 13])
+def test_each_op_on_hard_values_is_exact(backend, n):
+    """One-hot operands and one-hot weights: every op gives the one-hot of its integer result, exactly.
+
+    Also checks the kernels' op order: each row selects one op by position and is compared with
+    ncl.machine.opcodes' integer semantics of the op with that name."""
+    from ncl.machine.opcodes import BINARY_FUNCS, UNARY_FUNCS
+
+    skip_unless_runnable(backend)
+    pairs = [(a, b) for a in (0, 1, 2, n - 1, n // 2) for b in (0, 1, 3, n - 1, n // 2)]
+    rows_a, rows_b, rows_k, expected = [], [], [], []
+    for k, name in enumerate(op_names()):
+        for a, b in pairs:
+            rows_a.append(a)
+            rows_b.append(b)
+            rows_k.append(k)
+            expected.append(BINARY_FUNCS[name](a, b, n) if name in BINARY_FUNCS else UNARY_FUNCS[name](a, n))
+    x, y, e = one_hot(rows_a, n), one_hot(rows_b, n), one_hot(rows_k, NUM_OPS)
+    device = device_for(backend)
+    for dtype in (torch.float32, torch.float64) if backend == "cpp" else (torch.float32,):
+        out = alu_mix(*(t.to(device=device, dtype=dtype) for t in (x, y, e)), backend=backend)
+        assert torch.equal(out.cpu().double(), one_hot(expected, n))
+    assert torch.equal(alu_mix(x, y, e, backend="reference"), one_hot(expected, n))
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+def test_sharp_weights_match_reference(backend):
+    """A sharp program's weights (one op ~1, the rest ~e^-30) on soft operands: skipping is invisible."""
+    x, y, _ = make(5, 16, seed=3)
+    coeffs = torch.full((5, NUM_OPS), 1e-13)
+    coeffs[torch.arange(5), torch.tensor([2, 4, 0, 9, 13])] = 1.0
+    check_against_reference(alu_mix, (x, y, coeffs), backend, torch.float32)
+
+
+def test_unnormalised_operands():
+    """Nothing assumes distributions: arbitrary signed operands and weights."""
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(3, 9, generator=g), torch.randn(3, 9, generator=g), torch.randn(3, NUM_OPS, generator=g)]
+    check_against_reference(alu_mix, xs, "cpp", torch.float32)
+    check_against_reference(alu_mix, xs, "triton", torch.float32)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_gradcheck_float64(backend):
+    check_gradcheck(alu_mix, make(2, 7), backend)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(backend):
+    check_opcheck("alu_mix", make(2, 8), backend)
+
+
+def test_noncontiguous_inputs():
+    check_noncontiguous(alu_mix, make(4, 8))
+
+
+def test_torch_compile_fullgraph():
+    check_compile(alu_mix, make(2, 8))
+
+
+@pytest.mark.parametrize("name, bad, match", [
+    ("x", torch.rand(3), r"x must have shape \(B, n\)"),
+    ("y", torch.rand(3, 7), r"y must have shape \(B, n\) with n=8"),
+    ("coeffs", torch.rand(3, 15), r"coeffs must have shape \(B, K\) with K=16"),
+    ("coeffs", torch.rand(2, 16), r"coeffs must have shape \(B, K\) with B=3"),
+    ("y", torch.rand(3, 8, dtype=torch.float64), r"y has dtype torch.float64"),
+    ("x", torch.randint(0, 3, (3, 8)), r"x must be float16, bfloat16, float32 or float64"),
+    ("coeffs", [[0.5]], r"coeffs must be a torch.Tensor"),
+])
+def test_bad_input(name, bad, match):
+    check_bad_input(alu_mix, make(3, 8), name, bad, match)
+
+
+def test_n_of_one_is_rejected():
+    with pytest.raises(ValueError, match=r"x must have shape \(B, n\) with n >= 2"):
+        alu_mix(torch.ones(2, 1), torch.ones(2, 1), torch.ones(2, NUM_OPS))
