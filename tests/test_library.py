@@ -179,7 +179,7 @@ def test_vm_equals_python(name, data):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_soft_equals_vm_and_python(name, data):
     args, tape = data.draw(inputs(name, SMALL, soft=True))
