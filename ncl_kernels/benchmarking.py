@@ -19,6 +19,9 @@ from ncl_kernels.memory import reference
 #: (B, N, D, H): the size every issue quotes, and a large one.
 MEMORY_SIZES = [(64, 128, 128, 2), (64, 1024, 256, 4)]
 MEMORY_OPS = ("soft_read", "soft_write", "content_address")
+#: (B, n) of the table ALU benchmark (DESIGN §3: B = 32, n = 128), and its two kinds of weights.
+ALU_SIZES = [(32, 128)]
+ALU_COEFFS = ("dense", "sharp")
 
 
 def memory_inputs(op: str, B: int, N: int, D: int, H: int, device, dtype=torch.float32, seed: int = 0):
@@ -37,9 +40,38 @@ def memory_inputs(op: str, B: int, N: int, D: int, H: int, device, dtype=torch.f
     return [x.to(device=device, dtype=dtype).requires_grad_() for x in xs]
 
 
+def alu_inputs(B: int, n: int, coeffs: str, device, dtype=torch.float32, seed: int = 0):
+    """Soft operands ``x, y`` (B, n) and op weights (B, 16) for ``alu_mix``, as leaves that require grad.
+
+    ``coeffs="dense"``: a random distribution over the ops (every op contributes); ``"sharp"``: what a
+    β-sharp program gives, one op per row at ~1 and the others at 1e-13 (skipped by the fused kernels).
+    """
+    from ncl_kernels.alu import NUM_OPS
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.softmax(torch.randn(B, n, generator=g), -1)
+    y = torch.softmax(torch.randn(B, n, generator=g), -1)
+    if coeffs == "dense":
+        e = torch.softmax(torch.randn(B, NUM_OPS, generator=g), -1)
+    elif coeffs == "sharp":
+        e = torch.full((B, NUM_OPS), 1e-13)
+        e[torch.arange(B), torch.randint(0, NUM_OPS, (B,), generator=g)] = 1.0
+    else:
+        raise ValueError(f"coeffs must be one of {ALU_COEFFS}, got {coeffs!r}")
+    return [t.to(device=device, dtype=dtype).requires_grad_() for t in (x, y, e)]
+
+
+def _reference(op: str) -> Callable:
+    if op == "alu_mix":
+        from ncl_kernels.alu import reference as alu_reference
+
+        return alu_reference.alu_mix
+    return getattr(reference, op)
+
+
 def implementations(op: str, backend: str) -> dict[str, Callable]:
     """``eager``, ``compiled`` (torch.compile of the reference) and ``fused`` callables of ``op``."""
-    ref = getattr(reference, op)
+    ref = _reference(op)
     public = getattr(ncl_kernels, op)
     return {
         "eager": ref,
