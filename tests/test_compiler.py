@@ -408,3 +408,22 @@ def test_loop_constants_are_hoisted_when_registers_allow(registers, hoisted):
     steps = compiled.trace(5, 1, 2, 3, 4).steps
     other = ncl.compile(crowded_loop, config=ncl.MachineConfig(n=32, cells=16, registers=17 - registers, stack=16))
     assert (steps < other.trace(5, 1, 2, 3, 4).steps) == hoisted  # hoisting saves a step an iteration
+
+
+# --- library names that are also builtins --------------------------------------------------------------------
+
+from ncl.library.sources.tape import max as tape_max  # noqa: E402 - a library function under another name
+
+
+def builtin_and_library_names(k):
+    total = sum(0, k)  # not an op: the library's tape sum
+    biggest = tape_max(0, k)  # bound to the library's tape max
+    return max(total, biggest) + min(total, 1)  # the MAX and MIN ops
+
+
+def test_builtin_names_versus_library_names():
+    compiled = compiled_for(builtin_and_library_names)
+    assert sorted(compiled.functions) == ["builtin_and_library_names", "max", "sum"]
+    tape = [3, 9, 4]
+    assert compiled.execute(3, mem=tape, backend="vm").value == max(16, 9) + 1
+    assert "MAX r" in compiled.assembly and "MIN r" in compiled.assembly
