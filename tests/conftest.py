@@ -16,3 +16,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+# Property tests draw the same examples on every run, so CI is reproducible (a failure found while developing
+# is still replayed from the local example database).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ncl", derandomize=True, deadline=None)
+settings.load_profile("ncl")

@@ -79,7 +79,9 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig) -> t
     pop = stacks.top(state.dstk, state.dsp)[:, None]
     outs = torch.cat([z[:, None], x[:, None], binary(x, y), unary(x), load, pop], dim=1)  # (B, V, n)
     e_val = e[:, _VALUE_IDX]
-    w = e_val.sum(-1)
+    # Rounding can leave w a tiny negative number on lines that are not value ops; clamped, such a line
+    # writes nothing instead of dividing by the guard and blowing up.
+    w = e_val.sum(-1).clamp_min(0)
     # The written value is the mixture normalised by w; soft_write's gate w puts the mass back, so this
     # is reg_i <- (1 - δ_i w) reg_i + δ_i Σ_k e_k out_k.
     value = torch.einsum("bk,bkn->bn", e_val / w.clamp_min(NORM_EPS)[:, None], outs)
@@ -91,7 +93,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig) -> t
     # 6. Stacks. The return address of a CALL on line ℓ is line ℓ+1 (no mass if ℓ is the last line).
     q = ip[:, :, None] * fields.op[None]  # (B, L, O): q_k per line
     dstk, dsp, d_over, d_under = stacks.update(state.dstk, state.dsp, e[:, OP["PUSH"]], e[:, OP["POP"]], x)
-    e_call = e[:, OP["CALL"]]
+    e_call = e[:, OP["CALL"]].clamp_min(0)  # as w above: a negative rounding residue pushes nothing
     ret_item = _next(q[:, :, OP["CALL"]]) / e_call.clamp_min(NORM_EPS)[:, None]
     rstk, rsp, r_over, _ = stacks.update(state.rstk, state.rsp, e_call, e[:, OP["RET"]], ret_item)
 
