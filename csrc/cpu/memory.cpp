@@ -13,10 +13,15 @@ namespace {
 #define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
+bool is_blas_type(const at::Tensor& t) { return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble; }
+
 }  // namespace
 
 at::Tensor soft_read_fwd_cpu(const at::Tensor& bank, const at::Tensor& weights) {
   check_kernel_inputs({&bank, &weights}, "soft_read_fwd");
+  // In fp32/fp64 a read is a batched matrix product, and BLAS beats any loop written here (measured in
+  // benchmarks/RESULTS.md); the loops below serve fp16/bf16, which need fp32 accumulation.
+  if (is_blas_type(bank)) return at::bmm(weights, bank);
   const int64_t B = bank.size(0), N = bank.size(1), D = bank.size(2), H = weights.size(1);
   at::Tensor out = at::empty({B, H, D}, bank.options());
   NCL_DISPATCH_FLOATS(bank.scalar_type(), "soft_read_fwd_cpu", [&] {
@@ -47,6 +52,7 @@ at::Tensor soft_read_fwd_cpu(const at::Tensor& bank, const at::Tensor& weights) 
 std::tuple<at::Tensor, at::Tensor> soft_read_bwd_cpu(const at::Tensor& grad, const at::Tensor& bank,
                                                      const at::Tensor& weights) {
   check_kernel_inputs({&grad, &bank, &weights}, "soft_read_bwd");
+  if (is_blas_type(bank)) return {at::bmm(weights.transpose(1, 2), grad), at::bmm(grad, bank.transpose(1, 2))};
   const int64_t B = bank.size(0), N = bank.size(1), D = bank.size(2), H = weights.size(1);
   at::Tensor g_bank = at::empty_like(bank);
   at::Tensor g_w = at::empty_like(weights);
