@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import ncl
 from ncl.machine import vm
 from ncl.machine.opcodes import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
+from ncl.machine.examples import FACTORIAL_RECURSIVE, FIB_RECURSIVE, LOOP_SUM
 from _machine_support import SMALL, SMALL_CIRCUIT, int_lists, lockstep, programs
 
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -28,51 +29,6 @@ def test_random_programs_match_vm(config, data):
 
 
 # Hand-written programs: (source, args per sample, memory per sample).
-LOOP_SUM = """
-; r0 = r1 + (r1-1) + ... + 1, mod n
-        CONST r0, 0
-loop:   JZ r1, done
-        ADD r0, r0, r1
-        DEC r1, r1
-        JMP loop
-done:   HALT
-"""
-FACTORIAL_RECURSIVE = """
-        CALL fact
-        HALT
-fact:   JNZ r1, rec
-        CONST r0, 1
-        RET
-rec:    PUSH r1
-        DEC r1, r1
-        CALL fact
-        POP r1
-        MUL r0, r0, r1
-        RET
-"""
-FIB_RECURSIVE = """
-; r0 = fib(r1); r2 is scratch, saved on the data stack around the calls
-        CALL fib
-        HALT
-fib:    CONST r2, 2
-        LT r3, r1, r2
-        JZ r3, rec
-        MOV r0, r1
-        RET
-rec:    PUSH r1
-        DEC r1, r1
-        CALL fib
-        POP r1
-        PUSH r0
-        DEC r1, r1
-        DEC r1, r1
-        CALL fib
-        POP r2
-        ADD r0, r0, r2
-        INC r1, r1
-        INC r1, r1
-        RET
-"""
 REVERSE_TAPE = """
 ; reverse mem[0 .. r1-1] in place; r2 = left index, r3 = right index
         CONST r2, 0

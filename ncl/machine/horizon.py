@@ -58,58 +58,14 @@ def hard_limit_horizon(program, regs: list[int], mem: list[int] | None = None, d
     return Horizon(max_steps, worst, False)
 
 
-_FIB = """
-        CALL fib
-        HALT
-fib:    CONST r2, 2
-        LT r3, r1, r2
-        JZ r3, rec
-        MOV r0, r1
-        RET
-rec:    PUSH r1
-        DEC r1, r1
-        CALL fib
-        POP r1
-        PUSH r0
-        DEC r1, r1
-        DEC r1, r1
-        CALL fib
-        POP r2
-        ADD r0, r0, r2
-        INC r1, r1
-        INC r1, r1
-        RET
-"""
-_FACTORIAL = """
-        CALL fact
-        HALT
-fact:   JNZ r1, rec
-        CONST r0, 1
-        RET
-rec:    PUSH r1
-        DEC r1, r1
-        CALL fact
-        POP r1
-        MUL r0, r0, r1
-        RET
-"""
-_SUM = """
-        CONST r0, 0
-loop:   JZ r1, done
-        ADD r0, r0, r1
-        DEC r1, r1
-        JMP loop
-done:   HALT
-"""
-
-
 def main() -> None:
     from ncl.machine.assembler import assemble
+    from ncl.machine.examples import FACTORIAL_RECURSIVE, FIB_RECURSIVE, LOOP_SUM
 
-    cases = [("iterative sum", _SUM, 127, MachineConfig(n=128, cells=8, registers=4, stack=16))]
+    cases = [("iterative sum", LOOP_SUM, 127, MachineConfig(n=128, cells=8, registers=4, stack=16))]
     small = MachineConfig(n=64, cells=8, registers=4, stack=16)
-    cases += [("recursive factorial", _FACTORIAL, k, small) for k in (4, 8)]
-    cases += [("recursive fib", _FIB, k, small) for k in (3, 4, 5, 6, 8)]
+    cases += [("recursive factorial", FACTORIAL_RECURSIVE, k, small) for k in (4, 8)]
+    cases += [("recursive fib", FIB_RECURSIVE, k, small) for k in (3, 4, 5, 6, 8)]
     print(f"{'program':<22}{'arg':>4}{'VM steps':>10}  {'fp32':<28}{'fp64':<28}")
     for name, source, arg, config in cases:
         program = assemble(source, config)

@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 from ncl_kernels.alu import NUM_OPS, SKIP_REL
+from ncl_kernels._triton_targets import compile_target
 
 #: Elements of the largest fp32 2-D temporary of a program (same budget as the memory kernels).
 TILE_BUDGET = 2048
@@ -350,8 +351,6 @@ def alu_mix_bwd(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
 # Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
 # ---------------------------------------------------------------------------------------------------------
 
-_TL_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
 
 def _compile_targets() -> list[dict]:
     """One entry per kernel and dtype at the benchmark size n = 128."""
@@ -359,7 +358,6 @@ def _compile_targets() -> list[dict]:
     block, block_t = _tiles(n)
     targets = []
     for dtype in (torch.float32, torch.bfloat16):
-        t = "*" + _TL_DTYPE[dtype]
         fwd_consts = {"SKIP": SKIP_REL, "K": NUM_OPS, "BLOCK": block, "BLOCK_T": block_t}
         specs = [
             (_alu_fwd_kernel, ["x_ptr", "y_ptr", "c_ptr"], ["out_ptr"], fwd_consts),
@@ -368,21 +366,8 @@ def _compile_targets() -> list[dict]:
              {"K": NUM_OPS, "BLOCK": block, "BLOCK_T": _tiles(n, BWD_TILE_BUDGET)[1]}),
         ]
         for fn, typed_ptrs, f32_ptrs, constexprs in specs:
-            signature = {}
-            for name in fn.arg_names:
-                if name in constexprs:
-                    signature[name] = "constexpr"
-                elif name in typed_ptrs:
-                    signature[name] = t
-                elif name in f32_ptrs:
-                    signature[name] = "*fp32"
-                elif name == "n":
-                    signature[name] = "i32"
-                else:
-                    raise AssertionError(f"{fn.__name__}: argument {name} has no type")
-            targets.append({"name": f"{fn.__name__}[{_TL_DTYPE[dtype]}]", "fn": fn, "signature": signature,
-                            "constexprs": dict(constexprs), "divisible": typed_ptrs + f32_ptrs + ["n"],
-                            "num_warps": NUM_WARPS})
+            targets.append(compile_target(fn, dtype, typed_ptrs, f32_ptrs, ["n"], constexprs,
+                                          divisible=typed_ptrs + f32_ptrs + ["n"], num_warps=NUM_WARPS))
     return targets
 
 

@@ -34,6 +34,7 @@ import triton
 import triton.language as tl
 
 from ncl_kernels.memory.reference import NORM_EPS
+from ncl_kernels._triton_targets import compile_target
 
 #: Elements in the largest fp32 temporary a program builds (3-D broadcast products). With 4 warps this is
 #: 16 fp32 values per thread: at 4096 the soft_read and soft_write backward kernels reached 127 and 187
@@ -657,8 +658,6 @@ def content_address_bwd(grad: torch.Tensor, out: torch.Tensor, bank: torch.Tenso
 # Compile-only targets for scripts/compile_triton_sm90.py
 # ---------------------------------------------------------------------------------------------------------
 
-_TL_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
 
 def _compile_targets() -> list[dict]:
     """One entry per kernel and dtype, with the tiles the host functions pick at the large benchmark size.
@@ -673,7 +672,6 @@ def _compile_targets() -> list[dict]:
     sizes = {"H": H, "N": N, "D": D, "ROWS_PER_SPLIT": rows}
     targets = []
     for dtype in (torch.float32, torch.bfloat16):
-        t = "*" + _TL_DTYPE[dtype]
         hb, hn, hd = _head_tiles(H, N, D)
         en, ed = _elementwise_tiles(N, D)
         wn, wd = _soft_write_bwd_tiles(N, D)
@@ -702,22 +700,9 @@ def _compile_targets() -> list[dict]:
              ["pg_ptr", "ws_k_ptr", "ws_beta_ptr", "ws_t_ptr"], hnd, {**eps, **head_tiles}),
         ]
         for suffix, fn, typed_ptrs, f32_ptrs, ints, constexprs in specs:
-            signature = {}
-            for name in fn.arg_names:
-                if name in constexprs:
-                    signature[name] = "constexpr"
-                elif name in typed_ptrs:
-                    signature[name] = t
-                elif name in f32_ptrs:
-                    signature[name] = "*fp32"
-                elif name in ints:
-                    signature[name] = "i32"
-                else:
-                    raise AssertionError(f"{fn.__name__}: argument {name} has no type")
             divisible = typed_ptrs + f32_ptrs + [n for n in ints if sizes[n] % 16 == 0]
-            targets.append({"name": f"{fn.__name__}[{_TL_DTYPE[dtype]}{suffix}]", "fn": fn,
-                            "signature": signature, "constexprs": dict(constexprs), "divisible": divisible,
-                            "num_warps": NUM_WARPS})
+            targets.append(compile_target(fn, dtype, typed_ptrs, f32_ptrs, ints, constexprs,
+                                          divisible=divisible, suffix=suffix, num_warps=NUM_WARPS))
     return targets
 
 
