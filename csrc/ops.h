@@ -42,6 +42,22 @@ NCL_ALU_OPS(cuda)
 
 #undef NCL_ALU_OPS
 
+#define NCL_STACK_OPS(SUFFIX)                                                                           \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> stack_update_fwd_##SUFFIX(                \
+      const at::Tensor& slots, const at::Tensor& ptr, const at::Tensor& push, const at::Tensor& pop,   \
+      const at::Tensor& item);                                                                         \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> stack_update_bwd_##SUFFIX(    \
+      const at::Tensor& grad_slots, const at::Tensor& grad_ptr, const at::Tensor& grad_overflow,       \
+      const at::Tensor& grad_underflow, const at::Tensor& slots, const at::Tensor& ptr,                \
+      const at::Tensor& push, const at::Tensor& pop, const at::Tensor& item);
+
+NCL_STACK_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_STACK_OPS(cuda)
+#endif
+
+#undef NCL_STACK_OPS
+
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();
 

@@ -9,6 +9,12 @@ Each op ``X`` of a family is a pair of dispatcher ops, ``ncl::X_fwd`` and ``ncl:
 
 ``X_bwd(grad, *saved)`` returns one gradient for each differentiable input, in order, where ``saved`` is the
 forward's output (if the op keeps it) followed by the inputs.
+
+An op with several outputs (``num_outputs > 1``, e.g. ``stack_update``) returns them as a tuple, and its
+backward takes one gradient per output, ``X_bwd(*grads, *saved)``; an output that the loss does not use
+gets a zero gradient (autograd materialises it). A non-tensor input (a ``float`` in the schema) is passed
+through unchanged, is given to the backward in its place among ``saved``, and gets no gradient: the
+backward returns gradients for the tensor inputs only.
 """
 
 from __future__ import annotations
@@ -34,16 +40,17 @@ class OpSpec:
     fwd_fake: Callable[..., torch.Tensor]
     triton_module: str
     saves_output: bool = False
+    num_outputs: int = 1
 
 
 _OPS: dict[str, OpSpec] = {}
 
 
 def _bwd_fake(spec: OpSpec):
-    skip = 1 if spec.saves_output else 0
+    skip = spec.num_outputs + (spec.num_outputs if spec.saves_output else 0)
 
-    def fake(grad, *saved):
-        return tuple(torch.empty_like(t) for t in saved[skip:])
+    def fake(*args):
+        return tuple(torch.empty_like(t) for t in args[skip:] if isinstance(t, torch.Tensor))
 
     return fake
 
@@ -85,20 +92,30 @@ class FusedFunction(torch.autograd.Function):
     """Runs a registered op's fused forward, and its hand-written fused backward."""
 
     @staticmethod
-    def forward(ctx, name: str, backend: str, *inputs: torch.Tensor) -> torch.Tensor:
-        inputs = tuple(t.contiguous() for t in inputs)
+    def forward(ctx, name: str, backend: str, *inputs):
+        inputs = tuple(t.contiguous() if isinstance(t, torch.Tensor) else t for t in inputs)
         out = kernel_op(name, "fwd", backend)(*inputs)
         ctx.name, ctx.backend = name, backend
-        ctx.save_for_backward(*((out,) if _OPS[name].saves_output else ()), *inputs)
-        return out
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        # Non-tensor inputs cannot go through save_for_backward: keep them, and where they sit.
+        ctx.scalars = [(i, t) for i, t in enumerate(inputs) if not isinstance(t, torch.Tensor)]
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        ctx.save_for_backward(*(outs if _OPS[name].saves_output else ()), *tensors)
+        return tuple(outs) if len(outs) > 1 else out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        grads = kernel_op(ctx.name, "bwd", ctx.backend)(grad.contiguous(), *ctx.saved_tensors)
-        return (None, None, *grads)
+    def backward(ctx, *grads: torch.Tensor):
+        saved = list(ctx.saved_tensors)
+        skip = len(grads) if _OPS[ctx.name].saves_output else 0
+        for i, value in ctx.scalars:
+            saved.insert(skip + i, value)
+        tensor_grads = iter(kernel_op(ctx.name, "bwd", ctx.backend)(*(g.contiguous() for g in grads), *saved))
+        n_inputs = len(saved) - skip
+        scalar_at = {i for i, _ in ctx.scalars}
+        return (None, None, *(None if i in scalar_at else next(tensor_grads) for i in range(n_inputs)))
 
 
-def apply(name: str, backend: str, *inputs: torch.Tensor) -> torch.Tensor:
-    """Run op ``name`` on a fused ``backend`` with autograd."""
+def apply(name: str, backend: str, *inputs):
+    """Run op ``name`` on a fused ``backend`` with autograd (a tuple for an op with several outputs)."""
     return FusedFunction.apply(name, backend, *inputs)
