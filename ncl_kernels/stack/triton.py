@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ncl_kernels._triton_targets import compile_target
+
 #: Elements of the largest (BLOCK_S, BLOCK_W) fp32 tile a program holds. The backward keeps three such tiles
 #: live (grad, slots, products): at 2048 it took 247 registers on sm_90a; at 1024, 80 (forward) and 149 (backward,
 #: fp32, with the S x S adjoint selections), no spills.
@@ -173,23 +175,13 @@ def stack_update_bwd(grad_slots, grad_ptr, grad_overflow, grad_underflow, slots,
 # Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
 # ---------------------------------------------------------------------------------------------------------
 
-_TL_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
 def _compile_targets() -> list[dict]:
     """Both kernels in fp32 and bf16 at the machine's sizes: S = 32 and W = n = 128 (data stack)."""
     block_s, block_w = _tiles(32, 128)
     consts = {"BLOCK_S": block_s, "BLOCK_W": block_w}
-    targets = []
-    for dtype in (torch.float32, torch.bfloat16):
-        t = "*" + _TL_DTYPE[dtype]
-        for fn in (_stack_fwd_kernel, _stack_bwd_kernel):
-            signature = {name: ("constexpr" if name in consts else "i32" if name in ("S", "W") else t)
-                         for name in fn.arg_names}
-            ptrs = [name for name in fn.arg_names if name.endswith("_ptr")]
-            targets.append({"name": f"{fn.__name__}[{_TL_DTYPE[dtype]}]", "fn": fn, "signature": signature,
-                            "constexprs": dict(consts), "divisible": ptrs, "num_warps": NUM_WARPS})
-    return targets
+    return [compile_target(fn, dtype, [a for a in fn.arg_names if a.endswith("_ptr")], (), ["S", "W"], consts,
+                           num_warps=NUM_WARPS)
+            for dtype in (torch.float32, torch.bfloat16) for fn in (_stack_fwd_kernel, _stack_bwd_kernel)]
 
 
 #: Every ``@triton.jit`` kernel of this module, described for an ahead-of-time compile check.
