@@ -3,6 +3,9 @@
 * ``ncl info``: versions, devices, and every kernel backend with the reason it is unavailable.
 * ``ncl demo``: the memory ops on every available backend, checked against the reference.
 * ``ncl bench memory``: fused vs eager reference vs ``torch.compile(reference)``, as JSON.
+* ``ncl train --task TASK --out DIR``: train the augmented model (or ``--model llama``, the baseline) on an
+  algorithmic task; DDP under ``torchrun --nproc_per_node N -m ncl.cli train ...``.
+* ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
 """
 
 from __future__ import annotations
@@ -87,6 +90,91 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from ncl.train import TrainConfig, train
+
+    cfg = TrainConfig()
+    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux", "mode",
+                 "top_k", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    try:
+        cfg.validate()
+        last = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"ncl train: error: {err}", file=sys.stderr)
+        return 2
+    if last:
+        print(json.dumps(last))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ncl.evaluate import run_eval, summary
+
+    try:
+        result, plots = run_eval(args.run, compare=args.compare, count=args.count, ood_count=args.ood_count,
+                                 threads=args.threads or 0, reuse=args.reuse)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"ncl eval: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary(result)))
+        return 0
+    print(f"task {result['task']}, model {result['model']}, trained {result['train_steps']} steps "
+          f"in {result['train_time_s']} s")
+    for split, r in result["splits"].items():
+        extra = "" if r["mean_steps"] is None else f"  mean steps {r['mean_steps']:.1f}  unhalted {r['unhalted']:.2e}"
+        print(f"  {split:>7}: exact match {r['accuracy']:.3f} ({r['count']} examples){extra}")
+    print("plots: " + ", ".join(plots))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_train_eval(sub) -> None:
+    from ncl.tasks import names as task_names
+
+    p = sub.add_parser("train", help="train on an algorithmic task (augmented model or the llama baseline)")
+    p.add_argument("--task", required=True, choices=task_names())
+    p.add_argument("--model", choices=["augmented", "llama"], default=None, help="default augmented")
+    p.add_argument("--preset", default=None, help="ncl.llama preset (default tiny)")
+    p.add_argument("--out", required=True, help="run directory (checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--aux", type=float, default=None, help="auxiliary supervision weight (0: answers only)")
+    p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
+    p.add_argument("--top-k", type=_positive_int, default=None)
+    p.add_argument("--layers", type=_positive_int, default=None)
+    p.add_argument("--hidden", type=_positive_int, default=None)
+    p.add_argument("--split", type=int, default=None, help="layers before the computer")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--log-every", type=_positive_int, default=None)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None)
+    p.add_argument("--time-limit", type=float, default=None, help="stop (and checkpoint) after this many seconds")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (0: torch's default)")
+    p.add_argument("--train-max-steps", type=_positive_int, default=None, help="machine step limit in training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("eval", help="exact match per split of a trained run, with plots")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--compare", default=None, help="another run of the same task, drawn on the same plot")
+    p.add_argument("--count", type=_positive_int, default=200, help="examples per split")
+    p.add_argument("--ood-count", type=_positive_int, default=None, help="examples per OOD split (default --count)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
+    p.set_defaults(func=_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ncl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
+    _add_train_eval(sub)
     return parser
 
 

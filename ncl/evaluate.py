@@ -1,0 +1,172 @@
+"""Evaluation of a run directory: ``ncl eval DIR``.
+
+Exact-match accuracy of greedy answers on every split (``test``, ``ood_2x``, ``ood_4x``), the machine's mean
+expected steps and unhalted mass (augmented models), per-size accuracy (the task's axis), and PNG plots:
+accuracy against size (one line per run, so ``--compare`` puts both models on one figure) and a histogram
+of halting steps. The examples come from fixed seeds, so evaluating a checkpoint twice gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ncl import tasks as task_registry
+from ncl.train import encode, load_model, tokenizer
+
+EVAL_SPLITS = ("test", "ood_2x", "ood_4x")
+EVAL_SEED = 1234
+
+
+def _max_answer_tokens(examples, tok) -> int:
+    # room for the longest answer of the split, plus EOS and a little slack: a model that runs on is wrong anyway
+    return max(len(tok.encode(e.answer)) for e in examples) + 4
+
+
+@torch.no_grad()
+def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max_steps: int = 20000) -> dict:
+    """Accuracy and machine diagnostics of ``model`` on ``count`` examples of ``split``.
+
+    Returns ``{"accuracy", "mean_steps", "unhalted", "count", "by_size": {size: [correct, total]},
+    "steps": [per-example expected steps]}`` (steps fields are None for the baseline).
+    """
+    task = task_registry.get(cfg.task)
+    tok = tokenizer()
+    examples = task.generate(split, count, seed=EVAL_SEED)
+    correct, steps, unhalted = [], [], []
+    by_size = defaultdict(lambda: [0, 0])
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        b = encode(chunk, tok, with_answer=False)
+        tokens, comp = model.generate(b["input_ids"], b["attention_mask"], _max_answer_tokens(chunk, tok),
+                                      tok.eos_token_id, max_steps=max_steps)
+        for row, e in zip(tokens.tolist(), chunk):
+            if tok.eos_token_id in row:
+                row = row[:row.index(tok.eos_token_id)]
+            # ids past the tokenizer (the model's vocabulary is padded to 128) are never right: read them as <unk>
+            row = [t if t < tok.vocab_size else tok.unk_token_id for t in row]
+            ok = tok.decode(row) == e.answer
+            correct.append(ok)
+            by_size[e.size][0] += int(ok)
+            by_size[e.size][1] += 1
+        if comp is not None:
+            steps += comp.steps.tolist()
+            unhalted += comp.unhalted.tolist()
+    mean = (lambda xs: sum(xs) / len(xs)) if examples else (lambda xs: float("nan"))
+    return {"accuracy": mean(correct), "mean_steps": mean(steps) if steps else None,
+            "unhalted": mean(unhalted) if unhalted else None, "count": len(examples),
+            "by_size": {int(k): v for k, v in sorted(by_size.items())}, "steps": steps or None}
+
+
+def evaluate_run(run_dir, count: int = 200, ood_count: int | None = None, splits=EVAL_SPLITS,
+                 threads: int = 0) -> dict:
+    """Evaluate the checkpoint in ``run_dir``; the result is also written to ``run_dir/eval.json``.
+
+    Returns ``{"task", "model", "train_steps", "train_time_s", "splits": {split: {...}}}``.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    model, cfg, ckpt = load_model(run_dir)
+    result = {"task": cfg.task, "model": cfg.model, "train_steps": ckpt["step"],
+              "train_time_s": round(ckpt["elapsed"], 1), "aux": cfg.aux, "splits": {}}
+    for split in splits:
+        t = time.time()
+        n = count if split == "test" or ood_count is None else ood_count
+        r = evaluate_split(model, cfg, split, n)
+        r["eval_time_s"] = round(time.time() - t, 1)
+        result["splits"][split] = r
+    Path(run_dir, "eval.json").write_text(json.dumps(result))
+    return result
+
+
+def summary(result: dict) -> dict:
+    """The public JSON: task, model, and per split accuracy / mean_steps / unhalted."""
+    return {"task": result["task"], "model": result["model"],
+            "splits": {s: {k: r[k] for k in ("accuracy", "mean_steps", "unhalted")}
+                       for s, r in result["splits"].items()}}
+
+
+def plot(results: list[dict], path, axis_label: str) -> None:
+    """Accuracy against size, one line per result (model), all splits pooled by size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for r in results:
+        pooled = defaultdict(lambda: [0, 0])
+        for s in r["splits"].values():
+            for size, (c, n) in s["by_size"].items():
+                pooled[int(size)][0] += c
+                pooled[int(size)][1] += n
+        xs = sorted(pooled)
+        ax.plot(xs, [pooled[x][0] / pooled[x][1] for x in xs], marker="o", ms=3,
+                label=f"{r['model']}" + (" (aux)" if r.get("aux") and r["model"] == "augmented" else ""))
+    task = results[0]["task"]
+    ax.set(xlabel=axis_label, ylabel="exact match", title=f"{task}: accuracy by {axis_label}", ylim=(-0.03, 1.03))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_steps(result: dict, path) -> bool:
+    """Histogram of the machine's expected halting steps per split; False if the run has no machine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {s: r["steps"] for s, r in result["splits"].items() if r.get("steps")}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for s, xs in series.items():
+        ax.hist(xs, bins=30, alpha=0.6, label=s)
+    ax.set(xlabel="expected halting step", ylabel="examples", title=f"{result['task']}: halting steps")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = None, threads: int = 0,
+             reuse: bool = False) -> tuple[dict, list[str]]:
+    """Evaluate ``run_dir`` (and ``compare``, another run of the same task), write the plots into ``run_dir``.
+
+    ``reuse``: take ``eval.json`` of a run instead of evaluating it again when it exists.
+    Returns ``(result, [paths of the PNGs written])``.
+    """
+    def get(d):
+        f = Path(d, "eval.json")
+        if reuse and f.exists():
+            return json.loads(f.read_text())
+        return evaluate_run(d, count, ood_count, threads=threads)
+
+    result = get(run_dir)
+    results = [result]
+    if compare is not None:
+        other = get(compare)
+        if other["task"] != result["task"]:
+            raise ValueError(f"--compare: {compare} is task {other['task']!r}, {run_dir} is {result['task']!r}")
+        results.append(other)
+    axis = task_registry.get(result["task"]).axis
+    written = []
+    acc = Path(run_dir, "accuracy.png")
+    plot(results, acc, {"operand": "larger operand", "depth": "recursion depth", "length": "list length"}[axis])
+    written.append(str(acc))
+    for r, d in zip(results, [run_dir] + ([compare] if compare else [])):
+        hist = Path(d, "halting_steps.png")
+        if plot_steps(r, hist):
+            written.append(str(hist))
+    return result, written
+
+
+__all__ = ["evaluate_run", "evaluate_split", "run_eval", "summary", "plot", "plot_steps", "EVAL_SPLITS"]

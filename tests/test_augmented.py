@@ -1,0 +1,119 @@
+"""NeuralComputer and AugmentedLlama: shapes, straight-through values, finite gradients end to end, both
+program-choice modes, exactness of the machine on hard inputs, and a few steps lowering the loss on every task."""
+
+import pytest
+import torch
+
+from ncl import tasks
+from ncl.augmented import AugmentedLlama, PlainLlama
+from ncl.llama import LlamaConfig
+from ncl.nn import ComputerConfig, NeuralComputer, straight_through, straight_through_gate
+from ncl.train import TrainConfig, aux_loss, auto_max_steps, build_model, encode, tokenizer
+
+
+def _llama():
+    return LlamaConfig.preset("tiny", num_hidden_layers=2)
+
+
+def test_straight_through():
+    soft = torch.softmax(torch.randn(3, 5), -1).requires_grad_(True)
+    hard = straight_through(soft)
+    assert torch.equal(hard.detach(), torch.nn.functional.one_hot(soft.argmax(-1), 5).float())
+    (hard * torch.arange(5.0)).sum().backward()
+    assert torch.allclose(soft.grad, torch.arange(5.0).expand(3, 5))
+    p = torch.tensor([0.2, 0.7], requires_grad=True)
+    g = straight_through_gate(p)
+    assert g.tolist() == [0.0, 1.0]
+    g.sum().backward()
+    assert p.grad.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("mode", ["mixture", "superposition"])
+def test_gradients_finite_end_to_end(mode):
+    torch.manual_seed(0)
+    model = AugmentedLlama(_llama(), ComputerConfig(mode=mode, max_steps=40), split=1)
+    tok = tokenizer()
+    ex = tasks.get("add").generate("train", 3)
+    b = encode(ex, tok, model.computer.program_names)
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+    assert out["logits"].shape == (3, b["input_ids"].shape[1], model.llama.config.vocab_size)
+    comp = out["computer"]
+    assert comp.readout.shape == (3, b["input_ids"].shape[1], 64)
+    assert torch.all(comp.readout[b["read_mask"] == 0] == 0)
+    (out["loss"] + aux_loss(comp, b)).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    # the heads that only reach the loss through the machine get gradient too
+    assert grads["computer.value_head.2.weight"].abs().sum() > 0
+    assert grads["computer.program_head.weight"].abs().sum() > 0
+    assert grads["computer.embed_r0.weight"].abs().sum() > 0
+    assert not any(n.startswith("computer.library") for n in grads)  # frozen by default
+
+
+def test_machine_is_exact_on_hard_inputs():
+    """With the heads forced to the right program and tape, the run returns the VM's answer (sharpness 120)."""
+    comp = NeuralComputer(16, ComputerConfig(max_steps=200))
+    B, n, C = 2, 128, 32
+    pi = torch.zeros(B, len(comp.program_names))
+    pi[:, comp.program_names.index("insertion_sort")] = 1
+    values = [[90, 5, 77, 3], [1, 127, 0, 9]]
+    mem = torch.nn.functional.one_hot(torch.tensor([v + [0] * (C - 4) for v in values]), n).float()
+    args = torch.nn.functional.one_hot(torch.tensor([[0, 4, 0]] * B), n).float()
+    r0, mem_out, steps, unhalted, _ = comp.run_machine(pi, comp._initial_regs(args), mem)
+    assert mem_out[:, :4].argmax(-1).tolist() == [sorted(v) for v in values]
+    assert torch.all(mem_out.max(-1).values[:, :4] == 1.0)
+    assert unhalted.max() < 1e-6
+
+
+def test_mixture_prunes_and_mixes():
+    comp = NeuralComputer(16, ComputerConfig(top_k=2, max_steps=30))
+    B, n = 2, 128
+    pi = torch.zeros(B, len(comp.program_names))
+    pi[0, comp.program_names.index("add")] = 0.75
+    pi[0, comp.program_names.index("sub")] = 0.25
+    pi[1, comp.program_names.index("mul")] = 1.0
+    args = torch.nn.functional.one_hot(torch.tensor([[5, 3, 0], [5, 3, 0]]), n).float()
+    mem = torch.nn.functional.one_hot(torch.zeros(B, 32, dtype=torch.long), n).float()
+    r0, *_ = comp.run_machine(pi, comp._initial_regs(args), mem)
+    assert abs(r0[0, 8].item() - 0.75) < 1e-6 and abs(r0[0, 2].item() - 0.25) < 1e-6
+    assert abs(r0[1, 15].item() - 1.0) < 1e-6
+
+
+def test_plain_llama_interface():
+    model = PlainLlama(_llama())
+    tok = tokenizer()
+    b = encode(tasks.get("add").generate("train", 2), tok)
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+    assert torch.isfinite(out["loss"])
+    tokens, comp = model.generate(b["input_ids"][:, :-3], b["attention_mask"][:, :-3], 4, tok.eos_token_id)
+    assert comp is None and tokens.shape[0] == 2
+
+
+def test_bad_inputs():
+    comp = NeuralComputer(8)
+    h = torch.randn(2, 5, 8)
+    with pytest.raises(ValueError, match="read_mask"):
+        comp(h, torch.ones(2, 5), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="mode"):
+        ComputerConfig(mode="both")
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_few_steps_lower_the_loss(name):
+    """A few optimizer steps on one batch lower the training loss (augmented model, tiny sizes)."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(task=name, layers=2, split=1)
+    model = build_model(cfg)
+    model.computer.config = ComputerConfig(top_k=1, max_steps=auto_max_steps(tasks.get(name)))
+    b = encode(tasks.get(name).generate("train", 2, seed=1), tokenizer(), model.computer.program_names)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(3):
+        out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+        loss = out["loss"] + aux_loss(out["computer"], b)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    assert losses[-1] < losses[0], losses
