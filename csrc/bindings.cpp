@@ -22,6 +22,9 @@ TORCH_LIBRARY(ncl, m) {
         " -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("stack_update_bwd(Tensor grad_slots, Tensor grad_ptr, Tensor grad_overflow, Tensor grad_underflow,"
         " Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("control_fwd(Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk, Tensor rsp) -> (Tensor, Tensor)");
+  m.def("control_bwd(Tensor grad_ip, Tensor grad_halted, Tensor ip, Tensor op, Tensor chi0, Tensor tgt,"
+        " Tensor rstk, Tensor rsp) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 #define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \
@@ -40,10 +43,15 @@ TORCH_LIBRARY(ncl, m) {
   m.impl("stack_update_fwd", &ncl::stack_update_fwd_##SUFFIX);   \
   m.impl("stack_update_bwd", &ncl::stack_update_bwd_##SUFFIX);
 
+#define NCL_IMPL_CONTROL_OPS(m, SUFFIX)                 \
+  m.impl("control_fwd", &ncl::control_fwd_##SUFFIX);     \
+  m.impl("control_bwd", &ncl::control_bwd_##SUFFIX);
+
 TORCH_LIBRARY_IMPL(ncl, CPU, m) {
   NCL_IMPL_MEMORY_OPS(m, cpu)
   NCL_IMPL_ALU_OPS(m, cpu)
   NCL_IMPL_STACK_OPS(m, cpu)
+  NCL_IMPL_CONTROL_OPS(m, cpu)
 }
 
 #ifdef NCL_WITH_CUDA
@@ -51,6 +59,7 @@ TORCH_LIBRARY_IMPL(ncl, CUDA, m) {
   NCL_IMPL_MEMORY_OPS(m, cuda)
   NCL_IMPL_ALU_OPS(m, cuda)
   NCL_IMPL_STACK_OPS(m, cuda)
+  NCL_IMPL_CONTROL_OPS(m, cuda)
 }
 #endif
 

@@ -58,6 +58,21 @@ NCL_STACK_OPS(cuda)
 
 #undef NCL_STACK_OPS
 
+#define NCL_CONTROL_OPS(SUFFIX)                                                                         \
+  std::tuple<at::Tensor, at::Tensor> control_fwd_##SUFFIX(const at::Tensor& ip, const at::Tensor& op,   \
+                                                          const at::Tensor& chi0, const at::Tensor& tgt, \
+                                                          const at::Tensor& rstk, const at::Tensor& rsp); \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> control_bwd_##SUFFIX( \
+      const at::Tensor& grad_ip, const at::Tensor& grad_halted, const at::Tensor& ip, const at::Tensor& op, \
+      const at::Tensor& chi0, const at::Tensor& tgt, const at::Tensor& rstk, const at::Tensor& rsp);
+
+NCL_CONTROL_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_CONTROL_OPS(cuda)
+#endif
+
+#undef NCL_CONTROL_OPS
+
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();
 

@@ -37,6 +37,7 @@ MODULES = (
     "ncl_kernels.memory.triton",
     "ncl_kernels.alu.triton",
     "ncl_kernels.stack.triton",
+    "ncl_kernels.control.triton",
 )
 
 ARCH = 90

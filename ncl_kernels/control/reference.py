@@ -1,0 +1,59 @@
+r"""Reference (pure PyTorch) control step: the executable spec of :func:`ncl_kernels.control`.
+
+DESIGN §3 step 7 and the halting mass of step 8, with the decisions of ``docs/machine.md`` (running off the
+last line halts; RET with no return address halts). With :math:`q_k = ip \odot op[:, k]` per line and
+:math:`c = \chi_0`:
+
+.. math::
+    ip' = \mathrm{next}(q_{seq} + (1-c)\,q_{JZ} + c\,q_{JNZ})
+          + (q_{JMP} + q_{CALL} + c\,q_{JZ} + (1-c)\,q_{JNZ})^\top tgt + (\textstyle\sum q_{RET})\,\mathrm{top}(rstk)
+
+.. math::
+    h = \textstyle\sum q_{HALT} + \text{run-off} + (\sum q_{RET})\,(1 - \sum_m \mathrm{top}(rstk)_m)
+
+where :math:`\mathrm{top}(rstk) = \sum_s rsp_s\, rstk_s` and ``next`` moves line ℓ to ℓ+1 (the last line's
+mass is the run-off). This is ``ncl.machine.interpreter.step``'s steps 7-8, float64-capable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Opcode columns as ``ncl.machine.opcodes.OPCODES`` numbers them (tested against it; the kernels use the
+#: same numbers, ``csrc/include/ncl/control.h``).
+NUM_OPS = 29
+HALT, JMP, JZ, JNZ, CALL, RET = 1, 24, 25, 26, 27, 28
+#: The sequential ops: every op but HALT and JMP..RET.
+SEQUENTIAL = [k for k in range(NUM_OPS) if k != HALT and k < JMP]
+
+
+def _next(v: torch.Tensor) -> torch.Tensor:
+    """Move line ℓ to ℓ+1; the last line's mass runs off the end. ``(B, L) -> (B, L)``."""
+    return torch.nn.functional.pad(v[:, :-1], (1, 0))
+
+
+def control(ip: torch.Tensor, op: torch.Tensor, chi0: torch.Tensor, tgt: torch.Tensor, rstk: torch.Tensor,
+            rsp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The ip update and the halting mass of one step.
+
+    Args:
+        ip: ``(B, L)`` the ip at the start of the step.
+        op: ``(L, O)`` opcode weights per line, ``O = 29``.
+        chi0: ``(B,)`` :math:`\chi_0`, the probability that operand a is 0.
+        tgt: ``(L, L)`` jump targets per line.
+        rstk: ``(B, S, L)`` the return stack at the start of the step.
+        rsp: ``(B, S)`` its pointer.
+
+    Returns:
+        ``(ip', halted)``: ``(B, L)`` and ``(B,)``.
+    """
+    q = ip[:, :, None] * op[None]
+    c = chi0[:, None]
+    q_jz, q_jnz = q[:, :, JZ], q[:, :, JNZ]
+    jumped = q[:, :, JMP] + q[:, :, CALL] + c * q_jz + (1 - c) * q_jnz
+    moved_on = q[:, :, SEQUENTIAL].sum(-1) + (1 - c) * q_jz + c * q_jnz
+    ret_mass = q[:, :, RET].sum(-1)
+    ret_to = torch.einsum("bs,bsl->bl", rsp, rstk)  # its missing mass is "no return address"
+    new_ip = _next(moved_on) + jumped @ tgt + ret_mass[:, None] * ret_to
+    halted = q[:, :, HALT].sum(-1) + moved_on[:, -1] + ret_mass * (1 - ret_to.sum(-1))
+    return new_ip, halted
