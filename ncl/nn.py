@@ -117,12 +117,12 @@ class ComputerOutput(NamedTuple):
 def straight_through(soft: torch.Tensor) -> torch.Tensor:
     """One-hot of the argmax in the forward pass, the gradient of ``soft`` in the backward pass. (…, n)."""
     hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # the bracket is exactly 0 forward, so the value is exactly one-hot
 
 
 def straight_through_gate(p: torch.Tensor) -> torch.Tensor:
     """``p > 0.5`` as 0/1 in the forward pass, the gradient of ``p`` in the backward pass."""
-    return (p > 0.5).to(p.dtype) + p - p.detach()
+    return (p > 0.5).to(p.dtype) + (p - p.detach())
 
 
 def _shift(p: torch.Tensor) -> torch.Tensor:
