@@ -25,6 +25,11 @@ TORCH_LIBRARY(ncl, m) {
   m.def("control_fwd(Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk, Tensor rsp) -> (Tensor, Tensor)");
   m.def("control_bwd(Tensor grad_ip, Tensor grad_halted, Tensor ip, Tensor op, Tensor chi0, Tensor tgt,"
         " Tensor rstk, Tensor rsp) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("halting_accumulate_fwd(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h,"
+        " float t) -> (Tensor, Tensor, Tensor)");
+  m.def("halting_accumulate_bwd(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg,"
+        " Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 #define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \
@@ -47,11 +52,16 @@ TORCH_LIBRARY(ncl, m) {
   m.impl("control_fwd", &ncl::control_fwd_##SUFFIX);     \
   m.impl("control_bwd", &ncl::control_bwd_##SUFFIX);
 
+#define NCL_IMPL_HALTING_OPS(m, SUFFIX)                                       \
+  m.impl("halting_accumulate_fwd", &ncl::halting_accumulate_fwd_##SUFFIX);     \
+  m.impl("halting_accumulate_bwd", &ncl::halting_accumulate_bwd_##SUFFIX);
+
 TORCH_LIBRARY_IMPL(ncl, CPU, m) {
   NCL_IMPL_MEMORY_OPS(m, cpu)
   NCL_IMPL_ALU_OPS(m, cpu)
   NCL_IMPL_STACK_OPS(m, cpu)
   NCL_IMPL_CONTROL_OPS(m, cpu)
+  NCL_IMPL_HALTING_OPS(m, cpu)
 }
 
 #ifdef NCL_WITH_CUDA
@@ -60,6 +70,7 @@ TORCH_LIBRARY_IMPL(ncl, CUDA, m) {
   NCL_IMPL_ALU_OPS(m, cuda)
   NCL_IMPL_STACK_OPS(m, cuda)
   NCL_IMPL_CONTROL_OPS(m, cuda)
+  NCL_IMPL_HALTING_OPS(m, cuda)
 }
 #endif
 

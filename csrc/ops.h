@@ -73,6 +73,24 @@ NCL_CONTROL_OPS(cuda)
 
 #undef NCL_CONTROL_OPS
 
+#define NCL_HALTING_OPS(SUFFIX)                                                                         \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_fwd_##SUFFIX(                      \
+      const at::Tensor& acc_reg, const at::Tensor& acc_mem, const at::Tensor& expected,                \
+      const at::Tensor& reg, const at::Tensor& mem, const at::Tensor& h, double t);                    \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>                   \
+      halting_accumulate_bwd_##SUFFIX(const at::Tensor& grad_acc_reg, const at::Tensor& grad_acc_mem,  \
+                                      const at::Tensor& grad_expected, const at::Tensor& acc_reg,      \
+                                      const at::Tensor& acc_mem, const at::Tensor& expected,           \
+                                      const at::Tensor& reg, const at::Tensor& mem, const at::Tensor& h, \
+                                      double t);
+
+NCL_HALTING_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_HALTING_OPS(cuda)
+#endif
+
+#undef NCL_HALTING_OPS
+
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();
 

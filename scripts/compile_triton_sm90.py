@@ -38,6 +38,7 @@ MODULES = (
     "ncl_kernels.alu.triton",
     "ncl_kernels.stack.triton",
     "ncl_kernels.control.triton",
+    "ncl_kernels.halting.triton",
 )
 
 ARCH = 90

@@ -1,0 +1,141 @@
+"""halting_accumulate: the fused halting mixtures and ponder cost against the reference, and the machine's run."""
+
+import pytest
+import torch
+
+from memory_cases import DTYPES, check_gradcheck, device_for, fused_backends, leaves, skip_unless_runnable
+from ncl_kernels import halting_accumulate
+from ncl_kernels.testing import assert_close
+
+SIZES = [(3, 5, 7, 4), (2, 3, 9, 1), (1, 2, 5, 33)]  # (B, K, C, n): odd sizes
+NAMES = ("acc_reg", "acc_mem", "expected", "reg", "mem", "h")
+
+
+def make(B, K, C, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    soft = lambda *shape: torch.softmax(torch.randn(*shape, generator=g), -1)  # noqa: E731
+    return (torch.rand(B, K, n, generator=g), torch.rand(B, C, n, generator=g), torch.rand(B, generator=g) * 5,
+            soft(B, K, n), soft(B, C, n), torch.rand(B, generator=g))
+
+
+def check_outputs(inputs, t, backend, dtype):
+    skip_unless_runnable(backend)
+    device = device_for(backend)
+    ref_in = leaves(inputs, torch.float64, "cpu")
+    ref_out = halting_accumulate(*ref_in, t, backend="reference")
+    g = torch.Generator().manual_seed(1)
+    upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in ref_out]
+    ref_grads = torch.autograd.grad(ref_out, ref_in, upstream)
+    fused_in = leaves(inputs, dtype, device)
+    out = halting_accumulate(*fused_in, t, backend=backend)
+    grads = torch.autograd.grad(out, fused_in, [u.to(device=device, dtype=dtype) for u in upstream])
+    for name, o, r in zip(("acc_reg'", "acc_mem'", "expected'"), out, ref_out):
+        assert o.dtype == dtype and o.device.type == device
+        assert_close(o.cpu(), r, dtype, f"halting_accumulate {name}")
+    for name, gr, r in zip(NAMES, grads, ref_grads):
+        assert gr.dtype == dtype
+        assert_close(gr.cpu(), r, dtype, f"halting_accumulate grad of {name}")
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("size", SIZES, ids=str)
+def test_matches_reference(backend, dtype, size):
+    check_outputs(make(*size), 3, backend, dtype)
+
+
+@pytest.mark.parametrize("backend", fused_backends())
+def test_readouts_longer_than_a_tile(backend):
+    """Registers and memory of different lengths, both over one Triton tile; a non-integer t."""
+    check_outputs(make(2, 9, 17, 130, seed=2), 2.5, backend, torch.float32)
+
+
+def test_machine_run_through_the_op():
+    """Replaying ncl.machine.interpreter.run's accumulation with the op gives its RunResult."""
+    from ncl.machine.config import MachineConfig
+    from ncl.machine.interpreter import run, step
+    from ncl.machine.state import ProgramFields, initial_state
+
+    g = torch.Generator().manual_seed(3)
+    B, L, K, n, C, S = 2, 6, 3, 8, 4, 4
+    soft = lambda *shape: torch.softmax(3 * torch.randn(*shape, generator=g, dtype=torch.float64), -1)  # noqa: E731
+    fields = ProgramFields(soft(L, 29), soft(L, K), soft(L, K), soft(L, K), soft(L, n), soft(L, L))
+    config = MachineConfig(n=n, cells=C, registers=K, stack=S)
+    ip, reg, mem = soft(B, L), soft(B, K, n), soft(B, C, n)
+    want = run(fields, config, ip, reg, mem, max_steps=5)
+    state = initial_state(ip, reg, mem, S)
+    acc_reg, acc_mem, expected = torch.zeros_like(reg), torch.zeros_like(mem), reg.new_zeros(B)
+    for t in range(1, want.steps + 1):
+        state, outcome = step(state, fields, config)
+        acc_reg, acc_mem, expected = halting_accumulate(acc_reg, acc_mem, expected, state.reg, state.mem,
+                                                        outcome.halted, t, backend="cpp")
+    rho = state.ip.sum(-1)
+    regs, mem_out, expected = halting_accumulate(acc_reg, acc_mem, expected, state.reg, state.mem, rho, want.steps,
+                                                 backend="cpp")
+    torch.testing.assert_close(regs, want.regs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mem_out, want.mem, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(expected, want.expected_steps, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_gradcheck_float64(backend):
+    xs = leaves(make(2, 3, 2, 4), torch.float64, "cpu")
+    assert torch.autograd.gradcheck(lambda *a: halting_accumulate(*a, 4, backend=backend), xs)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(backend):
+    from ncl_kernels import _oplib
+
+    skip_unless_runnable(backend)
+    xs = [t.to(device_for(backend)) for t in make(2, 3, 4, 5)]
+    fwd = _oplib.kernel_op("halting_accumulate", "fwd", backend)
+    bwd = _oplib.kernel_op("halting_accumulate", "bwd", backend)
+    outs = fwd(*xs, 7.0)
+    torch.library.opcheck(fwd, (*xs, 7.0))
+    torch.library.opcheck(bwd, (*(torch.randn_like(o) for o in outs), *xs, 7.0))
+
+
+def test_noncontiguous_inputs():
+    xs = make(4, 3, 5, 6)
+    views = [t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t for t in xs]
+    assert any(not v.is_contiguous() for v in views)
+    for a, b in zip(halting_accumulate(*views, 2, backend="cpp"), halting_accumulate(*xs, 2, backend="reference")):
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_torch_compile_fullgraph():
+    xs = leaves(make(2, 3, 4, 5), torch.float32, "cpu")
+    eager = halting_accumulate(*xs, 3)
+    compiled = torch.compile(lambda *a: halting_accumulate(*a, 3), fullgraph=True, backend="aot_eager")(*xs)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b)
+    sum(o.sum() for o in compiled).backward()
+    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in xs)
+
+
+def test_schema_matches_the_extension():
+    from ncl_kernels import _ext, _oplib
+
+    if _ext.load()[0] is None:
+        pytest.skip("extension not built")
+    for part in ("fwd", "bwd"):
+        assert str(getattr(torch.ops.ncl, f"halting_accumulate_{part}").default._schema) == \
+            _oplib.schema("halting_accumulate", part)
+
+
+@pytest.mark.parametrize("name, bad, match", [
+    ("acc_reg", torch.rand(3, 5), r"acc_reg must have shape \(B, K, n\)"),
+    ("acc_mem", torch.rand(3, 7, 5), r"acc_mem must have shape \(B, C, n\) with n=4"),
+    ("expected", torch.rand(2), r"expected must have shape \(B\) with B=3"),
+    ("reg", torch.rand(3, 4, 4), r"reg must have shape \(B, K, n\) with K=5"),
+    ("mem", torch.rand(3, 6, 4), r"mem must have shape \(B, C, n\) with C=7"),
+    ("h", torch.rand(3, dtype=torch.float64), r"h has dtype torch.float64"),
+    ("t", torch.tensor(2.0), r"t must be a real number"),
+    ("t", True, r"t must be a real number"),
+])
+def test_bad_input(name, bad, match):
+    args = list(make(3, 5, 7, 4)) + [1]
+    args[(*NAMES, "t").index(name)] = bad
+    with pytest.raises(ValueError, match=match):
+        halting_accumulate(*args)
