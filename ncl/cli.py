@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux", "mode",
-                 "top_k", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
+                 "top_k", "reader", "writer", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -153,6 +153,10 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--aux", type=float, default=None, help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--top-k", type=_positive_int, default=None)
+    p.add_argument("--reader", choices=["mlp", "digits"], default=None,
+                   help="how tape values are read from digits (default digits)")
+    p.add_argument("--writer", choices=["embed", "digits"], default=None,
+                   help="what the readouts carry: value embeddings, or also the digit to write (default embed)")
     p.add_argument("--layers", type=_positive_int, default=None)
     p.add_argument("--hidden", type=_positive_int, default=None)
     p.add_argument("--split", type=int, default=None, help="layers before the computer")

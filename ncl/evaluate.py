@@ -169,4 +169,24 @@ def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = No
     return result, written
 
 
-__all__ = ["evaluate_run", "evaluate_split", "run_eval", "summary", "plot", "plot_steps", "EVAL_SPLITS"]
+__all__ = ["evaluate_run", "evaluate_split", "run_eval", "summary", "plot", "plot_steps", "markdown_table", "EVAL_SPLITS"]
+
+
+def markdown_table(pairs: list[tuple[str, str | None]]) -> str:
+    """The results table (task, split, augmented, baseline, mean steps, train time) from the ``eval.json`` of
+    ``(augmented_run, baseline_run)`` pairs (either may be None)."""
+    lines = ["| task | split | augmented | baseline | mean steps | train time (aug / base) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for aug_dir, base_dir in pairs:
+        aug = json.loads(Path(aug_dir, "eval.json").read_text()) if aug_dir else None
+        base = json.loads(Path(base_dir, "eval.json").read_text()) if base_dir else None
+        ref = aug or base
+        for split in ref["splits"]:
+            a = aug["splits"][split] if aug else None
+            b = base["splits"][split] if base else None
+            fmt = (lambda r: f"{100 * r['accuracy']:.1f}%" if r else "–")
+            steps = f"{a['mean_steps']:.1f}" if a and a["mean_steps"] is not None else "–"
+            times = (f"{aug['train_time_s']:.0f} s ({aug['train_steps']} steps)" if aug else "–") + " / " + \
+                (f"{base['train_time_s']:.0f} s ({base['train_steps']} steps)" if base else "–")
+            lines.append(f"| {ref['task']} | {split} | {fmt(a)} | {fmt(b)} | {steps} | {times} |")
+    return "\n".join(lines)

@@ -36,6 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 MODES = ("mixture", "superposition")
+READERS = ("mlp", "digits")
+WRITERS = ("embed", "digits")
+PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,15 @@ class ComputerConfig:
         max_steps: step limit of a run (adaptive halting stops earlier).
         train_library: make the library's logits trainable.
         straight_through: hard forward values for gates, tape values and arguments (False: soft values).
+        reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
+            Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
+            ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the
+            number its preceding digits spell).
+        writer: what the readouts carry: ``"embed"`` (learned embeddings of the r0 and tape-cell distributions)
+            or ``"digits"`` (also the decimal digit of each under a digit pointer: it starts at the most
+            significant digit, advances by a gate at each digit the answer writes and resets with the read
+            pointer; past the last digit it reads "end"), so the decoder copies digits instead of recalling the
+            spelling of every value.
     """
 
     n: int = 128
@@ -72,6 +84,8 @@ class ComputerConfig:
     max_steps: int = 2000
     train_library: bool = False
     straight_through: bool = True
+    reader: str = "mlp"
+    writer: str = "embed"
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -82,6 +96,10 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: arg_registers must be in 1..{self.registers - 1}")
         if not 1 <= self.arg_cells <= self.cells:
             raise ValueError("ComputerConfig: arg_cells must be in 1..cells")
+        if self.reader not in READERS:
+            raise ValueError(f"ComputerConfig: reader must be one of {READERS}, got {self.reader!r}")
+        if self.writer not in WRITERS:
+            raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
         if self.top_k < 1:
             raise ValueError("ComputerConfig: top_k must be >= 1")
 
@@ -102,7 +120,8 @@ class ComputerOutput(NamedTuple):
     cost). ``unhalted``: (B,) running mass left. ``run_steps``: the steps the machine ran (int).
     ``heads``: the head outputs (for auxiliary losses and diagnostics): ``pi (B,P)`` program probabilities,
     ``args_soft (B,A,n)``, ``source_weights (B,A,S)``, ``source_values (B,S)``, ``gate_logit (B,T)``,
-    ``value_logits (B,T,n)``, ``read_logit (B,T)``, ``r0 (B,n)``,
+    ``value_logits (B,T,n)``, ``read_logit (B,T)``, ``digit_gate_logit (B,T)`` (None
+    unless ``writer="digits"``), ``r0 (B,n)``,
     ``mem (B,C,n)``. ``state``: what a later call may pass back to skip the run (same prompt).
     """
 
@@ -173,7 +192,22 @@ class NeuralComputer(nn.Module):
         self.source_head = nn.Linear(d, cfg.arg_registers * self.num_sources)
         self.gate_head = nn.Linear(d, 1)
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
+        if cfg.reader == "digits":
+            self.digit_head = nn.Linear(d, 11)  # 10 digits + "not a digit"
+            times10 = torch.zeros(n, n)
+            times10[torch.arange(n), (10 * torch.arange(n)) % n] = 1
+            self.register_buffer("times10", times10, persistent=False)
         self.read_head = nn.Linear(d, 1)
+        if cfg.writer == "digits":
+            self.digit_gate_head = nn.Linear(d, 1)
+            nn.init.constant_(self.digit_gate_head.bias, -2.0)
+            self.print_r0 = nn.Linear(11, d, bias=False)
+            self.print_cell = nn.Linear(11, d, bias=False)
+            spell = torch.zeros(n, PLACES, 11)  # value → its digits, most significant first; 10 = "end"
+            for v in range(n):
+                digits = [int(c) for c in str(v)] + [10] * PLACES
+                spell[v, torch.arange(PLACES), torch.tensor(digits[:PLACES])] = 1
+            self.register_buffer("spell", spell.flatten(1), persistent=False)  # (n, PLACES·11)
         self.embed_r0 = nn.Linear(n, d, bias=False)
         self.embed_cell = nn.Linear(n, d, bias=False)
         self.embed_valid = nn.Parameter(torch.zeros(d))
@@ -199,14 +233,19 @@ class NeuralComputer(nn.Module):
 
         Returns:
             ``mem (B,C,n)``, ``length (B,C)`` (the final write pointer), ``written (B,C)`` (mass written per
-            cell, ≤ 1), ``gate_logit (B,T)``, ``value_logits (B,T,n)``.
+            cell, ≤ 1), ``gate_logit (B,T)``, ``value_logits (B,T,n)`` (``(B,T,11)`` digit logits with
+            ``reader="digits"``).
         """
         cfg = self.config
         B, T, _ = h.shape
         gate_logit = self.gate_head(h).squeeze(-1)
-        value_logits = self.value_head(h)
         gate = self._gate(torch.sigmoid(gate_logit)) * mask
-        value = self._hard(torch.softmax(value_logits, -1))
+        if cfg.reader == "digits":
+            value_logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
+            value = self._digit_values(self._hard(torch.softmax(value_logits, -1)) * mask[..., None])
+        else:
+            value_logits = self.value_head(h)
+            value = self._hard(torch.softmax(value_logits, -1))
         mem = F.one_hot(torch.zeros(B, cfg.cells, dtype=torch.long), cfg.n).to(h.dtype)
         ptr = F.one_hot(torch.zeros(B, dtype=torch.long), cfg.cells).to(h.dtype)
         written = h.new_zeros(B, cfg.cells)
@@ -216,6 +255,27 @@ class NeuralComputer(nn.Module):
             written = written + w * (1 - written)
             ptr = (1 - gate[:, t, None]) * ptr + gate[:, t, None] * _shift(ptr)
         return mem, ptr, written, gate_logit, value_logits
+
+    def _digit_values(self, digits: torch.Tensor) -> torch.Tensor:
+        """Values spelled by the digits before each token: (B,T,11) one-hot-ish digits → (B,T,n).
+
+        ``acc_t = is_digit_t·(10·acc_{t−1} + d_t) + (1 − is_digit_t)·δ_0`` on distributions over Z_n (10· is a
+        fixed map of the support, + a digit is a circular shift), and the value at t is ``acc_{t−1}``: a number
+        is complete at the token after its last digit, which is where the write gate fires.
+        """
+        B, T, _ = digits.shape
+        n = self.config.n
+        acc = F.one_hot(torch.zeros(B, dtype=torch.long), n).to(digits.dtype)
+        zero = acc
+        out = []
+        for t in range(T):
+            out.append(acc)
+            shifted = acc @ self.times10
+            rolled = torch.stack([torch.roll(shifted, k, -1) for k in range(10)], 1)  # (B, 10, n)
+            grown = (digits[:, t, :10, None] * rolled).sum(1)
+            is_digit = digits[:, t, :10].sum(-1, keepdim=True)
+            acc = grown + (1 - is_digit) * zero
+        return torch.stack(out, 1)
 
     def arguments(self, h_last: torch.Tensor, mem: torch.Tensor, length: torch.Tensor):
         """Argument registers r1..rA: per register a mixture over sources, straight-through.
@@ -332,10 +392,29 @@ class NeuralComputer(nn.Module):
         cell = ptrs @ mem_out  # (B, T', n)
         valid = (ptrs * written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
         out = self.embed_r0(r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
+        if self.config.writer == "digits":
+            digit_logit = self.digit_gate_head(h).squeeze(-1)
+            step = self._gate(torch.sigmoid(digit_logit)) * read
+            place = F.one_hot(torch.zeros(B, dtype=torch.long), PLACES).to(h.dtype)
+            places = []
+            for t in range(state["first_read"], T):
+                moved = step[:, t, None] * _shift(place) + (1 - step[:, t, None]) * place
+                place = adv[:, t, None] * F.one_hot(torch.zeros(B, dtype=torch.long), PLACES).to(h.dtype) + \
+                    (1 - adv[:, t, None]) * moved
+                places.append(place)
+            places = torch.stack(places, 1)  # (B, T', PLACES)
+
+            def spelled(value):  # (B, T', n) → (B, T', 11): the digit under the place pointer
+                return torch.einsum("btp,btpk->btk", places, (value @ self.spell).unflatten(-1, (PLACES, 11)))
+
+            out = out + self.print_r0(spelled(r0[:, None].expand_as(cell))) + self.print_cell(spelled(cell))
+        else:
+            digit_logit = None
         readout = F.pad(out, (0, 0, state["first_read"], 0)) * read[..., None]
         heads = {k: state[k] for k in ("pi", "args_soft", "source_weights", "source_values", "gate_logit",
                                        "value_logits", "r0", "mem")}
         heads["read_logit"] = read_logit
+        heads["digit_gate_logit"] = digit_logit
         return ComputerOutput(readout, state["steps"], state["unhalted"], state["run_steps"], heads, state)
 
 

@@ -40,7 +40,9 @@ class TrainConfig:
     ``preset`` names a :func:`ncl.llama.LlamaConfig.preset`; ``layers``/``hidden`` override its depth and
     width (0 keeps the preset's). ``aux`` weights the auxiliary supervision of the computer's heads (the
     program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
-    0 trains from the answer text alone.
+    0 trains from the answer text alone. ``reader`` is :class:`ncl.nn.ComputerConfig`'s (``"digits"``: the
+    heads classify digits and a fixed base-10 recurrence accumulates them; ``"mlp"``: one head per token maps
+    the hidden state to a value).
     """
 
     task: str = "add"
@@ -52,11 +54,13 @@ class TrainConfig:
     steps: int = 1500
     batch_size: int = 16
     lr: float = 2e-3
-    warmup: int = 50
+    warmup: int = 20
     weight_decay: float = 0.0
     clip: float = 1.0
     aux: float = 1.0
     mode: str = "mixture"
+    reader: str = "digits"
+    writer: str = "embed"
     top_k: int = 2
     train_max_steps: int = 0
     seed: int = 0
@@ -88,6 +92,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        d = {"reader": "mlp", "writer": "embed", **d}  # runs saved before the reader option read with the MLP head
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -112,14 +117,14 @@ def build_model(cfg: TrainConfig):
     lcfg = LlamaConfig.preset(cfg.preset, **over)
     if cfg.model == "llama":
         return PlainLlama(lcfg)
-    ccfg = ComputerConfig(mode=cfg.mode, top_k=cfg.top_k,
+    ccfg = ComputerConfig(mode=cfg.mode, top_k=cfg.top_k, reader=cfg.reader, writer=cfg.writer,
                           max_steps=cfg.train_max_steps or auto_max_steps(task_registry.get(cfg.task)))
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
 def auto_max_steps(task, samples: int = 64) -> int:
-    """The machine's step limit in training: twice the most steps the right program takes on training examples
-    (run on the VM), plus 20. It stops a wrong candidate early instead of letting it run for the eval limit
+    """The machine's step limit in training: 1.25 times the most steps the right program takes on training
+    examples (run on the VM), plus 10. It stops a wrong candidate early instead of letting it run for the eval limit
     (long runs cost time and can overflow fp32 gradients)."""
     import ncl.library
     from ncl.nn import ComputerConfig
@@ -134,7 +139,7 @@ def auto_max_steps(task, samples: int = 64) -> int:
         if task.axis == "length":  # the worst case of a sort: a descending list
             tape[:len(e.tape)] = sorted(e.tape, reverse=True)
         worst = max(worst, fn.program.execute(*e.args, mem=tape, backend="vm").steps)
-    return 2 * worst + 20
+    return int(1.25 * worst) + 10
 
 
 # --- batches ---------------------------------------------------------------------------------------------------
@@ -161,6 +166,8 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
     gate = torch.full((B, T), -100, dtype=torch.long)
     value = torch.full((B, T), -100, dtype=torch.long)
     read_gate = torch.full((B, T), -100, dtype=torch.long)
+    digit = torch.full((B, T), -100, dtype=torch.long)
+    digit_gate = torch.full((B, T), -100, dtype=torch.long)
     read = torch.zeros(B, T, dtype=torch.long)
     read[:, P - 1:] = 1
     for i, (e, p, a) in enumerate(zip(examples, prompts, answers)):
@@ -172,6 +179,7 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
             labels[i, P - 1:P - 1 + len(a)] = torch.tensor(a)
         toks = [tok.id_to_token(t) for t in p]
         gate[i, off:P] = 0
+        digit[i, off:P] = torch.tensor([int(s) if s.isdigit() else 10 for s in toks])  # 10: not a digit
         for j, k in enumerate(_numbers_end(toks)):
             gate[i, off + k] = 1
             value[i, off + k] = e.tape[j]
@@ -179,8 +187,10 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         seq = [tok.id_to_token(t) for t in p[-1:] + a[:-1]]
         for j, s in enumerate(seq):
             read_gate[i, P - 1 + j] = int(j > 0 and s == " ")
+            digit_gate[i, P - 1 + j] = int(j > 0 and s.isdigit())
     out = {"input_ids": ids, "attention_mask": mask, "read_mask": read, "labels": labels, "gate": gate,
-           "value": value, "read_gate": read_gate}
+           "value": value, "read_gate": read_gate,
+           "digit": digit, "digit_gate": digit_gate}
     if program_names is not None:
         out["program"] = torch.tensor([program_names.index(e.program) for e in examples])
     width = max(len(e.args) for e in examples)
@@ -210,10 +220,19 @@ def aux_loss(comp, batch) -> torch.Tensor:
     gate = batch["gate"][:, :P]
     sel = gate >= 0
     loss = loss + F.binary_cross_entropy_with_logits(h["gate_logit"][sel], gate[sel].float())
-    loss = loss + F.cross_entropy(h["value_logits"].flatten(0, 1), batch["value"][:, :P].flatten(), ignore_index=-100)
+    if h["value_logits"].shape[-1] == 11:  # the digit reader: which digit each prompt token is (10: none)
+        loss = loss + F.cross_entropy(h["value_logits"].flatten(0, 1), batch["digit"][:, :P].flatten(),
+                                      ignore_index=-100)
+    else:
+        loss = loss + F.cross_entropy(h["value_logits"].flatten(0, 1), batch["value"][:, :P].flatten(),
+                                      ignore_index=-100)
     rg = batch["read_gate"]
     sel = rg >= 0
     loss = loss + F.binary_cross_entropy_with_logits(h["read_logit"][sel], rg[sel].float())
+    if h.get("digit_gate_logit") is not None:
+        dg = batch["digit_gate"]
+        sel = dg >= 0
+        loss = loss + F.binary_cross_entropy_with_logits(h["digit_gate_logit"][sel], dg[sel].float())
     return loss
 
 

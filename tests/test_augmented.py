@@ -118,3 +118,23 @@ def test_few_steps_lower_the_loss(name):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     assert losses[-1] < losses[0], losses
+
+
+def test_digit_reader_and_writer():
+    comp = NeuralComputer(16, ComputerConfig(reader="digits", writer="digits"))
+    text = "add 107 5 ="
+    digits = torch.tensor([[int(c) if c.isdigit() else 10 for c in text]])
+    values = comp._digit_values(torch.nn.functional.one_hot(digits, 11).float())
+    ends = [i for i, c in enumerate(text) if c == " " and text[i - 1].isdigit()]
+    assert values[0, ends].argmax(-1).tolist() == [107, 5]
+    assert torch.all(values.max(-1).values == 1.0)  # exact on hard digits
+    spell = comp.spell.view(128, -1, 11).argmax(-1)
+    assert spell[107].tolist()[:4] == [1, 0, 7, 10] and spell[5].tolist()[:2] == [5, 10]
+    tok = tokenizer()
+    cfg = TrainConfig(task="sort", reader="digits", writer="digits", layers=2, split=1)
+    model = build_model(cfg)
+    b = encode(tasks.get("sort").generate("train", 2), tok, model.computer.program_names)
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+    (out["loss"] + aux_loss(out["computer"], b)).backward()
+    assert model.computer.digit_head.weight.grad.abs().sum() > 0
+    assert model.computer.print_cell.weight.grad.abs().sum() > 0
