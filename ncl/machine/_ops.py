@@ -1,14 +1,12 @@
-"""The memory-bank ops the machine is built on: ``soft_read`` and ``soft_write`` from ``ncl_kernels``.
+"""The kernel ops the machine is built on, from ``ncl_kernels`` (dispatched: ``NCL_BACKEND`` or a
+``backend=`` argument picks the implementation, the fastest available by default).
 
-The dispatched, fused ops are used when ``ncl_kernels`` exports them (the foundation issue); until then the
-pure-PyTorch reference, which is the same contract, is used.
+``soft_read``/``soft_write`` are the register, memory and stack banks; ``alu_mix`` is the table ALU's binary
+and unary ops in one call; ``stack_update`` is one soft push/pop.
 """
 
 from __future__ import annotations
 
-try:
-    from ncl_kernels import soft_read, soft_write
-except ImportError:  # ncl_kernels does not export the dispatched ops (yet)
-    from ncl_kernels.memory.reference import soft_read, soft_write
+from ncl_kernels import alu_mix, control, soft_read, soft_write, stack_update
 
-__all__ = ["soft_read", "soft_write"]
+__all__ = ["soft_read", "soft_write", "alu_mix", "stack_update", "control"]

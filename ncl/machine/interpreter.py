@@ -10,18 +10,19 @@ from typing import NamedTuple
 
 import torch
 
-from ncl.machine import stack as stacks
-from ncl.machine._ops import soft_read, soft_write
+from ncl.machine._ops import alu_mix, control, soft_read, soft_write, stack_update
 from ncl.machine.alu_circuit import binary_circuit, unary_circuit
-from ncl.machine.alu_table import binary_table, unary_table
 from ncl.machine.config import NORM_EPS, MachineConfig
-from ncl.machine.opcodes import OP, SEQUENTIAL_OPS, VALUE_OPS
+from ncl.machine.opcodes import BINARY_OPS, OP, UNARY_OPS, VALUE_OPS
 from ncl.machine.state import MachineState, ProgramFields, initial_state
 from ncl.machine.values import fold
 
 _VALUE_IDX = [OP[o] for o in VALUE_OPS]
-_SEQ_IDX = [OP[o] for o in SEQUENTIAL_OPS]
-_ALUS = {"table": (binary_table, unary_table), "circuit": (binary_circuit, unary_circuit)}
+#: The binary and unary ops, in ``alu_mix``'s coefficient order (``BINARY_OPS + UNARY_OPS``). They are
+#: contiguous in OPCODES, so their weights are one slice of ``e``.
+_ALU_IDX = [OP[o] for o in BINARY_OPS + UNARY_OPS]
+assert _ALU_IDX == list(range(_ALU_IDX[0], _ALU_IDX[0] + len(_ALU_IDX)))
+_ALU_SLICE = slice(_ALU_IDX[0], _ALU_IDX[-1] + 1)
 
 
 class StepOutcome(NamedTuple):
@@ -41,7 +42,8 @@ def _next(v: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(v[:, :-1], (1, 0))
 
 
-def step(state: MachineState, fields: ProgramFields, config: MachineConfig) -> tuple[MachineState, StepOutcome]:
+def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
+         backend: str | None = None) -> tuple[MachineState, StepOutcome]:
     r"""One step of the soft machine.
 
     .. math::
@@ -52,10 +54,17 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig) -> t
 
     followed by the memory write, the stacks, the ip update and halting (DESIGN §3 steps 1-8).
 
+    The banks (registers, memory, stacks) go through the dispatched ops ``soft_read``, ``soft_write`` and
+    ``stack_update``; the ip update and halting mass are one ``control`` call; with ``alu="table"`` the 16
+    binary and unary ops are one ``alu_mix`` call. So the fused backends run the hot path, while
+    ``backend="reference"`` (or ``NCL_BACKEND=reference``) runs the plain statement of every formula.
+
     Args:
         state: the state at the start of the step (shapes in :class:`MachineState`).
         fields: the program's fields (shapes in :class:`ProgramFields`), same dtype as the state.
         config: sizes and the ALU choice.
+        backend: force ``"reference" | "cpp" | "triton" | "cuda"`` for every kernel op of the step; default:
+            :func:`ncl_kernels.dispatch.select` (``NCL_BACKEND``, then the fastest available).
 
     Returns:
         ``(state', outcome)``: the state after the step, and its halted and fault masses ``(B,)``.
@@ -69,45 +78,42 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig) -> t
     alpha, beta, delta, z = ((ip @ f) * inv_rho[:, None] for f in (fields.a, fields.b, fields.d, fields.imm))
 
     # 2. Operands.
-    operands = soft_read(reg, torch.stack([alpha, beta], dim=1))
+    operands = soft_read(reg, torch.stack([alpha, beta], dim=1), backend=backend)
     x, y = operands[:, 0], operands[:, 1]
     address = fold(x, config.cells)
 
-    # 3. ALU: every value-producing op, then their mixture.
-    binary, unary = _ALUS[config.alu]
-    load = soft_read(mem, address[:, None, :])
-    pop = stacks.top(state.dstk, state.dsp)[:, None]
-    outs = torch.cat([z[:, None], x[:, None], binary(x, y), unary(x), load, pop], dim=1)  # (B, V, n)
-    e_val = e[:, _VALUE_IDX]
-    # Rounding can leave w a tiny negative number on lines that are not value ops; clamped, such a line
-    # writes nothing instead of dividing by the guard and blowing up.
-    w = e_val.sum(-1).clamp_min(0)
-    # The written value is the mixture normalised by w; soft_write's gate w puts the mass back, so this
-    # is reg_i <- (1 - δ_i w) reg_i + δ_i Σ_k e_k out_k.
-    value = torch.einsum("bk,bkn->bn", e_val / w.clamp_min(NORM_EPS)[:, None], outs)
+    # 3. ALU: every value-producing op, mixed by its weight. Rounding can leave w a tiny negative number on
+    #    lines that are not value ops; clamped, such a line writes nothing instead of dividing by the guard
+    #    and blowing up. The mixture is normalised by w (coefficients c = e / w); soft_write's gate w puts
+    #    the mass back, so the write is reg_i <- (1 - δ_i w) reg_i + δ_i Σ_k e_k out_k.
+    w = e[:, _VALUE_IDX].sum(-1).clamp_min(0)
+    c = e / w.clamp_min(NORM_EPS)[:, None]  # (B, O)
+    load = soft_read(mem, address[:, None, :], backend=backend)[:, 0]
+    pop = soft_read(state.dstk, state.dsp[:, None, :], backend=backend)[:, 0]
+    if config.alu == "table":
+        # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs.
+        mixed = alu_mix(x, y, c[:, _ALU_SLICE], backend=backend)
+    else:
+        outs = torch.cat([binary_circuit(x, y), unary_circuit(x)], dim=1)  # (B, 16, n)
+        mixed = torch.einsum("bk,bkn->bn", c[:, _ALU_SLICE], outs)
+    # CONST, MOV, LOAD and POP are a scaled row each: cheaper added here than passed to a kernel.
+    value = (mixed + c[:, OP["CONST"], None] * z + c[:, OP["MOV"], None] * x + c[:, OP["LOAD"], None] * load
+             + c[:, OP["POP"], None] * pop)
 
     # 4. Register write.  5. Memory write (STORE: address from a, value from b).
-    new_reg = soft_write(reg, delta, value, w)
-    new_mem = soft_write(mem, address, y, e[:, OP["STORE"]])
+    new_reg = soft_write(reg, delta, value, w, backend=backend)
+    new_mem = soft_write(mem, address, y, e[:, OP["STORE"]], backend=backend)
 
     # 6. Stacks. The return address of a CALL on line ℓ is line ℓ+1 (no mass if ℓ is the last line).
-    q = ip[:, :, None] * fields.op[None]  # (B, L, O): q_k per line
-    dstk, dsp, d_over, d_under = stacks.update(state.dstk, state.dsp, e[:, OP["PUSH"]], e[:, OP["POP"]], x)
+    dstk, dsp, d_over, d_under = stack_update(state.dstk, state.dsp, e[:, OP["PUSH"]], e[:, OP["POP"]], x,
+                                              backend=backend)
     e_call = e[:, OP["CALL"]].clamp_min(0)  # as w above: a negative rounding residue pushes nothing
-    ret_item = _next(q[:, :, OP["CALL"]]) / e_call.clamp_min(NORM_EPS)[:, None]
-    rstk, rsp, r_over, _ = stacks.update(state.rstk, state.rsp, e_call, e[:, OP["RET"]], ret_item)
+    ret_item = _next(ip * fields.op[:, OP["CALL"]]) / e_call.clamp_min(NORM_EPS)[:, None]
+    rstk, rsp, r_over, _ = stack_update(state.rstk, state.rsp, e_call, e[:, OP["RET"]], ret_item, backend=backend)
 
-    # 7. Control. χ0 is the probability that operand a is 0.
-    chi0 = x[:, :1]
-    q_jz, q_jnz = q[:, :, OP["JZ"]], q[:, :, OP["JNZ"]]
-    jumped = q[:, :, OP["JMP"]] + q[:, :, OP["CALL"]] + chi0 * q_jz + (1 - chi0) * q_jnz
-    moved_on = q[:, :, _SEQ_IDX].sum(-1) + (1 - chi0) * q_jz + chi0 * q_jnz
-    ret_mass = q[:, :, OP["RET"]].sum(-1)
-    ret_to = stacks.top(state.rstk, state.rsp)  # (B, L); its missing mass is "no return address"
-    new_ip = _next(moved_on) + jumped @ fields.tgt + ret_mass[:, None] * ret_to
-
-    # 8. Halting: HALT, running off the last line, and RET with nowhere to return to.
-    halted = q[:, :, OP["HALT"]].sum(-1) + moved_on[:, -1] + ret_mass * (1 - ret_to.sum(-1))
+    # 7. Control and 8. halting (HALT, running off the last line, and RET with nowhere to return to), one
+    #    fused op: χ0 is the probability that operand a is 0, and the return-stack top is read inside.
+    new_ip, halted = control(ip, fields.op, x[:, 0], fields.tgt, state.rstk, state.rsp, backend=backend)
     new_state = MachineState(new_ip, new_reg, new_mem, dstk, dsp, rstk, rsp)
     return new_state, StepOutcome(halted, d_over + d_under + r_over)
 
@@ -131,12 +137,14 @@ class RunResult(NamedTuple):
 
 
 def run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, reg: torch.Tensor,
-        mem: torch.Tensor, max_steps: int) -> RunResult:
+        mem: torch.Tensor, max_steps: int, *, grad_mode: str = "checkpoint", chunk: int | None = None,
+        backend: str | None = None) -> RunResult:
     r"""Run the soft machine until every sample has halted (``ρ < halt_eps``) or ``max_steps``.
 
     .. math:: \hat R = \sum_{t=1}^{T} h_t\, R(\text{state}_t) + \rho_T\, R(\text{state}_T)
 
     for the readouts ``R`` = registers and memory, where ``state_t`` is the state after step ``t``.
+    :func:`ncl.machine.run.machine_run` does the work (chunks of fused steps and the backward choice).
 
     Args:
         fields: the program's fields, in the state's dtype.
@@ -145,27 +153,15 @@ def run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, reg: tor
         reg: ``(B, K, n)`` registers.
         mem: ``(B, C, n)`` memory.
         max_steps: at most this many steps (``>= 0``).
+        grad_mode: ``"full"`` (plain BPTT), ``"checkpoint"`` (recompute per chunk of ``chunk`` steps) or
+            ``"truncated"`` (gradient through the last ``chunk`` steps only).
+        chunk: ``k``, steps per chunk (default :data:`ncl.machine.run.DEFAULT_CHUNK`).
+        backend: force a kernel backend for every op; default: dispatch.
 
     Returns:
         a :class:`RunResult`.
     """
-    state = initial_state(ip, reg, mem, config.stack)
-    acc_reg = torch.zeros_like(reg)
-    acc_mem = torch.zeros_like(mem)
-    expected = reg.new_zeros(reg.shape[0])
-    faults = reg.new_zeros(reg.shape[0])
-    steps = 0
-    for t in range(1, max_steps + 1):
-        if bool(state.ip.sum(-1).max() < config.halt_eps):
-            break
-        state, outcome = step(state, fields, config)
-        h = outcome.halted
-        acc_reg = acc_reg + h[:, None, None] * state.reg
-        acc_mem = acc_mem + h[:, None, None] * state.mem
-        expected = expected + t * h
-        faults = faults + outcome.faults
-        steps = t
-    rho = state.ip.sum(-1)
-    regs = acc_reg + rho[:, None, None] * state.reg
-    mem_out = acc_mem + rho[:, None, None] * state.mem
-    return RunResult(regs[:, 0], regs, mem_out, rho, expected + steps * rho, steps, faults)
+    from ncl.machine.run import DEFAULT_CHUNK, machine_run  # run.py imports this module
+
+    return machine_run(fields, config, ip, reg, mem, max_steps, grad_mode=grad_mode,
+                       chunk=DEFAULT_CHUNK if chunk is None else chunk, backend=backend)

@@ -12,6 +12,7 @@ from ncl.machine.assembler import format_assembly
 from ncl.machine.config import DEFAULT_MAX_STEPS, MachineConfig
 from ncl.machine.interpreter import RunResult
 from ncl.machine.opcodes import NUM_OPS, Instruction
+from ncl.machine.run import DEFAULT_CHUNK, check_run_options
 from ncl.machine.state import ProgramFields
 from ncl.machine.values import check_distribution, one_hot
 
@@ -100,10 +101,13 @@ class Program(nn.Module):
         return format_assembly(self.instructions(), self.labels)
 
     def run(self, regs: torch.Tensor, mem: torch.Tensor, ip: torch.Tensor | None = None,
-            max_steps: int | None = None) -> RunResult:
+            max_steps: int | None = None, *, grad_mode: str = "checkpoint", chunk: int | None = None,
+            backend: str | None = None) -> RunResult:
         r"""The batched soft run (DESIGN §3), with adaptive depth.
 
-        The state is float64 if any input or the program is float64, else float32.
+        The state is float64 if any input or the program is float64, else float32. Every step runs on the
+        fused kernel ops (``cpp`` on CPU, ``cuda``/``triton`` on a GPU); ``backend="reference"`` or
+        ``NCL_BACKEND=reference`` runs the spec. See :mod:`ncl.machine.run` for the backward choices.
 
         Args:
             regs: ``(B, K, n)`` register distributions.
@@ -112,6 +116,12 @@ class Program(nn.Module):
             max_steps: at most this many steps (default
                 :data:`~ncl.machine.config.DEFAULT_MAX_STEPS`); it stops earlier once every sample's
                 running mass is below ``config.halt_eps``.
+            grad_mode: ``"checkpoint"`` (default: recompute each chunk of ``chunk`` steps in the backward,
+                memory O(B·state·(T/k + k))), ``"full"`` (plain BPTT, memory O(B·state·T)) or
+                ``"truncated"`` (gradient through the last ``chunk`` steps only). The values never depend on
+                it, and ``"checkpoint"`` gives the gradients of ``"full"``.
+            chunk: ``k``, steps per chunk (default :data:`ncl.machine.run.DEFAULT_CHUNK`).
+            backend: force ``"reference" | "cpp" | "triton" | "cuda"`` for every kernel op; default: dispatch.
 
         Returns:
             a :class:`~ncl.machine.interpreter.RunResult`: ``r0 (B, n)``, ``regs (B, K, n)``,
@@ -130,10 +140,11 @@ class Program(nn.Module):
             if t.device != device:
                 raise ValueError(f"{name} is on {t.device} but the program is on {device}")
         max_steps = _max_steps(max_steps)
+        check_run_options(grad_mode, DEFAULT_CHUNK if chunk is None else chunk)
         float64 = torch.float64 in (regs.dtype, mem.dtype, ip.dtype, self.op_logits.dtype)
         dtype = torch.float64 if float64 else torch.float32
         return interpreter.run(self.fields().to(dtype), cfg, ip.to(dtype), regs.to(dtype), mem.to(dtype),
-                               max_steps)
+                               max_steps, grad_mode=grad_mode, chunk=chunk, backend=backend)
 
     def execute(self, *args: int, regs: list[int] | None = None, mem: list[int] | None = None,
                 backend: str = "soft", max_steps: int | None = None) -> ExecResult:
