@@ -1,7 +1,8 @@
 """The reference machine's ``Program.run``: forward and forward+backward, B=32, n=128, C=128, K=8, S=32,
 a loop-heavy program run for exactly 64 steps. This is the baseline the fused interpreter must beat.
 
-The memory ops are forced to the pure-PyTorch reference (``NCL_BACKEND=reference``), so this times the spec.
+The memory ops are forced to the pure-PyTorch reference (``NCL_BACKEND=reference``), so this times the spec,
+with plain BPTT (``grad_mode="full"``). ``benchmarks/test_machine_fused.py`` times the fused path against it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def test_machine_run(benchmark, monkeypatch, mode, alu):
                 out = program.run(regs, mem, max_steps=STEPS)
         else:
             program.zero_grad(set_to_none=True)
-            out = program.run(regs, mem, max_steps=STEPS)
+            out = program.run(regs, mem, max_steps=STEPS, grad_mode="full")  # plain BPTT, as before
             (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
         assert out.steps == STEPS
         return out

@@ -3,6 +3,8 @@
 * ``ncl info``: versions, devices, and every kernel backend with the reason it is unavailable.
 * ``ncl demo``: the memory ops on every available backend, checked against the reference.
 * ``ncl bench memory``: fused vs eager reference vs ``torch.compile(reference)``, as JSON.
+* ``ncl bench machine [--backend B] [--batch 32] [--steps 64] [--alu table|circuit] --json``: the fused
+  machine run vs the eager reference vs ``torch.compile`` of the reference step, forward and forward+backward.
 * ``ncl train --task TASK --out DIR``: train the augmented model (or ``--model llama``, the baseline) on an
   algorithmic task; DDP under ``torchrun --nproc_per_node N -m ncl.cli train ...``.
 * ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
@@ -80,13 +82,39 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.suite == "machine":
+        return _bench_machine(args)
     from ncl_kernels import benchmarking
 
-    rows = benchmarking.run_memory_suite(sizes=args.size, backend=args.backend, repeats=args.repeats)
+    repeats = 20 if args.repeats is None else args.repeats
+    rows = benchmarking.run_memory_suite(sizes=args.size, backend=args.backend, repeats=repeats)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(benchmarking.format_table(rows))
+    return 0
+
+
+def _bench_machine(args: argparse.Namespace) -> int:
+    from ncl.machine.bench import machine_bench
+
+    try:
+        result = machine_bench(backend=args.backend, batch=args.batch, steps=args.steps, alu=args.alu,
+                               repeats=3 if args.repeats is None else args.repeats, compiled=not args.no_compiled,
+                               threads=args.threads)
+    except ValueError as err:
+        print(f"ncl bench machine: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"machine run, backend {result['backend']} on {result['device']} ({result['threads']} threads), "
+          f"alu {result['alu']}, {result['sizes']}")
+    for mode in ("fwd", "fwdbwd"):
+        r = result[mode]
+        compiled = "n/a" if r["ms_compiled"] is None else f"{r['ms_compiled']:.1f} ms ({r['speedup_compiled']:.2f}x)"
+        print(f"  {mode:>6}: fused {r['ms_fused']:.1f} ms, eager {r['ms_eager']:.1f} ms ({r['speedup_eager']:.2f}x), "
+              f"compiled {compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager {r['peak_mem_eager_mb']:.1f} MB")
     return 0
 
 
@@ -188,11 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the memory ops on every backend and check them")
     p.set_defaults(func=_demo)
     p = sub.add_parser("bench", help="fused vs eager vs torch.compile timings")
-    p.add_argument("suite", choices=["memory"])
+    p.add_argument("suite", choices=["memory", "machine"])
     p.add_argument("--backend", default=None, help="fused backend (default: the fastest here)")
     p.add_argument("--size", action="append", default=None, metavar="B,N,D,H",
-                   help="sizes to time (repeatable); default 64,128,128,2 and 64,1024,256,4")
-    p.add_argument("--repeats", type=int, default=20)
+                   help="memory: sizes to time (repeatable); default 64,128,128,2 and 64,1024,256,4")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per figure (memory 20, machine 3)")
+    p.add_argument("--batch", type=int, default=32, help="machine: batch size")
+    p.add_argument("--steps", type=int, default=64, help="machine: steps per run")
+    p.add_argument("--alu", choices=["table", "circuit"], default="table", help="machine: ALU")
+    p.add_argument("--no-compiled", action="store_true", help="machine: skip torch.compile(reference step)")
+    p.add_argument("--threads", type=int, default=None, help="machine: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
     _add_train_eval(sub)

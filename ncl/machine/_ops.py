@@ -7,6 +7,6 @@ and unary ops in one call; ``stack_update`` is one soft push/pop.
 
 from __future__ import annotations
 
-from ncl_kernels import alu_mix, control, soft_read, soft_write, stack_update
+from ncl_kernels import alu_mix, control, halting_accumulate, soft_read, soft_write, stack_update
 
-__all__ = ["soft_read", "soft_write", "alu_mix", "stack_update", "control"]
+__all__ = ["soft_read", "soft_write", "alu_mix", "stack_update", "control", "halting_accumulate"]

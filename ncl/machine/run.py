@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ncl.machine._ops import halting_accumulate
 from ncl.machine.config import MachineConfig
 from ncl.machine.interpreter import RunResult, step
 from ncl.machine.state import MachineState, ProgramFields, initial_state
@@ -94,10 +95,8 @@ def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config:
         if _halted(state, config):
             break
         state, outcome = step_fn(state, fields, config, backend=backend)
-        h = outcome.halted
-        acc_reg = acc_reg + h[:, None, None] * state.reg
-        acc_mem = acc_mem + h[:, None, None] * state.mem
-        expected = expected + t * h
+        acc_reg, acc_mem, expected = halting_accumulate(acc_reg, acc_mem, expected, state.reg, state.mem,
+                                                        outcome.halted, t, backend=backend)
         faults = faults + outcome.faults
         done += 1
     return Carry(state, acc_reg, acc_mem, expected, faults), done
@@ -114,13 +113,14 @@ def _checkpointed_chunk(fields: ProgramFields, config: MachineConfig, backend: s
     return chunk
 
 
-def _finish(carry: Carry, steps: int) -> RunResult:
+def _finish(carry: Carry, steps: int, backend: str | None = None) -> RunResult:
     r"""Readouts :math:`\hat R = \sum_t h_t R(\text{state}_t) + \rho_T R(\text{state}_T)` and the ponder cost."""
     state = carry.state
     rho = state.ip.sum(-1)
-    regs = carry.acc_reg + rho[:, None, None] * state.reg
-    mem = carry.acc_mem + rho[:, None, None] * state.mem
-    return RunResult(regs[:, 0], regs, mem, rho, carry.expected + steps * rho, steps, carry.faults)
+    # The mass still running is read out at the end, as if it halted at step T.
+    regs, mem, expected = halting_accumulate(carry.acc_reg, carry.acc_mem, carry.expected, state.reg, state.mem,
+                                             rho, steps, backend=backend)
+    return RunResult(regs[:, 0], regs, mem, rho, expected, steps, carry.faults)
 
 
 def check_run_options(grad_mode: str, chunk: int) -> None:
@@ -163,7 +163,7 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
     needs_graph = torch.is_grad_enabled() and any(t.requires_grad for t in (*fields, ip, reg, mem))
     if not needs_graph or grad_mode == "full":
         carry, steps = advance(carry, 0, max_steps, fields, config, backend, step_fn)
-        return _finish(carry, steps)
+        return _finish(carry, steps, backend)
     if grad_mode == "checkpoint":
         return _run_checkpointed(carry, fields, config, max_steps, chunk, backend, step_fn)
     return _run_truncated(carry, fields, config, max_steps, chunk, backend, step_fn)
@@ -180,7 +180,7 @@ def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig
         steps += int(done)
         if int(done) < count:  # every sample halted inside the chunk
             break
-    return _finish(carry, steps)
+    return _finish(carry, steps, backend)
 
 
 def _run_truncated(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int, chunk: int,
@@ -212,4 +212,4 @@ def _run_truncated(carry: Carry, fields: ProgramFields, config: MachineConfig, m
         again += window_start
     if again != steps:  # the re-run makes the same halting decisions on the same values
         raise RuntimeError(f"machine_run: the truncated re-run took {again} steps, the first pass {steps}")
-    return _finish(carry, steps)
+    return _finish(carry, steps, backend)

@@ -1,0 +1,261 @@
+r"""``ncl bench machine``: the fused machine run against the eager reference and ``torch.compile(reference step)``.
+
+Three implementations of one run of ``steps`` steps (``Program.run``), on the same inputs, in one process:
+
+* **fused**: ``Program.run`` on the dispatched fused kernel ops (``cpp`` on CPU, ``cuda``/``triton`` on a GPU),
+  with its default backward (``grad_mode="checkpoint"``, chunks of :data:`~ncl.machine.run.DEFAULT_CHUNK`);
+* **eager**: the same run with ``backend="reference"`` and plain BPTT (``grad_mode="full"``): the spec;
+* **compiled**: ``torch.compile`` of the reference *step* function (one step, ``dynamic=False``), called by the
+  same Python run loop with plain BPTT. Compiling the whole loop would unroll ``steps`` data-dependent
+  iterations (the early-exit test is a host sync each step), so the step is what is compiled. The table
+  ALU's cached table lookup is kept out of the graph (:func:`_tables_outside_the_graph`): one graph break
+  per step.
+
+Times are medians of ``repeats`` calls after a warm-up call (which also compiles). ``speedup_eager`` is
+``ms_eager / ms_fused`` and ``speedup_compiled`` is ``ms_compiled / ms_fused``.
+
+Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the allocator keeps no peak, so
+the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
+``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). A checkpointed run hides its chunks'
+activations from that hook, so its figure is: what the hook sees outside the chunks, plus one carry per chunk
+(kept by the checkpoints), plus one chunk's recomputed activations (``k`` × the per-step size measured on a
+full-BPTT fused run), which is the peak of its backward. The forward-only figure on CPU is the carry (machine
+state plus halting accumulators), which is what a no-grad run holds between steps; it is analytic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from ncl.machine.assembler import assemble
+from ncl.machine.config import MachineConfig
+from ncl.machine.interpreter import step
+from ncl.machine.run import DEFAULT_CHUNK, machine_run
+from ncl.machine.values import one_hot
+from ncl_kernels import dispatch
+from ncl_kernels.alu import reference as alu_reference
+
+#: The sizes of the issue: n=128, C=128, K=8, S=32.
+N, CELLS, REGISTERS, STACK = 128, 128, 8, 32
+
+#: A loop-heavy program: 7 steps per pass, with a memory read and write, an ADD and a MUL each pass. With
+#: ``r1 >= steps / 7 + 1`` no sample halts within ``steps`` steps, so every run executes exactly ``steps``.
+LOOP = """
+        CONST r0, 0
+loop:   JZ r1, done
+        LOAD r3, [r1]
+        ADD r0, r0, r3
+        MUL r4, r3, r1
+        STORE [r1], r4
+        DEC r1, r1
+        JMP loop
+done:   HALT
+"""
+
+
+def machine_inputs(batch: int, steps: int, dtype=torch.float32, device="cpu", seed: int = 0):
+    """One-hot registers ``(B, K, n)`` and memory ``(B, C, n)``; ``r1`` large enough to run ``steps`` steps."""
+    g = torch.Generator().manual_seed(seed)
+    regs = torch.randint(0, N, (batch, REGISTERS), generator=g)
+    low = min(N - 1, steps // 7 + 2)
+    regs[:, 1] = torch.randint(low, N, (batch,), generator=g)
+    mem = torch.randint(0, N, (batch, CELLS), generator=g)
+    return one_hot(regs, N, dtype, device), one_hot(mem, N, dtype, device)
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+_DISABLED_TABLES: list[Callable] = []
+
+
+@contextlib.contextmanager
+def _tables_outside_the_graph():
+    """Keep Dynamo from tracing the table ALU's table builder.
+
+    ``ncl_kernels.alu.reference.tables`` is an ``lru_cache`` of integer tables built by Python loops
+    (13·n² calls at n=128). Dynamo ignores the cache and traces the loops, which takes minutes per
+    compilation. Inside this context the builder is wrapped in ``torch.compiler.disable``: the compiled step
+    breaks the graph there and gets the cached tables as graph inputs. The values are the same.
+    """
+    original = alu_reference.tables
+    # One wrapper for the whole process: a new one per call would fail Dynamo's guard on the global and
+    # recompile the step every run.
+    if not _DISABLED_TABLES:
+        _DISABLED_TABLES.append(torch.compiler.disable(original))
+    alu_reference.tables = _DISABLED_TABLES[0]
+    try:
+        yield
+    finally:
+        alu_reference.tables = original
+
+
+class _SavedBytes(torch.autograd.graph.saved_tensors_hooks):
+    """Counts the bytes of the distinct storages autograd saves for the backward while active."""
+
+    def __init__(self):
+        self.seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor):
+            storage = t.untyped_storage()
+            self.seen.setdefault(storage.data_ptr(), storage.nbytes())
+            return t
+
+        super().__init__(pack, lambda t: t)
+
+    def __enter__(self) -> "_SavedBytes":
+        super().__enter__()
+        return self
+
+    @property
+    def mb(self) -> float:
+        return sum(self.seen.values()) / 2**20
+
+
+def _carry_mb(batch: int, lines: int, dtype: torch.dtype) -> float:
+    """Bytes of the carry: ip, reg, mem, dstk, dsp, rstk, rsp, acc_reg, acc_mem, expected, faults."""
+    elements = batch * (lines + 2 * REGISTERS * N + 2 * CELLS * N + STACK * N + STACK + STACK * lines + STACK + 2)
+    return elements * torch.finfo(dtype).bits / 8 / 2**20
+
+
+def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, alu: str = "table",
+                  repeats: int = 3, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None,
+                  compiled: bool = True, threads: int | None = None) -> dict:
+    """Time the fused, eager and compiled runs, forward and forward+backward.
+
+    Args:
+        backend: the fused backend (default: :func:`ncl_kernels.dispatch.select` for the device).
+        batch: ``B``.
+        steps: steps per run (every sample keeps running for all of them).
+        alu: ``"table"`` or ``"circuit"``.
+        repeats: timed calls per figure (the median is reported).
+        chunk: ``k`` of the fused run's checkpointed backward.
+        device: default CUDA when available, else CPU.
+        compiled: also time ``torch.compile`` of the reference step (``ms_compiled`` is ``None`` if not).
+        threads: CPU threads for the whole measurement (``torch.set_num_threads``, restored after); default:
+            unchanged. On a shared, loaded CPU, one thread avoids OpenMP threads waiting on descheduled peers,
+            which was measured to slow tiny matrix products by 50x and swamps every figure.
+
+    Returns:
+        ``{"backend", "device", "sizes", "compiled_what", "mem_method", "fwd": {...}, "fwdbwd": {...}}`` where each
+        mode holds ``ms_fused, ms_eager, ms_compiled, speedup_eager, speedup_compiled, peak_mem_fused_mb,
+        peak_mem_eager_mb``.
+    """
+    for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
+                        ("threads", 1 if threads is None else threads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled) -> dict:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.float32
+    fused_backend = dispatch.select(device, dtype, backend)
+    config = MachineConfig(n=N, cells=CELLS, registers=REGISTERS, stack=STACK, alu=alu)
+    program = assemble(LOOP, config).to(device)
+    regs, mem = machine_inputs(batch, steps, dtype, device)
+    ip = one_hot(torch.zeros(batch, dtype=torch.long), program.length, dtype, device)
+
+    compiled_step = None
+    if compiled:
+        compiled_step = torch.compile(functools.partial(step, backend="reference"), dynamic=False)
+
+    def run(kind: str, grad: bool):
+        if kind == "compiled":
+            fields = program.fields()
+            with _tables_outside_the_graph():
+                return machine_run(fields, config, ip, regs, mem, steps, grad_mode="full", backend="reference",
+                                   step_fn=lambda s, f, c, backend: compiled_step(s, f, c))
+        if kind == "eager":
+            return program.run(regs, mem, max_steps=steps, backend="reference", grad_mode="full")
+        if kind == "fused_full":
+            return program.run(regs, mem, max_steps=steps, backend=fused_backend, grad_mode="full")
+        return program.run(regs, mem, max_steps=steps, backend=fused_backend, chunk=chunk)
+
+    def call(kind: str, grad: bool):
+        if not grad:
+            with torch.no_grad():
+                out = run(kind, grad)
+        else:
+            program.zero_grad(set_to_none=True)
+            out = run(kind, grad)
+            (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
+        if out.steps != steps:
+            raise RuntimeError(f"machine_bench: the run stopped after {out.steps} of {steps} steps")
+        return out
+
+    kinds = ["fused", "eager"] + (["compiled"] if compiled else [])
+    result = {"backend": fused_backend, "device": str(device), "alu": alu, "threads": torch.get_num_threads(),
+              "sizes": {"B": batch, "n": N, "C": CELLS, "K": REGISTERS, "S": STACK, "steps": steps, "chunk": chunk},
+              "compiled_what": "torch.compile(reference step, dynamic=False) in the Python run loop, full BPTT",
+              "fused_grad_mode": f"checkpoint (k={chunk})", "eager_grad_mode": "full"}
+    if device.type == "cuda":
+        result["mem_method"] = "torch.cuda.max_memory_allocated over one call"
+    else:
+        result["mem_method"] = ("CPU: fwd = carry size (analytic); fwdbwd = saved-tensor bytes counted by "
+                                "saved_tensors_hooks (checkpoint: outside chunks + one carry per chunk + k steps "
+                                "of the per-step size measured on a full-BPTT fused run)")
+    for mode, grad in (("fwd", False), ("fwdbwd", True)):
+        ms = {}
+        for kind in kinds:
+            call(kind, grad)  # warm-up (and compilation)
+            ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
+        mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk)
+        figures = {"ms_fused": ms["fused"], "ms_eager": ms["eager"], "ms_compiled": ms.get("compiled"),
+                   "speedup_eager": ms["eager"] / ms["fused"],
+                   "speedup_compiled": ms["compiled"] / ms["fused"] if "compiled" in ms else None,
+                   "peak_mem_fused_mb": mem_mb["fused"], "peak_mem_eager_mb": mem_mb["eager"]}
+        if grad:
+            figures["peak_mem_fused_full_bptt_mb"] = mem_mb["fused_full"]
+        result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
+    return result
+
+
+def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int, dtype: torch.dtype,
+                 steps: int, chunk: int) -> dict[str, float]:
+    kinds = ("fused", "eager", "fused_full") if grad else ("fused", "eager")
+    if device.type == "cuda":
+        out = {}
+        for kind in kinds:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            call(kind, grad)
+            torch.cuda.synchronize()
+            out[kind] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        return out
+    carry = _carry_mb(batch, lines, dtype)
+    if not grad:
+        return {"fused": carry, "eager": carry}
+    saved = {}
+    for kind in kinds:
+        with _SavedBytes() as counter:
+            call(kind, grad)
+        saved[kind] = counter.mb
+    per_step = saved["fused_full"] / steps
+    chunks = -(-steps // chunk)
+    saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step
+    return saved
