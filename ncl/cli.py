@@ -184,7 +184,7 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--reader", choices=["mlp", "digits"], default=None,
                    help="how tape values are read from digits (default digits)")
     p.add_argument("--writer", choices=["embed", "digits"], default=None,
-                   help="what the readouts carry: value embeddings, or also the digit to write (default embed)")
+                   help="what the readouts carry: value embeddings, or also the digit to write (default digits)")
     p.add_argument("--layers", type=_positive_int, default=None)
     p.add_argument("--hidden", type=_positive_int, default=None)
     p.add_argument("--split", type=int, default=None, help="layers before the computer")

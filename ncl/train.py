@@ -60,7 +60,7 @@ class TrainConfig:
     aux: float = 1.0
     mode: str = "mixture"
     reader: str = "digits"
-    writer: str = "embed"
+    writer: str = "digits"
     top_k: int = 2
     train_max_steps: int = 0
     seed: int = 0

@@ -66,7 +66,6 @@ def test_clear_errors(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
