@@ -155,7 +155,8 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
     Returns:
         ``{"backend", "device", "sizes", "compiled_what", "mem_method", "fwd": {...}, "fwdbwd": {...}}`` where each
         mode holds ``ms_fused, ms_eager, ms_compiled, speedup_eager, speedup_compiled, peak_mem_fused_mb,
-        peak_mem_eager_mb``.
+        peak_mem_eager_mb``; ``fwdbwd`` adds ``ms_fused_full_bptt``, ``speedup_eager_full_bptt`` and
+        ``peak_mem_fused_full_bptt_mb`` (the fused run with ``grad_mode="full"``, like for like with eager).
     """
     for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
                         ("threads", 1 if threads is None else threads)):
@@ -220,7 +221,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
                                 "of the per-step size measured on a full-BPTT fused run)")
     for mode, grad in (("fwd", False), ("fwdbwd", True)):
         ms = {}
-        for kind in kinds:
+        # The fused run with plain BPTT too: like for like with eager and compiled, which keep every step.
+        for kind in kinds + (["fused_full"] if grad else []):
             call(kind, grad)  # warm-up (and compilation)
             ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
         mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk)
@@ -229,6 +231,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
                    "speedup_compiled": ms["compiled"] / ms["fused"] if "compiled" in ms else None,
                    "peak_mem_fused_mb": mem_mb["fused"], "peak_mem_eager_mb": mem_mb["eager"]}
         if grad:
+            figures["ms_fused_full_bptt"] = ms["fused_full"]
+            figures["speedup_eager_full_bptt"] = ms["eager"] / ms["fused_full"]
             figures["peak_mem_fused_full_bptt_mb"] = mem_mb["fused_full"]
         result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
     return result

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from ncl.machine._ops import alu_mix, control, soft_read, soft_write, stack_update
+from ncl.machine._ops import control, soft_read, soft_write, stack_update
 from ncl.machine.alu_circuit import binary_circuit, unary_circuit
 from ncl.machine.alu_table import binary_table, unary_table
 from ncl.machine.config import NORM_EPS, MachineConfig
@@ -18,6 +19,9 @@ from ncl.machine.opcodes import BINARY_OPS, OP, UNARY_OPS, VALUE_OPS
 from ncl.machine.state import MachineState, ProgramFields, initial_state
 from ncl.machine.values import fold
 from ncl_kernels import dispatch
+from ncl_kernels._oplib import kernel_op
+from ncl_kernels.alu import SKIP_REL
+from ncl_kernels.checks import check_inputs
 
 _VALUE_IDX = [OP[o] for o in VALUE_OPS]
 #: The binary and unary ops, in ``alu_mix``'s coefficient order (``BINARY_OPS + UNARY_OPS``). They are
@@ -43,6 +47,55 @@ class StepOutcome(NamedTuple):
 def _next(v: torch.Tensor) -> torch.Tensor:
     """Move line ℓ to ℓ+1; the last line's mass runs off the end. ``(B, L) -> (B, L)``."""
     return torch.nn.functional.pad(v[:, :-1], (1, 0))
+
+
+def _check_alu_inputs(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor) -> None:
+    """The checks ``ncl_kernels.alu_mix`` makes (shapes, dtypes, devices), for the direct kernel call below."""
+    check_inputs("alu_mix", ("x", x, "B n"), ("y", y, "B n"), ("coeffs", coeffs, "B K"))
+
+
+class _AluMixSkippingRows(torch.autograd.Function):
+    r"""``alu_mix`` whose forward also skips the rows where the ALU's share of the register write is negligible.
+
+    ``alu_mix``'s fused forward skips op ``k`` in a row when :math:`|c_k| \le 2^{-40} \max_{k'} |c_{k'}|` over
+    the 16 ALU ops. On a line that is no ALU op (LOAD, JZ, STORE, ...) every ALU weight is ~1e-13 and none
+    is below the others, so the kernel computes all 16 tables, MUL, DIV and MOD in O(n²), for nothing.
+    Here a row is skipped (gets 0) when every ALU op has :math:`|e_k| \le 2^{-40}`, with :math:`e_k` the
+    unnormalised op weights (a β=30 line gives each other op ~9.4e-14). The ALU enters the register write as
+    :math:`\bar\delta_i \sum_k e_k\, \mathrm{op}_k(x, y)` (step 4, ``gate = w``), and every register row is a
+    distribution (mass 1), so the skip moves a register row by at most
+    :math:`16 \cdot 2^{-40}\lVert x\rVert_1\lVert y\rVert_1 = 2^{-36}` in ℓ1: the bound ``alu_mix``
+    documents for its own skip, below fp32 resolution and within the fp64 tolerance.
+
+    The backward is ``alu_mix``'s own fused backward on every row (it never skips:
+    :math:`\partial L/\partial c_k = \langle g, \mathrm{op}_k(x, y)\rangle` does not vanish with
+    :math:`c_k`), so the gradient formulas are exactly those of ``alu_mix``.
+
+    Inputs: ``x, y (B, n)``, ``coeffs (B, 16)`` the weights normalised by ``w``, ``alu_max (B,)``
+    :math:`\max_{k \in ALU} |e_k|`, ``backend`` a fused backend name. Output ``(B, n)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, coeffs, alu_max, backend):
+        x, y, coeffs = x.contiguous(), y.contiguous(), coeffs.contiguous()
+        ctx.backend = backend
+        ctx.save_for_backward(x, y, coeffs)
+        fwd = kernel_op("alu_mix", "fwd", backend)
+        live = alu_max > SKIP_REL
+        rows = live.nonzero().squeeze(1)
+        if rows.numel() == x.shape[0]:
+            return fwd(x, y, coeffs)
+        out = torch.zeros_like(x)
+        if rows.numel():
+            out[rows] = fwd(x[rows], y[rows], coeffs[rows])
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, y, coeffs = ctx.saved_tensors
+        gx, gy, gc = kernel_op("alu_mix", "bwd", ctx.backend)(grad.contiguous(), x, y, coeffs)
+        return gx, gy, gc, None, None
 
 
 def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
@@ -93,9 +146,12 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     c = e / w.clamp_min(NORM_EPS)[:, None]  # (B, O)
     load = soft_read(mem, address[:, None, :], backend=backend)[:, 0]
     pop = soft_read(state.dstk, state.dsp[:, None, :], backend=backend)[:, 0]
-    if config.alu == "table" and dispatch.select(x.device, x.dtype, backend) != "reference":
-        # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs.
-        mixed = alu_mix(x, y, c[:, _ALU_SLICE], backend=backend)
+    chosen = dispatch.select(x.device, x.dtype, backend) if config.alu == "table" else "reference"
+    if chosen != "reference":
+        # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs, and rows
+        # whose line is no ALU op skip the forward (_AluMixSkippingRows).
+        _check_alu_inputs(x, y, c[:, _ALU_SLICE])
+        mixed = _AluMixSkippingRows.apply(x, y, c[:, _ALU_SLICE], e[:, _ALU_SLICE].detach().abs().amax(-1), chosen)
     else:
         # The spec as DESIGN states it: every op's output, then the mixture. For the table ALU this is the
         # reference (alu_mix's reference scatters the weighted (B, 13·n²) outer product instead, which
