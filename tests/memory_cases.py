@@ -62,34 +62,57 @@ def check_gradcheck(op, inputs, backend: str) -> None:
     assert torch.autograd.gradcheck(lambda *xs: op(*xs, backend=backend), leaves64)
 
 
-def check_opcheck(name: str, inputs, backend: str) -> None:
-    """torch.library.opcheck on the fused forward and backward kernel ops."""
+def _as_tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def check_opcheck(name: str, inputs, backend: str, extra=()) -> None:
+    """torch.library.opcheck on the fused forward and backward kernel ops.
+
+    ``extra`` holds trailing non-tensor arguments (e.g. a step number). The backward takes one gradient per
+    output, then the saved tensors (the outputs if the op keeps them, then the inputs), then ``extra``.
+    """
     skip_unless_runnable(backend)
     from ncl_kernels import _oplib
 
     device = device_for(backend)
     xs = [t.to(device) for t in inputs]
-    out = _oplib.kernel_op(name, "fwd", backend)(*xs)
-    torch.library.opcheck(_oplib.kernel_op(name, "fwd", backend), tuple(xs))
-    saved = ([out] if _oplib._OPS[name].saves_output else []) + xs
-    torch.library.opcheck(_oplib.kernel_op(name, "bwd", backend), (torch.randn_like(out), *saved))
+    fwd, bwd = _oplib.kernel_op(name, "fwd", backend), _oplib.kernel_op(name, "bwd", backend)
+    outs = _as_tuple(fwd(*xs, *extra))
+    torch.library.opcheck(fwd, (*xs, *extra))
+    saved = (list(outs) if _oplib._OPS[name].saves_output else []) + xs
+    torch.library.opcheck(bwd, (*(torch.randn_like(o) for o in outs), *saved, *extra))
 
 
-def check_noncontiguous(op, inputs) -> None:
+def check_noncontiguous(op, inputs, extra=()) -> None:
     """Transposed (non-contiguous) views give the same result as contiguous copies."""
     views = [t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t for t in inputs]
     assert any(not v.is_contiguous() for v in views)
-    torch.testing.assert_close(op(*views, backend="cpp"), op(*inputs, backend="reference"), rtol=2e-5, atol=2e-5)
+    fused = _as_tuple(op(*views, *extra, backend="cpp"))
+    ref = _as_tuple(op(*inputs, *extra, backend="reference"))
+    for a, b in zip(fused, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
 
 
-def check_compile(op, inputs) -> None:
+def check_compile(op, inputs, extra=()) -> None:
     """torch.compile(fullgraph=True) runs the fused op without a graph break, forward and backward."""
     xs = leaves(inputs, torch.float32, "cpu")
-    eager = op(*xs)
-    compiled = torch.compile(lambda *a: op(*a), fullgraph=True, backend="aot_eager")(*xs)
-    torch.testing.assert_close(compiled, eager)
-    compiled.sum().backward()
+    eager = _as_tuple(op(*xs, *extra))
+    compiled = _as_tuple(torch.compile(lambda *a: op(*a, *extra), fullgraph=True, backend="aot_eager")(*xs))
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b)
+    sum(o.sum() for o in compiled).backward()
     assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in xs)
+
+
+def check_schema(name: str) -> None:
+    """The C++ extension's schemas of ``name`` equal the Python specs the Triton ops are defined from."""
+    from ncl_kernels import _ext, _oplib
+
+    if _ext.load()[0] is None:
+        pytest.skip("extension not built")
+    for part in ("fwd", "bwd"):
+        assert str(getattr(torch.ops.ncl, f"{name}_{part}").default._schema) == _oplib.schema(name, part)
 
 
 def check_bad_input(op, good, name: str, bad, match: str) -> None:

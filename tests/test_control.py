@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from memory_cases import DTYPES, check_gradcheck, device_for, fused_backends, leaves, skip_unless_runnable
+from memory_cases import (DTYPES, check_compile, check_gradcheck, check_noncontiguous, check_opcheck, check_schema,
+                          device_for, fused_backends, leaves, skip_unless_runnable)
 from ncl_kernels import control
 from ncl_kernels.control import NUM_OPS, reference
 from ncl_kernels.testing import assert_close
@@ -93,45 +94,6 @@ def test_gradcheck_float64(backend):
     check_gradcheck(control, make(2, 4, 3), backend)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    from ncl_kernels import _oplib
-
-    skip_unless_runnable(backend)
-    xs = [t.to(device_for(backend)) for t in make(2, 5, 3)]
-    fwd, bwd = _oplib.kernel_op("control", "fwd", backend), _oplib.kernel_op("control", "bwd", backend)
-    outs = fwd(*xs)
-    torch.library.opcheck(fwd, tuple(xs))
-    torch.library.opcheck(bwd, (*(torch.randn_like(o) for o in outs), *xs))
-
-
-def test_noncontiguous_inputs():
-    xs = make(4, 5, 3)
-    views = [t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t for t in xs]
-    assert any(not v.is_contiguous() for v in views)
-    for a, b in zip(control(*views, backend="cpp"), control(*xs, backend="reference")):
-        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
-
-
-def test_torch_compile_fullgraph():
-    xs = leaves(make(2, 4, 3), torch.float32, "cpu")
-    eager = control(*xs)
-    compiled = torch.compile(lambda *a: control(*a), fullgraph=True, backend="aot_eager")(*xs)
-    for a, b in zip(compiled, eager):
-        torch.testing.assert_close(a, b)
-    sum(o.sum() for o in compiled).backward()
-    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in xs)
-
-
-def test_schema_matches_the_extension():
-    from ncl_kernels import _ext, _oplib
-
-    if _ext.load()[0] is None:
-        pytest.skip("extension not built")
-    for part in ("fwd", "bwd"):
-        assert str(getattr(torch.ops.ncl, f"control_{part}").default._schema) == _oplib.schema("control", part)
-
-
 @pytest.mark.parametrize("name, bad, match", [
     ("ip", torch.rand(3), r"ip must have shape \(B, L\)"),
     ("op", torch.rand(5, 28), r"op must have shape \(L, O\) with O=29"),
@@ -147,3 +109,20 @@ def test_bad_input(name, bad, match):
     args[NAMES.index(name)] = bad
     with pytest.raises(ValueError, match=match):
         control(*args)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(backend):
+    check_opcheck("control", make(2, 5, 3), backend)
+
+
+def test_noncontiguous_inputs():
+    check_noncontiguous(control, make(4, 5, 3))
+
+
+def test_torch_compile_fullgraph():
+    check_compile(control, make(2, 4, 3))
+
+
+def test_schema_matches_the_extension():
+    check_schema("control")

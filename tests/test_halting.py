@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from memory_cases import DTYPES, check_gradcheck, device_for, fused_backends, leaves, skip_unless_runnable
+from memory_cases import (DTYPES, check_compile, check_noncontiguous, check_opcheck, check_schema,
+                          device_for, fused_backends, leaves, skip_unless_runnable)
 from ncl_kernels import halting_accumulate
 from ncl_kernels.testing import assert_close
 
@@ -83,47 +84,6 @@ def test_gradcheck_float64(backend):
     assert torch.autograd.gradcheck(lambda *a: halting_accumulate(*a, 4, backend=backend), xs)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    from ncl_kernels import _oplib
-
-    skip_unless_runnable(backend)
-    xs = [t.to(device_for(backend)) for t in make(2, 3, 4, 5)]
-    fwd = _oplib.kernel_op("halting_accumulate", "fwd", backend)
-    bwd = _oplib.kernel_op("halting_accumulate", "bwd", backend)
-    outs = fwd(*xs, 7.0)
-    torch.library.opcheck(fwd, (*xs, 7.0))
-    torch.library.opcheck(bwd, (*(torch.randn_like(o) for o in outs), *xs, 7.0))
-
-
-def test_noncontiguous_inputs():
-    xs = make(4, 3, 5, 6)
-    views = [t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t for t in xs]
-    assert any(not v.is_contiguous() for v in views)
-    for a, b in zip(halting_accumulate(*views, 2, backend="cpp"), halting_accumulate(*xs, 2, backend="reference")):
-        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
-
-
-def test_torch_compile_fullgraph():
-    xs = leaves(make(2, 3, 4, 5), torch.float32, "cpu")
-    eager = halting_accumulate(*xs, 3)
-    compiled = torch.compile(lambda *a: halting_accumulate(*a, 3), fullgraph=True, backend="aot_eager")(*xs)
-    for a, b in zip(compiled, eager):
-        torch.testing.assert_close(a, b)
-    sum(o.sum() for o in compiled).backward()
-    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in xs)
-
-
-def test_schema_matches_the_extension():
-    from ncl_kernels import _ext, _oplib
-
-    if _ext.load()[0] is None:
-        pytest.skip("extension not built")
-    for part in ("fwd", "bwd"):
-        assert str(getattr(torch.ops.ncl, f"halting_accumulate_{part}").default._schema) == \
-            _oplib.schema("halting_accumulate", part)
-
-
 @pytest.mark.parametrize("name, bad, match", [
     ("acc_reg", torch.rand(3, 5), r"acc_reg must have shape \(B, K, n\)"),
     ("acc_mem", torch.rand(3, 7, 5), r"acc_mem must have shape \(B, C, n\) with n=4"),
@@ -139,3 +99,20 @@ def test_bad_input(name, bad, match):
     args[(*NAMES, "t").index(name)] = bad
     with pytest.raises(ValueError, match=match):
         halting_accumulate(*args)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(backend):
+    check_opcheck("halting_accumulate", make(2, 3, 4, 5), backend, extra=(7.0,))
+
+
+def test_noncontiguous_inputs():
+    check_noncontiguous(halting_accumulate, make(4, 3, 5, 6), extra=(2,))
+
+
+def test_torch_compile_fullgraph():
+    check_compile(halting_accumulate, make(2, 3, 4, 5), extra=(3,))
+
+
+def test_schema_matches_the_extension():
+    check_schema("halting_accumulate")

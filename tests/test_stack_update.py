@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_gradcheck, check_noncontiguous, device_for, fused_backends, leaves,
-                          skip_unless_runnable)
+from memory_cases import (DTYPES, check_compile, check_gradcheck, check_noncontiguous, check_opcheck, check_schema,
+                          device_for, fused_backends, leaves, skip_unless_runnable)
 from ncl_kernels import stack_update
-from ncl_kernels.stack import reference
 from ncl_kernels.testing import assert_close
 
 SIZES = [(3, 5, 7), (2, 8, 16), (4, 2, 3)]  # (B, S, W): odd sizes, and the smallest stack (S = 2)
@@ -96,45 +95,6 @@ def test_gradcheck_float64(backend):
     check_gradcheck(stack_update, make(2, 4, 3), backend)
 
 
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    from ncl_kernels import _oplib
-
-    skip_unless_runnable(backend)
-    xs = [t.to(device_for(backend)) for t in make(2, 5, 3)]
-    fwd, bwd = _oplib.kernel_op("stack_update", "fwd", backend), _oplib.kernel_op("stack_update", "bwd", backend)
-    outs = fwd(*xs)
-    torch.library.opcheck(fwd, tuple(xs))
-    torch.library.opcheck(bwd, (*(torch.randn_like(o) for o in outs), *xs))
-
-
-def test_noncontiguous_inputs():
-    xs = make(4, 5, 6)
-    views = [t.transpose(0, -1).contiguous().transpose(0, -1) if t.dim() > 1 else t for t in xs]
-    assert any(not v.is_contiguous() for v in views)
-    for a, b in zip(stack_update(*views, backend="cpp"), stack_update(*xs, backend="reference")):
-        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
-
-
-def test_torch_compile_fullgraph():
-    xs = leaves(make(2, 4, 3), torch.float32, "cpu")
-    eager = stack_update(*xs)
-    compiled = torch.compile(lambda *a: stack_update(*a), fullgraph=True, backend="aot_eager")(*xs)
-    for a, b in zip(compiled, eager):
-        torch.testing.assert_close(a, b)
-    sum(o.sum() for o in compiled).backward()
-    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in xs)
-
-
-def test_schema_matches_the_extension():
-    from ncl_kernels import _ext, _oplib
-
-    if _ext.load()[0] is None:
-        pytest.skip("extension not built")
-    for part in ("fwd", "bwd"):
-        assert str(getattr(torch.ops.ncl, f"stack_update_{part}").default._schema) == _oplib.schema("stack_update", part)
-
-
 @pytest.mark.parametrize("name, bad, match", [
     ("slots", torch.rand(3, 5), r"slots must have shape \(B, S, W\)"),
     ("ptr", torch.rand(3, 4), r"ptr must have shape \(B, S\) with S=5"),
@@ -154,3 +114,20 @@ def test_bad_input(name, bad, match):
 def test_one_position_is_rejected():
     with pytest.raises(ValueError, match=r"slots must have shape \(B, S, W\) with S >= 2"):
         stack_update(torch.rand(2, 1, 3), torch.rand(2, 1), torch.rand(2), torch.rand(2), torch.rand(2, 3))
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(backend):
+    check_opcheck("stack_update", make(2, 5, 3), backend)
+
+
+def test_noncontiguous_inputs():
+    check_noncontiguous(stack_update, make(4, 5, 6))
+
+
+def test_torch_compile_fullgraph():
+    check_compile(stack_update, make(2, 4, 3))
+
+
+def test_schema_matches_the_extension():
+    check_schema("stack_update")
