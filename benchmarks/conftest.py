@@ -22,26 +22,58 @@ def fused_backends() -> list[str]:
     return [n for n in names if dispatch._call_reason(n, torch.device(DEVICE), torch.float32) is None]
 
 
-def bench_memory_op(benchmark, op: str, size, mode: str, impl: str) -> None:
-    """Time ``impl`` ("eager", "compiled" or "fused:<backend>") of ``op`` at ``size`` in ``mode``."""
-    backend = impl.split(":")[1] if impl.startswith("fused") else "reference"
-    fn = benchmarking.implementations(op, backend)[impl.split(":")[0]]
-    xs = benchmarking.memory_inputs(op, *size, device=DEVICE)
-    run = benchmarking.step(fn, xs, mode)
+def implementation(impl: str, reference_fn, public_fn, *extra):
+    """The callable behind ``impl``: "eager" (the reference), "compiled" (torch.compile of it) or
+    "fused:<backend>" (the public op on that backend). ``extra`` are trailing non-tensor arguments."""
+    if impl == "eager":
+        fn = reference_fn
+    elif impl == "compiled":
+        fn = torch.compile(reference_fn, dynamic=False)
+    else:
+        backend = impl.split(":")[1]
+        return lambda *xs: public_fn(*xs, *extra, backend=backend)
+    return lambda *xs: fn(*xs, *extra)
+
+
+def impl_names() -> list[str]:
+    return ["eager", "compiled"] + [f"fused:{b}" for b in fused_backends()]
+
+
+def measure(benchmark, op: str, group: str, mode: str, impl: str, fn, xs, **info) -> None:
+    """Time ``fn(*xs)`` forward (``mode="fwd"``) or forward and backward with every output in the loss."""
+    outs = fn(*xs)
+    upstream = [torch.ones_like(o) for o in (outs if isinstance(outs, tuple) else (outs,))]
+
+    def run():
+        if mode == "fwd":
+            with torch.no_grad():
+                fn(*xs)
+        else:
+            torch.autograd.grad(fn(*xs), xs, upstream)
+
     for _ in range(3):  # warm-up, and torch.compile's compilation, outside the timing
         run()
-    benchmark.group = f"{op} {','.join(map(str, size))} {mode}"
-    benchmark.extra_info.update(op=op, size=list(size), mode=mode, impl=impl, device=DEVICE)
+    benchmark.group = f"{op} {group} {mode}"
+    benchmark.extra_info.update(op=op, mode=mode, impl=impl, device=DEVICE, **info)
     if DEVICE == "cuda":
         benchmark.pedantic(lambda: (run(), torch.cuda.synchronize()), rounds=50, warmup_rounds=2)
     else:
         benchmark(run)
 
 
+def bench_memory_op(benchmark, op: str, size, mode: str, impl: str) -> None:
+    """Time ``impl`` ("eager", "compiled" or "fused:<backend>") of ``op`` at ``size`` in ``mode``."""
+    import ncl_kernels
+    from ncl_kernels.memory import reference
+
+    fn = implementation(impl, getattr(reference, op), getattr(ncl_kernels, op))
+    xs = benchmarking.memory_inputs(op, *size, device=DEVICE)
+    measure(benchmark, op, ",".join(map(str, size)), mode, impl, fn, xs, size=list(size))
+
+
 def memory_params():
-    impls = ["eager", "compiled"] + [f"fused:{b}" for b in fused_backends()]
     return [pytest.param(size, mode, impl, id=f"{','.join(map(str, size))}-{mode}-{impl}")
-            for size in benchmarking.MEMORY_SIZES for mode in ("fwd", "fwdbwd") for impl in impls]
+            for size in benchmarking.MEMORY_SIZES for mode in ("fwd", "fwdbwd") for impl in impl_names()]
 
 
 def pytest_sessionfinish(session, exitstatus):

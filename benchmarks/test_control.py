@@ -4,7 +4,7 @@ a β=30-sharp one (what a compiled program gives)."""
 
 import pytest
 import torch
-from conftest import DEVICE, fused_backends
+from conftest import DEVICE, impl_names, implementation, measure
 
 import ncl_kernels
 from ncl_kernels.control import NUM_OPS, reference
@@ -24,38 +24,13 @@ def inputs(B, L, S, program, seed=0):
     return [x.to(DEVICE).requires_grad_() for x in xs]
 
 
-def implementation(impl):
-    if impl == "eager":
-        return reference.control
-    if impl == "compiled":
-        return torch.compile(reference.control, dynamic=False)
-    backend = impl.split(":")[1]
-    return lambda *xs: ncl_kernels.control(*xs, backend=backend)
-
-
 def params():
-    impls = ["eager", "compiled"] + [f"fused:{b}" for b in fused_backends()]
     return [pytest.param(size, program, mode, impl, id=f"{','.join(map(str, size))}-{program}-{mode}-{impl}")
-            for size in SIZES for program in PROGRAMS for mode in ("fwd", "fwdbwd") for impl in impls]
+            for size in SIZES for program in PROGRAMS for mode in ("fwd", "fwdbwd") for impl in impl_names()]
 
 
 @pytest.mark.parametrize("size, program, mode, impl", params())
 def test_control(benchmark, size, program, mode, impl):
-    fn, xs = implementation(impl), inputs(*size, program)
-    upstream = [torch.ones_like(o) for o in fn(*xs)]
-
-    def run():
-        if mode == "fwd":
-            with torch.no_grad():
-                fn(*xs)
-        else:
-            torch.autograd.grad(fn(*xs), xs, upstream)
-
-    for _ in range(3):  # warm-up, and torch.compile's compilation, outside the timing
-        run()
-    benchmark.group = f"control {','.join(map(str, size))} {program} {mode}"
-    benchmark.extra_info.update(op="control", size=list(size), program=program, mode=mode, impl=impl, device=DEVICE)
-    if DEVICE == "cuda":
-        benchmark.pedantic(lambda: (run(), torch.cuda.synchronize()), rounds=50, warmup_rounds=2)
-    else:
-        benchmark(run)
+    fn = implementation(impl, reference.control, ncl_kernels.control)
+    measure(benchmark, "control", f"{','.join(map(str, size))} {program}", mode, impl, fn, inputs(*size, program),
+            size=list(size), program=program)

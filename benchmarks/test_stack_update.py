@@ -4,7 +4,7 @@ stack over a 256-line library image)."""
 
 import pytest
 import torch
-from conftest import DEVICE, fused_backends
+from conftest import DEVICE, impl_names, implementation, measure
 
 import ncl_kernels
 from ncl_kernels.stack import reference
@@ -20,39 +20,13 @@ def inputs(B, S, W, seed=0):
     return [x.to(DEVICE).requires_grad_() for x in xs]
 
 
-def implementation(impl):
-    if impl == "eager":
-        return reference.stack_update
-    if impl == "compiled":
-        return torch.compile(reference.stack_update, dynamic=False)
-    backend = impl.split(":")[1]
-    return lambda *xs: ncl_kernels.stack_update(*xs, backend=backend)
-
-
 def params():
-    impls = ["eager", "compiled"] + [f"fused:{b}" for b in fused_backends()]
     return [pytest.param(size, mode, impl, id=f"{','.join(map(str, size))}-{mode}-{impl}")
-            for size in SIZES for mode in ("fwd", "fwdbwd") for impl in impls]
+            for size in SIZES for mode in ("fwd", "fwdbwd") for impl in impl_names()]
 
 
 @pytest.mark.parametrize("size, mode, impl", params())
 def test_stack_update(benchmark, size, mode, impl):
-    fn, xs = implementation(impl), inputs(*size)
-    # Every output reaches the loss, as in the machine (the fault masses feed RunResult.overflow).
-    upstream = [torch.ones_like(o) for o in fn(*xs)]
-
-    def run():
-        if mode == "fwd":
-            with torch.no_grad():
-                fn(*xs)
-        else:
-            torch.autograd.grad(fn(*xs), xs, upstream)
-
-    for _ in range(3):  # warm-up, and torch.compile's compilation, outside the timing
-        run()
-    benchmark.group = f"stack_update {','.join(map(str, size))} {mode}"
-    benchmark.extra_info.update(op="stack_update", size=list(size), mode=mode, impl=impl, device=DEVICE)
-    if DEVICE == "cuda":
-        benchmark.pedantic(lambda: (run(), torch.cuda.synchronize()), rounds=50, warmup_rounds=2)
-    else:
-        benchmark(run)
+    fn = implementation(impl, reference.stack_update, ncl_kernels.stack_update)
+    measure(benchmark, "stack_update", ",".join(map(str, size)), mode, impl, fn, inputs(*size),
+            size=list(size))
