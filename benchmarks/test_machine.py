@@ -11,21 +11,9 @@ import pytest
 import torch
 
 import ncl
+from ncl.machine.bench import LOOP  # 7 instructions per pass; r1 >= 16 runs all 64 steps
 
 B, N, C, K, S, STEPS = 32, 128, 128, 8, 32, 64
-
-#: 7 instructions per pass; with r1 >= 16 no sample halts within 64 steps.
-LOOP = """
-        CONST r0, 0
-loop:   JZ r1, done
-        LOAD r3, [r1]
-        ADD r0, r0, r3
-        MUL r4, r3, r1
-        STORE [r1], r4
-        DEC r1, r1
-        JMP loop
-done:   HALT
-"""
 
 
 def _inputs(dtype=torch.float32):

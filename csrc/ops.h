@@ -2,9 +2,14 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <string>
 #include <tuple>
 #include <vector>
+
+// The dtypes every CPU kernel is instantiated for (float64 included: DESIGN §2).
+#define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 namespace ncl {
 

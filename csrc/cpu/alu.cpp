@@ -12,8 +12,6 @@
 namespace ncl {
 namespace {
 
-#define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 void check_alu_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs, const char* op) {
   check_kernel_inputs({&x, &y, &coeffs}, op);

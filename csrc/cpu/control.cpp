@@ -12,8 +12,6 @@
 namespace ncl {
 namespace {
 
-#define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 void check_control_inputs(const at::Tensor& ip, const at::Tensor& op, const at::Tensor& chi0, const at::Tensor& tgt,
                           const at::Tensor& rstk, const at::Tensor& rsp, const char* name) {

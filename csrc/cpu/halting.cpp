@@ -8,8 +8,6 @@
 namespace ncl {
 namespace {
 
-#define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 void check_halting_inputs(const at::Tensor& acc_reg, const at::Tensor& acc_mem, const at::Tensor& expected,
                           const at::Tensor& reg, const at::Tensor& mem, const at::Tensor& h, const char* op) {

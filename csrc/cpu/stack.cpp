@@ -10,8 +10,6 @@
 namespace ncl {
 namespace {
 
-#define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
 void check_stack_inputs(const at::Tensor& slots, const at::Tensor& ptr, const at::Tensor& push, const at::Tensor& pop,
                         const at::Tensor& item, const char* op) {

@@ -7,6 +7,7 @@
 
 #include "../ops.h"
 #include "ncl/alu.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace ncl {
@@ -15,17 +16,12 @@ namespace {
 using cuda::block_reduce;
 using cuda::Sum;
 
-constexpr int kThreads = 256;
 // Shared arrays of n floats: x y px qx py qy acc (forward); + g pgx qgx pgy qgy (backward).
 constexpr int kFwdArrays = 7;
 constexpr int kBwdArrays = 11;
 // 48 KiB of dynamic shared memory without opting in: 11 arrays of 1024 floats fit.
 constexpr int64_t kMaxN = 1024;
 
-#define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
-                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \
-                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 // Exclusive prefix p[c] = Σ_{i<c} a_i b_i and strict suffix q[c] = Σ_{i>c} a_i b_i (b null: b_i = 1).
 // O(n) per thread: for n <= 1024 this costs no more than the O(n²) ops it feeds.

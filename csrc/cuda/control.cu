@@ -7,6 +7,7 @@
 
 #include "../ops.h"
 #include "ncl/control.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace ncl {
@@ -16,15 +17,9 @@ using cuda::block_reduce;
 using cuda::Sum;
 using cuda::warp_reduce;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 // Three shared arrays of L floats within the default 48 KiB of dynamic shared memory.
 constexpr int64_t kMaxLines = 4096;
 
-#define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
-                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \
-                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 // top(rstk)_m = Σ_s rsp_s rstk[s, m] into out (threads stride over m).
 template <typename T>

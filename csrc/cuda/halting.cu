@@ -6,6 +6,7 @@
 
 #include "../ops.h"
 #include "ncl/halting.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace ncl {
@@ -14,12 +15,7 @@ namespace {
 using cuda::block_reduce;
 using cuda::Sum;
 
-constexpr int kThreads = 256;
 
-#define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
-                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \
-                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 // Grid (B, tiles): each block strides its sample's registers then memory; block (b, 0) also updates E_b.
 template <typename T>

@@ -5,6 +5,7 @@
 
 #include "../ops.h"
 #include "ncl/memory.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace ncl {
@@ -15,14 +16,7 @@ using cuda::Max;
 using cuda::Sum;
 using cuda::warp_reduce;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 
-// float64 is not a GPU type here (DESIGN §2), so it is not instantiated.
-#define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
-                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \
-                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 inline unsigned cdiv(int64_t a, int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 // Threads for a kernel that strides one row of length D: a multiple of 32, at most kThreads.

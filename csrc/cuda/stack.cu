@@ -6,6 +6,7 @@
 
 #include "../ops.h"
 #include "ncl/stack.h"
+#include "launch.cuh"
 #include "reduce.cuh"
 
 namespace ncl {
@@ -15,13 +16,7 @@ using cuda::block_reduce;
 using cuda::Sum;
 using cuda::warp_reduce;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 
-#define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
-  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
-                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \
-                                         AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 // Dynamic shared memory: up(p) for the forward; up(p), down(p), da, dr, dd for the backward (S floats each).
 template <typename T>
