@@ -9,6 +9,15 @@
 3. **Inject**: its readout embeddings are added to the hidden states at the answer positions (``read_mask``:
    the last prompt token and the answer tokens, i.e. every position that predicts an answer token).
 4. **Decode**: the remaining layers, the final norm and the LM head.
+
+With ``computer_config.digit_tokens`` (the ids of ``"0"``..``"9"``; ``writer="digits"``), numbers go through the
+computer only, so digits never seen in training are read and written like the others:
+
+- every digit token enters the LLaMA as one shared learned embedding (the computer reads its value from the id);
+- the output at a read position is a pointer-generator mixture (See et al. 2017):
+  ``p = g·copy + (1 − g)·softmax(logits)``, where ``copy`` puts the digit under the readout's digit pointer
+  on that digit's token (and defers to the LM where the pointer reads "end"), ``g`` is a learned gate and a
+  second learned gate chooses between r0 and the tape cell. ``logits`` are then these log-probabilities.
 """
 
 from __future__ import annotations
@@ -76,20 +85,46 @@ class AugmentedLlama(nn.Module):
         self.split = split
         self.llama = LlamaForCausalLM(llama_config)
         self.computer = NeuralComputer(llama_config.hidden_size, computer_config)
+        ccfg = self.computer.config
+        if ccfg.digit_tokens:
+            if ccfg.writer != "digits":
+                raise ValueError("AugmentedLlama: digit_tokens needs writer='digits' (the copy prints its digits)")
+            d = llama_config.hidden_size
+            self.digit_embed = nn.Parameter(torch.randn(d) * llama_config.initializer_range)
+            self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
         m = self.llama.model
         h = m.embed(input_ids)
+        digits = self.computer.config.digit_tokens
+        if digits:  # every digit looks alike to the LLaMA: its value reaches the answer through the computer
+            is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
+            h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         ctx = m.context(h, attention_mask=attention_mask)
         h = m.run_layers(h, 0, self.split, context=ctx)
-        comp = self.computer(h, attention_mask, read_mask, state=computer_state, max_steps=max_steps)
+        comp = self.computer(h, attention_mask, read_mask, state=computer_state, max_steps=max_steps,
+                             input_ids=input_ids)
         h = h + comp.readout.to(h.dtype)
         h = m.final_norm(m.run_layers(h, self.split, None, context=ctx))
         logits = self.llama.logits_from_hidden(h)
+        if digits:
+            logits = self._copy(logits, h, comp, read_mask * attention_mask)
         out = {"logits": logits, "computer": comp}
         if labels is not None:
             out["loss"] = _lm_loss(logits, labels)
         return out
+
+    def _copy(self, logits, h, comp, read):
+        """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),
+        read (B,T) → (B,T,V)."""
+        gates = torch.sigmoid(self.copy_head(h).float())  # (B, T, 2)
+        g, src = gates[..., 0] * read.float(), gates[..., 1:]
+        spelled = src * comp.heads["print_r0"].float() + (1 - src) * comp.heads["print_cell"].float()  # (B,T,11)
+        p_lm = torch.softmax(logits.float(), -1)
+        copy = spelled[..., 10:] * p_lm  # "end" (or no readout): what the LM says
+        copy = copy.index_add(-1, self.computer.digit_ids, spelled[..., :10])
+        p = g[..., None] * copy + (1 - g[..., None]) * p_lm
+        return torch.log(p.clamp_min(1e-30))
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None):

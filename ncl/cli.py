@@ -123,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux", "mode",
-                 "top_k", "reader", "writer", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
+                 "top_k", "reader", "writer", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -185,6 +185,9 @@ def _add_train_eval(sub) -> None:
                    help="how tape values are read from digits (default digits)")
     p.add_argument("--writer", choices=["embed", "digits"], default=None,
                    help="what the readouts carry: value embeddings, or also the digit to write (default digits)")
+    p.add_argument("--numbers", choices=["auto", "learned", "tokens"], default=None,
+                   help="digits from token ids and answers copied from the readout ('tokens'), learned heads "
+                        "('learned'), or 'tokens' only where the training data lacks a digit ('auto', default)")
     p.add_argument("--layers", type=_positive_int, default=None)
     p.add_argument("--hidden", type=_positive_int, default=None)
     p.add_argument("--split", type=int, default=None, help="layers before the computer")

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from ncl import tasks as task_registry
-from ncl.train import encode, load_model, tokenizer
+from ncl.train import auto_max_steps, encode, load_model, tokenizer
 
 EVAL_SPLITS = ("test", "ood_2x", "ood_4x")
 EVAL_SEED = 1234
+EVAL_MAX_STEPS = 20000  #: the machine's default step limit in evaluation (raised per split where needed)
 
 
 def _max_answer_tokens(examples, tok) -> int:
@@ -28,14 +29,20 @@ def _max_answer_tokens(examples, tok) -> int:
 
 
 @torch.no_grad()
-def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max_steps: int = 20000) -> dict:
+def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max_steps: int | None = None) -> dict:
     """Accuracy and machine diagnostics of ``model`` on ``count`` examples of ``split``.
+
+    ``max_steps`` limits each machine run; by default :data:`EVAL_MAX_STEPS`, or more where the right program
+    needs more on this split (:func:`ncl.train.auto_max_steps`: fib's recursion at 4x depth runs up to 33,523
+    steps), so that a right program is never cut off.
 
     Returns ``{"accuracy", "mean_steps", "unhalted", "count", "by_size": {size: [correct, total]},
     "steps": [per-example expected steps]}`` (steps fields are None for the baseline).
     """
     task = task_registry.get(cfg.task)
     tok = tokenizer()
+    if max_steps is None:
+        max_steps = max(EVAL_MAX_STEPS, auto_max_steps(task, split=split)) if model.has_computer else EVAL_MAX_STEPS
     examples = task.generate(split, count, seed=EVAL_SEED)
     correct, steps, unhalted = [], [], []
     by_size = defaultdict(lambda: [0, 0])

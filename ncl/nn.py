@@ -69,6 +69,11 @@ class ComputerConfig:
             significant digit, advances by a gate at each digit the answer writes and resets with the read
             pointer; past the last digit it reads "end"), so the decoder copies digits instead of recalling the
             spelling of every value.
+        digit_tokens: ``()`` or the token ids of ``"0"``..``"9"`` (needs ``reader="digits"``). When given, a
+            prompt token's digit is the one its id spells (``forward`` then needs ``input_ids``) instead of a
+            learned classification, so digits that never occur in training are read right; the gates that say
+            where numbers end are still learned. :class:`~ncl.augmented.AugmentedLlama` uses the same ids to
+            print the readout's digits (a copy distribution) and to embed every digit token alike.
     """
 
     n: int = 128
@@ -86,6 +91,7 @@ class ComputerConfig:
     straight_through: bool = True
     reader: str = "mlp"
     writer: str = "embed"
+    digit_tokens: tuple = ()
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -102,6 +108,8 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
         if self.top_k < 1:
             raise ValueError("ComputerConfig: top_k must be >= 1")
+        if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader != "digits"):
+            raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits'")
 
     def machine(self):
         from ncl.machine import MachineConfig
@@ -121,8 +129,9 @@ class ComputerOutput(NamedTuple):
     ``heads``: the head outputs (for auxiliary losses and diagnostics): ``pi (B,P)`` program probabilities,
     ``args_soft (B,A,n)``, ``source_weights (B,A,S)``, ``source_values (B,S)``, ``gate_logit (B,T)``,
     ``value_logits (B,T,n)``, ``read_logit (B,T)``, ``digit_gate_logit (B,T)`` (None
-    unless ``writer="digits"``), ``r0 (B,n)``,
-    ``mem (B,C,n)``. ``state``: what a later call may pass back to skip the run (same prompt).
+    unless ``writer="digits"``), ``print_r0`` and ``print_cell`` (B,T,11) (the digit, or 10 = "end", under the
+    digit pointer of r0 and of the tape cell read; zero outside the read positions; None unless
+    ``writer="digits"``), ``r0 (B,n)``, ``mem (B,C,n)``. ``state``: what a later call may pass back to skip the run (same prompt).
     """
 
     readout: torch.Tensor
@@ -192,6 +201,8 @@ class NeuralComputer(nn.Module):
         self.source_head = nn.Linear(d, cfg.arg_registers * self.num_sources)
         self.gate_head = nn.Linear(d, 1)
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
+        if cfg.digit_tokens:
+            self.register_buffer("digit_ids", torch.tensor(cfg.digit_tokens), persistent=False)
         if cfg.reader == "digits":
             self.digit_head = nn.Linear(d, 11)  # 10 digits + "not a digit"
             times10 = torch.zeros(n, n)
@@ -225,11 +236,17 @@ class NeuralComputer(nn.Module):
     def _gate(self, p: torch.Tensor) -> torch.Tensor:
         return straight_through_gate(p) if self.config.straight_through else p
 
-    def write_tape(self, h: torch.Tensor, mask: torch.Tensor):
+    def token_digits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The digit each token spells, by its id: (B, T) → (B, T, 11) one-hot (class 10: not a digit)."""
+        is_d = (input_ids[..., None] == self.digit_ids).float()  # (B, T, 10)
+        return torch.cat([is_d, 1 - is_d.sum(-1, keepdim=True)], -1)
+
+    def write_tape(self, h: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor | None = None):
         """Append the gated token values to an empty tape.
 
         Args:
             h: (B, T, d) normalised hidden states; mask: (B, T) 1 where the token is written from.
+            input_ids: (B, T) the tokens; needed with ``digit_tokens`` (their digits are read from the ids).
 
         Returns:
             ``mem (B,C,n)``, ``length (B,C)`` (the final write pointer), ``written (B,C)`` (mass written per
@@ -240,7 +257,11 @@ class NeuralComputer(nn.Module):
         B, T, _ = h.shape
         gate_logit = self.gate_head(h).squeeze(-1)
         gate = self._gate(torch.sigmoid(gate_logit)) * mask
-        if cfg.reader == "digits":
+        if cfg.reader == "digits" and cfg.digit_tokens:
+            digits = self.token_digits(input_ids).to(h.dtype)
+            value_logits = 30.0 * digits  # what the auxiliary digit loss sees: exact, so it adds nothing
+            value = self._digit_values(digits * mask[..., None])
+        elif cfg.reader == "digits":
             value_logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
             value = self._digit_values(self._hard(torch.softmax(value_logits, -1)) * mask[..., None])
         else:
@@ -337,7 +358,8 @@ class NeuralComputer(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------------------
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
-                state: dict | None = None, max_steps: int | None = None) -> ComputerOutput:
+                state: dict | None = None, max_steps: int | None = None,
+                input_ids: torch.Tensor | None = None) -> ComputerOutput:
         """Heads → machine → readouts.
 
         Args:
@@ -349,6 +371,7 @@ class NeuralComputer(nn.Module):
             state: the ``state`` of an earlier call on the same prompt: skips the heads on the prompt and the
                 run (incremental decoding).
             max_steps: override ``config.max_steps``.
+            input_ids: (B, T) the tokens; needed with ``config.digit_tokens``.
 
         Returns:
             :class:`ComputerOutput`.
@@ -357,6 +380,8 @@ class NeuralComputer(nn.Module):
         if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
             raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
                              f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
+        if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
+            raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
         mask = attention_mask.to(hidden.dtype)
         read = read_mask.to(hidden.dtype) * mask
         h = self.norm(hidden)
@@ -369,7 +394,9 @@ class NeuralComputer(nn.Module):
             if last < 0:
                 raise ValueError("read_mask must leave at least one prompt token before the first read position")
             prompt_cols = slice(0, last + 1)
-            mem, length, written, gate_logit, value_logits = self.write_tape(h[:, prompt_cols], prompt[:, prompt_cols])
+            ids = input_ids[:, prompt_cols] if input_ids is not None else None
+            mem, length, written, gate_logit, value_logits = self.write_tape(h[:, prompt_cols], prompt[:, prompt_cols],
+                                                                             ids)
             h_last = h[:, last]
             pi = torch.softmax(self.program_head(h_last), -1)
             args, args_soft, source_weights, source_values = self.arguments(h_last, mem, length)
@@ -407,14 +434,18 @@ class NeuralComputer(nn.Module):
             def spelled(value):  # (B, T', n) → (B, T', 11): the digit under the place pointer
                 return torch.einsum("btp,btpk->btk", places, (value @ self.spell).unflatten(-1, (PLACES, 11)))
 
-            out = out + self.print_r0(spelled(r0[:, None].expand_as(cell))) + self.print_cell(spelled(cell))
+            print_r0, print_cell = spelled(r0[:, None].expand_as(cell)), spelled(cell)
+            out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
+            pad = (0, 0, state["first_read"], 0)
+            print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
         else:
-            digit_logit = None
+            digit_logit = print_r0 = print_cell = None
         readout = F.pad(out, (0, 0, state["first_read"], 0)) * read[..., None]
         heads = {k: state[k] for k in ("pi", "args_soft", "source_weights", "source_values", "gate_logit",
                                        "value_logits", "r0", "mem")}
         heads["read_logit"] = read_logit
         heads["digit_gate_logit"] = digit_logit
+        heads["print_r0"], heads["print_cell"] = print_r0, print_cell
         return ComputerOutput(readout, state["steps"], state["unhalted"], state["run_steps"], heads, state)
 
 

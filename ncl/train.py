@@ -31,6 +31,7 @@ from ncl.tokenizers import CharTokenizer
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 MODELS = ("augmented", "llama")
+NUMBERS = ("auto", "learned", "tokens")
 
 
 @dataclass
@@ -43,6 +44,13 @@ class TrainConfig:
     0 trains from the answer text alone. ``reader`` is :class:`ncl.nn.ComputerConfig`'s (``"digits"``: the
     heads classify digits and a fixed base-10 recurrence accumulates them; ``"mlp"``: one head per token maps
     the hidden state to a value).
+
+    ``numbers`` says how the augmented model maps digit tokens to and from machine values: ``"learned"`` (heads
+    learn which token is which digit, the decoder learns to spell readouts), ``"tokens"`` (the token ids say
+    which digit a token is, every digit enters the LLaMA alike, answers copy the readout's digits:
+    :class:`ncl.nn.ComputerConfig`'s ``digit_tokens``) or ``"auto"``: ``"tokens"`` exactly when the training
+    data lacks some digit (no learned head can read or write a digit it never saw: fib's training examples,
+    k <= 4, hold only the digits 0–4), else ``"learned"``. See :func:`resolve_numbers`.
     """
 
     task: str = "add"
@@ -61,6 +69,7 @@ class TrainConfig:
     mode: str = "mixture"
     reader: str = "digits"
     writer: str = "digits"
+    numbers: str = "auto"
     top_k: int = 2
     train_max_steps: int = 0
     seed: int = 0
@@ -81,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(preset_names())}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.numbers not in NUMBERS:
+            raise ValueError(f"unknown numbers {self.numbers!r}; choose one of: {', '.join(NUMBERS)}")
         if self.train_max_steps < 0:
             raise ValueError(f"train_max_steps must be >= 0 (0: automatic), got {self.train_max_steps}")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "top_k"):
@@ -92,12 +103,24 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        d = {"reader": "mlp", "writer": "embed", **d}  # runs saved before the reader option read with the MLP head
+        # runs saved before these options read with the MLP head, wrote embeddings and learned every digit
+        d = {"reader": "mlp", "writer": "embed", "numbers": "learned", **d}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def tokenizer() -> CharTokenizer:
     return CharTokenizer()
+
+
+def resolve_numbers(cfg: "TrainConfig", samples: int = 512) -> str:
+    """``cfg.numbers``, with ``"auto"`` decided from the data: ``"tokens"`` when ``samples`` training examples
+    (prompts and answers) do not hold all ten digits, else ``"learned"``."""
+    if cfg.numbers != "auto":
+        return cfg.numbers
+    seen = set()
+    for e in task_registry.get(cfg.task).generate("train", samples, seed=cfg.seed):
+        seen.update(c for c in e.prompt + e.answer if c.isdigit())
+    return "learned" if len(seen) == 10 else "tokens"
 
 
 def build_model(cfg: TrainConfig):
@@ -117,28 +140,40 @@ def build_model(cfg: TrainConfig):
     lcfg = LlamaConfig.preset(cfg.preset, **over)
     if cfg.model == "llama":
         return PlainLlama(lcfg)
+    digit_tokens = ()
+    if resolve_numbers(cfg) == "tokens":
+        if cfg.reader != "digits" or cfg.writer != "digits":
+            raise ValueError("numbers='tokens' needs reader='digits' and writer='digits' (pass --numbers learned "
+                             "to use other readers or writers)")
+        digit_tokens = tuple(tokenizer().token_to_id(str(i)) for i in range(10))
     ccfg = ComputerConfig(mode=cfg.mode, top_k=cfg.top_k, reader=cfg.reader, writer=cfg.writer,
+                          digit_tokens=digit_tokens,
                           max_steps=cfg.train_max_steps or auto_max_steps(task_registry.get(cfg.task)))
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
-def auto_max_steps(task, samples: int = 64) -> int:
-    """The machine's step limit in training: 1.25 times the most steps the right program takes on training
-    examples (run on the VM), plus 10. It stops a wrong candidate early instead of letting it run for the eval limit
-    (long runs cost time and can overflow fp32 gradients)."""
+def auto_max_steps(task, samples: int = 64, split: str = "train") -> int:
+    """The machine's step limit on ``split``: 1.25 times the most steps the right program takes on examples of
+    the split (run on the VM, including the split's largest size), plus 10.
+
+    In training (``split="train"``) it stops a wrong candidate early instead of letting it run for the eval
+    limit (long runs cost time and can overflow fp32 gradients). :func:`ncl.evaluate.evaluate_split` uses it
+    for the OOD splits whose right runs are longer than its fixed limit (fib at 4x: 33,523 steps for k = 16).
+    """
     import ncl.library
     from ncl.nn import ComputerConfig
 
     mcfg = ComputerConfig().machine()
     fn = ncl.library.get(task.program, mcfg)
-    low, high = task.size_range("train")
-    examples = task.generate("train", samples, seed=99) + [task.make(random.Random(0), high)]
+    low, high = task.size_range(split)
+    examples = task.generate(split, samples, seed=99) + [task.make(random.Random(0), high)]
     worst = 0
     for e in examples:
         tape = list(e.tape) + [0] * (mcfg.cells - len(e.tape))
         if task.axis == "length":  # the worst case of a sort: a descending list
             tape[:len(e.tape)] = sorted(e.tape, reverse=True)
-        worst = max(worst, fn.program.execute(*e.args, mem=tape, backend="vm").steps)
+        # the VM's own default limit (1000) is below the deeper splits' runs; library programs always halt
+        worst = max(worst, fn.program.execute(*e.args, mem=tape, backend="vm", max_steps=10**6).steps)
     return int(1.25 * worst) + 10
 
 
@@ -392,4 +427,4 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
 
 
 __all__ = ["TrainConfig", "train", "build_model", "encode", "load_model", "load_checkpoint", "save_checkpoint",
-           "aux_loss", "MODELS"]
+           "aux_loss", "auto_max_steps", "resolve_numbers", "MODELS", "NUMBERS"]

@@ -138,3 +138,33 @@ def test_digit_reader_and_writer():
     (out["loss"] + aux_loss(out["computer"], b)).backward()
     assert model.computer.digit_head.weight.grad.abs().sum() > 0
     assert model.computer.print_cell.weight.grad.abs().sum() > 0
+
+
+def test_numbers_from_tokens():
+    """numbers='tokens' (fib's default: its training data holds only the digits 0-4): digits are read from the
+    token ids, so an unseen '9' reads as 9, and a forced copy gate prints r0's digits; logits stay log-probs."""
+    from ncl.train import resolve_numbers
+
+    assert resolve_numbers(TrainConfig(task="fib")) == "tokens"
+    assert resolve_numbers(TrainConfig(task="add")) == "learned"
+    assert resolve_numbers(TrainConfig(task="add", numbers="tokens")) == "tokens"
+    torch.manual_seed(0)
+    tok = tokenizer()
+    model = build_model(TrainConfig(task="fib", layers=2, split=1))
+    comp = model.computer
+    assert [tok.id_to_token(i) for i in comp.config.digit_tokens] == list("0123456789")
+    with torch.no_grad():
+        comp.gate_head.bias.fill_(50.0)  # every prompt token appends its value
+        model.copy_head.weight.zero_()
+        model.copy_head.bias.fill_(50.0)  # copy gate open, source r0
+    b = encode([tasks.get("fib").make(None, 97)], tok, comp.program_names, with_answer=False)
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"])
+    mem, *_ = comp.write_tape(comp.norm(torch.randn(1, b["input_ids"].shape[1], 64)),
+                              b["attention_mask"].float(), b["input_ids"])
+    assert 97 in mem.argmax(-1)[0].tolist()
+    state = dict(out["computer"].state, r0=torch.nn.functional.one_hot(torch.tensor([105]), 128).float())
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"], computer_state=state)
+    assert torch.allclose(out["logits"].logsumexp(-1), torch.zeros(1, b["input_ids"].shape[1]), atol=1e-4)
+    assert tok.id_to_token(int(out["logits"][0, -1].argmax())) == "1"  # the most significant digit of 105
+    with pytest.raises(ValueError, match="input_ids"):
+        comp(torch.randn(1, 4, 64), torch.ones(1, 4), torch.tensor([[0, 0, 1, 1]]))
