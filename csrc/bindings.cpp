@@ -18,6 +18,9 @@ TORCH_LIBRARY(ncl, m) {
         " -> (Tensor, Tensor, Tensor)");
   m.def("alu_mix_fwd(Tensor x, Tensor y, Tensor coeffs) -> Tensor");
   m.def("alu_mix_bwd(Tensor grad, Tensor x, Tensor y, Tensor coeffs) -> (Tensor, Tensor, Tensor)");
+  m.def("alu_circuit_mix_fwd(Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs) -> Tensor");
+  m.def("alu_circuit_mix_bwd(Tensor grad, Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs)"
+        " -> (Tensor, Tensor, Tensor)");
   m.def("stack_update_fwd(Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item)"
         " -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("stack_update_bwd(Tensor grad_slots, Tensor grad_ptr, Tensor grad_overflow, Tensor grad_underflow,"
@@ -44,6 +47,10 @@ TORCH_LIBRARY(ncl, m) {
   m.impl("alu_mix_fwd", &ncl::alu_mix_fwd_##SUFFIX);     \
   m.impl("alu_mix_bwd", &ncl::alu_mix_bwd_##SUFFIX);
 
+#define NCL_IMPL_ALU_CIRCUIT_OPS(m, SUFFIX)                              \
+  m.impl("alu_circuit_mix_fwd", &ncl::alu_circuit_mix_fwd_##SUFFIX);     \
+  m.impl("alu_circuit_mix_bwd", &ncl::alu_circuit_mix_bwd_##SUFFIX);
+
 #define NCL_IMPL_STACK_OPS(m, SUFFIX)                         \
   m.impl("stack_update_fwd", &ncl::stack_update_fwd_##SUFFIX);   \
   m.impl("stack_update_bwd", &ncl::stack_update_bwd_##SUFFIX);
@@ -59,6 +66,7 @@ TORCH_LIBRARY(ncl, m) {
 TORCH_LIBRARY_IMPL(ncl, CPU, m) {
   NCL_IMPL_MEMORY_OPS(m, cpu)
   NCL_IMPL_ALU_OPS(m, cpu)
+  NCL_IMPL_ALU_CIRCUIT_OPS(m, cpu)
   NCL_IMPL_STACK_OPS(m, cpu)
   NCL_IMPL_CONTROL_OPS(m, cpu)
   NCL_IMPL_HALTING_OPS(m, cpu)
@@ -68,6 +76,7 @@ TORCH_LIBRARY_IMPL(ncl, CPU, m) {
 TORCH_LIBRARY_IMPL(ncl, CUDA, m) {
   NCL_IMPL_MEMORY_OPS(m, cuda)
   NCL_IMPL_ALU_OPS(m, cuda)
+  NCL_IMPL_ALU_CIRCUIT_OPS(m, cuda)
   NCL_IMPL_STACK_OPS(m, cuda)
   NCL_IMPL_CONTROL_OPS(m, cuda)
   NCL_IMPL_HALTING_OPS(m, cuda)

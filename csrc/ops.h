@@ -47,6 +47,25 @@ NCL_ALU_OPS(cuda)
 
 #undef NCL_ALU_OPS
 
+#define NCL_ALU_CIRCUIT_OPS(SUFFIX)                                                                     \
+  at::Tensor alu_circuit_mix_fwd_##SUFFIX(const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs, \
+                                          const at::Tensor& gates, const at::Tensor& outputs);         \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> alu_circuit_mix_bwd_##SUFFIX(                         \
+      const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs,      \
+      const at::Tensor& gates, const at::Tensor& outputs);
+
+NCL_ALU_CIRCUIT_OPS(cpu)
+#ifdef NCL_WITH_CUDA
+NCL_ALU_CIRCUIT_OPS(cuda)
+#endif
+
+#undef NCL_ALU_CIRCUIT_OPS
+
+// Kernel-side checks of alu_circuit_mix's inputs (csrc/cpu/alu_circuit.cpp); returns m = log2(n). The
+// netlist's wiring is checked only for CPU tensors (it would need a device-to-host copy on CUDA).
+int check_alu_circuit_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& coeffs,
+                             const at::Tensor& gates, const at::Tensor& outputs, const char* op);
+
 #define NCL_STACK_OPS(SUFFIX)                                                                           \
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> stack_update_fwd_##SUFFIX(                \
       const at::Tensor& slots, const at::Tensor& ptr, const at::Tensor& push, const at::Tensor& pop,   \

@@ -14,7 +14,9 @@ An op with several outputs (``num_outputs > 1``, e.g. ``stack_update``) returns 
 backward takes one gradient per output, ``X_bwd(*grads, *saved)``; an output that the loss does not use
 gets a zero gradient (autograd materialises it). A non-tensor input (a ``float`` in the schema) is passed
 through unchanged, is given to the backward in its place among ``saved``, and gets no gradient: the
-backward returns gradients for the tensor inputs only.
+backward returns gradients for the tensor inputs only. An integer tensor input (e.g. ``alu_circuit_mix``'s
+netlist) is saved like any tensor but gets no gradient either: the backward returns gradients for the
+floating-point tensor inputs only.
 """
 
 from __future__ import annotations
@@ -46,11 +48,16 @@ class OpSpec:
 _OPS: dict[str, OpSpec] = {}
 
 
+def _differentiable(t) -> bool:
+    """Whether an op input gets a gradient from the backward: floating-point tensors only."""
+    return isinstance(t, torch.Tensor) and t.is_floating_point()
+
+
 def _bwd_fake(spec: OpSpec):
     skip = spec.num_outputs + (spec.num_outputs if spec.saves_output else 0)
 
     def fake(*args):
-        return tuple(torch.empty_like(t) for t in args[skip:] if isinstance(t, torch.Tensor))
+        return tuple(torch.empty_like(t) for t in args[skip:] if _differentiable(t))
 
     return fake
 
@@ -99,6 +106,7 @@ class FusedFunction(torch.autograd.Function):
         outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
         # Non-tensor inputs cannot go through save_for_backward: keep them, and where they sit.
         ctx.scalars = [(i, t) for i, t in enumerate(inputs) if not isinstance(t, torch.Tensor)]
+        ctx.no_grad = {i for i, t in enumerate(inputs) if not _differentiable(t)}
         tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
         ctx.save_for_backward(*(outs if _OPS[name].saves_output else ()), *tensors)
         return tuple(outs) if len(outs) > 1 else out
@@ -112,8 +120,7 @@ class FusedFunction(torch.autograd.Function):
             saved.insert(skip + i, value)
         tensor_grads = iter(kernel_op(ctx.name, "bwd", ctx.backend)(*(g.contiguous() for g in grads), *saved))
         n_inputs = len(saved) - skip
-        scalar_at = {i for i, _ in ctx.scalars}
-        return (None, None, *(None if i in scalar_at else next(tensor_grads) for i in range(n_inputs)))
+        return (None, None, *(None if i in ctx.no_grad else next(tensor_grads) for i in range(n_inputs)))
 
 
 def apply(name: str, backend: str, *inputs):

@@ -11,7 +11,7 @@ TL_DTYPE = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"
 
 
 def compile_target(fn, dtype: torch.dtype, typed_ptrs, f32_ptrs=(), ints=(), constexprs=None, *,
-                   divisible=None, suffix: str = "", num_warps: int = 4) -> dict:
+                   divisible=None, suffix: str = "", num_warps: int = 4, i32_ptrs=()) -> dict:
     """One compile target: every argument of ``fn`` typed, as ``triton.compiler.ASTSource`` wants it.
 
     Args:
@@ -23,14 +23,16 @@ def compile_target(fn, dtype: torch.dtype, typed_ptrs, f32_ptrs=(), ints=(), con
         constexprs: ``{name: value}`` of the ``tl.constexpr`` arguments.
         divisible: arguments to hint as divisible by 16 (default: every pointer).
         suffix: appended to the target's label, to tell variants apart.
+        i32_ptrs: pointer arguments to int32 tensors (e.g. a netlist).
     """
     constexprs = dict(constexprs or {})
     kinds = {**{n: "constexpr" for n in constexprs}, **{n: "*" + TL_DTYPE[dtype] for n in typed_ptrs},
-             **{n: "*fp32" for n in f32_ptrs}, **{n: "i32" for n in ints}}
+             **{n: "*fp32" for n in f32_ptrs}, **{n: "i32" for n in ints}, **{n: "*i32" for n in i32_ptrs}}
     missing = [n for n in fn.arg_names if n not in kinds]
     if missing:
         raise AssertionError(f"{fn.__name__}: arguments {missing} have no type")
     return {"name": f"{fn.__name__}[{TL_DTYPE[dtype]}{suffix}]", "fn": fn,
             "signature": {n: kinds[n] for n in fn.arg_names}, "constexprs": constexprs,
-            "divisible": list(divisible) if divisible is not None else list(typed_ptrs) + list(f32_ptrs),
+            "divisible": (list(divisible) if divisible is not None
+                          else list(typed_ptrs) + list(f32_ptrs) + list(i32_ptrs)),
             "num_warps": num_warps}
