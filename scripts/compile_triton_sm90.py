@@ -36,6 +36,7 @@ from pathlib import Path  # noqa: E402
 MODULES = (
     "ncl_kernels.memory.triton",
     "ncl_kernels.alu.triton",
+    "ncl_kernels.alu_circuit.triton",
     "ncl_kernels.stack.triton",
     "ncl_kernels.control.triton",
     "ncl_kernels.halting.triton",

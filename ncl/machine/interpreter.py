@@ -21,6 +21,7 @@ from ncl.machine.values import fold
 from ncl_kernels import dispatch
 from ncl_kernels._oplib import kernel_op
 from ncl_kernels.alu import SKIP_REL
+from ncl_kernels.alu_circuit import alu_circuit_mix
 from ncl_kernels.checks import check_inputs
 
 _VALUE_IDX = [OP[o] for o in VALUE_OPS]
@@ -111,8 +112,9 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     followed by the memory write, the stacks, the ip update and halting (DESIGN §3 steps 1-8).
 
     The banks (registers, memory, stacks) go through the dispatched ops ``soft_read``, ``soft_write`` and
-    ``stack_update``; the ip update and halting mass are one ``control`` call; with ``alu="table"`` and a
-    fused backend the 16 binary and unary ops are one ``alu_mix`` call. So the fused backends run the hot path, while
+    ``stack_update``; the ip update and halting mass are one ``control`` call; with a fused backend the 16
+    binary and unary ops are one ``alu_mix`` call (``alu="table"``) or one ``alu_circuit_mix`` call
+    (``alu="circuit"``). So the fused backends run the hot path, while
     ``backend="reference"`` (or ``NCL_BACKEND=reference``) runs the plain statement of every formula.
 
     Args:
@@ -146,8 +148,11 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     c = e / w.clamp_min(NORM_EPS)[:, None]  # (B, O)
     load = soft_read(mem, address[:, None, :], backend=backend)[:, 0]
     pop = soft_read(state.dstk, state.dsp[:, None, :], backend=backend)[:, 0]
-    chosen = dispatch.select(x.device, x.dtype, backend) if config.alu == "table" else "reference"
-    if chosen != "reference":
+    chosen = dispatch.select(x.device, x.dtype, backend)
+    if config.alu == "circuit" and chosen != "reference":
+        # One fused call runs the 16 circuits as a netlist: no (B, 16, n) per-op outputs, no per-gate tensors.
+        mixed = alu_circuit_mix(x, y, c[:, _ALU_SLICE], backend=chosen)
+    elif chosen != "reference":
         # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs, and rows
         # whose line is no ALU op skip the forward (_AluMixSkippingRows).
         _check_alu_inputs(x, y, c[:, _ALU_SLICE])

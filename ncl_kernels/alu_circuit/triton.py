@@ -73,7 +73,7 @@ def _fold_levels(w_ptr, outputs_ptr, k, t0, B, rows, rm, M: tl.constexpr, STOP: 
     level 0 is ``[1]``, level ``j+1 = [L_j (1 - p_j), L_j p_j]``."""
     tl.store(_slot(w_ptr, t0, B, rows), tl.full(rows.shape, 1.0, tl.float32), mask=rm)
     for j in tl.static_range(STOP):
-        h: tl.constexpr = 1 << j
+        h = 1 << j  # constexpr: j is unrolled
         p = tl.load(_slot(w_ptr, tl.load(outputs_ptr + k * M + j), B, rows), mask=rm, other=0.0)
         for u in range(h):
             cur = tl.load(_slot(w_ptr, t0 + h - 1 + u, B, rows), mask=rm, other=0.0)
@@ -127,8 +127,8 @@ def _circuit_bwd_kernel(g_ptr, x_ptr, y_ptr, c_ptr, gx_ptr, gy_ptr, gc_ptr, gate
     d0 = num_wires
     t0 = 2 * num_wires
     a0 = 2 * num_wires + 2 * n - 1
-    for i in range(num_wires):
-        tl.store(_slot(w_ptr, d0 + i, B, rows), tl.zeros((BLOCK_B,), dtype=tl.float32), mask=rm)
+    for wire_i in range(num_wires):
+        tl.store(_slot(w_ptr, d0 + wire_i, B, rows), tl.zeros((BLOCK_B,), dtype=tl.float32), mask=rm)
     g_row = g_ptr + rows * n
     for k in range(K):
         c = tl.load(c_ptr + rows * K + k, mask=rm, other=0.0).to(tl.float32)
@@ -141,8 +141,8 @@ def _circuit_bwd_kernel(g_ptr, x_ptr, y_ptr, c_ptr, gx_ptr, gy_ptr, gc_ptr, gate
             tl.store(_slot(w_ptr, a0 + v, B, rows), c * gv, mask=rm)
         tl.store(gc_ptr + rows * K + k, gck.to(gc_ptr.dtype.element_ty), mask=rm)
         for jj in tl.static_range(M):
-            j: tl.constexpr = M - 1 - jj
-            h: tl.constexpr = 1 << j
+            j = M - 1 - jj  # constexpr: jj is unrolled
+            h = 1 << j
             wire = tl.load(outputs_ptr + k * M + j)
             p = tl.load(_slot(w_ptr, wire, B, rows), mask=rm, other=0.0)
             dp = tl.zeros((BLOCK_B,), dtype=tl.float32)
