@@ -4,10 +4,13 @@
 #include <torch/library.h>
 
 #include "ncl/alu.h"
+#include "ncl/machine.h"
 #include "ncl/memory.h"
 #include "ops.h"
 
 TORCH_LIBRARY(ncl, m) {
+  m.def("machine_run_fwd(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry, int first,"
+        " int count, float halt_eps, float norm_eps) -> Tensor[]");
   m.def("soft_read_fwd(Tensor bank, Tensor weights) -> Tensor");
   m.def("soft_read_bwd(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)");
   m.def("soft_write_fwd(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor");
@@ -64,6 +67,7 @@ TORCH_LIBRARY(ncl, m) {
   m.impl("halting_accumulate_bwd", &ncl::halting_accumulate_bwd_##SUFFIX);
 
 TORCH_LIBRARY_IMPL(ncl, CPU, m) {
+  m.impl("machine_run_fwd", &ncl::machine_run_fwd_cpu);
   NCL_IMPL_MEMORY_OPS(m, cpu)
   NCL_IMPL_ALU_OPS(m, cpu)
   NCL_IMPL_ALU_CIRCUIT_OPS(m, cpu)
@@ -94,5 +98,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   }, "True when the CUDA kernels were compiled into this build.");
   mod.attr("NORM_EPS") = ncl::kNormEps;
   mod.attr("ALU_SKIP_REL") = ncl::alu::kSkipRel;
+  using namespace pybind11::literals;
+  mod.attr("MACHINE_OPCODES") = pybind11::dict(
+      "CONST"_a = ncl::machine::kConst, "MOV"_a = ncl::machine::kMov, "ADD"_a = ncl::machine::kAluFirst,
+      "LOAD"_a = ncl::machine::kLoad, "STORE"_a = ncl::machine::kStore, "PUSH"_a = ncl::machine::kPush,
+      "POP"_a = ncl::machine::kPop, "CALL"_a = ncl::machine::kCall, "RET"_a = ncl::machine::kRet);
   mod.def("alu_op_names", &ncl::alu_op_names, "The table ALU's op names in kernel order (csrc/include/ncl/alu.h).");
 }

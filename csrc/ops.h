@@ -115,6 +115,13 @@ NCL_HALTING_OPS(cuda)
 
 #undef NCL_HALTING_OPS
 
+// The whole-run machine kernel (CPU only; csrc/cpu/machine.cpp). carry = ip reg mem dstk dsp rstk rsp acc_reg
+// acc_mem expected faults; returns the carry after the steps run, then `done` (a 0-dim int64 tensor).
+std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
+                                            at::TensorList carry, int64_t first, int64_t count, double halt_eps,
+                                            double norm_eps);
+
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();
 

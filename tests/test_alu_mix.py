@@ -81,6 +81,30 @@ def test_sharp_weights_match_reference(backend):
     check_against_reference(alu_mix, (x, y, coeffs), backend, torch.float32)
 
 
+@pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("dense_weights", [False, True])
+def test_near_one_hot_operands_match_reference(backend, dense_weights):
+    """Registers of a sharp machine: one-hot up to ~1e-13 leaks (some entries exactly 0), a few rows soft.
+
+    The fused CPU kernels sum the pair ops (ADD..MOD) over the operands' supports (docs/alu.md); the
+    gradients at indices outside the support (mass the operand does not have) must still be exact."""
+    B, n = 6, 128
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(B, n, generator=g) * 1e-13
+    y = torch.rand(B, n, generator=g) * 1e-13
+    x[:, ::3] = 0.0
+    x[torch.arange(B), torch.randint(0, n, (B,), generator=g)] = 1.0
+    y[torch.arange(B), torch.randint(0, n, (B,), generator=g)] = 1.0
+    x[0] = torch.softmax(torch.randn(n, generator=g), -1)  # one dense row beside the sparse ones
+    y[1] = torch.softmax(torch.randn(n, generator=g), -1)
+    if dense_weights:
+        coeffs = torch.softmax(torch.randn(B, NUM_OPS, generator=g), -1)
+    else:
+        coeffs = torch.full((B, NUM_OPS), 1e-13)
+        coeffs[torch.arange(B), torch.tensor([0, 1, 2, 3, 4, 9])] = 1.0
+    check_against_reference(alu_mix, (x, y, coeffs), backend, torch.float32)
+
+
 def test_unnormalised_operands():
     """Nothing assumes distributions: arbitrary signed operands and weights."""
     g = torch.Generator().manual_seed(5)

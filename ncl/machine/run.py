@@ -30,6 +30,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ncl.machine import fused_run
 from ncl.machine._ops import halting_accumulate
 from ncl.machine.config import MachineConfig
 from ncl.machine.interpreter import RunResult, step
@@ -70,7 +71,7 @@ def _halted(state: MachineState, config: MachineConfig) -> bool:
 
 
 def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config: MachineConfig,
-            backend: str | None, step_fn: Callable | None = None) -> tuple[Carry, int]:
+            backend: str | None, step_fn: Callable | None = None, *, check_halt: bool = True) -> tuple[Carry, int]:
     r"""Run steps ``first + 1 .. first + count``, stopping before a step once every sample has halted.
 
     .. math:: \text{acc}_R \mathrel{+}= h_t\, R(\text{state}_t),\qquad
@@ -83,16 +84,22 @@ def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config:
         fields, config, backend: as in :func:`~ncl.machine.interpreter.step`.
         step_fn: a replacement for :func:`~ncl.machine.interpreter.step` with its signature (the benchmark
             passes ``torch.compile`` of the reference step); default ``step``.
+        check_halt: stop early once every sample has halted; ``False`` runs exactly ``count`` steps (the
+            checkpointed backward recomputes a chunk the forward ran, without deciding again).
 
     Returns:
         ``(carry', done)``: the carry after the last step run, and how many steps ran (``< count`` only when
         every sample halted).
     """
+    if (check_halt and fused_run.eligible(config, carry.state.ip, backend, step_fn)
+            and not fused_run.needs_graph((*fields, *_flat(carry)))):
+        flat, done = fused_run.run_steps(_flat(carry), first, count, fields, config)
+        return _unflat(flat), done
     step_fn = step if step_fn is None else step_fn
     state, acc_reg, acc_mem, expected, faults = carry
     done = 0
     for t in range(first + 1, first + count + 1):
-        if _halted(state, config):
+        if check_halt and _halted(state, config):
             break
         state, outcome = step_fn(state, fields, config, backend=backend)
         acc_reg, acc_mem, expected = halting_accumulate(acc_reg, acc_mem, expected, state.reg, state.mem,
@@ -171,6 +178,10 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
 
 def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int, chunk: int,
                       backend: str | None, step_fn: Callable | None) -> RunResult:
+    if fused_run.eligible(config, carry.state.ip, backend, step_fn):
+        *flat, total = fused_run.CheckpointedRun.apply(advance, config, max_steps, chunk, backend, *fields,
+                                                        *_flat(carry))
+        return _finish(_unflat(flat), int(total), backend)
     steps = 0
     while steps < max_steps:
         count = min(chunk, max_steps - steps)

@@ -1,0 +1,105 @@
+r"""The whole-run kernel ``ncl::machine_run_fwd``: ``k`` machine steps per call, each sample in its own C++ loop.
+
+:func:`ncl.machine.run.advance` calls it instead of ``k`` :func:`~ncl.machine.interpreter.step` calls when
+
+* the chosen backend is ``cpp`` (CPU; the default there) and the ALU is ``"table"``,
+* the state is float32 or float64, no ``step_fn`` replaces the step,
+* and no graph is needed (``torch.no_grad()``, or nothing requires grad): inference, evaluation, and the
+  graph-free passes of the ``"truncated"`` backward.
+
+With a graph and ``grad_mode="checkpoint"``, :class:`CheckpointedRun` runs the forward on the kernel too,
+keeping only the carry entering each chunk, and its backward recomputes one chunk at a time with the fused
+step ops under autograd. Training memory is O(B·state·(T/k + k)), as with ``torch.utils.checkpoint``.
+
+The kernel computes the same formulas as the step ops (``csrc/cpu/machine.cpp``), in a different order of
+some fp32 sums: values agree to rounding, and the backward's recomputation differentiates the step ops at
+the kernel's carries. Early exit is the batch's, as in ``advance``: a step runs unless every sample's running
+mass is below ``halt_eps``. On a GPU the run stays a loop of fused step ops (no whole-run CUDA or Triton
+kernel yet).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ncl.machine.config import NORM_EPS, MachineConfig
+from ncl.machine.state import ProgramFields
+from ncl_kernels import _ext, dispatch
+
+#: Carry tensors, in the kernel's order (``ncl.machine.run.Carry`` flattened).
+CARRY_SIZE = 11
+
+
+def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
+    """True when the kernel computes this run: backend ``cpp``, table ALU, fp32/fp64, no ``step_fn``."""
+    if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
+        return False
+    return dispatch.select(ip.device, ip.dtype, backend) == "cpp" and _ext.load()[0] is not None
+
+
+def needs_graph(tensors) -> bool:
+    """True when autograd records: grad mode is on and some input requires grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
+              config: MachineConfig) -> tuple[tuple[torch.Tensor, ...], int]:
+    """Steps ``first + 1 .. first + count`` on the kernel; returns the new flat carry and the steps run."""
+    out = torch.ops.ncl.machine_run_fwd(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS)
+    return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
+
+
+class CheckpointedRun(torch.autograd.Function):
+    """The ``"checkpoint"`` run with the kernel's forward.
+
+    ``forward(ctx, advance, config, max_steps, chunk, backend, *fields, *carry)`` returns the final carry
+    (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable). ``advance`` is
+    :func:`ncl.machine.run.advance`, passed in to keep the import graph one-way.
+    """
+
+    @staticmethod
+    def forward(ctx, advance, config, max_steps, chunk, backend, *tensors):
+        fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
+        starts, counts, kept = [], [], []
+        steps = 0
+        with torch.no_grad():
+            while steps < max_steps:
+                count = min(chunk, max_steps - steps)
+                kept.extend(carry)
+                carry, done = run_steps(carry, steps, count, fields, config)
+                starts.append(steps)
+                counts.append(done)
+                steps += done
+                if done < count:
+                    break
+        ctx.advance, ctx.config, ctx.backend = advance, config, backend
+        ctx.starts, ctx.counts = starts, counts
+        ctx.save_for_backward(*fields, *kept)
+        total = torch.tensor(steps)
+        ctx.mark_non_differentiable(total)
+        return (*carry, total)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        from ncl.machine.run import _flat, _unflat
+
+        saved = ctx.saved_tensors
+        fields = [f.detach().requires_grad_(f.requires_grad or need)
+                  for f, need in zip(saved[:6], ctx.needs_input_grad[5:11])]
+        kept = saved[6:]
+        grads = list(grads[:CARRY_SIZE])
+        field_grads = [None] * 6
+        for i in reversed(range(len(ctx.starts))):
+            carry_in = [t.detach().requires_grad_() for t in kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE]]
+            with torch.enable_grad():
+                out, _ = ctx.advance(_unflat(carry_in), ctx.starts[i], ctx.counts[i], ProgramFields(*fields),
+                                     ctx.config, ctx.backend, check_halt=False)
+                pairs = [(o, g) for o, g in zip(_flat(out), grads) if g is not None and o.requires_grad]
+                inputs = carry_in + [f for f in fields if f.requires_grad]
+                got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
+            grads = list(got[:CARRY_SIZE])
+            for j, g in enumerate(got[CARRY_SIZE:]):
+                index = [k for k, f in enumerate(fields) if f.requires_grad][j]
+                if g is not None:
+                    field_grads[index] = g if field_grads[index] is None else field_grads[index] + g
+        return (None, None, None, None, None, *field_grads, *grads)

@@ -1,0 +1,113 @@
+"""The whole-run kernel ``ncl::machine_run_fwd`` (``ncl.machine.fused_run``) against the step loop.
+
+- its opcode numbers are those of ``ncl.machine.opcodes``;
+- without a graph it computes what the loop of fused step ops and the reference compute: random soft
+  programs (fp64, fp32), a sharp CALL/RET loop on one-hot inputs (also equal to the discrete VM), early exit
+  inside a chunk, any chunk length;
+- with a graph, ``grad_mode="checkpoint"`` runs its forward on the kernel (the gradients against full BPTT are
+  tested in ``tests/test_machine_fused.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ncl
+from ncl.machine import fused_run
+from ncl.machine.interpreter import step
+from ncl.machine.opcodes import OP
+from ncl.machine.run import Carry, _flat, advance
+from ncl.machine.state import initial_state
+from ncl.machine.values import one_hot
+from ncl_kernels import _ext, dispatch
+from ncl_kernels.testing import assert_close
+from test_machine_fused import LOOP, _assert_runs_match, _soft_inputs, _soft_program
+
+pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None,
+                                reason=f"cpp backend: {dispatch.unavailable_reason('cpp')}")
+
+
+def _carry(program, regs, mem):
+    B = regs.shape[0]
+    ip = one_hot(torch.zeros(B, dtype=torch.long), program.length, regs.dtype)
+    zero = regs.new_zeros(B)
+    return Carry(initial_state(ip, regs, mem, program.config.stack), torch.zeros_like(regs), torch.zeros_like(mem),
+                 zero, zero.clone())
+
+
+def _loop_of_steps(program, carry, steps):
+    """The same run as a loop of fused step ops (a step_fn makes advance skip the kernel)."""
+    return advance(carry, 0, steps, program.fields(), program.config, "cpp",
+                   step_fn=lambda s, f, c, backend: step(s, f, c, backend=backend))
+
+
+def test_opcodes_match_the_opcode_table():
+    ext = _ext.load()[0]
+    assert dict(ext.MACHINE_OPCODES) == {name: OP[name] for name in ext.MACHINE_OPCODES}
+    assert set(ext.MACHINE_OPCODES) == {"CONST", "MOV", "ADD", "LOAD", "STORE", "PUSH", "POP", "CALL", "RET"}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [8, 16])
+def test_kernel_equals_the_step_loop_on_soft_programs(dtype, n):
+    config = ncl.MachineConfig(n=n, cells=4, registers=3, stack=4)
+    for seed in range(2):
+        program = _soft_program(config, lines=6, dtype=dtype, seed=seed)
+        regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=dtype, seed=seed))
+        with torch.no_grad():
+            carry = _carry(program, regs, mem)
+            assert fused_run.eligible(config, carry.state.ip, None, None)
+            kernel, k_steps = advance(carry, 0, 13, program.fields(), config, None)
+            loop, l_steps = _loop_of_steps(program, carry, 13)
+            ref = program.run(regs, mem, max_steps=13, backend="reference")
+            fused = program.run(regs, mem, max_steps=13)
+        assert k_steps == l_steps == 13
+        for name, a, b in zip(range(11), _flat(kernel), _flat(loop)):
+            assert_close(a, b, dtype, f"n={n} {dtype} seed {seed}: carry[{name}]")
+        _assert_runs_match(fused, ref, dtype, f"n={n} {dtype} seed {seed}: against the reference")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16, 500])
+def test_sharp_program_early_exit_inside_a_chunk_and_the_vm(chunk):
+    """Samples halt at different steps; the batch stops after the last one, wherever chunks end."""
+    config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
+    program = ncl.assemble(LOOP, config)
+    values = torch.tensor([[0, 1, 0, 0], [0, 4, 0, 0], [0, 2, 0, 0], [0, 3, 5, 1]])
+    mem_values = torch.arange(4 * 16).reshape(4, 16) % 16
+    regs, mem = one_hot(values, config.n, torch.float32), one_hot(mem_values, config.n, torch.float32)
+    vm = [program.execute(regs=v.tolist(), mem=m.tolist(), backend="vm") for v, m in zip(values, mem_values)]
+    with torch.no_grad():
+        out = program.run(regs, mem, max_steps=500, chunk=chunk)
+        ref = program.run(regs, mem, max_steps=500, backend="reference")
+    assert out.steps == max(r.steps for r in vm)  # not 500, not a chunk boundary
+    _assert_runs_match(out, ref, torch.float32, f"sharp k={chunk}")
+    torch.testing.assert_close(out.expected_steps, torch.tensor([float(r.steps) for r in vm]), rtol=0, atol=1e-4)
+    for b, r in enumerate(vm):
+        assert out.regs[b].argmax(-1).tolist() == r.regs
+        assert out.mem[b].argmax(-1).tolist() == r.mem
+
+
+def test_larger_machine_matches_the_step_loop():
+    """The issue's sizes (n = C = 128, K = 8, S = 32) on the benchmark's loop program, 40 steps."""
+    from ncl.machine import bench
+
+    config = ncl.MachineConfig(n=128, cells=128, registers=8, stack=32)
+    program = ncl.assemble(bench.LOOP, config)
+    regs, mem = bench.machine_inputs(4, 40)
+    with torch.no_grad():
+        carry = _carry(program, regs, mem)
+        kernel, _ = advance(carry, 0, 40, program.fields(), config, None)
+        loop, _ = _loop_of_steps(program, carry, 40)
+    for i, (a, b) in enumerate(zip(_flat(kernel), _flat(loop))):
+        assert_close(a, b, torch.float32, f"carry[{i}]")
+
+
+def test_kernel_is_not_used_where_it_cannot_run():
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    ip = one_hot(torch.zeros(2, dtype=torch.long), 5, torch.float32)
+    assert not fused_run.eligible(config, ip, "reference", None)
+    assert not fused_run.eligible(ncl.MachineConfig(n=8, cells=4, registers=3, stack=4, alu="circuit"), ip, None,
+                                  None)
+    assert not fused_run.eligible(config, ip.half(), None, None)
+    assert not fused_run.eligible(config, ip, None, step)
