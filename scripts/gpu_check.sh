@@ -30,6 +30,7 @@ run tests 240 $PY -m pytest -q -x tests -m cuda -p no:cacheprovider
 run tests_triton 240 $PY -m pytest -q tests -k triton -p no:cacheprovider
 NCL_BENCH_OUT="$OUT" run bench_pytest 240 $PY -m pytest -q benchmarks --benchmark-json="$OUT/benchmarks.json" -p no:cacheprovider
 run bench_memory 180 sh -c "$PY -m ncl.cli bench memory --json > '$OUT/bench_memory.json'"
+run bench_machine 240 sh -c "$PY -m ncl.cli bench machine --json > '$OUT/bench_machine.json'"
 
 echo
 echo "| step | result |"

@@ -111,3 +111,15 @@ def test_kernel_is_not_used_where_it_cannot_run():
                                   None)
     assert not fused_run.eligible(config, ip.half(), None, None)
     assert not fused_run.eligible(config, ip, None, step)
+
+
+def test_opcheck():
+    """Schema, fake kernel and dispatch of the registered op (no autograd: the op is forward-only)."""
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=5, dtype=torch.float32, seed=9)
+    regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=9))
+    carry = list(_flat(_carry(program, regs, mem)))
+    fields = [f.detach() for f in program.fields()]
+    torch.library.opcheck(torch.ops.ncl.machine_run_fwd.default,
+                          (*fields, carry, 0, 4, config.halt_eps, 1e-20),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))

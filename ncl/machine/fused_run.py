@@ -30,6 +30,16 @@ from ncl_kernels import _ext, dispatch
 CARRY_SIZE = 11
 
 
+def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
+    """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data)."""
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
+        torch.empty((), dtype=torch.int64, device=carry[0].device)]
+
+
+if _ext.load()[0] is not None:
+    torch.library.register_fake("ncl::machine_run_fwd", _fake_run)
+
+
 def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
     """True when the kernel computes this run: backend ``cpp``, table ALU, fp32/fp64, no ``step_fn``."""
     if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
