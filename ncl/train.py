@@ -340,6 +340,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         if ckpt_path.exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or pick another --out")
     cfg.validate()
+    if cfg.model == "augmented":
+        cfg.numbers = resolve_numbers(cfg)  # saved resolved: the checkpoint's layout must not depend on "auto"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
