@@ -30,8 +30,13 @@ def one_hot(values, n):
     return torch.nn.functional.one_hot(torch.tensor(values), n).double()
 
 
+def _interpreted(backend):
+    """Whether ``backend`` runs under the (slow) Triton interpreter: keep its sizes tiny there."""
+    return backend == "triton" and not torch.cuda.is_available()
+
+
 def _sizes_for(backend):
-    return TRITON_SIZES if backend == "triton" else SIZES
+    return TRITON_SIZES if _interpreted(backend) else SIZES
 
 
 def test_op_order_matches_opcodes():
@@ -55,7 +60,7 @@ def _evaluate(gates, outputs, a, b):
 
 @pytest.mark.parametrize("m", [1, 2, 3, 5, 7])
 def test_netlist_equals_the_circuits(m):
-    """The recorded netlist computes the circuits of ncl.machine.alu_circuit, bit for bit, on soft bits."""
+    """The recorded netlist computes exactly the circuits of ncl.machine.alu_circuit, on soft bits."""
     from ncl.machine.alu_circuit import _binary_bits, _unary_bits
     from ncl.machine.opcodes import BINARY_OPS, UNARY_OPS
 
@@ -67,8 +72,9 @@ def test_netlist_equals_the_circuits(m):
     want = [_binary_bits(op, a, b) for op in BINARY_OPS] + [_unary_bits(op, a) for op in UNARY_OPS]
     for name, got_bits, want_bits in zip(op_names(), got, want, strict=True):
         for i, (u, v) in enumerate(zip(got_bits, want_bits, strict=True)):
-            torch.testing.assert_close(u, torch.as_tensor(v, dtype=torch.float64).expand_as(u), rtol=1e-12,
-                                       atol=1e-12, msg=lambda s, name=name, i=i: f"{name} bit {i}: {s}")
+            # Exact: sharing gates and folding x·1, x·0, x±0 and constants changes no float result.
+            torch.testing.assert_close(u, torch.as_tensor(v, dtype=torch.float64).expand_as(u), rtol=0, atol=0,
+                                       msg=lambda s, name=name, i=i: f"{name} bit {i}: {s}")
 
 
 @pytest.mark.parametrize("m", [1, 4, 7])
@@ -116,7 +122,7 @@ def test_each_op_on_hard_values_is_exact(backend, n):
     from ncl.machine.opcodes import BINARY_FUNCS, UNARY_FUNCS
 
     skip_unless_runnable(backend)
-    if backend == "triton" and n > 8:
+    if _interpreted(backend) and n > 8:
         pytest.skip("the Triton interpreter runs the small sizes only")
     values = sorted({0, 1, 2 % n, 3 % n, n // 2, n - 1})
     rows_a, rows_b, rows_k, expected = [], [], [], []
@@ -141,7 +147,7 @@ def test_each_op_on_hard_values_is_exact(backend, n):
 def test_hard_operands_soft_weights(backend, n):
     """One-hot operands with dense weights: values equal the table ALU's, values and gradients the reference's."""
     skip_unless_runnable(backend)
-    if backend == "triton" and n > 8:
+    if _interpreted(backend) and n > 8:
         pytest.skip("the Triton interpreter runs the small sizes only")
     g = torch.Generator().manual_seed(n)
     B = 5
