@@ -68,6 +68,24 @@ template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, i
   }
 }
 
+// One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
+// (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then acc[r] += h·bank[r] (the state after the step).
+template <typename A>
+void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read) {
+  std::fill(read, read + W, A(0));
+  for (int64_t r = 0; r < R; ++r) {
+    const A wr = w[r], a = gate * wr;
+    A* row = bank + r * W;
+    A* acc_row = acc + r * W;
+    for (int64_t j = 0; j < W; ++j) {
+      read[j] += wr * row[j];
+      row[j] = soft_write_value(row[j], a, v[j]);
+      acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+    }
+  }
+}
+
 // stack_update of one sample in place; returns (overflow, underflow) = (u p_{S-1}, o p_0).
 template <typename A>
 std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp) {
@@ -105,32 +123,12 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   for (auto* v : {&w.alpha, &w.beta, &w.delta, &w.z})
     for (auto& q : *v) q *= inv_rho;
 
-  // 2. Operands, the address, LOAD and POP (all from the state at the start of the step).
+  // 2. Operands, the address and POP (all from the state at the start of the step).
   read_rows(w.alpha.data(), c.reg, K, n, w.x.data());
   read_rows(w.beta.data(), c.reg, K, n, w.y.data());
   std::fill(w.chi.begin(), w.chi.end(), A(0));
   for (int64_t j = 0; j < n; ++j) w.chi[j % C] += w.x[j];
-  read_rows(w.chi.data(), c.mem, C, n, w.load.data());
   read_rows(c.dsp, c.dstk, S, n, w.pop.data());
-
-  // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
-  A wsum = A(0);
-  for (int64_t k = 0; k < O; ++k)
-    if (machine::is_value_op(static_cast<int>(k))) wsum += w.e[k];
-  const A gate = std::max(wsum, A(0));
-  const A wdiv = std::max(gate, norm_eps);
-  for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
-  A alu_max = A(0);
-  for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(w.e[machine::kAluFirst + k]));
-  A* value = w.value.data();
-  if (alu_max > A(alu::kSkipRel)) {
-    mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
-  } else {
-    std::fill(value, value + n, A(0));  // a line that is no ALU op (interpreter._AluMixSkippingRows)
-  }
-  const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
-          cp = w.coef[machine::kPop];
-  for (int64_t j = 0; j < n; ++j) value[j] = value[j] + cc * w.z[j] + cm * w.x[j] + cl * w.load[j] + cp * w.pop[j];
 
   // 7-8. Control and the halting mass, from the ip and return stack at the start of the step.
   const A chi0 = w.x[0];
@@ -158,18 +156,38 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   w.ret_item[0] = A(0);
   for (int64_t l = 1; l < L; ++l) w.ret_item[l] = c.ip[l - 1] * f.op[(l - 1) * O + machine::kCall] / call_div;
 
-  // 4-6. Writes: registers, memory (STORE: address from a, value from b), both stacks.
+  // 5. Memory: LOAD reads it, STORE writes it (address from a, value from b), and the halting mixture
+  //    accumulates it, in one pass (LOAD and the address are known before the write).
+  read_write_accumulate(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
+                        w.load.data());
+
+  // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
+  A wsum = A(0);
+  for (int64_t k = 0; k < O; ++k)
+    if (machine::is_value_op(static_cast<int>(k))) wsum += w.e[k];
+  const A gate = std::max(wsum, A(0));
+  const A wdiv = std::max(gate, norm_eps);
+  for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
+  A alu_max = A(0);
+  for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(w.e[machine::kAluFirst + k]));
+  A* value = w.value.data();
+  if (alu_max > A(alu::kSkipRel)) {
+    mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
+  } else {
+    std::fill(value, value + n, A(0));  // a line that is no ALU op (interpreter._AluMixSkippingRows)
+  }
+  const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
+          cp = w.coef[machine::kPop];
+  for (int64_t j = 0; j < n; ++j) value[j] = value[j] + cc * w.z[j] + cm * w.x[j] + cl * w.load[j] + cp * w.pop[j];
+
+  // 4. Registers (and their halting mixture), 6. both stacks.
   write_rows(c.reg, w.delta.data(), value, gate, K, n);
-  write_rows(c.mem, w.chi.data(), w.y.data(), w.e[machine::kStore], C, n);
+  for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
   const auto d_faults =
       update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, w.ptr.data());
   const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data());
   std::copy(w.new_ip.begin(), w.new_ip.end(), c.ip);
   *c.faults = *c.faults + (d_faults.first + d_faults.second + r_faults.first);
-
-  // Halting accumulation of the readouts after the step.
-  for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
-  for (int64_t i = 0; i < C * n; ++i) c.acc_mem[i] = halting::accumulate(c.acc_mem[i], halted, c.mem[i]);
   *c.expected = halting::expected_steps(*c.expected, static_cast<A>(t), halted);
 }
 

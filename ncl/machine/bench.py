@@ -2,8 +2,11 @@ r"""``ncl bench machine``: the fused machine run against the eager reference and
 
 Three implementations of one run of ``steps`` steps (``Program.run``), on the same inputs, in one process:
 
-* **fused**: ``Program.run`` on the dispatched fused kernel ops (``cpp`` on CPU, ``cuda``/``triton`` on a GPU),
-  with its default backward (``grad_mode="checkpoint"``, chunks of :data:`~ncl.machine.run.DEFAULT_CHUNK`);
+* **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
+  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). On CPU the forward is the whole-run kernel
+  (:mod:`ncl.machine.fused_run`) and the backward recomputes each chunk with the fused step ops; on a GPU it
+  is a loop of fused step ops (``cuda``/``triton``). ``fwdbwd`` also reports the fused run with plain BPTT
+  (step ops, every step's activations kept);
 * **eager**: the same run with ``backend="reference"`` and plain BPTT (``grad_mode="full"``): the spec;
 * **compiled**: ``torch.compile`` of the reference *step* function (one step, ``dynamic=False``), called by the
   same Python run loop with plain BPTT. Compiling the whole loop would unroll ``steps`` data-dependent
@@ -16,10 +19,11 @@ Times are medians of ``repeats`` calls after a warm-up call (which also compiles
 
 Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the allocator keeps no peak, so
 the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
-``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). A checkpointed run hides its chunks'
-activations from that hook, so its figure is: what the hook sees outside the chunks, plus one carry per chunk
-(kept by the checkpoints), plus one chunk's recomputed activations (``k`` × the per-step size measured on a
-full-BPTT fused run), which is the peak of its backward. The forward-only figure on CPU is the carry (machine
+``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). For a checkpointed run the figure is its
+peak: the carries kept at the chunk starts plus one chunk's recomputed activations (``k`` × the per-step size
+measured on a full-BPTT fused run). On the whole-run kernel's path (``ncl.machine.fused_run``) the hook sees
+the kept carries during the forward; under ``torch.utils.checkpoint`` it sees none, and one carry per chunk
+is added. The forward-only figure on CPU is the carry (machine
 state plus halting accumulators), which is what a no-grad run holds between steps; it is analytic.
 """
 
@@ -35,6 +39,7 @@ import torch
 
 from ncl.machine.assembler import assemble
 from ncl.machine.config import MachineConfig
+from ncl.machine import fused_run
 from ncl.machine.interpreter import step
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl.machine.values import one_hot
@@ -203,7 +208,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
         else:
             program.zero_grad(set_to_none=True)
             out = run(kind, grad)
-            (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
+            _loss(out).backward()
         if out.steps != steps:
             raise RuntimeError(f"machine_bench: the run stopped after {out.steps} of {steps} steps")
         return out
@@ -225,7 +230,9 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
         for kind in kinds + (["fused_full"] if grad else []):
             call(kind, grad)  # warm-up (and compilation)
             ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
-        mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk)
+        kernel_path = fused_run.eligible(config, ip, fused_backend, None)
+        mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk, kernel_path,
+                              lambda kind: run(kind, True))
         figures = {"ms_fused": ms["fused"], "ms_eager": ms["eager"], "ms_compiled": ms.get("compiled"),
                    "speedup_eager": ms["eager"] / ms["fused"],
                    "speedup_compiled": ms["compiled"] / ms["fused"] if "compiled" in ms else None,
@@ -238,8 +245,13 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
     return result
 
 
+def _loss(out) -> torch.Tensor:
+    """The benchmark's loss: uses the readout and the ponder cost, so every part of the run gets a gradient."""
+    return out.r0.logsumexp(-1).sum() + out.expected_steps.sum()
+
+
 def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int, dtype: torch.dtype,
-                 steps: int, chunk: int) -> dict[str, float]:
+                 steps: int, chunk: int, kernel_path: bool, call_forward) -> dict[str, float]:
     kinds = ("fused", "eager", "fused_full") if grad else ("fused", "eager")
     if device.type == "cuda":
         out = {}
@@ -261,5 +273,15 @@ def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int,
         saved[kind] = counter.mb
     per_step = saved["fused_full"] / steps
     chunks = -(-steps // chunk)
-    saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step
+    # The checkpointed run's peak is its kept carries plus one chunk's recomputed activations. On the kernel
+    # path (fused_run.CheckpointedRun) the hook sees the carries the forward keeps, and also every chunk's
+    # recomputation in the backward (not alive at once): count the forward only, and add one chunk. Under
+    # torch.utils.checkpoint the hook sees neither: add both.
+    if kernel_path:
+        with _SavedBytes() as counter:
+            out = call_forward("fused")
+        _loss(out).backward()
+        saved["fused"] = counter.mb + min(chunk, steps) * per_step
+    else:
+        saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step
     return saved
