@@ -24,7 +24,8 @@ int check_alu_circuit_inputs(const at::Tensor& x, const at::Tensor& y, const at:
   int m = 0;
   while ((int64_t(1) << m) < n) ++m;
   TORCH_CHECK(gates.scalar_type() == at::kInt && gates.dim() == 2 && gates.size(1) == 4 && gates.is_contiguous()
-                  && gates.device() == x.device(), op, ": gates must be a contiguous int32 (G, 4) tensor on x's device");
+                  && gates.device() == x.device(),
+              op, ": gates must be a contiguous int32 (G, 4) tensor on x's device");
   TORCH_CHECK(outputs.scalar_type() == at::kInt && outputs.dim() == 2 && outputs.size(0) == circuit::kNumOps
                   && outputs.size(1) == m && outputs.is_contiguous() && outputs.device() == x.device(), op,
               ": outputs must be a contiguous int32 (16, log2 n) tensor on x's device");
