@@ -148,8 +148,8 @@ def record(m: int) -> tuple[tuple[tuple[int, int, int, int], ...], tuple[tuple[i
     a = [Wire(rec, i) for i in range(m)]
     b = [Wire(rec, m + i) for i in range(m)]
     ops = [list(_binary_bits(op, a, b)) for op in BINARY_OPS] + [list(_unary_bits(op, a)) for op in UNARY_OPS]
-    # An output bit that is an input or constant wire still needs a wire of its own only in the table.
-    flat = [rec.const(0).index if not isinstance(w, Wire) else w.index for bits in ops for w in bits]
+    # An output bit may be an input or constant wire (the upper bits of a 0/1 flag are the constant 0).
+    flat = [w.index for bits in ops for w in bits]
     gates, flat, num_wires = _prune(rec.gates, flat, 2 * m)
     return tuple(gates), tuple(tuple(flat[k * m:(k + 1) * m]) for k in range(len(ops))), num_wires
 
