@@ -11,6 +11,8 @@
 TORCH_LIBRARY(ncl, m) {
   m.def("machine_run_fwd(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry, int first,"
         " int count, float halt_eps, float norm_eps) -> Tensor[]");
+  m.def("machine_run_bwd(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
+        " Tensor[] grad, int first, int count, float norm_eps) -> Tensor[]");
   m.def("soft_read_fwd(Tensor bank, Tensor weights) -> Tensor");
   m.def("soft_read_bwd(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)");
   m.def("soft_write_fwd(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor");
@@ -68,6 +70,7 @@ TORCH_LIBRARY(ncl, m) {
 
 TORCH_LIBRARY_IMPL(ncl, CPU, m) {
   m.impl("machine_run_fwd", &ncl::machine_run_fwd_cpu);
+  m.impl("machine_run_bwd", &ncl::machine_run_bwd_cpu);
   NCL_IMPL_MEMORY_OPS(m, cpu)
   NCL_IMPL_ALU_OPS(m, cpu)
   NCL_IMPL_ALU_CIRCUIT_OPS(m, cpu)

@@ -121,6 +121,11 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, int64_t first, int64_t count, double halt_eps,
                                             double norm_eps);
+// Its backward over `count` steps: the fields' gradients (6), then the gradient of the carry entering them (11).
+std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
+                                            at::TensorList carry, at::TensorList grad, int64_t first, int64_t count,
+                                            double norm_eps);
 
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();

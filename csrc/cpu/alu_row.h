@@ -2,6 +2,7 @@
 // kernel (machine.cpp): the row scratch, the running sums, and one row's forward mixture.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "ncl/alu.h"
@@ -11,9 +12,14 @@ namespace ncl {
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
   std::vector<A> x, y, px, qx, py, qy, g, pgx, qgx, pgy, qgy;
-  std::vector<int32_t> sx, sy;  // operand supports (alu::support)
+  std::vector<int32_t> sx, sy, all;  // operand supports (alu::support), and 0..n-1
+  std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
+  std::vector<char> in_y;
   explicit RowScratch(int64_t n)
-      : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n) {}
+      : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n), all(n),
+        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {
+    for (int64_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
+  }
 };
 
 // Exclusive prefix p[c] = Σ_{i<c} a_i b_i and strict suffix q[c] = Σ_{i>c} a_i b_i (b = nullptr: b_i = 1).
@@ -82,6 +88,60 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
       const A p = r.x[t.i] * r.y[j];
       for (int k = 0; k < alu::kNumPair; ++k) out[t.t[k]] += cpair[k] * p;
     }
+  }
+}
+
+// One row of the backward: gx = ∂L/∂x, gy = ∂L/∂y (length n) and gcoef = ∂L/∂coef (16) for the upstream
+// gradient g. Every op is computed (gcoef_k = <g, op_k(x, y)> does not vanish with coef_k).
+template <typename T, typename A>
+void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, const A* coef, A* gx, A* gy,
+                      A* gcoef) {
+  const int64_t n = static_cast<int64_t>(s.x.size());
+  A d[alu::kNumOps];
+  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = A(0);
+  const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
+  // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
+  // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). So for j in
+  // supp(y) the pairs run over every i, feeding both; for other j, over supp(x) only.
+  const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
+  std::fill(s.in_y.begin(), s.in_y.end(), 0);
+  for (int64_t jj = 0; jj < ny; ++jj) s.in_y[s.sy[jj]] = 1;
+  std::fill(s.dpair.begin(), s.dpair.end(), A(0));
+  for (int64_t j = 0; j < n; ++j) {
+    const bool full = s.in_y[j];
+    const int32_t* is = full ? s.all.data() : s.sx.data();
+    const int64_t ni = full ? n : nx;
+    const A yj = r.y[j];
+    A gyj = A(0);
+    alu::PairTargets t(n, j);
+    for (int64_t ii = 0; ii < ni; ++ii) {
+      t.move_to(is[ii]);
+      const int64_t i = t.i;
+      A mixed = A(0);
+      for (int k = 0; k < alu::kNumPair; ++k) {
+        const A gk = r.g[t.t[k]];
+        mixed += coef[k] * gk;
+        if (full) s.dpair[k * n + i] += yj * gk;
+      }
+      gyj += r.x[i] * mixed;
+    }
+    s.gy_pair[j] = gyj;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    alu::grad_x_structured(i, r, d);
+    for (int k = 0; k < alu::kNumPair; ++k) d[k] = s.dpair[k * n + i];
+    A acc = A(0);
+    for (int k = 0; k < alu::kNumOps; ++k) {
+      acc += coef[k] * d[k];
+      gcoef[k] += r.x[i] * d[k];  // L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i
+    }
+    gx[i] = acc;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    alu::grad_y_structured(j, r, d);
+    A acc = s.gy_pair[j];
+    for (int k = alu::kNumPair; k < alu::kNumBinary; ++k) acc += coef[k] * d[k];
+    gy[j] = acc;
   }
 }
 

@@ -8,12 +8,14 @@ r"""The whole-run kernel ``ncl::machine_run_fwd``: ``k`` machine steps per call,
   graph-free passes of the ``"truncated"`` backward.
 
 With a graph and ``grad_mode="checkpoint"``, :class:`CheckpointedRun` runs the forward on the kernel too,
-keeping only the carry entering each chunk, and its backward recomputes one chunk at a time with the fused
-step ops under autograd. Training memory is O(B·state·(T/k + k)), as with ``torch.utils.checkpoint``.
+keeping only the carry entering each chunk, and its backward is the kernel's backward
+(``ncl::machine_run_bwd``): per chunk, per sample, it recomputes the chunk's steps from the kept carry and
+applies each step's hand-written adjoint. Training memory is O(B·state·(T/k + k)): the kept carries, plus
+one chunk's states per sample while its backward runs.
 
 The kernel computes the same formulas as the step ops (``csrc/cpu/machine.cpp``), in a different order of
-some fp32 sums: values agree to rounding, and the backward's recomputation differentiates the step ops at
-the kernel's carries. Early exit is the batch's, as in ``advance``: a step runs unless every sample's running
+some fp32 sums: values and gradients agree to rounding (tested against the reference and against autograd
+through the step ops). Early exit is the batch's, as in ``advance``: a step runs unless every sample's running
 mass is below ``halt_eps``. On a GPU the run stays a loop of fused step ops (no whole-run CUDA or Triton
 kernel yet).
 """
@@ -59,16 +61,26 @@ def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fiel
     return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
 
 
-class CheckpointedRun(torch.autograd.Function):
-    """The ``"checkpoint"`` run with the kernel's forward.
+def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps):
+    """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients, then the carry's."""
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (op, a, b, d, imm, tgt, *carry)]
 
-    ``forward(ctx, advance, config, max_steps, chunk, backend, *fields, *carry)`` returns the final carry
-    (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable). ``advance`` is
-    :func:`ncl.machine.run.advance`, passed in to keep the import graph one-way.
+
+if _ext.load()[0] is not None:
+    torch.library.register_fake("ncl::machine_run_bwd", _fake_bwd)
+
+
+class CheckpointedRun(torch.autograd.Function):
+    """The ``"checkpoint"`` run on the kernel, forward and backward.
+
+    ``forward(ctx, config, max_steps, chunk, *fields, *carry)`` returns the final carry (11 tensors) and the
+    step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering each chunk. The
+    backward calls ``ncl::machine_run_bwd`` once per chunk, last chunk first: it recomputes the chunk's
+    steps from the kept carry and applies each step's hand-written adjoint (``csrc/cpu/machine_bwd.cpp``).
     """
 
     @staticmethod
-    def forward(ctx, advance, config, max_steps, chunk, backend, *tensors):
+    def forward(ctx, config, max_steps, chunk, *tensors):
         fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
         starts, counts, kept = [], [], []
         steps = 0
@@ -82,7 +94,6 @@ class CheckpointedRun(torch.autograd.Function):
                 steps += done
                 if done < count:
                     break
-        ctx.advance, ctx.config, ctx.backend = advance, config, backend
         ctx.starts, ctx.counts = starts, counts
         ctx.save_for_backward(*fields, *kept)
         total = torch.tensor(steps)
@@ -91,25 +102,17 @@ class CheckpointedRun(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        from ncl.machine.run import _flat, _unflat
-
         saved = ctx.saved_tensors
-        fields = [f.detach().requires_grad_(f.requires_grad or need)
-                  for f, need in zip(saved[:6], ctx.needs_input_grad[5:11])]
-        kept = saved[6:]
-        grads = list(grads[:CARRY_SIZE])
-        field_grads = [None] * 6
+        fields, kept = saved[:6], saved[6:]
+        grads = [torch.zeros_like(t) if g is None else g.contiguous()
+                 for g, t in zip(grads[:CARRY_SIZE], kept[:CARRY_SIZE])]
+        field_grads = [torch.zeros_like(f) for f in fields]
         for i in reversed(range(len(ctx.starts))):
-            carry_in = [t.detach().requires_grad_() for t in kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE]]
-            with torch.enable_grad():
-                out, _ = ctx.advance(_unflat(carry_in), ctx.starts[i], ctx.counts[i], ProgramFields(*fields),
-                                     ctx.config, ctx.backend, check_halt=False)
-                pairs = [(o, g) for o, g in zip(_flat(out), grads) if g is not None and o.requires_grad]
-                inputs = carry_in + [f for f in fields if f.requires_grad]
-                got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
-            grads = list(got[:CARRY_SIZE])
-            for j, g in enumerate(got[CARRY_SIZE:]):
-                index = [k for k, f in enumerate(fields) if f.requires_grad][j]
-                if g is not None:
-                    field_grads[index] = g if field_grads[index] is None else field_grads[index] + g
-        return (None, None, None, None, None, *field_grads, *grads)
+            if ctx.counts[i] == 0:
+                continue
+            carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
+            out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i], NORM_EPS)
+            for j in range(6):
+                field_grads[j] += out[j]
+            grads = list(out[6:])
+        return (None, None, None, *field_grads, *grads)

@@ -179,8 +179,7 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
 def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int, chunk: int,
                       backend: str | None, step_fn: Callable | None) -> RunResult:
     if fused_run.eligible(config, carry.state.ip, backend, step_fn):
-        *flat, total = fused_run.CheckpointedRun.apply(advance, config, max_steps, chunk, backend, *fields,
-                                                        *_flat(carry))
+        *flat, total = fused_run.CheckpointedRun.apply(config, max_steps, chunk, *fields, *_flat(carry))
         return _finish(_unflat(flat), int(total), backend)
     steps = 0
     while steps < max_steps:

@@ -1,0 +1,378 @@
+// Backward of the whole-run machine kernel on CPU: the gradient of `count` steps (first+1 .. first+count),
+// given the carry entering them and the gradient of the carry leaving them. Per sample, the steps are run
+// once more (machine_step.h, the forward's own code), keeping the state before each and the step's
+// intermediates (a tape of `count` entries), then walked back, applying each step's adjoint. This is the hand-written reverse of interpreter.step + halting_accumulate; the fields' gradients
+// are summed over samples and steps. tests/test_machine_run_kernel.py checks it against autograd through
+// the fused step ops.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <mutex>
+#include <vector>
+
+#include "../ops.h"
+#include "machine_step.h"
+
+namespace ncl {
+namespace {
+
+using namespace machine_cpu;
+
+// Offsets of the state's parts in one flat buffer: ip reg mem dstk dsp rstk rsp.
+struct Layout {
+  int64_t off[8];
+  explicit Layout(const Sizes& z) {
+    const int64_t len[7] = {z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S};
+    off[0] = 0;
+    for (int i = 0; i < 7; ++i) off[i + 1] = off[i] + len[i];
+  }
+  int64_t size() const { return off[7]; }
+};
+
+// A state's parts inside a flat buffer.
+template <typename A> struct View {
+  A *ip, *reg, *mem, *dstk, *dsp, *rstk, *rsp;
+  View(A* base, const Layout& l)
+      : ip(base + l.off[0]), reg(base + l.off[1]), mem(base + l.off[2]), dstk(base + l.off[3]), dsp(base + l.off[4]),
+        rstk(base + l.off[5]), rsp(base + l.off[6]) {}
+};
+
+// Gradients of the fields, one set per thread, summed at the end.
+template <typename A> struct FieldGrads {
+  std::vector<A> op, a, b, d, imm, tgt;
+  explicit FieldGrads(const Sizes& z)
+      : op(z.L * z.O), a(z.L * z.K), b(z.L * z.K), d(z.L * z.K), imm(z.L * z.n), tgt(z.L * z.L) {}
+};
+
+// Local adjoints of one step's intermediates.
+template <typename A> struct Adjoints {
+  std::vector<A> e, coef, x, y, value, load, pop, chi, alpha, beta, delta, z, ret_item, ret_to, gx, gy;
+  explicit Adjoints(const Sizes& s)
+      : e(s.O), coef(s.O), x(s.n), y(s.n), value(s.n), load(s.n), pop(s.n), chi(s.C), alpha(s.K), beta(s.K),
+        delta(s.K), z(s.n), ret_item(s.L), ret_to(s.L), gx(s.n), gy(s.n) {}
+  void zero() {
+    for (auto* v : {&e, &coef, &x, &y, &value, &load, &pop, &chi, &alpha, &beta, &delta, &z, &ret_item, &ret_to})
+      std::fill(v->begin(), v->end(), A(0));
+  }
+};
+
+template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::dot<A>(a, b, n); }
+
+// Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
+// faults u·p_{S-1} and o·p_0 (their gradient g_fault). Adds to gs/gp (pre), g_item, and returns (g_u, g_o).
+template <typename A>
+std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W,
+                               const A* gs_post, const A* gp_post, A g_fault, A* gs, A* gp, A* g_item, A* tmp) {
+  A gu = A(0), go = A(0);
+  A* g_up = tmp;       // gradient reaching up(p)_s
+  A* g_down = tmp + S;  // gradient reaching down(p)_s
+  for (int64_t s = 0; s < S; ++s) {
+    const A up = stack::up_at<A>(p, s, S), down = stack::down_at<A>(p, s, S), a = u * up;
+    const A* g = gs_post + s * W;
+    const A* slot = slots + s * W;
+    A ga = A(0);
+    NCL_PRAGMA(omp simd reduction(+ : ga))
+    for (int64_t j = 0; j < W; ++j) {
+      gs[s * W + j] += g[j] * (A(1) - a);
+      g_item[j] += a * g[j];
+      ga += g[j] * (item[j] - slot[j]);
+    }
+    gu += ga * up + gp_post[s] * (up - p[s]);
+    go += gp_post[s] * (down - p[s]);
+    g_up[s] = u * (ga + gp_post[s]);
+    g_down[s] = o * gp_post[s];
+  }
+  for (int64_t j = 0; j < S; ++j)
+    gp[j] += (A(1) - u - o) * gp_post[j] + stack::up_adjoint_at(g_up, j, S) + stack::down_adjoint_at(g_down, j);
+  gu += g_fault * p[S - 1];
+  gp[S - 1] += g_fault * u;
+  go += g_fault * p[0];
+  gp[0] += g_fault * o;
+  return {gu, go};
+}
+
+// The adjoint of one step. pre: the state before it; w: its intermediates (step_sample); gpost: the
+// gradient of the state after it (without the halting accumulation's terms); gpre (zeroed): the gradient of
+// the state before it. g_acc_reg, g_acc_mem, g_exp and g_faults are the gradients of the accumulators,
+// which pass through every step unchanged.
+template <typename A>
+void step_backward(const Fields<A>& f, const Sizes& z, const View<A>& pre, Workspace<A>& w,
+                   const View<A>& gpost, const View<A>& gpre, const A* g_acc_reg, const A* g_acc_mem, A g_exp,
+                   A g_faults, int64_t t, A norm_eps, Adjoints<A>& g, FieldGrads<A>& gf, std::vector<A>& tmp) {
+  const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
+  g.zero();
+  // Halting: expected += t·h here; acc += h·(state after the step) inside the register and memory loops,
+  // which rebuild that state from the one before (so the tape need not keep it).
+  const A h = w.halted;
+  A gh = static_cast<A>(t) * g_exp;
+
+  // Stacks (faults = d_over + d_under + r_over, each with gradient g_faults).
+  auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpost.dstk,
+                          gpost.dsp, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data());
+  g.e[machine::kPush] += d.first;
+  g.e[machine::kPop] += d.second;
+  auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpost.rstk,
+                          gpost.rsp, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data());
+  r.first += g_faults * pre.rsp[S - 1];  // r_over = e_call·rsp_{S-1}; the return stack's underflow is not a fault
+  gpre.rsp[S - 1] += g_faults * w.e_call;
+  g.e[machine::kRet] += r.second;
+  A g_call = r.first;  // reaching e_call = max(e_CALL, 0)
+  // ret_item[l] = ip[l-1]·op[l-1, CALL] / max(e_call, eps).
+  const A call_div = std::max(w.e_call, norm_eps);
+  A g_div = A(0);
+  for (int64_t l = 1; l < L; ++l) {
+    const A gi = g.ret_item[l] / call_div;
+    gpre.ip[l - 1] += gi * f.op[(l - 1) * O + machine::kCall];
+    gf.op[(l - 1) * O + machine::kCall] += gi * pre.ip[l - 1];
+    g_div -= gi * w.ret_item[l];
+  }
+  if (w.e_call >= norm_eps) g_call += g_div;
+  if (w.e[machine::kCall] >= A(0)) g.e[machine::kCall] += g_call;
+
+  // Registers: reg' = reg + gate·δ_k (value - reg).
+  const A gate = std::max(w.wsum, A(0));
+  A g_gate = A(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const A a = gate * w.delta[k];
+    const A* gr = gpost.reg + k * n;
+    const A* gacc = g_acc_reg + k * n;
+    const A* reg = pre.reg + k * n;
+    const A* value = w.value.data();
+    A* g_reg = gpre.reg + k * n;
+    A* g_value = g.value.data();
+    A ga = A(0), ghk = A(0);
+    NCL_PRAGMA(omp simd reduction(+ : ga, ghk))
+    for (int64_t j = 0; j < n; ++j) {
+      const A diff = value[j] - reg[j], grj = gr[j] + h * gacc[j];
+      ghk += gacc[j] * (reg[j] + a * diff);
+      g_reg[j] += grj * (A(1) - a);
+      g_value[j] += a * grj;
+      ga += grj * diff;
+    }
+    gh += ghk;
+    g_gate += ga * w.delta[k];
+    g.delta[k] += ga * gate;
+  }
+  // value = ALU mixture + c_CONST·z + c_MOV·x + c_LOAD·load + c_POP·pop.
+  const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
+          cp = w.coef[machine::kPop];
+  g.coef[machine::kConst] += vdot(g.value.data(), w.z.data(), n);
+  g.coef[machine::kMov] += vdot(g.value.data(), w.x.data(), n);
+  g.coef[machine::kLoad] += vdot(g.value.data(), w.load.data(), n);
+  g.coef[machine::kPop] += vdot(g.value.data(), w.pop.data(), n);
+  for (int64_t j = 0; j < n; ++j) {
+    g.z[j] += cc * g.value[j];
+    g.x[j] += cm * g.value[j];
+    g.load[j] += cl * g.value[j];
+    g.pop[j] += cp * g.value[j];
+  }
+  // The ALU's backward runs on every row, skipped in the forward or not (as _AluMixSkippingRows does).
+  A gcoef[alu::kNumOps];
+  mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), w.coef.data() + machine::kAluFirst,
+                         g.gx.data(), g.gy.data(), gcoef);
+  for (int64_t j = 0; j < n; ++j) {
+    g.x[j] += g.gx[j];
+    g.y[j] += g.gy[j];
+  }
+  for (int k = 0; k < alu::kNumOps; ++k) g.coef[machine::kAluFirst + k] += gcoef[k];
+
+  // Memory: mem' = mem + e_STORE·χ_c (y - mem); load = Σ_c χ_c mem_c.
+  const A es = w.e[machine::kStore];
+  A g_store = A(0);
+  for (int64_t c = 0; c < C; ++c) {
+    const A chi = w.chi[c], a = es * chi;
+    const A* gm = gpost.mem + c * n;
+    const A* gacc = g_acc_mem + c * n;
+    const A* mem = pre.mem + c * n;
+    const A *y = w.y.data(), *g_load = g.load.data();
+    A* g_mem = gpre.mem + c * n;
+    A* g_y = g.y.data();
+    A ga = A(0), gl = A(0), ghc = A(0);
+    NCL_PRAGMA(omp simd reduction(+ : ga, gl, ghc))
+    for (int64_t j = 0; j < n; ++j) {
+      const A diff = y[j] - mem[j], gmj = gm[j] + h * gacc[j];
+      ghc += gacc[j] * (mem[j] + a * diff);
+      g_mem[j] += gmj * (A(1) - a) + chi * g_load[j];
+      g_y[j] += a * gmj;
+      ga += gmj * diff;
+      gl += g_load[j] * mem[j];
+    }
+    gh += ghc;
+    g.chi[c] += es * ga + gl;
+    g_store += chi * ga;
+  }
+  g.e[machine::kStore] += g_store;
+
+  // c = e / max(w, eps), w = max(Σ value-op weights, 0).
+  const A wdiv = std::max(gate, norm_eps);
+  A g_wdiv = A(0);
+  for (int64_t k = 0; k < O; ++k) {
+    g.e[k] += g.coef[k] / wdiv;
+    g_wdiv -= g.coef[k] * w.coef[k] / wdiv;
+  }
+  if (gate >= norm_eps) g_gate += g_wdiv;
+  if (w.wsum >= A(0))
+    for (int64_t k = 0; k < O; ++k)
+      if (machine::is_value_op(static_cast<int>(k))) g.e[k] += g_gate;
+
+  // Control and halting mass (control.h's per-line formulas).
+  const A* g_ip = gpost.ip;
+  const A chi0 = w.x[0];
+  A dR = gh * (A(1) - w.ret_total), g_chi0 = A(0);
+  for (int64_t m = 0; m < L; ++m) {
+    dR += w.ret_to[m] * g_ip[m];
+    g.ret_to[m] = w.ret_mass * (g_ip[m] - gh);
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const A* row = f.tgt + l * L;
+    A J = A(0);
+    for (int64_t m = 0; m < L; ++m) {
+      J += row[m] * g_ip[m];
+      gf.tgt[l * L + m] += w.jumped[l] * g_ip[m];
+    }
+    const A D = l < L - 1 ? g_ip[l + 1] : gh;
+    const control::LineOps<A> o = control::line_ops<A>(f.op + l * O);
+    gpre.ip[l] += control::ip_grad(o, J, D, dR, gh, chi0);
+    g_chi0 += control::chi_grad(o, pre.ip[l], J, D);
+    for (int k = 0; k < O; ++k) gf.op[l * O + k] += pre.ip[l] * control::op_coef(k, J, D, dR, gh, chi0);
+  }
+  for (int64_t s = 0; s < S; ++s) {
+    gpre.rsp[s] += vdot(g.ret_to.data(), pre.rstk + s * L, L);
+    for (int64_t m = 0; m < L; ++m) gpre.rstk[s * L + m] += pre.rsp[s] * g.ret_to[m];
+  }
+  g.x[0] += g_chi0;
+
+  // POP read, the address fold, the operands.
+  const A* g_pop = g.pop.data();
+  for (int64_t s = 0; s < S; ++s) {
+    gpre.dsp[s] += vdot(g_pop, pre.dstk + s * n, n);
+    A* g_slot = gpre.dstk + s * n;
+    const A p = pre.dsp[s];
+    for (int64_t j = 0; j < n; ++j) g_slot[j] += p * g_pop[j];
+  }
+  for (int64_t j = 0; j < n; ++j) g.x[j] += g.chi[j % C];
+  const A *g_x = g.x.data(), *g_y = g.y.data();
+  for (int64_t k = 0; k < K; ++k) {
+    const A* reg = pre.reg + k * n;
+    A* g_reg = gpre.reg + k * n;
+    const A al = w.alpha[k], be = w.beta[k];
+    g.alpha[k] = vdot(g_x, reg, n);
+    g.beta[k] = vdot(g_y, reg, n);
+    for (int64_t j = 0; j < n; ++j) g_reg[j] += al * g_x[j] + be * g_y[j];
+  }
+
+  // Fields: e = ipᵀop; α, β, δ, z = (ipᵀ field) / max(ρ, eps).
+  const A rc = std::max(w.rho, norm_eps), inv_rho = A(1) / rc;
+  const A g_inv = (vdot(g.alpha.data(), w.alpha.data(), K) + vdot(g.beta.data(), w.beta.data(), K) +
+                   vdot(g.delta.data(), w.delta.data(), K) + vdot(g.z.data(), w.z.data(), n)) * rc;
+  const A g_rho = w.rho >= norm_eps ? -g_inv * inv_rho * inv_rho : A(0);
+  for (auto* v : {&g.alpha, &g.beta, &g.delta, &g.z})
+    for (auto& q : *v) q *= inv_rho;
+  for (int64_t l = 0; l < L; ++l) {
+    const A p = pre.ip[l];
+    A gi = g_rho + vdot(g.e.data(), f.op + l * O, O) + vdot(g.alpha.data(), f.a + l * K, K) +
+           vdot(g.beta.data(), f.b + l * K, K) + vdot(g.delta.data(), f.d + l * K, K) +
+           vdot(g.z.data(), f.imm + l * n, n);
+    gpre.ip[l] += gi;
+    for (int64_t k = 0; k < O; ++k) gf.op[l * O + k] += p * g.e[k];
+    for (int64_t k = 0; k < K; ++k) {
+      gf.a[l * K + k] += p * g.alpha[k];
+      gf.b[l * K + k] += p * g.beta[k];
+      gf.d[l * K + k] += p * g.delta[k];
+    }
+    for (int64_t j = 0; j < n; ++j) gf.imm[l * n + j] += p * g.z[j];
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
+                                            at::TensorList carry_in, at::TensorList grad_out, int64_t first,
+                                            int64_t count, double norm_eps) {
+  TORCH_CHECK(carry_in.size() == 11 && grad_out.size() == 11, "machine_run_bwd: the carry has 11 tensors");
+  const at::Tensor& ip = carry_in[0];
+  TORCH_CHECK(ip.scalar_type() == at::kFloat || ip.scalar_type() == at::kDouble,
+              "machine_run_bwd: the machine state is float32 or float64");
+  for (size_t i = 0; i < 11; ++i) {
+    TORCH_CHECK(grad_out[i].sizes() == carry_in[i].sizes() && grad_out[i].scalar_type() == ip.scalar_type() &&
+                    grad_out[i].device().is_cpu() && carry_in[i].device().is_cpu() &&
+                    carry_in[i].scalar_type() == ip.scalar_type(),
+                "machine_run_bwd: carry and gradient ", i, " must match (CPU, same shape and dtype)");
+  }
+  const Sizes z{ip.size(1), op.size(1), carry_in[1].size(1), carry_in[1].size(2), carry_in[2].size(1),
+                carry_in[4].size(1)};
+  TORCH_CHECK(z.O == control::kNumOps && op.size(0) == z.L, "machine_run_bwd: op must be (L, ", control::kNumOps, ")");
+  const int64_t B = ip.size(0);
+  const Layout lay(z);
+  std::vector<at::Tensor> fc{op.contiguous(), a.contiguous(), b.contiguous(), d.contiguous(), imm.contiguous(),
+                             tgt.contiguous()};
+  std::vector<at::Tensor> cin, gout, gin;
+  for (size_t i = 0; i < 11; ++i) {
+    cin.push_back(carry_in[i].contiguous());
+    gout.push_back(grad_out[i].contiguous());
+    gin.push_back(i < 7 ? at::empty_like(cin[i]) : gout[i].clone());  // the accumulators' gradients pass through
+  }
+  std::vector<at::Tensor> gfields;
+  for (const auto& t : fc) gfields.push_back(at::zeros_like(t));
+  AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_bwd_cpu", [&] {
+    using A = scalar_t;
+    const Fields<A> f{fc[0].data_ptr<A>(), fc[1].data_ptr<A>(), fc[2].data_ptr<A>(),
+                      fc[3].data_ptr<A>(), fc[4].data_ptr<A>(), fc[5].data_ptr<A>()};
+    const int64_t stride[11] = {z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S, z.K * z.n, z.C * z.n, 1, 1};
+    std::mutex mu;
+    const A eps = static_cast<A>(norm_eps);
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      Workspace<A> w(z);
+      Adjoints<A> g(z);
+      FieldGrads<A> gf(z);
+      const int64_t rec = w.record_size(), slot = lay.size() + rec;
+      std::vector<A> tape(std::max<int64_t>(count, 1) * slot), work(lay.size()), acc(z.K * z.n + z.C * z.n),
+          gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
+      A scalar_sink[2];
+      for (int64_t bb = b0; bb < b1; ++bb) {
+        // The tape: the state before each step and the step's intermediates.
+        A* work_p = work.data();
+        for (int i = 0; i < 7; ++i)
+          std::copy_n(cin[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], work_p + lay.off[i]);
+        const View<A> wv(work_p, lay);
+        const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, acc.data(),
+                          acc.data() + z.K * z.n, scalar_sink, scalar_sink + 1};
+        for (int64_t s = 0; s < count; ++s) {
+          A* entry = tape.data() + s * slot;
+          std::copy(work.begin(), work.end(), entry);
+          step_sample(f, z, wc, w, first + s + 1, eps);
+          w.save(entry + lay.size());
+        }
+        // Walk back. gpost starts as the gradient of the carry leaving the chunk.
+        A* gpost_p = gbuf_a.data();
+        A* gpre_p = gbuf_b.data();
+        for (int i = 0; i < 7; ++i)
+          std::copy_n(gout[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], gpost_p + lay.off[i]);
+        const A* g_acc_reg = gout[7].data_ptr<A>() + bb * stride[7];
+        const A* g_acc_mem = gout[8].data_ptr<A>() + bb * stride[8];
+        const A g_exp = gout[9].data_ptr<A>()[bb], g_faults = gout[10].data_ptr<A>()[bb];
+        for (int64_t s = count - 1; s >= 0; --s) {
+          A* entry = tape.data() + s * slot;
+          w.load_from(entry + lay.size());
+          std::fill(gpre_p, gpre_p + lay.size(), A(0));
+          step_backward(f, z, View<A>(entry, lay), w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
+                        g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp);
+          std::swap(gpost_p, gpre_p);
+        }
+        for (int i = 0; i < 7; ++i)
+          std::copy_n(gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i], gin[i].data_ptr<A>() + bb * stride[i]);
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      std::vector<A>* parts[6] = {&gf.op, &gf.a, &gf.b, &gf.d, &gf.imm, &gf.tgt};
+      for (int i = 0; i < 6; ++i) {
+        A* out = gfields[i].data_ptr<A>();
+        for (size_t j = 0; j < parts[i]->size(); ++j) out[j] += (*parts[i])[j];
+      }
+    });
+  });
+  gfields.insert(gfields.end(), gin.begin(), gin.end());
+  return gfields;
+}
+
+}  // namespace ncl

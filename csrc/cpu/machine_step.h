@@ -1,0 +1,213 @@
+// One machine step of one sample on CPU (DESIGN §3 steps 1-8 and the halting accumulation), shared by the
+// whole-run kernel's forward (machine.cpp) and its backward (machine_bwd.cpp), which recomputes steps.
+#pragma once
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "alu_row.h"
+#include "ncl/halting.h"
+#include "ncl/machine.h"
+#include "ncl/memory.h"
+#include "ncl/stack.h"
+
+namespace ncl {
+namespace machine_cpu {
+
+struct Sizes {
+  int64_t L, O, K, n, C, S;
+};
+
+// The program's fields, shared by every sample: op (L,O), a b d (L,K), imm (L,n), tgt (L,L).
+template <typename A> struct Fields {
+  const A *op, *a, *b, *d, *imm, *tgt;
+};
+
+// One sample's carry, updated in place: ip (L), reg (K,n), mem (C,n), dstk (S,n), dsp (S), rstk (S,L),
+// rsp (S), acc_reg (K,n), acc_mem (C,n), expected, faults.
+template <typename A> struct Carry {
+  A *ip, *reg, *mem, *dstk, *dsp, *rstk, *rsp, *acc_reg, *acc_mem, *expected, *faults;
+};
+
+template <typename A> struct Workspace {
+  std::vector<A> e, alpha, beta, delta, z, x, y, chi, load, pop, value, coef, new_ip, moved, jumped, ret_to,
+      ret_item, ptr;
+  // The step's scalars, kept for the backward: the running mass ρ, ALU weight sum (w before the clamp),
+  // halted mass, RET and return-stack masses, and e_CALL clamped.
+  A rho, wsum, halted, ret_mass, ret_total, e_call;
+  RowScratch<A> alu;
+  explicit Workspace(const Sizes& s)
+      : e(s.O), alpha(s.K), beta(s.K), delta(s.K), z(s.n), x(s.n), y(s.n), chi(s.C), load(s.n), pop(s.n),
+        value(s.n), coef(s.O), new_ip(s.L), moved(s.L), jumped(s.L), ret_to(s.L), ret_item(s.L), ptr(s.S),
+        alu(s.n) {}
+  // The intermediates the backward reads, as one flat record (save/load), so that it need not recompute.
+  std::vector<std::vector<A>*> recorded() {
+    return {&e, &alpha, &beta, &delta, &z, &x, &y, &chi, &load, &pop, &value, &coef, &jumped, &ret_to, &ret_item};
+  }
+  int64_t record_size() {
+    int64_t size = 6;
+    for (auto* v : recorded()) size += static_cast<int64_t>(v->size());
+    return size;
+  }
+  void save(A* dst) {
+    for (auto* v : recorded()) dst = std::copy(v->begin(), v->end(), dst);
+    const A scalars[6] = {rho, wsum, halted, ret_mass, ret_total, e_call};
+    std::copy(scalars, scalars + 6, dst);
+  }
+  void load_from(const A* src) {
+    for (auto* v : recorded()) {
+      std::copy(src, src + v->size(), v->begin());
+      src += v->size();
+    }
+    rho = src[0], wsum = src[1], halted = src[2], ret_mass = src[3], ret_total = src[4], e_call = src[5];
+  }
+};
+
+// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights.
+template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64_t W, A* out) {
+  std::fill(out, out + W, A(0));
+  for (int64_t r = 0; r < R; ++r) {
+    const A wr = w[r];
+    const A* row = bank + r * W;
+    for (int64_t j = 0; j < W; ++j) out[j] += wr * row[j];
+  }
+}
+
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample.
+template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W) {
+  for (int64_t r = 0; r < R; ++r) {
+    const A a = gate * w[r];
+    A* row = bank + r * W;
+    for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
+  }
+}
+
+// One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
+// (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then acc[r] += h·bank[r] (the state after the step).
+template <typename A>
+void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read) {
+  std::fill(read, read + W, A(0));
+  for (int64_t r = 0; r < R; ++r) {
+    const A wr = w[r], a = gate * wr;
+    A* row = bank + r * W;
+    A* acc_row = acc + r * W;
+    for (int64_t j = 0; j < W; ++j) {
+      read[j] += wr * row[j];
+      row[j] = soft_write_value(row[j], a, v[j]);
+      acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+    }
+  }
+}
+
+// stack_update of one sample in place; returns (overflow, underflow) = (u p_{S-1}, o p_0).
+template <typename A>
+std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp) {
+  const std::pair<A, A> faults{u * p[S - 1], o * p[0]};
+  for (int64_t s = 0; s < S; ++s) {
+    const A raised = stack::up_at<A>(p, s, S);
+    tmp[s] = stack::new_pointer(p[s], raised, stack::down_at<A>(p, s, S), u, o);
+    write_rows(slots + s * W, &raised, item, u, 1, W);
+  }
+  std::copy(tmp, tmp + S, p);
+  return faults;
+}
+
+// One step t of one sample (DESIGN §3 steps 1-8 and the halting accumulation).
+template <typename A>
+void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps) {
+  const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
+  // 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
+  std::fill(w.e.begin(), w.e.end(), A(0));
+  for (auto* v : {&w.alpha, &w.beta, &w.delta, &w.z}) std::fill(v->begin(), v->end(), A(0));
+  A rho = A(0);
+  for (int64_t l = 0; l < L; ++l) {
+    const A p = c.ip[l];
+    rho += p;
+    if (p == A(0)) continue;
+    for (int64_t k = 0; k < O; ++k) w.e[k] += p * f.op[l * O + k];
+    for (int64_t k = 0; k < K; ++k) {
+      w.alpha[k] += p * f.a[l * K + k];
+      w.beta[k] += p * f.b[l * K + k];
+      w.delta[k] += p * f.d[l * K + k];
+    }
+    for (int64_t j = 0; j < n; ++j) w.z[j] += p * f.imm[l * n + j];
+  }
+  const A inv_rho = A(1) / std::max(rho, norm_eps);
+  for (auto* v : {&w.alpha, &w.beta, &w.delta, &w.z})
+    for (auto& q : *v) q *= inv_rho;
+
+  // 2. Operands, the address and POP (all from the state at the start of the step).
+  read_rows(w.alpha.data(), c.reg, K, n, w.x.data());
+  read_rows(w.beta.data(), c.reg, K, n, w.y.data());
+  std::fill(w.chi.begin(), w.chi.end(), A(0));
+  for (int64_t j = 0; j < n; ++j) w.chi[j % C] += w.x[j];
+  read_rows(c.dsp, c.dstk, S, n, w.pop.data());
+
+  // 7-8. Control and the halting mass, from the ip and return stack at the start of the step.
+  const A chi0 = w.x[0];
+  read_rows(c.rsp, c.rstk, S, L, w.ret_to.data());
+  A ret_mass = A(0), halt_mass = A(0), ret_total = A(0);
+  for (int64_t l = 0; l < L; ++l) {
+    const control::LineOps<A> o = control::line_ops<A>(f.op + l * O);
+    w.jumped[l] = control::jumped(o, c.ip[l], chi0);
+    w.moved[l] = control::moved_on(o, c.ip[l], chi0);
+    ret_mass += c.ip[l] * o.ret;
+    halt_mass += c.ip[l] * o.halt;
+    ret_total += w.ret_to[l];
+  }
+  for (int64_t m = 0; m < L; ++m) w.new_ip[m] = (m > 0 ? w.moved[m - 1] : A(0)) + ret_mass * w.ret_to[m];
+  for (int64_t l = 0; l < L; ++l) {
+    const A jl = w.jumped[l];
+    if (jl == A(0)) continue;
+    const A* row = f.tgt + l * L;
+    for (int64_t m = 0; m < L; ++m) w.new_ip[m] += jl * row[m];
+  }
+  const A halted = halt_mass + w.moved[L - 1] + ret_mass * (A(1) - ret_total);
+  w.rho = rho, w.halted = halted, w.ret_mass = ret_mass, w.ret_total = ret_total;
+  // The return address of a CALL on line l is line l+1 (no mass if l is the last line).
+  const A e_call = std::max(w.e[machine::kCall], A(0));
+  const A call_div = std::max(e_call, norm_eps);
+  w.e_call = e_call;
+  w.ret_item[0] = A(0);
+  for (int64_t l = 1; l < L; ++l) w.ret_item[l] = c.ip[l - 1] * f.op[(l - 1) * O + machine::kCall] / call_div;
+
+  // 5. Memory: LOAD reads it, STORE writes it (address from a, value from b), and the halting mixture
+  //    accumulates it, in one pass (LOAD and the address are known before the write).
+  read_write_accumulate(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
+                        w.load.data());
+
+  // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
+  A wsum = A(0);
+  for (int64_t k = 0; k < O; ++k)
+    if (machine::is_value_op(static_cast<int>(k))) wsum += w.e[k];
+  const A gate = std::max(wsum, A(0));
+  w.wsum = wsum;
+  const A wdiv = std::max(gate, norm_eps);
+  for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
+  A alu_max = A(0);
+  for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(w.e[machine::kAluFirst + k]));
+  A* value = w.value.data();
+  if (alu_max > A(alu::kSkipRel)) {
+    mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
+  } else {
+    std::fill(value, value + n, A(0));  // a line that is no ALU op (interpreter._AluMixSkippingRows)
+  }
+  const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
+          cp = w.coef[machine::kPop];
+  for (int64_t j = 0; j < n; ++j) value[j] = value[j] + cc * w.z[j] + cm * w.x[j] + cl * w.load[j] + cp * w.pop[j];
+
+  // 4. Registers (and their halting mixture), 6. both stacks.
+  write_rows(c.reg, w.delta.data(), value, gate, K, n);
+  for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
+  const auto d_faults =
+      update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, w.ptr.data());
+  const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data());
+  std::copy(w.new_ip.begin(), w.new_ip.end(), c.ip);
+  *c.faults = *c.faults + (d_faults.first + d_faults.second + r_faults.first);
+  *c.expected = halting::expected_steps(*c.expected, static_cast<A>(t), halted);
+}
+
+}  // namespace machine_cpu
+}  // namespace ncl
