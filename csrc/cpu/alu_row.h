@@ -12,14 +12,12 @@ namespace ncl {
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
   std::vector<A> x, y, px, qx, py, qy, g, pgx, qgx, pgy, qgy;
-  std::vector<int32_t> sx, sy, all;  // operand supports (alu::support), and 0..n-1
+  std::vector<int32_t> sx, sy;  // operand supports (alu::support)
   std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
   std::vector<char> in_y;
   explicit RowScratch(int64_t n)
-      : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n), all(n),
-        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {
-    for (int64_t i = 0; i < n; ++i) all[i] = static_cast<int32_t>(i);
-  }
+      : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
+        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {}
 };
 
 // Exclusive prefix p[c] = Σ_{i<c} a_i b_i and strict suffix q[c] = Σ_{i>c} a_i b_i (b = nullptr: b_i = 1).
@@ -101,29 +99,79 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
   for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = A(0);
   const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
   // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
-  // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). So for j in
-  // supp(y) the pairs run over every i, feeding both; for other j, over supp(x) only.
+  // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). For j in
+  // supp(y) the sums run over every i, op by op, along the structure of each table (contiguous runs of g
+  // for ADD, SUB, DIV and MOD, so they vectorise); for the other j, over the pairs (i in supp(x), j).
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   std::fill(s.in_y.begin(), s.in_y.end(), 0);
-  for (int64_t jj = 0; jj < ny; ++jj) s.in_y[s.sy[jj]] = 1;
   std::fill(s.dpair.begin(), s.dpair.end(), A(0));
-  for (int64_t j = 0; j < n; ++j) {
-    const bool full = s.in_y[j];
-    const int32_t* is = full ? s.all.data() : s.sx.data();
-    const int64_t ni = full ? n : nx;
+  const A* xs = r.x;
+  const A* gs = r.g;
+  for (int64_t jj = 0; jj < ny; ++jj) {
+    const int64_t j = s.sy[jj];
+    s.in_y[j] = 1;
     const A yj = r.y[j];
+    A sum[alu::kNumPair] = {};  // Σ_i x_i g[T_k(i, j)]
+    A* dk[alu::kNumPair];
+    for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dpair.data() + k * n;
+    // ADD: g[(i + j) mod n], SUB: g[(i - j) mod n], each two contiguous runs.
+    for (int64_t part = 0; part < 2; ++part) {
+      const int64_t lo = part ? n - j : 0, hi = part ? n : n - j, shift = part ? j - n : j;
+      A acc = A(0);
+      NCL_PRAGMA(omp simd reduction(+ : acc))
+      for (int64_t i = lo; i < hi; ++i) {
+        dk[alu::ADD][i] += yj * gs[i + shift];
+        acc += xs[i] * gs[i + shift];
+      }
+      sum[alu::ADD] += acc;
+      const int64_t slo = part ? j : 0, shi = part ? n : j, sshift = part ? -j : n - j;
+      A acc2 = A(0);
+      NCL_PRAGMA(omp simd reduction(+ : acc2))
+      for (int64_t i = slo; i < shi; ++i) {
+        dk[alu::SUB][i] += yj * gs[i + sshift];
+        acc2 += xs[i] * gs[i + sshift];
+      }
+      sum[alu::SUB] += acc2;
+    }
+    // MUL: g[i·j mod n], stepped.
+    for (int64_t i = 0, m = 0; i < n; ++i) {
+      dk[alu::MUL][i] += yj * gs[m];
+      sum[alu::MUL] += xs[i] * gs[m];
+      m += j;
+      if (m >= n) m -= n;
+    }
+    // DIV: g[i / j] is constant on runs of j; MOD: g[i mod j] repeats g[0..j) on the same runs. j = 0: g[0].
+    const int64_t run = j ? j : n;
+    for (int64_t i0 = 0, q = 0; i0 < n; i0 += run, ++q) {
+      const int64_t len = std::min(run, n - i0);
+      const A gq = gs[j ? q : 0];
+      A xsum = A(0), acc = A(0);
+      A *dd = dk[alu::DIV] + i0, *dm = dk[alu::MOD] + i0;
+      const A* xb = xs + i0;
+      NCL_PRAGMA(omp simd reduction(+ : xsum, acc))
+      for (int64_t q2 = 0; q2 < len; ++q2) {
+        const A gm = j ? gs[q2] : gs[0];
+        dd[q2] += yj * gq;
+        dm[q2] += yj * gm;
+        xsum += xb[q2];
+        acc += xb[q2] * gm;
+      }
+      sum[alu::DIV] += gq * xsum;
+      sum[alu::MOD] += acc;
+    }
+    A gyj = A(0);
+    for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
+    s.gy_pair[j] = gyj;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    if (s.in_y[j]) continue;
     A gyj = A(0);
     alu::PairTargets t(n, j);
-    for (int64_t ii = 0; ii < ni; ++ii) {
-      t.move_to(is[ii]);
-      const int64_t i = t.i;
+    for (int64_t ii = 0; ii < nx; ++ii) {
+      t.move_to(s.sx[ii]);
       A mixed = A(0);
-      for (int k = 0; k < alu::kNumPair; ++k) {
-        const A gk = r.g[t.t[k]];
-        mixed += coef[k] * gk;
-        if (full) s.dpair[k * n + i] += yj * gk;
-      }
-      gyj += r.x[i] * mixed;
+      for (int k = 0; k < alu::kNumPair; ++k) mixed += coef[k] * gs[t.t[k]];
+      gyj += xs[t.i] * mixed;
     }
     s.gy_pair[j] = gyj;
   }

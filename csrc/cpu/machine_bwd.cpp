@@ -327,7 +327,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       Adjoints<A> g(z);
       FieldGrads<A> gf(z);
       const int64_t rec = w.record_size(), slot = lay.size() + rec;
-      std::vector<A> tape(std::max<int64_t>(count, 1) * slot), work(lay.size()), acc(z.K * z.n + z.C * z.n),
+      std::vector<A> tape(std::max<int64_t>(count, 1) * slot), work(lay.size()),
           gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
       A scalar_sink[2];
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -336,8 +336,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         for (int i = 0; i < 7; ++i)
           std::copy_n(cin[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], work_p + lay.off[i]);
         const View<A> wv(work_p, lay);
-        const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, acc.data(),
-                          acc.data() + z.K * z.n, scalar_sink, scalar_sink + 1};
+        const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, nullptr, nullptr, scalar_sink,
+                          scalar_sink + 1};
         for (int64_t s = 0; s < count; ++s) {
           A* entry = tape.data() + s * slot;
           std::copy(work.begin(), work.end(), entry);

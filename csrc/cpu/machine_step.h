@@ -85,18 +85,26 @@ template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, i
 
 // One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
 // (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
-// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then acc[r] += h·bank[r] (the state after the step).
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then acc[r] += h·bank[r] (the state after the step; skipped
+// when acc is null).
 template <typename A>
 void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read) {
   std::fill(read, read + W, A(0));
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    A* acc_row = acc + r * W;
-    for (int64_t j = 0; j < W; ++j) {
-      read[j] += wr * row[j];
-      row[j] = soft_write_value(row[j], a, v[j]);
-      acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+    A* acc_row = acc ? acc + r * W : nullptr;
+    if (acc_row) {
+      for (int64_t j = 0; j < W; ++j) {
+        read[j] += wr * row[j];
+        row[j] = soft_write_value(row[j], a, v[j]);
+        acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+      }
+    } else {
+      for (int64_t j = 0; j < W; ++j) {
+        read[j] += wr * row[j];
+        row[j] = soft_write_value(row[j], a, v[j]);
+      }
     }
   }
 }
@@ -114,7 +122,8 @@ std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S,
   return faults;
 }
 
-// One step t of one sample (DESIGN §3 steps 1-8 and the halting accumulation).
+// One step t of one sample (DESIGN §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
+// null the halting mixtures are left alone (the backward's tape pass, which does not need them).
 template <typename A>
 void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
@@ -200,7 +209,8 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
 
   // 4. Registers (and their halting mixture), 6. both stacks.
   write_rows(c.reg, w.delta.data(), value, gate, K, n);
-  for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
+  if (c.acc_reg)
+    for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
   const auto d_faults =
       update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, w.ptr.data());
   const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data());
