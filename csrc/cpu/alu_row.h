@@ -75,8 +75,9 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n);
   for (int64_t c = 0; c < n; ++c) out[c] = alu::structured_out(c, r, coef, mask & ~alu::kPairMask);
   if (!(mask & alu::kPairMask)) return;
-  A cpair[alu::kNumPair];
-  for (int k = 0; k < alu::kNumPair; ++k) cpair[k] = mask & (1u << k) ? coef[k] : A(0);
+  int active[alu::kNumPair], na = 0;  // the active pair ops: a sharp row has one
+  for (int k = 0; k < alu::kNumPair; ++k)
+    if (mask & (1u << k)) active[na++] = k;
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
@@ -84,7 +85,7 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
     for (int64_t ii = 0; ii < nx; ++ii) {
       t.move_to(s.sx[ii]);
       const A p = r.x[t.i] * r.y[j];
-      for (int k = 0; k < alu::kNumPair; ++k) out[t.t[k]] += cpair[k] * p;
+      for (int q = 0; q < na; ++q) out[t.t[active[q]]] += coef[active[q]] * p;
     }
   }
 }

@@ -222,8 +222,10 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
         result["mem_method"] = "torch.cuda.max_memory_allocated over one call"
     else:
         result["mem_method"] = ("CPU: fwd = carry size (analytic); fwdbwd = saved-tensor bytes counted by "
-                                "saved_tensors_hooks (checkpoint: outside chunks + one carry per chunk + k steps "
-                                "of the per-step size measured on a full-BPTT fused run)")
+                                "saved_tensors_hooks; checkpoint on the kernel: what the forward saves (the carry "
+                                "at each chunk start) + each thread's backward tape of k steps of one sample "
+                                "(analytic); checkpoint on step ops: outside chunks + one carry per chunk + k "
+                                "steps of the per-step size measured on a full-BPTT fused run")
     for mode, grad in (("fwd", False), ("fwdbwd", True)):
         ms = {}
         # The fused run with plain BPTT too: like for like with eager and compiled, which keep every step.
@@ -243,6 +245,16 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
             figures["peak_mem_fused_full_bptt_mb"] = mem_mb["fused_full"]
         result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
     return result
+
+
+def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:
+    """One step of one sample on the kernel backward's tape: the state before the step and its intermediates
+    (``Workspace::record_size`` in ``csrc/cpu/machine_step.h``)."""
+    from ncl.machine.opcodes import NUM_OPS
+
+    state = lines + REGISTERS * N + CELLS * N + STACK * N + STACK + STACK * lines + STACK
+    record = 2 * NUM_OPS + 3 * REGISTERS + 6 * N + CELLS + 3 * lines + 6
+    return (state + record) * torch.finfo(dtype).bits / 8 / 2**20
 
 
 def _loss(out) -> torch.Tensor:
@@ -273,15 +285,15 @@ def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int,
         saved[kind] = counter.mb
     per_step = saved["fused_full"] / steps
     chunks = -(-steps // chunk)
-    # The checkpointed run's peak is its kept carries plus one chunk's recomputed activations. On the kernel
-    # path (fused_run.CheckpointedRun) the hook sees the carries the forward keeps, and also every chunk's
-    # recomputation in the backward (not alive at once): count the forward only, and add one chunk. Under
-    # torch.utils.checkpoint the hook sees neither: add both.
+    # The checkpointed run's peak is its kept carries plus one chunk's recomputation. On the kernel path
+    # (fused_run.CheckpointedRun) the hook sees the carries the forward keeps; the backward's recomputation
+    # is a C++ tape of k steps of one sample per thread (machine_bwd.cpp), not seen by the hook. Under
+    # torch.utils.checkpoint the hook sees neither the carries nor the recomputed chunk: add both.
     if kernel_path:
         with _SavedBytes() as counter:
             out = call_forward("fused")
         _loss(out).backward()
-        saved["fused"] = counter.mb + min(chunk, steps) * per_step
+        saved["fused"] = counter.mb + torch.get_num_threads() * min(chunk, steps) * _tape_entry_mb(lines, dtype)
     else:
         saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step
     return saved

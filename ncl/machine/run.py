@@ -1,15 +1,19 @@
 r"""``machine_run``: the adaptive-depth run loop over fused steps, with a choice of backward.
 
-The forward is a loop of :func:`~ncl.machine.interpreter.step` calls, each made of the dispatched kernel ops
-(``cpp`` on CPU, ``cuda``/``triton`` on a GPU, ``reference`` when forced), grouped in chunks of ``k`` steps.
+The forward runs in chunks of ``k`` steps. On CPU with the ``cpp`` backend and the table ALU, a chunk is one
+call of the whole-run kernel (:mod:`ncl.machine.fused_run`) whenever no graph is needed, and the
+``"checkpoint"`` mode runs forward and backward on it; otherwise a chunk is a loop of
+:func:`~ncl.machine.interpreter.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
+``cuda``/``triton`` on a GPU, ``reference`` when forced).
 What the backward keeps is the choice of ``grad_mode``:
 
 * ``"full"``: plain backpropagation through time; autograd keeps every step's activations,
   O(B·state·T) memory.
-* ``"checkpoint"``: each chunk of ``k`` steps runs under :func:`torch.utils.checkpoint.checkpoint`
-  (``use_reentrant=False``). Only the carry entering each chunk is kept; the backward recomputes one chunk at a
-  time, so training memory is O(B·state·(T/k + k)) for one extra forward. The gradients are those of
-  ``"full"``: the recomputation runs the same deterministic ops on the same inputs.
+* ``"checkpoint"``: on the kernel, :class:`~ncl.machine.fused_run.CheckpointedRun` (the kernel's own
+  backward, recomputing one chunk at a time); otherwise each chunk of ``k`` steps runs under
+  :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only the carry entering each chunk
+  is kept; the backward recomputes one chunk at a time, so training memory is O(B·state·(T/k + k)) for one
+  extra forward. The gradients are those of ``"full"`` (to rounding, on the kernel; tested).
 * ``"truncated"``: gradients flow through the last ``k`` executed steps only. The run goes once without a
   graph (so ``T`` is known, early exit included), then re-runs the last ``k`` steps with one, starting from a
   kept chunk-start carry. Everything computed before step ``T - k`` (the state, and the halting
@@ -17,7 +21,7 @@ What the backward keeps is the choice of ``grad_mode``:
   last ``k`` steps, the input registers and memory get none unless ``T <= k`` (then it equals ``"full"``).
   Memory O(B·state·k).
 
-Without autograd (``torch.no_grad()``, or no input that requires grad) every mode is the same plain loop.
+Without autograd (``torch.no_grad()``, or no input that requires grad) every mode is the same plain run.
 
 The carry is the machine state plus the halting accumulators of DESIGN §3 step 8:
 ``acc_reg = Σ_t h_t reg_t``, ``acc_mem = Σ_t h_t mem_t``, ``expected = Σ_t t·h_t`` and the fault mass.
