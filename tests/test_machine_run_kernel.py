@@ -168,3 +168,26 @@ def test_backward_opcheck():
     fields = [f.detach() for f in program.fields()]
     torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default, (*fields, carry, grads, 0, 3, 1e-20),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_gradcheck_float64_through_the_kernel():
+    """torch.autograd.gradcheck of a checkpointed run (kernel forward and backward) on a small soft program,
+    with respect to every logit block, the registers and the memory."""
+    config = ncl.MachineConfig(n=4, cells=2, registers=2, stack=3)
+    program = _soft_program(config, lines=3, dtype=torch.float64, seed=12)
+    regs, mem = _soft_inputs(config, batch=2, dtype=torch.float64, seed=12)
+    names = [name for name, _ in program.named_parameters()]
+    ip = one_hot(torch.zeros(2, dtype=torch.long), 3, torch.float64)
+
+    def run(*tensors):
+        from ncl.machine.run import machine_run
+        from ncl.machine.state import ProgramFields
+
+        logits = dict(zip(names, tensors[:len(names)]))
+        fields = ProgramFields(*(torch.softmax(logits[f"{name}_logits"], -1) for name in ProgramFields._fields))
+        assert fused_run.eligible(config, ip, None, None)
+        out = machine_run(fields, config, ip, tensors[-2], tensors[-1], 5, grad_mode="checkpoint", chunk=2)
+        return out.regs, out.mem, out.expected_steps, out.unhalted, out.overflow
+
+    leaves = [p.detach().clone().requires_grad_() for _, p in program.named_parameters()]
+    assert torch.autograd.gradcheck(run, (*leaves, regs.detach().requires_grad_(), mem.detach().requires_grad_()))
