@@ -191,3 +191,23 @@ def test_gradcheck_float64_through_the_kernel():
 
     leaves = [p.detach().clone().requires_grad_() for _, p in program.named_parameters()]
     assert torch.autograd.gradcheck(run, (*leaves, regs.detach().requires_grad_(), mem.detach().requires_grad_()))
+
+
+def test_a_long_step_budget_stops_soon_after_the_last_sample_halts(monkeypatch):
+    """max_steps far beyond the halting step: the kernel is called in chunks, not for max_steps steps."""
+    config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
+    program = ncl.assemble(LOOP, config)
+    regs = one_hot(torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0]]), config.n, torch.float32)
+    mem = one_hot(torch.ones(2, 16, dtype=torch.long), config.n, torch.float32)
+    steps_run = []
+    original = fused_run.run_steps
+
+    def counting(flat, first, count, fields, cfg):
+        steps_run.append(count)
+        return original(flat, first, count, fields, cfg)
+
+    monkeypatch.setattr(fused_run, "run_steps", counting)
+    with torch.no_grad():
+        out = program.run(regs, mem, max_steps=100_000)
+    assert out.steps < 60 and float(out.unhalted.max()) < 1e-6
+    assert sum(steps_run) <= 2 * fused_run.RUN_CHUNK + out.steps

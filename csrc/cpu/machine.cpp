@@ -30,7 +30,7 @@ void run_chunk(const Fields<A>& f, const Sizes& z, std::vector<at::Tensor>& carr
   const int64_t B = carry[0].size(0);
   std::vector<A*> ptr;
   for (auto& t : carry) ptr.push_back(t.data_ptr<A>());
-  const int64_t stride[11] = {z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S, z.K * z.n, z.C * z.n, 1, 1};
+  const CarryStrides stride(z);
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     Workspace<A> w(z);
     for (int64_t b = b0; b < b1; ++b) {

@@ -22,7 +22,7 @@ using namespace machine_cpu;
 struct Layout {
   int64_t off[8];
   explicit Layout(const Sizes& z) {
-    const int64_t len[7] = {z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S};
+    const CarryStrides len(z);  // the state is the carry's first 7 tensors
     off[0] = 0;
     for (int i = 0; i < 7; ++i) off[i + 1] = off[i] + len[i];
   }
@@ -319,7 +319,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     using A = scalar_t;
     const Fields<A> f{fc[0].data_ptr<A>(), fc[1].data_ptr<A>(), fc[2].data_ptr<A>(),
                       fc[3].data_ptr<A>(), fc[4].data_ptr<A>(), fc[5].data_ptr<A>()};
-    const int64_t stride[11] = {z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S, z.K * z.n, z.C * z.n, 1, 1};
+    const CarryStrides stride(z);
     std::mutex mu;
     const A eps = static_cast<A>(norm_eps);
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {

@@ -30,6 +30,14 @@ template <typename A> struct Carry {
   A *ip, *reg, *mem, *dstk, *dsp, *rstk, *rsp, *acc_reg, *acc_mem, *expected, *faults;
 };
 
+// Elements per sample of each of the 11 carry tensors, in that order (the batch stride of each).
+struct CarryStrides {
+  int64_t s[11];
+  explicit CarryStrides(const Sizes& z)
+      : s{z.L, z.K * z.n, z.C * z.n, z.S * z.n, z.S, z.S * z.L, z.S, z.K * z.n, z.C * z.n, 1, 1} {}
+  int64_t operator[](int i) const { return s[i]; }
+};
+
 template <typename A> struct Workspace {
   std::vector<A> e, alpha, beta, delta, z, x, y, chi, load, pop, value, coef, new_ip, moved, jumped, ret_to,
       ret_item, ptr;

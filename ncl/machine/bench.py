@@ -4,8 +4,8 @@ Three implementations of one run of ``steps`` steps (``Program.run``), on the sa
 
 * **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
   of :data:`~ncl.machine.run.DEFAULT_CHUNK`). On CPU the forward is the whole-run kernel
-  (:mod:`ncl.machine.fused_run`) and the backward recomputes each chunk with the fused step ops; on a GPU it
-  is a loop of fused step ops (``cuda``/``triton``). ``fwdbwd`` also reports the fused run with plain BPTT
+  (:mod:`ncl.machine.fused_run`) and the backward is the kernel's own, recomputing one chunk at a time; on a
+  GPU it is a loop of fused step ops (``cuda``/``triton``). ``fwdbwd`` also reports the fused run with plain BPTT
   (step ops, every step's activations kept);
 * **eager**: the same run with ``backend="reference"`` and plain BPTT (``grad_mode="full"``): the spec;
 * **compiled**: ``torch.compile`` of the reference *step* function (one step, ``dynamic=False``), called by the
@@ -20,11 +20,12 @@ Times are medians of ``repeats`` calls after a warm-up call (which also compiles
 Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the allocator keeps no peak, so
 the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
 ``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). For a checkpointed run the figure is its
-peak: the carries kept at the chunk starts plus one chunk's recomputed activations (``k`` × the per-step size
-measured on a full-BPTT fused run). On the whole-run kernel's path (``ncl.machine.fused_run``) the hook sees
-the kept carries during the forward; under ``torch.utils.checkpoint`` it sees none, and one carry per chunk
-is added. The forward-only figure on CPU is the carry (machine
-state plus halting accumulators), which is what a no-grad run holds between steps; it is analytic.
+peak: the carries kept at the chunk starts plus one chunk's recomputation. On the whole-run kernel's path
+(``ncl.machine.fused_run``) the hook sees the kept carries during the forward, and the recomputation is each
+thread's C++ tape of ``k`` steps of one sample (added, analytic); under ``torch.utils.checkpoint`` the hook
+sees neither, so one carry per chunk and ``k`` × the per-step size of a full-BPTT fused run are added. The
+forward-only figure on CPU is the carry (machine state plus halting accumulators), which is what a no-grad
+run holds between steps; it is analytic.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from typing import Callable
 
 import torch
 
+from ncl.machine import fused_run
 from ncl.machine.assembler import assemble
 from ncl.machine.config import MachineConfig
-from ncl.machine import fused_run
 from ncl.machine.interpreter import step
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl.machine.values import one_hot

@@ -61,6 +61,26 @@ def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fiel
     return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
 
 
+#: Steps per kernel call in a graph-free run. Each call runs every sample for all its steps and finds the
+#: batch's early exit afterwards, so a short chunk bounds the steps wasted after the last sample halts (a
+#: run with ``max_steps`` = 20,000 whose samples halt after 100 steps must not run 20,000); each call also
+#: copies the carry once, which is cheap next to 32 steps.
+RUN_CHUNK = 32
+
+
+def run(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
+        config: MachineConfig) -> tuple[tuple[torch.Tensor, ...], int]:
+    """Up to ``count`` steps in kernel calls of :data:`RUN_CHUNK`, stopping once every sample has halted."""
+    done = 0
+    while done < count:
+        size = min(RUN_CHUNK, count - done)
+        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config)
+        done += ran
+        if ran < size:
+            break
+    return flat_carry, done
+
+
 def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps):
     """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients, then the carry's."""
     return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (op, a, b, d, imm, tgt, *carry)]

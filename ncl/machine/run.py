@@ -75,7 +75,7 @@ def _halted(state: MachineState, config: MachineConfig) -> bool:
 
 
 def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config: MachineConfig,
-            backend: str | None, step_fn: Callable | None = None, *, check_halt: bool = True) -> tuple[Carry, int]:
+            backend: str | None, step_fn: Callable | None = None) -> tuple[Carry, int]:
     r"""Run steps ``first + 1 .. first + count``, stopping before a step once every sample has halted.
 
     .. math:: \text{acc}_R \mathrel{+}= h_t\, R(\text{state}_t),\qquad
@@ -88,22 +88,20 @@ def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config:
         fields, config, backend: as in :func:`~ncl.machine.interpreter.step`.
         step_fn: a replacement for :func:`~ncl.machine.interpreter.step` with its signature (the benchmark
             passes ``torch.compile`` of the reference step); default ``step``.
-        check_halt: stop early once every sample has halted; ``False`` runs exactly ``count`` steps (the
-            checkpointed backward recomputes a chunk the forward ran, without deciding again).
 
     Returns:
         ``(carry', done)``: the carry after the last step run, and how many steps ran (``< count`` only when
         every sample halted).
     """
-    if (check_halt and fused_run.eligible(config, carry.state.ip, backend, step_fn)
-            and not fused_run.needs_graph((*fields, *_flat(carry)))):
-        flat, done = fused_run.run_steps(_flat(carry), first, count, fields, config)
+    if fused_run.eligible(config, carry.state.ip, backend, step_fn) and not fused_run.needs_graph(
+            (*fields, *_flat(carry))):
+        flat, done = fused_run.run(_flat(carry), first, count, fields, config)
         return _unflat(flat), done
     step_fn = step if step_fn is None else step_fn
     state, acc_reg, acc_mem, expected, faults = carry
     done = 0
     for t in range(first + 1, first + count + 1):
-        if check_halt and _halted(state, config):
+        if _halted(state, config):
             break
         state, outcome = step_fn(state, fields, config, backend=backend)
         acc_reg, acc_mem, expected = halting_accumulate(acc_reg, acc_mem, expected, state.reg, state.mem,
