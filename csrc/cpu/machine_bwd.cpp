@@ -59,13 +59,15 @@ template <typename A> struct Adjoints {
 template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::dot<A>(a, b, n); }
 
 // Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
-// faults u·p_{S-1} and o·p_0 (their gradient g_fault). Adds to gs/gp (pre), g_item, and returns (g_u, g_o).
+// and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). Adds to gs and gp (the state before)
+// and g_item, and returns (g_u, g_o). The pointer's gradient is stack.h's, as in the stack_update kernels.
 template <typename A>
 std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W,
-                               const A* gs_post, const A* gp_post, A g_fault, A* gs, A* gp, A* g_item, A* tmp) {
-  A gu = A(0), go = A(0);
-  A* g_up = tmp;       // gradient reaching up(p)_s
-  A* g_down = tmp + S;  // gradient reaching down(p)_s
+                               const A* gs_post, const A* gp_post, A g_over, A g_under, A* gs, A* gp, A* g_item,
+                               A* tmp) {
+  A gu = g_over * p[S - 1], go = g_under * p[0];
+  A* dr = tmp;      // u (gradient of the slot write's coefficient + gradient of p'), reaching up(p)
+  A* dd = tmp + S;  // o · gradient of p', reaching down(p)
   for (int64_t s = 0; s < S; ++s) {
     const A up = stack::up_at<A>(p, s, S), down = stack::down_at<A>(p, s, S), a = u * up;
     const A* g = gs_post + s * W;
@@ -79,15 +81,10 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
     }
     gu += ga * up + gp_post[s] * (up - p[s]);
     go += gp_post[s] * (down - p[s]);
-    g_up[s] = u * (ga + gp_post[s]);
-    g_down[s] = o * gp_post[s];
+    dr[s] = u * (ga + gp_post[s]);
+    dd[s] = o * gp_post[s];
   }
-  for (int64_t j = 0; j < S; ++j)
-    gp[j] += (A(1) - u - o) * gp_post[j] + stack::up_adjoint_at(g_up, j, S) + stack::down_adjoint_at(g_down, j);
-  gu += g_fault * p[S - 1];
-  gp[S - 1] += g_fault * u;
-  go += g_fault * p[0];
-  gp[0] += g_fault * o;
+  for (int64_t j = 0; j < S; ++j) gp[j] += stack::pointer_grad(dr, dd, gp_post[j], u, o, g_over, g_under, j, S);
   return {gu, go};
 }
 
@@ -108,13 +105,12 @@ void step_backward(const Fields<A>& f, const Sizes& z, const View<A>& pre, Works
 
   // Stacks (faults = d_over + d_under + r_over, each with gradient g_faults).
   auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpost.dstk,
-                          gpost.dsp, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data());
+                          gpost.dsp, g_faults, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data());
   g.e[machine::kPush] += d.first;
   g.e[machine::kPop] += d.second;
+  // The return stack's overflow is a fault; its underflow is not (RET with no address halts instead).
   auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpost.rstk,
-                          gpost.rsp, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data());
-  r.first += g_faults * pre.rsp[S - 1];  // r_over = e_call·rsp_{S-1}; the return stack's underflow is not a fault
-  gpre.rsp[S - 1] += g_faults * w.e_call;
+                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data());
   g.e[machine::kRet] += r.second;
   A g_call = r.first;  // reaching e_call = max(e_CALL, 0)
   // ret_item[l] = ip[l-1]·op[l-1, CALL] / max(e_call, eps).
