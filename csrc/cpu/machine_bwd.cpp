@@ -1,9 +1,10 @@
 // Backward of the whole-run machine kernel on CPU: the gradient of `count` steps (first+1 .. first+count),
 // given the carry entering them and the gradient of the carry leaving them. Per sample, the steps are run
 // once more (machine_step.h, the forward's own code), keeping the state before each and the step's
-// intermediates (a tape of `count` entries), then walked back, applying each step's adjoint. This is the hand-written reverse of interpreter.step + halting_accumulate; the fields' gradients
-// are summed over samples and steps. tests/test_machine_run_kernel.py checks it against autograd through
-// the fused step ops.
+// intermediates (a tape of `count` entries), then walked back, applying each step's adjoint: the
+// hand-written reverse of interpreter.step + halting_accumulate. The fields' gradients are summed over samples
+// and steps. tests/test_machine_run_kernel.py checks it against autograd through the fused step ops and the
+// reference, and by gradcheck.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -325,7 +326,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       const int64_t rec = w.record_size(), slot = lay.size() + rec;
       std::vector<A> tape(std::max<int64_t>(count, 1) * slot), work(lay.size()),
           gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
-      A scalar_sink[2];
+      A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
         // The tape: the state before each step and the step's intermediates.
         A* work_p = work.data();
