@@ -106,5 +106,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       "CONST"_a = ncl::machine::kConst, "MOV"_a = ncl::machine::kMov, "ADD"_a = ncl::machine::kAluFirst,
       "LOAD"_a = ncl::machine::kLoad, "STORE"_a = ncl::machine::kStore, "PUSH"_a = ncl::machine::kPush,
       "POP"_a = ncl::machine::kPop, "CALL"_a = ncl::machine::kCall, "RET"_a = ncl::machine::kRet);
+  mod.def("machine_tape_entry_size", &ncl::machine_tape_entry_size, "L"_a, "K"_a, "n"_a, "C"_a, "S"_a,
+          "Elements of one step of one sample on ncl::machine_run_bwd's tape (csrc/cpu/machine_bwd.cpp).");
   mod.def("alu_op_names", &ncl::alu_op_names, "The table ALU's op names in kernel order (csrc/include/ncl/alu.h).");
 }

@@ -126,6 +126,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, at::TensorList grad, int64_t first, int64_t count,
                                             double norm_eps);
+// Elements one step of one sample takes on that backward's tape (the state before it and its intermediates).
+int64_t machine_tape_entry_size(int64_t L, int64_t K, int64_t n, int64_t C, int64_t S);
 
 // The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
 std::vector<std::string> alu_op_names();

@@ -372,4 +372,10 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
   return gfields;
 }
 
+int64_t machine_tape_entry_size(int64_t L, int64_t K, int64_t n, int64_t C, int64_t S) {
+  const Sizes z{L, control::kNumOps, K, n, C, S};
+  Workspace<float> w(z);
+  return Layout(z).size() + w.record_size();
+}
+
 }  // namespace ncl

@@ -93,26 +93,17 @@ template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, i
 
 // One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
 // (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
-// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then acc[r] += h·bank[r] (the state after the step; skipped
-// when acc is null).
-template <typename A>
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]), then, if kAccumulate, acc[r] += h·bank[r] (the state after).
+template <bool kAccumulate, typename A>
 void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read) {
   std::fill(read, read + W, A(0));
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    A* acc_row = acc ? acc + r * W : nullptr;
-    if (acc_row) {
-      for (int64_t j = 0; j < W; ++j) {
-        read[j] += wr * row[j];
-        row[j] = soft_write_value(row[j], a, v[j]);
-        acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
-      }
-    } else {
-      for (int64_t j = 0; j < W; ++j) {
-        read[j] += wr * row[j];
-        row[j] = soft_write_value(row[j], a, v[j]);
-      }
+    for (int64_t j = 0; j < W; ++j) {
+      read[j] += wr * row[j];
+      row[j] = soft_write_value(row[j], a, v[j]);
+      if constexpr (kAccumulate) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
     }
   }
 }
@@ -192,8 +183,12 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
 
   // 5. Memory: LOAD reads it, STORE writes it (address from a, value from b), and the halting mixture
   //    accumulates it, in one pass (LOAD and the address are known before the write).
-  read_write_accumulate(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                        w.load.data());
+  if (c.acc_mem)
+    read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
+                                w.load.data());
+  else
+    read_write_accumulate<false>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
+                                 w.load.data());
 
   // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
   A wsum = A(0);

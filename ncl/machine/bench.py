@@ -44,7 +44,7 @@ from ncl.machine.config import MachineConfig
 from ncl.machine.interpreter import step
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl.machine.values import one_hot
-from ncl_kernels import dispatch
+from ncl_kernels import _ext, dispatch
 from ncl_kernels.alu import reference as alu_reference
 
 #: The sizes of the issue: n=128, C=128, K=8, S=32.
@@ -249,13 +249,9 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
 
 
 def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:
-    """One step of one sample on the kernel backward's tape: the state before the step and its intermediates
-    (``Workspace::record_size`` in ``csrc/cpu/machine_step.h``)."""
-    from ncl.machine.opcodes import NUM_OPS
-
-    state = lines + REGISTERS * N + CELLS * N + STACK * N + STACK + STACK * lines + STACK
-    record = 2 * NUM_OPS + 3 * REGISTERS + 6 * N + CELLS + 3 * lines + 6
-    return (state + record) * torch.finfo(dtype).bits / 8 / 2**20
+    """One step of one sample on the kernel backward's tape (its size comes from the kernel's own layout)."""
+    elements = _ext.load()[0].machine_tape_entry_size(lines, REGISTERS, N, CELLS, STACK)
+    return elements * torch.finfo(dtype).bits / 8 / 2**20
 
 
 def _loss(out) -> torch.Tensor:

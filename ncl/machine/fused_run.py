@@ -38,10 +38,6 @@ def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
         torch.empty((), dtype=torch.int64, device=carry[0].device)]
 
 
-if _ext.load()[0] is not None:
-    torch.library.register_fake("ncl::machine_run_fwd", _fake_run)
-
-
 def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
     """True when the kernel computes this run: backend ``cpp``, table ALU, fp32/fp64, no ``step_fn``."""
     if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
@@ -87,6 +83,7 @@ def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps):
 
 
 if _ext.load()[0] is not None:
+    torch.library.register_fake("ncl::machine_run_fwd", _fake_run)
     torch.library.register_fake("ncl::machine_run_bwd", _fake_bwd)
 
 

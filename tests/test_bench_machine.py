@@ -1,0 +1,26 @@
+"""``ncl bench machine --json``: one JSON object with the issue's keys, for forward and forward+backward."""
+
+import json
+
+import pytest
+
+from ncl import cli
+from ncl_kernels import dispatch
+
+KEYS = {"ms_fused", "ms_eager", "ms_compiled", "speedup_eager", "speedup_compiled", "peak_mem_fused_mb",
+        "peak_mem_eager_mb"}
+
+
+@pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
+def test_bench_machine_prints_one_json_object(capsys):
+    cli.main(["bench", "machine", "--batch", "2", "--steps", "4", "--repeats", "1", "--no-compiled",
+              "--threads", "1", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["backend"] == "cpp" and result["sizes"]["steps"] == 4
+    for mode in ("fwd", "fwdbwd"):
+        assert KEYS <= set(result[mode])
+        assert result[mode]["ms_fused"] > 0 and result[mode]["ms_eager"] > 0
+        assert result[mode]["speedup_eager"] == pytest.approx(result[mode]["ms_eager"] / result[mode]["ms_fused"],
+                                                              rel=1e-2)
+        assert result[mode]["ms_compiled"] is None  # --no-compiled
+        assert result[mode]["peak_mem_fused_mb"] > 0 and result[mode]["peak_mem_eager_mb"] > 0
