@@ -6,6 +6,7 @@
 #include "ncl/alu.h"
 #include "ncl/machine.h"
 #include "ncl/memory.h"
+#include "cpu/isa.h"
 #include "ops.h"
 
 TORCH_LIBRARY(ncl, m) {
@@ -108,5 +109,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
       "POP"_a = ncl::machine::kPop, "CALL"_a = ncl::machine::kCall, "RET"_a = ncl::machine::kRet);
   mod.def("machine_tape_entry_size", &ncl::machine_tape_entry_size, "L"_a, "K"_a, "n"_a, "C"_a, "S"_a,
           "Elements of one step of one sample on ncl::machine_run_bwd's tape (csrc/cpu/machine_bwd.cpp).");
+  mod.def("cpu_isa", [] { return std::string(ncl::isa::best_isa()); },
+          "The vector ISA the CPU kernels run with now: 'avx2+fma' or 'baseline' (csrc/cpu/isa.h).");
   mod.def("alu_op_names", &ncl::alu_op_names, "The table ALU's op names in kernel order (csrc/include/ncl/alu.h).");
 }

@@ -17,6 +17,7 @@ def test_bench_machine_prints_one_json_object(capsys):
               "--threads", "1", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["backend"] == "cpp" and result["sizes"]["steps"] == 4
+    assert result["cpu_isa"] in ("avx2+fma", "baseline")
     for mode in ("fwd", "fwdbwd"):
         assert KEYS <= set(result[mode])
         assert result[mode]["ms_fused"] > 0 and result[mode]["ms_eager"] > 0

@@ -159,6 +159,29 @@ def test_kernel_backward_at_the_issue_sizes_is_as_accurate_as_autograd():
         assert err_kernel <= 2 * err_steps + 1e-6 * float(t.abs().max()), (name, err_kernel, err_steps)
 
 
+def test_both_isa_copies_compute_the_same_run(monkeypatch):
+    """csrc/cpu/isa.h runs the CPU kernels through an AVX2+FMA copy where the CPU has it. The baseline copy
+    (NCL_CPU_ISA=baseline) must give the same values and gradients: a soft fp32 program, checkpointed."""
+    ext = _ext.load()[0]
+    if ext.cpu_isa() == "baseline":
+        pytest.skip("only the baseline copy runs here (no AVX2+FMA, or NCL_CPU_ISA=baseline)")
+    config = ncl.MachineConfig(n=32, cells=8, registers=4, stack=6)
+    program = _soft_program(config, lines=7, dtype=torch.float32, seed=21)
+    regs, mem = _soft_inputs(config, batch=4, dtype=torch.float32, seed=21)
+    runs = {}
+    for isa in ("best", "baseline"):
+        if isa == "baseline":
+            monkeypatch.setenv("NCL_CPU_ISA", "baseline")
+        with torch.no_grad():
+            out = program.run(regs.detach(), mem.detach(), max_steps=9)
+        runs[isa] = (out, _grads(program, regs, mem, 9, grad_mode="checkpoint", chunk=4))
+    assert ext.cpu_isa() == "baseline"
+    (out_a, grads_a), (out_b, grads_b) = runs["best"], runs["baseline"]
+    _assert_runs_match(out_a, out_b, torch.float32, "avx2+fma against baseline")
+    for name in grads_a:
+        assert_close(grads_a[name], grads_b[name], torch.float32, f"avx2+fma against baseline: grad {name}")
+
+
 def test_backward_opcheck():
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=5, dtype=torch.float32, seed=10)
@@ -170,9 +193,14 @@ def test_backward_opcheck():
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
-def test_gradcheck_float64_through_the_kernel():
+@pytest.mark.parametrize("isa", ["best", "baseline"])
+def test_gradcheck_float64_through_the_kernel(isa, monkeypatch):
     """torch.autograd.gradcheck of a checkpointed run (kernel forward and backward) on a small soft program,
-    with respect to every logit block, the registers and the memory."""
+    with respect to every logit block, the registers and the memory; on the AVX2+FMA copy of the kernels
+    (where the CPU has it) and on the baseline copy (csrc/cpu/isa.h)."""
+    if isa == "baseline":
+        monkeypatch.setenv("NCL_CPU_ISA", "baseline")
+        assert _ext.load()[0].cpu_isa() == "baseline"
     config = ncl.MachineConfig(n=4, cells=2, registers=2, stack=3)
     program = _soft_program(config, lines=3, dtype=torch.float64, seed=12)
     regs, mem = _soft_inputs(config, batch=2, dtype=torch.float64, seed=12)

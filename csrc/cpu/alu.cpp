@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "alu_row.h"
 
 namespace ncl {
@@ -32,7 +33,7 @@ at::Tensor alu_mix_fwd_cpu(const at::Tensor& x, const at::Tensor& y, const at::T
     const scalar_t* yp = y.data_ptr<scalar_t>();
     const scalar_t* cp = coeffs.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       RowScratch<A> s(n);
       std::vector<A> acc(n);
       for (int64_t b = b0; b < b1; ++b) {
@@ -60,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> alu_mix_bwd_cpu(const at::Tensor&
     const scalar_t* gp = grad.data_ptr<scalar_t>();
     const scalar_t* cp = coeffs.data_ptr<scalar_t>();
     scalar_t *gxp = gx.data_ptr<scalar_t>(), *gyp = gy.data_ptr<scalar_t>(), *gcp = gc.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       RowScratch<A> s(n);
       for (int64_t b = b0; b < b1; ++b) {
         A coef[alu::kNumOps], gcoef[alu::kNumOps];

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "ncl/alu_circuit.h"
 
 namespace ncl {
@@ -55,7 +56,7 @@ at::Tensor alu_circuit_mix_fwd_cpu(const at::Tensor& x, const at::Tensor& y, con
     const scalar_t *xp = x.data_ptr<scalar_t>(), *yp = y.data_ptr<scalar_t>(), *cp = coeffs.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     const int32_t *gp = gates.data_ptr<int32_t>(), *outs = outputs.data_ptr<int32_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> scratch(circuit::fwd_slots(W, n));
       for (int64_t b = b0; b < b1; ++b)
         circuit::forward_row<A, scalar_t>(xp + b * n, yp + b * n, cp + b * circuit::kNumOps, op + b * n, n, m, gp,
@@ -80,7 +81,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> alu_circuit_mix_bwd_cpu(const at:
                    *cp = coeffs.data_ptr<scalar_t>();
     scalar_t *gxp = gx.data_ptr<scalar_t>(), *gyp = gy.data_ptr<scalar_t>(), *gcp = gc.data_ptr<scalar_t>();
     const int32_t *tape = gates.data_ptr<int32_t>(), *outs = outputs.data_ptr<int32_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> scratch(circuit::bwd_slots(W, n));
       for (int64_t b = b0; b < b1; ++b)
         circuit::backward_row<A, scalar_t>(gp + b * n, xp + b * n, yp + b * n, cp + b * circuit::kNumOps,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "ncl/control.h"
 
 namespace ncl {
@@ -46,7 +47,7 @@ std::tuple<at::Tensor, at::Tensor> control_fwd_cpu(const at::Tensor& ip, const a
     const scalar_t *pi = ip.data_ptr<scalar_t>(), *po = op.data_ptr<scalar_t>(), *pc = chi0.data_ptr<scalar_t>();
     const scalar_t *pt = tgt.data_ptr<scalar_t>(), *pr = rstk.data_ptr<scalar_t>(), *ps = rsp.data_ptr<scalar_t>();
     scalar_t *out = new_ip.data_ptr<scalar_t>(), *ph = halted.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> acc(L), ret_to(L);
       for (int64_t b = b0; b < b1; ++b) {
         const A c = static_cast<A>(pc[b]);
@@ -96,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     scalar_t *dtgt = g_tgt.data_ptr<scalar_t>(), *drstk = g_rstk.data_ptr<scalar_t>(), *drsp = g_rsp.data_ptr<scalar_t>();
     // Per sample and line: J (what a jump from the line receives), D (what moving on receives); per sample dR.
     std::vector<A> J(B * L), D(B * L), dR(B);
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> g(L), ret_to(L);
       for (int64_t b = b0; b < b1; ++b) {
         const A c = static_cast<A>(pc[b]), g_h = static_cast<A>(gh[b]);
@@ -136,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       }
     });
     // The program's fields are shared by the batch: one task per line sums over it.
-    at::parallel_for(0, L, 1, [&](int64_t l0, int64_t l1) {
+    isa::parallel_for(0, L, 1, [&](int64_t l0, int64_t l1) {
       std::vector<A> gt(L), go(O);
       for (int64_t l = l0; l < l1; ++l) {
         std::fill(gt.begin(), gt.end(), A(0));

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include "../ops.h"
+#include "isa.h"
 #include "ncl/halting.h"
 
 namespace ncl {
@@ -33,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_fwd_cpu(
     const scalar_t *pe = expected.data_ptr<scalar_t>(), *r = reg.data_ptr<scalar_t>(), *m = mem.data_ptr<scalar_t>();
     const scalar_t* ph = h.data_ptr<scalar_t>();
     scalar_t *orr = out_reg.data_ptr<scalar_t>(), *om = out_mem.data_ptr<scalar_t>(), *oe = out_e.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const A hb = static_cast<A>(ph[b]);
         for (int64_t i = b * NR; i < (b + 1) * NR; ++i)
@@ -66,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const scalar_t *ge = grad_expected.data_ptr<scalar_t>(), *r = reg.data_ptr<scalar_t>(), *m = mem.data_ptr<scalar_t>();
     const scalar_t* ph = h.data_ptr<scalar_t>();
     scalar_t *dr = g_reg.data_ptr<scalar_t>(), *dm = g_mem.data_ptr<scalar_t>(), *dh = g_h.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const A hb = static_cast<A>(ph[b]);
         A s = A(0);

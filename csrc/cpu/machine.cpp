@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "machine_step.h"
 
 namespace ncl {
@@ -31,7 +32,7 @@ void run_chunk(const Fields<A>& f, const Sizes& z, std::vector<at::Tensor>& carr
   std::vector<A*> ptr;
   for (auto& t : carry) ptr.push_back(t.data_ptr<A>());
   const CarryStrides stride(z);
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+  isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     Workspace<A> w(z);
     for (int64_t b = b0; b < b1; ++b) {
       A* p[11];

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "machine_step.h"
 
 namespace ncl {
@@ -319,7 +320,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     const CarryStrides stride(z);
     std::mutex mu;
     const A eps = static_cast<A>(norm_eps);
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       Workspace<A> w(z);
       Adjoints<A> g(z);
       FieldGrads<A> gf(z);

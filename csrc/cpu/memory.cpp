@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "ncl/memory.h"
 
 namespace ncl {
@@ -27,7 +28,7 @@ at::Tensor soft_read_fwd_cpu(const at::Tensor& bank, const at::Tensor& weights) 
     const scalar_t* m = bank.data_ptr<scalar_t>();
     const scalar_t* w = weights.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> acc(H * D);
       for (int64_t b = b0; b < b1; ++b) {
         std::fill(acc.begin(), acc.end(), A(0));
@@ -61,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> soft_read_bwd_cpu(const at::Tensor& grad, con
     const scalar_t* w = weights.data_ptr<scalar_t>();
     scalar_t* gm = g_bank.data_ptr<scalar_t>();
     scalar_t* gw = g_w.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> gb(H * D), row(D);
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t j = 0; j < H * D; ++j) gb[j] = static_cast<A>(g[b * H * D + j]);
@@ -101,7 +102,7 @@ at::Tensor soft_write_fwd_cpu(const at::Tensor& bank, const at::Tensor& weights,
     const scalar_t* v = values.data_ptr<scalar_t>();
     const scalar_t* gt = gate.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B * N, 16, [&](int64_t r0, int64_t r1) {
+    isa::parallel_for(0, B * N, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / N;
         const A a = static_cast<A>(gt[b]) * static_cast<A>(w[r]);
@@ -132,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> soft_write_bwd_cpu(
     const scalar_t* gt = gate.data_ptr<scalar_t>();
     scalar_t *gm = g_bank.data_ptr<scalar_t>(), *gw = g_w.data_ptr<scalar_t>();
     scalar_t *gv = g_v.data_ptr<scalar_t>(), *gg = g_gate.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> dv(D);
       for (int64_t b = b0; b < b1; ++b) {
         const A gate_b = static_cast<A>(gt[b]);
@@ -187,7 +188,7 @@ at::Tensor content_address_fwd_cpu(const at::Tensor& bank, const at::Tensor& key
     const scalar_t* k = keys.data_ptr<scalar_t>();
     const scalar_t* s = strength.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> mnorm(N), knorm(H), z(H * N);
       for (int64_t b = b0; b < b1; ++b) {
         norms_and_dots<scalar_t, A>(m + b * N * D, k + b * H * D, N, H, D, mnorm.data(), knorm.data(), z.data());
@@ -221,7 +222,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> content_address_bwd_cpu(const at:
     const scalar_t *m = bank.data_ptr<scalar_t>(), *k = keys.data_ptr<scalar_t>();
     const scalar_t* s = strength.data_ptr<scalar_t>();
     scalar_t *gm = g_bank.data_ptr<scalar_t>(), *gk = g_keys.data_ptr<scalar_t>(), *gs = g_s.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> mnorm(N), knorm(H), dots(H * N), alpha(H * N), mself(N), acc(D);
       for (int64_t b = b0; b < b1; ++b) {
         const scalar_t* mb = m + b * N * D;

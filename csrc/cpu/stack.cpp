@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "isa.h"
 #include "ncl/stack.h"
 
 namespace ncl {
@@ -38,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> stack_update_fwd_cpu(
     const scalar_t *pu = push.data_ptr<scalar_t>(), *po = pop.data_ptr<scalar_t>(), *it = item.data_ptr<scalar_t>();
     scalar_t *om = new_slots.data_ptr<scalar_t>(), *op = new_ptr.data_ptr<scalar_t>();
     scalar_t *ov = over.data_ptr<scalar_t>(), *un = under.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const scalar_t* pb = p + b * S;
         const A u = static_cast<A>(pu[b]), o = static_cast<A>(po[b]);
@@ -82,7 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> stack_upd
     scalar_t *dm = g_slots.data_ptr<scalar_t>(), *dp = g_ptr.data_ptr<scalar_t>();
     scalar_t *du_out = g_push.data_ptr<scalar_t>(), *do_out = g_pop.data_ptr<scalar_t>();
     scalar_t* di = g_item.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<A> dr(S), dd(S), gi(W);
       for (int64_t b = b0; b < b1; ++b) {
         const scalar_t* pb = p + b * S;

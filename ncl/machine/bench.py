@@ -219,6 +219,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
               "sizes": {"B": batch, "n": N, "C": CELLS, "K": REGISTERS, "S": STACK, "steps": steps, "chunk": chunk},
               "compiled_what": "torch.compile(reference step, dynamic=False) in the Python run loop, full BPTT",
               "fused_grad_mode": f"checkpoint (k={chunk})", "eager_grad_mode": "full"}
+    if device.type == "cpu":
+        result["cpu_isa"] = _ext.load()[0].cpu_isa()  # which copy of the CPU kernels ran (csrc/cpu/isa.h)
     if device.type == "cuda":
         result["mem_method"] = "torch.cuda.max_memory_allocated over one call"
     else:
