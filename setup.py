@@ -18,7 +18,11 @@ from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CXX_FLAGS = ["-O3", "-g0", "-std=c++20", "-fopenmp-simd"]
+# -fopenmp: at::parallel_for is an inline template that runs serially unless the calling file is compiled with
+# OpenMP (ATen/ParallelOpenMP.h). The extension then links libgomp.so.1, which resolves to the copy torch has
+# already loaded (same soname), so the kernels share torch's thread pool and torch.set_num_threads.
+CXX_FLAGS = ["-O3", "-g0", "-std=c++20", "-fopenmp"]
+LINK_FLAGS = ["-fopenmp"]
 
 
 def _nvcc() -> str | None:
@@ -59,7 +63,7 @@ def _extension():
     print(f"ncl_kernels: CUDA kernels {'ON' if cuda else 'OFF'} ({why})", file=sys.stderr)
     if not cuda:
         return CppExtension("ncl_kernels._C", sources, include_dirs=include_dirs,
-                            extra_compile_args={"cxx": CXX_FLAGS})
+                            extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=LINK_FLAGS)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # Without a GPU and without an arch list, torch's arch detection crashes (ENVIRONMENT.md).
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"
@@ -69,6 +73,7 @@ def _extension():
         include_dirs=include_dirs + _pip_cuda_includes(),
         define_macros=[("NCL_WITH_CUDA", None)],
         extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo"]},
+        extra_link_args=LINK_FLAGS,
     )
 
 

@@ -11,7 +11,7 @@
 #endif
 
 // Lets the host compiler vectorise a float reduction (reassociating it), as -ffast-math would for the whole
-// file. Needs -fopenmp-simd; a no-op in device code and for compilers without it.
+// file. Needs -fopenmp-simd (implied by -fopenmp); a no-op in device code and for compilers without it.
 #define NCL_PRAGMA(x) _Pragma(#x)
 #if defined(__CUDA_ARCH__)
 #define NCL_SIMD_SUM(var)
