@@ -40,6 +40,7 @@ MODULES = (
     "ncl_kernels.stack.triton",
     "ncl_kernels.control.triton",
     "ncl_kernels.halting.triton",
+    "ncl_kernels.machine.triton",
 )
 
 ARCH = 90

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -129,7 +131,7 @@ def _grads(program, regs, mem, steps, **kwargs):
     program.zero_grad(set_to_none=True)
     regs, mem = regs.detach().requires_grad_(), mem.detach().requires_grad_()
     out = program.run(regs, mem, max_steps=steps, **kwargs)
-    weights = torch.linspace(0.5, 1.5, program.config.n, dtype=out.r0.dtype)
+    weights = torch.linspace(0.5, 1.5, program.config.n, dtype=out.r0.dtype, device=out.r0.device)
     ((out.regs * weights).sum() + (out.mem * weights).sum() + out.expected_steps.sum() + out.unhalted.sum()
      + out.overflow.sum()).backward()
     return {**{name: p.grad for name, p in program.named_parameters()}, "regs": regs.grad, "mem": mem.grad}
@@ -230,12 +232,85 @@ def test_a_long_step_budget_stops_soon_after_the_last_sample_halts(monkeypatch):
     steps_run = []
     original = fused_run.run_steps
 
-    def counting(flat, first, count, fields, cfg):
+    def counting(flat, first, count, fields, cfg, kernel):
         steps_run.append(count)
-        return original(flat, first, count, fields, cfg)
+        return original(flat, first, count, fields, cfg, kernel)
 
     monkeypatch.setattr(fused_run, "run_steps", counting)
     with torch.no_grad():
         out = program.run(regs, mem, max_steps=100_000)
     assert out.steps < 60 and float(out.unhalted.max()) < 1e-6
     assert sum(steps_run) <= 2 * fused_run.RUN_CHUNK + out.steps
+
+
+# The Triton whole-run kernel's path through Program.run, on a GPU or on CPU tensors under TRITON_INTERPRET=1
+# (the kernel itself is compared with the C++ one in tests/test_machine_run_triton.py).
+_triton = pytest.mark.skipif(dispatch.unavailable_reason("triton") is not None,
+                             reason=f"triton backend: {dispatch.unavailable_reason('triton')}")
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() and not dispatch._interpret() else "cpu"
+
+
+def _on_triton(program, *tensors):
+    return program.to(TRITON_DEVICE), *(t.to(TRITON_DEVICE) for t in tensors)
+
+
+def test_which_whole_run_kernel_runs():
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    ip32 = torch.ones(2, 5) / 5
+    assert fused_run.kernel_for(config, ip32, "cpp", None) == "cpp"
+    assert fused_run.kernel_for(config, ip32.double(), "cpp", None) == "cpp"
+    assert fused_run.kernel_for(config, ip32, "reference", None) is None
+    assert fused_run.kernel_for(config, ip32, "cpp", lambda *a, **k: None) is None  # a step_fn replaces the step
+    circuit = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4, alu="circuit")
+    assert fused_run.kernel_for(circuit, ip32, "cpp", None) is None
+    if dispatch.unavailable_reason("triton") is None:
+        assert fused_run.kernel_for(config, ip32, "triton", None) == "triton"
+        assert fused_run.kernel_for(config, ip32.half(), "triton", None) is None  # the Triton kernel is fp32
+
+
+@_triton
+def test_triton_kernel_runs_equal_the_cpp_kernel_runs():
+    """No graph: Program.run on the Triton whole-run kernel against the C++ one, on a sharp program whose
+    samples halt at different steps and on a soft program."""
+    config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
+    program = ncl.assemble(LOOP, config)
+    values = torch.tensor([[0, 1, 0, 0], [0, 4, 0, 0], [0, 2, 0, 0]])
+    regs = one_hot(values, config.n, torch.float32)
+    mem = one_hot(torch.arange(3 * 16).reshape(3, 16) % 16, config.n, torch.float32)
+    with torch.no_grad():
+        cpp = program.run(regs, mem, max_steps=200, backend="cpp")
+        gpu_program, gpu_regs, gpu_mem = _on_triton(copy.deepcopy(program), regs, mem)
+        tri = _cpu_result(gpu_program.run(gpu_regs, gpu_mem, max_steps=200, backend="triton"))
+    assert tri.steps == cpp.steps < 200
+    _assert_runs_match(tri, cpp, torch.float32, "sharp: triton kernel against cpp kernel")
+
+    soft = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    program = _soft_program(soft, lines=6, dtype=torch.float32, seed=3)
+    regs, mem = (t.detach() for t in _soft_inputs(soft, batch=3, dtype=torch.float32, seed=3))
+    with torch.no_grad():
+        cpp = program.run(regs, mem, max_steps=7, backend="cpp")
+        gpu_program, gpu_regs, gpu_mem = _on_triton(copy.deepcopy(program), regs, mem)
+        tri = _cpu_result(gpu_program.run(gpu_regs, gpu_mem, max_steps=7, backend="triton"))
+    _assert_runs_match(tri, cpp, torch.float32, "soft: triton kernel against cpp kernel")
+
+
+def _cpu_result(out):
+    return type(out)(*(t.cpu() if isinstance(t, torch.Tensor) else t for t in out))
+
+
+@_triton
+def test_triton_checkpointed_gradients_equal_full_bptt():
+    """grad_mode="checkpoint" on the Triton kernel (its forward; the backward recomputes each chunk with the
+    triton step ops under autograd) against full BPTT through the same step ops and against the cpp kernel."""
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=5, dtype=torch.float32, seed=8)
+    regs, mem = _soft_inputs(config, batch=2, dtype=torch.float32, seed=8)
+    cpp = _grads(program, regs, mem, 6, backend="cpp", grad_mode="checkpoint", chunk=4)
+    program, regs, mem = _on_triton(program, regs, mem)
+    ckpt = _grads(program, regs, mem, 6, backend="triton", grad_mode="checkpoint", chunk=4)
+    full = _grads(program, regs, mem, 6, backend="triton", grad_mode="full")
+    ckpt, full = ({k: v.cpu() for k, v in g.items()} for g in (ckpt, full))
+    for name in full:
+        assert float(full[name].abs().max()) > 0, name
+        assert_close(ckpt[name], full[name], torch.float32, f"triton checkpoint against full: grad {name}")
+        assert_close(ckpt[name], cpp[name], torch.float32, f"triton checkpoint against cpp: grad {name}")

@@ -3,10 +3,10 @@ r"""``ncl bench machine``: the fused machine run against the eager reference and
 Three implementations of one run of ``steps`` steps (``Program.run``), on the same inputs, in one process:
 
 * **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
-  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). On CPU the forward is the whole-run kernel
-  (:mod:`ncl.machine.fused_run`) and the backward is the kernel's own, recomputing one chunk at a time; on a
-  GPU it is a loop of fused step ops (``cuda``/``triton``). ``fwdbwd`` also reports the fused run with plain BPTT
-  (step ops, every step's activations kept);
+  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). The forward is a whole-run kernel (:mod:`ncl.machine.fused_run`:
+  C++ on CPU, Triton on a GPU); the backward recomputes one chunk at a time, on CPU with the kernel's own
+  backward, on a GPU with the fused step ops (``cuda``/``triton``) under autograd. ``fwdbwd`` also reports the
+  fused run with plain BPTT (step ops, every step's activations kept);
 * **eager**: the same run with ``backend="reference"`` and plain BPTT (``grad_mode="full"``): the spec;
 * **compiled**: ``torch.compile`` of the reference *step* function (one step, ``dynamic=False``), called by the
   same Python run loop with plain BPTT. Compiling the whole loop would unroll ``steps`` data-dependent
@@ -235,7 +235,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
         for kind in kinds + (["fused_full"] if grad else []):
             call(kind, grad)  # warm-up (and compilation)
             ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
-        kernel_path = fused_run.eligible(config, ip, fused_backend, None)
+        kernel_path = fused_run.kernel_for(config, ip, fused_backend, None) == "cpp"  # the C++ tape
         mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk, kernel_path,
                               lambda kind: run(kind, True))
         figures = {"ms_fused": ms["fused"], "ms_eager": ms["eager"], "ms_compiled": ms.get("compiled"),

@@ -1,23 +1,26 @@
-r"""The whole-run kernel ``ncl::machine_run_fwd``: ``k`` machine steps per call, each sample in its own C++ loop.
+r"""The whole-run kernels: ``k`` machine steps per call, each sample's state in its own loop or program.
 
-:func:`ncl.machine.run.advance` calls it instead of ``k`` :func:`~ncl.machine.interpreter.step` calls when
+* ``cpp`` (CPU): ``ncl::machine_run_fwd`` and its backward ``ncl::machine_run_bwd`` (``csrc/cpu/machine.cpp``,
+  ``csrc/cpu/machine_bwd.cpp``), per-sample C++ loops.
+* ``triton`` (a GPU, with the ``cuda`` or ``triton`` backend): :func:`ncl_kernels.machine.triton.machine_run_fwd`,
+  one Triton program per sample looping over the steps. There is no CUDA C++ whole-run kernel; the GPU
+  backward recomputes each chunk with the backend's fused step ops under autograd.
 
-* the chosen backend is ``cpp`` (CPU; the default there) and the ALU is ``"table"``,
-* the state is float32 or float64, no ``step_fn`` replaces the step,
-* and no graph is needed (``torch.no_grad()``, or nothing requires grad): inference, evaluation, and the
-  graph-free passes of the ``"truncated"`` backward.
+:func:`ncl.machine.run.advance` calls a kernel instead of ``k`` :func:`~ncl.machine.interpreter.step` calls
+when :func:`kernel_for` names one (table ALU; fp32/fp64 on ``cpp``, fp32 on ``triton``; no ``step_fn``) and
+no graph is needed (``torch.no_grad()``, or nothing requires grad): inference, evaluation, and the
+graph-free passes of the ``"truncated"`` backward.
 
 With a graph and ``grad_mode="checkpoint"``, :class:`CheckpointedRun` runs the forward on the kernel too,
-keeping only the carry entering each chunk, and its backward is the kernel's backward
-(``ncl::machine_run_bwd``): per chunk, per sample, it recomputes the chunk's steps from the kept carry and
-applies each step's hand-written adjoint. Training memory is O(B·state·(T/k + k)): the kept carries, plus
-one chunk's states per sample while its backward runs.
+keeping only the carry entering each chunk. Its backward, per chunk, last chunk first: on ``cpp`` the
+kernel's backward (per sample, it recomputes the chunk's steps from the kept carry and applies each step's
+hand-written adjoint); on ``triton`` the chunk run again with the fused step ops under autograd. Training
+memory is O(B·state·(T/k + k)): the kept carries, plus one chunk's recomputation.
 
-The kernel computes the same formulas as the step ops (``csrc/cpu/machine.cpp``), in a different order of
-some fp32 sums: values and gradients agree to rounding (tested against the reference and against autograd
-through the step ops). Early exit is the batch's, as in ``advance``: a step runs unless every sample's running
-mass is below ``halt_eps``. On a GPU the run stays a loop of fused step ops (no whole-run CUDA or Triton
-kernel yet).
+The kernels compute the same formulas as the step ops, in a different order of some fp32 sums: values and
+gradients agree to rounding (tested against the reference and against autograd through the step ops; the
+Triton kernel under ``TRITON_INTERPRET=1``). Early exit is the batch's, as in ``advance``: a step runs unless
+every sample's running mass is below ``halt_eps``.
 """
 
 from __future__ import annotations
@@ -38,11 +41,27 @@ def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
         torch.empty((), dtype=torch.int64, device=carry[0].device)]
 
 
-def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
-    """True when the kernel computes this run: backend ``cpp``, table ALU, fp32/fp64, no ``step_fn``."""
+def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> str | None:
+    """The whole-run kernel that computes this run, ``"cpp"`` or ``"triton"``, or ``None`` (a loop of steps).
+
+    ``cpp``: the dispatched backend is ``cpp`` (CPU), fp32 or fp64. ``triton``: fp32 with the ``cuda`` backend
+    on a GPU, or the ``triton`` backend (a GPU, or CPU tensors under ``TRITON_INTERPRET=1``). Both need the
+    table ALU and no ``step_fn``.
+    """
     if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
-        return False
-    return dispatch.select(ip.device, ip.dtype, backend) == "cpp" and _ext.load()[0] is not None
+        return None
+    chosen = dispatch.select(ip.device, ip.dtype, backend)
+    if chosen == "cpp":
+        return "cpp" if _ext.load()[0] is not None else None
+    if ip.dtype == torch.float32 and dispatch.unavailable_reason("triton") is None and (
+            chosen == "triton" or (chosen == "cuda" and ip.device.type == "cuda")):
+        return "triton"
+    return None
+
+
+def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
+    """True when a whole-run kernel computes this run (:func:`kernel_for`)."""
+    return kernel_for(config, ip, backend, step_fn) is not None
 
 
 def needs_graph(tensors) -> bool:
@@ -51,9 +70,15 @@ def needs_graph(tensors) -> bool:
 
 
 def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
-              config: MachineConfig) -> tuple[tuple[torch.Tensor, ...], int]:
-    """Steps ``first + 1 .. first + count`` on the kernel; returns the new flat carry and the steps run."""
-    out = torch.ops.ncl.machine_run_fwd(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS)
+              config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
+    """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run."""
+    if kernel == "cpp":
+        op = torch.ops.ncl.machine_run_fwd
+    else:
+        from ncl_kernels.machine import triton as machine_triton  # imports Triton only when it runs
+
+        op = machine_triton.machine_run_fwd
+    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS)
     return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
 
 
@@ -65,12 +90,12 @@ RUN_CHUNK = 32
 
 
 def run(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
-        config: MachineConfig) -> tuple[tuple[torch.Tensor, ...], int]:
+        config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
     """Up to ``count`` steps in kernel calls of :data:`RUN_CHUNK`, stopping once every sample has halted."""
     done = 0
     while done < count:
         size = min(RUN_CHUNK, count - done)
-        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config)
+        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config, kernel)
         done += ran
         if ran < size:
             break
@@ -87,17 +112,33 @@ if _ext.load()[0] is not None:
     torch.library.register_fake("ncl::machine_run_bwd", _fake_bwd)
 
 
-class CheckpointedRun(torch.autograd.Function):
-    """The ``"checkpoint"`` run on the kernel, forward and backward.
+def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
+                            backend: str | None):
+    """Gradients of one chunk by running it again with the fused step ops under autograd (the ``triton``
+    kernel's backward): the six fields' gradients, then the entering carry's."""
+    from ncl.machine.run import _flat, _unflat, advance  # run.py imports this module
 
-    ``forward(ctx, config, max_steps, chunk, *fields, *carry)`` returns the final carry (11 tensors) and the
-    step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering each chunk. The
-    backward calls ``ncl::machine_run_bwd`` once per chunk, last chunk first: it recomputes the chunk's
-    steps from the kept carry and applies each step's hand-written adjoint (``csrc/cpu/machine_bwd.cpp``).
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_() for t in (*fields, *carry_in)]
+        out, _ = advance(_unflat(leaves[6:]), first, count, ProgramFields(*leaves[:6]), config, backend)
+        pairs = [(o, g) for o, g in zip(_flat(out), grads) if o.requires_grad]
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]
+
+
+class CheckpointedRun(torch.autograd.Function):
+    """The ``"checkpoint"`` run on a whole-run kernel, forward and backward.
+
+    ``forward(ctx, config, max_steps, chunk, kernel, backend, *fields, *carry)`` returns the final carry
+    (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
+    each chunk. The backward handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd``
+    recomputes the chunk's steps from the kept carry and applies each step's hand-written adjoint
+    (``csrc/cpu/machine_bwd.cpp``); on ``triton``, the chunk runs again with ``backend``'s fused step ops
+    under autograd.
     """
 
     @staticmethod
-    def forward(ctx, config, max_steps, chunk, *tensors):
+    def forward(ctx, config, max_steps, chunk, kernel, backend, *tensors):
         fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
         starts, counts, kept = [], [], []
         steps = 0
@@ -105,13 +146,13 @@ class CheckpointedRun(torch.autograd.Function):
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
-                carry, done = run_steps(carry, steps, count, fields, config)
+                carry, done = run_steps(carry, steps, count, fields, config, kernel)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
                 if done < count:
                     break
-        ctx.starts, ctx.counts = starts, counts
+        ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
         ctx.save_for_backward(*fields, *kept)
         total = torch.tensor(steps)
         ctx.mark_non_differentiable(total)
@@ -128,8 +169,13 @@ class CheckpointedRun(torch.autograd.Function):
             if ctx.counts[i] == 0:
                 continue
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
-            out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i], NORM_EPS)
+            if ctx.kernel == "cpp":
+                out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
+                                                    NORM_EPS)
+            else:
+                out = _recomputed_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i], ctx.config,
+                                              ctx.backend)
             for j in range(6):
                 field_grads[j] += out[j]
             grads = list(out[6:])
-        return (None, None, None, *field_grads, *grads)
+        return (None, None, None, None, None, *field_grads, *grads)

@@ -1,17 +1,18 @@
 r"""``machine_run``: the adaptive-depth run loop over fused steps, with a choice of backward.
 
-The forward runs in chunks of ``k`` steps. On CPU with the ``cpp`` backend and the table ALU, a chunk is one
-call of the whole-run kernel (:mod:`ncl.machine.fused_run`) whenever no graph is needed, and the
-``"checkpoint"`` mode runs forward and backward on it; otherwise a chunk is a loop of
+The forward runs in chunks of ``k`` steps. With the table ALU on the fused backends (``cpp`` on CPU; ``cuda``
+or ``triton`` on a GPU, fp32), a chunk is one call of a whole-run kernel (:mod:`ncl.machine.fused_run`)
+whenever no graph is needed, and the ``"checkpoint"`` mode runs its forward on it; otherwise a chunk is a
+loop of
 :func:`~ncl.machine.interpreter.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
 ``cuda``/``triton`` on a GPU, ``reference`` when forced).
 What the backward keeps is the choice of ``grad_mode``:
 
 * ``"full"``: plain backpropagation through time; autograd keeps every step's activations,
   O(B·state·T) memory.
-* ``"checkpoint"``: on the kernel, :class:`~ncl.machine.fused_run.CheckpointedRun` (the kernel's own
-  backward, recomputing one chunk at a time); otherwise each chunk of ``k`` steps runs under
-  :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only the carry entering each chunk
+* ``"checkpoint"``: on a kernel, :class:`~ncl.machine.fused_run.CheckpointedRun` (on ``cpp`` the kernel's own
+  backward, on ``triton`` the step ops under autograd, recomputing one chunk at a time); otherwise each
+  chunk of ``k`` steps runs under :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only the carry entering each chunk
   is kept; the backward recomputes one chunk at a time, so training memory is O(B·state·(T/k + k)) for one
   extra forward. The gradients are those of ``"full"`` (to rounding, on the kernel; tested).
 * ``"truncated"``: gradients flow through the last ``k`` executed steps only. The run goes once without a
@@ -93,9 +94,9 @@ def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config:
         ``(carry', done)``: the carry after the last step run, and how many steps ran (``< count`` only when
         every sample halted).
     """
-    if fused_run.eligible(config, carry.state.ip, backend, step_fn) and not fused_run.needs_graph(
-            (*fields, *_flat(carry))):
-        flat, done = fused_run.run(_flat(carry), first, count, fields, config)
+    kernel = fused_run.kernel_for(config, carry.state.ip, backend, step_fn)
+    if kernel is not None and not fused_run.needs_graph((*fields, *_flat(carry))):
+        flat, done = fused_run.run(_flat(carry), first, count, fields, config, kernel)
         return _unflat(flat), done
     step_fn = step if step_fn is None else step_fn
     state, acc_reg, acc_mem, expected, faults = carry
@@ -180,8 +181,10 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
 
 def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int, chunk: int,
                       backend: str | None, step_fn: Callable | None) -> RunResult:
-    if fused_run.eligible(config, carry.state.ip, backend, step_fn):
-        *flat, total = fused_run.CheckpointedRun.apply(config, max_steps, chunk, *fields, *_flat(carry))
+    kernel = fused_run.kernel_for(config, carry.state.ip, backend, step_fn)
+    if kernel is not None:
+        *flat, total = fused_run.CheckpointedRun.apply(config, max_steps, chunk, kernel, backend, *fields,
+                                                       *_flat(carry))
         return _finish(_unflat(flat), int(total), backend)
     steps = 0
     while steps < max_steps:

@@ -13,6 +13,10 @@ The forward skips, per row, an op whose weight is at most ``SKIP_REL`` times the
 (a branch on a scalar, uniform in the program). The backward needs every op, because the gradient of
 a weight is that op's whole output, and is written entirely as gathers (no atomics).
 
+The forward's row-level bodies, :func:`alu_structured_row` and :func:`alu_general_tile`, are ``@triton.jit``
+helpers shared with the whole-run machine kernel (:mod:`ncl_kernels.machine.triton`), which mixes one ALU row
+per sample and step.
+
 Layout: one program per batch row holds the row (``BLOCK = next_power_of_2(n)`` lanes) and loops over
 tiles of the other operand, so the largest temporary (``BLOCK x BLOCK_T``) stays within
 :data:`TILE_BUDGET` elements. The general scatter runs on a ``(B, cdiv(n, BLOCK_T))`` grid.
@@ -60,18 +64,17 @@ def _coef(cv, kk, k: tl.constexpr):
 
 
 @triton.jit
-def _alu_fwd_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: tl.constexpr,
-                    BLOCK: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Structured ops (everything but MUL, DIV, MOD) of one row into the fp32 ``out`` row."""
-    row = tl.program_id(0).to(tl.int64)
+def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.constexpr,
+                        BLOCK_T: tl.constexpr):
+    """Structured ops (everything but MUL, DIV, MOD) of one row: the fp32 ``(BLOCK,)`` output.
+
+    ``x_row``, ``y_row``: pointers to the row's operands (``n`` each, read with gathers, so they must be in
+    global memory); ``cv``: the row's 16 weights as an fp32 tensor over ``kk = tl.arange(0, 16)``.
+    """
     c = tl.arange(0, BLOCK)
     cm = c < n
-    x_row = x_ptr + row * n
-    y_row = y_ptr + row * n
     x = tl.load(x_row + c, mask=cm, other=0.0).to(tl.float32)
     y = tl.load(y_row + c, mask=cm, other=0.0).to(tl.float32)
-    kk = tl.arange(0, K)
-    cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
     thr = SKIP * tl.max(tl.abs(cv), axis=0)
     on = tl.abs(cv) > thr
 
@@ -126,7 +129,48 @@ def _alu_fwd_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: tl.c
         x_prev = tl.load(x_row + (c + n - 1) % n, mask=cm, other=0.0).to(tl.float32)
         x_next = tl.load(x_row + (c + 1) % n, mask=cm, other=0.0).to(tl.float32)
         acc += w_inc * x_prev + w_dec * x_next
-    tl.store(out_ptr + row * n + c, acc, mask=cm)
+    return acc
+
+
+@triton.jit
+def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, SKIP: tl.constexpr, BLOCK: tl.constexpr,
+                      BLOCK_T: tl.constexpr):
+    """MUL, DIV, MOD of one row's ``x_i``, ``i`` in ``i0 .. i0 + BLOCK_T``, against every ``y_j``,
+    atomically added to the fp32 row ``out_row`` (arguments as :func:`alu_structured_row`)."""
+    w = tl.where(tl.abs(cv) > SKIP * tl.max(tl.abs(cv), axis=0), cv, 0.0)
+    w_mul = _coef(w, kk, 2)
+    w_div = _coef(w, kk, 3)
+    w_mod = _coef(w, kk, 4)
+    if (w_mul != 0.0) | (w_div != 0.0) | (w_mod != 0.0):
+        i = i0 + tl.arange(0, BLOCK_T)
+        j = tl.arange(0, BLOCK)
+        im = i < n
+        jm = j < n
+        xi = tl.load(x_row + i, mask=im, other=0.0).to(tl.float32)
+        yj = tl.load(y_row + j, mask=jm, other=0.0).to(tl.float32)
+        p = xi[:, None] * yj[None, :]
+        m2 = im[:, None] & jm[None, :]
+        ii = i[:, None]
+        jj = j[None, :]
+        safe = tl.where(jj > 0, jj, 1)
+        if w_mul != 0.0:
+            tl.atomic_add(out_row + (ii * jj) % n, w_mul * p, mask=m2)
+        if w_div != 0.0:
+            tl.atomic_add(out_row + tl.where(jj > 0, ii // safe, 0), w_div * p, mask=m2)
+        if w_mod != 0.0:
+            tl.atomic_add(out_row + tl.where(jj > 0, ii % safe, 0), w_mod * p, mask=m2)
+
+
+@triton.jit
+def _alu_fwd_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: tl.constexpr,
+                    BLOCK: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Structured ops (everything but MUL, DIV, MOD) of one row into the fp32 ``out`` row."""
+    row = tl.program_id(0).to(tl.int64)
+    kk = tl.arange(0, K)
+    cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
+    acc = alu_structured_row(x_ptr + row * n, y_ptr + row * n, cv, kk, n, SKIP, BLOCK, BLOCK_T)
+    c = tl.arange(0, BLOCK)
+    tl.store(out_ptr + row * n + c, acc, mask=c < n)
 
 
 @triton.jit
@@ -136,29 +180,8 @@ def _alu_general_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: 
     row = tl.program_id(0).to(tl.int64)
     kk = tl.arange(0, K)
     cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
-    w = tl.where(tl.abs(cv) > SKIP * tl.max(tl.abs(cv), axis=0), cv, 0.0)
-    w_mul = _coef(w, kk, 2)
-    w_div = _coef(w, kk, 3)
-    w_mod = _coef(w, kk, 4)
-    if (w_mul != 0.0) | (w_div != 0.0) | (w_mod != 0.0):
-        i = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-        j = tl.arange(0, BLOCK)
-        im = i < n
-        jm = j < n
-        xi = tl.load(x_ptr + row * n + i, mask=im, other=0.0).to(tl.float32)
-        yj = tl.load(y_ptr + row * n + j, mask=jm, other=0.0).to(tl.float32)
-        p = xi[:, None] * yj[None, :]
-        m2 = im[:, None] & jm[None, :]
-        ii = i[:, None]
-        jj = j[None, :]
-        safe = tl.where(jj > 0, jj, 1)
-        out_row = out_ptr + row * n
-        if w_mul != 0.0:
-            tl.atomic_add(out_row + (ii * jj) % n, w_mul * p, mask=m2)
-        if w_div != 0.0:
-            tl.atomic_add(out_row + tl.where(jj > 0, ii // safe, 0), w_div * p, mask=m2)
-        if w_mod != 0.0:
-            tl.atomic_add(out_row + tl.where(jj > 0, ii % safe, 0), w_mod * p, mask=m2)
+    alu_general_tile(x_ptr + row * n, y_ptr + row * n, cv, kk, out_ptr + row * n, tl.program_id(1) * BLOCK_T,
+                      n, SKIP, BLOCK, BLOCK_T)
 
 
 @triton.jit

@@ -1,0 +1,381 @@
+"""Triton whole-run machine kernel: the GPU counterpart of ``ncl::machine_run_fwd`` (``csrc/cpu/machine.cpp``).
+
+:func:`machine_run_fwd` runs machine steps ``first + 1 .. first + count`` of DESIGN §3 with one program per
+sample, the step loop inside the kernel: the spec is ``step_sample`` in ``csrc/cpu/machine_step.h`` (with
+``csrc/cpu/alu_row.h`` and ``csrc/include/ncl/{control,stack,halting,memory,machine,alu}.h``), computed in the
+same order; only the order of some fp32 sums differs. Early exit is the batch's, decided on the host as
+``machine.cpp`` does: the kernel records each sample's running mass ρ = Σ ip before every step, and if every
+sample was below ``halt_eps`` before step ``s < count``, the chunk is run again from its input for ``s``
+steps.
+
+State. The small vectors ``ip`` (L), ``dsp`` and ``rsp`` (S), and the scalars ``expected`` and ``faults``
+live in registers across the steps; their shifts (the stack pointers' up/down moves, ip moving on to the next
+line, the return address of a CALL) are where-sums over an ``N x N`` selection (:func:`_pick`), N being L or
+S, a few dozen at most. The banks (registers, memory, both stacks' slots, the halting mixtures) are updated
+in place in global memory, in row blocks of at most :data:`TILE_BUDGET` elements. The operands ``x``, ``y``
+and the ALU output row go through a per-sample fp32 scratch ``(B, 3, n)`` in global memory, because the
+address fold (``chi[j mod C]``) and the ALU (:func:`ncl_kernels.alu.triton.alu_structured_row` and
+:func:`~ncl_kernels.alu.triton.alu_general_tile`, shared with the ALU kernels) read them with gathers.
+
+Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks
+(a bank tile written at step t may be read by other threads at step t + 1, since tiles of different shapes
+can have different layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory
+accesses) separates every write from a read of the same data by another thread, and every read from a later
+overwrite by another thread: at the start of each step, after the scratch operands are written, and around
+the ALU's atomic scatter. A read-modify-write of a bank tile (load, update, store the same offsets) needs
+none: the new value of an element depends on its old one. Under the interpreter a program runs as whole-block
+numpy ops and barriers do nothing.
+
+Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere); the program's lines
+and the register file are held whole (``(L, n)`` and ``(K, n)`` tiles), which suits L and K up to ~16 at
+n = 128.
+
+Triton rules (ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice, no
+autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ncl_kernels._triton_targets import compile_target
+from ncl_kernels.alu import NUM_OPS as NUM_ALU_OPS
+from ncl_kernels.alu import SKIP_REL
+from ncl_kernels.alu.triton import _coef, _p2, _tiles, alu_general_tile, alu_structured_row
+
+#: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
+TILE_BUDGET = 2048
+NUM_WARPS = 4
+#: Carry tensors, in order: ip, reg, mem, dstk, dsp, rstk, rsp, acc_reg, acc_mem, expected, faults.
+CARRY_SIZE = 11
+
+#: Opcode columns of ``op``, as ``ncl.machine.opcodes.OPCODES`` numbers them (tested against it; they are
+#: ``csrc/include/ncl/{control,machine}.h``'s).
+NUM_OPCODES = 29
+HALT, CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, JMP, JZ, JNZ, CALL, RET = (
+    1, 2, 3, 4, 20, 21, 22, 23, 24, 25, 26, 27, 28)
+# The same numbers as compile-time constants for the kernel, with the opcode block and the ALU's op count.
+_O = tl.constexpr(NUM_OPCODES)
+_BLOCK_O = tl.constexpr(triton.next_power_of_2(NUM_OPCODES))
+_NUM_ALU = tl.constexpr(NUM_ALU_OPS)
+_HALT, _CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _JMP, _JZ, _JNZ, _CALL, _RET = (
+    tl.constexpr(k) for k in (HALT, CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, JMP, JZ, JNZ, CALL, RET))
+
+
+@triton.jit
+def _pick(v, idx, at):
+    """``v[at_i]`` for every entry of ``at`` (0 where no ``idx`` equals it), with ``v`` indexed by ``idx``:
+    a where-sum over an ``(len(at), len(idx))`` selection, to move a vector held in registers."""
+    return tl.sum(tl.where(at[:, None] == idx[None, :], v[None, :], 0.0), axis=1)
+
+
+@triton.jit
+def _column(tile, cols, k):
+    """Column ``k`` of a 2-D tile whose columns are indexed by ``cols``."""
+    return tl.sum(tl.where(cols[None, :] == k, tile, 0.0), axis=1)
+
+
+@triton.jit
+def _stack_moves(p, s, S):
+    """``(up(p), down(p))`` of a stack pointer ``p`` over positions ``s`` (ncl/stack.h): ``up_s = p_{s-1}``
+    with the top saturating, ``down_s = p_{s+1}`` with the bottom saturating; 0 on padding lanes."""
+    below = _pick(p, s, s - 1)
+    above = _pick(p, s, s + 1)  # p is 0 on padding lanes, so nothing comes from above the top
+    up = tl.where(s == S - 1, below + p, below)
+    down = tl.where(s == 0, above + p, above)
+    return tl.where(s < S, up, 0.0), tl.where(s < S, down, 0.0)
+
+
+@triton.jit
+def _rw_rows(bank, acc, r, R, w, a, v, h, cols, W, ACCUMULATE: tl.constexpr):
+    """One block of rows ``r`` of an ``(R, W)`` bank, read, written and accumulated in one pass
+    (``read_write_accumulate`` of machine_step.h): returns ``Σ_r w_r bank[r, :]`` (the bank before the
+    write), writes ``bank[r] <- bank[r] + a_r (v - bank[r])`` and, if ``ACCUMULATE``, ``acc[r] += h bank[r]``
+    (after the write). ``w``, ``a``: ``(len(r),)``; ``v``: ``(len(cols),)``."""
+    m = (r < R)[:, None] & (cols < W)[None, :]
+    offs = r[:, None] * W + cols[None, :]
+    old = tl.load(bank + offs, mask=m, other=0.0)
+    new = old + a[:, None] * (v[None, :] - old)
+    tl.store(bank + offs, new, mask=m)
+    if ACCUMULATE:
+        tl.store(acc + offs, tl.load(acc + offs, mask=m, other=0.0) + h * new, mask=m)
+    return tl.sum(w[:, None] * old, axis=0)
+
+
+@triton.jit
+def _stack_pass(slots, p, a, s, item, S, cols, W, BLOCK_ROWS: tl.constexpr):
+    """A stack's ``(S, W)`` slots in row blocks: returns the read ``Σ_s p_s slots[s, :]`` (before the write)
+    and writes ``slots[s] += a_s (item - slots[s])`` (``a = u up(p)``, update_stack of machine_step.h)."""
+    read = tl.zeros_like(item)
+    for s0 in range(0, S, BLOCK_ROWS):
+        r = s0 + tl.arange(0, BLOCK_ROWS)
+        read += _rw_rows(slots, slots, r, S, _pick(p, s, r), _pick(a, s, r), item, 0.0, cols, W, False)
+    return read
+
+
+@triton.jit
+def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
+                        ip_ptr, reg_ptr, mem_ptr, dstk_ptr, dsp_ptr, rstk_ptr, rsp_ptr, acc_reg_ptr, acc_mem_ptr,
+                        exp_ptr, faults_ptr, rho_ptr, scratch_ptr,
+                        first, count, norm_eps, L, K, n, C, S,
+                        SKIP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_K: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+                        BLOCK_SD: tl.constexpr, BLOCK_SR: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Steps ``first + 1 .. first + count`` of sample ``program_id(0)``, its carry updated in place.
+
+    Fields (shared): ``op (L, 29)``, ``a b d (L, K)``, ``imm (L, n)``, ``tgt (L, L)``. Carry: ``ip (B, L)``,
+    ``reg (B, K, n)``, ``mem (B, C, n)``, ``dstk (B, S, n)``, ``dsp (B, S)``, ``rstk (B, S, L)``,
+    ``rsp (B, S)``, ``acc_reg (B, K, n)``, ``acc_mem (B, C, n)``, ``expected (B,)``, ``faults (B,)``.
+    ``rho (B, count)`` gets the running mass before each step; ``scratch (B, 3, n)`` holds x, y and the ALU
+    row. Block sizes: powers of two covering L, K, n, S; ``BLOCK_C``, ``BLOCK_SD``, ``BLOCK_SR`` rows of
+    the memory, data stack and return stack per block; ``BLOCK_T`` the ALU tile.
+    """
+    b = tl.program_id(0).to(tl.int64)
+    lines = tl.arange(0, BLOCK_L)
+    lm = lines < L
+    ops = tl.arange(0, _BLOCK_O)
+    ks = tl.arange(0, BLOCK_K)
+    km = ks < K
+    cols = tl.arange(0, BLOCK_N)
+    cm = cols < n
+    ss = tl.arange(0, BLOCK_S)
+    sm = ss < S
+    kk = tl.arange(0, _NUM_ALU)
+
+    ip_row = ip_ptr + b * L
+    reg_b = reg_ptr + b * K * n
+    mem_b = mem_ptr + b * C * n
+    dstk_b = dstk_ptr + b * S * n
+    dsp_row = dsp_ptr + b * S
+    rstk_b = rstk_ptr + b * S * L
+    rsp_row = rsp_ptr + b * S
+    acc_reg_b = acc_reg_ptr + b * K * n
+    acc_mem_b = acc_mem_ptr + b * C * n
+    x_row = scratch_ptr + b * 3 * n
+    y_row = x_row + n
+    alu_row = x_row + 2 * n
+
+    # The fields, and what the control step needs of each line, do not change from step to step.
+    line_op = lm[:, None] & (ops < _O)[None, :]
+    op_tile = tl.load(op_ptr + lines[:, None] * _O + ops[None, :], mask=line_op, other=0.0)
+    alu_tile = tl.load(op_ptr + lines[:, None] * _O + _ALU_FIRST + kk[None, :], mask=lm[:, None], other=0.0)
+    line_reg = lm[:, None] & km[None, :]
+    field_offs = lines[:, None] * K + ks[None, :]
+    a_tile = tl.load(a_ptr + field_offs, mask=line_reg, other=0.0)
+    b_tile = tl.load(b_ptr + field_offs, mask=line_reg, other=0.0)
+    d_tile = tl.load(d_ptr + field_offs, mask=line_reg, other=0.0)
+    tgt_tile = tl.load(tgt_ptr + lines[:, None] * L + lines[None, :], mask=lm[:, None] & lm[None, :], other=0.0)
+    seq_op = (ops != _HALT) & (ops < _JMP)  # every op but HALT and the jumps moves on to the next line
+    value_op = ((ops >= _CONST) & (ops <= _LOAD)) | (ops == _POP)  # the ops whose weights sum to w
+    o_seq = tl.sum(tl.where(seq_op[None, :], op_tile, 0.0), axis=1)
+    o_halt = _column(op_tile, ops, _HALT)
+    o_jump = _column(op_tile, ops, _JMP) + _column(op_tile, ops, _CALL)  # a CALL jumps too
+    o_jz = _column(op_tile, ops, _JZ)
+    o_jnz = _column(op_tile, ops, _JNZ)
+    o_ret = _column(op_tile, ops, _RET)
+    o_call = _column(op_tile, ops, _CALL)
+
+    ip = tl.load(ip_row + lines, mask=lm, other=0.0)
+    dsp = tl.load(dsp_row + ss, mask=sm, other=0.0)
+    rsp = tl.load(rsp_row + ss, mask=sm, other=0.0)
+    expected = tl.load(exp_ptr + b)
+    faults = tl.load(faults_ptr + b)
+
+    for step in range(0, count):
+        # The previous step's bank writes must be visible to every thread (a later tile may have another
+        # layout), and its reads of the scratch rows done before they are overwritten.
+        tl.debug_barrier()
+        # 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
+        rho = tl.sum(ip, axis=0)
+        tl.store(rho_ptr + b * count + step, rho)
+        inv_rho = 1.0 / tl.maximum(rho, norm_eps)
+        e = tl.sum(ip[:, None] * op_tile, axis=0)
+        e_alu = tl.sum(ip[:, None] * alu_tile, axis=0)
+        alpha = tl.sum(ip[:, None] * a_tile, axis=0) * inv_rho
+        beta = tl.sum(ip[:, None] * b_tile, axis=0) * inv_rho
+        delta = tl.sum(ip[:, None] * d_tile, axis=0) * inv_rho
+        imm = tl.load(imm_ptr + lines[:, None] * n + cols[None, :], mask=lm[:, None] & cm[None, :], other=0.0)
+        z = tl.sum(ip[:, None] * imm, axis=0) * inv_rho
+
+        # 2. Operands (the address and the ALU read them back from the scratch rows, with gathers).
+        reg = tl.load(reg_b + ks[:, None] * n + cols[None, :], mask=km[:, None] & cm[None, :], other=0.0)
+        x = tl.sum(alpha[:, None] * reg, axis=0)
+        y = tl.sum(beta[:, None] * reg, axis=0)
+        tl.store(x_row + cols, x, mask=cm)
+        tl.store(y_row + cols, y, mask=cm)
+        chi0 = tl.sum(tl.where(cols == 0, x, 0.0), axis=0)
+
+        # 6 (return stack) and 7. The return stack is read (ret_to) and written in one pass, before control
+        # needs ret_to. The return address of a CALL on line l is line l + 1.
+        e_call = tl.maximum(_coef(e, ops, _CALL), 0.0)
+        e_ret = _coef(e, ops, _RET)
+        ret_item = _pick(ip * o_call, lines, lines - 1) / tl.maximum(e_call, norm_eps)
+        r_up, r_down = _stack_moves(rsp, ss, S)
+        ret_to = _stack_pass(rstk_b, rsp, e_call * r_up, ss, ret_item, S, lines, L, BLOCK_SR)
+        jumped = ip * (o_jump + chi0 * o_jz + (1.0 - chi0) * o_jnz)
+        moved = ip * (o_seq + (1.0 - chi0) * o_jz + chi0 * o_jnz)
+        ret_mass = tl.sum(ip * o_ret, axis=0)
+        ret_total = tl.sum(ret_to, axis=0)
+        halted = (tl.sum(ip * o_halt, axis=0) + tl.sum(tl.where(lines == L - 1, moved, 0.0), axis=0)
+                  + ret_mass * (1.0 - ret_total))
+        new_ip = _pick(moved, lines, lines - 1) + ret_mass * ret_to + tl.sum(jumped[:, None] * tgt_tile, axis=0)
+
+        # 6 (data stack): POP reads it, PUSH writes x, in one pass.
+        u = _coef(e, ops, _PUSH)
+        o = _coef(e, ops, _POP)
+        d_up, d_down = _stack_moves(dsp, ss, S)
+        pop = _stack_pass(dstk_b, dsp, u * d_up, ss, x, S, cols, n, BLOCK_SD)
+
+        # 5. Memory: LOAD reads it, STORE writes y at the address, the halting mixture accumulates it.
+        # The address fold chi[c] = Σ_{j ≡ c mod C} x_j reads x as other threads wrote it.
+        tl.debug_barrier()
+        e_store = _coef(e, ops, _STORE)
+        load = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            r = c0 + tl.arange(0, BLOCK_C)
+            chi = tl.zeros((BLOCK_C,), dtype=tl.float32)
+            for j0 in range(0, n, C):
+                chi += tl.load(x_row + j0 + r, mask=(r < C) & (j0 + r < n), other=0.0)
+            load += _rw_rows(mem_b, acc_mem_b, r, C, chi, e_store * chi, y, halted, cols, n, True)
+
+        # 3. ALU and the value written: w = Σ value-op weights (clamped at 0), coef = e / w.
+        wsum = tl.sum(tl.where(value_op, e, 0.0), axis=0)
+        gate = tl.maximum(wsum, 0.0)
+        wdiv = tl.maximum(gate, norm_eps)
+        value = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        if tl.max(tl.abs(e_alu), axis=0) > SKIP:  # else no line is an ALU op: value 0
+            coef_alu = e_alu / wdiv
+            tl.store(alu_row + cols, alu_structured_row(x_row, y_row, coef_alu, kk, n, SKIP, BLOCK_N, BLOCK_T),
+                     mask=cm)
+            # MUL, DIV, MOD add atomically onto the row just stored by other threads...
+            tl.debug_barrier()
+            for i0 in range(0, n, BLOCK_T):
+                alu_general_tile(x_row, y_row, coef_alu, kk, alu_row, i0, n, SKIP, BLOCK_N, BLOCK_T)
+            # ...and every thread's additions must have landed before the row is read.
+            tl.debug_barrier()
+            value = tl.load(alu_row + cols, mask=cm, other=0.0)
+        value += ((_coef(e, ops, _CONST) / wdiv) * z + (_coef(e, ops, _MOV) / wdiv) * x
+                  + (_coef(e, ops, _LOAD) / wdiv) * load + (o / wdiv) * pop)
+
+        # 4. Registers and their halting mixture (x and y were read from them before the barrier above; the
+        # pass's read is not needed).
+        _rw_rows(reg_b, acc_reg_b, ks, K, delta, gate * delta, value, halted, cols, n, True)
+
+        # The pointers, ip and the scalars, in registers.
+        dsp_top = tl.sum(tl.where(ss == S - 1, dsp, 0.0), axis=0)
+        dsp_bottom = tl.sum(tl.where(ss == 0, dsp, 0.0), axis=0)
+        rsp_top = tl.sum(tl.where(ss == S - 1, rsp, 0.0), axis=0)
+        faults += u * dsp_top + o * dsp_bottom + e_call * rsp_top
+        expected += (first + step + 1).to(tl.float32) * halted
+        dsp = tl.where(sm, (1.0 - u - o) * dsp + u * d_up + o * d_down, 0.0)
+        rsp = tl.where(sm, (1.0 - e_call - e_ret) * rsp + e_call * r_up + e_ret * r_down, 0.0)
+        ip = tl.where(lm, new_ip, 0.0)  # moving on from the last line is halting, not line L
+
+    tl.store(ip_row + lines, ip, mask=lm)
+    tl.store(dsp_row + ss, dsp, mask=sm)
+    tl.store(rsp_row + ss, rsp, mask=sm)
+    tl.store(exp_ptr + b, expected)
+    tl.store(faults_ptr + b, faults)
+
+
+def _launch_params(L: int, K: int, n: int, C: int, S: int) -> dict:
+    """The kernel's block sizes: whole L, K, n and S; row blocks of the banks within :data:`TILE_BUDGET`."""
+    block_n, block_l = _p2(n), _p2(L)
+    return dict(SKIP=SKIP_REL, BLOCK_L=block_l, BLOCK_K=_p2(K), BLOCK_N=block_n,
+                BLOCK_S=_p2(S), BLOCK_C=max(1, min(_p2(C), TILE_BUDGET // block_n)),
+                BLOCK_SD=max(1, min(_p2(S), TILE_BUDGET // block_n)),
+                BLOCK_SR=max(1, min(_p2(S), TILE_BUDGET // block_l)), BLOCK_T=_tiles(n, TILE_BUDGET)[1])
+
+
+def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tensor) -> None:
+    """Runs the kernel on ``carry`` (11 contiguous fp32 tensors, updated in place); ``rho``: ``(B, count)``."""
+    B, L = carry[0].shape
+    _, K, n = carry[1].shape
+    C, S = carry[2].shape[1], carry[4].shape[1]
+    if B == 0 or count == 0:
+        return
+    scratch = torch.empty((B, 3, n), device=carry[0].device, dtype=torch.float32)
+    _machine_run_kernel[(B,)](*fields, *carry, rho, scratch, first, count, norm_eps, L, K, n, C, S,
+                              **_launch_params(L, K, n, C, S), num_warps=NUM_WARPS)
+
+
+def _check(fields, carry) -> None:
+    if len(carry) != CARRY_SIZE:
+        raise ValueError(f"machine_run_fwd: the carry has {CARRY_SIZE} tensors, got {len(carry)}")
+    ip, reg, mem = carry[0], carry[1], carry[2]
+    if ip.dim() != 2 or reg.dim() != 3 or mem.dim() != 3 or carry[4].dim() != 2:
+        raise ValueError("machine_run_fwd: ip (B, L), reg (B, K, n), mem (B, C, n), dsp (B, S)")
+    (B, L), (_, K, n), C, S = ip.shape, reg.shape, mem.shape[1], carry[4].shape[1]
+    expect = [(B, L), (B, K, n), (B, C, n), (B, S, n), (B, S), (B, S, L), (B, S), (B, K, n), (B, C, n), (B,), (B,)]
+    shapes = [tuple(t.shape) for t in carry]
+    if shapes != expect:
+        raise ValueError(f"machine_run_fwd: carry shapes {shapes}, expected {expect}")
+    op, a, b, d, imm, tgt = fields
+    if (tuple(op.shape) != (L, NUM_OPCODES) or not tuple(a.shape) == tuple(b.shape) == tuple(d.shape) == (L, K)
+            or tuple(imm.shape) != (L, n) or tuple(tgt.shape) != (L, L)):
+        raise ValueError("machine_run_fwd: field shapes do not match the carry")
+    for t in (*fields, *carry):
+        if t.dtype != torch.float32:
+            raise ValueError(f"machine_run_fwd (triton): the machine state is float32 only, got {t.dtype}")
+        if t.device != ip.device:
+            raise ValueError("machine_run_fwd: every tensor must be on the carry's device")
+
+
+def machine_run_fwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, imm: torch.Tensor,
+                    tgt: torch.Tensor, carry: list[torch.Tensor], first: int, count: int, halt_eps: float,
+                    norm_eps: float) -> list[torch.Tensor]:
+    r"""Steps ``first + 1 .. first + count`` of the machine, as ``torch.ops.ncl.machine_run_fwd`` (the CPU op).
+
+    .. math:: \text{acc}_R \mathrel{+}= h_t\, R(\text{state}_t),\qquad
+              \text{expected} \mathrel{+}= t\, h_t,\qquad \text{faults} \mathrel{+}= f_t
+
+    Args:
+        op: ``(L, 29)``; a, b, d: ``(L, K)``; imm: ``(L, n)``; tgt: ``(L, L)``: the program's fields.
+        carry: 11 tensors: ip ``(B, L)``, reg ``(B, K, n)``, mem ``(B, C, n)``, dstk ``(B, S, n)``,
+            dsp ``(B, S)``, rstk ``(B, S, L)``, rsp ``(B, S)``, acc_reg ``(B, K, n)``, acc_mem ``(B, C, n)``,
+            expected ``(B,)``, faults ``(B,)``; float32 (a ValueError otherwise), left untouched.
+        first, count: the steps to run; halt_eps: the early-exit threshold of the running mass;
+        norm_eps: the floor of every renormalising divisor.
+
+    Returns:
+        The 11 new carry tensors, then a 0-dim int64 tensor: the steps run. The batch stops before the first
+        step at which every sample's running mass is below ``halt_eps``.
+    """
+    fields = [t.contiguous() for t in (op, a, b, d, imm, tgt)]
+    _check(fields, carry)
+    if count < 0 or first < 0:
+        raise ValueError("machine_run_fwd: first and count must be >= 0")
+    out = [t.contiguous().clone() for t in carry]
+    B = out[0].shape[0]
+    rho = torch.zeros((B, count), device=out[0].device, dtype=torch.float32)
+    _run(fields, out, first, count, norm_eps, rho)
+    # machine.cpp's rule: the batch maximum starts at 0 and ignores NaN (std::max), compared in fp32.
+    mx = torch.where(rho.isnan(), 0.0, rho).amax(0).clamp_min(0.0) if B else rho.new_zeros(count)
+    below = (mx < torch.tensor(halt_eps, dtype=torch.float32, device=mx.device)).nonzero()
+    done = int(below[0, 0]) if below.numel() else count
+    if done < count:
+        out = [t.contiguous().clone() for t in carry]
+        _run(fields, out, first, done, norm_eps, rho.new_empty((B, done)))
+    return out + [torch.tensor(done, dtype=torch.int64, device=out[0].device)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# ---------------------------------------------------------------------------------------------------------
+
+def _compile_targets() -> list[dict]:
+    """The kernel in fp32 at the benchmark sizes: n = C = 128, K = 8, S = 32, L = 8."""
+    consts = _launch_params(L=8, K=8, n=128, C=128, S=32)
+    ptrs = [name for name in _machine_run_kernel.arg_names if name.endswith("_ptr")]
+    target = compile_target(_machine_run_kernel, torch.float32, ptrs, (),
+                            ["first", "count", "norm_eps", "L", "K", "n", "C", "S"], consts, num_warps=NUM_WARPS)
+    target["signature"]["norm_eps"] = "fp32"  # compile_target types scalars as i32
+    return [target]
+
+
+#: Every ``@triton.jit`` kernel of this module, described for an ahead-of-time compile check.
+COMPILE_TARGETS = _compile_targets()
+
+__all__ = ["machine_run_fwd", "COMPILE_TARGETS"]
