@@ -86,10 +86,11 @@ def pytest_sessionfinish(session, exitstatus):
     rows = []
     for group, ms in sorted(groups.items()):
         for impl, t in ms.items():
-            if impl.startswith("fused") and "eager" in ms and "compiled" in ms:
+            if impl.startswith("fused") and "eager" in ms:  # a sweep group times no compiled reference
                 rows.append({"group": group, "impl": impl, "ms": round(t, 4),
+                             "eager_ms": round(ms["eager"], 4),
                              "speedup_eager": round(ms["eager"] / t, 2),
-                             "speedup_compiled": round(ms["compiled"] / t, 2)})
+                             "speedup_compiled": round(ms["compiled"] / t, 2) if "compiled" in ms else None})
     if not rows:
         return
     name = torch.cuda.get_device_name(0).replace(" ", "_") if DEVICE == "cuda" else "cpu"
@@ -98,5 +99,10 @@ def pytest_sessionfinish(session, exitstatus):
     (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print("\nratios (fused vs eager reference and torch.compile(reference), medians of this run):")
     for r in rows:
+        compiled = "-" if r["speedup_compiled"] is None else r["speedup_compiled"]
         print(f"  {r['group']:<40} {r['impl']:<14} {r['ms']:9.3f} ms  x{r['speedup_eager']:<6} eager  "
-              f"x{r['speedup_compiled']:<6} compiled")
+              f"x{compiled:<6} compiled")
+    from ncl.machine.bench import plot_sweep
+
+    if plot_sweep(rows, out / f"machine_sweep_{name}.png", device=name):
+        print(f"machine sweep plot: {out / f'machine_sweep_{name}.png'}")

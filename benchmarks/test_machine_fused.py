@@ -4,7 +4,9 @@ Sizes of the issue: n=128, C=128, K=8, S=32, the loop program of :mod:`ncl.machi
 forward and forward+backward, plus a sweep over B in (1, 8, 32) and steps in (16, 64) for fused and eager,
 which shows where fusion starts to pay. ``impl`` in ``extra_info`` is ``fused:<backend>``, ``eager`` or
 ``compiled`` (``torch.compile`` of one reference step, the Python loop around it; see ``ncl/machine/bench.py``).
-Each case runs ``benchmark.pedantic(rounds=3)`` after one warm-up call (which also compiles).
+Each case runs ``benchmark.pedantic(rounds=3)`` after one warm-up call (which also compiles). On a GPU everything
+runs there (fused: the Triton whole-run kernel). ``conftest.py`` writes the sweep's fused/eager ratios with the
+other groups' and plots them (``machine_sweep_<device>.png`` beside the JSON).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from ncl.machine.run import machine_run
 from ncl.machine.values import one_hot
 from ncl_kernels import dispatch
 
-FUSED = dispatch.select(torch.device("cpu"), torch.float32)
+from conftest import DEVICE
+
+FUSED = dispatch.select(torch.device(DEVICE), torch.float32)
 CONFIG = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
-PROGRAM = assemble(bench.LOOP, CONFIG)
+PROGRAM = assemble(bench.LOOP, CONFIG).to(DEVICE)
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,8 +37,8 @@ def _compiled_step():
 
 
 def _runner(impl: str, batch: int, steps: int, mode: str):
-    regs, mem = bench.machine_inputs(batch, steps)
-    ip = one_hot(torch.zeros(batch, dtype=torch.long), PROGRAM.length)
+    regs, mem = bench.machine_inputs(batch, steps, device=DEVICE)
+    ip = one_hot(torch.zeros(batch, dtype=torch.long), PROGRAM.length, device=DEVICE)
 
     def once():
         if impl == "compiled":
@@ -55,6 +59,8 @@ def _runner(impl: str, batch: int, steps: int, mode: str):
             out = once()
             (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
         assert out.steps == steps
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         return out
 
     return run
@@ -65,7 +71,7 @@ def _bench(benchmark, impl: str, batch: int, steps: int, mode: str, group: str):
     run()  # warm-up (and compilation)
     benchmark.group = group
     benchmark.extra_info.update(op="machine_run", mode=mode, impl=impl if impl != "fused" else f"fused:{FUSED}",
-                                device="cpu", size=[batch, bench.N, bench.CELLS, bench.REGISTERS, bench.STACK, steps])
+                                device=DEVICE, size=[batch, bench.N, bench.CELLS, bench.REGISTERS, bench.STACK, steps])
     benchmark.pedantic(run, rounds=3, warmup_rounds=0)
 
 

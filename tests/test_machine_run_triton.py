@@ -83,8 +83,9 @@ def test_opcodes_match_the_opcode_table():
     assert T.ALU_FIRST == OP["ADD"] and T.NUM_OPCODES == len(OP)
 
 
-# (B, L, K, n, C, S): n > C (several x_j fold onto one cell), n == C, n < C (cells with no address mass).
-SIZES = [(3, 5, 3, 8, 4, 4), (2, 7, 4, 16, 4, 6), (2, 6, 3, 8, 16, 5)]
+# (B, L, K, n, C, S): n > C (several x_j fold onto one cell), n == C, n < C (cells with no address mass), and
+# a long program (the kernel streams the lines in blocks: several blocks even with the default tiles).
+SIZES = [(3, 5, 3, 8, 4, 4), (2, 7, 4, 16, 4, 6), (2, 6, 3, 8, 16, 5), (2, 150, 3, 8, 4, 4)]
 
 
 @pytest.mark.parametrize("tiles", ["default", "small"])
@@ -187,3 +188,24 @@ def test_compile_target_describes_the_kernel():
     assert list(entry["signature"]) == list(entry["fn"].arg_names)
     assert entry["signature"]["norm_eps"] == "fp32"
     assert all(entry["signature"][name] == "constexpr" for name in entry["constexprs"])
+
+
+def test_the_library_image_at_the_default_sizes():
+    """The compiled library image (277 lines; n = C = 128, K = 8, S = 32): two samples entering gcd and fib,
+    8 steps. The program is far wider than one tile, so the fields' and jumps' passes run many line blocks."""
+    config = ncl.MachineConfig()
+    program = ncl.library.image(config)
+    assert program.length > 200
+    g = torch.Generator().manual_seed(0)
+    regs = one_hot(torch.randint(0, 10, (2, config.registers), generator=g), config.n, torch.float32)
+    mem = one_hot(torch.randint(0, 10, (2, config.cells), generator=g), config.n, torch.float32)
+    fields = [f.detach() for f in program.fields()]
+    with torch.no_grad():
+        carry = list(_flat(_carry(program, regs, mem)))
+    carry[0] = torch.zeros_like(carry[0])
+    carry[0][0, program.entries["gcd"]] = carry[0][1, program.entries["fib"]] = 1.0
+    expected, done_cpu = _cpu(fields, carry, 0, 8, config.halt_eps)
+    actual, done = _triton(fields, carry, 0, 8, config.halt_eps)
+    assert done == done_cpu == 8
+    assert not torch.equal(expected[0], carry[0])  # the ip moved
+    _assert_carries_match(actual, expected, "library image")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import statistics
 import time
 from typing import Callable
@@ -296,3 +297,43 @@ def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int,
     else:
         saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step
     return saved
+
+
+def plot_sweep(rows: list[dict], path, device: str = "cpu") -> bool:
+    """Plot the fused/eager speedup of the machine sweep (``benchmarks/test_machine_fused.py``) against the
+    batch, one line per step count and mode; returns False when ``rows`` hold no sweep group.
+
+    ``rows``: the benchmark session's ratio rows, ``group`` of the form ``"machine sweep B=8 steps=64 fwd"``.
+    """
+    points: dict[tuple[int, str], list[tuple[int, float]]] = {}
+    for row in rows:
+        words = row["group"].split()
+        if words[:2] != ["machine", "sweep"]:
+            continue
+        batch, steps, mode = int(words[2][2:]), int(words[3][6:]), words[4]
+        points.setdefault((steps, mode), []).append((batch, row["speedup_eager"]))
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (steps, mode), xy in sorted(points.items()):
+        xy.sort()
+        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o",
+                label=f"{'fwd+bwd' if mode == 'fwdbwd' else 'fwd'}, {steps} steps")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch B")
+    ax.set_ylabel("speedup over the eager reference")
+    ax.set_title(f"machine run, fused vs eager ({device}; n=C=128, K=8, S=32)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)  # a reader never sees half a file
+    return True

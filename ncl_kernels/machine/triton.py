@@ -8,27 +8,30 @@ same order; only the order of some fp32 sums differs. Early exit is the batch's,
 sample was below ``halt_eps`` before step ``s < count``, the chunk is run again from its input for ``s``
 steps.
 
-State. The small vectors ``ip`` (L), ``dsp`` and ``rsp`` (S), and the scalars ``expected`` and ``faults``
-live in registers across the steps; their shifts (the stack pointers' up/down moves, ip moving on to the next
-line, the return address of a CALL) are where-sums over an ``N x N`` selection (:func:`_pick`), N being L or
-S, a few dozen at most. The banks (registers, memory, both stacks' slots, the halting mixtures) are updated
-in place in global memory, in row blocks of at most :data:`TILE_BUDGET` elements. The operands ``x``, ``y``
-and the ALU output row go through a per-sample fp32 scratch ``(B, 3, n)`` in global memory, because the
-address fold (``chi[j mod C]``) and the ALU (:func:`ncl_kernels.alu.triton.alu_structured_row` and
-:func:`~ncl_kernels.alu.triton.alu_general_tile`, shared with the ALU kernels) read them with gathers.
+State. The stack pointers ``dsp`` and ``rsp`` (S) and the scalars ``expected`` and ``faults`` live in
+registers across the steps; the pointers' up/down moves are where-sums over an ``S x S`` selection
+(:func:`_pick`). The ip stays in the carry's row in global memory: each step reads it whole, one line back
+(for ip moving on to the next line and the return address of a CALL) and in blocks of lines, for the fields
+(``e = ipᵀop`` and the register and immediate fields) and the jumps (``Σ_l jumped_l tgt[l, :]``), so no 2-D
+temporary spans the whole program (the library image has 277 lines). What the control step needs of each
+line comes from the host as ``(7, L)`` vectors (:func:`_line_ops`). The banks (registers, memory, both
+stacks' slots, the halting mixtures) are updated in place in global memory, in row blocks of at most
+:data:`TILE_BUDGET` elements. The operands ``x``, ``y`` and the ALU output row go through a per-sample fp32
+scratch ``(B, 3, n)`` in global memory, because the address fold (``chi[j mod C]``) and the ALU
+(:func:`ncl_kernels.alu.triton.alu_structured_row` and :func:`~ncl_kernels.alu.triton.alu_general_tile`,
+shared with the ALU kernels) read them with gathers.
 
 Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks
 (a bank tile written at step t may be read by other threads at step t + 1, since tiles of different shapes
 can have different layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory
 accesses) separates every write from a read of the same data by another thread, and every read from a later
-overwrite by another thread: at the start of each step, after the scratch operands are written, and around
-the ALU's atomic scatter. A read-modify-write of a bank tile (load, update, store the same offsets) needs
+overwrite by another thread: at the start of each step, after the scratch operands are written, around the
+ALU's atomic scatter, and before the new ip is stored. A read-modify-write of a bank tile (load, update, store the same offsets) needs
 none: the new value of an element depends on its old one. Under the interpreter a program runs as whole-block
 numpy ops and barriers do nothing.
 
-Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere); the program's lines
-and the register file are held whole (``(L, n)`` and ``(K, n)`` tiles), which suits L and K up to ~16 at
-n = 128.
+Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere). The register file
+is held whole (a ``(K, n)`` tile), which suits K up to ~16 at n = 128.
 
 Triton rules (ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice, no
 autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
@@ -72,12 +75,6 @@ def _pick(v, idx, at):
 
 
 @triton.jit
-def _column(tile, cols, k):
-    """Column ``k`` of a 2-D tile whose columns are indexed by ``cols``."""
-    return tl.sum(tl.where(cols[None, :] == k, tile, 0.0), axis=1)
-
-
-@triton.jit
 def _stack_moves(p, s, S):
     """``(up(p), down(p))`` of a stack pointer ``p`` over positions ``s`` (ncl/stack.h): ``up_s = p_{s-1}``
     with the top saturating, ``down_s = p_{s+1}`` with the bottom saturating; 0 on padding lanes."""
@@ -116,21 +113,24 @@ def _stack_pass(slots, p, a, s, item, S, cols, W, BLOCK_ROWS: tl.constexpr):
 
 
 @triton.jit
-def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
+def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
                         ip_ptr, reg_ptr, mem_ptr, dstk_ptr, dsp_ptr, rstk_ptr, rsp_ptr, acc_reg_ptr, acc_mem_ptr,
                         exp_ptr, faults_ptr, rho_ptr, scratch_ptr,
                         first, count, norm_eps, L, K, n, C, S,
                         SKIP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_K: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
-                        BLOCK_SD: tl.constexpr, BLOCK_SR: tl.constexpr, BLOCK_T: tl.constexpr):
+                        BLOCK_SD: tl.constexpr, BLOCK_SR: tl.constexpr, BLOCK_T: tl.constexpr,
+                        BLOCK_LF: tl.constexpr, BLOCK_LT: tl.constexpr):
     """Steps ``first + 1 .. first + count`` of sample ``program_id(0)``, its carry updated in place.
 
-    Fields (shared): ``op (L, 29)``, ``a b d (L, K)``, ``imm (L, n)``, ``tgt (L, L)``. Carry: ``ip (B, L)``,
+    Fields (shared): ``op (L, 29)``, ``a b d (L, K)``, ``imm (L, n)``, ``tgt (L, L)``, and ``lops (7, L)``,
+    what the control step needs of each line (:func:`_line_ops`). Carry: ``ip (B, L)``,
     ``reg (B, K, n)``, ``mem (B, C, n)``, ``dstk (B, S, n)``, ``dsp (B, S)``, ``rstk (B, S, L)``,
     ``rsp (B, S)``, ``acc_reg (B, K, n)``, ``acc_mem (B, C, n)``, ``expected (B,)``, ``faults (B,)``.
     ``rho (B, count)`` gets the running mass before each step; ``scratch (B, 3, n)`` holds x, y and the ALU
     row. Block sizes: powers of two covering L, K, n, S; ``BLOCK_C``, ``BLOCK_SD``, ``BLOCK_SR`` rows of
-    the memory, data stack and return stack per block; ``BLOCK_T`` the ALU tile.
+    the memory, data stack and return stack per block; ``BLOCK_T`` the ALU tile; ``BLOCK_LF`` and
+    ``BLOCK_LT`` the program lines per block of the fields' and the jump targets' passes.
     """
     b = tl.program_id(0).to(tl.int64)
     lines = tl.arange(0, BLOCK_L)
@@ -157,27 +157,22 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
     y_row = x_row + n
     alu_row = x_row + 2 * n
 
-    # The fields, and what the control step needs of each line, do not change from step to step.
-    line_op = lm[:, None] & (ops < _O)[None, :]
-    op_tile = tl.load(op_ptr + lines[:, None] * _O + ops[None, :], mask=line_op, other=0.0)
-    alu_tile = tl.load(op_ptr + lines[:, None] * _O + _ALU_FIRST + kk[None, :], mask=lm[:, None], other=0.0)
-    line_reg = lm[:, None] & km[None, :]
-    field_offs = lines[:, None] * K + ks[None, :]
-    a_tile = tl.load(a_ptr + field_offs, mask=line_reg, other=0.0)
-    b_tile = tl.load(b_ptr + field_offs, mask=line_reg, other=0.0)
-    d_tile = tl.load(d_ptr + field_offs, mask=line_reg, other=0.0)
-    tgt_tile = tl.load(tgt_ptr + lines[:, None] * L + lines[None, :], mask=lm[:, None] & lm[None, :], other=0.0)
-    seq_op = (ops != _HALT) & (ops < _JMP)  # every op but HALT and the jumps moves on to the next line
+    # What the control step needs of each line, and of the line before (for ip moving on and CALL's return
+    # address), does not change from step to step: full vectors over the lines, loaded once.
+    o_seq = tl.load(lops_ptr + 0 * L + lines, mask=lm, other=0.0)
+    o_halt = tl.load(lops_ptr + 1 * L + lines, mask=lm, other=0.0)
+    o_jump = tl.load(lops_ptr + 2 * L + lines, mask=lm, other=0.0)
+    o_jz = tl.load(lops_ptr + 3 * L + lines, mask=lm, other=0.0)
+    o_jnz = tl.load(lops_ptr + 4 * L + lines, mask=lm, other=0.0)
+    o_ret = tl.load(lops_ptr + 5 * L + lines, mask=lm, other=0.0)
+    prev = lines - 1
+    pm = lm & (lines >= 1)
+    p_seq = tl.load(lops_ptr + 0 * L + prev, mask=pm, other=0.0)
+    p_jz = tl.load(lops_ptr + 3 * L + prev, mask=pm, other=0.0)
+    p_jnz = tl.load(lops_ptr + 4 * L + prev, mask=pm, other=0.0)
+    p_call = tl.load(lops_ptr + 6 * L + prev, mask=pm, other=0.0)
     value_op = ((ops >= _CONST) & (ops <= _LOAD)) | (ops == _POP)  # the ops whose weights sum to w
-    o_seq = tl.sum(tl.where(seq_op[None, :], op_tile, 0.0), axis=1)
-    o_halt = _column(op_tile, ops, _HALT)
-    o_jump = _column(op_tile, ops, _JMP) + _column(op_tile, ops, _CALL)  # a CALL jumps too
-    o_jz = _column(op_tile, ops, _JZ)
-    o_jnz = _column(op_tile, ops, _JNZ)
-    o_ret = _column(op_tile, ops, _RET)
-    o_call = _column(op_tile, ops, _CALL)
 
-    ip = tl.load(ip_row + lines, mask=lm, other=0.0)
     dsp = tl.load(dsp_row + ss, mask=sm, other=0.0)
     rsp = tl.load(rsp_row + ss, mask=sm, other=0.0)
     expected = tl.load(exp_ptr + b)
@@ -187,17 +182,39 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
         # The previous step's bank writes must be visible to every thread (a later tile may have another
         # layout), and its reads of the scratch rows done before they are overwritten.
         tl.debug_barrier()
+        # ip lives in global memory (the carry's row): the fields' and the jumps' passes read it in blocks of
+        # lines, and the shifts read it one line back.
+        ip = tl.load(ip_row + lines, mask=lm, other=0.0)
+        ip_prev = tl.load(ip_row + prev, mask=pm, other=0.0)
         # 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
         rho = tl.sum(ip, axis=0)
         tl.store(rho_ptr + b * count + step, rho)
         inv_rho = 1.0 / tl.maximum(rho, norm_eps)
-        e = tl.sum(ip[:, None] * op_tile, axis=0)
-        e_alu = tl.sum(ip[:, None] * alu_tile, axis=0)
-        alpha = tl.sum(ip[:, None] * a_tile, axis=0) * inv_rho
-        beta = tl.sum(ip[:, None] * b_tile, axis=0) * inv_rho
-        delta = tl.sum(ip[:, None] * d_tile, axis=0) * inv_rho
-        imm = tl.load(imm_ptr + lines[:, None] * n + cols[None, :], mask=lm[:, None] & cm[None, :], other=0.0)
-        z = tl.sum(ip[:, None] * imm, axis=0) * inv_rho
+        e = tl.zeros((_BLOCK_O,), dtype=tl.float32)
+        e_alu = tl.zeros((_NUM_ALU,), dtype=tl.float32)
+        alpha = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        beta = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        delta = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        z = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for l0 in range(0, L, BLOCK_LF):
+            lb = l0 + tl.arange(0, BLOCK_LF)
+            lbm = lb < L
+            ipb = tl.load(ip_row + lb, mask=lbm, other=0.0)[:, None]
+            e += tl.sum(ipb * tl.load(op_ptr + lb[:, None] * _O + ops[None, :],
+                                      mask=lbm[:, None] & (ops < _O)[None, :], other=0.0), axis=0)
+            e_alu += tl.sum(ipb * tl.load(op_ptr + lb[:, None] * _O + _ALU_FIRST + kk[None, :],
+                                          mask=lbm[:, None], other=0.0), axis=0)
+            field_offs = lb[:, None] * K + ks[None, :]
+            field_mask = lbm[:, None] & km[None, :]
+            alpha += tl.sum(ipb * tl.load(a_ptr + field_offs, mask=field_mask, other=0.0), axis=0)
+            beta += tl.sum(ipb * tl.load(b_ptr + field_offs, mask=field_mask, other=0.0), axis=0)
+            delta += tl.sum(ipb * tl.load(d_ptr + field_offs, mask=field_mask, other=0.0), axis=0)
+            z += tl.sum(ipb * tl.load(imm_ptr + lb[:, None] * n + cols[None, :],
+                                      mask=lbm[:, None] & cm[None, :], other=0.0), axis=0)
+        alpha *= inv_rho
+        beta *= inv_rho
+        delta *= inv_rho
+        z *= inv_rho
 
         # 2. Operands (the address and the ALU read them back from the scratch rows, with gathers).
         reg = tl.load(reg_b + ks[:, None] * n + cols[None, :], mask=km[:, None] & cm[None, :], other=0.0)
@@ -211,16 +228,25 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
         # needs ret_to. The return address of a CALL on line l is line l + 1.
         e_call = tl.maximum(_coef(e, ops, _CALL), 0.0)
         e_ret = _coef(e, ops, _RET)
-        ret_item = _pick(ip * o_call, lines, lines - 1) / tl.maximum(e_call, norm_eps)
+        ret_item = ip_prev * p_call / tl.maximum(e_call, norm_eps)
         r_up, r_down = _stack_moves(rsp, ss, S)
         ret_to = _stack_pass(rstk_b, rsp, e_call * r_up, ss, ret_item, S, lines, L, BLOCK_SR)
-        jumped = ip * (o_jump + chi0 * o_jz + (1.0 - chi0) * o_jnz)
         moved = ip * (o_seq + (1.0 - chi0) * o_jz + chi0 * o_jnz)
         ret_mass = tl.sum(ip * o_ret, axis=0)
         ret_total = tl.sum(ret_to, axis=0)
         halted = (tl.sum(ip * o_halt, axis=0) + tl.sum(tl.where(lines == L - 1, moved, 0.0), axis=0)
                   + ret_mass * (1.0 - ret_total))
-        new_ip = _pick(moved, lines, lines - 1) + ret_mass * ret_to + tl.sum(jumped[:, None] * tgt_tile, axis=0)
+        # new_ip[m] = moved[m-1] + ret_mass·ret_to[m] + Σ_l jumped[l] tgt[l, m], the jumps in blocks of lines.
+        new_ip = ip_prev * (p_seq + (1.0 - chi0) * p_jz + chi0 * p_jnz) + ret_mass * ret_to
+        for l0 in range(0, L, BLOCK_LT):
+            lb = l0 + tl.arange(0, BLOCK_LT)
+            lbm = lb < L
+            jumped = tl.load(ip_row + lb, mask=lbm, other=0.0) * (
+                tl.load(lops_ptr + 2 * L + lb, mask=lbm, other=0.0)
+                + chi0 * tl.load(lops_ptr + 3 * L + lb, mask=lbm, other=0.0)
+                + (1.0 - chi0) * tl.load(lops_ptr + 4 * L + lb, mask=lbm, other=0.0))
+            new_ip += tl.sum(jumped[:, None] * tl.load(tgt_ptr + lb[:, None] * L + lines[None, :],
+                                                       mask=lbm[:, None] & lm[None, :], other=0.0), axis=0)
 
         # 6 (data stack): POP reads it, PUSH writes x, in one pass.
         u = _coef(e, ops, _PUSH)
@@ -271,9 +297,10 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
         expected += (first + step + 1).to(tl.float32) * halted
         dsp = tl.where(sm, (1.0 - u - o) * dsp + u * d_up + o * d_down, 0.0)
         rsp = tl.where(sm, (1.0 - e_call - e_ret) * rsp + e_call * r_up + e_ret * r_down, 0.0)
-        ip = tl.where(lm, new_ip, 0.0)  # moving on from the last line is halting, not line L
+        # Every thread has read this step's ip (the blocks above) before any overwrites it.
+        tl.debug_barrier()
+        tl.store(ip_row + lines, new_ip, mask=lm)  # moving on from the last line is halting, not line L
 
-    tl.store(ip_row + lines, ip, mask=lm)
     tl.store(dsp_row + ss, dsp, mask=sm)
     tl.store(rsp_row + ss, rsp, mask=sm)
     tl.store(exp_ptr + b, expected)
@@ -281,12 +308,25 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr,
 
 
 def _launch_params(L: int, K: int, n: int, C: int, S: int) -> dict:
-    """The kernel's block sizes: whole L, K, n and S; row blocks of the banks within :data:`TILE_BUDGET`."""
+    """The kernel's block sizes: whole L, K, n and S for vectors; row blocks of the banks, and blocks of
+    program lines, within :data:`TILE_BUDGET` elements per 2-D tile."""
     block_n, block_l = _p2(n), _p2(L)
-    return dict(SKIP=SKIP_REL, BLOCK_L=block_l, BLOCK_K=_p2(K), BLOCK_N=block_n,
-                BLOCK_S=_p2(S), BLOCK_C=max(1, min(_p2(C), TILE_BUDGET // block_n)),
-                BLOCK_SD=max(1, min(_p2(S), TILE_BUDGET // block_n)),
-                BLOCK_SR=max(1, min(_p2(S), TILE_BUDGET // block_l)), BLOCK_T=_tiles(n, TILE_BUDGET)[1])
+
+    def rows(total: int, width: int) -> int:
+        return max(1, min(_p2(total), TILE_BUDGET // width))
+
+    return dict(SKIP=SKIP_REL, BLOCK_L=block_l, BLOCK_K=_p2(K), BLOCK_N=block_n, BLOCK_S=_p2(S),
+                BLOCK_C=rows(C, block_n), BLOCK_SD=rows(S, block_n), BLOCK_SR=rows(S, block_l),
+                BLOCK_T=_tiles(n, TILE_BUDGET)[1], BLOCK_LF=rows(L, max(block_n, _p2(NUM_OPCODES))),
+                BLOCK_LT=rows(L, block_l))
+
+
+def _line_ops(op: torch.Tensor) -> torch.Tensor:
+    """``(7, L)``: per line, the opcode weights the control step groups (ncl/control.h's ``LineOps``): moving
+    on (every op but HALT and the jumps), HALT, jumping (JMP and CALL), JZ, JNZ, RET, and CALL alone."""
+    seq = op[:, :JMP].sum(1) - op[:, HALT]
+    return torch.stack([seq, op[:, HALT], op[:, JMP] + op[:, CALL], op[:, JZ], op[:, JNZ], op[:, RET],
+                        op[:, CALL]]).contiguous()
 
 
 def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tensor) -> None:
@@ -297,7 +337,8 @@ def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tens
     if B == 0 or count == 0:
         return
     scratch = torch.empty((B, 3, n), device=carry[0].device, dtype=torch.float32)
-    _machine_run_kernel[(B,)](*fields, *carry, rho, scratch, first, count, norm_eps, L, K, n, C, S,
+    _machine_run_kernel[(B,)](*fields, _line_ops(fields[0]), *carry, rho, scratch, first, count, norm_eps,
+                              L, K, n, C, S,
                               **_launch_params(L, K, n, C, S), num_warps=NUM_WARPS)
 
 
@@ -366,13 +407,18 @@ def machine_run_fwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
 # ---------------------------------------------------------------------------------------------------------
 
 def _compile_targets() -> list[dict]:
-    """The kernel in fp32 at the benchmark sizes: n = C = 128, K = 8, S = 32, L = 8."""
-    consts = _launch_params(L=8, K=8, n=128, C=128, S=32)
+    """The kernel in fp32 at the benchmark sizes (n = C = 128, K = 8, S = 32, L = 8) and at the library
+    image's length (L = 277, what ``ncl.nn`` runs)."""
     ptrs = [name for name in _machine_run_kernel.arg_names if name.endswith("_ptr")]
-    target = compile_target(_machine_run_kernel, torch.float32, ptrs, (),
-                            ["first", "count", "norm_eps", "L", "K", "n", "C", "S"], consts, num_warps=NUM_WARPS)
-    target["signature"]["norm_eps"] = "fp32"  # compile_target types scalars as i32
-    return [target]
+    targets = []
+    for lines, suffix in ((8, ""), (277, ",L=277")):
+        consts = _launch_params(L=lines, K=8, n=128, C=128, S=32)
+        target = compile_target(_machine_run_kernel, torch.float32, ptrs, (),
+                                ["first", "count", "norm_eps", "L", "K", "n", "C", "S"], consts, suffix=suffix,
+                                num_warps=NUM_WARPS)
+        target["signature"]["norm_eps"] = "fp32"  # compile_target types scalars as i32
+        targets.append(target)
+    return targets
 
 
 #: Every ``@triton.jit`` kernel of this module, described for an ahead-of-time compile check.
