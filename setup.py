@@ -21,8 +21,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # -fopenmp: at::parallel_for is an inline template that runs serially unless the calling file is compiled with
 # OpenMP (ATen/ParallelOpenMP.h). The extension then links libgomp.so.1, which resolves to the copy torch has
 # already loaded (same soname), so the kernels share torch's thread pool and torch.set_num_threads.
-CXX_FLAGS = ["-O3", "-g0", "-std=c++20", "-fopenmp"]
-LINK_FLAGS = ["-fopenmp"]
+# Apple clang has no OpenMP runtime (and macOS torch wheels use none): there the kernels run on one thread.
+OPENMP = [] if sys.platform == "darwin" else ["-fopenmp"]
+CXX_FLAGS = ["-O3", "-g0", "-std=c++20", "-fopenmp-simd", *OPENMP]
+LINK_FLAGS = OPENMP
 
 
 def _nvcc() -> str | None:

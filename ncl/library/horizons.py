@@ -48,7 +48,7 @@ def main() -> None:
     opts = parser.parse_args()
     config = ncl.MachineConfig(n=opts.n, cells=opts.cells, stack=opts.stack, sharpness=opts.sharpness)
     print(f"{config}")
-    print(f"| function | args | VM steps | fp32 | fp64 |\n| --- | --- | --- | --- | --- |")
+    print("| function | args | VM steps | fp32 | fp64 |\n| --- | --- | --- | --- | --- |")
     for name, ladder in LADDERS.items():
         compiled = ncl.library.get(name, config)
         for args, tape in ladder:

@@ -16,7 +16,7 @@ from ncl.machine.alu_circuit import binary_circuit, unary_circuit
 from ncl.machine.alu_table import binary_table, unary_table
 from ncl.machine.config import NORM_EPS, MachineConfig
 from ncl.machine.opcodes import BINARY_OPS, OP, UNARY_OPS, VALUE_OPS
-from ncl.machine.state import MachineState, ProgramFields, initial_state
+from ncl.machine.state import MachineState, ProgramFields
 from ncl.machine.values import fold
 from ncl_kernels import dispatch
 from ncl_kernels._oplib import kernel_op

@@ -161,7 +161,6 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
     # address), does not change from step to step: full vectors over the lines, loaded once.
     o_seq = tl.load(lops_ptr + 0 * L + lines, mask=lm, other=0.0)
     o_halt = tl.load(lops_ptr + 1 * L + lines, mask=lm, other=0.0)
-    o_jump = tl.load(lops_ptr + 2 * L + lines, mask=lm, other=0.0)
     o_jz = tl.load(lops_ptr + 3 * L + lines, mask=lm, other=0.0)
     o_jnz = tl.load(lops_ptr + 4 * L + lines, mask=lm, other=0.0)
     o_ret = tl.load(lops_ptr + 5 * L + lines, mask=lm, other=0.0)
