@@ -37,8 +37,7 @@ TORCH_LIBRARY(ncl, m) {
   m.def("halting_accumulate_fwd(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h,"
         " float t) -> (Tensor, Tensor, Tensor)");
   m.def("halting_accumulate_bwd(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg,"
-        " Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+        " Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t) -> (Tensor, Tensor, Tensor)");
 }
 
 #define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \

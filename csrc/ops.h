@@ -101,7 +101,7 @@ NCL_CONTROL_OPS(cuda)
   std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_fwd_##SUFFIX(                      \
       const at::Tensor& acc_reg, const at::Tensor& acc_mem, const at::Tensor& expected,                \
       const at::Tensor& reg, const at::Tensor& mem, const at::Tensor& h, double t);                    \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>                   \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor>                                                        \
       halting_accumulate_bwd_##SUFFIX(const at::Tensor& grad_acc_reg, const at::Tensor& grad_acc_mem,  \
                                       const at::Tensor& grad_expected, const at::Tensor& acc_reg,      \
                                       const at::Tensor& acc_mem, const at::Tensor& expected,           \

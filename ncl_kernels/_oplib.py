@@ -16,7 +16,8 @@ gets a zero gradient (autograd materialises it). A non-tensor input (a ``float``
 through unchanged, is given to the backward in its place among ``saved``, and gets no gradient: the
 backward returns gradients for the tensor inputs only. An integer tensor input (e.g. ``alu_circuit_mix``'s
 netlist) is saved like any tensor but gets no gradient either: the backward returns gradients for the
-floating-point tensor inputs only.
+floating-point tensor inputs only. An op whose first outputs accumulate its first inputs (``OpSpec.passthrough``,
+e.g. ``halting_accumulate``) hands those gradients on itself; its backward returns the others only.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class OpSpec:
     triton_module: str
     saves_output: bool = False
     num_outputs: int = 1
+    #: The first ``passthrough`` inputs are accumulators (output ``i`` = input ``i`` + ...): their gradients are
+    #: the outputs' gradients, handed on by the autograd Function, and the backward op does not return them.
+    passthrough: int = 0
 
 
 _OPS: dict[str, OpSpec] = {}
@@ -57,7 +61,7 @@ def _bwd_fake(spec: OpSpec):
     skip = spec.num_outputs + (spec.num_outputs if spec.saves_output else 0)
 
     def fake(*args):
-        return tuple(torch.empty_like(t) for t in args[skip:] if _differentiable(t))
+        return tuple(torch.empty_like(t) for t in args[skip + spec.passthrough:] if _differentiable(t))
 
     return fake
 
@@ -120,7 +124,9 @@ class FusedFunction(torch.autograd.Function):
             saved.insert(skip + i, value)
         tensor_grads = iter(kernel_op(ctx.name, "bwd", ctx.backend)(*(g.contiguous() for g in grads), *saved))
         n_inputs = len(saved) - skip
-        return (None, None, *(None if i in ctx.no_grad else next(tensor_grads) for i in range(n_inputs)))
+        passed = _OPS[ctx.name].passthrough
+        return (None, None, *grads[:passed],
+                *(None if i in ctx.no_grad else next(tensor_grads) for i in range(passed, n_inputs)))
 
 
 def apply(name: str, backend: str, *inputs):

@@ -48,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_fwd_cpu(
   return {out_reg, out_mem, out_e};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> halting_accumulate_bwd_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_bwd_cpu(
     const at::Tensor& grad_acc_reg, const at::Tensor& grad_acc_mem, const at::Tensor& grad_expected,
     const at::Tensor& acc_reg, const at::Tensor& acc_mem, const at::Tensor& expected, const at::Tensor& reg,
     const at::Tensor& mem, const at::Tensor& h, double t) {
@@ -58,8 +58,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                   grad_expected.sizes() == expected.sizes(),
               "halting_accumulate_bwd: each gradient must have its output's shape");
   const int64_t B = reg.size(0), NR = reg.numel() / std::max<int64_t>(B, 1), NM = mem.numel() / std::max<int64_t>(B, 1);
-  // The accumulators pass their gradients through unchanged (copies: an op's outputs may not alias its inputs).
-  at::Tensor g_acc_reg = grad_acc_reg.clone(), g_acc_mem = grad_acc_mem.clone(), g_e = grad_expected.clone();
+  // The accumulators' gradients pass through unchanged; the autograd Function hands them on (_oplib.py
+  // OpSpec.passthrough), since an op's outputs may not alias its inputs and copies cost a pass over memory.
   at::Tensor g_reg = at::empty_like(reg), g_mem = at::empty_like(mem), g_h = at::empty_like(h);
   NCL_DISPATCH_FLOATS(reg.scalar_type(), "halting_accumulate_bwd_cpu", [&] {
     using A = acc_t<scalar_t>;
@@ -87,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       }
     });
   });
-  return {g_acc_reg, g_acc_mem, g_e, g_reg, g_mem, g_h};
+  return {g_reg, g_mem, g_h};
 }
 
 }  // namespace ncl

@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_fwd_cuda(
   return {out_reg, out_mem, out_e};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> halting_accumulate_bwd_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> halting_accumulate_bwd_cuda(
     const at::Tensor& grad_acc_reg, const at::Tensor& grad_acc_mem, const at::Tensor& grad_expected,
     const at::Tensor& acc_reg, const at::Tensor& acc_mem, const at::Tensor& expected, const at::Tensor& reg,
     const at::Tensor& mem, const at::Tensor& h, double t) {
@@ -106,9 +106,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
               "halting_accumulate_bwd: each gradient must have its output's shape");
   const c10::cuda::CUDAGuard guard(reg.device());
   const int64_t B = reg.size(0);
-  at::Tensor g_acc_reg = grad_acc_reg.clone(), g_acc_mem = grad_acc_mem.clone(), g_e = grad_expected.clone();
+  // The accumulators' gradients pass through in the autograd Function (_oplib.py OpSpec.passthrough).
   at::Tensor g_reg = at::empty_like(reg), g_mem = at::empty_like(mem), g_h = at::empty_like(h);
-  if (B == 0) return {g_acc_reg, g_acc_mem, g_e, g_reg, g_mem, g_h};
+  if (B == 0) return {g_reg, g_mem, g_h};
   const int64_t NR = reg.numel() / B, NM = mem.numel() / B;
   auto stream = at::cuda::getCurrentCUDAStream();
   NCL_DISPATCH_GPU_FLOATS(reg.scalar_type(), "halting_accumulate_bwd_cuda", [&] {
@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         g_mem.data_ptr<scalar_t>(), g_h.data_ptr<scalar_t>(), static_cast<float>(t), NR, NM);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {g_acc_reg, g_acc_mem, g_e, g_reg, g_mem, g_h};
+  return {g_reg, g_mem, g_h};
 }
 
 }  // namespace ncl

@@ -20,12 +20,12 @@ _oplib.register("halting_accumulate", _oplib.OpSpec(
     fwd_schema="(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
                " -> (Tensor, Tensor, Tensor)",
     bwd_schema="(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg, Tensor acc_mem,"
-               " Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
-               " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+               " Tensor expected, Tensor reg, Tensor mem, Tensor h, float t) -> (Tensor, Tensor, Tensor)",
     fwd_fake=lambda acc_reg, acc_mem, expected, reg, mem, h, t: (torch.empty_like(acc_reg), torch.empty_like(acc_mem),
                                                                  torch.empty_like(expected)),
     triton_module="ncl_kernels.halting.triton",
     num_outputs=3,
+    passthrough=3,  # acc_reg' = acc_reg + h·reg, ...: the accumulators' gradients are their outputs'
 ))
 
 

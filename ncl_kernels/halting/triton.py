@@ -91,12 +91,13 @@ def halting_accumulate_fwd(acc_reg, acc_mem, expected, reg, mem, h, t: float):
 
 def halting_accumulate_bwd(grad_acc_reg, grad_acc_mem, grad_expected, acc_reg, acc_mem, expected, reg, mem, h,
                            t: float):
-    r"""Backward of :func:`halting_accumulate_fwd`: the accumulators' gradients pass through (copied),
-    :math:`\partial\text{reg} = h\,g_{reg}`, :math:`\partial\text{mem} = h\,g_{mem}` and
-    :math:`\partial h = g_{reg}\cdot\text{reg} + g_{mem}\cdot\text{mem} + t\,g_E`.
+    r"""Backward of :func:`halting_accumulate_fwd`: :math:`\partial\text{reg} = h\,g_{reg}`,
+    :math:`\partial\text{mem} = h\,g_{mem}` and
+    :math:`\partial h = g_{reg}\cdot\text{reg} + g_{mem}\cdot\text{mem} + t\,g_E`. The accumulators'
+    gradients pass through unchanged, in the autograd Function (``_oplib.OpSpec.passthrough``).
 
     Returns:
-        ``(grad_acc_reg, grad_acc_mem, grad_expected, grad_reg, grad_mem, grad_h)`` in the inputs' dtype.
+        ``(grad_reg, grad_mem, grad_h)`` in the inputs' dtype.
     """
     gr, gm, ge, reg, mem, h = (x.contiguous() for x in (grad_acc_reg, grad_acc_mem, grad_expected, reg, mem, h))
     g_reg, g_mem, g_h = torch.empty_like(reg), torch.empty_like(mem), torch.empty_like(h)
@@ -104,8 +105,7 @@ def halting_accumulate_bwd(grad_acc_reg, grad_acc_mem, grad_expected, acc_reg, a
     if B > 0:
         _halting_bwd_kernel[(B,)](gr, gm, ge, reg, mem, h, g_reg, g_mem, g_h, float(t), reg.numel() // B,
                                   mem.numel() // B, BLOCK=BLOCK, num_warps=NUM_WARPS)
-    # Outputs may not alias inputs (torch.library), so the pass-through gradients are copies.
-    return gr.clone(), gm.clone(), ge.clone(), g_reg, g_mem, g_h
+    return g_reg, g_mem, g_h
 
 
 # ---------------------------------------------------------------------------------------------------------
