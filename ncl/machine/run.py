@@ -3,8 +3,7 @@ r"""``machine_run``: the adaptive-depth run loop over fused steps, with a choice
 The forward runs in chunks of ``k`` steps. With the table ALU on the fused backends (``cpp`` on CPU; ``cuda``
 or ``triton`` on a GPU, fp32), a chunk is one call of a whole-run kernel (:mod:`ncl.machine.fused_run`)
 whenever no graph is needed, and the ``"checkpoint"`` mode runs its forward on it; otherwise a chunk is a
-loop of
-:func:`~ncl.machine.interpreter.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
+loop of :func:`~ncl.machine.interpreter.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
 ``cuda``/``triton`` on a GPU, ``reference`` when forced).
 What the backward keeps is the choice of ``grad_mode``:
 
@@ -12,9 +11,10 @@ What the backward keeps is the choice of ``grad_mode``:
   O(B·state·T) memory.
 * ``"checkpoint"``: on a kernel, :class:`~ncl.machine.fused_run.CheckpointedRun` (on ``cpp`` the kernel's own
   backward, on ``triton`` the step ops under autograd, recomputing one chunk at a time); otherwise each
-  chunk of ``k`` steps runs under :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only the carry entering each chunk
-  is kept; the backward recomputes one chunk at a time, so training memory is O(B·state·(T/k + k)) for one
-  extra forward. The gradients are those of ``"full"`` (to rounding, on the kernel; tested).
+  chunk of ``k`` steps runs under :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only
+  the carry entering each chunk is kept; the backward recomputes one chunk at a time, so training memory is
+  O(B·state·(T/k + k)) for one extra forward. The gradients are those of ``"full"`` (to rounding, on the
+  kernel; tested).
 * ``"truncated"``: gradients flow through the last ``k`` executed steps only. The run goes once without a
   graph (so ``T`` is known, early exit included), then re-runs the last ``k`` steps with one, starting from a
   kept chunk-start carry. Everything computed before step ``T - k`` (the state, and the halting

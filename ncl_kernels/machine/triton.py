@@ -21,14 +21,14 @@ scratch ``(B, 3, n)`` in global memory, because the address fold (``chi[j mod C]
 (:func:`ncl_kernels.alu.triton.alu_structured_row` and :func:`~ncl_kernels.alu.triton.alu_general_tile`,
 shared with the ALU kernels) read them with gathers.
 
-Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks
-(a bank tile written at step t may be read by other threads at step t + 1, since tiles of different shapes
-can have different layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory
-accesses) separates every write from a read of the same data by another thread, and every read from a later
-overwrite by another thread: at the start of each step, after the scratch operands are written, around the
-ALU's atomic scatter, and before the new ip is stored. A read-modify-write of a bank tile (load, update, store the same offsets) needs
-none: the new value of an element depends on its old one. Under the interpreter a program runs as whole-block
-numpy ops and barriers do nothing.
+Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks (a bank tile
+written at step t may be read by other threads at step t + 1, since tiles of different shapes can have different
+layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory accesses) separates every
+write from a read of the same data by another thread, and every read from a later overwrite by another thread: at
+the start of each step, after the scratch operands are written, around the ALU's atomic scatter, and before the new
+ip is stored. A read-modify-write of a bank tile (load, update, store the same offsets) needs none: the new value of
+an element depends on its old one. Under the interpreter a program runs as whole-block numpy ops and barriers do
+nothing.
 
 Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere). The register file
 is held whole (a ``(K, n)`` tile), which suits K up to ~16 at n = 128.
