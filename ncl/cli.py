@@ -32,6 +32,11 @@ def _info(args: argparse.Namespace) -> int:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "backends": ncl_kernels.info(),
     }
+    from ncl_kernels import _ext
+
+    ext = _ext.load()[0]
+    # Which copy of the CPU kernels runs (csrc/cpu/isa.h), and on how many threads.
+    report["cpu_kernels"] = f"{ext.cpu_isa()}, {torch.get_num_threads()} threads" if ext is not None else None
     try:
         import triton
 

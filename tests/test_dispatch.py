@@ -13,6 +13,21 @@ def test_info_lists_every_backend_with_a_reason():
     assert all(v == "available" or len(v) > 10 for v in info.values())
 
 
+@pytest.mark.skipif(_ext.load()[0] is None, reason="needs the C++ extension")
+def test_ncl_info_names_the_cpu_kernels_copy_and_threads(monkeypatch, capsys):
+    import json
+
+    from ncl import cli
+
+    monkeypatch.setenv("NCL_CPU_ISA", "baseline")
+    cli.main(["info", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_kernels"] == f"baseline, {torch.get_num_threads()} threads"
+    monkeypatch.delenv("NCL_CPU_ISA")
+    cli.main(["info", "--json"])
+    assert json.loads(capsys.readouterr().out)["cpu_kernels"].split(",")[0] in ("avx2+fma", "baseline")
+
+
 def test_cpu_default_is_cpp_when_built(monkeypatch):
     monkeypatch.delenv("NCL_BACKEND", raising=False)
     expected = "cpp" if _ext.load()[0] is not None else "reference"
