@@ -254,9 +254,12 @@ def _on_triton(program, *tensors):
     return program.to(TRITON_DEVICE), *(t.to(TRITON_DEVICE) for t in tensors)
 
 
-def test_which_whole_run_kernel_runs():
+def test_which_whole_run_kernel_runs(monkeypatch):
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     ip32 = torch.ones(2, 5) / 5
+    monkeypatch.setenv("NCL_WHOLE_RUN", "0")
+    assert fused_run.kernel_for(config, ip32, "cpp", None) is None
+    monkeypatch.delenv("NCL_WHOLE_RUN")
     assert fused_run.kernel_for(config, ip32, "cpp", None) == "cpp"
     assert fused_run.kernel_for(config, ip32.double(), "cpp", None) == "cpp"
     assert fused_run.kernel_for(config, ip32, "reference", None) is None

@@ -25,6 +25,8 @@ every sample's running mass is below ``halt_eps``.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ncl.machine.config import NORM_EPS, MachineConfig
@@ -46,8 +48,11 @@ def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, ste
 
     ``cpp``: the dispatched backend is ``cpp`` (CPU), fp32 or fp64. ``triton``: fp32 with the ``cuda`` backend
     on a GPU, or the ``triton`` backend (a GPU, or CPU tensors under ``TRITON_INTERPRET=1``). Both need the
-    table ALU and no ``step_fn``.
+    table ALU and no ``step_fn``. ``NCL_WHOLE_RUN=0`` in the environment turns both off (the run is then a loop
+    of fused step ops): a switch to compare the two, or to step around a kernel that misbehaves.
     """
+    if os.environ.get("NCL_WHOLE_RUN", "1") == "0":
+        return None
     if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
         return None
     chosen = dispatch.select(ip.device, ip.dtype, backend)
