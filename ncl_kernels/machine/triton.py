@@ -47,6 +47,7 @@ from ncl_kernels._triton_targets import compile_target
 from ncl_kernels.alu import NUM_OPS as NUM_ALU_OPS
 from ncl_kernels.alu import SKIP_REL
 from ncl_kernels.alu.triton import _coef, _p2, _tiles, alu_general_tile, alu_structured_row
+from ncl_kernels.control import reference as control_reference
 
 #: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
 TILE_BUDGET = 2048
@@ -57,14 +58,16 @@ CARRY_SIZE = 11
 #: Opcode columns of ``op``, as ``ncl.machine.opcodes.OPCODES`` numbers them (tested against it; they are
 #: ``csrc/include/ncl/{control,machine}.h``'s).
 NUM_OPCODES = 29
-HALT, CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, JMP, JZ, JNZ, CALL, RET = (
-    1, 2, 3, 4, 20, 21, 22, 23, 24, 25, 26, 27, 28)
-# The same numbers as compile-time constants for the kernel, with the opcode block and the ALU's op count.
+CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP = 2, 3, 4, 20, 21, 22, 23
+HALT, JMP, JZ, JNZ, CALL, RET = (control_reference.HALT, control_reference.JMP, control_reference.JZ,
+                                 control_reference.JNZ, control_reference.CALL, control_reference.RET)
+# Compile-time constants for the kernel: the opcode block, the ALU's op count, and the columns it reads of e
+# (the control ops' columns reach it through _line_ops).
 _O = tl.constexpr(NUM_OPCODES)
 _BLOCK_O = tl.constexpr(triton.next_power_of_2(NUM_OPCODES))
 _NUM_ALU = tl.constexpr(NUM_ALU_OPS)
-_HALT, _CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _JMP, _JZ, _JNZ, _CALL, _RET = (
-    tl.constexpr(k) for k in (HALT, CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, JMP, JZ, JNZ, CALL, RET))
+_CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _CALL, _RET = (
+    tl.constexpr(k) for k in (CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, CALL, RET))
 
 
 @triton.jit
@@ -321,11 +324,11 @@ def _launch_params(L: int, K: int, n: int, C: int, S: int) -> dict:
 
 
 def _line_ops(op: torch.Tensor) -> torch.Tensor:
-    """``(7, L)``: per line, the opcode weights the control step groups (ncl/control.h's ``LineOps``): moving
-    on (every op but HALT and the jumps), HALT, jumping (JMP and CALL), JZ, JNZ, RET, and CALL alone."""
-    seq = op[:, :JMP].sum(1) - op[:, HALT]
-    return torch.stack([seq, op[:, HALT], op[:, JMP] + op[:, CALL], op[:, JZ], op[:, JNZ], op[:, RET],
-                        op[:, CALL]]).contiguous()
+    """``(7, L)``: per line, the opcode weights the control step groups (ncl/control.h's ``LineOps``, the
+    control reference's grouping): moving on (``SEQUENTIAL``), HALT, jumping (JMP and CALL), JZ, JNZ, RET, and
+    CALL alone."""
+    return torch.stack([op[:, control_reference.SEQUENTIAL].sum(1), op[:, HALT], op[:, JMP] + op[:, CALL],
+                        op[:, JZ], op[:, JNZ], op[:, RET], op[:, CALL]]).contiguous()
 
 
 def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tensor) -> None:
