@@ -291,7 +291,7 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         # pass's read is not needed).
         _rw_rows(reg_b, acc_reg_b, ks, K, delta, gate * delta, value, halted, cols, n, True)
 
-        # The pointers, ip and the scalars, in registers.
+        # The stack pointers and the scalars stay in registers; the new ip goes to its row.
         dsp_top = tl.sum(tl.where(ss == S - 1, dsp, 0.0), axis=0)
         dsp_bottom = tl.sum(tl.where(ss == 0, dsp, 0.0), axis=0)
         rsp_top = tl.sum(tl.where(ss == S - 1, rsp, 0.0), axis=0)
