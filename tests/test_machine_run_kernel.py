@@ -59,7 +59,7 @@ def test_kernel_equals_the_step_loop_on_soft_programs(dtype, n):
         regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=dtype, seed=seed))
         with torch.no_grad():
             carry = _carry(program, regs, mem)
-            assert fused_run.eligible(config, carry.state.ip, None, None)
+            assert fused_run.kernel_for(config, carry.state.ip, None, None) == "cpp"
             kernel, k_steps = advance(carry, 0, 13, program.fields(), config, None)
             loop, l_steps = _loop_of_steps(program, carry, 13)
             ref = program.run(regs, mem, max_steps=13, backend="reference")
@@ -103,16 +103,6 @@ def test_larger_machine_matches_the_step_loop():
         loop, _ = _loop_of_steps(program, carry, 40)
     for i, (a, b) in enumerate(zip(_flat(kernel), _flat(loop))):
         assert_close(a, b, torch.float32, f"carry[{i}]")
-
-
-def test_kernel_is_not_used_where_it_cannot_run():
-    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
-    ip = one_hot(torch.zeros(2, dtype=torch.long), 5, torch.float32)
-    assert not fused_run.eligible(config, ip, "reference", None)
-    assert not fused_run.eligible(ncl.MachineConfig(n=8, cells=4, registers=3, stack=4, alu="circuit"), ip, None,
-                                  None)
-    assert not fused_run.eligible(config, ip.half(), None, None)
-    assert not fused_run.eligible(config, ip, None, step)
 
 
 def test_opcheck():
@@ -215,7 +205,7 @@ def test_gradcheck_float64_through_the_kernel(isa, monkeypatch):
 
         logits = dict(zip(names, tensors[:len(names)]))
         fields = ProgramFields(*(torch.softmax(logits[f"{name}_logits"], -1) for name in ProgramFields._fields))
-        assert fused_run.eligible(config, ip, None, None)
+        assert fused_run.kernel_for(config, ip, None, None) == "cpp"
         out = machine_run(fields, config, ip, tensors[-2], tensors[-1], 5, grad_mode="checkpoint", chunk=2)
         return out.regs, out.mem, out.expected_steps, out.unhalted, out.overflow
 
@@ -266,6 +256,11 @@ def test_which_whole_run_kernel_runs(monkeypatch):
     assert fused_run.kernel_for(config, ip32, "cpp", lambda *a, **k: None) is None  # a step_fn replaces the step
     circuit = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4, alu="circuit")
     assert fused_run.kernel_for(circuit, ip32, "cpp", None) is None
+    # The default backend on CPU: the same rules.
+    assert fused_run.kernel_for(config, ip32, None, None) == "cpp"
+    assert fused_run.kernel_for(circuit, ip32, None, None) is None
+    assert fused_run.kernel_for(config, ip32.half(), None, None) is None
+    assert fused_run.kernel_for(config, ip32, None, step) is None
     if dispatch.unavailable_reason("triton") is None:
         assert fused_run.kernel_for(config, ip32, "triton", None) == "triton"
         assert fused_run.kernel_for(config, ip32.half(), "triton", None) is None  # the Triton kernel is fp32

@@ -64,11 +64,6 @@ def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, ste
     return None
 
 
-def eligible(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> bool:
-    """True when a whole-run kernel computes this run (:func:`kernel_for`)."""
-    return kernel_for(config, ip, backend, step_fn) is not None
-
-
 def needs_graph(tensors) -> bool:
     """True when autograd records: grad mode is on and some input requires grad."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)

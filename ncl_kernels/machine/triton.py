@@ -193,7 +193,6 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         tl.store(rho_ptr + b * count + step, rho)
         inv_rho = 1.0 / tl.maximum(rho, norm_eps)
         e = tl.zeros((_BLOCK_O,), dtype=tl.float32)
-        e_alu = tl.zeros((_NUM_ALU,), dtype=tl.float32)
         alpha = tl.zeros((BLOCK_K,), dtype=tl.float32)
         beta = tl.zeros((BLOCK_K,), dtype=tl.float32)
         delta = tl.zeros((BLOCK_K,), dtype=tl.float32)
@@ -204,8 +203,6 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
             ipb = tl.load(ip_row + lb, mask=lbm, other=0.0)[:, None]
             e += tl.sum(ipb * tl.load(op_ptr + lb[:, None] * _O + ops[None, :],
                                       mask=lbm[:, None] & (ops < _O)[None, :], other=0.0), axis=0)
-            e_alu += tl.sum(ipb * tl.load(op_ptr + lb[:, None] * _O + _ALU_FIRST + kk[None, :],
-                                          mask=lbm[:, None], other=0.0), axis=0)
             field_offs = lb[:, None] * K + ks[None, :]
             field_mask = lbm[:, None] & km[None, :]
             alpha += tl.sum(ipb * tl.load(a_ptr + field_offs, mask=field_mask, other=0.0), axis=0)
@@ -213,6 +210,7 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
             delta += tl.sum(ipb * tl.load(d_ptr + field_offs, mask=field_mask, other=0.0), axis=0)
             z += tl.sum(ipb * tl.load(imm_ptr + lb[:, None] * n + cols[None, :],
                                       mask=lbm[:, None] & cm[None, :], other=0.0), axis=0)
+        e_alu = tl.sum(tl.where(ops[None, :] == kk[:, None] + _ALU_FIRST, e[None, :], 0.0), axis=1)  # the ALU's 16
         alpha *= inv_rho
         beta *= inv_rho
         delta *= inv_rho
