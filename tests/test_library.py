@@ -96,10 +96,10 @@ def inputs(draw, name, config, soft):
     value = st.integers(0, n - 1)
     if name in ("add", "sub", "mul", "divmod", "gcd"):
         return (draw(value), draw(value)), None
-    if name == "mul_mod":  # exact for m <= n // 2 + 1
-        return (draw(value), draw(value), draw(st.integers(0, n // 2 + 1))), None
+    if name == "mul_mod":  # exact for m <= (n + 1) // 2: no partial sum 2m - 2 wraps around n
+        return (draw(value), draw(value), draw(st.integers(0, (n + 1) // 2))), None
     if name == "pow_mod":
-        m = draw(st.integers(0, 3 if soft else n // 2 + 1))
+        m = draw(st.integers(0, 3 if soft else (n + 1) // 2))
         return (draw(value), draw(st.integers(0, 1 if soft else n - 1)), m), None
     if name in ("factorial", "fib", "fib_iter", "sum_to"):
         soft_top = {"factorial": 8, "fib": 4, "fib_iter": 16, "sum_to": 9}[name]

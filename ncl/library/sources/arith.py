@@ -40,7 +40,8 @@ def gcd(a, b):
 
 
 def mul_mod(a, b, m):
-    """a * b % m by shift-and-add, so that no partial sum exceeds 2m - 2: exact for m <= n // 2 + 1.
+    """a * b % m by shift-and-add, so that no partial sum exceeds 2m - 2: exact for m <= (n + 1) // 2
+    (2m - 2 < n).
 
     m = 0 gives 0.
     """
@@ -57,7 +58,7 @@ def mul_mod(a, b, m):
 
 
 def pow_mod(base, exp, m):
-    """base ** exp % m by square-and-multiply on mul_mod: exact for m <= n // 2 + 1. m = 0 gives 0."""
+    """base ** exp % m by square-and-multiply on mul_mod: exact for m <= (n + 1) // 2. m = 0 gives 0."""
     if m == 0:
         return 0
     result = 1 % m
