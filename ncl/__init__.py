@@ -19,7 +19,7 @@ _LAZY = {
     "assemble": "ncl.machine",
     "AssemblyError": "ncl.machine",
     # the compiler (DESIGN §4)
-    "compile": "ncl.compiler",
+    "compile": "ncl.library",  # the compiler with ncl.library in reach
     "CompileError": "ncl.compiler",
     "CompiledFunction": "ncl.compiler",
     # the model layer (DESIGN §5)

@@ -1,7 +1,9 @@
-"""The compiler (DESIGN §4): semantics against Python on the VM, the calling convention, helpers and recursion,
+"""The compiler (docs/design.md §4): semantics against Python on the VM, the calling convention, helpers and recursion,
 max_steps, the soft machine, disassembly, gradients. CompileError cases are in test_compiler_errors.py."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -127,31 +129,31 @@ def test_expressions_match_python_on_the_vm(fn, arity, args):
     """
     args = args[:arity]
     compiled = compiled_for(fn)
-    assert compiled.execute(*args, backend="vm").value == int(fn(*args)) % N
+    assert compiled.execute(*args, engine="vm").value == int(fn(*args)) % N
 
 
 @settings(max_examples=40, deadline=None)
 @given(k=st.integers(0, 20), a=st.integers(0, 6), b=st.integers(0, 12))
 def test_loops_match_python_on_the_vm(k, a, b):
-    assert compiled_for(while_loop).execute(k, backend="vm").value == while_loop(k) % N
-    assert compiled_for(for_loops).execute(a, b, backend="vm").value == for_loops(a, b) % N
-    assert compiled_for(loop_variable_after).execute(k, backend="vm").value == loop_variable_after(k)
-    assert compiled_for(loop_variable_assigned).execute(k, backend="vm").value == loop_variable_assigned(k) % N
+    assert compiled_for(while_loop).execute(k, engine="vm").value == while_loop(k) % N
+    assert compiled_for(for_loops).execute(a, b, engine="vm").value == for_loops(a, b) % N
+    assert compiled_for(loop_variable_after).execute(k, engine="vm").value == loop_variable_after(k)
+    assert compiled_for(loop_variable_assigned).execute(k, engine="vm").value == loop_variable_assigned(k) % N
 
 
 @settings(max_examples=40, deadline=None)
 @given(i=st.integers(0, CFG.cells - 2), v=ints, tape=st.lists(ints, min_size=CFG.cells, max_size=CFG.cells))
 def test_tape_reads_and_writes(i, v, tape):
     expected, after = ncl.library.call_python(tape_ops, i, v, mem=tape)
-    out = compiled_for(tape_ops).execute(i, v, mem=tape, backend="vm")
+    out = compiled_for(tape_ops).execute(i, v, mem=tape, engine="vm")
     assert out.value == expected % N
     assert out.mem == [x % N for x in after]
     _, after = ncl.library.call_python(tape_aug, i, mem=tape)
-    assert compiled_for(tape_aug).execute(i, mem=tape, backend="vm").mem == [x % N for x in after]
+    assert compiled_for(tape_aug).execute(i, mem=tape, engine="vm").mem == [x % N for x in after]
 
 
 def test_tape_addresses_fold_onto_the_cells():
-    out = compiled_for(tape_ops).execute(CFG.cells + 2, 9, backend="vm")  # cell 2, then cell 3
+    out = compiled_for(tape_ops).execute(CFG.cells + 2, 9, engine="vm")  # cell 2, then cell 3
     assert out.mem[2] == 9 and out.mem[3] == 10 and out.value == 10
 
 
@@ -176,7 +178,7 @@ def test_calling_convention_args_in_r1_result_in_r0():
     assert isinstance(compiled, ncl.CompiledFunction)
     assert isinstance(compiled.program, ncl.Program)
     # The program alone: arguments in r1, r2, r3 from line 0 (the entry stub); the result lands in r0.
-    out = compiled.program.execute(9, 4, 2, backend="vm")
+    out = compiled.program.execute(9, 4, 2, engine="vm")
     assert out.value == 7 and out.halted == 1.0
     lines = [line.strip() for line in compiled.assembly.splitlines()]
     assert lines[:3] == ["three.entry:", "CALL three", "HALT"]
@@ -237,29 +239,50 @@ def shadowing(a, b, m):
 @settings(max_examples=30, deadline=None)
 @given(a=ints, b=ints, c=ints)
 def test_composition_through_helpers(a, b, c):
-    assert compiled_for(sum_of_squares, square).execute(a, b, backend="vm").value == (a * a + b * b) % N
-    got = compiled_for(keeps_values_across_calls, square).execute(a, b, c, backend="vm").value
+    assert compiled_for(sum_of_squares, square).execute(a, b, engine="vm").value == (a * a + b * b) % N
+    got = compiled_for(keeps_values_across_calls, square).execute(a, b, c, engine="vm").value
     assert got == keeps_values_across_calls(a, b, c) % N
 
 
 def test_mutual_recursion():
     compiled = compiled_for(is_even, is_odd)
-    assert [compiled.execute(k, backend="vm").value for k in range(8)] == [1, 0, 1, 0, 1, 0, 1, 0]
+    assert [compiled.execute(k, engine="vm").value for k in range(8)] == [1, 0, 1, 0, 1, 0, 1, 0]
     assert compiled.functions == ["is_even", "is_odd"]
 
 
 @settings(max_examples=30, deadline=None)
 @given(a=ints, b=st.integers(1, N - 1))
 def test_calls_into_the_library(a, b):
-    import math
+    assert compiled_for(uses_library).execute(a, b, engine="vm").value == (math.gcd(a, b) + a % b) % N
 
-    assert compiled_for(uses_library).execute(a, b, backend="vm").value == (math.gcd(a, b) + a % b) % N
+
+def double(x):
+    return x + x
+
+
+def quadruple(x):
+    return double(double(x))
+
+
+def test_the_compiler_takes_its_library_as_an_argument():
+    """The compiler knows no library of its own: ncl.compile is ncl.library.compile, which passes ncl.library's
+    functions; ncl.compiler.compile reaches only the library it is given."""
+    assert ncl.compile is ncl.library.compile
+    with pytest.raises(ncl.CompileError, match=r"unknown function divmod\(\)"):
+        ncl.compiler.compile(uses_library, config=CFG)
+    compiled = ncl.compiler.compile(uses_library, config=CFG, library=ncl.library.functions())
+    assert compiled.execute(12, 8, engine="vm").value == (4 + 12 % 8) % N
+    with pytest.raises(ncl.CompileError, match=r"double\(\) is not compiled"):
+        ncl.compiler.compile(quadruple, config=CFG)
+    compiled = ncl.compiler.compile(quadruple, config=CFG, library={"double": double})
+    assert compiled.functions == ["quadruple", "double"]
+    assert [compiled(x) for x in (0, 1, 5, 9)] == [0, 4, 20, 36 % N]
 
 
 def test_user_helper_shadows_a_library_name_without_clashing():
     compiled = compiled_for(shadowing, mul_mod)
     assert "mul_mod.user:" in compiled.assembly and "\nmul_mod:" in compiled.assembly
-    assert compiled.execute(3, 4, 7, backend="vm").value == pow(3, 4, 7)
+    assert compiled.execute(3, 4, 7, engine="vm").value == pow(3, 4, 7)
 
 
 def test_saved_registers_go_on_the_data_stack():
@@ -287,14 +310,14 @@ def test_recursion_up_to_the_stack_depth(fn):
     small = ncl.MachineConfig(n=32, cells=4, registers=4, stack=8)
     compiled = ncl.compile(fn, config=small)
     deepest = small.stack - 2
-    out = compiled.execute(deepest, backend="vm")
+    out = compiled.execute(deepest, engine="vm")
     assert out.value == fn(deepest) % small.n
     state = vm.run(compiled.program, small, regs=[0, deepest], max_steps=10_000)
     assert state.halted and state.faults == 0
     soft = compiled.execute(deepest)
     assert soft.value == out.value and soft.halted >= 0.99
     with pytest.raises(ExecutionError, match="stack overflow"):
-        compiled.execute(deepest + 1, backend="vm")
+        compiled.execute(deepest + 1, engine="vm")
     with pytest.raises(ExecutionError, match="stack overflow"):
         compiled.execute(deepest + 1)
 
@@ -311,16 +334,16 @@ def test_max_steps_none_runs_exactly_to_the_halting_step():
     compiled = compiled_for(while_loop)
     traced = compiled.trace(9)
     soft = compiled.execute(9)
-    assert soft.steps == traced.steps == compiled.execute(9, backend="vm").steps
+    assert soft.steps == traced.steps == compiled.execute(9, engine="vm").steps
     assert soft.value == while_loop(9) % N and soft.halted >= 0.99
 
 
 def test_a_program_that_never_halts_is_a_clear_error():
     compiled = ncl.compile(forever, config=CFG)
     with pytest.raises(ExecutionError, match="did not halt"):
-        compiled.execute(1, backend="vm")
+        compiled.execute(1, engine="vm")
     # An explicit bound runs that many steps and reports what halted.
-    out = compiled.execute(1, backend="vm", max_steps=50)
+    out = compiled.execute(1, engine="vm", max_steps=50)
     assert out.steps == 50 and out.halted == 0.0
 
 
@@ -331,7 +354,7 @@ def test_a_program_that_never_halts_is_a_clear_error():
 def test_soft_machine_matches_vm_and_python(fn, args):
     compiled = compiled_for(fn)
     soft = compiled.execute(*args)
-    hard = compiled.execute(*args, backend="vm")
+    hard = compiled.execute(*args, engine="vm")
     assert soft.value == hard.value == int(fn(*args)) % N
     assert soft.regs == hard.regs and soft.mem == hard.mem and soft.steps == hard.steps
     assert soft.halted >= 0.99
@@ -404,7 +427,7 @@ def test_loop_constants_are_hoisted_when_registers_allow(registers, hoisted):
     config = ncl.MachineConfig(n=32, cells=16, registers=registers, stack=16)
     compiled = ncl.compile(crowded_loop, config=config)
     assert _const_before_loop(compiled.assembly, 7) == hoisted
-    assert compiled.execute(5, 1, 2, 3, 4, backend="vm").value == crowded_loop(5, 1, 2, 3, 4) % 32
+    assert compiled.execute(5, 1, 2, 3, 4, engine="vm").value == crowded_loop(5, 1, 2, 3, 4) % 32
     steps = compiled.trace(5, 1, 2, 3, 4).steps
     other = ncl.compile(crowded_loop, config=ncl.MachineConfig(n=32, cells=16, registers=17 - registers, stack=16))
     assert (steps < other.trace(5, 1, 2, 3, 4).steps) == hoisted  # hoisting saves a step an iteration
@@ -425,5 +448,5 @@ def test_builtin_names_versus_library_names():
     compiled = compiled_for(builtin_and_library_names)
     assert sorted(compiled.functions) == ["builtin_and_library_names", "max", "sum"]
     tape = [3, 9, 4]
-    assert compiled.execute(3, mem=tape, backend="vm").value == max(16, 9) + 1
+    assert compiled.execute(3, mem=tape, engine="vm").value == max(16, 9) + 1
     assert "MAX r" in compiled.assembly and "MIN r" in compiled.assembly

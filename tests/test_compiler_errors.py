@@ -245,7 +245,7 @@ def test_compile_error_names_the_construct_and_line(fn, helpers, message):
 def test_crowded_fits_with_more_registers():
     """The same function compiles once the machine has registers for all its live values."""
     compiled = ncl.compile(crowded, config=ncl.MachineConfig(n=32, cells=16, registers=10, stack=16))
-    assert compiled.execute(1, 2, 3, 4, 5, 6, 7, backend="vm").value == crowded(1, 2, 3, 4, 5, 6, 7) % 32
+    assert compiled.execute(1, 2, 3, 4, 5, 6, 7, engine="vm").value == crowded(1, 2, 3, 4, 5, 6, 7) % 32
 
 
 def test_not_a_function():

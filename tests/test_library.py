@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import ncl
 from ncl.compiler import ExecutionError
+from ncl.library.sources import tape as tape_module
 from ncl.machine import vm
 
 #: The VM runs at the default size (n = 128, 128 cells, stacks of 32).
@@ -171,7 +172,7 @@ def test_vm_equals_python(name, data):
     args, tape = data.draw(inputs(name, BIG, soft=False))
     compiled = ncl.library.get(name, BIG)
     want, want_tape = expected(name, args, tape, BIG)
-    out = compiled.execute(*args, mem=tape, backend="vm")
+    out = compiled.execute(*args, mem=tape, engine="vm")
     if want is not None:
         assert results_of(out, compiled.results) == want
     assert out.mem == want_tape
@@ -185,7 +186,7 @@ def test_soft_equals_vm_and_python(name, data):
     args, tape = data.draw(inputs(name, SMALL, soft=True))
     compiled = soft_copy(name)
     want, want_tape = expected(name, args, tape, SMALL)
-    hard = compiled.execute(*args, mem=tape, backend="vm")
+    hard = compiled.execute(*args, mem=tape, engine="vm")
     soft = compiled.execute(*args, mem=tape)
     if want is not None:
         assert results_of(soft, compiled.results) == results_of(hard, compiled.results) == want
@@ -207,9 +208,9 @@ def test_soft_fp32_default_dtype():
 # --- conventions --------------------------------------------------------------------------------------------
 
 def test_divmod_returns_quotient_in_r0_and_remainder_in_r1():
-    out = ncl.library.get("divmod", SMALL).execute(17, 5, backend="vm")
+    out = ncl.library.get("divmod", SMALL).execute(17, 5, engine="vm")
     assert (out.value, out.regs[1]) == (3, 2)
-    out = ncl.library.get("divmod", SMALL).execute(17, 0, backend="vm")
+    out = ncl.library.get("divmod", SMALL).execute(17, 0, engine="vm")
     assert (out.value, out.regs[1]) == (0, 0)
 
 
@@ -228,21 +229,19 @@ def test_library_functions_call_each_other():
 
 
 def test_call_python_restores_the_module_tape():
-    from ncl.library.sources import tape
-
-    before = tape.mem
+    before = tape_module.mem
     value, after = ncl.library.call_python("sum", 0, 3, mem=[1, 2, 3, 4])
-    assert (value, after) == (6, [1, 2, 3, 4]) and tape.mem is before
+    assert (value, after) == (6, [1, 2, 3, 4]) and tape_module.mem is before
 
 
 @pytest.mark.parametrize("fn,depth_ok", [("factorial", SMALL.stack - 1), ("sum_to", SMALL.stack - 2)])
 def test_recursion_up_to_the_stack_depth(fn, depth_ok):
     """factorial(k) makes k nested calls (the stub's included); sum_to(k) makes k + 1. A stack holds S - 1."""
     compiled = ncl.library.get(fn, SMALL)
-    out = compiled.execute(depth_ok, backend="vm")
+    out = compiled.execute(depth_ok, engine="vm")
     assert out.value == SPECS[fn]((depth_ok,), None, SMALL.n)[0] % SMALL.n
     with pytest.raises(ExecutionError, match="stack overflow"):
-        compiled.execute(depth_ok + 1, backend="vm")
+        compiled.execute(depth_ok + 1, engine="vm")
 
 
 # --- the image ----------------------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ def test_image_holds_every_function_behind_its_entry():
              "insertion_sort": ((1, 5), [8, 5, 4, 3, 2, 1]), "divmod": ((30, 7), None)}
     for name in NAMES:
         args, tape = cases.get(name, ((3, 4, 5)[:len(ncl.library.get(name, SMALL).params)], [4, 9, 1, 7, 2, 2]))
-        alone = ncl.library.get(name, SMALL).execute(*args, mem=tape, backend="vm")
+        alone = ncl.library.get(name, SMALL).execute(*args, mem=tape, engine="vm")
         state = vm.run(program, SMALL, regs=[0, *args], mem=tape, ip=program.entries[name], max_steps=10_000)
         assert state.halted and state.faults == 0, name
         assert state.regs[:2] == alone.regs[:2] and state.mem == alone.mem, name

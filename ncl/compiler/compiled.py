@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ncl.machine import ExecResult, MachineConfig, Program, RunResult, vm
+from ncl.machine.horizon import Horizon, hard_limit_horizon
 
 from .errors import ExecutionError
 
@@ -40,7 +41,7 @@ class CompiledFunction:
         """The machine the program was compiled for."""
         return self.program.config
 
-    def execute(self, *args: int, mem: list[int] | None = None, backend: str = "soft",
+    def execute(self, *args: int, mem: list[int] | None = None, engine: str = "soft",
                 max_steps: int | None = None) -> ExecResult:
         """
         Calls the function on integers.
@@ -48,7 +49,8 @@ class CompiledFunction:
         Args:
             args: One int in ``0..n-1`` per parameter; they go to r1, r2, ...
             mem: The initial tape (ints, zero-padded to the machine's cells), or None for zeros.
-            backend: ``"soft"`` (the differentiable machine on one-hot inputs, read back by argmax) or ``"vm"``.
+            engine: ``"soft"`` (the differentiable machine on one-hot inputs, read back by argmax) or ``"vm"``
+                (the discrete VM).
             max_steps: A step bound. None runs the discrete VM first (up to ``STEP_CAP`` steps) and gives the soft
                 machine exactly the steps the VM needed to halt.
 
@@ -65,13 +67,13 @@ class CompiledFunction:
             raise ValueError(f"{self.name}() takes {len(self.params)} argument(s) "
                              f"({', '.join(self.params)}), got {len(args)}")
         if max_steps is not None:
-            return self.program.execute(*args, mem=mem, backend=backend, max_steps=max_steps)
-        if backend not in ("soft", "vm"):
-            raise ValueError(f"backend must be 'soft' or 'vm', got {backend!r}")
+            return self.program.execute(*args, mem=mem, engine=engine, max_steps=max_steps)
+        if engine not in ("soft", "vm"):
+            raise ValueError(f"engine must be 'soft' or 'vm', got {engine!r}")
         state = self.trace(*args, mem=mem)
-        if backend == "vm":
+        if engine == "vm":
             return ExecResult(state.regs[0], state.regs, state.mem, state.steps, 1.0)
-        return self.program.execute(*args, mem=mem, backend="soft", max_steps=state.steps)
+        return self.program.execute(*args, mem=mem, engine="soft", max_steps=state.steps)
 
     def trace(self, *args: int, mem: list[int] | None = None, max_steps: int = STEP_CAP) -> vm.VMState:
         """
@@ -103,7 +105,7 @@ class CompiledFunction:
                                  "max_steps explicitly to run a bounded number of steps")
         return state
 
-    def horizon(self, *args: int, mem: list[int] | None = None, dtype=None, tol: float = 1e-4):
+    def horizon(self, *args: int, mem: list[int] | None = None, dtype=None, tol: float = 1e-4) -> Horizon:
         """
         How long the soft machine stays in the hard limit on these inputs (``ncl.machine.horizon``): the soft
         run beside the VM, step by step, until the VM halts or the soft state deviates by more than ``tol``.
@@ -117,8 +119,6 @@ class CompiledFunction:
         Returns:
             The machine's ``Horizon``: ``steps``, ``deviation``, and ``halted`` (True: exact up to the VM's halt).
         """
-        from ncl.machine.horizon import hard_limit_horizon
-
         dtype = dtype if dtype is not None else self.program.op_logits.dtype
         return hard_limit_horizon(self.program, [0, *args], mem, dtype=dtype, tol=tol,
                                   max_steps=self.trace(*args, mem=mem).steps)
@@ -138,9 +138,9 @@ class CompiledFunction:
         """
         return self.program.run(regs, mem, ip=ip, max_steps=max_steps)
 
-    def __call__(self, *args: int, mem: list[int] | None = None, backend: str = "vm") -> int:
+    def __call__(self, *args: int, mem: list[int] | None = None, engine: str = "vm") -> int:
         """The result on integers (r0), on the VM by default."""
-        return self.execute(*args, mem=mem, backend=backend).value
+        return self.execute(*args, mem=mem, engine=engine).value
 
     def __repr__(self) -> str:
         return (f"CompiledFunction({self.name}({', '.join(self.params)}), lines={self.program.length}, "

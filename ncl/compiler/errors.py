@@ -5,7 +5,7 @@ from __future__ import annotations
 
 class CompileError(Exception):
     """
-    Raised when a Python function uses something outside the compiled subset (DESIGN §4).
+    Raised when a Python function uses something outside the compiled subset (docs/design.md §4).
 
     Args:
         message: What is unsupported, e.g. ``"floats are not supported"``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ class ParsedFunction:
         params: Parameter names, in order.
         filename: The source file.
         results: How many values it returns: 1, or 2 for ``return a, b``.
-        library: True for functions of ``ncl.library`` (their calls resolve through their module only).
+        library: True for library functions (their calls resolve through their own module only).
+        bindings: The names visible to it besides its locals (its module's globals and its closure cells).
     """
 
     pyfunc: Callable
@@ -56,7 +58,7 @@ def parse_function(pyfunc: Callable, library: bool = False) -> ParsedFunction:
 
     Args:
         pyfunc: A plain Python function (``def``), whose source ``inspect`` can find.
-        library: Whether it belongs to ``ncl.library``.
+        library: Whether it is a library function.
 
     Returns:
         The ParsedFunction.
@@ -92,6 +94,21 @@ def parse_function(pyfunc: Callable, library: bool = False) -> ParsedFunction:
     parsed.results = _count_results(parsed)
     parsed.bindings = _bindings(pyfunc)
     return parsed
+
+
+@functools.lru_cache(maxsize=None)
+def parse_library_function(pyfunc: Callable) -> ParsedFunction:
+    """
+    Reads a library function, once per function object (library sources do not change while a process runs).
+
+    Args:
+        pyfunc: A function of a library (a mapping passed to ``compile``); its calls resolve through its own
+            module only.
+
+    Returns:
+        The ParsedFunction, shared between compilations (never modified after parsing).
+    """
+    return parse_function(pyfunc, library=True)
 
 
 def _count_results(parsed: ParsedFunction) -> int:

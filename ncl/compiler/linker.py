@@ -10,12 +10,13 @@ import ast
 import builtins
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .emit import Item, emit_function, render
 from .errors import CompileError
-from .frontend import ParsedFunction
-from .lowering import Callee, LoweredFunction, lower
+from .frontend import ParsedFunction, parse_library_function
+from .ir import Callee, LoweredFunction
+from .lowering import lower
 from .regalloc import TooManyLiveValues, allocate
 
 
@@ -26,11 +27,17 @@ class Unit:
 
     Args:
         user: The user's functions (``fn`` and its helpers), by name; empty for library builds.
-        library: Library name -> the Python function (``ncl.library``'s sources).
+        library: Library name -> the Python function (for ``ncl.compile``, ``ncl.library``'s sources); empty for
+            none.
     """
 
     user: dict[str, ParsedFunction]
-    library: dict[str, Callable]
+    library: Mapping[str, Callable]
+
+    def parsed(self, key: str) -> ParsedFunction:
+        """The parsed function with a key from ``user_key`` or ``library_key``."""
+        kind, name = key.split(":", 1)
+        return self.user[name] if kind == "user" else parse_library_function(self.library[name])
 
 
 def user_key(name: str) -> str:
@@ -43,37 +50,35 @@ def library_key(name: str) -> str:
     return f"lib:{name}"
 
 
-def make_resolver(unit: Unit, caller: ParsedFunction, parse_library: Callable[[str], ParsedFunction]):
+def make_resolver(unit: Unit, caller: ParsedFunction):
     """
     The name resolution for calls inside ``caller``.
 
     Order: the user's functions by name (only for user code); then what the name is bound to in the caller's
-    module or closure (a compiled function, or the builtins min/max); then min/max; then ``ncl.library`` by name.
+    module or closure (a compiled function, or the builtins min/max); then min/max; then the library by name.
 
     Args:
         unit: The functions in reach.
         caller: The function whose calls are resolved.
-        parse_library: Library name -> its ParsedFunction.
 
     Returns:
         A resolver for ``lowering.lower``.
     """
-    by_identity = {id(p.pyfunc): (user_key(name), p) for name, p in unit.user.items()}
+    by_identity = {id(p.pyfunc): user_key(name) for name, p in unit.user.items()}
     for name, pyfunc in unit.library.items():
-        by_identity.setdefault(id(pyfunc), (library_key(name), None))
+        by_identity.setdefault(id(pyfunc), library_key(name))
 
-    def callee(key: str, parsed: ParsedFunction | None) -> Callee:
-        if parsed is None:
-            parsed = parse_library(key.split(":", 1)[1])
+    def callee(key: str) -> Callee:
+        parsed = unit.parsed(key)
         return Callee(key, parsed.name, len(parsed.params), parsed.results)
 
     def resolve(name: str, node: ast.Call):
         if not caller.library and name in unit.user:
-            return callee(user_key(name), unit.user[name])
+            return callee(user_key(name))
         bound = caller.bindings.get(name)
         if bound is not None:
             if id(bound) in by_identity:
-                return callee(*by_identity[id(bound)])
+                return callee(by_identity[id(bound)])
             if bound is builtins.min or bound is builtins.max:
                 return bound.__name__.upper()
             if inspect.isfunction(bound):
@@ -82,21 +87,19 @@ def make_resolver(unit: Unit, caller: ParsedFunction, parse_library: Callable[[s
         if name in ("min", "max"):
             return name.upper()
         if name in unit.library:
-            return callee(library_key(name), None)
+            return callee(library_key(name))
         raise caller.error(f"unknown function {name}(); pass it to ncl.compile as a helper", node)
 
     return resolve
 
 
-def collect(roots: list[str], unit: Unit, parse_library: Callable[[str], ParsedFunction],
-            n: int) -> dict[str, LoweredFunction]:
+def collect(roots: list[str], unit: Unit, n: int) -> dict[str, LoweredFunction]:
     """
     Lowers the roots and, transitively, every function they call.
 
     Args:
         roots: Keys of the entry functions.
         unit: The functions in reach.
-        parse_library: Library name -> its ParsedFunction.
         n: The value range.
 
     Returns:
@@ -108,9 +111,8 @@ def collect(roots: list[str], unit: Unit, parse_library: Callable[[str], ParsedF
         key = todo.pop(0)
         if key in lowered:
             continue
-        kind, name = key.split(":", 1)
-        parsed = unit.user[name] if kind == "user" else parse_library(name)
-        fn = lower(parsed, make_resolver(unit, parsed, parse_library), n)
+        parsed = unit.parsed(key)
+        fn = lower(parsed, make_resolver(unit, parsed), n)
         lowered[key] = fn
         todo.extend(k for k in fn.callees if k not in lowered)
     return lowered

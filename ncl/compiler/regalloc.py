@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import CompileError
-from .ir import Ins
-from .lowering import LoweredFunction
+from .ir import Ins, LoweredFunction
 
 #: IR kinds that only write their destination: removable when nothing reads it.
 _PURE = ("const", "mov", "bin", "un", "load")

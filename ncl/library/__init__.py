@@ -1,5 +1,7 @@
-"""The compiled starting library (DESIGN §4): plain Python sources in ``ncl/library/sources/``, compiled on demand.
+"""The compiled starting library (docs/design.md §4): plain Python sources in ``ncl/library/sources/``, compiled
+on demand, and ``ncl.compile``, the compiler with the library in reach.
 
+- ``compile(fn, *helpers, config=None)``: ``ncl.compile``; calls in ``fn`` may reach every library function.
 - ``names()``: every library function, in a fixed order.
 - ``source(name)``: the Python function (read it, or run it as Python with ``call_python``).
 - ``get(name, config=None)``: its ``CompiledFunction`` (cached per name and config; shared, so copy its program
@@ -17,7 +19,10 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+from ncl.compiler import CompiledFunction, compile_library, compile_library_function
+from ncl.compiler import compile as compile_function
 from ncl.library.sources import arith, recursion, tape
+from ncl.machine import MachineConfig, Program, assemble
 
 _MODULES = (arith, recursion, tape)
 
@@ -73,25 +78,33 @@ def source(name: str) -> Callable:
     return table[name]
 
 
+def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = None) -> CompiledFunction:  # noqa: A001
+    """
+    ``ncl.compile``: compiles a Python function for the machine, with every library function in reach.
+
+    Calls inside ``fn`` resolve to ``fn`` itself, to the ``helpers`` (by name), or to the library's functions
+    (bound in ``fn``'s module, or by name); see ``ncl.compiler.compile``.
+
+    Args:
+        fn: The function to compile.
+        helpers: Further functions ``fn`` (or each other) may call.
+        config: The machine; the default ``MachineConfig()`` if None.
+
+    Returns:
+        The CompiledFunction; its program starts with ``fn``'s entry stub at line 0.
+
+    Raises:
+        CompileError: Anything outside the subset, with the source line number.
+    """
+    return compile_function(fn, *helpers, config=config, library=_functions())
+
+
 @functools.lru_cache(maxsize=None)
-def parsed(name: str):
-    """The parsed source of a library function (cached); used by the compiler."""
-    from ncl.compiler.driver import parse_library_function
-
-    return parse_library_function(source(name))
+def _get(name: str, config: MachineConfig) -> CompiledFunction:
+    return compile_library_function(name, _functions(), config)
 
 
-@functools.lru_cache(maxsize=None)
-def _get(name: str, config):
-    from ncl.compiler import CompiledFunction
-    from ncl.compiler.driver import _assemble, compile_library
-
-    text, included = compile_library([name], config)
-    p = parsed(name)
-    return CompiledFunction(name, p.params, p.results, _assemble(text, config), text, included)
-
-
-def get(name: str, config=None):
+def get(name: str, config: MachineConfig | None = None) -> CompiledFunction:
     """
     A library function, compiled (cached per name and config).
 
@@ -101,21 +114,20 @@ def get(name: str, config=None):
 
     Returns:
         The ``CompiledFunction``; the cached object is shared between callers.
-    """
-    from ncl.machine import MachineConfig
 
+    Raises:
+        KeyError: Unknown name (the message lists the known ones).
+    """
     source(name)
     return _get(name, config if config is not None else MachineConfig())
 
 
 @functools.lru_cache(maxsize=None)
-def _image_text(config) -> str:
-    from ncl.compiler import compile_library
-
-    return compile_library(names(), config)[0]
+def _image_text(config: MachineConfig) -> str:
+    return compile_library(names(), _functions(), config)[0]
 
 
-def image(config=None):
+def image(config: MachineConfig | None = None) -> Program:
     """
     The library image: every function in one program, behind one entry stub each.
 
@@ -125,11 +137,8 @@ def image(config=None):
     Returns:
         A new ``Program`` (an ``nn.Module``) with an ``entries`` attribute: name -> line of its entry stub.
     """
-    from ncl.compiler.driver import _assemble
-    from ncl.machine import MachineConfig
-
     config = config if config is not None else MachineConfig()
-    program = _assemble(_image_text(config), config)
+    program = assemble(_image_text(config), config)
     program.entries = {name: program.labels[f"{name}.entry"] for name in names()}
     return program
 

@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-import ncl
+from ncl.library import get
+from ncl.machine import MachineConfig
 
 #: name -> inputs of growing size: (args, tape). Tapes are descending runs, the worst case for the sorts.
 LADDERS = {
@@ -46,11 +47,11 @@ def main() -> None:
     parser.add_argument("--stack", type=int, default=16)
     parser.add_argument("--sharpness", type=float, default=30.0)
     opts = parser.parse_args()
-    config = ncl.MachineConfig(n=opts.n, cells=opts.cells, stack=opts.stack, sharpness=opts.sharpness)
+    config = MachineConfig(n=opts.n, cells=opts.cells, stack=opts.stack, sharpness=opts.sharpness)
     print(f"{config}")
     print("| function | args | VM steps | fp32 | fp64 |\n| --- | --- | --- | --- | --- |")
     for name, ladder in LADDERS.items():
-        compiled = ncl.library.get(name, config)
+        compiled = get(name, config)
         for args, tape in ladder:
             steps = compiled.trace(*args, mem=tape).steps
             cells = [_cell(compiled.horizon(*args, mem=tape, dtype=dtype)) for dtype in (torch.float32, torch.float64)]
