@@ -67,7 +67,7 @@ def _extension():
         return CppExtension("ncl_kernels._C", sources, include_dirs=include_dirs,
                             extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=LINK_FLAGS)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        # Without a GPU and without an arch list, torch's arch detection crashes (ENVIRONMENT.md).
+        # Without a GPU and without an arch list, torch's arch detection crashes (docs/building.md).
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"
     return CUDAExtension(
         "ncl_kernels._C",

@@ -18,10 +18,9 @@ import torch
 
 from ncl.machine import bench
 from ncl.machine.assembler import assemble
-from ncl.machine.config import MachineConfig
-from ncl.machine.interpreter import step
+from ncl_kernels.machine import MachineConfig, step
 from ncl.machine.run import machine_run
-from ncl.machine.values import one_hot
+from ncl_kernels.isa import one_hot
 from ncl_kernels import dispatch
 
 from conftest import DEVICE

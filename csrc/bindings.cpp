@@ -1,5 +1,6 @@
-// The only translation unit that includes torch/extension.h: op schemas, per-device kernels, and the
-// Python module ncl_kernels._C. The schemas here must equal ncl_kernels/memory/__init__.py:SCHEMAS (tested).
+// The only translation unit that includes torch/extension.h: the per-device kernels of the ncl:: ops, and the
+// Python module ncl_kernels._C. The ops' schemas are stated once, in Python (ncl_kernels/_oplib.py defines
+// them from each op's OpSpec, and ncl_kernels/machine/ the whole-run ops): this file only implements them.
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -8,37 +9,6 @@
 #include "ncl/memory.h"
 #include "cpu/isa.h"
 #include "ops.h"
-
-TORCH_LIBRARY(ncl, m) {
-  m.def("machine_run_fwd(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry, int first,"
-        " int count, float halt_eps, float norm_eps) -> Tensor[]");
-  m.def("machine_run_bwd(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-        " Tensor[] grad, int first, int count, float norm_eps) -> Tensor[]");
-  m.def("soft_read_fwd(Tensor bank, Tensor weights) -> Tensor");
-  m.def("soft_read_bwd(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)");
-  m.def("soft_write_fwd(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor");
-  m.def("soft_write_bwd(Tensor grad, Tensor bank, Tensor weights, Tensor values, Tensor gate)"
-        " -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("content_address_fwd(Tensor bank, Tensor keys, Tensor strength) -> Tensor");
-  m.def("content_address_bwd(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength)"
-        " -> (Tensor, Tensor, Tensor)");
-  m.def("alu_mix_fwd(Tensor x, Tensor y, Tensor coeffs) -> Tensor");
-  m.def("alu_mix_bwd(Tensor grad, Tensor x, Tensor y, Tensor coeffs) -> (Tensor, Tensor, Tensor)");
-  m.def("alu_circuit_mix_fwd(Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs) -> Tensor");
-  m.def("alu_circuit_mix_bwd(Tensor grad, Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs)"
-        " -> (Tensor, Tensor, Tensor)");
-  m.def("stack_update_fwd(Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item)"
-        " -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("stack_update_bwd(Tensor grad_slots, Tensor grad_ptr, Tensor grad_overflow, Tensor grad_underflow,"
-        " Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("control_fwd(Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk, Tensor rsp) -> (Tensor, Tensor)");
-  m.def("control_bwd(Tensor grad_ip, Tensor grad_halted, Tensor ip, Tensor op, Tensor chi0, Tensor tgt,"
-        " Tensor rstk, Tensor rsp) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def("halting_accumulate_fwd(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h,"
-        " float t) -> (Tensor, Tensor, Tensor)");
-  m.def("halting_accumulate_bwd(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg,"
-        " Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t) -> (Tensor, Tensor, Tensor)");
-}
 
 #define NCL_IMPL_MEMORY_OPS(m, SUFFIX)                                   \
   m.impl("soft_read_fwd", &ncl::soft_read_fwd_##SUFFIX);                 \

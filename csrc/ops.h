@@ -7,7 +7,7 @@
 #include <tuple>
 #include <vector>
 
-// The dtypes every CPU kernel is instantiated for (float64 included: DESIGN §2).
+// The dtypes every CPU kernel is instantiated for (float64 included: docs/design.md §2).
 #define NCL_DISPATCH_FLOATS(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
 
@@ -129,7 +129,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
 // Elements one step of one sample takes on that backward's tape (the state before it and its intermediates).
 int64_t machine_tape_entry_size(int64_t L, int64_t K, int64_t n, int64_t C, int64_t S);
 
-// The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl.machine.opcodes.
+// The table ALU's op names in kernel order (ncl/alu.h), for the test against ncl_kernels.isa.ALU_OPS.
 std::vector<std::string> alu_op_names();
 
 // Kernel-side guard (the Python layer raises ValueError first; this catches direct torch.ops calls).

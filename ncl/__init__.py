@@ -11,18 +11,18 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    # the machine (DESIGN §3)
+    # the machine (docs/design.md §3)
     "MachineConfig": "ncl.machine",
     "Program": "ncl.machine",
     "RunResult": "ncl.machine",
     "ExecResult": "ncl.machine",
     "assemble": "ncl.machine",
     "AssemblyError": "ncl.machine",
-    # the compiler (DESIGN §4)
+    # the compiler (docs/design.md §4)
     "compile": "ncl.library",  # the compiler with ncl.library in reach
     "CompileError": "ncl.compiler",
     "CompiledFunction": "ncl.compiler",
-    # the model layer (DESIGN §5)
+    # the model layer (docs/design.md §5)
     "LlamaConfig": "ncl.llama",
     "LlamaModel": "ncl.llama",
     "LlamaForCausalLM": "ncl.llama",

@@ -1,4 +1,4 @@
-"""ncl_kernels: the fused ops under ncl, each with reference, cpp, triton and cuda backends (DESIGN §2)."""
+"""ncl_kernels: the fused ops under ncl, each with reference, cpp, triton and cuda backends (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 REBUILD_HINT = "rebuild it with `pip install --no-build-isolation -e .` from the repository root"
 
 
@@ -17,9 +19,11 @@ def load():
     global _loaded
     if _loaded is None:
         try:
-            import torch  # noqa: F401  (the extension links against libtorch)
-            from ncl_kernels import _C
-            _loaded = (_C, None)
+            # Here, not at import: the build is optional (the reference backend runs without it). Loaded by name
+            # because it is a compiled module, which static import analysis cannot see; torch first, since the
+            # extension links against libtorch.
+            import torch  # noqa: F401
+            _loaded = (importlib.import_module("ncl_kernels._C"), None)
         except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
             _loaded = (None, f"ncl_kernels._C could not be loaded ({type(exc).__name__}: {exc}); {REBUILD_HINT}")
     return _loaded

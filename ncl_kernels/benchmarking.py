@@ -12,14 +12,15 @@ from typing import Callable
 
 import torch
 
-import ncl_kernels
-from ncl_kernels import dispatch
+from ncl_kernels import _oplib, dispatch
+from ncl_kernels.alu import NUM_OPS
+from ncl_kernels.alu import reference as alu_reference
 from ncl_kernels.memory import reference
 
 #: (B, N, D, H): the size every issue quotes, and a large one.
 MEMORY_SIZES = [(64, 128, 128, 2), (64, 1024, 256, 4)]
 MEMORY_OPS = ("soft_read", "soft_write", "content_address")
-#: (B, n) of the table ALU benchmark (DESIGN §3: B = 32, n = 128), and its two kinds of weights.
+#: (B, n) of the table ALU benchmark (docs/design.md §3: B = 32, n = 128), and its two kinds of weights.
 ALU_SIZES = [(32, 128)]
 ALU_COEFFS = ("dense", "sharp")
 
@@ -46,8 +47,6 @@ def alu_inputs(B: int, n: int, coeffs: str, device, dtype=torch.float32, seed: i
     ``coeffs="dense"``: a random distribution over the ops (every op contributes); ``"sharp"``: what a
     β-sharp program gives, one op per row at ~1 and the others at 1e-13 (skipped by the fused kernels).
     """
-    from ncl_kernels.alu import NUM_OPS
-
     g = torch.Generator().manual_seed(seed)
     x = torch.softmax(torch.randn(B, n, generator=g), -1)
     y = torch.softmax(torch.randn(B, n, generator=g), -1)
@@ -63,8 +62,6 @@ def alu_inputs(B: int, n: int, coeffs: str, device, dtype=torch.float32, seed: i
 
 def _reference(op: str) -> Callable:
     if op == "alu_mix":
-        from ncl_kernels.alu import reference as alu_reference
-
         return alu_reference.alu_mix
     return getattr(reference, op)
 
@@ -72,7 +69,7 @@ def _reference(op: str) -> Callable:
 def implementations(op: str, backend: str) -> dict[str, Callable]:
     """``eager``, ``compiled`` (torch.compile of the reference) and ``fused`` callables of ``op``."""
     ref = _reference(op)
-    public = getattr(ncl_kernels, op)
+    public = _oplib.OPS[op].fn
     return {
         "eager": ref,
         "compiled": torch.compile(ref, dynamic=False),
@@ -128,7 +125,7 @@ def peak_mem_mb(run: Callable[[], None], device) -> float | None:
 
 def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20) -> list[dict]:
     """Time every memory op at every size; one row per (op, size, mode) with both ratios."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # here: only the benchmark CLI shows progress, and tqdm's import is not free
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backend = backend or dispatch.select(torch.device(device), torch.float32)

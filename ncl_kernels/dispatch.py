@@ -1,6 +1,6 @@
 """Backend choice for every op in :mod:`ncl_kernels`.
 
-Four backends implement one contract (DESIGN §2):
+Four backends implement one contract (docs/design.md §2):
 
 * ``reference``: pure PyTorch, any device, any float dtype (the spec);
 * ``cpp``: the C++ extension on CPU tensors (float64 included);
@@ -37,7 +37,7 @@ _triton_error: list[str | None] = []  # memo of _triton_import_error (see _ext.l
 def _triton_import_error() -> str | None:
     if not _triton_error:
         try:
-            import triton  # noqa: F401
+            import triton  # noqa: F401  (an optional dependency, and about a second to import)
             _triton_error.append(None)
         except Exception as exc:
             _triton_error.append(f"triton is not importable ({exc})")

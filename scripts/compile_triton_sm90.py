@@ -5,7 +5,8 @@ Usage::
 
     python scripts/compile_triton_sm90.py            # from the repository root (or with it on PYTHONPATH)
 
-For every module in :data:`MODULES`, each entry of its ``COMPILE_TARGETS`` (see
+For every module of the op registry (``ncl_kernels._oplib.TRITON_MODULES``: each registered op's Triton module,
+and the whole-run machine kernel's), each entry of its ``COMPILE_TARGETS`` (see
 ``ncl_kernels/memory/triton.py`` for the format) is compiled ahead of time with
 ``triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32))``. This needs
 Triton's CUDA backend (bundled ptxas) but no driver and no GPU, so it catches kernels that the CPU
@@ -32,16 +33,6 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-#: Modules that export COMPILE_TARGETS. Add each new op family here.
-MODULES = (
-    "ncl_kernels.memory.triton",
-    "ncl_kernels.alu.triton",
-    "ncl_kernels.alu_circuit.triton",
-    "ncl_kernels.stack.triton",
-    "ncl_kernels.control.triton",
-    "ncl_kernels.halting.triton",
-    "ncl_kernels.machine.triton",
-)
 
 ARCH = 90
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +124,10 @@ def main() -> int:
     print(f"triton {triton.__version__}, target {arch}")
     rows, failures = [], []
     start = time.perf_counter()
-    for module_name in MODULES:
+    import ncl_kernels.machine  # noqa: F401  (registers the whole-run kernel's module beside the ops')
+    from ncl_kernels._oplib import TRITON_MODULES
+
+    for module_name in TRITON_MODULES:
         try:
             module = importlib.import_module(module_name)
             targets = module.COMPILE_TARGETS

@@ -8,7 +8,7 @@ PY=${PYTHON:-python}
 TORCH_PREFIX=$($PY -c 'import torch; print(torch.utils.cmake_prefix_path)')
 args=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX")
 # With a CUDA build of torch, Caffe2's CMake config needs the toolkit and the pip CUDA libraries spelled out
-# (ENVIRONMENT.md).
+# (docs/building.md).
 if [ "$($PY -c 'import torch; print(int(bool(torch.version.cuda)))')" = 1 ] && [ -x /usr/local/cuda/bin/nvcc ] \
    && [ "${NCL_SKIP_CUDA:-0}" = 0 ]; then
   CU=$($PY -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')

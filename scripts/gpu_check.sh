@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU evidence in one go (DESIGN §6): build the extension here, run the CUDA-marked and Triton tests on the
+# GPU evidence in one go (docs/design.md §6): build the extension here, run the CUDA-marked and Triton tests on the
 # GPU, run the GPU benchmarks, and leave logs and JSON in OUTDIR with a short table at the end.
 # Usage: scripts/gpu_check.sh [OUTDIR]   (default gpu-check/). Must finish in < 8 min on an H100.
 set -uo pipefail

@@ -6,11 +6,11 @@ import torch
 from hypothesis import strategies as st
 
 from ncl.machine import vm
-from ncl.machine.config import MachineConfig
-from ncl.machine.interpreter import step
-from ncl.machine.opcodes import OP, OPCODES, Instruction
-from ncl.machine.state import initial_state
-from ncl.machine.values import one_hot
+from ncl_kernels.machine import MachineConfig, step
+from ncl_kernels.isa import OP, OPCODES
+from ncl.machine.instructions import Instruction
+from ncl_kernels.machine import initial_state
+from ncl_kernels.isa import one_hot
 
 #: Small sizes that still reach every edge: values wrap, addresses fold (n > C), stacks fill up.
 SMALL = MachineConfig(n=8, cells=4, registers=4, stack=4)

@@ -25,7 +25,7 @@ def one_hot(values, n):
 
 
 def test_op_order_matches_opcodes():
-    from ncl.machine.opcodes import BINARY_OPS, UNARY_OPS
+    from ncl_kernels.isa import BINARY_OPS, UNARY_OPS
 
     from ncl_kernels import _ext
     from ncl_kernels.alu import triton as alu_triton
@@ -53,7 +53,7 @@ def test_each_op_on_hard_values_is_exact(backend, n):
 
     Also checks the kernels' op order: each row selects one op by position and is compared with
     ncl.machine.opcodes' integer semantics of the op with that name."""
-    from ncl.machine.opcodes import BINARY_FUNCS, UNARY_FUNCS
+    from ncl_kernels.isa import BINARY_FUNCS, UNARY_FUNCS
 
     skip_unless_runnable(backend)
     pairs = [(a, b) for a in (0, 1, 2, n - 1, n // 2) for b in (0, 1, 3, n - 1, n // 2)]

@@ -46,7 +46,7 @@ def check_outputs(inputs, backend, dtype):
 
 
 def test_opcode_columns_match_the_machine():
-    from ncl.machine.opcodes import CONTROL_OPS, OP, OPCODES, SEQUENTIAL_OPS
+    from ncl_kernels.isa import CONTROL_OPS, OP, OPCODES, SEQUENTIAL_OPS
 
     assert NUM_OPS == len(OPCODES)
     assert (reference.HALT, reference.JMP, reference.JZ, reference.JNZ, reference.CALL, reference.RET) == \
@@ -71,9 +71,7 @@ def test_sharp_program_and_more_lines_than_a_tile(backend):
 
 def test_matches_the_machine_step():
     """The ip and halted mass of ncl.machine.interpreter.step, on a random soft program and state."""
-    from ncl.machine.config import MachineConfig
-    from ncl.machine.interpreter import step
-    from ncl.machine.state import MachineState, ProgramFields
+    from ncl_kernels.machine import MachineConfig, MachineState, ProgramFields, step
 
     g = torch.Generator().manual_seed(3)
     B, L, S, K, n, C = 3, 7, 4, 3, 8, 4

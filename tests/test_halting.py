@@ -52,10 +52,9 @@ def test_readouts_longer_than_a_tile(backend):
 
 
 def test_machine_run_through_the_op():
-    """Replaying ncl.machine.interpreter.run's accumulation with the op gives its RunResult."""
-    from ncl.machine.config import MachineConfig
-    from ncl.machine.interpreter import run, step
-    from ncl.machine.state import ProgramFields, initial_state
+    """Replaying ncl.machine.run.machine_run's accumulation with the op gives its RunResult."""
+    from ncl.machine.run import machine_run
+    from ncl_kernels.machine import MachineConfig, ProgramFields, initial_state, step
 
     g = torch.Generator().manual_seed(3)
     B, L, K, n, C, S = 2, 6, 3, 8, 4, 4
@@ -63,7 +62,7 @@ def test_machine_run_through_the_op():
     fields = ProgramFields(soft(L, 29), soft(L, K), soft(L, K), soft(L, K), soft(L, n), soft(L, L))
     config = MachineConfig(n=n, cells=C, registers=K, stack=S)
     ip, reg, mem = soft(B, L), soft(B, K, n), soft(B, C, n)
-    want = run(fields, config, ip, reg, mem, max_steps=5)
+    want = machine_run(fields, config, ip, reg, mem, max_steps=5)
     state = initial_state(ip, reg, mem, S)
     acc_reg, acc_mem, expected = torch.zeros_like(reg), torch.zeros_like(mem), reg.new_zeros(B)
     for t in range(1, want.steps + 1):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncl.machine.alu_circuit import binary_circuit, from_bits, to_bits, unary_circuit
-from ncl.machine.alu_table import binary_table, unary_table
-from ncl.machine.opcodes import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
+from ncl_kernels.alu_circuit.circuits import binary_circuit, from_bits, to_bits, unary_circuit
+from ncl_kernels.alu.reference import binary_table, unary_table
+from ncl_kernels.isa import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
 
 
 def _all_pairs(n, dtype=torch.float64):

@@ -47,14 +47,14 @@ def test_adaptive_depth_steps_is_the_halting_step():
     assert none.steps == 0 and torch.equal(none.regs, regs)
 
 
-def test_execute_on_both_backends():
+def test_execute_on_both_engines():
     program = ncl.assemble("ADD r0, r1, r2\nSTORE [r2], r0\nHALT", CFG)
-    for backend in ("soft", "vm"):
-        res = program.execute(9, 10, backend=backend)
+    for engine in ("soft", "vm"):
+        res = program.execute(9, 10, engine=engine)
         assert isinstance(res, ncl.ExecResult)
         assert res.value == 3 and res.regs == [3, 9, 10] and res.mem == [0, 0, 3, 0]
         assert res.steps == 3 and res.halted == pytest.approx(1.0, abs=1e-6)
-    res = program.execute(1, regs=[5, 7, 2], mem=[1, 1, 1, 1], backend="vm")
+    res = program.execute(1, regs=[5, 7, 2], mem=[1, 1, 1, 1], engine="vm")
     assert res.regs == [3, 1, 2] and res.mem == [1, 1, 3, 1]
 
 
@@ -107,8 +107,8 @@ def test_bad_execute_inputs():
         program.execute(regs=[0, 0, 0, 0])
     with pytest.raises(ValueError, match="mem"):
         program.execute(mem=[-1])
-    with pytest.raises(ValueError, match="backend"):
-        program.execute(1, backend="gpu")
+    with pytest.raises(ValueError, match="engine"):
+        program.execute(1, engine="gpu")
     with pytest.raises(ValueError, match="length"):
         ncl.Program(CFG, 0)
     with pytest.raises(ValueError, match="config"):

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ncl
-from ncl.machine.assembler import format_assembly, parse
-from ncl.machine.opcodes import OP, OPCODES, OPERANDS, Instruction
+from ncl.machine.assembler import parse
+from ncl.machine.instructions import OPERANDS, Instruction, format_assembly
+from ncl_kernels.isa import OP, OPCODES
 from _machine_support import SMALL, programs
 
 CFG = ncl.MachineConfig(n=16, cells=8, registers=4, stack=4)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import ncl
 from ncl.machine import vm
-from ncl.machine.opcodes import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
+from ncl_kernels.isa import BINARY_FUNCS, BINARY_OPS, UNARY_FUNCS, UNARY_OPS
 from ncl.machine.examples import FACTORIAL_RECURSIVE, FIB_RECURSIVE, LOOP_SUM
 from _machine_support import SMALL, SMALL_CIRCUIT, int_lists, lockstep, programs
 
@@ -122,7 +122,7 @@ def test_every_alu_op_on_edge_values(alu):
         for (a, b), row in zip(pairs, out.r0):
             want = BINARY_FUNCS[op](a, b, 16) if op in BINARY_OPS else UNARY_FUNCS[op](a, 16)
             assert float(row[want].detach()) > 1 - 1e-4, f"{op}({a}, {b}) = {want}, soft gave {row.argmax().item()}"
-            assert program.execute(a, b, backend="vm").value == want
+            assert program.execute(a, b, engine="vm").value == want
 
 
 def test_memory_and_stack_ops_on_edge_values():
@@ -191,14 +191,14 @@ def test_run_readouts_equal_vm_final_state():
         assert out.regs[b].argmax(-1).tolist() == f.regs
         assert abs(float(out.expected_steps[b].detach()) - f.steps) < 1e-3
         assert float(out.unhalted[b]) < 1e-6
-        soft = program.execute(args[b], backend="soft", max_steps=500)
+        soft = program.execute(args[b], engine="soft", max_steps=500)
         assert soft.value == f.regs[0] and soft.steps == f.steps and soft.halted > 1 - 1e-6
 
 
 def test_non_halting_program_runs_max_steps():
     program = ncl.assemble("top: INC r0, r0\nJMP top", ncl.MachineConfig(n=16, cells=2, registers=2, stack=2))
-    soft = program.execute(backend="soft", max_steps=25)
-    hard = program.execute(backend="vm", max_steps=25)
+    soft = program.execute(engine="soft", max_steps=25)
+    hard = program.execute(engine="vm", max_steps=25)
     assert soft.steps == hard.steps == 25
     assert hard.halted == 0.0 and soft.halted < 1e-6
     assert soft.value == hard.value == 13  # 13 INCs in 25 steps

@@ -15,7 +15,7 @@ import torch
 
 import ncl
 from ncl.machine.run import machine_run
-from ncl.machine.values import one_hot
+from ncl_kernels.isa import one_hot
 from ncl_kernels import dispatch
 from ncl_kernels.testing import assert_close
 
@@ -101,7 +101,7 @@ def test_fused_equals_reference_on_a_sharp_program(dtype, steps):
     """A β-sharp program on one-hot inputs. fp32 runs until every sample has halted (at different steps).
 
     fp64 stops at step 28, before any sample halts: once a sample has halted its ρ is ~1e-10 and the fields
-    are renormalised by 1/ρ (DESIGN §3 step 1), so its gradients are ill-conditioned by ~1e10 and any two
+    are renormalised by 1/ρ (docs/design.md §3 step 1), so its gradients are ill-conditioned by ~1e10 and any two
     fp64 evaluations (here: BLAS vs. hand-ordered sums) differ by rounding × 1e10, beyond the fp64 tolerance.
     fp32 rounds the ~1e-13 leaks away and stays within its tolerance after halting (measured).
     """
@@ -120,7 +120,7 @@ def test_fused_equals_reference_on_a_sharp_program(dtype, steps):
         # Hard limit: the fused run ends with the VM's registers and memory.
         assert float(fused.unhalted.detach().max()) < 1e-6
         for b in range(3):
-            expect = program.execute(regs=values[b].tolist(), mem=mem_values[b].tolist(), backend="vm")
+            expect = program.execute(regs=values[b].tolist(), mem=mem_values[b].tolist(), engine="vm")
             assert fused.regs[b].argmax(-1).tolist() == expect.regs
             assert fused.mem[b].argmax(-1).tolist() == expect.mem
 
@@ -164,8 +164,9 @@ def test_truncated_gradient_is_that_of_the_last_k_steps():
     steps, k = 11, 4  # the window starts at step 7, inside the second chunk
     trunc, trunc_grads = _run_and_grads(program, regs, mem, steps, grad_mode="truncated", chunk=k)
 
-    from ncl.machine.run import Carry, _finish, advance
-    from ncl.machine.state import initial_state
+    from ncl_kernels.machine import Carry, advance
+    from ncl.machine.run import finish
+    from ncl_kernels.machine import initial_state
 
     program.zero_grad(set_to_none=True)
     fields = program.fields()
@@ -176,7 +177,7 @@ def test_truncated_gradient_is_that_of_the_last_k_steps():
     with torch.no_grad():
         carry, _ = advance(carry, 0, steps - k, fields, config, None)
     carry, _ = advance(carry, steps - k, k, fields, config, None)
-    out = _finish(carry, steps)
+    out = finish(carry, steps)
     weights = torch.linspace(0.5, 1.5, config.n, dtype=torch.float64)
     ((out.regs * weights).sum() + (out.mem * weights).sum() + out.expected_steps.sum() + out.unhalted.sum()
      + out.overflow.sum()).backward()
@@ -191,7 +192,7 @@ def test_early_exit_with_samples_halting_at_different_steps(grad_mode):
     values = torch.tensor([[0, 1, 0, 0], [0, 4, 0, 0], [0, 2, 0, 0]])
     regs = one_hot(values, config.n, torch.float64).requires_grad_()
     mem = one_hot(torch.ones(3, 16, dtype=torch.long), config.n, torch.float64).requires_grad_()
-    vm_steps = [program.execute(regs=v.tolist(), mem=[1] * 16, backend="vm").steps for v in values]
+    vm_steps = [program.execute(regs=v.tolist(), mem=[1] * 16, engine="vm").steps for v in values]
     assert len(set(vm_steps)) == 3
     out, grads = _run_and_grads(program, regs, mem, 500, grad_mode=grad_mode, chunk=5)
     assert out.steps == max(vm_steps)  # stopped as soon as the last sample halted, not at 500

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import ncl
-from ncl.machine.interpreter import step
-from ncl.machine.state import MachineState, ProgramFields
+from ncl_kernels.machine import MachineState, ProgramFields, step
 
 
 @pytest.mark.parametrize("alu", ["table", "circuit"])

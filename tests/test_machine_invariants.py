@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 
 import ncl
-from ncl.machine.interpreter import step
-from ncl.machine.state import initial_state
+from ncl_kernels.machine import initial_state, step
 
 CFG = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
 

@@ -1,4 +1,4 @@
-"""The whole-run kernel ``ncl::machine_run_fwd`` (``ncl.machine.fused_run``) against the step loop.
+"""The whole-run kernel ``ncl::machine_run_fwd`` (``ncl_kernels.machine``) against the step loop.
 
 - its opcode numbers are those of ``ncl.machine.opcodes``;
 - without a graph it computes what the loop of fused step ops and the reference compute: random soft
@@ -16,12 +16,11 @@ import pytest
 import torch
 
 import ncl
-from ncl.machine import fused_run
-from ncl.machine.interpreter import step
-from ncl.machine.opcodes import OP
-from ncl.machine.run import Carry, _flat, advance
-from ncl.machine.state import initial_state
-from ncl.machine.values import one_hot
+from ncl_kernels import machine as machine_op
+from ncl_kernels.machine import step
+from ncl_kernels.isa import OP
+from ncl_kernels.machine import Carry, advance, initial_state
+from ncl_kernels.isa import one_hot
 from ncl_kernels import _ext, dispatch
 from ncl_kernels.testing import assert_close
 from test_machine_fused import LOOP, _assert_runs_match, _soft_inputs, _soft_program
@@ -59,13 +58,13 @@ def test_kernel_equals_the_step_loop_on_soft_programs(dtype, n):
         regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=dtype, seed=seed))
         with torch.no_grad():
             carry = _carry(program, regs, mem)
-            assert fused_run.kernel_for(config, carry.state.ip, None, None) == "cpp"
+            assert machine_op.kernel_for(config, carry.state.ip, None, None) == "cpp"
             kernel, k_steps = advance(carry, 0, 13, program.fields(), config, None)
             loop, l_steps = _loop_of_steps(program, carry, 13)
             ref = program.run(regs, mem, max_steps=13, backend="reference")
             fused = program.run(regs, mem, max_steps=13)
         assert k_steps == l_steps == 13
-        for name, a, b in zip(range(11), _flat(kernel), _flat(loop)):
+        for name, a, b in zip(range(11), kernel.flat(), loop.flat()):
             assert_close(a, b, dtype, f"n={n} {dtype} seed {seed}: carry[{name}]")
         _assert_runs_match(fused, ref, dtype, f"n={n} {dtype} seed {seed}: against the reference")
 
@@ -78,7 +77,7 @@ def test_sharp_program_early_exit_inside_a_chunk_and_the_vm(chunk):
     values = torch.tensor([[0, 1, 0, 0], [0, 4, 0, 0], [0, 2, 0, 0], [0, 3, 5, 1]])
     mem_values = torch.arange(4 * 16).reshape(4, 16) % 16
     regs, mem = one_hot(values, config.n, torch.float32), one_hot(mem_values, config.n, torch.float32)
-    vm = [program.execute(regs=v.tolist(), mem=m.tolist(), backend="vm") for v, m in zip(values, mem_values)]
+    vm = [program.execute(regs=v.tolist(), mem=m.tolist(), engine="vm") for v, m in zip(values, mem_values)]
     with torch.no_grad():
         out = program.run(regs, mem, max_steps=500, chunk=chunk)
         ref = program.run(regs, mem, max_steps=500, backend="reference")
@@ -101,7 +100,7 @@ def test_larger_machine_matches_the_step_loop():
         carry = _carry(program, regs, mem)
         kernel, _ = advance(carry, 0, 40, program.fields(), config, None)
         loop, _ = _loop_of_steps(program, carry, 40)
-    for i, (a, b) in enumerate(zip(_flat(kernel), _flat(loop))):
+    for i, (a, b) in enumerate(zip(kernel.flat(), loop.flat())):
         assert_close(a, b, torch.float32, f"carry[{i}]")
 
 
@@ -110,7 +109,7 @@ def test_opcheck():
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=5, dtype=torch.float32, seed=9)
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=9))
-    carry = list(_flat(_carry(program, regs, mem)))
+    carry = list(_carry(program, regs, mem).flat())
     fields = [f.detach() for f in program.fields()]
     torch.library.opcheck(torch.ops.ncl.machine_run_fwd.default,
                           (*fields, carry, 0, 4, config.halt_eps, 1e-20),
@@ -178,7 +177,7 @@ def test_backward_opcheck():
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=5, dtype=torch.float32, seed=10)
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=10))
-    carry = list(_flat(_carry(program, regs, mem)))
+    carry = list(_carry(program, regs, mem).flat())
     grads = [torch.randn_like(t) for t in carry]
     fields = [f.detach() for f in program.fields()]
     torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default, (*fields, carry, grads, 0, 3, 1e-20),
@@ -201,11 +200,11 @@ def test_gradcheck_float64_through_the_kernel(isa, monkeypatch):
 
     def run(*tensors):
         from ncl.machine.run import machine_run
-        from ncl.machine.state import ProgramFields
+        from ncl_kernels.machine import ProgramFields
 
         logits = dict(zip(names, tensors[:len(names)]))
         fields = ProgramFields(*(torch.softmax(logits[f"{name}_logits"], -1) for name in ProgramFields._fields))
-        assert fused_run.kernel_for(config, ip, None, None) == "cpp"
+        assert machine_op.kernel_for(config, ip, None, None) == "cpp"
         out = machine_run(fields, config, ip, tensors[-2], tensors[-1], 5, grad_mode="checkpoint", chunk=2)
         return out.regs, out.mem, out.expected_steps, out.unhalted, out.overflow
 
@@ -220,17 +219,17 @@ def test_a_long_step_budget_stops_soon_after_the_last_sample_halts(monkeypatch):
     regs = one_hot(torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0]]), config.n, torch.float32)
     mem = one_hot(torch.ones(2, 16, dtype=torch.long), config.n, torch.float32)
     steps_run = []
-    original = fused_run.run_steps
+    original = machine_op.run_steps
 
     def counting(flat, first, count, fields, cfg, kernel):
         steps_run.append(count)
         return original(flat, first, count, fields, cfg, kernel)
 
-    monkeypatch.setattr(fused_run, "run_steps", counting)
+    monkeypatch.setattr(machine_op, "run_steps", counting)
     with torch.no_grad():
         out = program.run(regs, mem, max_steps=100_000)
     assert out.steps < 60 and float(out.unhalted.max()) < 1e-6
-    assert sum(steps_run) <= 2 * fused_run.RUN_CHUNK + out.steps
+    assert sum(steps_run) <= 2 * machine_op.RUN_CHUNK + out.steps
 
 
 # The Triton whole-run kernel's path through Program.run, on a GPU or on CPU tensors under TRITON_INTERPRET=1
@@ -248,22 +247,22 @@ def test_which_whole_run_kernel_runs(monkeypatch):
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     ip32 = torch.ones(2, 5) / 5
     monkeypatch.setenv("NCL_WHOLE_RUN", "0")
-    assert fused_run.kernel_for(config, ip32, "cpp", None) is None
+    assert machine_op.kernel_for(config, ip32, "cpp", None) is None
     monkeypatch.delenv("NCL_WHOLE_RUN")
-    assert fused_run.kernel_for(config, ip32, "cpp", None) == "cpp"
-    assert fused_run.kernel_for(config, ip32.double(), "cpp", None) == "cpp"
-    assert fused_run.kernel_for(config, ip32, "reference", None) is None
-    assert fused_run.kernel_for(config, ip32, "cpp", lambda *a, **k: None) is None  # a step_fn replaces the step
+    assert machine_op.kernel_for(config, ip32, "cpp", None) == "cpp"
+    assert machine_op.kernel_for(config, ip32.double(), "cpp", None) == "cpp"
+    assert machine_op.kernel_for(config, ip32, "reference", None) is None
+    assert machine_op.kernel_for(config, ip32, "cpp", lambda *a, **k: None) is None  # a step_fn replaces the step
     circuit = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4, alu="circuit")
-    assert fused_run.kernel_for(circuit, ip32, "cpp", None) is None
+    assert machine_op.kernel_for(circuit, ip32, "cpp", None) is None
     # The default backend on CPU: the same rules.
-    assert fused_run.kernel_for(config, ip32, None, None) == "cpp"
-    assert fused_run.kernel_for(circuit, ip32, None, None) is None
-    assert fused_run.kernel_for(config, ip32.half(), None, None) is None
-    assert fused_run.kernel_for(config, ip32, None, step) is None
+    assert machine_op.kernel_for(config, ip32, None, None) == "cpp"
+    assert machine_op.kernel_for(circuit, ip32, None, None) is None
+    assert machine_op.kernel_for(config, ip32.half(), None, None) is None
+    assert machine_op.kernel_for(config, ip32, None, step) is None
     if dispatch.unavailable_reason("triton") is None:
-        assert fused_run.kernel_for(config, ip32, "triton", None) == "triton"
-        assert fused_run.kernel_for(config, ip32.half(), "triton", None) is None  # the Triton kernel is fp32
+        assert machine_op.kernel_for(config, ip32, "triton", None) == "triton"
+        assert machine_op.kernel_for(config, ip32.half(), "triton", None) is None  # the Triton kernel is fp32
 
 
 @_triton

@@ -25,10 +25,9 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 import ncl  # noqa: E402
-from ncl.machine.config import NORM_EPS  # noqa: E402
-from ncl.machine.opcodes import OP  # noqa: E402
-from ncl.machine.run import _flat  # noqa: E402
-from ncl.machine.values import one_hot  # noqa: E402
+from ncl_kernels.machine import NORM_EPS  # noqa: E402
+from ncl_kernels.isa import OP  # noqa: E402
+from ncl_kernels.isa import one_hot  # noqa: E402
 from ncl_kernels import dispatch  # noqa: E402
 from ncl_kernels.machine import triton as T  # noqa: E402
 from ncl_kernels.testing import assert_close  # noqa: E402
@@ -117,7 +116,7 @@ def test_soft_program_on_a_runs_own_states(n, C):
         regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=torch.float32, seed=seed))
         fields = [f.detach() for f in program.fields()]
         with torch.no_grad():
-            carry, _ = _cpu(fields, _flat(_carry(program, regs, mem)), 0, 2, config.halt_eps)
+            carry, _ = _cpu(fields, _carry(program, regs, mem).flat(), 0, 2, config.halt_eps)
         assert all(float(t.abs().max()) > 0 for t in carry)
         expected, done_cpu = _cpu(fields, carry, 2, 4, config.halt_eps)
         actual, done = _triton(fields, carry, 2, 4, config.halt_eps)
@@ -132,12 +131,12 @@ def test_sharp_program_halts_early_and_reruns_the_chunk():
     values = torch.tensor([[0, 1, 0, 0], [0, 0, 3, 2]])
     mem_values = torch.arange(2 * 16).reshape(2, 16) % 16
     regs, mem = one_hot(values, config.n, torch.float32), one_hot(mem_values, config.n, torch.float32)
-    vm = [program.execute(regs=v.tolist(), mem=m.tolist(), backend="vm") for v, m in zip(values, mem_values)]
+    vm = [program.execute(regs=v.tolist(), mem=m.tolist(), engine="vm") for v, m in zip(values, mem_values)]
     steps = [r.steps for r in vm]
     assert len(set(steps)) == 2 and max(steps) < 16
     fields = [f.detach() for f in program.fields()]
     with torch.no_grad():
-        carry = list(_flat(_carry(program, regs, mem)))
+        carry = list(_carry(program, regs, mem).flat())
     expected, done_cpu = _cpu(fields, carry, 0, 16, config.halt_eps)
     actual, done = _triton(fields, carry, 0, 16, config.halt_eps)
     assert done == done_cpu == max(steps)  # stopped when the last sample halted, not at 16
@@ -202,7 +201,7 @@ def test_the_library_image_at_the_default_sizes():
     mem = one_hot(torch.randint(0, 10, (2, config.cells), generator=g), config.n, torch.float32)
     fields = [f.detach() for f in program.fields()]
     with torch.no_grad():
-        carry = list(_flat(_carry(program, regs, mem)))
+        carry = list(_carry(program, regs, mem).flat())
     carry[0] = torch.zeros_like(carry[0])
     carry[0][0, program.entries["gcd"]] = carry[0][1, program.entries["fib"]] = 1.0
     expected, done_cpu = _cpu(fields, carry, 0, 8, config.halt_eps)

@@ -1,4 +1,4 @@
-// The whole-run machine kernel on CPU: up to `count` steps of DESIGN §3 per call, each sample's state kept in
+// The whole-run machine kernel on CPU: up to `count` steps of docs/design.md §3 per call, each sample's state kept in
 // its own loop (one at::parallel_for over the batch per call), no autograd. It computes exactly what
 // ncl.machine.interpreter.step and ncl.machine.run.advance compute on the cpp backend, with the same
 // per-element math (ncl/alu.h through alu_row.h, ncl/control.h, ncl/memory.h, ncl/stack.h, ncl/halting.h);

@@ -1,4 +1,4 @@
-// One machine step of one sample on CPU (DESIGN §3 steps 1-8 and the halting accumulation), shared by the
+// One machine step of one sample on CPU (docs/design.md §3 steps 1-8 and the halting accumulation), shared by the
 // whole-run kernel's forward (machine.cpp) and its backward (machine_bwd.cpp), which recomputes steps.
 #pragma once
 
@@ -121,7 +121,7 @@ std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S,
   return faults;
 }
 
-// One step t of one sample (DESIGN §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
+// One step t of one sample (docs/design.md §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
 // null the halting mixtures are left alone (the backward's tape pass, which does not need them).
 template <typename A>
 void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps) {

@@ -10,7 +10,7 @@ constexpr int kWarps = kThreads / 32;
 
 }  // namespace ncl
 
-// float64 is not a GPU type here (DESIGN §2), so it is not instantiated.
+// float64 is not a GPU type here (docs/design.md §2), so it is not instantiated.
 #define NCL_DISPATCH_GPU_FLOATS(TYPE, NAME, ...)                                            \
   AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__)                  \
                                      AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)               \

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import KVCache
+from .checkpoint import load_pretrained, save_pretrained
 from .config import LlamaConfig
+from .generation import greedy_generate
 from .layer import DecoderLayer
 from .norm import RMSNorm
 from .rope import RotaryEmbedding
@@ -297,19 +299,16 @@ class LlamaForCausalLM(nn.Module):
                  attention_mask: torch.Tensor | None = None, eos_token_id: int | list[int] | None = None,
                  pad_token_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
         """Greedy decoding; see ``ncl.llama.generation.greedy_generate``.  input_ids: (B, T) → (B, T + N)."""
-        from .generation import greedy_generate
         return greedy_generate(self, input_ids, max_new_tokens, attention_mask=attention_mask,
                                eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache)
 
     @classmethod
     def from_pretrained(cls, path, dtype=None, device=None, strict: bool = True) -> "LlamaForCausalLM":
         """Load a local Hugging Face checkpoint; see ``ncl.llama.checkpoint.load_pretrained``."""
-        from .checkpoint import load_pretrained
         return load_pretrained(cls, path, dtype=dtype, device=device, strict=strict)
 
     def save_pretrained(self, path, max_shard_size: int | str = "5GB") -> None:
         """Write a Hugging Face checkpoint; see ``ncl.llama.checkpoint.save_pretrained``."""
-        from .checkpoint import save_pretrained
         save_pretrained(self, path, max_shard_size=max_shard_size)
 
 

@@ -1,4 +1,4 @@
-"""Assembly text <-> instructions, and :func:`assemble` (text -> :class:`~ncl.machine.Program`).
+"""Assembly text -> instructions (:func:`parse`), and :func:`assemble` (text -> :class:`~ncl.machine.Program`).
 
 Syntax: one instruction a line, destination first; ``;`` starts a comment; ``name:`` defines a label
 (alone or before an instruction on the same line); registers are ``r0..r{K-1}``; immediates are integers in
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 
-from ncl.machine.config import MachineConfig
-from ncl.machine.opcodes import OP, OPCODES, OPERANDS, Instruction
+from ncl.machine.instructions import OPERANDS, Instruction
+from ncl.machine.program import Program
+from ncl_kernels.isa import OP, OPCODES
+from ncl_kernels.machine import MachineConfig
 
 _LABEL = re.compile(r"^\s*([A-Za-z_.$][\w.$]*)\s*:")
 _LABEL_NAME = re.compile(r"^[A-Za-z_.$][\w.$]*$")
@@ -118,54 +120,7 @@ def _immediate(lineno: int, tok: str, config: MachineConfig) -> int:
     return value
 
 
-def format_assembly(code: list[Instruction], labels: dict[str, int] | None = None) -> str:
-    """Instructions back to assembly text, in the canonical form :func:`parse` reads.
-
-    Every line that some jump targets gets a label: its name from ``labels`` if it has one, else ``L<line>``.
-    Labels in ``labels`` that nothing jumps to are kept too.
-
-    Args:
-        code: the instructions.
-        labels: known label names -> line index.
-
-    Returns:
-        the text; ``parse(format_assembly(code, labels))`` gives ``code`` back.
-    """
-    names: dict[int, list[str]] = {}
-    for name, index in sorted((labels or {}).items(), key=lambda kv: (kv[1], kv[0])):
-        names.setdefault(index, []).append(name)
-    taken = {name for group in names.values() for name in group}
-    for ins in code:
-        if "tgt" in OPERANDS[OPCODES[ins.op]] and ins.tgt not in names:
-            name, k = f"L{ins.tgt}", 0
-            while name in taken:  # never collide with a user label that happens to look like this
-                k += 1
-                name = f"L{ins.tgt}_{k}"
-            names[ins.tgt] = [name]
-            taken.add(name)
-    out = []
-    for index, ins in enumerate(code):
-        out.extend(f"{name}:" for name in names.get(index, []))
-        out.append("    " + _format_instruction(ins, names))
-    return "\n".join(out) + "\n"
-
-
-def _format_instruction(ins: Instruction, names: dict[int, list[str]]) -> str:
-    mnemonic = OPCODES[ins.op]
-    parts = []
-    for form in OPERANDS[mnemonic]:
-        if form in ("d", "a", "b"):
-            parts.append(f"r{getattr(ins, form)}")
-        elif form == "[a]":
-            parts.append(f"[r{ins.a}]")
-        elif form == "imm":
-            parts.append(str(ins.imm))
-        else:
-            parts.append(names[ins.tgt][0])
-    return mnemonic + (" " + ", ".join(parts) if parts else "")
-
-
-def assemble(text: str, config: MachineConfig | None = None):
+def assemble(text: str, config: MachineConfig | None = None) -> Program:
     """Assemble text into a :class:`~ncl.machine.Program` whose logits are ``β·one_hot`` of each field.
 
     Args:
@@ -178,8 +133,6 @@ def assemble(text: str, config: MachineConfig | None = None):
     Raises:
         AssemblyError: a malformed line, with its line number.
     """
-    from ncl.machine.program import Program  # program.py imports this module
-
     config = config or MachineConfig()
     code, labels = parse(text, config)
     return Program.from_instructions(code, config, labels)

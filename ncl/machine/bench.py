@@ -3,7 +3,7 @@ r"""``ncl bench machine``: the fused machine run against the eager reference and
 Three implementations of one run of ``steps`` steps (``Program.run``), on the same inputs, in one process:
 
 * **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
-  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). The forward is a whole-run kernel (:mod:`ncl.machine.fused_run`:
+  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). The forward is a whole-run kernel (:mod:`ncl_kernels.machine`:
   C++ on CPU, Triton on a GPU); the backward recomputes one chunk at a time, on CPU with the kernel's own
   backward, on a GPU with the fused step ops (``cuda``/``triton``) under autograd. ``fwdbwd`` also reports the
   fused run with plain BPTT (step ops, every step's activations kept);
@@ -21,7 +21,7 @@ Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the 
 the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
 ``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). For a checkpointed run the figure is its
 peak: the carries kept at the chunk starts plus one chunk's recomputation. On the whole-run kernel's path
-(``ncl.machine.fused_run``) the hook sees the kept carries during the forward, and the recomputation is each
+(``ncl_kernels.machine``) the hook sees the kept carries during the forward, and the recomputation is each
 thread's C++ tape of ``k`` steps of one sample (added, analytic); under ``torch.utils.checkpoint`` the hook
 sees neither, so one carry per chunk and ``k`` × the per-step size of a full-BPTT fused run are added. The
 forward-only figure on CPU is the carry (machine state plus halting accumulators), which is what a no-grad
@@ -39,13 +39,11 @@ from typing import Callable
 
 import torch
 
-from ncl.machine import fused_run
 from ncl.machine.assembler import assemble
-from ncl.machine.config import MachineConfig
-from ncl.machine.interpreter import step
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
-from ncl.machine.values import one_hot
 from ncl_kernels import _ext, dispatch
+from ncl_kernels.isa import one_hot
+from ncl_kernels.machine import MachineConfig, kernel_for, step
 from ncl_kernels.alu import reference as alu_reference
 
 #: The sizes of the issue: n=128, C=128, K=8, S=32.
@@ -236,7 +234,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
         for kind in kinds + (["fused_full"] if grad else []):
             call(kind, grad)  # warm-up (and compilation)
             ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
-        kernel_path = fused_run.kernel_for(config, ip, fused_backend, None) == "cpp"  # the C++ tape
+        kernel_path = kernel_for(config, ip, fused_backend, None) == "cpp"  # the C++ tape
         mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk, kernel_path,
                               lambda kind: run(kind, True))
         figures = {"ms_fused": ms["fused"], "ms_eager": ms["eager"], "ms_compiled": ms.get("compiled"),
@@ -286,7 +284,7 @@ def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int,
     per_step = saved["fused_full"] / steps
     chunks = -(-steps // chunk)
     # The checkpointed run's peak is its kept carries plus one chunk's recomputation. On the kernel path
-    # (fused_run.CheckpointedRun) the hook sees the carries the forward keeps; the backward's recomputation
+    # (ncl_kernels.machine.CheckpointedRun) the hook sees the carries the forward keeps; the backward's recomputation
     # is a C++ tape of k steps of one sample per thread (machine_bwd.cpp), not seen by the hook. Under
     # torch.utils.checkpoint the hook sees neither the carries nor the recomputed chunk: add both.
     if kernel_path:
@@ -314,10 +312,11 @@ def plot_sweep(rows: list[dict], path, device: str = "cpu") -> bool:
         points.setdefault((steps, mode), []).append((batch, row["speedup_eager"]))
     if not points:
         return False
+    # matplotlib only when a sweep is plotted: it costs about a second to import.
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): the backend is chosen before pyplot loads
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for (steps, mode), xy in sorted(points.items()):

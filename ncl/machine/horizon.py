@@ -10,10 +10,10 @@ from typing import NamedTuple
 import torch
 
 from ncl.machine import vm
-from ncl.machine.config import MachineConfig
-from ncl.machine.interpreter import step
-from ncl.machine.state import initial_state
-from ncl.machine.values import one_hot
+from ncl.machine.assembler import assemble
+from ncl.machine.examples import FACTORIAL_RECURSIVE, FIB_RECURSIVE, LOOP_SUM
+from ncl_kernels.isa import one_hot
+from ncl_kernels.machine import MachineConfig, initial_state, step
 
 
 class Horizon(NamedTuple):
@@ -59,9 +59,6 @@ def hard_limit_horizon(program, regs: list[int], mem: list[int] | None = None, d
 
 
 def main() -> None:
-    from ncl.machine.assembler import assemble
-    from ncl.machine.examples import FACTORIAL_RECURSIVE, FIB_RECURSIVE, LOOP_SUM
-
     cases = [("iterative sum", LOOP_SUM, 127, MachineConfig(n=128, cells=8, registers=4, stack=16))]
     small = MachineConfig(n=64, cells=8, registers=4, stack=16)
     cases += [("recursive factorial", FACTORIAL_RECURSIVE, k, small) for k in (4, 8)]

@@ -7,17 +7,16 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ncl.machine import interpreter, vm
-from ncl.machine.assembler import format_assembly
-from ncl.machine.config import DEFAULT_MAX_STEPS, MachineConfig
-from ncl.machine.interpreter import RunResult
-from ncl.machine.opcodes import NUM_OPS, Instruction
-from ncl.machine.run import DEFAULT_CHUNK, check_run_options
-from ncl.machine.state import ProgramFields
-from ncl.machine.values import check_distribution, one_hot
+from ncl.machine import vm
+from ncl.machine.instructions import Instruction, format_assembly
+from ncl.machine.run import DEFAULT_CHUNK, DEFAULT_MAX_STEPS, RunResult, check_run_options, machine_run
+from ncl.machine.values import check_distribution
+from ncl_kernels.isa import NUM_OPS, one_hot
+from ncl_kernels.machine import MachineConfig, ProgramFields
 
 _FIELDS = ("op", "a", "b", "d", "imm", "tgt")
-BACKENDS = ("soft", "vm")
+#: How :meth:`Program.execute` runs a program: the differentiable machine, or the discrete VM.
+ENGINES = ("soft", "vm")
 
 
 class ExecResult(NamedTuple):
@@ -87,7 +86,7 @@ class Program(nn.Module):
         return self.op_logits.shape[0]
 
     def fields(self) -> ProgramFields:
-        """The softmax of each logit block (shapes in :class:`~ncl.machine.state.ProgramFields`)."""
+        """The softmax of each logit block (shapes in :class:`~ncl_kernels.machine.state.ProgramFields`)."""
         return ProgramFields(*(torch.softmax(getattr(self, f"{name}_logits"), dim=-1) for name in _FIELDS))
 
     def instructions(self) -> list[Instruction]:
@@ -103,7 +102,7 @@ class Program(nn.Module):
     def run(self, regs: torch.Tensor, mem: torch.Tensor, ip: torch.Tensor | None = None,
             max_steps: int | None = None, *, grad_mode: str = "checkpoint", chunk: int | None = None,
             backend: str | None = None) -> RunResult:
-        r"""The batched soft run (DESIGN §3), with adaptive depth.
+        r"""The batched soft run (docs/design.md §3), with adaptive depth.
 
         The state is float64 if any input or the program is float64, else float32. Every step runs on the
         fused kernel ops (``cpp`` on CPU, ``cuda``/``triton`` on a GPU); ``backend="reference"`` or
@@ -114,7 +113,7 @@ class Program(nn.Module):
             mem: ``(B, C, n)`` memory distributions.
             ip: ``(B, L)`` start distribution over lines; line 0 if ``None``.
             max_steps: at most this many steps (default
-                :data:`~ncl.machine.config.DEFAULT_MAX_STEPS`); it stops earlier once every sample's
+                :data:`~ncl.machine.run.DEFAULT_MAX_STEPS`); it stops earlier once every sample's
                 running mass is below ``config.halt_eps``.
             grad_mode: ``"checkpoint"`` (default: recompute each chunk of ``chunk`` steps in the backward,
                 memory O(B·state·(T/k + k))), ``"full"`` (plain BPTT, memory O(B·state·T)) or
@@ -124,7 +123,7 @@ class Program(nn.Module):
             backend: force ``"reference" | "cpp" | "triton" | "cuda"`` for every kernel op; default: dispatch.
 
         Returns:
-            a :class:`~ncl.machine.interpreter.RunResult`: ``r0 (B, n)``, ``regs (B, K, n)``,
+            a :class:`~ncl.machine.run.RunResult`: ``r0 (B, n)``, ``regs (B, K, n)``,
             ``mem (B, C, n)``, ``unhalted (B,)``, ``expected_steps (B,)``, ``steps`` (int),
             ``overflow (B,)``.
         """
@@ -143,27 +142,28 @@ class Program(nn.Module):
         check_run_options(grad_mode, DEFAULT_CHUNK if chunk is None else chunk)
         float64 = torch.float64 in (regs.dtype, mem.dtype, ip.dtype, self.op_logits.dtype)
         dtype = torch.float64 if float64 else torch.float32
-        return interpreter.run(self.fields().to(dtype), cfg, ip.to(dtype), regs.to(dtype), mem.to(dtype),
-                               max_steps, grad_mode=grad_mode, chunk=chunk, backend=backend)
+        return machine_run(self.fields().to(dtype), cfg, ip.to(dtype), regs.to(dtype), mem.to(dtype), max_steps,
+                           grad_mode=grad_mode, chunk=DEFAULT_CHUNK if chunk is None else chunk, backend=backend)
 
     def execute(self, *args: int, regs: list[int] | None = None, mem: list[int] | None = None,
-                backend: str = "soft", max_steps: int | None = None) -> ExecResult:
+                engine: str = "soft", max_steps: int | None = None) -> ExecResult:
         """Run on integers: ``args`` fill r1, r2, … (after ``regs`` fills r0, r1, …); the rest are 0.
 
         Args:
             args: integer arguments in ``0..n-1``.
             regs: initial registers ``r0, r1, …``.
             mem: initial memory cells.
-            backend: ``"soft"`` (the differentiable machine on one-hot inputs, read back by argmax) or
-                ``"vm"`` (:mod:`ncl.machine.vm`).
+            engine: ``"soft"`` (the differentiable machine on one-hot inputs, read back by argmax) or
+                ``"vm"`` (:mod:`ncl.machine.vm`). The soft run's kernel backend is dispatched as usual
+                (``NCL_BACKEND``).
             max_steps: as in :meth:`run`.
 
         Returns:
             an :class:`ExecResult`.
         """
         cfg = self.config
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if len(args) >= cfg.registers:
             raise ValueError(f"args: {len(args)} arguments do not fit in r1..r{cfg.registers - 1}")
         state = vm.initial_state(cfg, regs, mem)  # validates and pads both lists
@@ -172,7 +172,7 @@ class Program(nn.Module):
                 raise ValueError(f"args[{i - 1}] must be an int in 0..{cfg.n - 1}, got {value!r}")
             state.regs[i] = value
         max_steps = _max_steps(max_steps)
-        if backend == "vm":
+        if engine == "vm":
             final = vm.run(self, cfg, state.regs, state.mem, max_steps=max_steps)
             return ExecResult(final.regs[0], final.regs, final.mem, final.steps, float(final.halted))
         device, dtype = self.op_logits.device, self.op_logits.dtype

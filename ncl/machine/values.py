@@ -1,43 +1,8 @@
-r"""Values: distributions over :math:`\mathbb{Z}_n`, hard values, addresses, and input checks."""
+"""Checks that an input holds values: distributions over ``Z_n`` (the encoding itself is :mod:`ncl_kernels.isa`)."""
 
 from __future__ import annotations
 
 import torch
-
-
-def one_hot(values, n: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    r"""Hard values :math:`e_k` as distributions.
-
-    Args:
-        values: integers in ``0..n-1``, any shape ``(...)`` (a tensor or nested lists).
-        n: value range.
-
-    Returns:
-        ``(..., n)`` one-hot rows of ``dtype``.
-    """
-    idx = torch.as_tensor(values, dtype=torch.long, device=device)
-    if idx.numel() and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"values must lie in 0..{n - 1}, got min {int(idx.min())}, max {int(idx.max())}")
-    return torch.nn.functional.one_hot(idx, n).to(dtype)
-
-
-def fold(v: torch.Tensor, cells: int) -> torch.Tensor:
-    r"""An address: a value folded onto the memory cells.
-
-    .. math:: \chi_c = \sum_{k \equiv c \ (\mathrm{mod}\ C)} v_k
-
-    Args:
-        v: ``(B, n)`` a value.
-        cells: ``C``.
-
-    Returns:
-        ``(B, C)``; a distribution when ``v`` is one.
-    """
-    n = v.shape[-1]
-    pad = (-n) % cells
-    if pad:
-        v = torch.nn.functional.pad(v, (0, pad))
-    return v.reshape(*v.shape[:-1], -1, cells).sum(-2)
 
 
 def distribution_tolerance(dtype: torch.dtype) -> float:

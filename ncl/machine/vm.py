@@ -1,4 +1,4 @@
-"""The discrete VM: plain integers, exactly the semantics of DESIGN §3 in the hard limit.
+"""The discrete VM: plain integers, exactly the semantics of docs/design.md §3 in the hard limit.
 
 It mirrors the soft machine's state one to one (including stale stack slots and the sentinel slot 0 of
 each stack), so the two can be compared after every step:
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ncl.machine.config import DEFAULT_MAX_STEPS, MachineConfig
-from ncl.machine.opcodes import BINARY_FUNCS, OPCODES, UNARY_FUNCS, Instruction
+from ncl.machine.instructions import Instruction
+from ncl.machine.run import DEFAULT_MAX_STEPS
+from ncl_kernels.isa import BINARY_FUNCS, OPCODES, UNARY_FUNCS
+from ncl_kernels.machine import MachineConfig
 
 #: The return stack's sentinel slot holds no line.
 NO_LINE = -1
@@ -154,7 +156,7 @@ def run(program, config: MachineConfig | None = None, regs=None, mem=None, ip: i
         regs: initial registers ``r0, r1, …`` (ints, zero-padded).
         mem: initial memory (ints, zero-padded).
         ip: the start line.
-        max_steps: at most this many steps (default :data:`~ncl.machine.config.DEFAULT_MAX_STEPS`).
+        max_steps: at most this many steps (default :data:`~ncl.machine.run.DEFAULT_MAX_STEPS`).
 
     Returns:
         the final :class:`VMState`.

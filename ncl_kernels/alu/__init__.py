@@ -2,7 +2,7 @@
 
 :func:`alu_mix` validates its inputs, picks a backend (:mod:`ncl_kernels.dispatch`) and runs either the
 pure-PyTorch reference (autograd through it) or a fused forward with a hand-written fused backward. The
-fused kernels use each table's structure (DESIGN §3 "Where the time goes"; see ``docs/alu.md``) and skip,
+fused kernels use each table's structure (docs/design.md §3 "Where the time goes"; see ``docs/alu.md``) and skip,
 per row, an op whose weight is at most :data:`SKIP_REL` times the row's largest weight.
 """
 
@@ -13,11 +13,12 @@ import torch
 from ncl_kernels import _oplib, dispatch
 from ncl_kernels.alu import reference
 from ncl_kernels.checks import check_inputs
+from ncl_kernels.isa import ALU_OPS
 
 __all__ = ["alu_mix", "op_names", "NUM_OPS", "SKIP_REL"]
 
-#: Number of mixed ops: ``len(BINARY_OPS) + len(UNARY_OPS)`` of :mod:`ncl.machine.opcodes` (tested).
-NUM_OPS = 16
+#: Number of mixed ops: ``len(ALU_OPS)`` of :mod:`ncl_kernels.isa`.
+NUM_OPS = len(ALU_OPS)
 #: Relative weight below which a fused backend skips an op in a row's forward pass: ``2**-40``. Each op's
 #: output has ℓ1 mass at most ``‖x‖₁‖y‖₁`` (``‖x‖₁`` if unary), so the skipped terms move a row by at most
 #: ``16 · 2**-40`` of that mass, below fp32 resolution of its large entries. Equals ``alu::kSkipRel`` in
@@ -26,12 +27,6 @@ SKIP_REL = 2.0 ** -40
 
 op_names = reference.op_names
 
-_oplib.register("alu_mix", _oplib.OpSpec(
-    fwd_schema="(Tensor x, Tensor y, Tensor coeffs) -> Tensor",
-    bwd_schema="(Tensor grad, Tensor x, Tensor y, Tensor coeffs) -> (Tensor, Tensor, Tensor)",
-    fwd_fake=lambda x, y, coeffs: torch.empty_like(x),
-    triton_module="ncl_kernels.alu.triton",
-))
 
 
 def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
@@ -41,7 +36,7 @@ def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *, backend: 
               \text{op}_k(x, y)_c = \sum_{i,j:\,T_k(i,j)=c} x_i y_j \ \text{(binary)}, \quad
               \text{op}_k(x)_c = \sum_{i:\,T_k(i)=c} x_i \ \text{(unary, on } x\text{)}
 
-    ``T_k`` is op ``k``'s integer semantics on ``Z_n`` (:data:`ncl.machine.opcodes.BINARY_FUNCS` and
+    ``T_k`` is op ``k``'s integer semantics on ``Z_n`` (:data:`ncl_kernels.isa.BINARY_FUNCS` and
     ``UNARY_FUNCS``). ``x`` and ``y`` are usually distributions over ``Z_n``, but need not be.
 
     Args:
@@ -64,3 +59,20 @@ def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *, backend: 
     if chosen == "reference":
         return reference.alu_mix(x, y, coeffs)
     return _oplib.apply("alu_mix", chosen, x, y, coeffs)
+
+
+def _sample(g: torch.Generator):
+    """Soft operands and dense weights: every op contributes."""
+    return (torch.softmax(torch.randn(3, 6, generator=g), -1), torch.softmax(torch.randn(3, 6, generator=g), -1),
+            torch.softmax(torch.randn(3, NUM_OPS, generator=g), -1))
+
+
+_oplib.register(_oplib.OpSpec(
+    name="alu_mix",
+    fn=alu_mix,
+    fwd_schema="(Tensor x, Tensor y, Tensor coeffs) -> Tensor",
+    bwd_schema="(Tensor grad, Tensor x, Tensor y, Tensor coeffs) -> (Tensor, Tensor, Tensor)",
+    fwd_fake=lambda x, y, coeffs: torch.empty_like(x),
+    triton_module="ncl_kernels.alu.triton",
+    sample=_sample,
+))

@@ -21,7 +21,7 @@ Layout: one program per batch row holds the row (``BLOCK = next_power_of_2(n)`` 
 tiles of the other operand, so the largest temporary (``BLOCK x BLOCK_T``) stays within
 :data:`TILE_BUDGET` elements. The general scatter runs on a ``(B, cdiv(n, BLOCK_T))`` grid.
 
-Triton rules (ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice,
+Triton rules (docs/building.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice,
 no autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
 """
 
@@ -42,7 +42,7 @@ TILE_BUDGET = 2048
 BWD_TILE_BUDGET = 512
 NUM_WARPS = 4
 
-# Op indices, in the order of ncl.machine.opcodes BINARY_OPS + UNARY_OPS (tested against it).
+# Op indices, in the order of ncl_kernels.isa.ALU_OPS (tested against it).
 ADD, SUB, MUL, DIV, MOD, EQ, NE, LT, LE, MIN, MAX, AND, OR, INC, DEC, NOT = range(16)
 assert NUM_OPS == 16
 

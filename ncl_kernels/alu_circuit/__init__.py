@@ -1,10 +1,10 @@
 r"""The circuit ALU mixture: every binary and unary value op of the machine computed by soft boolean circuits
-on bit marginals (:mod:`ncl.machine.alu_circuit`), mixed by weight, in one fused op.
+on bit marginals (:mod:`ncl_kernels.alu_circuit.circuits`), mixed by weight, in one fused op.
 
 :func:`alu_circuit_mix` validates its inputs, picks a backend (:mod:`ncl_kernels.dispatch`) and runs either
 the pure-PyTorch reference (the per-op circuits and an einsum, autograd through them) or a fused forward
 with a hand-written fused backward. The fused kernels run the circuits as a netlist
-(:mod:`ncl_kernels.alu_circuit.netlist`): the straight-line program of ``alu_circuit.py``, recorded once per
+(:mod:`ncl_kernels.alu_circuit.netlist`): the straight-line program of ``circuits.py``, recorded once per
 bit width by running that code on symbolic wires, so the circuits are defined in one place only.
 """
 
@@ -15,20 +15,14 @@ import torch
 from ncl_kernels import _oplib, dispatch
 from ncl_kernels.alu_circuit import netlist, reference
 from ncl_kernels.checks import check_inputs
+from ncl_kernels.isa import ALU_OPS
 
 __all__ = ["alu_circuit_mix", "NUM_OPS"]
 
-#: Number of mixed ops: ``len(BINARY_OPS) + len(UNARY_OPS)`` of :mod:`ncl.machine.opcodes` (tested), as in
-#: ``circuit::kNumOps`` of ``csrc/include/ncl/alu_circuit.h``.
-NUM_OPS = 16
+#: Number of mixed ops: ``len(ALU_OPS)`` of :mod:`ncl_kernels.isa` (``circuit::kNumOps`` of
+#: ``csrc/include/ncl/alu_circuit.h``, from the generated ``opcodes.h``).
+NUM_OPS = len(ALU_OPS)
 
-_oplib.register("alu_circuit_mix", _oplib.OpSpec(
-    fwd_schema="(Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs) -> Tensor",
-    bwd_schema="(Tensor grad, Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs)"
-               " -> (Tensor, Tensor, Tensor)",
-    fwd_fake=lambda x, y, coeffs, gates, outputs: torch.empty_like(x),
-    triton_module="ncl_kernels.alu_circuit.triton",
-))
 
 
 @torch.compiler.assume_constant_result
@@ -40,7 +34,7 @@ def _netlist(m: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def alu_circuit_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *,
                     backend: str | None = None) -> torch.Tensor:
-    r"""Weighted mixture of the circuit ALU's ops on soft operands (DESIGN §3, ``alu="circuit"``).
+    r"""Weighted mixture of the circuit ALU's ops on soft operands (docs/design.md §3, ``alu="circuit"``).
 
     With :math:`n = 2^m` and :math:`\text{bit}_i(v)` the ``i``-th bit of ``v``:
 
@@ -54,7 +48,7 @@ def alu_circuit_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *,
         \text{out}_{b,v} = \sum_k e_{b,k} \prod_{i<m} \big(p^{(k)}_i\big)^{\text{bit}_i(v)}
                            \big(1 - p^{(k)}_i\big)^{1 - \text{bit}_i(v)}
 
-    ``C_k`` are the circuits of :mod:`ncl.machine.alu_circuit` (ripple-carry ADD/SUB/INC/DEC, shift-add MUL,
+    ``C_k`` are the circuits of :mod:`ncl_kernels.alu_circuit.circuits` (ripple-carry ADD/SUB/INC/DEC, shift-add MUL,
     restoring DIV/MOD with 0 for division by 0, subtractor-based comparisons), unary ops on ``x``. On hard
     (one-hot) operands every op is exact and equals the table ALU (:func:`ncl_kernels.alu_mix`); on soft
     ones it is a mean-field approximation. ``x`` and ``y`` need not be distributions.
@@ -86,3 +80,26 @@ def alu_circuit_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *,
         return reference.alu_circuit_mix(x, y, coeffs)
     gates, outputs = _netlist(n.bit_length() - 1, x.device)
     return _oplib.apply("alu_circuit_mix", chosen, x, y, coeffs, gates, outputs)
+
+
+def _sample(g: torch.Generator):
+    """Soft operands and dense weights: every op contributes, every bit marginal strictly inside (0, 1)."""
+    return (torch.softmax(torch.randn(3, 8, generator=g), -1), torch.softmax(torch.randn(3, 8, generator=g), -1),
+            torch.softmax(torch.randn(3, NUM_OPS, generator=g), -1))
+
+
+def _kernel_args(x, y, coeffs):
+    return (x, y, coeffs, *_netlist(x.shape[1].bit_length() - 1, x.device))
+
+
+_oplib.register(_oplib.OpSpec(
+    name="alu_circuit_mix",
+    fn=alu_circuit_mix,
+    fwd_schema="(Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs) -> Tensor",
+    bwd_schema="(Tensor grad, Tensor x, Tensor y, Tensor coeffs, Tensor gates, Tensor outputs)"
+               " -> (Tensor, Tensor, Tensor)",
+    fwd_fake=lambda x, y, coeffs, gates, outputs: torch.empty_like(x),
+    triton_module="ncl_kernels.alu_circuit.triton",
+    sample=_sample,
+    kernel_args=_kernel_args,
+))

@@ -1,6 +1,6 @@
-r"""The circuit ALU as a netlist: the straight-line program of :mod:`ncl.machine.alu_circuit`, recorded once.
+r"""The circuit ALU as a netlist: the straight-line program of :mod:`ncl_kernels.alu_circuit.circuits`, recorded once.
 
-The circuits of ``ncl/machine/alu_circuit.py`` (ripple-carry adder, shift-add multiplier, restoring
+The circuits of ``circuits.py`` (ripple-carry adder, shift-add multiplier, restoring
 division, comparisons) only ever add, subtract and multiply bit marginals and small integer constants. Run on
 symbolic :class:`Wire` objects instead of tensors, they write down that program: a list of gates
 
@@ -25,6 +25,9 @@ from __future__ import annotations
 import functools
 
 import torch
+
+from ncl_kernels.alu_circuit.circuits import binary_bits, unary_bits
+from ncl_kernels.isa import BINARY_OPS, UNARY_OPS
 
 #: Gate opcodes (``csrc/include/ncl/alu_circuit.h`` and the Triton kernels use the same numbers; tested).
 ADD, SUB, MUL, CONST = 0, 1, 2, 3
@@ -138,16 +141,13 @@ def record(m: int) -> tuple[tuple[tuple[int, int, int, int], ...], tuple[tuple[i
         ``(gates, outputs, num_wires)``: ``gates`` a tuple of ``(opcode, in0, in1, out)``, in evaluation
         order; ``outputs`` 16 tuples of ``m`` wire indices; ``num_wires`` the number of wires.
     """
-    # The circuit definitions themselves, not a copy: the netlist is what alu_circuit.py computes.
-    from ncl.machine.alu_circuit import _binary_bits, _unary_bits
-    from ncl.machine.opcodes import BINARY_OPS, UNARY_OPS
-
+    # The circuit definitions themselves, not a copy: the netlist is what circuits.py computes.
     if m < 1:
         raise ValueError(f"m must be at least 1, got {m}")
     rec = _Recorder(2 * m)
     a = [Wire(rec, i) for i in range(m)]
     b = [Wire(rec, m + i) for i in range(m)]
-    ops = [list(_binary_bits(op, a, b)) for op in BINARY_OPS] + [list(_unary_bits(op, a)) for op in UNARY_OPS]
+    ops = [list(binary_bits(op, a, b)) for op in BINARY_OPS] + [list(unary_bits(op, a)) for op in UNARY_OPS]
     # An output bit may be an input or constant wire (the upper bits of a 0/1 flag are the constant 0).
     flat = [w.index for bits in ops for w in bits]
     gates, flat, num_wires = _prune(rec.gates, flat, 2 * m)

@@ -1,10 +1,12 @@
-"""Reference (pure PyTorch) circuit ALU mixture: the per-op circuits of :mod:`ncl.machine.alu_circuit`, mixed
-by an einsum, autograd through them. The executable spec of :func:`ncl_kernels.alu_circuit_mix` (float64
-capable), and exactly what the interpreter's reference path computes for ``alu="circuit"``."""
+"""Reference (pure PyTorch) circuit ALU mixture: the per-op circuits of :mod:`ncl_kernels.alu_circuit.circuits`,
+mixed by an einsum, autograd through them. The executable spec of :func:`ncl_kernels.alu_circuit_mix` (float64
+capable), and exactly what the machine step's reference path computes for ``alu="circuit"``."""
 
 from __future__ import annotations
 
 import torch
+
+from ncl_kernels.alu_circuit.circuits import binary_circuit, unary_circuit
 
 
 def alu_circuit_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
@@ -20,7 +22,5 @@ def alu_circuit_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor) -> t
     Returns:
         ``(B, n)`` in the inputs' dtype.
     """
-    from ncl.machine.alu_circuit import binary_circuit, unary_circuit  # here: ncl imports ncl_kernels
-
     outs = torch.cat([binary_circuit(x, y), unary_circuit(x)], dim=1)  # (B, 16, n)
     return torch.einsum("bk,bkn->bn", coeffs, outs)

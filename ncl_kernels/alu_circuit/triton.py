@@ -11,7 +11,7 @@ the output accumulator) is a ``(BLOCK_B,)`` vector, and lives in a global fp32 s
 load per input and one store. ``BLOCK_B = 32 · num_warps``: each row belongs to exactly one thread and every
 scratch word is written and read back by the same thread, so no barrier is needed between gates.
 
-Triton rules (ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice,
+Triton rules (docs/building.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice,
 no autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
 """
 

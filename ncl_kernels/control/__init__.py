@@ -1,4 +1,4 @@
-"""Control: the per-line ip update and the halting mass of one machine step (DESIGN §3 steps 7-8).
+"""Control: the per-line ip update and the halting mass of one machine step (docs/design.md §3 steps 7-8).
 
 :func:`control` validates its inputs, picks a backend (:mod:`ncl_kernels.dispatch`) and runs either the
 pure-PyTorch reference (autograd through it) or a fused forward with a hand-written fused backward.
@@ -16,14 +16,6 @@ __all__ = ["control", "NUM_OPS"]
 
 NUM_OPS = reference.NUM_OPS
 
-_oplib.register("control", _oplib.OpSpec(
-    fwd_schema="(Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk, Tensor rsp) -> (Tensor, Tensor)",
-    bwd_schema="(Tensor grad_ip, Tensor grad_halted, Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk,"
-               " Tensor rsp) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
-    fwd_fake=lambda ip, op, chi0, tgt, rstk, rsp: (torch.empty_like(ip), torch.empty_like(chi0)),
-    triton_module="ncl_kernels.control.triton",
-    num_outputs=2,
-))
 
 
 def control(ip: torch.Tensor, op: torch.Tensor, chi0: torch.Tensor, tgt: torch.Tensor, rstk: torch.Tensor,
@@ -45,7 +37,7 @@ def control(ip: torch.Tensor, op: torch.Tensor, chi0: torch.Tensor, tgt: torch.T
 
     Args:
         ip: ``(B, L)`` the ip at the start of the step.
-        op: ``(L, O)`` opcode weights per line, ``O = 29`` in ``ncl.machine.opcodes.OPCODES`` order.
+        op: ``(L, O)`` opcode weights per line, ``O = 29`` in :data:`ncl_kernels.isa.OPCODES` order.
         chi0: ``(B,)`` the probability that operand a is 0 (``x[:, 0]``).
         tgt: ``(L, L)`` jump targets per line.
         rstk: ``(B, S, L)`` the return stack at the start of the step.
@@ -59,8 +51,32 @@ def control(ip: torch.Tensor, op: torch.Tensor, chi0: torch.Tensor, tgt: torch.T
                          ("rstk", rstk, "B S L"), ("rsp", rsp, "B S"))
     if sizes["O"] != NUM_OPS:
         raise ValueError(f"control: op must have shape (L, O) with O={NUM_OPS} (one column per opcode of "
-                         f"ncl.machine.opcodes.OPCODES), got shape {tuple(op.shape)}")
+                         f"ncl_kernels.isa.OPCODES), got shape {tuple(op.shape)}")
     chosen = dispatch.select(ip.device, ip.dtype, backend)
     if chosen == "reference":
         return reference.control(ip, op, chi0, tgt, rstk, rsp)
     return _oplib.apply("control", chosen, ip, op, chi0, tgt, rstk, rsp)
+
+
+def _sample(g: torch.Generator):
+    """A soft program (every opcode on every line), mass missing from ip (a half-halted machine) and from the
+    return stack's slots (no return address)."""
+    B, L, S = 3, 5, 4
+    return (torch.softmax(torch.randn(B, L, generator=g), -1) * torch.rand(B, 1, generator=g),
+            torch.softmax(torch.randn(L, NUM_OPS, generator=g), -1), torch.rand(B, generator=g),
+            torch.softmax(torch.randn(L, L, generator=g), -1),
+            torch.softmax(torch.randn(B, S, L, generator=g), -1) * torch.rand(B, S, 1, generator=g),
+            torch.softmax(torch.randn(B, S, generator=g), -1))
+
+
+_oplib.register(_oplib.OpSpec(
+    name="control",
+    fn=control,
+    fwd_schema="(Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk, Tensor rsp) -> (Tensor, Tensor)",
+    bwd_schema="(Tensor grad_ip, Tensor grad_halted, Tensor ip, Tensor op, Tensor chi0, Tensor tgt, Tensor rstk,"
+               " Tensor rsp) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+    fwd_fake=lambda ip, op, chi0, tgt, rstk, rsp: (torch.empty_like(ip), torch.empty_like(chi0)),
+    triton_module="ncl_kernels.control.triton",
+    num_outputs=2,
+    sample=_sample,
+))

@@ -1,6 +1,6 @@
 r"""Reference (pure PyTorch) control step: the executable spec of :func:`ncl_kernels.control`.
 
-DESIGN §3 step 7 and the halting mass of step 8, with the decisions of ``docs/machine.md`` (running off the
+docs/design.md §3 step 7 and the halting mass of step 8, with the decisions of ``docs/machine.md`` (running off the
 last line halts; RET with no return address halts). With :math:`q_k = ip \odot op[:, k]` per line and
 :math:`c = \chi_0`:
 
@@ -12,19 +12,19 @@ last line halts; RET with no return address halts). With :math:`q_k = ip \odot o
     h = \textstyle\sum q_{HALT} + \text{run-off} + (\sum q_{RET})\,(1 - \sum_m \mathrm{top}(rstk)_m)
 
 where :math:`\mathrm{top}(rstk) = \sum_s rsp_s\, rstk_s` and ``next`` moves line ℓ to ℓ+1 (the last line's
-mass is the run-off). This is ``ncl.machine.interpreter.step``'s steps 7-8, float64-capable.
+mass is the run-off). This is :func:`ncl_kernels.machine.step.step`'s steps 7-8, float64-capable.
 """
 
 from __future__ import annotations
 
 import torch
 
-#: Opcode columns as ``ncl.machine.opcodes.OPCODES`` numbers them (tested against it; the kernels use the
-#: same numbers, ``csrc/include/ncl/control.h``).
-NUM_OPS = 29
-HALT, JMP, JZ, JNZ, CALL, RET = 1, 24, 25, 26, 27, 28
-#: The sequential ops: every op but HALT and JMP..RET.
-SEQUENTIAL = [k for k in range(NUM_OPS) if k != HALT and k < JMP]
+from ncl_kernels.isa import NUM_OPS, OP, SEQUENTIAL_OPS
+
+#: Opcode columns (:mod:`ncl_kernels.isa`; the kernels' are ``csrc/include/ncl/opcodes.h``, generated from it).
+HALT, JMP, JZ, JNZ, CALL, RET = (OP[o] for o in ("HALT", "JMP", "JZ", "JNZ", "CALL", "RET"))
+#: The sequential ops' columns: every op but HALT and JMP..RET.
+SEQUENTIAL = [OP[o] for o in SEQUENTIAL_OPS]
 
 
 def _next(v: torch.Tensor) -> torch.Tensor:

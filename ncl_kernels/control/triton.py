@@ -24,7 +24,7 @@ from ncl_kernels._triton_targets import compile_target
 TILE_BUDGET = 2048
 NUM_WARPS = 4
 
-# Opcode columns (ncl_kernels.control.reference; tested against ncl.machine.opcodes).
+# Opcode columns (ncl_kernels.control.reference, from ncl_kernels.isa).
 _O = tl.constexpr(29)
 _HALT = tl.constexpr(1)
 _JMP = tl.constexpr(24)

@@ -1,4 +1,4 @@
-"""Halting accumulation: the halting mixtures of the machine's readouts and the ponder cost (DESIGN §3 step 8).
+"""Halting accumulation: the halting mixtures of the machine's readouts and the ponder cost (docs/design.md §3 step 8).
 
 :func:`halting_accumulate` validates its inputs, picks a backend (:mod:`ncl_kernels.dispatch`) and runs either
 the pure-PyTorch reference (autograd through it) or a fused forward with a hand-written fused backward.
@@ -16,17 +16,6 @@ from ncl_kernels.halting import reference
 
 __all__ = ["halting_accumulate"]
 
-_oplib.register("halting_accumulate", _oplib.OpSpec(
-    fwd_schema="(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
-               " -> (Tensor, Tensor, Tensor)",
-    bwd_schema="(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg, Tensor acc_mem,"
-               " Tensor expected, Tensor reg, Tensor mem, Tensor h, float t) -> (Tensor, Tensor, Tensor)",
-    fwd_fake=lambda acc_reg, acc_mem, expected, reg, mem, h, t: (torch.empty_like(acc_reg), torch.empty_like(acc_mem),
-                                                                 torch.empty_like(expected)),
-    triton_module="ncl_kernels.halting.triton",
-    num_outputs=3,
-    passthrough=3,  # acc_reg' = acc_reg + h·reg, ...: the accumulators' gradients are their outputs'
-))
 
 
 def halting_accumulate(acc_reg: torch.Tensor, acc_mem: torch.Tensor, expected: torch.Tensor, reg: torch.Tensor,
@@ -38,7 +27,7 @@ def halting_accumulate(acc_reg: torch.Tensor, acc_mem: torch.Tensor, expected: t
         \hat R_{reg}' = \hat R_{reg} + h\,\text{reg},\qquad \hat R_{mem}' = \hat R_{mem} + h\,\text{mem},\qquad
         E' = E + t\,h
 
-    ``ncl.machine.interpreter.run`` does this after every step ``t`` (with ``h`` the step's halted mass and
+    The machine's run (:mod:`ncl_kernels.machine`) does this after every step ``t`` (with ``h`` the step's halted mass and
     the state after the step), and once at the end with the mass still running (``h = ρ_T``, ``t = T``).
 
     Args:
@@ -62,3 +51,26 @@ def halting_accumulate(acc_reg: torch.Tensor, acc_mem: torch.Tensor, expected: t
     if chosen == "reference":
         return reference.halting_accumulate(acc_reg, acc_mem, expected, reg, mem, h, t)
     return _oplib.apply("halting_accumulate", chosen, acc_reg, acc_mem, expected, reg, mem, h, float(t))
+
+
+def _sample(g: torch.Generator):
+    B, K, C, n = 3, 2, 4, 5
+    return (torch.rand(B, K, n, generator=g), torch.rand(B, C, n, generator=g), torch.rand(B, generator=g) * 5,
+            torch.softmax(torch.randn(B, K, n, generator=g), -1), torch.softmax(torch.randn(B, C, n, generator=g), -1),
+            torch.rand(B, generator=g), 7.0)
+
+
+_oplib.register(_oplib.OpSpec(
+    name="halting_accumulate",
+    fn=halting_accumulate,
+    fwd_schema="(Tensor acc_reg, Tensor acc_mem, Tensor expected, Tensor reg, Tensor mem, Tensor h, float t)"
+               " -> (Tensor, Tensor, Tensor)",
+    bwd_schema="(Tensor grad_acc_reg, Tensor grad_acc_mem, Tensor grad_expected, Tensor acc_reg, Tensor acc_mem,"
+               " Tensor expected, Tensor reg, Tensor mem, Tensor h, float t) -> (Tensor, Tensor, Tensor)",
+    fwd_fake=lambda acc_reg, acc_mem, expected, reg, mem, h, t: (torch.empty_like(acc_reg), torch.empty_like(acc_mem),
+                                                                 torch.empty_like(expected)),
+    triton_module="ncl_kernels.halting.triton",
+    num_outputs=3,
+    passthrough=3,  # acc_reg' = acc_reg + h·reg, ...: the accumulators' gradients are their outputs'
+    sample=_sample,
+))

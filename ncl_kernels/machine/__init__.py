@@ -1,3 +1,200 @@
-"""Whole-run machine kernels: ``count`` machine steps (DESIGN §3) per call, each sample's state updated in one
-program. :mod:`ncl_kernels.machine.triton` is the Triton counterpart of the CPU op ``ncl::machine_run_fwd``
-(``csrc/cpu/machine.cpp``)."""
+r"""The whole-run machine op: ``k`` machine steps (docs/design.md §3) per call, and the autograd Function that
+checkpoints a run on it. Shaped like every op: :mod:`~ncl_kernels.machine.reference` is the loop of step ops
+(:func:`~ncl_kernels.machine.reference.advance_steps`), and the fused kernels run each sample's steps in its
+own loop or program:
+
+* ``cpp`` (CPU): ``ncl::machine_run_fwd`` and its backward ``ncl::machine_run_bwd`` (``csrc/cpu/machine.cpp``,
+  ``csrc/cpu/machine_bwd.cpp``), per-sample C++ loops; their schemas are defined here.
+* ``triton`` (a GPU, with the ``cuda`` or ``triton`` backend): :func:`ncl_kernels.machine.triton.machine_run_fwd`,
+  one Triton program per sample looping over the steps. There is no CUDA C++ whole-run kernel; the GPU
+  backward recomputes each chunk with the backend's fused step ops under autograd.
+
+:func:`advance` calls a kernel instead of the loop when :func:`kernel_for` names one (table ALU; fp32/fp64 on
+``cpp``, fp32 on ``triton``; no ``step_fn``) and no graph is needed (``torch.no_grad()``, or nothing requires
+grad): inference, evaluation, and the graph-free passes of the ``"truncated"`` backward.
+
+With a graph and ``grad_mode="checkpoint"`` (``ncl.machine.run``), :class:`CheckpointedRun` runs the forward on
+the kernel too, keeping only the carry entering each chunk. Its backward, per chunk, last chunk first: on
+``cpp`` the kernel's backward (per sample, it recomputes the chunk's steps from the kept carry and applies each
+step's hand-written adjoint); on ``triton`` the chunk run again with the fused step ops under autograd.
+Training memory is O(B·state·(T/k + k)): the kept carries, plus one chunk's recomputation.
+
+The kernels compute the same formulas as the step ops, in a different order of some fp32 sums: values and
+gradients agree to rounding (tested against the reference and against autograd through the step ops; the
+Triton kernel under ``TRITON_INTERPRET=1``). Early exit is the batch's: a step runs unless every sample's
+running mass is below ``halt_eps``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from ncl_kernels import _ext, _oplib, dispatch
+from ncl_kernels.machine.config import ALUS, NORM_EPS, MachineConfig
+from ncl_kernels.machine.reference import advance_steps, halted
+from ncl_kernels.machine.state import CARRY_SIZE, Carry, MachineState, ProgramFields, initial_carry, initial_state
+from ncl_kernels.machine.step import StepOutcome, step
+
+__all__ = ["ALUS", "CARRY_SIZE", "Carry", "CheckpointedRun", "MachineConfig", "MachineState", "NORM_EPS",
+           "ProgramFields", "RUN_CHUNK", "StepOutcome", "advance", "advance_steps", "halted", "initial_carry",
+           "initial_state", "kernel_for", "needs_graph", "run_kernel", "run_steps", "step"]
+
+_oplib.add_triton_module("ncl_kernels.machine.triton")
+
+
+def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
+    """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data)."""
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
+        torch.empty((), dtype=torch.int64, device=carry[0].device)]
+
+
+def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> str | None:
+    """The whole-run kernel that computes this run, ``"cpp"`` or ``"triton"``, or ``None`` (a loop of steps).
+
+    ``cpp``: the dispatched backend is ``cpp`` (CPU), fp32 or fp64. ``triton``: fp32 with the ``cuda`` backend
+    on a GPU, or the ``triton`` backend (a GPU, or CPU tensors under ``TRITON_INTERPRET=1``). Both need the
+    table ALU and no ``step_fn``. ``NCL_WHOLE_RUN=0`` in the environment turns both off (the run is then a loop
+    of fused step ops): a switch to compare the two, or to step around a kernel that misbehaves.
+    """
+    if os.environ.get("NCL_WHOLE_RUN", "1") == "0":
+        return None
+    if step_fn is not None or config.alu != "table" or ip.dtype not in (torch.float32, torch.float64):
+        return None
+    chosen = dispatch.select(ip.device, ip.dtype, backend)
+    if chosen == "cpp":
+        return "cpp" if _ext.load()[0] is not None else None
+    if ip.dtype == torch.float32 and dispatch.unavailable_reason("triton") is None and (
+            chosen == "triton" or (chosen == "cuda" and ip.device.type == "cuda")):
+        return "triton"
+    return None
+
+
+def needs_graph(tensors) -> bool:
+    """True when autograd records: grad mode is on and some input requires grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
+              config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
+    """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run."""
+    if kernel == "cpp":
+        op = torch.ops.ncl.machine_run_fwd
+    else:
+        # Imported at the first call: Triton costs about a second to import, and CPU runs never need it.
+        from ncl_kernels.machine import triton as machine_triton
+
+        op = machine_triton.machine_run_fwd
+    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS)
+    return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
+
+
+#: Steps per kernel call in a graph-free run. Each call runs every sample for all its steps and finds the
+#: batch's early exit afterwards, so a short chunk bounds the steps wasted after the last sample halts (a
+#: run with ``max_steps`` = 20,000 whose samples halt after 100 steps must not run 20,000); each call also
+#: copies the carry once, which is cheap next to 32 steps.
+RUN_CHUNK = 32
+
+
+def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
+               config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
+    """Up to ``count`` steps in kernel calls of :data:`RUN_CHUNK`, stopping once every sample has halted."""
+    done = 0
+    while done < count:
+        size = min(RUN_CHUNK, count - done)
+        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config, kernel)
+        done += ran
+        if ran < size:
+            break
+    return flat_carry, done
+
+
+def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps):
+    """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients, then the carry's."""
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (op, a, b, d, imm, tgt, *carry)]
+
+
+_oplib.define("machine_run_fwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
+              " int first, int count, float halt_eps, float norm_eps) -> Tensor[]", _fake_run)
+_oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
+              " Tensor[] grad, int first, int count, float norm_eps) -> Tensor[]", _fake_bwd)
+
+
+def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
+                            backend: str | None):
+    """Gradients of one chunk by running it again with the fused step ops under autograd (the ``triton``
+    kernel's backward): the six fields' gradients, then the entering carry's."""
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_() for t in (*fields, *carry_in)]
+        out, _ = advance_steps(Carry.unflat(leaves[6:]), first, count, ProgramFields(*leaves[:6]), config, backend)
+        pairs = [(o, g) for o, g in zip(out.flat(), grads) if o.requires_grad]
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]
+
+
+class CheckpointedRun(torch.autograd.Function):
+    """The ``"checkpoint"`` run on a whole-run kernel, forward and backward.
+
+    ``forward(ctx, config, max_steps, chunk, kernel, backend, *fields, *carry)`` returns the final carry
+    (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
+    each chunk. The backward handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd``
+    recomputes the chunk's steps from the kept carry and applies each step's hand-written adjoint
+    (``csrc/cpu/machine_bwd.cpp``); on ``triton``, the chunk runs again with ``backend``'s fused step ops
+    under autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, config, max_steps, chunk, kernel, backend, *tensors):
+        fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
+        starts, counts, kept = [], [], []
+        steps = 0
+        with torch.no_grad():
+            while steps < max_steps:
+                count = min(chunk, max_steps - steps)
+                kept.extend(carry)
+                carry, done = run_steps(carry, steps, count, fields, config, kernel)
+                starts.append(steps)
+                counts.append(done)
+                steps += done
+                if done < count:
+                    break
+        ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
+        ctx.save_for_backward(*fields, *kept)
+        total = torch.tensor(steps)
+        ctx.mark_non_differentiable(total)
+        return (*carry, total)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        fields, kept = saved[:6], saved[6:]
+        grads = [torch.zeros_like(t) if g is None else g.contiguous()
+                 for g, t in zip(grads[:CARRY_SIZE], kept[:CARRY_SIZE])]
+        field_grads = [torch.zeros_like(f) for f in fields]
+        for i in reversed(range(len(ctx.starts))):
+            if ctx.counts[i] == 0:
+                continue
+            carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
+            if ctx.kernel == "cpp":
+                out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
+                                                    NORM_EPS)
+            else:
+                out = _recomputed_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i], ctx.config,
+                                              ctx.backend)
+            for j in range(6):
+                field_grads[j] += out[j]
+            grads = list(out[6:])
+        return (None, None, None, None, None, *field_grads, *grads)
+
+
+def advance(carry: Carry, first: int, count: int, fields: ProgramFields, config: MachineConfig,
+            backend: str | None, step_fn: Callable | None = None) -> tuple[Carry, int]:
+    """Steps ``first + 1 .. first + count`` on a whole-run kernel when one applies and no graph is needed,
+    else :func:`~ncl_kernels.machine.reference.advance_steps` (same arguments and result)."""
+    kernel = kernel_for(config, carry.state.ip, backend, step_fn)
+    if kernel is not None and not needs_graph((*fields, *carry.flat())):
+        flat, done = run_kernel(carry.flat(), first, count, fields, config, kernel)
+        return Carry.unflat(flat), done
+    return advance_steps(carry, first, count, fields, config, backend, step_fn)

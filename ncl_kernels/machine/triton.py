@@ -1,6 +1,6 @@
 """Triton whole-run machine kernel: the GPU counterpart of ``ncl::machine_run_fwd`` (``csrc/cpu/machine.cpp``).
 
-:func:`machine_run_fwd` runs machine steps ``first + 1 .. first + count`` of DESIGN §3 with one program per
+:func:`machine_run_fwd` runs machine steps ``first + 1 .. first + count`` of docs/design.md §3 with one program per
 sample, the step loop inside the kernel: the spec is ``step_sample`` in ``csrc/cpu/machine_step.h`` (with
 ``csrc/cpu/alu_row.h`` and ``csrc/include/ncl/{control,stack,halting,memory,machine,alu}.h``), computed in the
 same order; only the order of some fp32 sums differs. Early exit is the batch's, decided on the host as
@@ -33,7 +33,7 @@ nothing.
 Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere). The register file
 is held whole (a ``(K, n)`` tile), which suits K up to ~16 at n = 128.
 
-Triton rules (ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice, no
+Triton rules (docs/building.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice, no
 autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
 """
 
@@ -48,6 +48,8 @@ from ncl_kernels.alu import NUM_OPS as NUM_ALU_OPS
 from ncl_kernels.alu import SKIP_REL
 from ncl_kernels.alu.triton import _coef, _p2, _tiles, alu_general_tile, alu_structured_row
 from ncl_kernels.control import reference as control_reference
+from ncl_kernels.isa import NUM_OPS as NUM_OPCODES
+from ncl_kernels.isa import OP
 
 #: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
 TILE_BUDGET = 2048
@@ -55,12 +57,9 @@ NUM_WARPS = 4
 #: Carry tensors, in order: ip, reg, mem, dstk, dsp, rstk, rsp, acc_reg, acc_mem, expected, faults.
 CARRY_SIZE = 11
 
-#: Opcode columns of ``op``, as ``ncl.machine.opcodes.OPCODES`` numbers them (tested against it; they are
-#: ``csrc/include/ncl/{control,machine}.h``'s).
-NUM_OPCODES = 29
-CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP = 2, 3, 4, 20, 21, 22, 23
-HALT, JMP, JZ, JNZ, CALL, RET = (control_reference.HALT, control_reference.JMP, control_reference.JZ,
-                                 control_reference.JNZ, control_reference.CALL, control_reference.RET)
+#: Opcode columns of ``op`` (:mod:`ncl_kernels.isa`).
+CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP = (OP[o] for o in ("CONST", "MOV", "ADD", "LOAD", "STORE", "PUSH", "POP"))
+HALT, JMP, JZ, JNZ, CALL, RET = (OP[o] for o in ("HALT", "JMP", "JZ", "JNZ", "CALL", "RET"))
 # Compile-time constants for the kernel: the opcode block, the ALU's op count, and the columns it reads of e
 # (the control ops' columns reach it through _line_ops).
 _O = tl.constexpr(NUM_OPCODES)

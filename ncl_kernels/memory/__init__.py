@@ -17,27 +17,6 @@ __all__ = ["soft_read", "soft_write", "content_address"]
 
 _TRITON = "ncl_kernels.memory.triton"
 
-_oplib.register("soft_read", _oplib.OpSpec(
-    fwd_schema="(Tensor bank, Tensor weights) -> Tensor",
-    bwd_schema="(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)",
-    fwd_fake=lambda bank, weights: bank.new_empty(bank.shape[0], weights.shape[1], bank.shape[2]),
-    triton_module=_TRITON,
-))
-_oplib.register("soft_write", _oplib.OpSpec(
-    fwd_schema="(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor",
-    bwd_schema="(Tensor grad, Tensor bank, Tensor weights, Tensor values, Tensor gate)"
-               " -> (Tensor, Tensor, Tensor, Tensor)",
-    fwd_fake=lambda bank, weights, values, gate: torch.empty_like(bank),
-    triton_module=_TRITON,
-))
-_oplib.register("content_address", _oplib.OpSpec(
-    fwd_schema="(Tensor bank, Tensor keys, Tensor strength) -> Tensor",
-    bwd_schema="(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength) -> (Tensor, Tensor, Tensor)",
-    fwd_fake=lambda bank, keys, strength: bank.new_empty(bank.shape[0], keys.shape[1], bank.shape[1]),
-    triton_module=_TRITON,
-    saves_output=True,
-))
-
 
 def _run(name: str, backend: str | None, *inputs: torch.Tensor) -> torch.Tensor:
     chosen = dispatch.select(inputs[0].device, inputs[0].dtype, backend)
@@ -103,3 +82,48 @@ def content_address(bank: torch.Tensor, keys: torch.Tensor, strength: torch.Tens
     """
     check_inputs("content_address", ("bank", bank, "B N D"), ("keys", keys, "B H D"), ("strength", strength, "B H"))
     return _run("content_address", backend, bank, keys, strength)
+
+
+def _sample_read(g: torch.Generator):
+    return torch.randn(3, 5, 7, generator=g), torch.softmax(torch.randn(3, 2, 5, generator=g), -1)
+
+
+def _sample_write(g: torch.Generator):
+    return (torch.randn(3, 5, 7, generator=g), torch.softmax(torch.randn(3, 5, generator=g), -1),
+            torch.randn(3, 7, generator=g), torch.rand(3, generator=g) * 0.9 + 0.05)
+
+
+def _sample_address(g: torch.Generator):
+    return (torch.randn(3, 5, 7, generator=g), torch.randn(3, 2, 7, generator=g),
+            torch.rand(3, 2, generator=g) * 5 + 0.5)
+
+
+_oplib.register(_oplib.OpSpec(
+    name="soft_read",
+    fn=soft_read,
+    fwd_schema="(Tensor bank, Tensor weights) -> Tensor",
+    bwd_schema="(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)",
+    fwd_fake=lambda bank, weights: bank.new_empty(bank.shape[0], weights.shape[1], bank.shape[2]),
+    triton_module=_TRITON,
+    sample=_sample_read,
+))
+_oplib.register(_oplib.OpSpec(
+    name="soft_write",
+    fn=soft_write,
+    fwd_schema="(Tensor bank, Tensor weights, Tensor values, Tensor gate) -> Tensor",
+    bwd_schema="(Tensor grad, Tensor bank, Tensor weights, Tensor values, Tensor gate)"
+               " -> (Tensor, Tensor, Tensor, Tensor)",
+    fwd_fake=lambda bank, weights, values, gate: torch.empty_like(bank),
+    triton_module=_TRITON,
+    sample=_sample_write,
+))
+_oplib.register(_oplib.OpSpec(
+    name="content_address",
+    fn=content_address,
+    fwd_schema="(Tensor bank, Tensor keys, Tensor strength) -> Tensor",
+    bwd_schema="(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength) -> (Tensor, Tensor, Tensor)",
+    fwd_fake=lambda bank, keys, strength: bank.new_empty(bank.shape[0], keys.shape[1], bank.shape[1]),
+    triton_module=_TRITON,
+    saves_output=True,
+    sample=_sample_address,
+))

@@ -9,7 +9,7 @@ Numerics: every kernel loads in the input dtype, upcasts to fp32, accumulates in
 store. Cross-program partial sums (the "small reductions" of the backward passes) go through fp32
 workspaces and are summed by PyTorch in fp32 before the final cast.
 
-Triton rules followed here (see ENVIRONMENT.md): the 3.6 API with plain pointer arithmetic (no block
+Triton rules followed here (see docs/building.md): the 3.6 API with plain pointer arithmetic (no block
 pointers, no libdevice, no inline asm), every load masked, no ``tl.dot`` (the products are formed by
 broadcasting in fp32, which is exact under the interpreter and leaves the memory-bound kernels bound by
 memory on the GPU), no autotuning. The kernels run on CUDA tensors, or on CPU tensors when

@@ -1,4 +1,4 @@
-"""Soft stack update: one push/pop step of a stack with a soft pointer (DESIGN §3 step 6).
+"""Soft stack update: one push/pop step of a stack with a soft pointer (docs/design.md §3 step 6).
 
 :func:`stack_update` validates its inputs, picks a backend (:mod:`ncl_kernels.dispatch`) and runs either the
 pure-PyTorch reference (autograd through it) or a fused forward with a hand-written fused backward. The
@@ -15,15 +15,6 @@ from ncl_kernels.stack import reference
 
 __all__ = ["stack_update"]
 
-_oplib.register("stack_update", _oplib.OpSpec(
-    fwd_schema="(Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor)",
-    bwd_schema="(Tensor grad_slots, Tensor grad_ptr, Tensor grad_overflow, Tensor grad_underflow, Tensor slots,"
-               " Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
-    fwd_fake=lambda slots, ptr, push, pop, item: (torch.empty_like(slots), torch.empty_like(ptr),
-                                                  torch.empty_like(push), torch.empty_like(pop)),
-    triton_module="ncl_kernels.stack.triton",
-    num_outputs=4,
-))
 
 
 def stack_update(slots: torch.Tensor, ptr: torch.Tensor, push: torch.Tensor, pop: torch.Tensor, item: torch.Tensor,
@@ -59,3 +50,24 @@ def stack_update(slots: torch.Tensor, ptr: torch.Tensor, push: torch.Tensor, pop
     if chosen == "reference":
         return reference.stack_update(slots, ptr, push, pop, item)
     return _oplib.apply("stack_update", chosen, slots, ptr, push, pop, item)
+
+
+def _sample(g: torch.Generator):
+    """Soft slots and pointer, push and pop with u + o < 1."""
+    weights = torch.softmax(torch.randn(3, 3, generator=g), -1)  # push, pop, neither
+    return (torch.softmax(torch.randn(3, 5, 7, generator=g), -1), torch.softmax(torch.randn(3, 5, generator=g), -1),
+            weights[:, 0].contiguous(), weights[:, 1].contiguous(), torch.softmax(torch.randn(3, 7, generator=g), -1))
+
+
+_oplib.register(_oplib.OpSpec(
+    name="stack_update",
+    fn=stack_update,
+    fwd_schema="(Tensor slots, Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor)",
+    bwd_schema="(Tensor grad_slots, Tensor grad_ptr, Tensor grad_overflow, Tensor grad_underflow, Tensor slots,"
+               " Tensor ptr, Tensor push, Tensor pop, Tensor item) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+    fwd_fake=lambda slots, ptr, push, pop, item: (torch.empty_like(slots), torch.empty_like(ptr),
+                                                  torch.empty_like(push), torch.empty_like(pop)),
+    triton_module="ncl_kernels.stack.triton",
+    num_outputs=4,
+    sample=_sample,
+))

@@ -1,6 +1,6 @@
 r"""Reference (pure PyTorch) soft stack update: the executable spec of :func:`ncl_kernels.stack_update`.
 
-DESIGN §3 step 6 with the decisions of ``docs/machine.md``: the pointer ``p`` over ``S`` positions counts
+docs/design.md §3 step 6 with the decisions of ``docs/machine.md``: the pointer ``p`` over ``S`` positions counts
 the items (position 0 = empty, slot 0 a sentinel that a push never reaches), and both moves saturate:
 
 .. math::
@@ -13,7 +13,7 @@ the items (position 0 = empty, slot 0 a sentinel that a push never reaches), and
     p' = (1 - u - o)\,p + u\,\mathrm{up}(p) + o\,\mathrm{down}(p),\qquad
     \text{slot}_s' = \text{slot}_s + u\,\mathrm{up}(p)_s\,(\text{item} - \text{slot}_s)
 
-Differentiable in every input, float64-capable; ``ncl.machine.stack`` computes the same.
+Differentiable in every input, float64-capable.
 """
 
 from __future__ import annotations

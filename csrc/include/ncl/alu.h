@@ -3,9 +3,9 @@
 //
 // The op:  out[c] = Σ_k coef_k · op_k(x, y)[c],  op_k(x, y)[c] = Σ_{i,j: T_k(i,j)=c} x_i y_j  (binary k),
 //                                                 op_k(x)[c]    = Σ_{i: T_k(i)=c} x_i         (unary k).
-// The op order is BINARY_OPS + UNARY_OPS of ncl/machine/opcodes.py (checked by tests/test_alu_mix.py).
+// The op order is ALU_OPS of ncl_kernels/isa.py (enum alu::Op, generated into ncl/opcodes.h).
 //
-// Structure used instead of n×n tables (DESIGN §3 "Where the time goes"):
+// Structure used instead of n×n tables (docs/design.md §3 "Where the time goes"):
 //   ADD, SUB           circular convolution / correlation, O(n) per output;
 //   EQ NE LT LE        two numbers per row, peq = Σ x_i y_i and plt = Σ_i x_i Σ_{j>i} y_j;
 //   MIN MAX            O(1) per output from prefix / suffix sums;
@@ -15,14 +15,15 @@
 #pragma once
 
 #include "ncl/common.h"
+#include "ncl/opcodes.h"
 
 namespace ncl {
 namespace alu {
 
-enum Op : int { ADD, SUB, MUL, DIV, MOD, EQ, NE, LT, LE, MIN, MAX, AND, OR, INC, DEC, NOT };
-constexpr int kNumBinary = 13;
-constexpr int kNumUnary = 3;
-constexpr int kNumOps = kNumBinary + kNumUnary;
+// The ops (enum Op) and their order are generated from ncl_kernels/isa.py, in ncl/opcodes.h.
+constexpr int kNumBinary = isa::kNumBinary;
+constexpr int kNumUnary = isa::kNumUnary;
+constexpr int kNumOps = isa::kNumAluOps;
 
 // An op is skipped in the forward pass when |coef_k| <= kSkipRel · max_k' |coef_k'| in its row. Every op's
 // output has ℓ1 mass at most ‖x‖₁‖y‖₁ (or ‖x‖₁), as does the dominant term, so the skipped terms move the
@@ -30,7 +31,7 @@ constexpr int kNumOps = kNumBinary + kNumUnary;
 // sharp program (weights e^-30 ≈ 9.4e-14 relative) thus computes one op. Equals ncl_kernels.alu.SKIP_REL.
 constexpr double kSkipRel = 9.094947017729282e-13;  // 2^-40
 
-// Names in op order, for the test that this order equals ncl.machine.opcodes.
+// Names in op order (ncl_kernels._C.alu_op_names, compared with ncl_kernels.isa.ALU_OPS by the tests).
 inline const char* op_name(int k) {
   constexpr const char* names[kNumOps] = {"ADD", "SUB", "MUL", "DIV", "MOD", "EQ",  "NE",  "LT",
                                           "LE",  "MIN", "MAX", "AND", "OR",  "INC", "DEC", "NOT"};

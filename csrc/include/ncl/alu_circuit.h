@@ -6,7 +6,7 @@
 //   w   = netlist(a, b)                                                    (every gate of every op)
 //   P_k[v] = Π_s (bit_s(v) ? w[o_ks] : 1 − w[o_ks]),  o_ks = outputs[k][s] (from_bits: product fold)
 //   out[v] = Σ_k c_k P_k[v]
-// The netlist is the straight-line program of ncl/machine/alu_circuit.py recorded once in Python
+// The netlist is the straight-line program of ncl_kernels/alu_circuit/circuits.py recorded once in Python
 // (ncl_kernels/alu_circuit/netlist.py): gates (opcode, in0, in1, out) over wires in topological order, wires
 // 0..m-1 the bits of a and m..2m-1 those of b. Gate opcodes here equal netlist.ADD, SUB, MUL, CONST (tested).
 //
@@ -17,12 +17,13 @@
 #include <cstdint>
 
 #include "ncl/common.h"
+#include "ncl/opcodes.h"
 
 namespace ncl {
 namespace circuit {
 
 enum Gate : int32_t { kAdd = 0, kSub = 1, kMul = 2, kConst = 3 };
-constexpr int kNumOps = 16;  // BINARY_OPS + UNARY_OPS of ncl/machine/opcodes.py
+constexpr int kNumOps = isa::kNumAluOps;  // ALU_OPS of ncl_kernels/isa.py
 
 // Bit marginals of one row: p[i] = Σ_v bit_i(v) x_v, i < m.
 template <typename A, typename T>

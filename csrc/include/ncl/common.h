@@ -21,7 +21,7 @@
 
 namespace ncl {
 
-// Accumulation type: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (DESIGN §2 numerics).
+// Accumulation type: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (docs/design.md §2 numerics).
 template <typename T> struct AccumulateType { using type = float; };
 template <> struct AccumulateType<double> { using type = double; };
 template <typename T> using acc_t = typename AccumulateType<T>::type;

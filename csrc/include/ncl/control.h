@@ -1,18 +1,22 @@
-// Per-line math of the control step (DESIGN §3 step 7, halting mass of step 8), shared by the CPU kernels
+// Per-line math of the control step (docs/design.md §3 step 7, halting mass of step 8), shared by the CPU kernels
 // (csrc/cpu/control.cpp) and the CUDA kernels (csrc/cuda/control.cu). Notation as in
 // ncl_kernels/control/reference.py: line ℓ has ip mass ip_ℓ and opcode weights op[ℓ, k]; c = χ0 is the
 // probability that operand a is 0.
 #pragma once
 
 #include "ncl/common.h"
+#include "ncl/opcodes.h"
 
 namespace ncl {
 namespace control {
 
-// Opcode columns, as ncl.machine.opcodes.OPCODES numbers them (tested against it). The control ops are
-// HALT and JMP..RET; every other op is sequential (its mass moves to the next line).
-constexpr int kNumOps = 29;
-constexpr int kHalt = 1, kJmp = 24, kJz = 25, kJnz = 26, kCall = 27, kRet = 28;
+// Opcode columns (ncl/opcodes.h, generated from ncl_kernels/isa.py). The control ops are HALT and
+// JMP..RET; every other op is sequential (its mass moves to the next line).
+constexpr int kNumOps = isa::kNumOpcodes;
+constexpr int kHalt = isa::kHalt, kJmp = isa::kJmp, kJz = isa::kJz, kJnz = isa::kJnz, kCall = isa::kCall,
+              kRet = isa::kRet;
+static_assert(kJz == kJmp + 1 && kJnz == kJmp + 2 && kCall == kJmp + 3 && kRet == kJmp + 4 && kRet + 1 == kNumOps,
+              "is_sequential and line_ops assume the control ops JMP..RET close the opcode table");
 NCL_HOST_DEVICE bool is_sequential(int k) { return k != kHalt && k < kJmp; }
 
 // One line's opcode weights, grouped as the control step uses them.

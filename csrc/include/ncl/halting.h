@@ -1,4 +1,4 @@
-// Per-element math of the halting accumulation (DESIGN §3 step 8), shared by the CPU kernels
+// Per-element math of the halting accumulation (docs/design.md §3 step 8), shared by the CPU kernels
 // (csrc/cpu/halting.cpp) and the CUDA kernels (csrc/cuda/halting.cu). Notation as in
 // ncl_kernels/halting/reference.py.
 #pragma once

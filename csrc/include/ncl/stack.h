@@ -1,4 +1,4 @@
-// Per-position math of the soft stack update (DESIGN §3 step 6, docs/machine.md "Stacks"), shared by the
+// Per-position math of the soft stack update (docs/design.md §3 step 6, docs/machine.md "Stacks"), shared by the
 // CPU kernels (csrc/cpu/stack.cpp) and the CUDA kernels (csrc/cuda/stack.cu). Notation as in
 // ncl_kernels/stack/reference.py: pointer p over S >= 2 positions, push u, pop o.
 #pragma once

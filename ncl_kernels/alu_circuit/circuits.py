@@ -21,7 +21,7 @@ import functools
 
 import torch
 
-from ncl.machine.opcodes import BINARY_OPS, UNARY_OPS
+from ncl_kernels.isa import BINARY_OPS, UNARY_OPS
 
 
 def AND(a, b):  # noqa: N802  (gate names read as the gates)
@@ -125,7 +125,7 @@ def _mul(a, b):
 
 
 def _divmod(a, b):
-    """Restoring division; both results are 0 when ``b == 0`` (DESIGN §3)."""
+    """Restoring division; both results are 0 when ``b == 0`` (docs/design.md §3)."""
     m = len(a)
     zero = torch.zeros_like(a[0])
     b_wide = list(b) + [zero]  # m+1 bits: the shifted remainder can reach 2b - 1
@@ -140,7 +140,8 @@ def _divmod(a, b):
     return [AND(q, divides) for q in quotient], [AND(r, divides) for r in rem[:m]]
 
 
-def _binary_bits(op, a, b):
+def binary_bits(op: str, a: list, b: list) -> list:
+    """Binary op ``op`` (a name of ``BINARY_OPS``) on the bit vectors ``a`` and ``b``: its result's bits."""
     m = len(a)
     if op == "ADD":
         return _add(a, b, torch.zeros_like(a[0]))[0]
@@ -169,7 +170,8 @@ def _binary_bits(op, a, b):
     raise AssertionError(op)
 
 
-def _unary_bits(op, a):
+def unary_bits(op: str, a: list) -> list:
+    """Unary op ``op`` (a name of ``UNARY_OPS``) on the bit vector ``a``: its result's bits."""
     m = len(a)
     zero = torch.zeros_like(a[0])
     if op == "INC":
@@ -182,7 +184,7 @@ def _unary_bits(op, a):
 
 
 def binary_circuit(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Every binary op of :data:`~ncl.machine.opcodes.BINARY_OPS` on ``(x, y)`` by circuits.
+    """Every binary op of :data:`~ncl_kernels.isa.BINARY_OPS` on ``(x, y)`` by circuits.
 
     Args:
         x: ``(B, n)`` operand a, ``n`` a power of two.
@@ -192,11 +194,11 @@ def binary_circuit(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ``(B, len(BINARY_OPS), n)``.
     """
     a, b = to_bits(x), to_bits(y)
-    return torch.stack([from_bits(_binary_bits(op, a, b)) for op in BINARY_OPS], dim=1)
+    return torch.stack([from_bits(binary_bits(op, a, b)) for op in BINARY_OPS], dim=1)
 
 
 def unary_circuit(x: torch.Tensor) -> torch.Tensor:
-    """Every unary op of :data:`~ncl.machine.opcodes.UNARY_OPS` on ``x`` by circuits.
+    """Every unary op of :data:`~ncl_kernels.isa.UNARY_OPS` on ``x`` by circuits.
 
     Args:
         x: ``(B, n)`` operand a, ``n`` a power of two.
@@ -205,4 +207,4 @@ def unary_circuit(x: torch.Tensor) -> torch.Tensor:
         ``(B, len(UNARY_OPS), n)``.
     """
     a = to_bits(x)
-    return torch.stack([from_bits(_unary_bits(op, a)) for op in UNARY_OPS], dim=1)
+    return torch.stack([from_bits(unary_bits(op, a)) for op in UNARY_OPS], dim=1)

@@ -1,4 +1,5 @@
-"""The machine state and the program's fields (DESIGN §3, "Program" and "State")."""
+"""The machine state, the program's fields, and the carry a run hands from one chunk of steps to the next
+(docs/design.md §3, "Program" and "State")."""
 
 from __future__ import annotations
 
@@ -64,3 +65,36 @@ def initial_state(ip: torch.Tensor, reg: torch.Tensor, mem: torch.Tensor, stack:
     pointer = torch.zeros(batch, stack, dtype=reg.dtype, device=reg.device)
     pointer[:, 0] = 1
     return MachineState(ip, reg, mem, dstk, pointer, rstk, pointer.clone())
+
+
+class Carry(NamedTuple):
+    """What one chunk of steps hands to the next: the machine state and the halting accumulators.
+
+    Shapes: ``state`` as in :class:`MachineState`; ``acc_reg (B, K, n)`` and ``acc_mem (B, C, n)``, the
+    halting mixtures so far; ``expected (B,)``, the ponder cost so far; ``faults (B,)``, the stack-fault mass.
+    """
+
+    state: MachineState
+    acc_reg: torch.Tensor
+    acc_mem: torch.Tensor
+    expected: torch.Tensor
+    faults: torch.Tensor
+
+    def flat(self) -> tuple[torch.Tensor, ...]:
+        """The 11 tensors in the whole-run kernels' order: the state's 7, then the accumulators."""
+        return (*self.state, self.acc_reg, self.acc_mem, self.expected, self.faults)
+
+    @classmethod
+    def unflat(cls, tensors) -> "Carry":
+        """The inverse of :meth:`flat`."""
+        return cls(MachineState(*tensors[:7]), *tensors[7:])
+
+
+#: Tensors in a flat carry (:meth:`Carry.flat`).
+CARRY_SIZE = 11
+
+
+def initial_carry(ip: torch.Tensor, reg: torch.Tensor, mem: torch.Tensor, stack: int) -> Carry:
+    """The carry before the first step: :func:`initial_state` and zero accumulators (shapes as there)."""
+    zero = reg.new_zeros(reg.shape[0])
+    return Carry(initial_state(ip, reg, mem, stack), torch.zeros_like(reg), torch.zeros_like(mem), zero, zero.clone())

@@ -1,7 +1,9 @@
-r"""The reference interpreter: one soft step of DESIGN §3, and the adaptive-depth run loop.
+r"""One soft step of the machine (docs/design.md §3), made of the dispatched step ops.
 
 Every instruction runs in superposition, weighted by the ip mass on its line. Every read uses the state at
-the start of the step; every write is applied at its end.
+the start of the step; every write is applied at its end. With ``backend="reference"`` every op is its
+pure-PyTorch reference, so :func:`step` is then the executable statement of the semantics; on a fused backend
+the same formulas run on the fused kernels.
 """
 
 from __future__ import annotations
@@ -11,25 +13,21 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from ncl.machine._ops import control, soft_read, soft_write, stack_update
-from ncl.machine.alu_circuit import binary_circuit, unary_circuit
-from ncl.machine.alu_table import binary_table, unary_table
-from ncl.machine.config import NORM_EPS, MachineConfig
-from ncl.machine.opcodes import BINARY_OPS, OP, UNARY_OPS, VALUE_OPS
-from ncl.machine.state import MachineState, ProgramFields
-from ncl.machine.values import fold
 from ncl_kernels import dispatch
 from ncl_kernels._oplib import kernel_op
 from ncl_kernels.alu import SKIP_REL
+from ncl_kernels.alu.reference import binary_table, unary_table
 from ncl_kernels.alu_circuit import alu_circuit_mix
+from ncl_kernels.alu_circuit.circuits import binary_circuit, unary_circuit
 from ncl_kernels.checks import check_inputs
+from ncl_kernels.control import control
+from ncl_kernels.isa import ALU_SLICE, OP, VALUE_OPS, fold
+from ncl_kernels.machine.config import NORM_EPS, MachineConfig
+from ncl_kernels.machine.state import MachineState, ProgramFields
+from ncl_kernels.memory import soft_read, soft_write
+from ncl_kernels.stack import stack_update
 
 _VALUE_IDX = [OP[o] for o in VALUE_OPS]
-#: The binary and unary ops, in ``alu_mix``'s coefficient order (``BINARY_OPS + UNARY_OPS``). They are
-#: contiguous in OPCODES, so their weights are one slice of ``e``.
-_ALU_IDX = [OP[o] for o in BINARY_OPS + UNARY_OPS]
-assert _ALU_IDX == list(range(_ALU_IDX[0], _ALU_IDX[0] + len(_ALU_IDX)))
-_ALU_SLICE = slice(_ALU_IDX[0], _ALU_IDX[-1] + 1)
 _ALUS = {"table": (binary_table, unary_table), "circuit": (binary_circuit, unary_circuit)}
 
 
@@ -109,7 +107,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
         \text{out} = \textstyle\sum_{k \in \text{value ops}} e_k\, \text{out}_k,\quad
         \text{reg}_i' = (1 - \bar\delta_i w)\,\text{reg}_i + \bar\delta_i\, \text{out}
 
-    followed by the memory write, the stacks, the ip update and halting (DESIGN §3 steps 1-8).
+    followed by the memory write, the stacks, the ip update and halting (docs/design.md §3 steps 1-8).
 
     The banks (registers, memory, stacks) go through the dispatched ops ``soft_read``, ``soft_write`` and
     ``stack_update``; the ip update and halting mass are one ``control`` call; with a fused backend the 16
@@ -151,19 +149,19 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     chosen = dispatch.select(x.device, x.dtype, backend)
     if config.alu == "circuit" and chosen != "reference":
         # One fused call runs the 16 circuits as a netlist: no (B, 16, n) per-op outputs, no per-gate tensors.
-        mixed = alu_circuit_mix(x, y, c[:, _ALU_SLICE], backend=chosen)
+        mixed = alu_circuit_mix(x, y, c[:, ALU_SLICE], backend=chosen)
     elif chosen != "reference":
         # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs, and rows
         # whose line is no ALU op skip the forward (_AluMixSkippingRows).
-        _check_alu_inputs(x, y, c[:, _ALU_SLICE])
-        mixed = _AluMixSkippingRows.apply(x, y, c[:, _ALU_SLICE], e[:, _ALU_SLICE].detach().abs().amax(-1), chosen)
+        _check_alu_inputs(x, y, c[:, ALU_SLICE])
+        mixed = _AluMixSkippingRows.apply(x, y, c[:, ALU_SLICE], e[:, ALU_SLICE].detach().abs().amax(-1), chosen)
     else:
-        # The spec as DESIGN states it: every op's output, then the mixture. For the table ALU this is the
+        # The spec as docs/design.md §3 states it: every op's output, then the mixture. For the table ALU this is the
         # reference (alu_mix's reference scatters the weighted (B, 13·n²) outer product instead, which
         # measured 2x slower in forward+backward on CPU, so the eager path keeps the per-op tables).
         binary, unary = _ALUS[config.alu]
         outs = torch.cat([binary(x, y), unary(x)], dim=1)  # (B, 16, n)
-        mixed = torch.einsum("bk,bkn->bn", c[:, _ALU_SLICE], outs)
+        mixed = torch.einsum("bk,bkn->bn", c[:, ALU_SLICE], outs)
     # CONST, MOV, LOAD and POP are a scaled row each: cheaper added here than passed to a kernel.
     value = (mixed + c[:, OP["CONST"], None] * z + c[:, OP["MOV"], None] * x + c[:, OP["LOAD"], None] * load
              + c[:, OP["POP"], None] * pop)
@@ -184,52 +182,3 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     new_ip, halted = control(ip, fields.op, x[:, 0], fields.tgt, state.rstk, state.rsp, backend=backend)
     new_state = MachineState(new_ip, new_reg, new_mem, dstk, dsp, rstk, rsp)
     return new_state, StepOutcome(halted, d_over + d_under + r_over)
-
-
-class RunResult(NamedTuple):
-    """The result of a soft run (:meth:`ncl.machine.Program.run`).
-
-    Fields: ``r0 (B, n)`` and ``regs (B, K, n)`` and ``mem (B, C, n)``: halting mixtures of the readouts;
-    ``unhalted (B,)``: the running mass ``ρ_T`` left at the end; ``expected_steps (B,)``:
-    ``Σ_t t·h_t + T·ρ_T`` (the ponder cost); ``steps``: ``T``, the steps actually run;
-    ``overflow (B,)``: the expected number of stack faults.
-    """
-
-    r0: torch.Tensor
-    regs: torch.Tensor
-    mem: torch.Tensor
-    unhalted: torch.Tensor
-    expected_steps: torch.Tensor
-    steps: int
-    overflow: torch.Tensor
-
-
-def run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, reg: torch.Tensor,
-        mem: torch.Tensor, max_steps: int, *, grad_mode: str = "checkpoint", chunk: int | None = None,
-        backend: str | None = None) -> RunResult:
-    r"""Run the soft machine until every sample has halted (``ρ < halt_eps``) or ``max_steps``.
-
-    .. math:: \hat R = \sum_{t=1}^{T} h_t\, R(\text{state}_t) + \rho_T\, R(\text{state}_T)
-
-    for the readouts ``R`` = registers and memory, where ``state_t`` is the state after step ``t``.
-    :func:`ncl.machine.run.machine_run` does the work (chunks of fused steps and the backward choice).
-
-    Args:
-        fields: the program's fields, in the state's dtype.
-        config: machine sizes.
-        ip: ``(B, L)`` start distribution.
-        reg: ``(B, K, n)`` registers.
-        mem: ``(B, C, n)`` memory.
-        max_steps: at most this many steps (``>= 0``).
-        grad_mode: ``"full"`` (plain BPTT), ``"checkpoint"`` (recompute per chunk of ``chunk`` steps) or
-            ``"truncated"`` (gradient through the last ``chunk`` steps only).
-        chunk: ``k``, steps per chunk (default :data:`ncl.machine.run.DEFAULT_CHUNK`).
-        backend: force a kernel backend for every op; default: dispatch.
-
-    Returns:
-        a :class:`RunResult`.
-    """
-    from ncl.machine.run import DEFAULT_CHUNK, machine_run  # run.py imports this module
-
-    return machine_run(fields, config, ip, reg, mem, max_steps, grad_mode=grad_mode,
-                       chunk=DEFAULT_CHUNK if chunk is None else chunk, backend=backend)

@@ -1,19 +1,17 @@
-"""Machine sizes and numerical constants: the one place they are defined."""
+"""The machine's sizes and numerical constants: the one place they are defined (``ncl.MachineConfig`` is this
+class)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: ALU implementations (DESIGN §3 step 3).
+#: ALU implementations (docs/design.md §3 step 3).
 ALUS = ("table", "circuit")
 
 #: Guard for every renormalisation (fields by ρ, the ALU mixture by w, the return address by e_CALL).
 #: Small enough that a sample whose running mass is ~1e-13 (a sharp program after HALT) is still
 #: renormalised exactly, and large enough that 1/NORM_EPS is finite in fp32.
 NORM_EPS = 1e-20
-
-#: ``max_steps`` used by ``Program.run``/``execute`` and the VM when none is given.
-DEFAULT_MAX_STEPS = 1000
 
 
 @dataclass(frozen=True)
