@@ -1,5 +1,5 @@
 """alu_circuit_mix (circuit ALU mixture): fused vs eager reference (the per-op circuits of
-ncl.machine.alu_circuit and an einsum) vs torch.compile(reference), forward and forward+backward, at B=32,
+ncl_kernels.alu_circuit.circuits and an einsum) vs torch.compile(reference), forward and forward+backward, at B=32,
 n=128 with dense weights (every op contributes; the fused kernels skip nothing, so sharp weights time the same)."""
 
 import pytest
