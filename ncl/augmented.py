@@ -1,11 +1,11 @@
-"""``AugmentedLlama``: LLaMA3 with the differentiable computer between its layers (DESIGN §5), and
+"""``AugmentedLlama``: LLaMA3 with the differentiable computer between its layers (docs/design.md §5), and
 ``PlainLlama``, the baseline with the same interface and no computer.
 
 ``AugmentedLlama`` (B prompts, left padded so every prompt ends in the same column, answers to the right):
 
 1. **Encode**: the first ``split`` layers of the LLaMA run on the whole sequence (causal, so the prompt's
    states do not depend on the answer).
-2. **Heads, run**: a :class:`ncl.nn.NeuralComputer` reads the prompt's states and runs the library.
+2. **Heads, run**: a :class:`ncl.computer.NeuralComputer` reads the prompt's states and runs the library.
 3. **Inject**: its readout embeddings are added to the hidden states at the answer positions (``read_mask``:
    the last prompt token and the answer tokens, i.e. every position that predicts an answer token).
 4. **Decode**: the remaining layers, the final norm and the LM head.
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncl.llama import LlamaConfig, LlamaForCausalLM
-from ncl.nn import ComputerConfig, NeuralComputer
+from ncl.computer import ComputerConfig, NeuralComputer
 
 
 def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -62,15 +62,15 @@ class PlainLlama(nn.Module):
 
 
 class AugmentedLlama(nn.Module):
-    """LLaMA3 with a :class:`~ncl.nn.NeuralComputer` after layer ``split``.
+    """LLaMA3 with a :class:`~ncl.computer.NeuralComputer` after layer ``split``.
 
     Args:
         llama_config: the LLaMA's configuration.
-        computer_config: the computer's (default :class:`~ncl.nn.ComputerConfig`).
+        computer_config: the computer's (default :class:`~ncl.computer.ComputerConfig`).
         split: layers that encode before the computer runs (default: half, at least 1).
 
     ``forward(input_ids (B,T), attention_mask (B,T), read_mask (B,T), labels=None, computer_state=None)`` →
-    dict with ``logits`` (B,T,V), ``computer`` (:class:`~ncl.nn.ComputerOutput`) and ``loss``.
+    dict with ``logits`` (B,T,V), ``computer`` (:class:`~ncl.computer.ComputerOutput`) and ``loss``.
     """
 
     has_computer = True
@@ -119,7 +119,7 @@ class AugmentedLlama(nn.Module):
         read (B,T) → (B,T,V)."""
         gates = torch.sigmoid(self.copy_head(h).float())  # (B, T, 2)
         g, src = gates[..., 0] * read.float(), gates[..., 1:]
-        spelled = src * comp.heads["print_r0"].float() + (1 - src) * comp.heads["print_cell"].float()  # (B,T,11)
+        spelled = src * comp.heads.print_r0.float() + (1 - src) * comp.heads.print_cell.float()  # (B,T,11)
         p_lm = torch.softmax(logits.float(), -1)
         copy = spelled[..., 10:] * p_lm  # "end" (or no readout): what the LM says
         copy = copy.index_add(-1, self.computer.digit_ids, spelled[..., :10])

@@ -8,6 +8,9 @@
 * ``ncl train --task TASK --out DIR``: train the augmented model (or ``--model llama``, the baseline) on an
   algorithmic task; DDP under ``torchrun --nproc_per_node N -m ncl.cli train ...``.
 * ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
+
+Each command imports what it needs (torch, the kernels, the model stack) inside its function, for start-up time:
+``ncl --help`` and argument errors load none of it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import argparse
 import json
 import platform
 import sys
+from dataclasses import replace
+
+import ncl
+from ncl.tasks import names as task_names
 
 
 def _info(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # start-up time (module docstring)
 
-    import ncl
-    import ncl_kernels
+    import ncl_kernels  # start-up time
+    from ncl_kernels import _ext  # start-up time
 
     report = {
         "ncl": ncl.__version__,
@@ -32,13 +39,11 @@ def _info(args: argparse.Namespace) -> int:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "backends": ncl_kernels.info(),
     }
-    from ncl_kernels import _ext
-
     ext = _ext.load()[0]
     # Which copy of the CPU kernels runs (csrc/cpu/isa.h), and on how many threads.
     report["cpu_kernels"] = f"{ext.cpu_isa()}, {torch.get_num_threads()} threads" if ext is not None else None
     try:
-        import triton
+        import triton  # an optional dependency (the [triton] extra)
 
         report["triton"] = triton.__version__
     except Exception:
@@ -56,10 +61,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # start-up time (module docstring)
 
-    import ncl_kernels
-    from ncl_kernels import dispatch
+    import ncl_kernels  # start-up time
+    from ncl_kernels import dispatch  # start-up time
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -89,7 +94,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.suite == "machine":
         return _bench_machine(args)
-    from ncl_kernels import benchmarking
+    from ncl_kernels import benchmarking  # start-up time (module docstring)
 
     repeats = 20 if args.repeats is None else args.repeats
     rows = benchmarking.run_memory_suite(sizes=args.size, backend=args.backend, repeats=repeats)
@@ -101,7 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_machine(args: argparse.Namespace) -> int:
-    from ncl.machine.bench import machine_bench
+    from ncl.machine.bench import machine_bench  # start-up time (module docstring)
 
     try:
         result = machine_bench(backend=args.backend, batch=args.batch, steps=args.steps, alu=args.alu,
@@ -124,15 +129,17 @@ def _bench_machine(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ncl.train import TrainConfig, train
+    from ncl.training import TrainConfig, train  # start-up time (module docstring)
 
     cfg = TrainConfig()
-    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux", "mode",
-                 "top_k", "reader", "writer", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
+    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
+                 "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
+    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer")}
     try:
+        cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
         last = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
@@ -144,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ncl.evaluate import run_eval, summary
+    from ncl.training import run_eval, summary  # start-up time (module docstring)
 
     try:
         result, plots = run_eval(args.run, compare=args.compare, count=args.count, ood_count=args.ood_count,
@@ -172,8 +179,6 @@ def _positive_int(text: str) -> int:
 
 
 def _add_train_eval(sub) -> None:
-    from ncl.tasks import names as task_names
-
     p = sub.add_parser("train", help="train on an algorithmic task (augmented model or the llama baseline)")
     p.add_argument("--task", required=True, choices=task_names())
     p.add_argument("--model", choices=["augmented", "llama"], default=None, help="default augmented")

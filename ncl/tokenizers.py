@@ -232,7 +232,7 @@ class HFTokenizer(Tokenizer):
         Special tokens come from ``tokenizer_config.json`` or ``special_tokens_map.json`` beside it, if present.
         Nothing is downloaded.
         """
-        from tokenizers import Tokenizer as _HFTokenizer
+        from tokenizers import Tokenizer as _HFTokenizer  # an optional dependency (the [hf] extra)
 
         path = Path(path)
         file = path / TOKENIZER_FILE if path.is_dir() else path

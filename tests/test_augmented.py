@@ -7,8 +7,9 @@ import torch
 from ncl import tasks
 from ncl.augmented import AugmentedLlama, PlainLlama
 from ncl.llama import LlamaConfig
-from ncl.nn import ComputerConfig, NeuralComputer, straight_through, straight_through_gate
-from ncl.train import TrainConfig, aux_loss, auto_max_steps, build_model, encode, tokenizer
+from ncl.machine import MachineConfig
+from ncl.nn import ComputerConfig, Heads, NeuralComputer, straight_through, straight_through_gate
+from ncl.training import TrainConfig, aux_loss, auto_max_steps, build_model, encode, resolve_numbers, tokenizer
 
 
 def _llama():
@@ -39,6 +40,10 @@ def test_gradients_finite_end_to_end(mode):
     assert out["logits"].shape == (3, b["input_ids"].shape[1], model.llama.config.vocab_size)
     comp = out["computer"]
     assert comp.readout.shape == (3, b["input_ids"].shape[1], 64)
+    # typed heads, which say which reader made the token logits (the default: one value per token)
+    assert isinstance(comp.heads, Heads) and comp.heads.reader == "mlp" and comp.heads.writer == "embed"
+    assert comp.heads.value_logits.shape[-1] == 128 and comp.heads.digit_logits is None
+    assert comp.heads.print_r0 is None and comp.heads.digit_gate_logit is None
     assert torch.all(comp.readout[b["read_mask"] == 0] == 0)
     (out["loss"] + aux_loss(comp, b)).backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
@@ -59,7 +64,7 @@ def test_machine_is_exact_on_hard_inputs():
     values = [[90, 5, 77, 3], [1, 127, 0, 9]]
     mem = torch.nn.functional.one_hot(torch.tensor([v + [0] * (C - 4) for v in values]), n).float()
     args = torch.nn.functional.one_hot(torch.tensor([[0, 4, 0]] * B), n).float()
-    r0, mem_out, steps, unhalted, _ = comp.run_machine(pi, comp._initial_regs(args), mem)
+    r0, mem_out, steps, unhalted, _ = comp.run_machine(pi, comp.initial_registers(args), mem)
     assert mem_out[:, :4].argmax(-1).tolist() == [sorted(v) for v in values]
     assert torch.all(mem_out.max(-1).values[:, :4] == 1.0)
     assert unhalted.max() < 1e-6
@@ -74,7 +79,7 @@ def test_mixture_prunes_and_mixes():
     pi[1, comp.program_names.index("mul")] = 1.0
     args = torch.nn.functional.one_hot(torch.tensor([[5, 3, 0], [5, 3, 0]]), n).float()
     mem = torch.nn.functional.one_hot(torch.zeros(B, 32, dtype=torch.long), n).float()
-    r0, *_ = comp.run_machine(pi, comp._initial_regs(args), mem)
+    r0, *_ = comp.run_machine(pi, comp.initial_registers(args), mem)
     assert abs(r0[0, 8].item() - 0.75) < 1e-6 and abs(r0[0, 2].item() - 0.25) < 1e-6
     assert abs(r0[1, 15].item() - 1.0) < 1e-6
 
@@ -96,6 +101,10 @@ def test_bad_inputs():
         comp(h, torch.ones(2, 5), torch.ones(2, 4))
     with pytest.raises(ValueError, match="mode"):
         ComputerConfig(mode="both")
+    with pytest.raises(ValueError, match="cells"):  # the machine's sizes are checked against the heads' needs
+        ComputerConfig(machine=MachineConfig(n=16, cells=32))
+    with pytest.raises(TypeError, match="MachineConfig"):
+        ComputerConfig(machine={"n": 16})
 
 
 @pytest.mark.parametrize("name", tasks.names())
@@ -124,17 +133,20 @@ def test_digit_reader_and_writer():
     comp = NeuralComputer(16, ComputerConfig(reader="digits", writer="digits"))
     text = "add 107 5 ="
     digits = torch.tensor([[int(c) if c.isdigit() else 10 for c in text]])
-    values = comp._digit_values(torch.nn.functional.one_hot(digits, 11).float())
+    values = comp.digit_values(torch.nn.functional.one_hot(digits, 11).float())
     ends = [i for i, c in enumerate(text) if c == " " and text[i - 1].isdigit()]
     assert values[0, ends].argmax(-1).tolist() == [107, 5]
     assert torch.all(values.max(-1).values == 1.0)  # exact on hard digits
     spell = comp.spell.view(128, -1, 11).argmax(-1)
     assert spell[107].tolist()[:4] == [1, 0, 7, 10] and spell[5].tolist()[:2] == [5, 10]
     tok = tokenizer()
-    cfg = TrainConfig(task="sort", reader="digits", writer="digits", layers=2, split=1)
+    cfg = TrainConfig(task="sort", computer=ComputerConfig(reader="digits", writer="digits"), layers=2, split=1)
     model = build_model(cfg)
     b = encode(tasks.get("sort").generate("train", 2), tok, model.computer.program_names)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+    heads = out["computer"].heads
+    assert heads.reader == "digits" and heads.value_logits is None and heads.digit_logits.shape[-1] == 11
+    assert heads.writer == "digits" and heads.print_cell.shape == (*b["input_ids"].shape, 11)
     (out["loss"] + aux_loss(out["computer"], b)).backward()
     assert model.computer.digit_head.weight.grad.abs().sum() > 0
     assert model.computer.print_cell.weight.grad.abs().sum() > 0
@@ -143,8 +155,6 @@ def test_digit_reader_and_writer():
 def test_numbers_from_tokens():
     """numbers='tokens' (fib's default: its training data holds only the digits 0-4): digits are read from the
     token ids, so an unseen '9' reads as 9, and a forced copy gate prints r0's digits; logits stay log-probs."""
-    from ncl.train import resolve_numbers
-
     assert resolve_numbers(TrainConfig(task="fib")) == "tokens"
     assert resolve_numbers(TrainConfig(task="add")) == "learned"
     assert resolve_numbers(TrainConfig(task="add", numbers="tokens")) == "tokens"
@@ -159,10 +169,10 @@ def test_numbers_from_tokens():
         model.copy_head.bias.fill_(50.0)  # copy gate open, source r0
     b = encode([tasks.get("fib").make(None, 97)], tok, comp.program_names, with_answer=False)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"])
-    mem, *_ = comp.write_tape(comp.norm(torch.randn(1, b["input_ids"].shape[1], 64)),
-                              b["attention_mask"].float(), b["input_ids"])
-    assert 97 in mem.argmax(-1)[0].tolist()
-    state = dict(out["computer"].state, r0=torch.nn.functional.one_hot(torch.tensor([105]), 128).float())
+    tape, *_ = comp.write_tape(comp.norm(torch.randn(1, b["input_ids"].shape[1], 64)),
+                               b["attention_mask"].float(), b["input_ids"])
+    assert 97 in tape.mem.argmax(-1)[0].tolist()
+    state = out["computer"].state._replace(r0=torch.nn.functional.one_hot(torch.tensor([105]), 128).float())
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], computer_state=state)
     assert torch.allclose(out["logits"].logsumexp(-1), torch.zeros(1, b["input_ids"].shape[1]), atol=1e-4)
     assert tok.id_to_token(int(out["logits"][0, -1].argmax())) == "1"  # the most significant digit of 105

@@ -1,16 +1,20 @@
-"""The training CLI: checkpoints and bit-exact resume, deterministic eval, clear errors, DDP on 2 CPU processes."""
+"""The training CLI: checkpoints and bit-exact resume, deterministic eval, clear errors, DDP on 2 CPU processes;
+the nested training config and the old flat form of saved configs."""
 
 import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from ncl import cli
-from ncl.train import CHECKPOINT, METRICS
+from ncl.computer import DEFAULT_MACHINE, ComputerConfig
+from ncl.machine import MachineConfig
+from ncl.training import CHECKPOINT, METRICS, TrainConfig, build_model, load_model, save_checkpoint
 
 TINY = ["--layers", "2", "--split", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--log-every", "1"]
 
@@ -74,3 +78,55 @@ def test_ddp_two_cpu_processes(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 2
+
+
+#: The ``config`` of a checkpoint written before the computer's configuration was nested (``ncl train --task add
+#: --steps 5 --seed 7 ...``): the computer's options at the top level, its machine implicit.
+FLAT = {"task": "add", "model": "augmented", "preset": "tiny", "layers": 2, "hidden": 0, "split": 1, "steps": 5,
+        "batch_size": 4, "lr": 0.002, "warmup": 20, "weight_decay": 0.0, "clip": 1.0, "aux": 1.0, "mode": "mixture",
+        "reader": "digits", "writer": "digits", "numbers": "learned", "top_k": 2, "train_max_steps": 0, "seed": 7,
+        "log_every": 1, "checkpoint_every": 100, "time_limit": 840.0, "threads": 1, "extra": {}}
+
+
+def test_config_nested_and_flat_forms():
+    """TrainConfig nests ComputerConfig, which nests MachineConfig; from_dict reads the nested form (also after a
+    JSON round trip) and the old flat forms."""
+    cfg = TrainConfig(computer=ComputerConfig(machine=replace(DEFAULT_MACHINE, stack=16), mode="superposition",
+                                              reader="digits", top_k=3), task="sort")
+    assert isinstance(cfg.to_dict()["computer"]["machine"], dict)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = TrainConfig.from_dict(FLAT)
+    assert old == TrainConfig(task="add", layers=2, split=1, steps=5, batch_size=4, numbers="learned", seed=7,
+                              log_every=1, threads=1)
+    assert old.computer == ComputerConfig(reader="digits", writer="digits")
+    assert old.computer.machine == DEFAULT_MACHINE == MachineConfig(cells=32, stack=24, sharpness=120.0)
+    flat = dict(FLAT, mode="superposition", top_k=1, reader="mlp", writer="embed")
+    assert TrainConfig.from_dict(flat).computer == ComputerConfig(mode="superposition", top_k=1)
+    # runs saved before reader, writer and numbers existed read with the MLP head, wrote embeddings, learned digits
+    older = TrainConfig.from_dict({k: v for k, v in FLAT.items() if k not in ("reader", "writer", "numbers")})
+    assert (older.computer.reader, older.computer.writer, older.numbers) == ("mlp", "embed", "learned")
+    # ComputerConfig alone: nested, or flat with the machine's fields at the top level
+    assert ComputerConfig.from_dict(cfg.computer.to_dict()) == cfg.computer
+    assert ComputerConfig.from_dict({"n": 64, "cells": 16, "reader": "digits", "digit_tokens": list(range(10))}) == \
+        ComputerConfig(machine=replace(DEFAULT_MACHINE, n=64, cells=16), reader="digits", digit_tokens=tuple(range(10)))
+    with pytest.raises(ValueError, match="digit_tokens"):
+        replace(cfg, computer=replace(cfg.computer, digit_tokens=tuple(range(10)))).validate()
+
+
+def test_flat_checkpoint_loads(tmp_path):
+    """A run directory whose checkpoint holds the old flat config loads into the same model."""
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_dict(dict(FLAT, train_max_steps=20))
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / CHECKPOINT, model, opt, 5, 1.0, cfg)
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert ckpt["config"]["computer"]["machine"]["cells"] == 32  # written nested
+    ckpt["config"] = dict(FLAT, train_max_steps=20)
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    loaded, loaded_cfg, _ = load_model(tmp_path)
+    assert loaded_cfg == cfg and loaded.computer.config == model.computer.config
+    assert loaded.computer.config.max_steps == 20 and not loaded.training
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())

@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 
 from ncl import tasks as task_registry
-from ncl.train import auto_max_steps, encode, load_model, tokenizer
+from ncl.training.checkpoints import load_model
+from ncl.training.data import encode, tokenizer
+from ncl.training.factory import auto_max_steps
 
 EVAL_SPLITS = ("test", "ood_2x", "ood_4x")
 EVAL_SEED = 1234
@@ -33,7 +35,7 @@ def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max
     """Accuracy and machine diagnostics of ``model`` on ``count`` examples of ``split``.
 
     ``max_steps`` limits each machine run; by default :data:`EVAL_MAX_STEPS`, or more where the right program
-    needs more on this split (:func:`ncl.train.auto_max_steps`: fib's recursion at 4x depth runs up to 33,523
+    needs more on this split (:func:`ncl.training.auto_max_steps`: fib's recursion at 4x depth runs up to 33,523
     steps), so that a right program is never cut off.
 
     Returns ``{"accuracy", "mean_steps", "unhalted", "count", "by_size": {size: [correct, total]},
@@ -42,7 +44,7 @@ def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max
     task = task_registry.get(cfg.task)
     tok = tokenizer()
     if max_steps is None:
-        max_steps = max(EVAL_MAX_STEPS, auto_max_steps(task, split=split)) if model.has_computer else EVAL_MAX_STEPS
+        max_steps = max(EVAL_MAX_STEPS, auto_max_steps(task, split=split, machine=model.computer.config.machine)) if model.has_computer else EVAL_MAX_STEPS
     examples = task.generate(split, count, seed=EVAL_SEED)
     correct, steps, unhalted = [], [], []
     by_size = defaultdict(lambda: [0, 0])
@@ -99,10 +101,10 @@ def summary(result: dict) -> dict:
 
 def plot(results: list[dict], path, axis_label: str) -> None:
     """Accuracy against size, one line per result (model), all splits pooled by size."""
-    import matplotlib
+    import matplotlib  # only for the plots: a slow import, and the Agg backend must be chosen before pyplot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend (line above)
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     for r in results:
@@ -125,10 +127,10 @@ def plot(results: list[dict], path, axis_label: str) -> None:
 
 def plot_steps(result: dict, path) -> bool:
     """Histogram of the machine's expected halting steps per split; False if the run has no machine."""
-    import matplotlib
+    import matplotlib  # only for the plots: a slow import, and the Agg backend must be chosen before pyplot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend (line above)
 
     series = {s: r["steps"] for s, r in result["splits"].items() if r.get("steps")}
     if not series:
@@ -176,9 +178,6 @@ def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = No
     return result, written
 
 
-__all__ = ["evaluate_run", "evaluate_split", "run_eval", "summary", "plot", "plot_steps", "markdown_table", "EVAL_SPLITS"]
-
-
 def markdown_table(pairs: list[tuple[str, str | None]]) -> str:
     """The results table (task, split, augmented, baseline, mean steps, train time) from the ``eval.json`` of
     ``(augmented_run, baseline_run)`` pairs (either may be None)."""
@@ -197,3 +196,7 @@ def markdown_table(pairs: list[tuple[str, str | None]]) -> str:
                 (f"{base['train_time_s']:.0f} s ({base['train_steps']} steps)" if base else "–")
             lines.append(f"| {ref['task']} | {split} | {fmt(a)} | {fmt(b)} | {steps} | {times} |")
     return "\n".join(lines)
+
+
+__all__ = ["EVAL_MAX_STEPS", "EVAL_SEED", "EVAL_SPLITS", "evaluate_run", "evaluate_split", "markdown_table", "plot",
+           "plot_steps", "run_eval", "summary"]

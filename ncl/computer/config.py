@@ -1,0 +1,116 @@
+"""``ComputerConfig``: the sizes and options of :class:`~ncl.computer.NeuralComputer`.
+
+The machine's own sizes (n, cells, registers, stack, ALU, sharpness, halt_eps) live in one place, the nested
+:class:`~ncl.machine.MachineConfig`; this config adds what the heads, the program choice and the readouts need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ncl.machine import MachineConfig
+
+MODES = ("mixture", "superposition")
+READERS = ("mlp", "digits")
+WRITERS = ("embed", "digits")
+PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
+
+#: The computer's default machine: a 32-cell tape, 24 stack positions, and the library compiled at β = 120 (in
+#: fp32 ``exp(−120)`` underflows to 0, so every field is exactly one-hot: see the package docstring).
+DEFAULT_MACHINE = MachineConfig(n=128, cells=32, registers=8, stack=24, sharpness=120.0)
+
+#: The machine fields a flat (pre-nesting) dict may hold at its top level.
+_FLAT_MACHINE_KEYS = ("n", "cells", "registers", "stack", "alu", "sharpness", "halt_eps")
+
+
+@dataclass(frozen=True)
+class ComputerConfig:
+    """Sizes and options of :class:`~ncl.computer.NeuralComputer`.
+
+    Args:
+        machine: the machine's sizes (:class:`~ncl.machine.MachineConfig`; default :data:`DEFAULT_MACHINE`).
+            Its ``sharpness`` is the β the library is compiled at (120: exactly one-hot fields in fp32); a
+            trainable library (``train_library=True``) should use a lower one.
+        arg_registers: A, the argument registers r1..rA the heads set.
+        arg_cells: how many leading tape cells the argument heads may pick from.
+        mode: ``"mixture"`` or ``"superposition"`` (program choice).
+        top_k: programs run per sample in ``"mixture"`` mode.
+        min_prob: in ``"mixture"`` mode, candidates whose renormalised weight is below this are not run
+            (they would contribute less than this to every readout).
+        max_steps: step limit of a run (adaptive halting stops earlier).
+        train_library: make the library's logits trainable.
+        straight_through: hard forward values for gates, tape values and arguments (False: soft values).
+        reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
+            Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
+            ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the
+            number its preceding digits spell).
+        writer: what the readouts carry: ``"embed"`` (learned embeddings of the r0 and tape-cell distributions)
+            or ``"digits"`` (also the decimal digit of each under a digit pointer: it starts at the most
+            significant digit, advances by a gate at each digit the answer writes and resets with the read
+            pointer; past the last digit it reads "end"), so the decoder copies digits instead of recalling the
+            spelling of every value.
+        digit_tokens: ``()`` or the token ids of ``"0"``..``"9"`` (needs ``reader="digits"``). When given, a
+            prompt token's digit is the one its id spells (``forward`` then needs ``input_ids``) instead of a
+            learned classification, so digits that never occur in training are read right; the gates that say
+            where numbers end are still learned. :class:`~ncl.augmented.AugmentedLlama` uses the same ids to
+            print the readout's digits (a copy distribution) and to embed every digit token alike.
+    """
+
+    machine: MachineConfig = DEFAULT_MACHINE
+    arg_registers: int = 3
+    arg_cells: int = 4
+    mode: str = "mixture"
+    top_k: int = 2
+    min_prob: float = 1e-3
+    max_steps: int = 2000
+    train_library: bool = False
+    straight_through: bool = True
+    reader: str = "mlp"
+    writer: str = "embed"
+    digit_tokens: tuple = ()
+
+    def __post_init__(self):
+        m = self.machine
+        if not isinstance(m, MachineConfig):
+            raise TypeError(f"ComputerConfig: machine must be a MachineConfig, got {type(m).__name__}")
+        if self.mode not in MODES:
+            raise ValueError(f"ComputerConfig: mode must be one of {MODES}, got {self.mode!r}")
+        if m.cells > m.n:
+            raise ValueError("ComputerConfig: machine.cells must be <= machine.n (the tape length is read as a value)")
+        if not 1 <= self.arg_registers < m.registers:
+            raise ValueError(f"ComputerConfig: arg_registers must be in 1..{m.registers - 1}")
+        if not 1 <= self.arg_cells <= m.cells:
+            raise ValueError("ComputerConfig: arg_cells must be in 1..machine.cells")
+        if self.reader not in READERS:
+            raise ValueError(f"ComputerConfig: reader must be one of {READERS}, got {self.reader!r}")
+        if self.writer not in WRITERS:
+            raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
+        if self.top_k < 1:
+            raise ValueError("ComputerConfig: top_k must be >= 1")
+        if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader != "digits"):
+            raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits'")
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON-ready but for the ``digit_tokens`` tuple): the machine as a nested dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ComputerConfig":
+        """The inverse of :meth:`to_dict`. Also reads the flat form (machine fields ``n``, ``cells``, ...,
+        ``sharpness`` at the top level, as the config was before it nested a :class:`MachineConfig`); a field
+        it does not know is ignored, one it lacks keeps its default."""
+        d = dict(d)
+        machine = d.pop("machine", None)
+        flat = {k: d.pop(k) for k in _FLAT_MACHINE_KEYS if k in d}
+        if machine is None:
+            machine = asdict(DEFAULT_MACHINE) | flat
+        if isinstance(machine, dict):
+            machine = MachineConfig(**machine)
+        known = {f.name for f in fields(cls)} - {"machine"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "digit_tokens" in kwargs:
+            kwargs["digit_tokens"] = tuple(kwargs["digit_tokens"])  # JSON gives a list
+        return cls(machine=machine, **kwargs)
+
+
+__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "MODES", "READERS", "WRITERS", "PLACES"]

@@ -1,0 +1,218 @@
+"""``NeuralComputer``: the module that owns the heads and readout embeddings and composes the tape
+(:mod:`ncl.computer.tape`), the arguments (:mod:`~ncl.computer.arguments`), the run (:mod:`~ncl.computer.run`)
+and the readout (:mod:`~ncl.computer.readout`). The data flow is in the package docstring (:mod:`ncl.computer`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ncl.library
+from ncl.computer import arguments as arguments_
+from ncl.computer import readout as readout_
+from ncl.computer import tape as tape_
+from ncl.computer.config import ComputerConfig
+from ncl.computer.outputs import ComputerOutput, ComputerState, Heads, PromptHeads
+from ncl.computer.run import RunOutput, run_library
+from ncl.computer.sharp import straight_through, straight_through_gate
+
+
+class NeuralComputer(nn.Module):
+    """Heads, the machine run on the library image, and readout embeddings.
+
+    Args:
+        hidden_size: d of the hidden states read and the readouts written.
+        config: :class:`~ncl.computer.ComputerConfig`.
+
+    Shapes: ``forward(hidden (B,T,d), attention_mask (B,T), read_mask (B,T))`` →
+    :class:`~ncl.computer.ComputerOutput`.
+    """
+
+    def __init__(self, hidden_size: int, config: ComputerConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or ComputerConfig()
+        self.library = ncl.library.image(cfg.machine)
+        self.program_names = list(self.library.entries)
+        self.register_buffer("entries", torch.tensor([self.library.entries[p] for p in self.program_names]),
+                             persistent=False)
+        self.library.requires_grad_(cfg.train_library)
+        d, n = hidden_size, cfg.machine.n
+        self.num_sources = cfg.arg_cells + 2  # tape cells, tape length, zero
+        # The attribute names below are the checkpoints' state-dict keys: keep them.
+        self.norm = nn.LayerNorm(d)
+        self.program_head = nn.Linear(d, len(self.program_names))
+        self.source_head = nn.Linear(d, cfg.arg_registers * self.num_sources)
+        self.gate_head = nn.Linear(d, 1)
+        self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
+        if cfg.digit_tokens:
+            self.register_buffer("digit_ids", torch.tensor(cfg.digit_tokens), persistent=False)
+        if cfg.reader == "digits":
+            self.digit_head = nn.Linear(d, 11)  # 10 digits + "not a digit"
+            self.register_buffer("times10", tape_.times10_map(n), persistent=False)
+        self.read_head = nn.Linear(d, 1)
+        if cfg.writer == "digits":
+            self.digit_gate_head = nn.Linear(d, 1)
+            nn.init.constant_(self.digit_gate_head.bias, -2.0)
+            self.print_r0 = nn.Linear(11, d, bias=False)
+            self.print_cell = nn.Linear(11, d, bias=False)
+            self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
+        self.embed_r0 = nn.Linear(n, d, bias=False)
+        self.embed_cell = nn.Linear(n, d, bias=False)
+        self.embed_valid = nn.Parameter(torch.zeros(d))
+        nn.init.normal_(self.embed_valid, std=0.02)
+        for lin in (self.embed_r0, self.embed_cell):
+            nn.init.normal_(lin.weight, std=0.02)
+        # start with the gates closed: a random half-open gate writes noise on every token
+        nn.init.constant_(self.gate_head.bias, -2.0)
+        nn.init.constant_(self.read_head.bias, -2.0)
+
+    # --- heads ---------------------------------------------------------------------------------------------
+    def _hard(self, soft: torch.Tensor) -> torch.Tensor:
+        return straight_through(soft) if self.config.straight_through else soft
+
+    def _gate(self, p: torch.Tensor) -> torch.Tensor:
+        return straight_through_gate(p) if self.config.straight_through else p
+
+    def digit_values(self, digits: torch.Tensor) -> torch.Tensor:
+        """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""
+        return tape_.digit_values(digits, self.times10)
+
+    def write_tape(self, h: torch.Tensor, mask: torch.Tensor,
+                   input_ids: torch.Tensor | None = None) -> tuple[tape_.Tape, torch.Tensor, torch.Tensor]:
+        """Append the gated token values to an empty tape.
+
+        Args:
+            h: (B, T, d) normalised hidden states; mask: (B, T) 1 where the token is written from.
+            input_ids: (B, T) the tokens; needed with ``digit_tokens`` (their digits are read from the ids).
+
+        Returns:
+            ``(tape, gate_logit (B,T), token_logits)``: the :class:`~ncl.computer.tape.Tape`, the write gates'
+            logits, and the reader's logits: ``(B,T,n)`` values with ``reader="mlp"``, ``(B,T,11)`` digits with
+            ``reader="digits"``.
+        """
+        cfg = self.config
+        gate_logit = self.gate_head(h).squeeze(-1)
+        gate = self._gate(torch.sigmoid(gate_logit)) * mask
+        if cfg.reader == "digits" and cfg.digit_tokens:
+            digits = tape_.token_digits(input_ids, self.digit_ids).to(h.dtype)
+            logits = 30.0 * digits  # what the auxiliary digit loss sees: exact, so it adds nothing
+            value = self.digit_values(digits * mask[..., None])
+        elif cfg.reader == "digits":
+            logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
+            value = self.digit_values(self._hard(torch.softmax(logits, -1)) * mask[..., None])
+        else:
+            logits = self.value_head(h)
+            value = self._hard(torch.softmax(logits, -1))
+        return tape_.append(gate, value, cfg.machine.cells), gate_logit, logits
+
+    def arguments(self, h_last: torch.Tensor, tape: tape_.Tape) -> arguments_.Arguments:
+        """Argument registers r1..rA: per register a mixture over the sources (:mod:`ncl.computer.arguments`),
+        straight-through."""
+        cfg = self.config
+        B = h_last.shape[0]
+        sources = arguments_.sources(tape.mem, tape.length, cfg.arg_cells)  # (B, S, n)
+        weights = torch.softmax(self.source_head(h_last).view(B, cfg.arg_registers, self.num_sources), -1)
+        soft = weights @ sources  # (B, A, n)
+        return arguments_.Arguments(self._hard(soft), soft, weights, sources.argmax(-1))
+
+    def initial_registers(self, args: torch.Tensor) -> torch.Tensor:
+        """The register file (B, K, n) a run starts from, r1..rA = ``args (B,A,n)``."""
+        return arguments_.initial_registers(args, self.config.machine.registers)
+
+    # --- the run ---------------------------------------------------------------------------------------------
+    def run_machine(self, pi: torch.Tensor, regs: torch.Tensor, mem: torch.Tensor,
+                    max_steps: int | None = None) -> RunOutput:
+        """Run the library from the program choice ``pi (B,P)`` (:func:`ncl.computer.run.run_library`)."""
+        max_steps = self.config.max_steps if max_steps is None else max_steps
+        return run_library(self.library, self.entries, self.config, pi, regs, mem, max_steps)
+
+    # --- the readout -----------------------------------------------------------------------------------------
+    def readout(self, h: torch.Tensor, read: torch.Tensor, state: ComputerState) -> readout_.Readout:
+        """The readout embeddings of a finished run at the read positions ``read (B,T)`` (:mod:`ncl.computer.readout`)."""
+        cfg = self.config
+        first = state.first_read
+        read_logit = self.read_head(h).squeeze(-1)
+        adv = self._gate(torch.sigmoid(read_logit)) * read
+        ptrs = readout_.read_pointers(adv, first, cfg.machine.cells)  # (B, T', C)
+        cell = ptrs @ state.mem  # (B, T', n)
+        valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
+        out = self.embed_r0(state.r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
+        digit_logit = print_r0 = print_cell = None
+        if cfg.writer == "digits":
+            digit_logit = self.digit_gate_head(h).squeeze(-1)
+            step = self._gate(torch.sigmoid(digit_logit)) * read
+            places = readout_.place_pointers(step, adv, first)  # (B, T', PLACES)
+            print_r0 = readout_.spelled(places, state.r0[:, None].expand_as(cell), self.spell)
+            print_cell = readout_.spelled(places, cell, self.spell)
+            out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
+            pad = (0, 0, first, 0)
+            print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
+        readout = F.pad(out, (0, 0, first, 0)) * read[..., None]
+        return readout_.Readout(readout, read_logit, digit_logit, print_r0, print_cell)
+
+    # --- forward ---------------------------------------------------------------------------------------------
+    def prompt_run(self, h: torch.Tensor, mask: torch.Tensor, read: torch.Tensor,
+                   input_ids: torch.Tensor | None = None, max_steps: int | None = None) -> ComputerState:
+        """The heads on the prompt and the run: ``h (B,T,d)`` normalised hidden states, ``mask``/``read`` (B,T)
+        the real tokens and the read positions (see :meth:`forward`)."""
+        cfg = self.config
+        prompt = mask * (1 - read)
+        first_read = torch.where(read.sum(0) > 0)[0]
+        if len(first_read) == 0:
+            raise ValueError("read_mask selects no position")
+        last = int(first_read[0]) - 1
+        if last < 0:
+            raise ValueError("read_mask must leave at least one prompt token before the first read position")
+        cols = slice(0, last + 1)
+        ids = input_ids[:, cols] if input_ids is not None else None
+        tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids)
+        h_last = h[:, last]
+        pi = torch.softmax(self.program_head(h_last), -1)
+        args = self.arguments(h_last, tape)
+        run = self.run_machine(pi, self.initial_registers(args.args), tape.mem, max_steps)
+        digits = cfg.reader == "digits"
+        heads = PromptHeads(cfg.reader, pi, args.soft, args.weights, args.source_values, gate_logit,
+                            value_logits=None if digits else token_logits,
+                            digit_logits=token_logits if digits else None)
+        return ComputerState(heads, run.r0, run.mem, tape.written, run.steps, run.unhalted, run.run_steps, last + 1)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
+                state: ComputerState | None = None, max_steps: int | None = None,
+                input_ids: torch.Tensor | None = None) -> ComputerOutput:
+        """Heads → machine → readouts.
+
+        Args:
+            hidden: (B, T, d) hidden states.
+            attention_mask: (B, T) 1 = token, 0 = padding.
+            read_mask: (B, T) 1 at the positions that receive readouts (the answer positions); the other real
+                tokens are the prompt, which the tape heads read. The last prompt token is the last real token
+                before the first read position (left padding: the same column for every row).
+            state: the ``state`` of an earlier call on the same prompt: skips the heads on the prompt and the
+                run (incremental decoding).
+            max_steps: override ``config.max_steps``.
+            input_ids: (B, T) the tokens; needed with ``config.digit_tokens``.
+
+        Returns:
+            :class:`~ncl.computer.ComputerOutput`.
+        """
+        B, T, d = hidden.shape
+        if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
+            raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
+                             f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
+        if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
+            raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
+        mask = attention_mask.to(hidden.dtype)
+        read = read_mask.to(hidden.dtype) * mask
+        h = self.norm(hidden)
+        if state is None:
+            state = self.prompt_run(h, mask, read, input_ids, max_steps)
+        out = self.readout(h, read, state)
+        heads = Heads(**state.heads._asdict(), writer=self.config.writer, read_logit=out.read_logit,
+                      digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,
+                      r0=state.r0, mem=state.mem)
+        return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state)
+
+
+__all__ = ["NeuralComputer"]

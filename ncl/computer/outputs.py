@@ -1,0 +1,94 @@
+"""The typed results of :class:`~ncl.computer.NeuralComputer`: its heads, the state a later call may reuse, and
+the output of ``forward``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+
+class PromptHeads(NamedTuple):
+    """The heads on the prompt (computed once per prompt, kept in :class:`ComputerState`).
+
+    ``reader`` says which tape reader produced the token logits: ``"mlp"`` fills ``value_logits (B,T,n)``
+    (each token's value), ``"digits"`` fills ``digit_logits (B,T,11)`` (each token's digit, 10 = not a digit;
+    with ``digit_tokens`` these are the exact digits of the ids, scaled to logits); the other one is None.
+    ``pi (B,P)``: program probabilities; ``args_soft (B,A,n)``: the argument mixtures; ``source_weights
+    (B,A,S)`` and ``source_values (B,S)``: the argument heads' weights and each source's value; ``gate_logit
+    (B,T)``: the tape write gates.
+    """
+
+    reader: str
+    pi: torch.Tensor
+    args_soft: torch.Tensor
+    source_weights: torch.Tensor
+    source_values: torch.Tensor
+    gate_logit: torch.Tensor
+    value_logits: torch.Tensor | None
+    digit_logits: torch.Tensor | None
+
+
+class ComputerState(NamedTuple):
+    """What :meth:`NeuralComputer.forward <ncl.computer.NeuralComputer.forward>` may be given back to skip the
+    prompt's heads and the run (the same prompt, more answer tokens): the prompt heads, the run's ``r0 (B,n)``,
+    ``mem (B,C,n)``, ``steps (B,)``, ``unhalted (B,)`` and ``run_steps``, the tape's ``written (B,C)``, and
+    ``first_read``, the first read column."""
+
+    heads: PromptHeads
+    r0: torch.Tensor
+    mem: torch.Tensor
+    written: torch.Tensor
+    steps: torch.Tensor
+    unhalted: torch.Tensor
+    run_steps: int
+    first_read: int
+
+
+@dataclass(frozen=True)
+class Heads:
+    """Every head output of one forward call (for auxiliary losses and diagnostics).
+
+    The fields of :class:`PromptHeads` (``reader``, ``pi``, ``args_soft``, ``source_weights``,
+    ``source_values``, ``gate_logit``, ``value_logits``, ``digit_logits``), then the read positions' heads:
+    ``read_logit (B,T)``; ``writer``, and with ``writer="digits"`` (else None) ``digit_gate_logit (B,T)``,
+    ``print_r0`` and ``print_cell`` (B,T,11): the digit, or 10 = "end", under the digit pointer of r0 and of
+    the tape cell read (zero outside the read positions); and the run's results ``r0 (B,n)``, ``mem (B,C,n)``.
+    """
+
+    reader: str
+    pi: torch.Tensor
+    args_soft: torch.Tensor
+    source_weights: torch.Tensor
+    source_values: torch.Tensor
+    gate_logit: torch.Tensor
+    value_logits: torch.Tensor | None
+    digit_logits: torch.Tensor | None
+    writer: str
+    read_logit: torch.Tensor
+    digit_gate_logit: torch.Tensor | None
+    print_r0: torch.Tensor | None
+    print_cell: torch.Tensor | None
+    r0: torch.Tensor
+    mem: torch.Tensor
+
+
+class ComputerOutput(NamedTuple):
+    """What :meth:`NeuralComputer.forward <ncl.computer.NeuralComputer.forward>` returns.
+
+    ``readout``: (B, T, d) embeddings, zero outside ``read_mask``. ``steps``: (B,) expected steps (the ponder
+    cost). ``unhalted``: (B,) running mass left. ``run_steps``: the steps the machine ran (int). ``heads``:
+    :class:`Heads`. ``state``: :class:`ComputerState`, what a later call may pass back to skip the run (same
+    prompt).
+    """
+
+    readout: torch.Tensor
+    steps: torch.Tensor
+    unhalted: torch.Tensor
+    run_steps: int
+    heads: Heads
+    state: ComputerState
+
+
+__all__ = ["ComputerOutput", "ComputerState", "Heads", "PromptHeads"]

@@ -1,0 +1,114 @@
+"""``TrainConfig``: everything a training run depends on, with the computer's configuration nested in it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ncl import tasks as task_registry
+from ncl.computer import ComputerConfig
+from ncl.llama import preset_names
+
+MODELS = ("augmented", "llama")
+NUMBERS = ("auto", "learned", "tokens")
+
+#: The keys of :class:`~ncl.computer.ComputerConfig` a flat (pre-nesting) training config held at its top level.
+FLAT_COMPUTER_KEYS = ("mode", "top_k", "reader", "writer")
+
+
+def default_computer() -> ComputerConfig:
+    """The computer a run trains by default: the digit reader and writer, otherwise :class:`ComputerConfig`'s
+    defaults."""
+    return ComputerConfig(reader="digits", writer="digits")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (saved in the checkpoint; ``--resume`` keeps the saved one).
+
+    ``preset`` names a :func:`ncl.llama.LlamaConfig.preset`; ``layers``/``hidden`` override its depth and
+    width (0 keeps the preset's). ``aux`` weights the auxiliary supervision of the computer's heads (the
+    program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
+    0 trains from the answer text alone.
+
+    ``computer`` is the augmented model's :class:`~ncl.computer.ComputerConfig` (which holds the
+    :class:`~ncl.machine.MachineConfig`): its ``mode``, ``top_k``, ``reader`` (``"digits"``: the heads classify
+    digits and a fixed base-10 recurrence accumulates them; ``"mlp"``: one head per token maps the hidden state
+    to a value), ``writer`` and machine sizes are used as they are. Two of its fields are the run's to decide,
+    so :func:`~ncl.training.build_model` sets them: ``max_steps`` (from ``train_max_steps``: the machine's step
+    limit in training, 0 = :func:`~ncl.training.auto_max_steps`) and ``digit_tokens`` (from ``numbers``, which
+    needs the tokenizer; leave it empty here).
+
+    ``numbers`` says how the augmented model maps digit tokens to and from machine values: ``"learned"`` (heads
+    learn which token is which digit, the decoder learns to spell readouts), ``"tokens"`` (the token ids say
+    which digit a token is, every digit enters the LLaMA alike, answers copy the readout's digits:
+    :class:`~ncl.computer.ComputerConfig`'s ``digit_tokens``) or ``"auto"``: ``"tokens"`` exactly when the
+    training data lacks some digit (no learned head can read or write a digit it never saw: fib's training
+    examples, k <= 4, hold only the digits 0–4), else ``"learned"``. See :func:`~ncl.training.resolve_numbers`.
+    """
+
+    task: str = "add"
+    model: str = "augmented"
+    preset: str = "tiny"
+    layers: int = 4
+    hidden: int = 0
+    split: int = 2
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    aux: float = 1.0
+    computer: ComputerConfig = field(default_factory=default_computer)
+    numbers: str = "auto"
+    train_max_steps: int = 0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    time_limit: float = 840.0
+    threads: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        task_registry.get(self.task)
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.preset not in preset_names():
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of: {', '.join(preset_names())}")
+        if not isinstance(self.computer, ComputerConfig):
+            raise ValueError(f"computer must be a ComputerConfig, got {type(self.computer).__name__}")
+        if self.computer.digit_tokens:
+            raise ValueError("computer.digit_tokens is set from numbers (pass numbers='tokens'); leave it empty")
+        if self.numbers not in NUMBERS:
+            raise ValueError(f"unknown numbers {self.numbers!r}; choose one of: {', '.join(NUMBERS)}")
+        if self.train_max_steps < 0:
+            raise ValueError(f"train_max_steps must be >= 0 (0: automatic), got {self.train_max_steps}")
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.clip <= 0 or self.aux < 0 or self.time_limit <= 0:
+            raise ValueError("lr, clip and time_limit must be > 0 and aux >= 0")
+
+    def to_dict(self) -> dict:
+        """Plain data (the nested form): what checkpoints and ``config.json`` store."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The inverse of :meth:`to_dict`; also reads the flat form of runs saved before the computer's
+        configuration was nested (``mode``, ``top_k``, ``reader``, ``writer`` at the top level), and runs saved
+        before ``reader``, ``writer`` and ``numbers`` existed (they read with the MLP head, wrote embeddings and
+        learned every digit). Unknown keys are ignored."""
+        d = dict(d)
+        if "computer" in d:
+            computer = d.pop("computer")
+            computer = computer if isinstance(computer, ComputerConfig) else ComputerConfig.from_dict(computer)
+        else:  # the flat form: the computer's options at the top level, its machine the default
+            old = {"reader": "mlp", "writer": "embed", **{k: d[k] for k in FLAT_COMPUTER_KEYS if k in d}}
+            computer = replace(default_computer(), **old)
+        d = {"numbers": "learned", **d}
+        known = {f.name for f in fields(cls)} - {"computer"}
+        return cls(computer=computer, **{k: v for k, v in d.items() if k in known})
+
+
+__all__ = ["FLAT_COMPUTER_KEYS", "MODELS", "NUMBERS", "TrainConfig", "default_computer"]

@@ -1,0 +1,86 @@
+"""Training data: the tokenizer, the batches of a step, and their encoding as tensors (inputs, labels and the
+auxiliary targets of the computer's heads).
+
+Batches are drawn from a generator seeded by ``(seed, rank, step)``, not from a running RNG, so a resumed run
+sees the same batches as an uninterrupted one and resumes bit-exactly.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ncl.tokenizers import CharTokenizer
+from ncl.training.config import TrainConfig
+
+
+def tokenizer() -> CharTokenizer:
+    """The tokenizer of every run (characters; digits are single tokens)."""
+    return CharTokenizer()
+
+
+def _numbers_end(tokens: list[str]) -> list[int]:
+    """Indices of prompt tokens that end a number: a space right after a digit."""
+    return [i for i in range(1, len(tokens)) if tokens[i] == " " and tokens[i - 1].isdigit()]
+
+
+def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True):
+    """Tensors for a batch: prompts left padded (so all end in column P), answers + EOS right padded.
+
+    Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
+    predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
+    ``gate (B,T)`` (−100 = no target), ``value (B,T)`` (−100 = none), ``read_gate (B,T)`` (−100 = none),
+    ``digit (B,T)`` (each prompt token's digit, 10 = not a digit; −100 = none) and ``digit_gate (B,T)``
+    (−100 = none).
+    """
+    prompts = [[tok.bos_token_id] + tok.encode(e.prompt) for e in examples]
+    answers = [tok.encode(e.answer) + [tok.eos_token_id] for e in examples] if with_answer else [[] for _ in examples]
+    P = max(len(p) for p in prompts)
+    A = max(len(a) for a in answers)
+    B, T = len(examples), P + A
+    ids = torch.full((B, T), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    gate = torch.full((B, T), -100, dtype=torch.long)
+    value = torch.full((B, T), -100, dtype=torch.long)
+    read_gate = torch.full((B, T), -100, dtype=torch.long)
+    digit = torch.full((B, T), -100, dtype=torch.long)
+    digit_gate = torch.full((B, T), -100, dtype=torch.long)
+    read = torch.zeros(B, T, dtype=torch.long)
+    read[:, P - 1:] = 1
+    for i, (e, p, a) in enumerate(zip(examples, prompts, answers)):
+        off = P - len(p)
+        ids[i, off:P] = torch.tensor(p)
+        mask[i, off:P + len(a)] = 1
+        if a:
+            ids[i, P:P + len(a)] = torch.tensor(a)
+            labels[i, P - 1:P - 1 + len(a)] = torch.tensor(a)
+        toks = [tok.id_to_token(t) for t in p]
+        gate[i, off:P] = 0
+        digit[i, off:P] = torch.tensor([int(s) if s.isdigit() else 10 for s in toks])  # 10: not a digit
+        for j, k in enumerate(_numbers_end(toks)):
+            gate[i, off + k] = 1
+            value[i, off + k] = e.tape[j]
+        # read gate: advance at each answer separator (the input token is a space), not before the first element
+        seq = [tok.id_to_token(t) for t in p[-1:] + a[:-1]]
+        for j, s in enumerate(seq):
+            read_gate[i, P - 1 + j] = int(j > 0 and s == " ")
+            digit_gate[i, P - 1 + j] = int(j > 0 and s.isdigit())
+    out = {"input_ids": ids, "attention_mask": mask, "read_mask": read, "labels": labels, "gate": gate,
+           "value": value, "read_gate": read_gate,
+           "digit": digit, "digit_gate": digit_gate}
+    if program_names is not None:
+        out["program"] = torch.tensor([program_names.index(e.program) for e in examples])
+    width = max(len(e.args) for e in examples)
+    out["args"] = torch.tensor([list(e.args) + [-100] * (width - len(e.args)) for e in examples])
+    return out
+
+
+def batch_for_step(task, cfg: TrainConfig, step: int, rank: int):
+    """The training examples of ``step`` on ``rank`` (independent of any running RNG state)."""
+    rng = random.Random(f"train/{cfg.task}/{cfg.seed}/{rank}/{step}")
+    return [task.sample("train", rng) for _ in range(cfg.batch_size)]
+
+
+__all__ = ["batch_for_step", "encode", "tokenizer"]

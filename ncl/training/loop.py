@@ -1,0 +1,161 @@
+"""The training loop: ``ncl train`` (single process, or DDP under ``torchrun``).
+
+Layout of a run directory:
+
+- ``checkpoint.pt``: model, optimizer, step, elapsed time and the full configuration; written atomically
+  (a temporary file, then ``os.replace``), so a killed run leaves the previous checkpoint intact
+  (:mod:`ncl.training.checkpoints`);
+- ``metrics.jsonl``: one JSON object per logged step (``loss``, ``lm_loss``, ``aux_loss``, ``grad_norm``,
+  ``machine_steps``, ``unhalted``, ``elapsed``) and a final ``{"event": "end", ...}`` line;
+- ``config.json``: the configuration, for people.
+
+Batches depend only on ``(seed, rank, step)`` (:func:`ncl.training.data.batch_for_step`), so a resumed run
+resumes bit-exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ncl import tasks as task_registry
+from ncl.training.checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
+from ncl.training.config import TrainConfig
+from ncl.training.data import batch_for_step, encode, tokenizer
+from ncl.training.factory import build_model, resolve_numbers
+from ncl.training.losses import aux_loss
+
+METRICS = "metrics.jsonl"
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup, then cosine decay to 10% over ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``cfg`` into ``out``; returns the last logged metrics.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DDP (gloo on CPU, nccl on GPU); rank 0 writes the files.
+    """
+    out = Path(out)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    ddp = world > 1
+    device = torch.device("cpu")
+    if ddp:
+        # torch.distributed only under torchrun: a torch build may lack it, and single runs need not load it
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel  # torch.distributed too (line above)
+
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+        ckpt = load_checkpoint(out)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        saved.steps, saved.time_limit = cfg.steps, cfg.time_limit  # a resumed run may be extended
+        cfg = saved
+    else:
+        ckpt = None
+        if ckpt_path.exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or pick another --out")
+    cfg.validate()
+    if cfg.model == "augmented":
+        cfg.numbers = resolve_numbers(cfg)  # saved resolved: the checkpoint's layout must not depend on "auto"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    task = task_registry.get(cfg.task)
+    tok = tokenizer()
+    model = build_model(cfg)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+    model.to(device)
+    module = model
+    if ddp:
+        model = DistributedDataParallel(model, find_unused_parameters=True)
+    names = module.computer.program_names if module.has_computer else None
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    bar = None
+    if progress and main:
+        from tqdm import tqdm  # only for the progress bar (rank 0, not --quiet)
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.task}/{cfg.model}", dynamic_ncols=True)
+    last = {}
+    start_time = time.time() - elapsed
+    model.train()
+    while step < cfg.steps:
+        if time.time() - start_time > cfg.time_limit:
+            break
+        for g in optimizer.param_groups:
+            g["lr"] = learning_rate(cfg, step)
+        batch = {k: v.to(device) for k, v in encode(batch_for_step(task, cfg, step, rank), tok, names).items()}
+        res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
+        lm = res["loss"]
+        comp = res["computer"]
+        aux = aux_loss(comp, batch) if (comp is not None and cfg.aux > 0) else lm.new_zeros(())
+        loss = lm + cfg.aux * aux
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # gradients through long machine runs are large (docs/design.md §5): clip, and skip non-finite steps
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
+        finite = torch.isfinite(norm)
+        if ddp:  # every rank must take the same decision
+            flag = finite.float().to(device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag > 0
+        if bool(finite):
+            optimizer.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if main and (step % cfg.log_every == 0 or step == cfg.steps):
+            last = {"step": step, "loss": loss.item(), "lm_loss": lm.item(), "aux_loss": aux.item(),
+                    "grad_norm": norm.item(), "skipped": not bool(finite), "lr": learning_rate(cfg, step - 1),
+                    "elapsed": round(time.time() - start_time, 2)}
+            if comp is not None:
+                last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
+                            run_steps=comp.run_steps)
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(last) + "\n")
+        if main and step % cfg.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, module, optimizer, step, time.time() - start_time, cfg)
+    elapsed = time.time() - start_time
+    if main:
+        save_checkpoint(ckpt_path, module, optimizer, step, elapsed, cfg)
+        with open(out / METRICS, "a") as f:
+            f.write(json.dumps({"event": "end", "step": step, "elapsed": round(elapsed, 2),
+                                "stopped_by_time_limit": step < cfg.steps}) + "\n")
+    if bar is not None:
+        bar.close()
+    if ddp:
+        dist.barrier()
+    return last
+
+
+__all__ = ["METRICS", "learning_rate", "train"]
