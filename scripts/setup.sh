@@ -10,7 +10,7 @@ TORCH_SPEC=${NCL_TORCH:-torch==2.14.1}  # the CUDA 13.0 build: it runs on CPU an
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q "$TORCH_SPEC" ninja cmake
+"$VENV/bin/python" -m pip install -q "$TORCH_SPEC" numpy ninja cmake
 # --no-build-isolation: the extension must be built against the torch installed above.
 "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[test,triton]"
 "$VENV/bin/python" -c "import ncl_kernels, json; print(json.dumps(ncl_kernels.info(), indent=1))"
