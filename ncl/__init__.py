@@ -29,7 +29,7 @@ _LAZY = {
     "AugmentedLlama": "ncl.augmented",
 }
 
-_SUBMODULES = ("machine", "compiler", "library", "llama", "tokenizers", "tasks", "nn")
+_SUBMODULES = ("machine", "compiler", "library", "llama", "tokenizers", "tasks", "computer", "nn", "training")
 
 
 def __getattr__(name: str):
