@@ -7,7 +7,7 @@ Usage::
 
 For every module of the op registry (``ncl_kernels._oplib.TRITON_MODULES``: each registered op's Triton module,
 and the whole-run machine kernel's), each entry of its ``COMPILE_TARGETS`` (see
-``ncl_kernels/memory/triton.py`` for the format) is compiled ahead of time with
+``ncl_kernels._triton_targets.compile_target`` for the format) is compiled ahead of time with
 ``triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32))``. This needs
 Triton's CUDA backend (bundled ptxas) but no driver and no GPU, so it catches kernels that the CPU
 interpreter accepts but the real compiler rejects, and shows register pressure and spills.
@@ -136,7 +136,9 @@ def main() -> int:
             print(f"FAILED to import {module_name}:\n{traceback.format_exc()}", file=sys.stderr)
             continue
         for entry in targets:
-            label = f"{module_name.rsplit('.', 2)[-2]}.{entry['name']}"
+            # "ncl_kernels.alu.triton" -> "alu", "ncl_kernels.memory.triton.soft_read" -> "memory.soft_read"
+            family = module_name.removeprefix("ncl_kernels.").replace(".triton", "")
+            label = f"{family}.{entry['name']}"
             t0 = time.perf_counter()
             try:
                 src = _make_source(triton, entry["fn"], entry["signature"], entry["constexprs"],

@@ -1,10 +1,11 @@
-"""alu_mix: the fused table ALU mixture against the scatter-form reference, on every backend."""
+"""alu_mix: the fused table ALU mixture against the scatter-form reference, on every backend: what is particular
+to it (the generic checks are in tests/test_op_conformance.py)."""
 
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_against_reference, check_bad_input, check_compile, check_gradcheck,
-                          check_noncontiguous, check_opcheck, device_for, fused_backends, skip_unless_runnable)
+from op_checks import (DTYPES, check_against_reference, check_bad_input, device_for, fused_backends,
+                       skip_unless_runnable)
 from ncl_kernels import alu_mix
 from ncl_kernels.alu import NUM_OPS, SKIP_REL, op_names
 
@@ -113,32 +114,13 @@ def test_unnormalised_operands():
     check_against_reference(alu_mix, xs, "triton", torch.float32)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(alu_mix, make(2, 7), backend)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("alu_mix", make(2, 8), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(alu_mix, make(4, 8))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(alu_mix, make(2, 8))
-
-
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("x", torch.rand(3), r"x must have shape \(B, n\)"),
     ("y", torch.rand(3, 7), r"y must have shape \(B, n\) with n=8"),
     ("coeffs", torch.rand(3, 15), r"coeffs must have shape \(B, K\) with K=16"),
     ("coeffs", torch.rand(2, 16), r"coeffs must have shape \(B, K\) with B=3"),
     ("y", torch.rand(3, 8, dtype=torch.float64), r"y has dtype torch.float64"),
-    ("x", torch.randint(0, 3, (3, 8)), r"x must be float16, bfloat16, float32 or float64"),
-    ("coeffs", [[0.5]], r"coeffs must be a torch.Tensor"),
 ])
 def test_bad_input(name, bad, match):
     check_bad_input(alu_mix, make(3, 8), name, bad, match)

@@ -1,8 +1,9 @@
+"""content_address: what is particular to it (the generic checks are in tests/test_op_conformance.py)."""
+
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_against_reference, check_bad_input, check_compile, check_gradcheck,
-                          check_noncontiguous, check_opcheck, fused_backends)
+from op_checks import DTYPES, FLOAT64_BACKENDS, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import content_address
 
 SHAPES = [(5, 7, 13, 3), (1, 1, 1, 1), (2, 33, 65, 4)]  # (B, N, D, H)
@@ -23,24 +24,6 @@ def test_matches_reference(backend, dtype, shape):
     check_against_reference(content_address, make(*shape), backend, dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(content_address, make(3, 4, 5, 2), backend)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("content_address", make(2, 3, 5, 2), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(content_address, make(4, 6, 5, 3))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(content_address, make(3, 4, 5, 2))
-
-
 def test_rows_are_distributions_and_a_key_finds_its_row():
     bank, _, _ = make(3, 6, 8, 1)
     keys = bank[:, 4:5] * 2.5  # same direction as row 4
@@ -49,7 +32,7 @@ def test_rows_are_distributions_and_a_key_finds_its_row():
     assert (out.argmax(-1) == 4).all()
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("backend", FLOAT64_BACKENDS)
 def test_zero_key_and_zero_row_are_finite(backend):
     bank, keys, strength = make(2, 4, 5, 2)
     bank[0, 1] = 0
@@ -60,6 +43,7 @@ def test_zero_key_and_zero_row_are_finite(backend):
     assert torch.isfinite(out).all() and all(torch.isfinite(t.grad).all() for t in leaves)
 
 
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("keys", torch.randn(3, 2, 6), r"keys must have shape \(B, H, D\) with D=5"),
     ("strength", torch.rand(3, 3), r"strength must have shape \(B, H\) with H=2"),

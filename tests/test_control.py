@@ -1,16 +1,14 @@
-"""control: the fused ip update and halting mass against the reference, on every backend, and the machine."""
+"""control: the fused ip update and halting mass against the reference, on every backend, and the machine: what
+is particular to it (the generic checks are in tests/test_op_conformance.py)."""
 
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_compile, check_gradcheck, check_noncontiguous, check_opcheck, check_schema,
-                          device_for, fused_backends, leaves, skip_unless_runnable)
+from op_checks import DTYPES, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import control
 from ncl_kernels.control import NUM_OPS, reference
-from ncl_kernels.testing import assert_close
 
 SIZES = [(3, 5, 4), (2, 9, 3), (4, 1, 2)]  # (B, L, S): odd sizes, and a one-line program
-NAMES = ("ip", "op", "chi0", "tgt", "rstk", "rsp")
 
 
 def make(B, L, S, seed=0, sharpness=1.0):
@@ -24,25 +22,6 @@ def make(B, L, S, seed=0, sharpness=1.0):
     rstk = torch.softmax(torch.randn(B, S, L, generator=g), -1) * torch.rand(B, S, 1, generator=g)
     rsp = torch.softmax(torch.randn(B, S, generator=g), -1)
     return ip, op, chi0, tgt, rstk, rsp
-
-
-def check_outputs(inputs, backend, dtype):
-    skip_unless_runnable(backend)
-    device = device_for(backend)
-    ref_in = leaves(inputs, torch.float64, "cpu")
-    ref_out = control(*ref_in, backend="reference")
-    g = torch.Generator().manual_seed(1)
-    upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in ref_out]
-    ref_grads = torch.autograd.grad(ref_out, ref_in, upstream)
-    fused_in = leaves(inputs, dtype, device)
-    out = control(*fused_in, backend=backend)
-    grads = torch.autograd.grad(out, fused_in, [u.to(device=device, dtype=dtype) for u in upstream])
-    for name, o, r in zip(("ip'", "halted"), out, ref_out):
-        assert o.dtype == dtype and o.device.type == device
-        assert_close(o.cpu(), r, dtype, f"control {name}")
-    for name, gr, r in zip(NAMES, grads, ref_grads):
-        assert gr.dtype == dtype
-        assert_close(gr.cpu(), r, dtype, f"control grad of {name}")
 
 
 def test_opcode_columns_match_the_machine():
@@ -59,14 +38,14 @@ def test_opcode_columns_match_the_machine():
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_matches_reference(backend, dtype, size):
-    check_outputs(make(*size), backend, dtype)
+    check_against_reference(control, make(*size), backend, dtype)
 
 
 @pytest.mark.parametrize("backend", fused_backends())
 def test_sharp_program_and_more_lines_than_a_tile(backend):
     """β-sharp opcode rows (most jump weights ~0: the kernels' skip of zero jumps must not matter), and
     more lines and samples than one Triton row tile."""
-    check_outputs(make(5, 40, 3, seed=2, sharpness=30.0), backend, torch.float32)
+    check_against_reference(control, make(5, 40, 3, seed=2, sharpness=30.0), backend, torch.float32)
 
 
 def test_matches_the_machine_step():
@@ -87,11 +66,7 @@ def test_matches_the_machine_step():
     torch.testing.assert_close(halted, outcome.halted, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(control, make(2, 4, 3), backend)
-
-
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("ip", torch.rand(3), r"ip must have shape \(B, L\)"),
     ("op", torch.rand(5, 28), r"op must have shape \(L, O\) with O=29"),
@@ -103,24 +78,4 @@ def test_gradcheck_float64(backend):
     ("rsp", torch.rand(3, 2, dtype=torch.float64), r"rsp has dtype torch.float64"),
 ])
 def test_bad_input(name, bad, match):
-    args = list(make(3, 5, 2))
-    args[NAMES.index(name)] = bad
-    with pytest.raises(ValueError, match=match):
-        control(*args)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("control", make(2, 5, 3), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(control, make(4, 5, 3))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(control, make(2, 4, 3))
-
-
-def test_schema_matches_the_extension():
-    check_schema("control")
+    check_bad_input(control, make(3, 5, 2), name, bad, match)

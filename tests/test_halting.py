@@ -1,15 +1,13 @@
-"""halting_accumulate: the fused halting mixtures and ponder cost against the reference, and the machine's run."""
+"""halting_accumulate: the fused halting mixtures and ponder cost against the reference, and the machine's run:
+what is particular to it (the generic checks are in tests/test_op_conformance.py)."""
 
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_compile, check_noncontiguous, check_opcheck, check_schema,
-                          device_for, fused_backends, leaves, skip_unless_runnable)
+from op_checks import DTYPES, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import halting_accumulate
-from ncl_kernels.testing import assert_close
 
 SIZES = [(3, 5, 7, 4), (2, 3, 9, 1), (1, 2, 5, 33)]  # (B, K, C, n): odd sizes
-NAMES = ("acc_reg", "acc_mem", "expected", "reg", "mem", "h")
 
 
 def make(B, K, C, n, seed=0):
@@ -19,36 +17,17 @@ def make(B, K, C, n, seed=0):
             soft(B, K, n), soft(B, C, n), torch.rand(B, generator=g))
 
 
-def check_outputs(inputs, t, backend, dtype):
-    skip_unless_runnable(backend)
-    device = device_for(backend)
-    ref_in = leaves(inputs, torch.float64, "cpu")
-    ref_out = halting_accumulate(*ref_in, t, backend="reference")
-    g = torch.Generator().manual_seed(1)
-    upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in ref_out]
-    ref_grads = torch.autograd.grad(ref_out, ref_in, upstream)
-    fused_in = leaves(inputs, dtype, device)
-    out = halting_accumulate(*fused_in, t, backend=backend)
-    grads = torch.autograd.grad(out, fused_in, [u.to(device=device, dtype=dtype) for u in upstream])
-    for name, o, r in zip(("acc_reg'", "acc_mem'", "expected'"), out, ref_out):
-        assert o.dtype == dtype and o.device.type == device
-        assert_close(o.cpu(), r, dtype, f"halting_accumulate {name}")
-    for name, gr, r in zip(NAMES, grads, ref_grads):
-        assert gr.dtype == dtype
-        assert_close(gr.cpu(), r, dtype, f"halting_accumulate grad of {name}")
-
-
 @pytest.mark.parametrize("backend", fused_backends())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_matches_reference(backend, dtype, size):
-    check_outputs(make(*size), 3, backend, dtype)
+    check_against_reference(halting_accumulate, (*make(*size), 3), backend, dtype)
 
 
 @pytest.mark.parametrize("backend", fused_backends())
 def test_readouts_longer_than_a_tile(backend):
     """Registers and memory of different lengths, both over one Triton tile; a non-integer t."""
-    check_outputs(make(2, 9, 17, 130, seed=2), 2.5, backend, torch.float32)
+    check_against_reference(halting_accumulate, (*make(2, 9, 17, 130, seed=2), 2.5), backend, torch.float32)
 
 
 def test_machine_run_through_the_op():
@@ -77,12 +56,7 @@ def test_machine_run_through_the_op():
     torch.testing.assert_close(expected, want.expected_steps, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    xs = leaves(make(2, 3, 2, 4), torch.float64, "cpu")
-    assert torch.autograd.gradcheck(lambda *a: halting_accumulate(*a, 4, backend=backend), xs)
-
-
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("acc_reg", torch.rand(3, 5), r"acc_reg must have shape \(B, K, n\)"),
     ("acc_mem", torch.rand(3, 7, 5), r"acc_mem must have shape \(B, C, n\) with n=4"),
@@ -94,24 +68,4 @@ def test_gradcheck_float64(backend):
     ("t", True, r"t must be a real number"),
 ])
 def test_bad_input(name, bad, match):
-    args = list(make(3, 5, 7, 4)) + [1]
-    args[(*NAMES, "t").index(name)] = bad
-    with pytest.raises(ValueError, match=match):
-        halting_accumulate(*args)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("halting_accumulate", make(2, 3, 4, 5), backend, extra=(7.0,))
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(halting_accumulate, make(4, 3, 5, 6), extra=(2,))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(halting_accumulate, make(2, 3, 4, 5), extra=(3,))
-
-
-def test_schema_matches_the_extension():
-    check_schema("halting_accumulate")
+    check_bad_input(halting_accumulate, (*make(3, 5, 7, 4), 1), name, bad, match)

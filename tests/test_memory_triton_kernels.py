@@ -1,4 +1,5 @@
-"""Direct tests of the Triton memory kernels (``ncl_kernels.memory.triton``) against ``reference.py``.
+"""Direct tests of the Triton memory kernels (``ncl_kernels.memory.triton``: one module per op, shared
+``tiling``) against ``reference.py``.
 
 These call the raw forward/backward host functions, below the public API, so a failure points at a
 kernel rather than at the autograd or dispatch wiring. On CPU they run under ``TRITON_INTERPRET=1``; it
@@ -20,7 +21,10 @@ import torch  # noqa: E402
 triton = pytest.importorskip("triton")
 
 from ncl_kernels.memory import reference as R  # noqa: E402
-from ncl_kernels.memory import triton as T  # noqa: E402
+from ncl_kernels.memory.triton import content_address as TA  # noqa: E402
+from ncl_kernels.memory.triton import soft_read as TR  # noqa: E402
+from ncl_kernels.memory.triton import soft_write as TW  # noqa: E402
+from ncl_kernels.memory.triton import tiling  # noqa: E402
 
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
     pytest.skip("Triton needs a GPU or TRITON_INTERPRET=1", allow_module_level=True)
@@ -47,11 +51,11 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 def use_tiles(monkeypatch):
     def apply(tiles):
         if "nosplit" in tiles:
-            monkeypatch.setattr(T, "TARGET_PROGRAMS", 1)
+            monkeypatch.setattr(tiling, "TARGET_PROGRAMS", 1)
         if "small" in tiles:
-            monkeypatch.setattr(T, "TILE_BUDGET", 32)
-            monkeypatch.setattr(T, "ELEMWISE_TILE", 16)
-            monkeypatch.setattr(T, "MAX_BLOCK_D", 4)
+            monkeypatch.setattr(tiling, "TILE_BUDGET", 32)
+            monkeypatch.setattr(tiling, "ELEMWISE_TILE", 16)
+            monkeypatch.setattr(tiling, "MAX_BLOCK_D", 4)
     return apply
 
 
@@ -105,8 +109,8 @@ def test_soft_read(shape, tiles, dtype, use_tiles):
     B, N, D, H = shape
     x = _inputs(B, N, D, H, dtype)
     want, g, (gb_want, gw_want) = _reference(R.soft_read, [x["bank"], x["read_w"]], dtype)
-    _check("out", T.soft_read_fwd(x["bank"], x["read_w"]), want, dtype)
-    gb, gw = T.soft_read_bwd(g, x["bank"], x["read_w"])
+    _check("out", TR.soft_read_fwd(x["bank"], x["read_w"]), want, dtype)
+    gb, gw = TR.soft_read_bwd(g, x["bank"], x["read_w"])
     _check("grad_bank", gb, gb_want, dtype)
     _check("grad_weights", gw, gw_want, dtype)
 
@@ -119,8 +123,8 @@ def test_soft_write(shape, tiles, dtype, use_tiles):
     x = _inputs(B, N, D, H, dtype)
     args = [x["bank"], x["write_w"], x["values"], x["gate"]]
     want, g, grads_want = _reference(R.soft_write, args, dtype)
-    _check("out", T.soft_write_fwd(*args), want, dtype)
-    grads = T.soft_write_bwd(g, *args)
+    _check("out", TW.soft_write_fwd(*args), want, dtype)
+    grads = TW.soft_write_bwd(g, *args)
     for name, got, exp in zip(["grad_bank", "grad_weights", "grad_values", "grad_gate"], grads, grads_want):
         _check(name, got, exp, dtype)
 
@@ -133,9 +137,9 @@ def test_content_address(shape, tiles, dtype, use_tiles):
     x = _inputs(B, N, D, H, dtype)
     args = [x["bank"], x["keys"], x["strength"]]
     want, g, grads_want = _reference(R.content_address, args, dtype)
-    out = T.content_address_fwd(*args)
+    out = TA.content_address_fwd(*args)
     _check("out", out, want, dtype)
-    grads = T.content_address_bwd(g, out, *args)
+    grads = TA.content_address_bwd(g, out, *args)
     for name, got, exp in zip(["grad_bank", "grad_keys", "grad_strength"], grads, grads_want):
         _check(name, got, exp, dtype)
 
@@ -148,10 +152,10 @@ def test_content_address_zero_rows():
     x["keys"][2, 1] = 0.0
     args = [x["bank"], x["keys"], x["strength"]]
     want, g, grads_want = _reference(R.content_address, args, torch.float32)
-    out = T.content_address_fwd(*args)
+    out = TA.content_address_fwd(*args)
     _check("out", out, want, torch.float32)
     for name, got, exp in zip(["grad_bank", "grad_keys", "grad_strength"],
-                              T.content_address_bwd(g, out, *args), grads_want):
+                              TA.content_address_bwd(g, out, *args), grads_want):
         _check(name, got, exp, torch.float32)
 
 
@@ -159,7 +163,7 @@ def test_content_address_sharp_softmax():
     """A large strength: the online max keeps the softmax finite and exact."""
     x = _inputs(2, 9, 4, 3, torch.float32, seed=4)
     strength = x["strength"] * 200.0
-    out = T.content_address_fwd(x["bank"], x["keys"], strength)
+    out = TA.content_address_fwd(x["bank"], x["keys"], strength)
     _check("out", out, R.content_address(x["bank"].double(), x["keys"].double(), strength.double()),
            torch.float32)
 
@@ -168,9 +172,9 @@ def test_noncontiguous_inputs():
     x = _inputs(4, 6, 5, 2, torch.float32, seed=5)
     bank_t = x["bank"].transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
     assert not bank_t.is_contiguous()
-    _check("soft_read", T.soft_read_fwd(bank_t, x["read_w"]), R.soft_read(x["bank"], x["read_w"]),
+    _check("soft_read", TR.soft_read_fwd(bank_t, x["read_w"]), R.soft_read(x["bank"], x["read_w"]),
            torch.float32)
-    _check("soft_write", T.soft_write_fwd(bank_t, x["write_w"], x["values"], x["gate"]),
+    _check("soft_write", TW.soft_write_fwd(bank_t, x["write_w"], x["values"], x["gate"]),
            R.soft_write(x["bank"], x["write_w"], x["values"], x["gate"]), torch.float32)
 
 
@@ -180,30 +184,31 @@ def test_empty_sizes(shape):
     bank = torch.randn(B, N, D, device=DEVICE)
     w, v, gate = torch.rand(B, H, N, device=DEVICE), torch.randn(B, D, device=DEVICE), torch.rand(B, device=DEVICE)
     ww, keys, s = torch.rand(B, N, device=DEVICE), torch.randn(B, H, D, device=DEVICE), torch.rand(B, H, device=DEVICE)
-    _check("soft_read", T.soft_read_fwd(bank, w), R.soft_read(bank, w), torch.float32)
-    _check("soft_write", T.soft_write_fwd(bank, ww, v, gate), R.soft_write(bank, ww, v, gate), torch.float32)
-    _check("content_address", T.content_address_fwd(bank, keys, s), R.content_address(bank, keys, s),
+    _check("soft_read", TR.soft_read_fwd(bank, w), R.soft_read(bank, w), torch.float32)
+    _check("soft_write", TW.soft_write_fwd(bank, ww, v, gate), R.soft_write(bank, ww, v, gate), torch.float32)
+    _check("content_address", TA.content_address_fwd(bank, keys, s), R.content_address(bank, keys, s),
            torch.float32)
 
 
 def test_tile_choice_bounds():
     """Tiles are powers of two, within the budget, and loop (rather than grow) at large sizes."""
     for B, N, D, H in [(64, 128, 128, 2), (64, 1024, 256, 4), (1, 7, 13, 3), (2, 5, 3, 300)]:
-        bh, bn, bd = T._head_tiles(H, N, D)
+        bh, bn, bd = tiling.head_tiles(H, N, D)
         for b in (bh, bn, bd):
             assert b >= 1 and b & (b - 1) == 0
-        assert bh >= H and bd <= T.MAX_BLOCK_D
-        assert bh * bn * bd <= max(T.TILE_BUDGET, bh)
-        en, ed = T._elementwise_tiles(N, D)
-        assert en * ed <= max(T.ELEMWISE_TILE, ed)
-    assert T._head_tiles(4, 1024, 256)[1] < 1024
+        assert bh >= H and bd <= tiling.MAX_BLOCK_D
+        assert bh * bn * bd <= max(tiling.TILE_BUDGET, bh)
+        en, ed = TW._elementwise_tiles(N, D)
+        assert en * ed <= max(tiling.ELEMWISE_TILE, ed)
+    assert tiling.head_tiles(4, 1024, 256)[1] < 1024
 
 
-def test_compile_targets_describe_every_kernel():
-    kernels = {name for name in dir(T) if name.startswith("_") and name.endswith("_kernel")}
-    described = {entry["fn"].__name__ for entry in T.COMPILE_TARGETS}
+@pytest.mark.parametrize("module", [TR, TW, TA], ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_compile_targets_describe_every_kernel(module):
+    kernels = {name for name in dir(module) if name.startswith("_") and name.endswith("_kernel")}
+    described = {entry["fn"].__name__ for entry in module.COMPILE_TARGETS}
     assert kernels == described
-    for entry in T.COMPILE_TARGETS:
+    for entry in module.COMPILE_TARGETS:
         assert list(entry["signature"]) == list(entry["fn"].arg_names)
         for name, value in entry["constexprs"].items():
             assert entry["signature"][name] == "constexpr"

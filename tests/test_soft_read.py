@@ -1,8 +1,9 @@
+"""soft_read: what is particular to it (the generic checks are in tests/test_op_conformance.py)."""
+
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_against_reference, check_bad_input, check_compile, check_gradcheck,
-                          check_noncontiguous, check_opcheck, fused_backends)
+from op_checks import DTYPES, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import soft_read
 
 SHAPES = [(5, 7, 13, 3), (1, 1, 1, 1), (2, 33, 65, 4)]  # (B, N, D, H), odd on purpose
@@ -22,24 +23,6 @@ def test_matches_reference(backend, dtype, shape):
     check_against_reference(soft_read, make(*shape), backend, dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(soft_read, make(3, 4, 5, 2), backend)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("soft_read", make(2, 3, 5, 2), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(soft_read, make(4, 6, 5, 3))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(soft_read, make(3, 4, 5, 2))
-
-
 def test_read_of_one_hot_weights_is_the_row():
     bank, _ = make(2, 5, 4, 1)
     weights = torch.zeros(2, 1, 5)
@@ -48,13 +31,12 @@ def test_read_of_one_hot_weights_is_the_row():
     torch.testing.assert_close(out[:, 0], torch.stack([bank[0, 3], bank[1, 1]]))
 
 
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("bank", torch.randn(3, 4), r"bank must have shape \(B, N, D\)"),
     ("weights", torch.rand(3, 2, 5), r"weights must have shape \(B, H, N\) with N=4"),
     ("weights", torch.rand(2, 2, 4), r"weights must have shape \(B, H, N\) with B=3"),
     ("weights", torch.rand(3, 2, 4, dtype=torch.float64), r"weights has dtype torch.float64"),
-    ("bank", torch.randint(0, 3, (3, 4, 5)), r"bank must be float16, bfloat16, float32 or float64"),
-    ("weights", [[0.5]], r"weights must be a torch.Tensor"),
 ])
 def test_bad_input(name, bad, match):
     check_bad_input(soft_read, make(3, 4, 5, 2), name, bad, match)

@@ -1,8 +1,9 @@
+"""soft_write: what is particular to it (the generic checks are in tests/test_op_conformance.py)."""
+
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_against_reference, check_bad_input, check_compile, check_gradcheck,
-                          check_noncontiguous, check_opcheck, fused_backends)
+from op_checks import DTYPES, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import soft_write
 
 SHAPES = [(5, 7, 13), (1, 1, 1), (3, 33, 65)]  # (B, N, D)
@@ -24,24 +25,6 @@ def test_matches_reference(backend, dtype, shape):
     check_against_reference(soft_write, make(*shape), backend, dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(soft_write, make(3, 4, 5), backend)
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("soft_write", make(2, 3, 5), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(soft_write, make(4, 6, 5))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(soft_write, make(3, 4, 5))
-
-
 def test_is_functional_and_hard_write_replaces_the_row():
     bank, _, values, _ = make(2, 5, 4)
     before = bank.clone()
@@ -53,6 +36,7 @@ def test_is_functional_and_hard_write_replaces_the_row():
     torch.testing.assert_close(out[:, [0, 1, 3, 4]], bank[:, [0, 1, 3, 4]])
 
 
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("bank", torch.randn(3, 4, 5, 1), r"bank must have shape \(B, N, D\)"),
     ("weights", torch.rand(3, 5), r"weights must have shape \(B, N\) with N=4"),

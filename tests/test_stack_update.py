@@ -1,12 +1,12 @@
-"""stack_update: the fused soft push/pop against the reference, on every backend, and the machine's stack."""
+"""stack_update: the fused soft push/pop against the reference, on every backend: what is particular to it (the
+generic checks, unused outputs' zero gradients included, are in tests/test_op_conformance.py)."""
 
 import pytest
 import torch
 
-from memory_cases import (DTYPES, check_compile, check_gradcheck, check_noncontiguous, check_opcheck, check_schema,
-                          device_for, fused_backends, leaves, skip_unless_runnable)
+from op_checks import DTYPES, check_against_reference, check_bad_input, fused_backends
 from ncl_kernels import stack_update
-from ncl_kernels.testing import assert_close
+from ncl_kernels.stack import reference
 
 SIZES = [(3, 5, 7), (2, 8, 16), (4, 2, 3)]  # (B, S, W): odd sizes, and the smallest stack (S = 2)
 
@@ -21,31 +21,12 @@ def make(B, S, W, seed=0):
     return slots, ptr, weights[:, 0].contiguous(), weights[:, 1].contiguous(), item
 
 
-def check_outputs(inputs, backend, dtype):
-    """Every output and every input gradient (through a random combination of all four outputs)."""
-    skip_unless_runnable(backend)
-    device = device_for(backend)
-    ref_in = leaves(inputs, torch.float64, "cpu")
-    ref_out = stack_update(*ref_in, backend="reference")
-    g = torch.Generator().manual_seed(1)
-    upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in ref_out]
-    ref_grads = torch.autograd.grad(ref_out, ref_in, upstream)
-    fused_in = leaves(inputs, dtype, device)
-    out = stack_update(*fused_in, backend=backend)
-    grads = torch.autograd.grad(out, fused_in, [u.to(device=device, dtype=dtype) for u in upstream])
-    for name, o, r in zip(("slots'", "ptr'", "overflow", "underflow"), out, ref_out):
-        assert o.dtype == dtype and o.device.type == device
-        assert_close(o.cpu(), r, dtype, f"stack_update {name}")
-    for name, gr, r in zip(("slots", "ptr", "push", "pop", "item"), grads, ref_grads):
-        assert gr.dtype == dtype
-        assert_close(gr.cpu(), r, dtype, f"stack_update grad of {name}")
-
-
 @pytest.mark.parametrize("backend", fused_backends())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_matches_reference(backend, dtype, size):
-    check_outputs(make(*size), backend, dtype)
+    """Every output and every input gradient (through a random combination of all four outputs)."""
+    check_against_reference(stack_update, make(*size), backend, dtype)
 
 
 @pytest.mark.parametrize("backend", fused_backends())
@@ -53,16 +34,7 @@ def test_faults_and_wide_stack(backend):
     """Mass at both ends (full and empty) so both faults are non-zero; W wider than one Triton tile."""
     slots, ptr, push, pop, item = make(2, 6, 300, seed=2)
     ptr = torch.tensor([[0.3, 0.1, 0.1, 0.1, 0.1, 0.3], [0.5, 0.0, 0.0, 0.0, 0.0, 0.5]])
-    check_outputs((slots, ptr, push, pop, item), backend, torch.float32)
-
-
-def test_unused_outputs_get_zero_gradients():
-    """Only slots' in the loss: the other outputs' gradients are zeros, as in the reference."""
-    xs = leaves(make(3, 5, 4), torch.float64, "cpu")
-    got = torch.autograd.grad(stack_update(*xs, backend="cpp")[0].sum(), xs)
-    want = torch.autograd.grad(stack_update(*xs, backend="reference")[0].sum(), xs, materialize_grads=True)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b)
+    check_against_reference(stack_update, (slots, ptr, push, pop, item), backend, torch.float32)
 
 
 def test_hard_push_and_pop():
@@ -81,20 +53,15 @@ def test_hard_push_and_pop():
         assert torch.equal(over, torch.zeros(2)) and torch.equal(under, torch.tensor([0.0, 1]))
 
 
-def test_matches_the_machine_stack():
-    """ncl.machine.stack.update is the same function (the machine may call this op in its place)."""
-    from ncl.machine import stack as machine_stack
-
+def test_reference_module_equals_the_cpp_op_in_fp32():
+    """ncl_kernels.stack.reference.stack_update, called directly in fp32 (as the machine's reference step does),
+    equals the cpp op. (It replaces the comparison with ncl.machine.stack.update, which was this module.)"""
     xs = make(3, 6, 5, seed=4)
-    for a, b in zip(machine_stack.update(*xs), stack_update(*xs, backend="cpp")):
+    for a, b in zip(reference.stack_update(*xs), stack_update(*xs, backend="cpp"), strict=True):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend):
-    check_gradcheck(stack_update, make(2, 4, 3), backend)
-
-
+# Wrong rank (one more axis), integer dtype and non-tensor arguments: tests/test_op_conformance.py.
 @pytest.mark.parametrize("name, bad, match", [
     ("slots", torch.rand(3, 5), r"slots must have shape \(B, S, W\)"),
     ("ptr", torch.rand(3, 4), r"ptr must have shape \(B, S\) with S=5"),
@@ -102,32 +69,11 @@ def test_gradcheck_float64(backend):
     ("pop", torch.rand(3, 1), r"pop must have shape \(B\)"),
     ("item", torch.rand(3, 6), r"item must have shape \(B, W\) with W=7"),
     ("item", torch.rand(3, 7, dtype=torch.float64), r"item has dtype torch.float64"),
-    ("ptr", torch.randint(0, 2, (3, 5)), r"ptr must be float16, bfloat16, float32 or float64"),
 ])
 def test_bad_input(name, bad, match):
-    args = list(make(3, 5, 7))
-    args[["slots", "ptr", "push", "pop", "item"].index(name)] = bad
-    with pytest.raises(ValueError, match=match):
-        stack_update(*args)
+    check_bad_input(stack_update, make(3, 5, 7), name, bad, match)
 
 
 def test_one_position_is_rejected():
     with pytest.raises(ValueError, match=r"slots must have shape \(B, S, W\) with S >= 2"):
         stack_update(torch.rand(2, 1, 3), torch.rand(2, 1), torch.rand(2), torch.rand(2), torch.rand(2, 3))
-
-
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
-def test_opcheck(backend):
-    check_opcheck("stack_update", make(2, 5, 3), backend)
-
-
-def test_noncontiguous_inputs():
-    check_noncontiguous(stack_update, make(4, 5, 6))
-
-
-def test_torch_compile_fullgraph():
-    check_compile(stack_update, make(2, 4, 3))
-
-
-def test_schema_matches_the_extension():
-    check_schema("stack_update")

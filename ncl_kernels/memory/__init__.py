@@ -15,8 +15,6 @@ from ncl_kernels.memory import reference
 
 __all__ = ["soft_read", "soft_write", "content_address"]
 
-_TRITON = "ncl_kernels.memory.triton"
-
 
 def _run(name: str, backend: str | None, *inputs: torch.Tensor) -> torch.Tensor:
     chosen = dispatch.select(inputs[0].device, inputs[0].dtype, backend)
@@ -104,7 +102,7 @@ _oplib.register(_oplib.OpSpec(
     fwd_schema="(Tensor bank, Tensor weights) -> Tensor",
     bwd_schema="(Tensor grad, Tensor bank, Tensor weights) -> (Tensor, Tensor)",
     fwd_fake=lambda bank, weights: bank.new_empty(bank.shape[0], weights.shape[1], bank.shape[2]),
-    triton_module=_TRITON,
+    triton_module="ncl_kernels.memory.triton.soft_read",
     sample=_sample_read,
 ))
 _oplib.register(_oplib.OpSpec(
@@ -114,7 +112,7 @@ _oplib.register(_oplib.OpSpec(
     bwd_schema="(Tensor grad, Tensor bank, Tensor weights, Tensor values, Tensor gate)"
                " -> (Tensor, Tensor, Tensor, Tensor)",
     fwd_fake=lambda bank, weights, values, gate: torch.empty_like(bank),
-    triton_module=_TRITON,
+    triton_module="ncl_kernels.memory.triton.soft_write",
     sample=_sample_write,
 ))
 _oplib.register(_oplib.OpSpec(
@@ -123,7 +121,7 @@ _oplib.register(_oplib.OpSpec(
     fwd_schema="(Tensor bank, Tensor keys, Tensor strength) -> Tensor",
     bwd_schema="(Tensor grad, Tensor out, Tensor bank, Tensor keys, Tensor strength) -> (Tensor, Tensor, Tensor)",
     fwd_fake=lambda bank, keys, strength: bank.new_empty(bank.shape[0], keys.shape[1], bank.shape[1]),
-    triton_module=_TRITON,
+    triton_module="ncl_kernels.memory.triton.content_address",
     saves_output=True,
     sample=_sample_address,
 ))
