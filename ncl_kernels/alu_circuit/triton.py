@@ -252,7 +252,7 @@ def alu_circuit_mix_bwd(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, co
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -237,7 +237,7 @@ def control_bwd(grad_ip, grad_halted, ip, op, chi0, tgt, rstk, rsp):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
 

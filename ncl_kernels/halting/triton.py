@@ -109,7 +109,7 @@ def halting_accumulate_bwd(grad_acc_reg, grad_acc_mem, grad_expected, acc_reg, a
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -402,7 +402,7 @@ def machine_run_fwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
 def _compile_targets() -> list[dict]:

@@ -172,7 +172,7 @@ def stack_update_bwd(grad_slots, grad_ptr, grad_overflow, grad_underflow, slots,
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compile-only targets for scripts/compile_triton_sm90.py (format: see ncl_kernels/memory/triton.py)
+# Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
 def _compile_targets() -> list[dict]:
