@@ -41,8 +41,8 @@ def test_gradients_finite_end_to_end(mode):
     comp = out["computer"]
     assert comp.readout.shape == (3, b["input_ids"].shape[1], 64)
     # typed heads, which say which reader made the token logits (the default: one value per token)
-    assert isinstance(comp.heads, Heads) and comp.heads.reader == "mlp" and comp.heads.writer == "embed"
-    assert comp.heads.value_logits.shape[-1] == 128 and comp.heads.digit_logits is None
+    assert isinstance(comp.heads, Heads) and comp.heads.prompt.reader == "mlp" and comp.heads.writer == "embed"
+    assert comp.heads.prompt.value_logits.shape[-1] == 128 and comp.heads.prompt.digit_logits is None
     assert comp.heads.print_r0 is None and comp.heads.digit_gate_logit is None
     assert torch.all(comp.readout[b["read_mask"] == 0] == 0)
     (out["loss"] + aux_loss(comp, b)).backward()
@@ -145,7 +145,8 @@ def test_digit_reader_and_writer():
     b = encode(tasks.get("sort").generate("train", 2), tok, model.computer.program_names)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
     heads = out["computer"].heads
-    assert heads.reader == "digits" and heads.value_logits is None and heads.digit_logits.shape[-1] == 11
+    assert heads.prompt.reader == "digits" and heads.prompt.value_logits is None
+    assert heads.prompt.digit_logits.shape[-1] == 11
     assert heads.writer == "digits" and heads.print_cell.shape == (*b["input_ids"].shape, 11)
     (out["loss"] + aux_loss(out["computer"], b)).backward()
     assert model.computer.digit_head.weight.grad.abs().sum() > 0

@@ -209,7 +209,7 @@ class NeuralComputer(nn.Module):
         if state is None:
             state = self.prompt_run(h, mask, read, input_ids, max_steps)
         out = self.readout(h, read, state)
-        heads = Heads(**state.heads._asdict(), writer=self.config.writer, read_logit=out.read_logit,
+        heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,
                       r0=state.r0, mem=state.mem)
         return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state)

@@ -50,21 +50,14 @@ class ComputerState(NamedTuple):
 class Heads:
     """Every head output of one forward call (for auxiliary losses and diagnostics).
 
-    The fields of :class:`PromptHeads` (``reader``, ``pi``, ``args_soft``, ``source_weights``,
-    ``source_values``, ``gate_logit``, ``value_logits``, ``digit_logits``), then the read positions' heads:
-    ``read_logit (B,T)``; ``writer``, and with ``writer="digits"`` (else None) ``digit_gate_logit (B,T)``,
-    ``print_r0`` and ``print_cell`` (B,T,11): the digit, or 10 = "end", under the digit pointer of r0 and of
-    the tape cell read (zero outside the read positions); and the run's results ``r0 (B,n)``, ``mem (B,C,n)``.
+    ``prompt``: the prompt's heads (:class:`PromptHeads`: ``reader``, ``pi``, the argument and tape heads).
+    Then the read positions' heads: ``read_logit (B,T)``; ``writer``, and with ``writer="digits"`` (else None)
+    ``digit_gate_logit (B,T)``, ``print_r0`` and ``print_cell`` (B,T,11): the digit, or 10 = "end", under the
+    digit pointer of r0 and of the tape cell read (zero outside the read positions); and the run's results
+    ``r0 (B,n)``, ``mem (B,C,n)``.
     """
 
-    reader: str
-    pi: torch.Tensor
-    args_soft: torch.Tensor
-    source_weights: torch.Tensor
-    source_values: torch.Tensor
-    gate_logit: torch.Tensor
-    value_logits: torch.Tensor | None
-    digit_logits: torch.Tensor | None
+    prompt: PromptHeads
     writer: str
     read_logit: torch.Tensor
     digit_gate_logit: torch.Tensor | None

@@ -13,25 +13,25 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
     auxiliary targets of ``batch`` (:func:`~ncl.training.encode`): the program, the arguments' sources, the tape
     gates and values (or digits, with the digit reader), the read gates and, with the digit writer, the digit
     gates."""
-    h = comp.heads
-    loss = F.nll_loss(torch.log(h.pi.clamp_min(1e-9)), batch["program"])
+    h, prompt = comp.heads, comp.heads.prompt
+    loss = F.nll_loss(torch.log(prompt.pi.clamp_min(1e-9)), batch["program"])
     # arguments: the mass on the sources that hold the right value (the value heads have their own loss below)
     args = batch["args"]
-    A = min(args.shape[1], h.source_weights.shape[1])
-    match = h.source_values[:, None, :] == args[:, :A, None]  # (B, A, S)
-    p = (h.source_weights[:, :A] * match).sum(-1)
+    A = min(args.shape[1], prompt.source_weights.shape[1])
+    match = prompt.source_values[:, None, :] == args[:, :A, None]  # (B, A, S)
+    p = (prompt.source_weights[:, :A] * match).sum(-1)
     sel = match.any(-1) & (args[:, :A] >= 0)
     if bool(sel.any()):
         loss = loss - torch.log(p[sel].clamp_min(1e-9)).mean()
-    P = h.gate_logit.shape[1]
+    P = prompt.gate_logit.shape[1]
     gate = batch["gate"][:, :P]
     sel = gate >= 0
-    loss = loss + F.binary_cross_entropy_with_logits(h.gate_logit[sel], gate[sel].float())
-    if h.reader == "digits":  # which digit each prompt token is (10: none)
-        loss = loss + F.cross_entropy(h.digit_logits.flatten(0, 1), batch["digit"][:, :P].flatten(),
+    loss = loss + F.binary_cross_entropy_with_logits(prompt.gate_logit[sel], gate[sel].float())
+    if prompt.reader == "digits":  # which digit each prompt token is (10: none)
+        loss = loss + F.cross_entropy(prompt.digit_logits.flatten(0, 1), batch["digit"][:, :P].flatten(),
                                       ignore_index=-100)
     else:  # each number-ending token's value
-        loss = loss + F.cross_entropy(h.value_logits.flatten(0, 1), batch["value"][:, :P].flatten(),
+        loss = loss + F.cross_entropy(prompt.value_logits.flatten(0, 1), batch["value"][:, :P].flatten(),
                                       ignore_index=-100)
     rg = batch["read_gate"]
     sel = rg >= 0
