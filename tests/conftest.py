@@ -22,4 +22,7 @@ def pytest_collection_modifyitems(config, items):
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ncl", derandomize=True, deadline=None)
-settings.load_profile("ncl")
+# NCL_THOROUGH=1 (the switch of every reliability test) runs 10x the examples: tests that size their own counts
+# scale them by settings.default.max_examples / 100.
+settings.register_profile("ncl-thorough", parent=settings.get_profile("ncl"), max_examples=1000)
+settings.load_profile("ncl-thorough" if os.environ.get("NCL_THOROUGH", "") not in ("", "0") else "ncl")
