@@ -8,6 +8,8 @@
 * ``ncl train --task TASK --out DIR``: train the augmented model (or ``--model llama``, the baseline) on an
   algorithmic task; DDP under ``torchrun --nproc_per_node N -m ncl.cli train ...``.
 * ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
+* ``ncl convert DIR [--unsafe-pickle]``: an older run directory's pickle ``checkpoint.pt`` to safetensors and JSON
+  (the one command that unpickles: ``ncl.training.convert``).
 
 Each command imports what it needs (torch, the kernels, the model stack) inside its function, for start-up time:
 ``ncl --help`` and argument errors load none of it.
@@ -171,6 +173,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from ncl.training.convert import convert_run_dir  # start-up time (module docstring)
+
+    try:
+        new = convert_run_dir(args.run, unsafe_pickle=args.unsafe_pickle)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"ncl convert: error: {err}", file=sys.stderr)
+        return 2
+    print(f"converted {args.run}: checkpoint {new} (safetensors and JSON, read back equal); the old checkpoint.pt "
+          f"is left in place and no longer read")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -183,7 +198,7 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--task", required=True, choices=task_names())
     p.add_argument("--model", choices=["augmented", "llama"], default=None, help="default augmented")
     p.add_argument("--preset", default=None, help="ncl.llama preset (default tiny)")
-    p.add_argument("--out", required=True, help="run directory (checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--out", required=True, help="run directory (latest.json, checkpoint-<step>/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
     p.add_argument("--batch-size", type=_positive_int, default=None)
@@ -218,6 +233,13 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
     p.set_defaults(func=_eval)
+    p = sub.add_parser("convert", help="convert an older run directory's pickle checkpoint.pt to safetensors and "
+                                       "JSON (the one command that unpickles)")
+    p.add_argument("run", help="run directory holding checkpoint.pt")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="if the file does not load with torch's restricted unpickler, unpickle it fully: this runs "
+                        "any code it holds, so only for a file from someone you trust")
+    p.set_defaults(func=_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

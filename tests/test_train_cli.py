@@ -14,7 +14,8 @@ import torch
 from ncl import cli
 from ncl.computer import DEFAULT_MACHINE, ComputerConfig
 from ncl.machine import MachineConfig
-from ncl.training import CHECKPOINT, METRICS, TrainConfig, build_model, load_model, save_checkpoint
+from ncl.training import (METRICS, TrainConfig, build_model, load_checkpoint, load_model, save_checkpoint,
+                          write_checkpoint)
 
 TINY = ["--layers", "2", "--split", "1", "--batch-size", "4", "--threads", "1", "--quiet", "--log-every", "1"]
 
@@ -27,14 +28,15 @@ def test_resume_is_bit_exact(tmp_path):
     assert _train(tmp_path / "a", "--steps", "4", "--checkpoint-every", "2") == 0
     assert _train(tmp_path / "b", "--steps", "2") == 0
     assert _train(tmp_path / "b", "--steps", "4", "--resume") == 0
-    a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    a = load_checkpoint(tmp_path / "a")
+    b = load_checkpoint(tmp_path / "b")
     assert a["step"] == b["step"] == 4
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     lines = [json.loads(x) for x in (tmp_path / "a" / METRICS).read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4]
     assert not list((tmp_path / "a").glob("*.tmp*"))  # atomic writes leave no temporary file
+    assert not list((tmp_path / "a").glob("*.trash*"))  # and the older checkpoints are gone
 
 
 def test_eval_is_deterministic_and_writes_plots(tmp_path, capsys):
@@ -77,7 +79,7 @@ def test_ddp_two_cpu_processes(tmp_path):
            "-m", "ncl.cli", "train", "--task", "add", "--out", str(out), "--steps", "2", *TINY]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 2
+    assert load_checkpoint(out)["step"] == 2
 
 
 #: The ``config`` of a checkpoint written before the computer's configuration was nested (``ncl train --task add
@@ -120,11 +122,11 @@ def test_flat_checkpoint_loads(tmp_path):
     cfg = TrainConfig.from_dict(dict(FLAT, train_max_steps=20))
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters())
-    save_checkpoint(tmp_path / CHECKPOINT, model, opt, 5, 1.0, cfg)
-    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    save_checkpoint(tmp_path, model, opt, 5, 1.0, cfg)
+    ckpt = load_checkpoint(tmp_path)
     assert ckpt["config"]["computer"]["machine"]["cells"] == 32  # written nested
     ckpt["config"] = dict(FLAT, train_max_steps=20)
-    torch.save(ckpt, tmp_path / CHECKPOINT)
+    write_checkpoint(tmp_path, ckpt)
     loaded, loaded_cfg, _ = load_model(tmp_path)
     assert loaded_cfg == cfg and loaded.computer.config == model.computer.config
     assert loaded.computer.config.max_steps == 20 and not loaded.training

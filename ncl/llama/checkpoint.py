@@ -6,13 +6,14 @@ Nothing is ever downloaded: ``path`` must be a local directory.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors
+
+from ncl import storage
 
 from .config import LlamaConfig
 
@@ -192,7 +193,9 @@ def save_pretrained(model, path, max_shard_size: int | str = "5GB") -> None:
 
     Writes ``config.json`` and either ``model.safetensors`` or, when the weights exceed ``max_shard_size``,
     ``model-0000i-of-0000N.safetensors`` shards with ``model.safetensors.index.json``. A tied LM head is not
-    stored (Hugging Face's convention).
+    stored (Hugging Face's convention). Each file is written durably and atomically (:mod:`ncl.storage`: a
+    temporary file, fsync, ``os.replace``, fsync of the directory); the directory as a whole is updated in place,
+    one file after another.
     """
     limit = _parse_size(max_shard_size)
     path = Path(path)
@@ -222,20 +225,16 @@ def save_pretrained(model, path, max_shard_size: int | str = "5GB") -> None:
             stale.unlink()  # a shard left by an earlier save would be read with the new index
     metadata = {"format": "pt"}
     if len(shards) == 1:
-        save_file(shards[0], str(path / WEIGHTS_NAME), metadata=metadata)
+        storage.write_bytes(path / WEIGHTS_NAME, save_tensors(shards[0], metadata=metadata))
         return
     weight_map = {}
     for i, shard in enumerate(shards, start=1):
         name = SHARD_NAME.format(index=i, total=len(shards))
-        save_file(shard, str(path / name), metadata=metadata)
+        storage.write_bytes(path / name, save_tensors(shard, metadata=metadata))
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in state.values())
     _write_json(path / INDEX_NAME, {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 def _write_json(file: Path, data: dict) -> None:
-    tmp = file.with_suffix(file.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, file)
+    storage.write_json(file, data, indent=2)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ncl import storage
 from ncl import tasks as task_registry
 from ncl.training.checkpoints import load_model
 from ncl.training.data import encode, tokenizer
@@ -88,7 +89,7 @@ def evaluate_run(run_dir, count: int = 200, ood_count: int | None = None, splits
         r = evaluate_split(model, cfg, split, n)
         r["eval_time_s"] = round(time.time() - t, 1)
         result["splits"][split] = r
-    Path(run_dir, "eval.json").write_text(json.dumps(result))
+    storage.write_text(Path(run_dir, "eval.json"), json.dumps(result))  # --reuse reads it
     return result
 
 

@@ -2,15 +2,17 @@
 
 Layout of a run directory:
 
-- ``checkpoint.pt``: model, optimizer, step, elapsed time and the full configuration; written atomically
-  (a temporary file, then ``os.replace``), so a killed run leaves the previous checkpoint intact
-  (:mod:`ncl.training.checkpoints`);
+- ``latest.json`` and ``checkpoint-<step>/``: the checkpoint (model, optimizer, RNG state, step, elapsed time,
+  the full configuration, the last metrics) as safetensors and JSON, written so that a killed run always leaves
+  a complete one (:mod:`ncl.training.checkpoints`);
 - ``metrics.jsonl``: one JSON object per logged step (``loss``, ``lm_loss``, ``aux_loss``, ``grad_norm``,
   ``machine_steps``, ``unhalted``, ``elapsed``) and a final ``{"event": "end", ...}`` line;
 - ``config.json``: the configuration, for people.
 
-Batches depend only on ``(seed, rank, step)`` (:func:`ncl.training.data.batch_for_step`), so a resumed run
-resumes bit-exactly.
+Batches depend only on ``(seed, rank, step)`` (:func:`ncl.training.data.batch_for_step`) and the checkpoint
+holds the RNG state, so a resumed run resumes bit-exactly, also after ``kill -9`` (``tests/test_kill_resume.py``).
+A checkpoint records how long ``metrics.jsonl`` was when it was written; a resumed run cuts the log back to that
+length (the lines of steps it will redo, and the ``end`` line), so the log reads like an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from ncl import storage
 from ncl import tasks as task_registry
-from ncl.training.checkpoints import CHECKPOINT, load_checkpoint, save_checkpoint
+from ncl.training.checkpoints import has_checkpoint, load_checkpoint, save_checkpoint
 from ncl.training.config import TrainConfig
 from ncl.training.data import batch_for_step, encode, tokenizer
 from ncl.training.factory import build_model, resolve_numbers
@@ -63,9 +66,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
-    ckpt_path = out / CHECKPOINT
     if resume:
-        if not ckpt_path.exists():
+        if not has_checkpoint(out):
             raise FileNotFoundError(f"--resume: no checkpoint in {out}")
         ckpt = load_checkpoint(out)
         saved = TrainConfig.from_dict(ckpt["config"])
@@ -73,7 +75,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         cfg = saved
     else:
         ckpt = None
-        if ckpt_path.exists():
+        if has_checkpoint(out):
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or pick another --out")
     cfg.validate()
     if cfg.model == "augmented":
@@ -91,6 +93,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
+        _restore_rng(ckpt["rng"])
     model.to(device)
     module = model
     if ddp:
@@ -99,13 +102,15 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     main = rank == 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        storage.write_json(out / "config.json", cfg.to_dict(), indent=1)
+        _cut_metrics(out / METRICS, ckpt["metrics_bytes"] if ckpt is not None else 0)
+    saved_step = step
     bar = None
     if progress and main:
         from tqdm import tqdm  # only for the progress bar (rank 0, not --quiet)
 
         bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.task}/{cfg.model}", dynamic_ncols=True)
-    last = {}
+    last = (ckpt["metrics"] or {}) if ckpt is not None else {}  # what a resume that trains no step returns
     start_time = time.time() - elapsed
     model.train()
     while step < cfg.steps:
@@ -144,10 +149,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(last) + "\n")
         if main and step % cfg.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, module, optimizer, step, time.time() - start_time, cfg)
+            _save(out, module, optimizer, step, time.time() - start_time, cfg, last)
+            saved_step = step
     elapsed = time.time() - start_time
     if main:
-        save_checkpoint(ckpt_path, module, optimizer, step, elapsed, cfg)
+        if step != saved_step:  # else the checkpoint of this step is already on disk
+            _save(out, module, optimizer, step, elapsed, cfg, last)
         with open(out / METRICS, "a") as f:
             f.write(json.dumps({"event": "end", "step": step, "elapsed": round(elapsed, 2),
                                 "stopped_by_time_limit": step < cfg.steps}) + "\n")
@@ -156,6 +163,33 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     if ddp:
         dist.barrier()
     return last
+
+
+def _restore_rng(rng: dict) -> None:
+    """Put back the RNG states a checkpoint saved (none in a converted old one: those restart from the seed's)."""
+    if rng.get("torch") is not None:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _cut_metrics(path: Path, length: int | None) -> None:
+    """Cut the log back to ``length`` bytes (what it held at the checkpoint): a fresh run starts an empty log, a
+    resumed one drops the lines of steps it will redo. None (a converted old checkpoint): keep the log."""
+    if length is not None and path.exists() and path.stat().st_size > length:
+        with open(path, "r+b") as f:
+            f.truncate(length)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _save(out: Path, module, optimizer, step: int, elapsed: float, cfg: TrainConfig, last: dict) -> None:
+    """A checkpoint, with the log made durable first and its length recorded (:func:`_cut_metrics`)."""
+    log = out / METRICS
+    if log.exists():
+        storage.fsync_file(log)
+    save_checkpoint(out, module, optimizer, step, elapsed, cfg, metrics=last or None,
+                    metrics_bytes=log.stat().st_size if log.exists() else 0)
 
 
 __all__ = ["METRICS", "learning_rate", "train"]
