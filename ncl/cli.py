@@ -13,12 +13,19 @@
 
 Each command imports what it needs (torch, the kernels, the model stack) inside its function, for start-up time:
 ``ncl --help`` and argument errors load none of it.
+
+Errors: a bad argument, a bad ``NCL_BACKEND`` in the environment, or an expected failure of a command (a
+``ValueError`` such as a damaged checkpoint, a missing file or directory, an unknown name, a backend that cannot
+run here) print one line, ``ncl <command>: error: ...``, on stderr and exit with status 2, without a traceback
+(tests/test_cli_errors.py). Anything else is a bug and raises.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
 import sys
 from dataclasses import replace
@@ -186,11 +193,62 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+#: ``ncl_kernels.dispatch.BACKENDS``, spelled here so that argument errors need not import torch (tested equal).
+BACKENDS = ("reference", "cpp", "triton", "cuda")
+#: Commands that run the kernel ops, and so read ``NCL_BACKEND``.
+_KERNEL_COMMANDS = ("demo", "bench", "train", "eval")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low} (an integer), got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _float_above(low: float, inclusive: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low:g} (a finite number), "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_float = _float_above(0.0)
+_non_negative_float = _float_above(0.0, inclusive=True)
+
+
+def _memory_size(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 4 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"must be B,N,D,H: four integers >= 1 separated by commas, got {text!r}")
+    return size
+
+
+def _backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(BACKENDS)}, got {text!r}")
+    return text
 
 
 def _add_train_eval(sub) -> None:
@@ -202,8 +260,9 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
     p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--aux", type=float, default=None, help="auxiliary supervision weight (0: answers only)")
+    p.add_argument("--lr", type=_positive_float, default=None)
+    p.add_argument("--aux", type=_non_negative_float, default=None,
+                   help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--top-k", type=_positive_int, default=None)
     p.add_argument("--reader", choices=["mlp", "digits"], default=None,
@@ -215,12 +274,13 @@ def _add_train_eval(sub) -> None:
                         "('learned'), or 'tokens' only where the training data lacks a digit ('auto', default)")
     p.add_argument("--layers", type=_positive_int, default=None)
     p.add_argument("--hidden", type=_positive_int, default=None)
-    p.add_argument("--split", type=int, default=None, help="layers before the computer")
+    p.add_argument("--split", type=_non_negative_int, default=None, help="layers before the computer")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--log-every", type=_positive_int, default=None)
     p.add_argument("--checkpoint-every", type=_positive_int, default=None)
-    p.add_argument("--time-limit", type=float, default=None, help="stop (and checkpoint) after this many seconds")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (0: torch's default)")
+    p.add_argument("--time-limit", type=_positive_float, default=None,
+                   help="stop (and checkpoint) after this many seconds")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--train-max-steps", type=_positive_int, default=None, help="machine step limit in training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -230,7 +290,7 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--compare", default=None, help="another run of the same task, drawn on the same plot")
     p.add_argument("--count", type=_positive_int, default=200, help="examples per split")
     p.add_argument("--ood-count", type=_positive_int, default=None, help="examples per OOD split (default --count)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
     p.set_defaults(func=_eval)
     p = sub.add_parser("convert", help="convert an older run directory's pickle checkpoint.pt to safetensors and "
@@ -242,8 +302,19 @@ def _add_train_eval(sub) -> None:
     p.set_defaults(func=_convert)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block): ``ncl train: error: argument --lr: ...``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ncl", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="ncl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="versions, devices and kernel backends")
     p.add_argument("--json", action="store_true")
@@ -252,24 +323,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
     p = sub.add_parser("bench", help="fused vs eager vs torch.compile timings")
     p.add_argument("suite", choices=["memory", "machine"])
-    p.add_argument("--backend", default=None, help="fused backend (default: the fastest here)")
-    p.add_argument("--size", action="append", default=None, metavar="B,N,D,H",
+    p.add_argument("--backend", type=_backend, default=None,
+                   help=f"fused backend, one of {', '.join(BACKENDS)} (default: the fastest here)")
+    p.add_argument("--size", type=_memory_size, action="append", default=None, metavar="B,N,D,H",
                    help="memory: sizes to time (repeatable); default 64,128,128,2 and 64,1024,256,4")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per figure (memory 20, machine 3)")
-    p.add_argument("--batch", type=int, default=32, help="machine: batch size")
-    p.add_argument("--steps", type=int, default=64, help="machine: steps per run")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="timed calls per figure (memory 20, machine 3)")
+    p.add_argument("--batch", type=_positive_int, default=32, help="machine: batch size")
+    p.add_argument("--steps", type=_positive_int, default=64, help="machine: steps per run")
     p.add_argument("--alu", choices=["table", "circuit"], default="table", help="machine: ALU")
     p.add_argument("--no-compiled", action="store_true", help="machine: skip torch.compile(reference step)")
-    p.add_argument("--threads", type=int, default=None, help="machine: CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="machine: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
     _add_train_eval(sub)
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are a user's mistake, not a bug: reported in one line, exit status 2."""
+    errors = [ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+              PermissionError]
+    dispatch = sys.modules.get("ncl_kernels.dispatch")  # loaded only if the command ran the kernels
+    if dispatch is not None:
+        errors.append(dispatch.BackendUnavailable)
+    return tuple(errors)
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and len(err.args) == 1:  # str(KeyError) is the repr of its argument
+        key = err.args[0]
+        return _one_line(key) if isinstance(key, str) and " " in key else f"unknown name {key!r}"
+    return _one_line(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    backend = os.environ.get("NCL_BACKEND")
+    if args.command in _KERNEL_COMMANDS and backend and backend not in BACKENDS:
+        print(f"{prog}: error: NCL_BACKEND={backend!r} in the environment is not a backend; expected one of "
+              f"{', '.join(BACKENDS)} (or unset it)", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except _expected_errors() as err:
+        print(f"{prog}: error: {_message(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
