@@ -1,7 +1,14 @@
 """Input validation shared by every op: wrong rank, size, dtype or device raise a ``ValueError`` that names
-the argument and the expected shape."""
+the argument and the expected shape.
+
+Values are not scanned by default (a pass over every input costs as much as a small op). With
+``NCL_CHECK_FINITE=1`` in the environment, every op's tensor inputs are also checked for NaN and ±Inf, and a
+non-finite value raises a ``ValueError`` naming the argument (docs/kernels.md, "Bad input").
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -12,7 +19,8 @@ def check_inputs(op: str, *specs: tuple[str, object, str]) -> dict[str, int]:
     """Validate ``(name, tensor, "B N D")`` triples and return the bound sizes, e.g. ``{"B": 4, ...}``.
 
     Every tensor must be a floating tensor of the first one's dtype and device, with the named axes; an axis
-    name shared by several tensors must have one size.
+    name shared by several tensors must have one size. With ``NCL_CHECK_FINITE=1``, every value must be finite
+    (not checked on meta tensors, nor while ``torch.compile`` traces).
     """
     sizes: dict[str, tuple[int, str]] = {}
     first: tuple[str, torch.Tensor] | None = None
@@ -38,4 +46,19 @@ def check_inputs(op: str, *specs: tuple[str, object, str]) -> dict[str, int]:
                              "pass one dtype")
         if t.device != first[1].device:
             raise ValueError(f"{op}: {name} is on {t.device} but {first[0]} is on {first[1].device}")
+    if os.environ.get("NCL_CHECK_FINITE", "") not in ("", "0"):
+        _check_finite(op, specs)
     return {axis: n for axis, (n, _) in sizes.items()}
+
+
+def _check_finite(op: str, specs) -> None:
+    if torch.compiler.is_compiling():
+        return
+    for name, t, _ in specs:
+        if t.device.type == "meta" or t.numel() == 0:
+            continue
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            where = tuple(bad.nonzero()[0].tolist())
+            raise ValueError(f"{op}: {name} has {int(bad.sum())} non-finite value(s) (NaN or ±Inf), the first "
+                             f"{t[where].item()} at index {where} (checked because NCL_CHECK_FINITE=1)")
