@@ -75,15 +75,6 @@ def resized(t: torch.Tensor, old: int, new: int, dims=None) -> torch.Tensor:
     return t
 
 
-def known_reference_bug(name: str, args) -> str | None:
-    """Shapes the fused kernels take but the reference does not (reported; see test_known_reference_bugs)."""
-    if name == "alu_mix" and args[0].shape[0] == 0:
-        return "alu_mix reference: a batch of 0 fails reshape(B, -1)"
-    if name == "control" and args[0].dim() == 2 and args[0].shape[1] == 0:
-        return "control reference: a program of 0 lines fails moved_on[:, -1]"
-    return None
-
-
 def call(fn, args, **kw):
     """``("ok", outputs)`` or ``("error", ValueError)``; any other exception fails the test."""
     try:
@@ -142,7 +133,6 @@ def test_random_sizes_match_the_reference(name, data):
     for n in axes(args):
         new = data.draw(st.one_of(st.just(n), SIZES), label=f"axis of size {n}")
         args = [resized(t, n, new) if isinstance(t, torch.Tensor) else t for t in args]
-    assume(known_reference_bug(name, args) is None)
     dtype = data.draw(st.sampled_from(FLOATS), label="dtype")
     check_matches_reference(_oplib.OPS[name].fn, args, dtype, "cpp")
 
@@ -170,8 +160,7 @@ def test_one_argument_resized_alone(name, data):
     if kind == "error":
         assert_names_an_argument(fn, result, arg_names(fn)[i])
     else:
-        assume(known_reference_bug(name, args) is None)
-        check_matches_reference(fn, args, torch.float32, "cpp", grads=False)
+            check_matches_reference(fn, args, torch.float32, "cpp", grads=False)
 
 
 # --- dtypes and devices ---------------------------------------------------------------------------------------
@@ -302,7 +291,6 @@ def tiny_sizes(name: str, data, sizes) -> list:
     for n in axes(args):
         new = data.draw(st.one_of(st.just(n), sizes), label=f"axis of size {n}")
         args = [resized(t, n, new) if isinstance(t, torch.Tensor) else t for t in args]
-    assume(known_reference_bug(name, args) is None)
     return args
 
 
@@ -327,12 +315,11 @@ def test_cuda_random_sizes(name, data):
 
 # --- what the fuzzers found -----------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="reported: the references of alu_mix (B=0) and control (L=0) raise "
-                                       "where the fused kernels return empty results")
 @pytest.mark.parametrize("name", ["alu_mix", "control"])
-def test_known_reference_bugs(name):
+def test_empty_batch_and_empty_program_match_the_reference(name):
+    """Found by the fuzzers: the references of alu_mix (B = 0) and control (L = 0) raised where the fused kernels
+    return empty results; both now agree."""
     args = sample(name)
     size = args[0].shape[0] if name == "alu_mix" else args[0].shape[1]
     args = [resized(t, size, 0) if isinstance(t, torch.Tensor) else t for t in args]
-    assert known_reference_bug(name, args)
     check_matches_reference(_oplib.OPS[name].fn, args, torch.float32, "cpp")

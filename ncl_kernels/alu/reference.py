@@ -93,5 +93,5 @@ def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor) -> torch.Ten
     outer = (x[:, :, None] * y[:, None, :]).reshape(B, 1, n * n)  # once, shared by every binary op
     weighted = (coeffs[:, :nb, None] * outer).reshape(B, nb * n * n)
     out = x.new_zeros(B, n).scatter_add(1, binary.reshape(1, -1).expand(B, -1), weighted)
-    weighted_x = (coeffs[:, nb:, None] * x[:, None, :]).reshape(B, -1)
+    weighted_x = (coeffs[:, nb:, None] * x[:, None, :]).reshape(B, unary.numel())
     return out.scatter_add(1, unary.reshape(1, -1).expand(B, -1), weighted_x)

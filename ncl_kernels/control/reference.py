@@ -55,5 +55,6 @@ def control(ip: torch.Tensor, op: torch.Tensor, chi0: torch.Tensor, tgt: torch.T
     ret_mass = q[:, :, RET].sum(-1)
     ret_to = torch.einsum("bs,bsl->bl", rsp, rstk)  # its missing mass is "no return address"
     new_ip = _next(moved_on) + jumped @ tgt + ret_mass[:, None] * ret_to
-    halted = q[:, :, HALT].sum(-1) + moved_on[:, -1] + ret_mass * (1 - ret_to.sum(-1))
+    run_off = moved_on[:, -1:].sum(-1)  # the last line's mass (none in a program of no lines)
+    halted = q[:, :, HALT].sum(-1) + run_off + ret_mass * (1 - ret_to.sum(-1))
     return new_ip, halted
