@@ -184,7 +184,7 @@ def test_eval_reuse_of_a_damaged_eval_json(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "eval.json").write_text('{"task": "add", "splits": ')
-    assert_one_line_error(run_in_process("eval", str(run), "--reuse"), "ncl eval: error:")
+    assert_one_line_error(run_in_process("eval", str(run), "--reuse"), "ncl eval: error:", "eval.json")
 
 
 def test_the_handler_reports_expected_errors_and_raises_the_rest(monkeypatch, capsys):

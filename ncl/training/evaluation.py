@@ -147,6 +147,14 @@ def plot_steps(result: dict, path) -> bool:
     return True
 
 
+def read_eval_json(path: Path) -> dict:
+    """An ``eval.json``; a damaged one raises ``ValueError`` naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); delete it or run the evaluation again") from exc
+
+
 def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = None, threads: int = 0,
              reuse: bool = False) -> tuple[dict, list[str]]:
     """Evaluate ``run_dir`` (and ``compare``, another run of the same task), write the plots into ``run_dir``.
@@ -157,7 +165,7 @@ def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = No
     def get(d):
         f = Path(d, "eval.json")
         if reuse and f.exists():
-            return json.loads(f.read_text())
+            return read_eval_json(f)
         return evaluate_run(d, count, ood_count, threads=threads)
 
     result = get(run_dir)
@@ -185,8 +193,8 @@ def markdown_table(pairs: list[tuple[str, str | None]]) -> str:
     lines = ["| task | split | augmented | baseline | mean steps | train time (aug / base) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for aug_dir, base_dir in pairs:
-        aug = json.loads(Path(aug_dir, "eval.json").read_text()) if aug_dir else None
-        base = json.loads(Path(base_dir, "eval.json").read_text()) if base_dir else None
+        aug = read_eval_json(Path(aug_dir, "eval.json")) if aug_dir else None
+        base = read_eval_json(Path(base_dir, "eval.json")) if base_dir else None
         ref = aug or base
         for split in ref["splits"]:
             a = aug["splits"][split] if aug else None
