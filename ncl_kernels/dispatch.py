@@ -9,11 +9,17 @@ Four backends implement one contract (docs/design.md §2):
 
 ``NCL_BACKEND`` in the environment (or ``backend=`` on a call) forces one; a forced backend that cannot
 run the call raises :class:`BackendUnavailable` saying why.
+
+Determinism: under ``torch.use_deterministic_algorithms(True)`` the CPU backends give bit-identical results from
+run to run (docs/machine.md, "Long runs and determinism"). A few GPU kernels add with atomics,
+in whatever order the threads arrive (:data:`NONDETERMINISTIC`); under ``torch.use_deterministic_algorithms(True)``
+:func:`check_deterministic` refuses them on a GPU, as PyTorch refuses its own nondeterministic kernels.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -108,6 +114,42 @@ def select(device: torch.device, dtype: torch.dtype, backend: str | None = None)
         if _call_reason(name, device, dtype) is None:
             return name
     return "reference"
+
+
+#: The GPU kernels that add with atomics, so that the order of fp32 additions (and the last bits of the result)
+#: can change from run to run: (op, backend, pass) -> where. ``machine_run`` is the whole-run machine kernel,
+#: which the ``cuda`` backend runs through Triton too. tests/test_determinism.py checks that every file with an
+#: ``atomicAdd`` or ``tl.atomic_*`` is listed here.
+NONDETERMINISTIC: dict[tuple[str, str, str], str] = {
+    ("alu_mix", "cuda", "fwd"): "MUL, DIV and MOD atomicAdd into a shared-memory row (csrc/cuda/alu.cu)",
+    ("alu_mix", "triton", "fwd"): "MUL, DIV and MOD tl.atomic_add into the fp32 output row "
+                                  "(ncl_kernels/alu/triton.py)",
+    ("soft_write", "cuda", "bwd"): "each bank row atomicAdds its share of the gate's gradient "
+                                   "(csrc/cuda/memory.cu)",
+    ("machine_run", "triton", "fwd"): "the ALU row's MUL, DIV and MOD add atomically in alu_general_tile "
+                                      "(ncl_kernels/machine/triton.py)",
+}
+
+
+def _alerts_on(device: torch.device) -> bool:
+    """Whether kernels on ``device`` run in parallel threads (Triton under TRITON_INTERPRET=1 runs in order)."""
+    return device.type == "cuda"
+
+
+def check_deterministic(op: str, backend: str, device: torch.device, part: str = "fwd") -> None:
+    """Raise ``RuntimeError`` (warn, with ``warn_only=True``) if deterministic algorithms are requested and
+    ``part`` of ``op`` on ``backend`` adds with atomics on ``device`` (:data:`NONDETERMINISTIC`)."""
+    where = NONDETERMINISTIC.get((op, backend, part))
+    if where is None or not torch.are_deterministic_algorithms_enabled() or not _alerts_on(device):
+        return
+    message = (f"ncl: {op} ({part}) on the {backend} backend does not have a deterministic implementation ({where}), "
+               "but you set 'torch.use_deterministic_algorithms(True)'. Run it with backend='reference' (or "
+               "NCL_BACKEND=reference), whose PyTorch ops follow that setting, or pass warn_only=True to be "
+               "warned instead.")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(message, stacklevel=2)
+        return
+    raise RuntimeError(message)
 
 
 def info() -> dict[str, str]:

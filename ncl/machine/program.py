@@ -85,9 +85,14 @@ class Program(nn.Module):
         """``L``, the number of lines."""
         return self.op_logits.shape[0]
 
-    def fields(self) -> ProgramFields:
-        """The softmax of each logit block (shapes in :class:`~ncl_kernels.machine.state.ProgramFields`)."""
-        return ProgramFields(*(torch.softmax(getattr(self, f"{name}_logits"), dim=-1) for name in _FIELDS))
+    def fields(self, dtype: torch.dtype | None = None) -> ProgramFields:
+        """The softmax of each logit block (shapes in :class:`~ncl_kernels.machine.state.ProgramFields`).
+
+        Args:
+            dtype: compute the softmax in this dtype (default: the logits'). :meth:`run` asks for the state's,
+                so that a half-precision or fp32 program's rows sum to 1 to the state's precision.
+        """
+        return ProgramFields(*(torch.softmax(getattr(self, f"{name}_logits").to(dtype), dim=-1) for name in _FIELDS))
 
     def instructions(self) -> list[Instruction]:
         """The hard program: the argmax of every field, one :class:`Instruction` per line."""
@@ -104,7 +109,9 @@ class Program(nn.Module):
             backend: str | None = None) -> RunResult:
         r"""The batched soft run (docs/design.md §3), with adaptive depth.
 
-        The state is float64 if any input or the program is float64, else float32. Every step runs on the
+        The state is float64 if any input or the program is float64, else float32; the fields are the softmax
+        of the logits in that dtype, and an input in a lower precision (fp16/bf16, or fp32 in a float64 run) is
+        upcast and its rows renormalised, so every row sums to 1 to the state's precision. Every step runs on the
         fused kernel ops (``cpp`` on CPU, ``cuda``/``triton`` on a GPU); ``backend="reference"`` or
         ``NCL_BACKEND=reference`` runs the spec. See :mod:`ncl.machine.run` for the backward choices.
 
@@ -142,7 +149,8 @@ class Program(nn.Module):
         check_run_options(grad_mode, DEFAULT_CHUNK if chunk is None else chunk)
         float64 = torch.float64 in (regs.dtype, mem.dtype, ip.dtype, self.op_logits.dtype)
         dtype = torch.float64 if float64 else torch.float32
-        return machine_run(self.fields().to(dtype), cfg, ip.to(dtype), regs.to(dtype), mem.to(dtype), max_steps,
+        ip, regs, mem = (_upcast(t, dtype) for t in (ip, regs, mem))
+        return machine_run(self.fields(dtype), cfg, ip, regs, mem, max_steps,
                            grad_mode=grad_mode, chunk=DEFAULT_CHUNK if chunk is None else chunk, backend=backend)
 
     def execute(self, *args: int, regs: list[int] | None = None, mem: list[int] | None = None,
@@ -185,6 +193,19 @@ class Program(nn.Module):
 
     def extra_repr(self) -> str:
         return f"lines={self.length}, {self.config}"
+
+
+def _upcast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in the state's ``dtype``; rows of a lower-precision input are renormalised after the upcast.
+
+    A bf16 row sums to 1 only within ~4e-3, and the machine does not restore a row's mass: its bilinear ops
+    (binary ALU ops, LOAD, POP) multiply masses, so that error would be carried, or amplified, through the run
+    (docs/machine.md, "Long runs and determinism"). Inputs already in ``dtype`` are used as given.
+    """
+    if x.dtype == dtype:
+        return x
+    x = x.to(dtype)
+    return x / x.sum(-1, keepdim=True)
 
 
 def _max_steps(max_steps: int | None) -> int:

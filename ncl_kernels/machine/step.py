@@ -153,6 +153,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     elif chosen != "reference":
         # One fused call for the 13 binary and 3 unary tables: no (B, 16, n) per-op outputs, and rows
         # whose line is no ALU op skip the forward (_AluMixSkippingRows).
+        dispatch.check_deterministic("alu_mix", chosen, x.device)
         _check_alu_inputs(x, y, c[:, ALU_SLICE])
         mixed = _AluMixSkippingRows.apply(x, y, c[:, ALU_SLICE], e[:, ALU_SLICE].detach().abs().amax(-1), chosen)
     else:
@@ -167,6 +168,8 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
              + c[:, OP["POP"], None] * pop)
 
     # 4. Register write.  5. Memory write (STORE: address from a, value from b).
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (reg, mem, value, y, delta, e)):
+        dispatch.check_deterministic("soft_write", chosen, x.device, "bwd")
     new_reg = soft_write(reg, delta, value, w, backend=backend)
     new_mem = soft_write(mem, address, y, e[:, OP["STORE"]], backend=backend)
 
