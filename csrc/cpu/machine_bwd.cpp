@@ -151,7 +151,15 @@ void step_backward(const Fields<A>& f, const Sizes& z, const View<A>& pre, Works
     g_gate += ga * w.delta[k];
     g.delta[k] += ga * gate;
   }
-  // value = ALU mixture + c_CONST·z + c_MOV·x + c_LOAD·load + c_POP·pop.
+  // value (w.value) = raw / max(Σ raw, floor): g_raw = (g_value - ⟨g_value, value⟩) / max(Σ raw, floor), the
+  // projection only where the clamp is inactive.
+  {
+    const A floor = A(kValueMassFloor);
+    const A vdiv = std::max(w.vsum, floor);
+    const A proj = w.vsum >= floor ? vdot(g.value.data(), w.value.data(), n) : A(0);
+    for (int64_t j = 0; j < n; ++j) g.value[j] = (g.value[j] - proj) / vdiv;
+  }
+  // raw = ALU mixture + c_CONST·z + c_MOV·x + c_LOAD·load + c_POP·pop.
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
           cp = w.coef[machine::kPop];
   g.coef[machine::kConst] += vdot(g.value.data(), w.z.data(), n);

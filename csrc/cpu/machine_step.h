@@ -15,6 +15,12 @@
 namespace ncl {
 namespace machine_cpu {
 
+// The floor of the divisor that normalises the written value (docs/design.md §3 step 4; VALUE_MASS_FLOOR in
+// ncl_kernels/machine/step.py). The value's mass is 1 up to rounding wherever the write matters; on a line that
+// writes (almost) nothing (w ≈ 0, a halted sample, the ALU skipped) it can be anything, even ~0 or negative, and
+// a NORM_EPS floor would amplify it by up to 1/NORM_EPS past the gate w.
+constexpr double kValueMassFloor = 0.5;
+
 struct Sizes {
   int64_t L, O, K, n, C, S;
 };
@@ -42,8 +48,9 @@ template <typename A> struct Workspace {
   std::vector<A> e, alpha, beta, delta, z, x, y, chi, load, pop, value, coef, new_ip, moved, jumped, ret_to,
       ret_item, ptr;
   // The step's scalars, kept for the backward: the running mass ρ, ALU weight sum (w before the clamp),
-  // halted mass, RET and return-stack masses, and e_CALL clamped.
-  A rho, wsum, halted, ret_mass, ret_total, e_call;
+  // halted mass, RET and return-stack masses, e_CALL clamped, and the written value's mass before it is
+  // normalised (`value` holds the normalised row).
+  A rho, wsum, halted, ret_mass, ret_total, e_call, vsum;
   RowScratch<A> alu;
   explicit Workspace(const Sizes& s)
       : e(s.O), alpha(s.K), beta(s.K), delta(s.K), z(s.n), x(s.n), y(s.n), chi(s.C), load(s.n), pop(s.n),
@@ -53,22 +60,24 @@ template <typename A> struct Workspace {
   std::vector<std::vector<A>*> recorded() {
     return {&e, &alpha, &beta, &delta, &z, &x, &y, &chi, &load, &pop, &value, &coef, &jumped, &ret_to, &ret_item};
   }
+  static constexpr int kScalars = 7;
   int64_t record_size() {
-    int64_t size = 6;
+    int64_t size = kScalars;
     for (auto* v : recorded()) size += static_cast<int64_t>(v->size());
     return size;
   }
   void save(A* dst) {
     for (auto* v : recorded()) dst = std::copy(v->begin(), v->end(), dst);
-    const A scalars[6] = {rho, wsum, halted, ret_mass, ret_total, e_call};
-    std::copy(scalars, scalars + 6, dst);
+    const A scalars[kScalars] = {rho, wsum, halted, ret_mass, ret_total, e_call, vsum};
+    std::copy(scalars, scalars + kScalars, dst);
   }
   void load_from(const A* src) {
     for (auto* v : recorded()) {
       std::copy(src, src + v->size(), v->begin());
       src += v->size();
     }
-    rho = src[0], wsum = src[1], halted = src[2], ret_mass = src[3], ret_total = src[4], e_call = src[5];
+    rho = src[0], wsum = src[1], halted = src[2], ret_mass = src[3], ret_total = src[4], e_call = src[5],
+    vsum = src[6];
   }
 };
 
@@ -209,6 +218,13 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
           cp = w.coef[machine::kPop];
   for (int64_t j = 0; j < n; ++j) value[j] = value[j] + cc * w.z[j] + cm * w.x[j] + cl * w.load[j] + cp * w.pop[j];
+  // The value written is normalised to mass 1 (docs/design.md §3 step 4): the bilinear ops' output mass is the
+  // product of their operands', so without it a register's rounding error in mass can grow geometrically.
+  A vsum = A(0);
+  for (int64_t j = 0; j < n; ++j) vsum += value[j];
+  w.vsum = vsum;
+  const A vdiv = std::max(vsum, A(kValueMassFloor));
+  for (int64_t j = 0; j < n; ++j) value[j] = value[j] / vdiv;
 
   // 4. Registers (and their halting mixture), 6. both stacks.
   write_rows(c.reg, w.delta.data(), value, gate, K, n);

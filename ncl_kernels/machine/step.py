@@ -28,6 +28,13 @@ from ncl_kernels.memory import soft_read, soft_write
 from ncl_kernels.stack import stack_update
 
 _VALUE_IDX = [OP[o] for o in VALUE_OPS]
+#: The floor of the divisor that normalises the written value (docs/design.md §3 step 4; ``kValueMassFloor`` in
+#: csrc/cpu/machine_step.h, imported by the Triton kernel). Wherever the write matters the value's mass is 1 up to
+#: rounding; on a line that writes (almost) nothing (w ≈ 0: a halted sample, or the ALU skipped by
+#: _AluMixSkippingRows) it can be anything, even ~0 or negative, and a NORM_EPS floor would amplify it by up to
+#: 1/NORM_EPS, far past what the gate w takes back. With this floor the normalised write is at most twice the
+#: unnormalised one.
+VALUE_MASS_FLOOR = 0.5
 _ALUS = {"table": (binary_table, unary_table), "circuit": (binary_circuit, unary_circuit)}
 
 
@@ -104,8 +111,9 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     .. math::
         e = ip^\top \mathrm{op},\quad \bar\alpha = ip^\top a / \rho,\ \dots,\quad
         x = \textstyle\sum_k \bar\alpha_k\, \text{reg}_k,\quad
-        \text{out} = \textstyle\sum_{k \in \text{value ops}} e_k\, \text{out}_k,\quad
-        \text{reg}_i' = (1 - \bar\delta_i w)\,\text{reg}_i + \bar\delta_i\, \text{out}
+        v = \textstyle\sum_{k \in \text{value ops}} (e_k / w)\, \text{out}_k,\quad
+        \hat v = v / \max(\textstyle\sum_c v_c, \tfrac12),\quad
+        \text{reg}_i' = (1 - \bar\delta_i w)\,\text{reg}_i + \bar\delta_i w\, \hat v
 
     followed by the memory write, the stacks, the ip update and halting (docs/design.md §3 steps 1-8).
 
@@ -141,7 +149,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     # 3. ALU: every value-producing op, mixed by its weight. Rounding can leave w a tiny negative number on
     #    lines that are not value ops; clamped, such a line writes nothing instead of dividing by the guard
     #    and blowing up. The mixture is normalised by w (coefficients c = e / w); soft_write's gate w puts
-    #    the mass back, so the write is reg_i <- (1 - δ_i w) reg_i + δ_i Σ_k e_k out_k.
+    #    the mass back, so the write is reg_i <- (1 - δ_i w) reg_i + δ_i w v̂ with v̂ = Σ_k c_k out_k normalised.
     w = e[:, _VALUE_IDX].sum(-1).clamp_min(0)
     c = e / w.clamp_min(NORM_EPS)[:, None]  # (B, O)
     load = soft_read(mem, address[:, None, :], backend=backend)[:, 0]
@@ -166,6 +174,10 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     # CONST, MOV, LOAD and POP are a scaled row each: cheaper added here than passed to a kernel.
     value = (mixed + c[:, OP["CONST"], None] * z + c[:, OP["MOV"], None] * x + c[:, OP["LOAD"], None] * load
              + c[:, OP["POP"], None] * pop)
+    # The value written is normalised to mass 1 (docs/design.md §3 step 4). On exact distributions its mass is 1
+    # already; numerically the bilinear ops (binary ALU ops, LOAD, POP) output the product of their operands'
+    # masses, so without it a loop feeding a result back into its operands multiplies the rounding error.
+    value = value / value.sum(-1, keepdim=True).clamp_min(VALUE_MASS_FLOOR)
 
     # 4. Register write.  5. Memory write (STORE: address from a, value from b).
     if torch.is_grad_enabled() and any(t.requires_grad for t in (reg, mem, value, y, delta, e)):

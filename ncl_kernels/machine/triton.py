@@ -50,6 +50,7 @@ from ncl_kernels.alu.triton import _coef, _p2, _tiles, alu_general_tile, alu_str
 from ncl_kernels.control import reference as control_reference
 from ncl_kernels.isa import NUM_OPS as NUM_OPCODES
 from ncl_kernels.isa import OP
+from ncl_kernels.machine.step import VALUE_MASS_FLOOR
 
 #: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
 TILE_BUDGET = 2048
@@ -63,6 +64,7 @@ HALT, JMP, JZ, JNZ, CALL, RET = (OP[o] for o in ("HALT", "JMP", "JZ", "JNZ", "CA
 # Compile-time constants for the kernel: the opcode block, the ALU's op count, and the columns it reads of e
 # (the control ops' columns reach it through _line_ops).
 _O = tl.constexpr(NUM_OPCODES)
+_VALUE_MASS_FLOOR = tl.constexpr(VALUE_MASS_FLOOR)
 _BLOCK_O = tl.constexpr(triton.next_power_of_2(NUM_OPCODES))
 _NUM_ALU = tl.constexpr(NUM_ALU_OPS)
 _CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _CALL, _RET = (
@@ -283,6 +285,8 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
             value = tl.load(alu_row + cols, mask=cm, other=0.0)
         value += ((_coef(e, ops, _CONST) / wdiv) * z + (_coef(e, ops, _MOV) / wdiv) * x
                   + (_coef(e, ops, _LOAD) / wdiv) * load + (o / wdiv) * pop)
+        # Normalised to mass 1 (docs/design.md §3 step 4; padding lanes are 0).
+        value = value / tl.maximum(tl.sum(value, axis=0), _VALUE_MASS_FLOOR)
 
         # 4. Registers and their halting mixture (x and y were read from them before the barrier above; the
         # pass's read is not needed).
