@@ -36,6 +36,8 @@ from typing import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
+from ncl_kernels import dispatch
+
 # Every ncl:: op is defined by this library; the extension (ncl_kernels._C) adds kernels to them.
 _LIB = torch.library.Library("ncl", "DEF")
 
@@ -142,6 +144,10 @@ class FusedFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, name: str, backend: str, *inputs):
         inputs = tuple(t.contiguous() if isinstance(t, torch.Tensor) else t for t in inputs)
+        ctx.device = next(t.device for t in inputs if isinstance(t, torch.Tensor))
+        # Under torch.use_deterministic_algorithms(True), a kernel that adds with atomics refuses (or warns), as
+        # PyTorch's own do: the forward here, the backward when it runs.
+        dispatch.check_deterministic(name, backend, ctx.device, "fwd")
         out = kernel_op(name, "fwd", backend)(*inputs)
         ctx.name, ctx.backend = name, backend
         outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
@@ -155,6 +161,7 @@ class FusedFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads: torch.Tensor):
+        dispatch.check_deterministic(ctx.name, ctx.backend, ctx.device, "bwd")
         saved = list(ctx.saved_tensors)
         skip = len(grads) if OPS[ctx.name].saves_output else 0
         for i, value in ctx.scalars:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import ncl
+import ncl_kernels
 from ncl_kernels import dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,3 +185,20 @@ def test_gpu_runs_refused_under_deterministic_mode(deterministic, monkeypatch, w
     monkeypatch.setenv("NCL_WHOLE_RUN", "1")
     with torch.no_grad():  # without deterministic mode it runs
         _program().run(regs[:1], mem[:1], max_steps=1, backend="triton")
+
+
+def test_ops_called_directly_are_checked(deterministic, monkeypatch):
+    """Every fused op checks its own kernels, not only the machine's step: with soft_read's cpp kernels listed as
+    atomic and the device check pretending the CPU is a GPU, the forward refuses, and a backward listed alone
+    refuses when it runs."""
+    monkeypatch.setattr(dispatch, "_alerts_on", lambda device: True)
+    bank = torch.randn(2, 3, 4, requires_grad=True)
+    weights = torch.softmax(torch.randn(2, 1, 3), -1)
+    monkeypatch.setitem(dispatch.NONDETERMINISTIC, ("soft_read", "cpp", "fwd"), "a test entry")
+    with pytest.raises(RuntimeError, match=r"soft_read \(fwd\) on the cpp backend"):
+        ncl_kernels.soft_read(bank, weights, backend="cpp")
+    monkeypatch.delitem(dispatch.NONDETERMINISTIC, ("soft_read", "cpp", "fwd"))
+    monkeypatch.setitem(dispatch.NONDETERMINISTIC, ("soft_read", "cpp", "bwd"), "a test entry")
+    out = ncl_kernels.soft_read(bank, weights, backend="cpp")
+    with pytest.raises(RuntimeError, match=r"soft_read \(bwd\) on the cpp backend"):
+        out.sum().backward()
