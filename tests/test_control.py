@@ -49,7 +49,7 @@ def test_sharp_program_and_more_lines_than_a_tile(backend):
 
 
 def test_matches_the_machine_step():
-    """The ip and halted mass of ncl.machine.interpreter.step, on a random soft program and state."""
+    """The ip and halted mass of the machine step (ncl_kernels.machine.step), on a random soft program and state."""
     from ncl_kernels.machine import MachineConfig, MachineState, ProgramFields, step
 
     g = torch.Generator().manual_seed(3)

@@ -4,8 +4,8 @@ bit-identical (``torch.equal``), forward and backward, on every CPU backend and 
 - ``reference`` and ``cpp`` (the whole-run kernel for the forward and for ``grad_mode="checkpoint"``, its step ops
   for ``"full"``, ``"truncated"``, ``NCL_WHOLE_RUN=0`` and the circuit ALU);
 - the C++ kernels split the batch with ``at::parallel_for``; the whole-run backward sums its threads' partial
-  field gradients, whose order shows with three or more threads: under deterministic mode it runs on slices of
-  two samples (``ncl_kernels.machine._cpp_chunk_grads``), tested here with 4 threads;
+  field gradients, whose order would show with three or more threads: it adds them in sample order after the
+  parallel loop (``csrc/cpu/machine_bwd.cpp``), tested here with 4 threads;
 - on a GPU the kernels listed in :data:`ncl_kernels.dispatch.NONDETERMINISTIC` add with atomics, and deterministic
   mode refuses them there (tested with the device check monkeypatched, since no GPU is needed to see the refusal);
   the list is checked against the sources.
@@ -115,7 +115,7 @@ def test_cpp_step_ops_are_bit_identical(deterministic, monkeypatch, case):
 @needs_cpp
 def test_whole_run_backward_with_more_threads(deterministic):
     """4 threads (more than the two cores here: OpenMP still runs 4): the whole-run backward's field gradients are
-    summed in a fixed order under deterministic mode, and agree with the one-thread run to rounding."""
+    summed in sample order, and agree with the one-thread run to rounding."""
     program = _program(seed=1)
     torch.set_num_threads(4)
     runs = [_run(program, "cpp", "checkpoint") for _ in range(3)]

@@ -1,7 +1,7 @@
 // The whole-run machine kernel on CPU: up to `count` steps of docs/design.md §3 per call, each sample's state kept in
 // its own loop (one at::parallel_for over the batch per call), no autograd. It computes exactly what
-// ncl.machine.interpreter.step and ncl.machine.run.advance compute on the cpp backend, with the same
-// per-element math (ncl/alu.h through alu_row.h, ncl/control.h, ncl/memory.h, ncl/stack.h, ncl/halting.h);
+// ncl_kernels.machine.step.step and ncl_kernels.machine.reference.advance_steps compute on the cpp backend, with
+// the same per-element math (ncl/alu.h through alu_row.h, ncl/control.h, ncl/memory.h, ncl/stack.h, ncl/halting.h);
 // only the order of some fp32 sums differs.
 //
 // Early exit is decided for the batch, as advance() does: a step runs unless every sample's running mass

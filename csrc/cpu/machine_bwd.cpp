@@ -2,13 +2,15 @@
 // given the carry entering them and the gradient of the carry leaving them. Per sample, the steps are run
 // once more (machine_step.h, the forward's own code), keeping the state before each and the step's
 // intermediates (a tape of `count` entries), then walked back, applying each step's adjoint: the
-// hand-written reverse of interpreter.step + halting_accumulate. The fields' gradients are summed over samples
-// and steps. tests/test_machine_run_kernel.py checks it against autograd through the fused step ops and the
-// reference, and by gradcheck.
+// hand-written reverse of ncl_kernels.machine.step.step + halting_accumulate. The fields' gradients are summed
+// over samples and steps. tests/test_machine_run_kernel.py checks it against autograd through the fused step ops
+// and the reference, and by gradcheck.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "../ops.h"
@@ -326,7 +328,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     const Fields<A> f{fc[0].data_ptr<A>(), fc[1].data_ptr<A>(), fc[2].data_ptr<A>(),
                       fc[3].data_ptr<A>(), fc[4].data_ptr<A>(), fc[5].data_ptr<A>()};
     const CarryStrides stride(z);
+    // Each thread's share of the field gradients, kept by the first sample of its range and added after the
+    // parallel loop in sample order: added as the threads finish, three or more partials would sum in a different
+    // order from run to run (floating-point addition is not associative), and repeated runs would differ.
     std::mutex mu;
+    std::vector<std::pair<int64_t, FieldGrads<A>>> partials;
     const A eps = static_cast<A>(norm_eps);
     isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       Workspace<A> w(z);
@@ -370,12 +376,16 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           std::copy_n(gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i], gin[i].data_ptr<A>() + bb * stride[i]);
       }
       std::lock_guard<std::mutex> lock(mu);
+      partials.emplace_back(b0, std::move(gf));
+    });
+    std::sort(partials.begin(), partials.end(), [](const auto& l, const auto& r) { return l.first < r.first; });
+    for (auto& [first_sample, gf] : partials) {
       std::vector<A>* parts[6] = {&gf.op, &gf.a, &gf.b, &gf.d, &gf.imm, &gf.tgt};
       for (int i = 0; i < 6; ++i) {
         A* out = gfields[i].data_ptr<A>();
         for (size_t j = 0; j < parts[i]->size(); ++j) out[j] += (*parts[i])[j];
       }
-    });
+    }
   });
   gfields.insert(gfields.end(), gin.begin(), gin.end());
   return gfields;

@@ -213,7 +213,7 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   if (alu_max > A(alu::kSkipRel)) {
     mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
   } else {
-    std::fill(value, value + n, A(0));  // a line that is no ALU op (interpreter._AluMixSkippingRows)
+    std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
   }
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
           cp = w.coef[machine::kPop];

@@ -135,27 +135,6 @@ def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, con
     return [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]
 
 
-def _cpp_chunk_grads(fields, carry_in, grads, first: int, count: int):
-    """``ncl::machine_run_bwd`` on one chunk: the six fields' gradients, then the entering carry's.
-
-    The kernel adds its threads' partial field gradients in the order the threads finish. Two partials add the
-    same either way (fp addition commutes), three or more do not: with more than two threads the field
-    gradients can differ in the last bits from run to run. Under ``torch.use_deterministic_algorithms(True)``
-    the batch is therefore cut into slices of two samples (at most two threads each) whose field gradients are
-    added in batch order; the carry's gradients are per sample and are the same either way.
-    """
-    batch = carry_in[0].shape[0]
-    if not torch.are_deterministic_algorithms_enabled() or torch.get_num_threads() <= 2 or batch <= 2:
-        return torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, first, count, NORM_EPS)
-    parts = [torch.ops.ncl.machine_run_bwd(*fields, [t[s:s + 2] for t in carry_in], [g[s:s + 2] for g in grads],
-                                           first, count, NORM_EPS) for s in range(0, batch, 2)]
-    field_grads = [parts[0][j].clone() for j in range(6)]
-    for part in parts[1:]:
-        for j in range(6):
-            field_grads[j] += part[j]
-    return field_grads + [torch.cat([part[6 + j] for part in parts]) for j in range(CARRY_SIZE)]
-
-
 class CheckpointedRun(torch.autograd.Function):
     """The ``"checkpoint"`` run on a whole-run kernel, forward and backward.
 
@@ -200,7 +179,8 @@ class CheckpointedRun(torch.autograd.Function):
                 continue
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
             if ctx.kernel == "cpp":
-                out = _cpp_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i])
+                out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
+                                                    NORM_EPS)
             else:
                 out = _recomputed_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i], ctx.config,
                                               ctx.backend)
