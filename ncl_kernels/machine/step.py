@@ -165,8 +165,8 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
         _check_alu_inputs(x, y, c[:, ALU_SLICE])
         mixed = _AluMixSkippingRows.apply(x, y, c[:, ALU_SLICE], e[:, ALU_SLICE].detach().abs().amax(-1), chosen)
     else:
-        # The spec as docs/design.md §3 states it: every op's output, then the mixture. For the table ALU this is the
-        # reference (alu_mix's reference scatters the weighted (B, 13·n²) outer product instead, which
+        # The spec as docs/design.md §3 states it: every op's output, then the mixture. For the table ALU this is
+        # the reference (alu_mix's reference scatters the weighted (B, 13·n²) outer product instead, which
         # measured 2x slower in forward+backward on CPU, so the eager path keeps the per-op tables).
         binary, unary = _ALUS[config.alu]
         outs = torch.cat([binary(x, y), unary(x)], dim=1)  # (B, 16, n)
@@ -180,8 +180,6 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     value = value / value.sum(-1, keepdim=True).clamp_min(VALUE_MASS_FLOOR)
 
     # 4. Register write.  5. Memory write (STORE: address from a, value from b).
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (reg, mem, value, y, delta, e)):
-        dispatch.check_deterministic("soft_write", chosen, x.device, "bwd")
     new_reg = soft_write(reg, delta, value, w, backend=backend)
     new_mem = soft_write(mem, address, y, e[:, OP["STORE"]], backend=backend)
 
