@@ -9,7 +9,7 @@ import pytest
 import ncl
 
 CFG = ncl.MachineConfig(n=32, cells=16, registers=8, stack=16)
-LIMIT = 5
+LIMIT = [3]  # a global list: only module-level ints are named constants
 
 
 def uses_float(a):
@@ -271,3 +271,17 @@ def test_bad_config():
 def test_compile_error_is_exported():
     assert ncl.CompileError is ncl.compiler.CompileError
     assert issubclass(ncl.compiler.ExecutionError, RuntimeError)
+
+
+BASE = 10  # a module-level int: folded as a named constant
+
+
+def uses_named_constant(a):
+    mem[a] = BASE
+    return a * BASE + BASE
+
+
+def test_module_level_int_is_a_named_constant():
+    f = ncl.compile(uses_named_constant, config=ncl.MachineConfig(n=128, cells=16, stack=16))
+    result = f.execute(3, engine="vm")
+    assert result.value == 40 and result.mem[3] == 10

@@ -89,13 +89,24 @@ class ExpressionLowering:
         if node.id in self.f.pyfunc.__code__.co_freevars:
             raise self.error(f"closure variables are not supported ({node.id!r} comes from an enclosing "
                              "function)", node)
-        raise self.error(f"global variables are not supported ({node.id!r}); only the tape mem is global", node)
+        raise self.error(f"global variables are not supported ({node.id!r}); only the tape mem and module-level "
+                         "int constants are", node)
+
+    def global_constant(self, node: ast.Name) -> int | None:
+        """A module-level int (not a bool, not shadowed by a local) read by name, or None: a named constant
+        such as a tape symbol, folded modulo n like a literal. Its value is taken at compile time."""
+        if node.id in self.locals or node.id in self.f.pyfunc.__code__.co_freevars:
+            return None
+        value = self.f.bindings.get(node.id)
+        if type(value) is int:  # bool is an int subclass but is not a named constant
+            return value % self.n
+        return None
 
     # --- expressions ---------------------------------------------------------------------------------------
 
     def value(self, node: ast.expr) -> int:
         """Evaluates an expression; returns the virtual register holding it (a variable's own, for names)."""
-        if isinstance(node, ast.Name):
+        if isinstance(node, ast.Name) and self.global_constant(node) is None:
             return self.load_name(node)
         c = self.constant(node)
         if c is not None and c in self.consts:
@@ -110,6 +121,8 @@ class ExpressionLowering:
             if isinstance(node.value, bool) or isinstance(node.value, int):
                 return int(node.value) % self.n
             raise self.unsupported(node)
+        if isinstance(node, ast.Name):
+            return self.global_constant(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
             c = self.constant(node.operand)
             if c is None:
