@@ -87,8 +87,9 @@ class AugmentedLlama(nn.Module):
         self.computer = NeuralComputer(llama_config.hidden_size, computer_config)
         ccfg = self.computer.config
         if ccfg.digit_tokens:
-            if ccfg.writer != "digits":
-                raise ValueError("AugmentedLlama: digit_tokens needs writer='digits' (the copy prints its digits)")
+            if ccfg.writer not in ("digits", "cells"):
+                raise ValueError("AugmentedLlama: digit_tokens needs writer='digits' or 'cells' (the copy prints its "
+                                 "digits)")
             d = llama_config.hidden_size
             self.digit_embed = nn.Parameter(torch.randn(d) * llama_config.initializer_range)
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]

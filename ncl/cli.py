@@ -1,4 +1,4 @@
-"""The ``ncl`` command.
+"""The ``ncl`` command (:data:`DESCRIPTION` is what ``ncl --help`` says).
 
 * ``ncl info``: versions, devices, and every kernel backend with the reason it is unavailable.
 * ``ncl demo``: the memory ops on every available backend, checked against the reference.
@@ -100,17 +100,37 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+#: ``ncl bench``'s defaults, and ``--quick``'s: a first look in about a minute on 2 cores (one memory size, small
+#: machine runs, few repeats, no torch.compile, whose compilation alone takes minutes). Options given win.
+BENCH_DEFAULTS = {"memory_repeats": 20, "machine_repeats": 3, "batch": 32, "steps": 64}
+BENCH_QUICK = {"memory_repeats": 5, "machine_repeats": 3, "batch": 8, "steps": 16}
+
+
+def _bench_setting(args: argparse.Namespace, name: str):
+    value = getattr(args, name.split("_")[-1])
+    return value if value is not None else (BENCH_QUICK if args.quick else BENCH_DEFAULTS)[name]
+
+
+def _warn(prog: str, warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.suite == "machine":
         return _bench_machine(args)
     from ncl_kernels import benchmarking  # start-up time (module docstring)
 
-    repeats = 20 if args.repeats is None else args.repeats
-    rows = benchmarking.run_memory_suite(sizes=args.size, backend=args.backend, repeats=repeats)
+    warnings: list[str] = []
+    sizes = args.size or (benchmarking.MEMORY_SIZES[:1] if args.quick else None)
+    rows = benchmarking.run_memory_suite(sizes=sizes, backend=args.backend, warnings=warnings,
+                                         repeats=_bench_setting(args, "memory_repeats"),
+                                         compiled=not (args.no_compiled or args.quick))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(benchmarking.format_table(rows))
+    _warn("ncl bench memory", warnings)
     return 0
 
 
@@ -118,22 +138,31 @@ def _bench_machine(args: argparse.Namespace) -> int:
     from ncl.machine.bench import machine_bench  # start-up time (module docstring)
 
     try:
-        result = machine_bench(backend=args.backend, batch=args.batch, steps=args.steps, alu=args.alu,
-                               repeats=3 if args.repeats is None else args.repeats, compiled=not args.no_compiled,
-                               threads=args.threads)
+        result = machine_bench(backend=args.backend, batch=_bench_setting(args, "batch"),
+                               steps=_bench_setting(args, "steps"), alu=args.alu,
+                               repeats=_bench_setting(args, "machine_repeats"),
+                               compiled=not (args.no_compiled or args.quick), threads=args.threads, progress=True)
     except ValueError as err:
         print(f"ncl bench machine: error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result))
+        _warn("ncl bench machine", result["warnings"])
         return 0
     print(f"machine run, backend {result['backend']} on {result['device']} ({result['threads']} threads), "
-          f"alu {result['alu']}, {result['sizes']}")
+          f"alu {result['alu']}, {result['sizes']}; median ms of {_bench_setting(args, 'machine_repeats')} calls "
+          f"(fastest-slowest)")
     for mode in ("fwd", "fwdbwd"):
         r = result[mode]
-        compiled = "n/a" if r["ms_compiled"] is None else f"{r['ms_compiled']:.1f} ms ({r['speedup_compiled']:.2f}x)"
-        print(f"  {mode:>6}: fused {r['ms_fused']:.1f} ms, eager {r['ms_eager']:.1f} ms ({r['speedup_eager']:.2f}x), "
-              f"compiled {compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager {r['peak_mem_eager_mb']:.1f} MB")
+
+        def ms(kind: str) -> str:
+            s = r["spread_ms"][kind]
+            return f"{s['median']:.1f} ms ({s['min']:.1f}-{s['max']:.1f})"
+
+        compiled = "n/a" if r["ms_compiled"] is None else f"{ms('compiled')}, {r['speedup_compiled']:.2f}x"
+        print(f"  {mode:>6}: fused {ms('fused')}, eager {ms('eager')}, {r['speedup_eager']:.2f}x; compiled "
+              f"{compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager {r['peak_mem_eager_mb']:.1f} MB")
+    _warn("ncl bench machine", result["warnings"])
     return 0
 
 
@@ -160,23 +189,33 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ncl.training import run_eval, summary  # start-up time (module docstring)
+    from ncl.training import comparison_table, evaluate_file, run_eval, summary  # start-up time (module docstring)
 
     try:
-        result, plots = run_eval(args.run, compare=args.compare, count=args.count, ood_count=args.ood_count,
-                                 threads=args.threads or 0, reuse=args.reuse)
+        if args.data is not None:
+            if args.compare is not None:
+                raise ValueError("--data and --compare: evaluate one run on a file at a time")
+            results, plots = [evaluate_file(args.run, args.data, threads=args.threads or 0)], []
+        else:
+            results, plots = run_eval(args.run, compare=args.compare, count=args.count, threads=args.threads or 0,
+                                      reuse=args.reuse)
     except (ValueError, FileNotFoundError) as err:
         print(f"ncl eval: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(summary(result)))
+        print(json.dumps(summary(results[0]) if len(results) == 1 else [summary(r) for r in results]))
         return 0
-    print(f"task {result['task']}, model {result['model']}, trained {result['train_steps']} steps "
-          f"in {result['train_time_s']} s")
-    for split, r in result["splits"].items():
-        extra = "" if r["mean_steps"] is None else f"  mean steps {r['mean_steps']:.1f}  unhalted {r['unhalted']:.2e}"
-        print(f"  {split:>7}: exact match {r['accuracy']:.3f} ({r['count']} examples){extra}")
-    print("plots: " + ", ".join(plots))
+    for result in results:
+        print(f"task {result['task']}, model {result['model']} (seed {result.get('seed')}), trained "
+              f"{result['train_steps']} steps in {result['train_time_s']} s")
+        for split, r in result["splits"].items():
+            extra = "" if r["mean_steps"] is None else \
+                f"  mean steps {r['mean_steps']:.1f}  unhalted {r['unhalted']:.2e}"
+            print(f"  {split:>7}: exact match {r['accuracy']:.3f} ({r['count']} examples){extra}")
+    if len(results) > 1:
+        print(comparison_table(results))
+    if plots:
+        print("plots: " + ", ".join(plots))
     return 0
 
 
@@ -251,45 +290,70 @@ def _backend(text: str) -> str:
     return text
 
 
+#: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
+#: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
+TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
+                  "mode": "mixture", "top_k": 2, "reader": "cells", "writer": "cells", "numbers": "tokens",
+                  "layers": 4, "hidden": 0, "split": 2, "seed": 0, "log_every": 10, "checkpoint_every": 100,
+                  "time_limit": 840.0, "train_max_steps": 0}
+_ZERO_MEANS = {"hidden": "the preset's width", "train_max_steps": "chosen from the task"}
+
+
+def _show_train_defaults(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.dest in TRAIN_DEFAULTS and action.default is None:
+            value = TRAIN_DEFAULTS[action.dest]
+            shown = _ZERO_MEANS.get(action.dest, value) if value == 0 and not isinstance(value, str) else value
+            action.help = f"{action.help or ''} (default: {shown})".lstrip()
+
+
 def _add_train_eval(sub) -> None:
-    p = sub.add_parser("train", help="train on an algorithmic task (augmented model or the llama baseline)")
+    p = sub.add_parser("train", help="train on a task (the augmented model, or the llama or tool-use baseline)",
+                       description="Train on an algorithmic task. An option left out takes the default shown; "
+                                   "with --resume, the value saved in the run.")
     p.add_argument("--task", required=True, choices=task_names())
-    p.add_argument("--model", choices=["augmented", "llama"], default=None, help="default augmented")
-    p.add_argument("--preset", default=None, help="ncl.llama preset (default tiny)")
+    p.add_argument("--model", choices=["augmented", "llama", "tooluse"], default=None,
+                   help="the LLaMA3 with the computer, the plain LLaMA, or the LLaMA writing a call that the VM runs")
+    p.add_argument("--preset", default=None, help="ncl.llama preset")
     p.add_argument("--out", required=True, help="run directory (latest.json, checkpoint-<step>/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
-    p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--lr", type=_positive_float, default=None)
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="examples per optimizer step")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
     p.add_argument("--aux", type=_non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
-    p.add_argument("--top-k", type=_positive_int, default=None)
-    p.add_argument("--reader", choices=["mlp", "digits"], default=None,
-                   help="how tape values are read from digits (default digits)")
-    p.add_argument("--writer", choices=["embed", "digits"], default=None,
-                   help="what the readouts carry: value embeddings, or also the digit to write (default digits)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="programs run per sample in mixture mode")
+    p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
+                   help="how the prompt reaches the tape: one cell per digit, or one value per number")
+    p.add_argument("--writer", choices=["cells", "embed", "digits"], default=None,
+                   help="what the readouts carry: one answer cell per token, value embeddings, or value digits")
     p.add_argument("--numbers", choices=["auto", "learned", "tokens"], default=None,
                    help="digits from token ids and answers copied from the readout ('tokens'), learned heads "
-                        "('learned'), or 'tokens' only where the training data lacks a digit ('auto', default)")
-    p.add_argument("--layers", type=_positive_int, default=None)
-    p.add_argument("--hidden", type=_positive_int, default=None)
+                        "('learned'), or 'tokens' only where the training data lacks a digit ('auto')")
+    p.add_argument("--layers", type=_positive_int, default=None, help="transformer layers")
+    p.add_argument("--hidden", type=_positive_int, default=None, help="hidden size")
     p.add_argument("--split", type=_non_negative_int, default=None, help="layers before the computer")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--log-every", type=_positive_int, default=None)
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None)
+    p.add_argument("--log-every", type=_positive_int, default=None, help="optimizer steps between log lines")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="optimizer steps between checkpoints")
     p.add_argument("--time-limit", type=_positive_float, default=None,
                    help="stop (and checkpoint) after this many seconds")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--train-max-steps", type=_positive_int, default=None, help="machine step limit in training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
-    p = sub.add_parser("eval", help="exact match per split of a trained run, with plots")
+    _show_train_defaults(p)
+    p = sub.add_parser("eval", help="exact match per split of a trained run, with plots",
+                       description="Exact match of a run's greedy answers on every evaluation split of its task "
+                                   "(written to RUN/eval.json), or on a JSON-lines file with --data.")
     p.add_argument("run", help="run directory")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--compare", default=None, help="another run of the same task, drawn on the same plot")
-    p.add_argument("--count", type=_positive_int, default=200, help="examples per split")
-    p.add_argument("--ood-count", type=_positive_int, default=None, help="examples per OOD split (default --count)")
+    p.add_argument("--compare", default=None, help="another run of the same task: a side-by-side table and plot")
+    p.add_argument("--data", default=None, metavar="FILE.jsonl",
+                   help='evaluate on these {"prompt": ..., "answer": ...} lines instead of the splits')
+    p.add_argument("--count", type=_positive_int, default=500, help="examples per split (default: 500)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
     p.set_defaults(func=_eval)
@@ -300,10 +364,60 @@ def _add_train_eval(sub) -> None:
                    help="if the file does not load with torch's restricted unpickler, unpickle it fully: this runs "
                         "any code it holds, so only for a file from someone you trust")
     p.set_defaults(func=_convert)
+    p = sub.add_parser("report", help="the results tables (and figure) from the eval.json files under a directory",
+                       description="Print the results table (mean and minimum exact match over seeds per task, "
+                                   "split and model) and the budgets table from every eval.json under DIR.")
+    p.add_argument("dir", help="directory holding run directories with eval.json (e.g. results/)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="also draw the results figure here")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ncl.training import report  # start-up time (module docstring)
+
+    try:
+        text = report.report(args.dir)
+        if args.plot:
+            report.plot(args.dir, args.plot)
+    except ValueError as err:
+        print(f"ncl report: error: {err}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+#: ``ncl --help``'s description.
+DESCRIPTION = """\
+ncl: a LLaMA3 transformer with a differentiable computer (soft memory, registers, stacks, a library of compiled
+programs, per-step halting) on fused C++, CUDA and Triton kernels.
+
+  ncl info                         check the install: versions, devices, which kernel backends can run
+  ncl demo                         run the memory ops on every backend against the reference
+  ncl bench machine --quick        a first timing of the fused machine run (about a minute)
+  ncl train --task TASK --out DIR  train the augmented model (or --model llama) on an algorithmic task
+  ncl eval DIR                     exact match per split, machine steps, plots
+
+'ncl COMMAND --help' shows a command's options and their defaults. NCL_BACKEND=reference|cpp|triton|cuda forces
+a kernel backend. Errors are one line on stderr with exit status 2."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default: argparse's where it is set, else the one its help text states."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or action.nargs == 0:
+            return text  # the text states it, or a flag (off unless given)
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})".lstrip()
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block): ``ncl train: error: argument --lr: ...``."""
+    """An ArgumentParser whose errors are one line (no usage block): ``ncl train: error: argument --lr: ...``,
+    and whose help shows the defaults (its subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
@@ -314,7 +428,7 @@ def _one_line(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ncl", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="ncl", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="versions, devices and kernel backends")
     p.add_argument("--json", action="store_true")
@@ -326,13 +440,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", type=_backend, default=None,
                    help=f"fused backend, one of {', '.join(BACKENDS)} (default: the fastest here)")
     p.add_argument("--size", type=_memory_size, action="append", default=None, metavar="B,N,D,H",
-                   help="memory: sizes to time (repeatable); default 64,128,128,2 and 64,1024,256,4")
+                   help="memory: sizes to time (repeatable) (default: 64,128,128,2 and 64,1024,256,4; --quick: "
+                        "the first)")
     p.add_argument("--repeats", type=_positive_int, default=None,
-                   help="timed calls per figure (memory 20, machine 3)")
-    p.add_argument("--batch", type=_positive_int, default=32, help="machine: batch size")
-    p.add_argument("--steps", type=_positive_int, default=64, help="machine: steps per run")
+                   help=f"timed calls per figure (default: memory {BENCH_DEFAULTS['memory_repeats']}, machine "
+                        f"{BENCH_DEFAULTS['machine_repeats']}; --quick: memory {BENCH_QUICK['memory_repeats']}, "
+                        f"machine {BENCH_QUICK['machine_repeats']})")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help=f"machine: batch size (default: {BENCH_DEFAULTS['batch']}; --quick: {BENCH_QUICK['batch']})")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"machine: steps per run (default: {BENCH_DEFAULTS['steps']}; --quick: "
+                        f"{BENCH_QUICK['steps']})")
     p.add_argument("--alu", choices=["table", "circuit"], default="table", help="machine: ALU")
-    p.add_argument("--no-compiled", action="store_true", help="machine: skip torch.compile(reference step)")
+    p.add_argument("--no-compiled", action="store_true", help="skip torch.compile(reference): its compilation "
+                                                               "takes minutes")
+    p.add_argument("--quick", action="store_true",
+                   help="a first look in about a minute: one memory size, a small machine run, few repeats, no "
+                        "torch.compile")
     p.add_argument("--threads", type=_positive_int, default=None, help="machine: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)

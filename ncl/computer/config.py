@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from ncl.machine import MachineConfig
 
 MODES = ("mixture", "superposition")
-READERS = ("mlp", "digits")
-WRITERS = ("embed", "digits")
+READERS = ("mlp", "digits", "cells")
+WRITERS = ("embed", "digits", "cells")
 PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
 
 #: The computer's default machine: a 32-cell tape, 24 stack positions, and the library compiled at β = 120 (in
@@ -43,12 +43,15 @@ class ComputerConfig:
         reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
             Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
             ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the
-            number its preceding digits spell).
+            number its preceding digits spell) or ``"cells"`` (the digit tape: each token written is one cell, its
+            digit, or ``SEP`` (:mod:`ncl.library.symbols`) for a token that is not a digit, e.g. the space that
+            ends a number; numbers of any length fit).
         writer: what the readouts carry: ``"embed"`` (learned embeddings of the r0 and tape-cell distributions)
             or ``"digits"`` (also the decimal digit of each under a digit pointer: it starts at the most
             significant digit, advances by a gate at each digit the answer writes and resets with the read
             pointer; past the last digit it reads "end"), so the decoder copies digits instead of recalling the
-            spelling of every value.
+            spelling of every value; or ``"cells"`` (for answers on the digit tape: one answer token per cell,
+            the cell's digit, or "end" for a symbol, which the decoder spells from the embedding).
         digit_tokens: ``()`` or the token ids of ``"0"``..``"9"`` (needs ``reader="digits"``). When given, a
             prompt token's digit is the one its id spells (``forward`` then needs ``input_ids``) instead of a
             learned classification, so digits that never occur in training are read right; the gates that say
@@ -87,8 +90,9 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
         if self.top_k < 1:
             raise ValueError("ComputerConfig: top_k must be >= 1")
-        if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader != "digits"):
-            raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits'")
+        if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
+            raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
+                             "or 'cells'")
 
     def to_dict(self) -> dict:
         """Plain data (JSON-ready but for the ``digit_tokens`` tuple): the machine as a nested dict."""

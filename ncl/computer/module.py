@@ -48,10 +48,16 @@ class NeuralComputer(nn.Module):
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
         if cfg.digit_tokens:
             self.register_buffer("digit_ids", torch.tensor(cfg.digit_tokens), persistent=False)
-        if cfg.reader == "digits":
+        if cfg.reader in ("digits", "cells"):
             self.digit_head = nn.Linear(d, 11)  # 10 digits + "not a digit"
+        if cfg.reader == "digits":
             self.register_buffer("times10", tape_.times10_map(n), persistent=False)
+        if cfg.reader == "cells":
+            self.register_buffer("class_cells", tape_.class_cells(n), persistent=False)
         self.read_head = nn.Linear(d, 1)
+        if cfg.writer == "cells":
+            self.print_r0 = nn.Linear(11, d, bias=False)
+            self.print_cell = nn.Linear(11, d, bias=False)
         if cfg.writer == "digits":
             self.digit_gate_head = nn.Linear(d, 1)
             nn.init.constant_(self.digit_gate_head.bias, -2.0)
@@ -95,13 +101,17 @@ class NeuralComputer(nn.Module):
         cfg = self.config
         gate_logit = self.gate_head(h).squeeze(-1)
         gate = self._gate(torch.sigmoid(gate_logit)) * mask
-        if cfg.reader == "digits" and cfg.digit_tokens:
-            digits = tape_.token_digits(input_ids, self.digit_ids).to(h.dtype)
-            logits = 30.0 * digits  # what the auxiliary digit loss sees: exact, so it adds nothing
-            value = self.digit_values(digits * mask[..., None])
-        elif cfg.reader == "digits":
-            logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
-            value = self.digit_values(self._hard(torch.softmax(logits, -1)) * mask[..., None])
+        if cfg.reader in ("digits", "cells"):
+            if cfg.digit_tokens:
+                digits = tape_.token_digits(input_ids, self.digit_ids).to(h.dtype)
+                logits = 30.0 * digits  # what the auxiliary digit loss sees: exact, so it adds nothing
+            else:
+                logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
+                digits = self._hard(torch.softmax(logits, -1))
+            if cfg.reader == "digits":
+                value = self.digit_values(digits * mask[..., None])
+            else:  # one cell per token written: its digit, or SEP
+                value = digits @ self.class_cells
         else:
             logits = self.value_head(h)
             value = self._hard(torch.softmax(logits, -1))
@@ -149,6 +159,12 @@ class NeuralComputer(nn.Module):
             out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
             pad = (0, 0, first, 0)
             print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
+        elif cfg.writer == "cells":  # one answer token per cell: its digit, or "end" for a symbol
+            print_r0 = readout_.cell_digits(state.r0[:, None].expand_as(cell))
+            print_cell = readout_.cell_digits(cell)
+            out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
+            pad = (0, 0, first, 0)
+            print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
         readout = F.pad(out, (0, 0, first, 0)) * read[..., None]
         return readout_.Readout(readout, read_logit, digit_logit, print_r0, print_cell)
 
@@ -172,7 +188,7 @@ class NeuralComputer(nn.Module):
         pi = torch.softmax(self.program_head(h_last), -1)
         args = self.arguments(h_last, tape)
         run = self.run_machine(pi, self.initial_registers(args.args), tape.mem, max_steps)
-        digits = cfg.reader == "digits"
+        digits = cfg.reader in ("digits", "cells")
         heads = PromptHeads(cfg.reader, pi, args.soft, args.weights, args.source_values, gate_logit,
                             value_logits=None if digits else token_logits,
                             digit_logits=token_logits if digits else None)

@@ -56,6 +56,12 @@ def place_pointers(step: torch.Tensor, adv: torch.Tensor, first_read: int) -> to
     return torch.stack(places, 1)
 
 
+def cell_digits(value: torch.Tensor) -> torch.Tensor:
+    """A digit-tape cell as a digit: ``value (…, n)`` → (…, 11), its mass on 0..9, and on "end" (class 10) the
+    mass on every symbol (``SEP``, ``END``, a sign; :mod:`ncl.library.symbols`)."""
+    return torch.cat([value[..., :10], value[..., 10:].sum(-1, keepdim=True)], -1)
+
+
 def spell_table(n: int) -> torch.Tensor:
     """(n, PLACES·11): each value's decimal digits, most significant first, one-hot over 11 (10 = "end")."""
     spell = torch.zeros(n, PLACES, 11)
@@ -70,4 +76,4 @@ def spelled(places: torch.Tensor, value: torch.Tensor, spell: torch.Tensor) -> t
     return torch.einsum("btp,btpk->btk", places, (value @ spell).unflatten(-1, (PLACES, 11)))
 
 
-__all__ = ["Readout", "place_pointers", "read_pointers", "spell_table", "spelled"]
+__all__ = ["Readout", "cell_digits", "place_pointers", "read_pointers", "spell_table", "spelled"]

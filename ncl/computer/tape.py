@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ncl.library.symbols import SEP
+
 
 class Tape(NamedTuple):
     """What :func:`append` (and :meth:`NeuralComputer.write_tape <ncl.computer.NeuralComputer.write_tape>`)
@@ -45,6 +47,15 @@ def times10_map(n: int) -> torch.Tensor:
     times10 = torch.zeros(n, n)
     times10[torch.arange(n), (10 * torch.arange(n)) % n] = 1
     return times10
+
+
+def class_cells(n: int) -> torch.Tensor:
+    """(11, n): the digit tape's cell for each token class: digit d → the value d, "not a digit" (class 10) →
+    ``SEP`` (:mod:`ncl.library.symbols`), so ``digits (B,T,11) @ class_cells`` is each token's cell."""
+    out = torch.zeros(11, n)
+    out[torch.arange(10), torch.arange(10)] = 1
+    out[10, SEP] = 1
+    return out
 
 
 def digit_values(digits: torch.Tensor, times10: torch.Tensor) -> torch.Tensor:
@@ -89,4 +100,4 @@ def append(gate: torch.Tensor, value: torch.Tensor, cells: int) -> Tape:
     return Tape(mem, ptr, written)
 
 
-__all__ = ["Tape", "append", "digit_values", "shift", "times10_map", "token_digits"]
+__all__ = ["Tape", "append", "class_cells", "digit_values", "shift", "times10_map", "token_digits"]

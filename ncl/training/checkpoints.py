@@ -294,11 +294,12 @@ def load_checkpoint(path) -> dict:
     raise AssertionError("unreachable")
 
 
-def load_model(run_dir):
-    """``(model, config, checkpoint)`` of a run directory, model in eval mode."""
+def load_model(run_dir, length: int | None = None):
+    """``(model, config, checkpoint)`` of a run directory, model in eval mode; its machine's tape and step limit
+    sized for inputs of ``length`` tape cells (default: the training inputs; :func:`~ncl.training.build_model`)."""
     ckpt = load_checkpoint(run_dir)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(cfg)
+    model = build_model(cfg, length=length)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, cfg, ckpt

@@ -8,7 +8,7 @@ from ncl import tasks as task_registry
 from ncl.computer import ComputerConfig
 from ncl.llama import preset_names
 
-MODELS = ("augmented", "llama")
+MODELS = ("augmented", "llama", "tooluse")
 NUMBERS = ("auto", "learned", "tokens")
 
 #: The keys of :class:`~ncl.computer.ComputerConfig` a flat (pre-nesting) training config held at its top level.
@@ -16,9 +16,11 @@ FLAT_COMPUTER_KEYS = ("mode", "top_k", "reader", "writer")
 
 
 def default_computer() -> ComputerConfig:
-    """The computer a run trains by default: the digit reader and writer, otherwise :class:`ComputerConfig`'s
-    defaults."""
-    return ComputerConfig(reader="digits", writer="digits")
+    """The computer a run trains by default: the digit tape (reader and writer ``"cells"``: one cell per digit,
+    numbers of any length), otherwise :class:`ComputerConfig`'s defaults. The machine's value range, tape and
+    step limit are set per task and input size when the model is built (:func:`~ncl.training.machine_budget`).
+    """
+    return ComputerConfig(reader="cells", writer="cells")
 
 
 @dataclass
@@ -30,12 +32,16 @@ class TrainConfig:
     program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
     0 trains from the answer text alone.
 
+    ``model``: ``"augmented"`` (the LLaMA with the computer), ``"llama"`` (the plain LLaMA, trained on the
+    answers) or ``"tooluse"`` (the plain LLaMA trained to write the library call, ``long_add(4071, 98)``, which
+    the discrete VM runs and a fixed printer prints: :mod:`ncl.training.tooluse`).
+
     ``computer`` is the augmented model's :class:`~ncl.computer.ComputerConfig` (which holds the
     :class:`~ncl.machine.MachineConfig`): its ``mode``, ``top_k``, ``reader`` (``"digits"``: the heads classify
     digits and a fixed base-10 recurrence accumulates them; ``"mlp"``: one head per token maps the hidden state
     to a value), ``writer`` and machine sizes are used as they are. Two of its fields are the run's to decide,
     so :func:`~ncl.training.build_model` sets them: ``max_steps`` (from ``train_max_steps``: the machine's step
-    limit in training, 0 = :func:`~ncl.training.auto_max_steps`) and ``digit_tokens`` (from ``numbers``, which
+    limit in training, 0 = :func:`~ncl.training.machine_budget` of the longest training input) and ``digit_tokens`` (from ``numbers``, which
     needs the tokenizer; leave it empty here).
 
     ``numbers`` says how the augmented model maps digit tokens to and from machine values: ``"learned"`` (heads
@@ -46,7 +52,7 @@ class TrainConfig:
     examples, k <= 4, hold only the digits 0–4), else ``"learned"``. See :func:`~ncl.training.resolve_numbers`.
     """
 
-    task: str = "add"
+    task: str = "long_add"
     model: str = "augmented"
     preset: str = "tiny"
     layers: int = 4
@@ -60,7 +66,7 @@ class TrainConfig:
     clip: float = 1.0
     aux: float = 1.0
     computer: ComputerConfig = field(default_factory=default_computer)
-    numbers: str = "auto"
+    numbers: str = "tokens"
     train_max_steps: int = 0
     seed: int = 0
     log_every: int = 10

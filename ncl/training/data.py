@@ -25,8 +25,25 @@ def _numbers_end(tokens: list[str]) -> list[int]:
     return [i for i in range(1, len(tokens)) if tokens[i] == " " and tokens[i - 1].isdigit()]
 
 
-def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True):
-    """Tensors for a batch: prompts left padded (so all end in column P), answers + EOS right padded.
+def _written(tokens: list[str], cells: bool) -> list[int]:
+    """The prompt tokens the tape writer should write: every digit and every number's end on the digit tape
+    (``cells``), only the number's end (where its value is complete) otherwise."""
+    ends = set(_numbers_end(tokens))
+    return [i for i, t in enumerate(tokens) if i in ends or (cells and t.isdigit())]
+
+
+def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True,
+           cells: bool = True, target: str = "answer"):
+    """Tensors for a batch: prompts left padded (so all end in column P), targets + EOS right padded.
+
+    Args:
+        examples: :class:`~ncl.tasks.Example` list.
+        tok: the tokenizer.
+        program_names: the library's program order (for the ``program`` target); None leaves it out.
+        with_answer: append the targets (training); False gives the prompts alone (generation).
+        cells: the digit tape's labels (every digit and number end written, one answer token per cell)
+            instead of one value per number.
+        target: ``"answer"`` (the answer text) or ``"call"`` (the tool-use baseline's call text).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
     predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
@@ -34,19 +51,18 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
     ``digit (B,T)`` (each prompt token's digit, 10 = not a digit; −100 = none) and ``digit_gate (B,T)``
     (−100 = none).
     """
+    if target not in ("answer", "call"):
+        raise ValueError(f"target must be 'answer' or 'call', got {target!r}")
     prompts = [[tok.bos_token_id] + tok.encode(e.prompt) for e in examples]
-    answers = [tok.encode(e.answer) + [tok.eos_token_id] for e in examples] if with_answer else [[] for _ in examples]
+    texts = [e.answer if target == "answer" else e.call for e in examples]
+    answers = [tok.encode(t) + [tok.eos_token_id] for t in texts] if with_answer else [[] for _ in examples]
     P = max(len(p) for p in prompts)
     A = max(len(a) for a in answers)
     B, T = len(examples), P + A
     ids = torch.full((B, T), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros(B, T, dtype=torch.long)
     labels = torch.full((B, T), -100, dtype=torch.long)
-    gate = torch.full((B, T), -100, dtype=torch.long)
-    value = torch.full((B, T), -100, dtype=torch.long)
-    read_gate = torch.full((B, T), -100, dtype=torch.long)
-    digit = torch.full((B, T), -100, dtype=torch.long)
-    digit_gate = torch.full((B, T), -100, dtype=torch.long)
+    gate, value, read_gate, digit, digit_gate = (torch.full((B, T), -100, dtype=torch.long) for _ in range(5))
     read = torch.zeros(B, T, dtype=torch.long)
     read[:, P - 1:] = 1
     for i, (e, p, a) in enumerate(zip(examples, prompts, answers)):
@@ -59,17 +75,18 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         toks = [tok.id_to_token(t) for t in p]
         gate[i, off:P] = 0
         digit[i, off:P] = torch.tensor([int(s) if s.isdigit() else 10 for s in toks])  # 10: not a digit
-        for j, k in enumerate(_numbers_end(toks)):
+        for k in _written(toks, cells):
             gate[i, off + k] = 1
-            value[i, off + k] = e.tape[j]
-        # read gate: advance at each answer separator (the input token is a space), not before the first element
+        if not cells:  # each number's value, at the token that ends it
+            for j, k in enumerate(_numbers_end(toks)):
+                value[i, off + k] = e.numbers[j]
+        # the read pointer: on the digit tape it moves one cell per answer token; otherwise at each separator
         seq = [tok.id_to_token(t) for t in p[-1:] + a[:-1]]
         for j, s in enumerate(seq):
-            read_gate[i, P - 1 + j] = int(j > 0 and s == " ")
-            digit_gate[i, P - 1 + j] = int(j > 0 and s.isdigit())
+            read_gate[i, P - 1 + j] = int(j > 0 and (cells or s == " "))
+            digit_gate[i, P - 1 + j] = int(j > 0 and s.isdigit() and not cells)
     out = {"input_ids": ids, "attention_mask": mask, "read_mask": read, "labels": labels, "gate": gate,
-           "value": value, "read_gate": read_gate,
-           "digit": digit, "digit_gate": digit_gate}
+           "value": value, "read_gate": read_gate, "digit": digit, "digit_gate": digit_gate}
     if program_names is not None:
         out["program"] = torch.tensor([program_names.index(e.program) for e in examples])
     width = max(len(e.args) for e in examples)

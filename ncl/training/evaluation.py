@@ -1,9 +1,14 @@
 """Evaluation of a run directory: ``ncl eval DIR``.
 
-Exact-match accuracy of greedy answers on every split (``test``, ``ood_2x``, ``ood_4x``), the machine's mean
-expected steps and unhalted mass (augmented models), per-size accuracy (the task's axis), and PNG plots:
-accuracy against size (one line per run, so ``--compare`` puts both models on one figure) and a histogram
-of halting steps. The examples come from fixed seeds, so evaluating a checkpoint twice gives the same numbers.
+Exact-match accuracy of greedy answers on every evaluation split of the run's task (``test`` and the
+out-of-distribution ones), or on any JSON-lines file of ``{"prompt": ..., "answer": ...}``, with the machine's
+mean expected steps and unhalted mass (augmented models) and per-size accuracy (the task's axis).
+
+**The gold answer is only compared with, never used to run the model.** Decoding stops at ``<eos>`` or after
+:func:`answer_budget` tokens, a number read off the prompt's length; the machine's tape and step limit come from
+the prompt's numbers alone (:func:`~ncl.training.machine_budget`: the most any library function may need on an
+input that long), not from running the right program. The examples come from fixed seeds, so evaluating a
+checkpoint twice gives the same numbers.
 """
 
 from __future__ import annotations
@@ -17,134 +22,141 @@ import torch
 
 from ncl import storage
 from ncl import tasks as task_registry
-from ncl.training.checkpoints import load_model
-from ncl.training.data import encode, tokenizer
-from ncl.training.factory import auto_max_steps
+from ncl.tasks import SPLIT_SIZE
+from ncl.training.checkpoints import load_checkpoint, load_model
+from ncl.training.config import TrainConfig
+from ncl.training.data import tokenizer
+from ncl.training.factory import machine_budget, segment_length
+from ncl.training.tooluse import run_call
 
-EVAL_SPLITS = ("test", "ood_2x", "ood_4x")
 EVAL_SEED = 1234
-EVAL_MAX_STEPS = 20000  #: the machine's default step limit in evaluation (raised per split where needed)
+BATCH = 32
 
 
-def _max_answer_tokens(examples, tok) -> int:
-    # room for the longest answer of the split, plus EOS and a little slack: a model that runs on is wrong anyway
-    return max(len(tok.encode(e.answer)) for e in examples) + 4
+def answer_budget(prompt_tokens: int) -> int:
+    """The most tokens a model may write for a prompt of this many tokens: room for any answer or call the tasks
+    ask for (a product has at most as many digits as its operands; a call repeats the prompt's numbers) and
+    ``<eos>``, fixed before the model runs."""
+    return 2 * prompt_tokens + 16
 
 
 @torch.no_grad()
-def evaluate_split(model, cfg, split: str, count: int, batch_size: int = 32, max_steps: int | None = None) -> dict:
-    """Accuracy and machine diagnostics of ``model`` on ``count`` examples of ``split``.
-
-    ``max_steps`` limits each machine run; by default :data:`EVAL_MAX_STEPS`, or more where the right program
-    needs more on this split (:func:`ncl.training.auto_max_steps`: fib's recursion at 4x depth runs up to 33,523
-    steps), so that a right program is never cut off.
-
-    Returns ``{"accuracy", "mean_steps", "unhalted", "count", "by_size": {size: [correct, total]},
-    "steps": [per-example expected steps]}`` (steps fields are None for the baseline).
-    """
-    task = task_registry.get(cfg.task)
+def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
+    """Greedy answers to ``prompts``: ``(texts, steps, unhalted)`` (the last two empty for models without a
+    computer). A ``tooluse`` model's text is the call it wrote; its answer is what the tool printed (None for a
+    malformed call)."""
     tok = tokenizer()
-    if max_steps is None:
-        max_steps = max(EVAL_MAX_STEPS, auto_max_steps(task, split=split, machine=model.computer.config.machine)) if model.has_computer else EVAL_MAX_STEPS
-    examples = task.generate(split, count, seed=EVAL_SEED)
-    correct, steps, unhalted = [], [], []
-    by_size = defaultdict(lambda: [0, 0])
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        b = encode(chunk, tok, with_answer=False)
-        tokens, comp = model.generate(b["input_ids"], b["attention_mask"], _max_answer_tokens(chunk, tok),
-                                      tok.eos_token_id, max_steps=max_steps)
-        for row, e in zip(tokens.tolist(), chunk):
+    texts, steps, unhalted = [], [], []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i:i + batch_size]
+        ids, mask = tok.encode_batch(chunk, add_bos=True, padding_side="left")
+        limit = machine_budget(max(segment_length(p) for p in chunk), n)[1]
+        tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
+        for row in tokens.tolist():
             if tok.eos_token_id in row:
                 row = row[:row.index(tok.eos_token_id)]
             # ids past the tokenizer (the model's vocabulary is padded to 128) are never right: read them as <unk>
-            row = [t if t < tok.vocab_size else tok.unk_token_id for t in row]
-            ok = tok.decode(row) == e.answer
-            correct.append(ok)
-            by_size[e.size][0] += int(ok)
-            by_size[e.size][1] += 1
+            texts.append(tok.decode([t if t < tok.vocab_size else tok.unk_token_id for t in row]))
         if comp is not None:
             steps += comp.steps.tolist()
             unhalted += comp.unhalted.tolist()
-    mean = (lambda xs: sum(xs) / len(xs)) if examples else (lambda xs: float("nan"))
-    return {"accuracy": mean(correct), "mean_steps": mean(steps) if steps else None,
-            "unhalted": mean(unhalted) if unhalted else None, "count": len(examples),
+    if cfg.model == "tooluse":
+        texts = [run_call(t) for t in texts]
+    return texts, steps, unhalted
+
+
+def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], n: int) -> dict:
+    """Accuracy and machine diagnostics of ``model`` on these prompts: ``{"accuracy", "count", "mean_steps",
+    "unhalted", "by_size": {size: [correct, total]}, "steps"}`` (steps fields None without a computer)."""
+    predictions, steps, unhalted = predict(model, cfg, prompts, n)
+    by_size = defaultdict(lambda: [0, 0])
+    correct = 0
+    for p, a, s in zip(predictions, answers, sizes):
+        ok = p == a
+        correct += ok
+        by_size[s][0] += int(ok)
+        by_size[s][1] += 1
+    mean = (lambda xs: sum(xs) / len(xs) if xs else None)
+    return {"accuracy": correct / len(prompts) if prompts else float("nan"), "count": len(prompts),
+            "mean_steps": mean(steps), "unhalted": mean(unhalted),
             "by_size": {int(k): v for k, v in sorted(by_size.items())}, "steps": steps or None}
 
 
-def evaluate_run(run_dir, count: int = 200, ood_count: int | None = None, splits=EVAL_SPLITS,
-                 threads: int = 0) -> dict:
-    """Evaluate the checkpoint in ``run_dir``; the result is also written to ``run_dir/eval.json``.
+def _header(run_dir, cfg, ckpt, model) -> dict:
+    return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "train_steps": ckpt["step"],
+            "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
+                                                                    if p.requires_grad)}
 
-    Returns ``{"task", "model", "train_steps", "train_time_s", "splits": {split: {...}}}``.
+
+def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0) -> dict:
+    """Evaluate the checkpoint in ``run_dir`` on ``count`` examples of each of its task's evaluation splits
+    (``splits``: a subset); the result is also written to ``run_dir/eval.json``.
+
+    Returns ``{"task", "model", "seed", "aux", "train_steps", "train_time_s", "params", "splits": {split:
+    {...}}}``.
     """
     if threads:
         torch.set_num_threads(threads)
-    model, cfg, ckpt = load_model(run_dir)
-    result = {"task": cfg.task, "model": cfg.model, "train_steps": ckpt["step"],
-              "train_time_s": round(ckpt["elapsed"], 1), "aux": cfg.aux, "splits": {}}
-    for split in splits:
+    cfg = TrainConfig.from_dict(load_checkpoint(run_dir)["config"])  # the task, before a model is built
+    result = None
+    task = task_registry.get(cfg.task)
+    for split in splits or task.eval_splits:
+        task.size_range(split)  # an unknown split fails before any work
+    for split in splits or task.eval_splits:
         t = time.time()
-        n = count if split == "test" or ood_count is None else ood_count
-        r = evaluate_split(model, cfg, split, n)
+        examples = task.generate(split, count, seed=EVAL_SEED)
+        prompts = [e.prompt for e in examples]
+        model, cfg, ckpt = load_model(run_dir, length=max(segment_length(p) for p in prompts))
+        if result is None:
+            result = {**_header(run_dir, cfg, ckpt, model), "splits": {}}
+        r = score(model, cfg, prompts, [e.answer for e in examples], [e.size for e in examples], task.n)
         r["eval_time_s"] = round(time.time() - t, 1)
         result["splits"][split] = r
-    storage.write_text(Path(run_dir, "eval.json"), json.dumps(result))  # --reuse reads it
+    storage.write_text(Path(run_dir, "eval.json"), json.dumps(result))  # --reuse and ncl report read it
     return result
 
 
+def read_jsonl(path) -> list[dict]:
+    """The ``{"prompt": str, "answer": str}`` records of a JSON-lines file (blank lines skipped); a malformed
+    line raises ``ValueError`` naming the file and line."""
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected an object with 'prompt' and 'answer'")
+        for key in ("prompt", "answer"):
+            if not isinstance(record.get(key), str):
+                raise ValueError(f"{path}:{number}: missing or non-string field {key!r}")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def evaluate_file(run_dir, path, threads: int = 0) -> dict:
+    """Evaluate ``run_dir`` on the prompts of a JSON-lines file (:func:`read_jsonl`): ``{..., "splits": {"data":
+    {...}}}``, sizes being each prompt's tape length. Nothing is written."""
+    if threads:
+        torch.set_num_threads(threads)
+    records = read_jsonl(path)
+    prompts = [r["prompt"] for r in records]
+    lengths = [segment_length(p) for p in prompts]
+    model, cfg, ckpt = load_model(run_dir, length=max(lengths))
+    n = task_registry.get(cfg.task).n
+    r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
+    return {**_header(run_dir, cfg, ckpt, model), "data": str(path), "splits": {"data": r}}
+
+
 def summary(result: dict) -> dict:
-    """The public JSON: task, model, and per split accuracy / mean_steps / unhalted."""
-    return {"task": result["task"], "model": result["model"],
-            "splits": {s: {k: r[k] for k in ("accuracy", "mean_steps", "unhalted")}
+    """The public JSON: task, model, seed and per split accuracy / count / mean_steps / unhalted."""
+    return {"task": result["task"], "model": result["model"], "seed": result.get("seed"),
+            "splits": {s: {k: r[k] for k in ("accuracy", "count", "mean_steps", "unhalted")}
                        for s, r in result["splits"].items()}}
-
-
-def plot(results: list[dict], path, axis_label: str) -> None:
-    """Accuracy against size, one line per result (model), all splits pooled by size."""
-    import matplotlib  # only for the plots: a slow import, and the Agg backend must be chosen before pyplot
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # after the backend (line above)
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    for r in results:
-        pooled = defaultdict(lambda: [0, 0])
-        for s in r["splits"].values():
-            for size, (c, n) in s["by_size"].items():
-                pooled[int(size)][0] += c
-                pooled[int(size)][1] += n
-        xs = sorted(pooled)
-        ax.plot(xs, [pooled[x][0] / pooled[x][1] for x in xs], marker="o", ms=3,
-                label=f"{r['model']}" + (" (aux)" if r.get("aux") and r["model"] == "augmented" else ""))
-    task = results[0]["task"]
-    ax.set(xlabel=axis_label, ylabel="exact match", title=f"{task}: accuracy by {axis_label}", ylim=(-0.03, 1.03))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_steps(result: dict, path) -> bool:
-    """Histogram of the machine's expected halting steps per split; False if the run has no machine."""
-    import matplotlib  # only for the plots: a slow import, and the Agg backend must be chosen before pyplot
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # after the backend (line above)
-
-    series = {s: r["steps"] for s, r in result["splits"].items() if r.get("steps")}
-    if not series:
-        return False
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    for s, xs in series.items():
-        ax.hist(xs, bins=30, alpha=0.6, label=s)
-    ax.set(xlabel="expected halting step", ylabel="examples", title=f"{result['task']}: halting steps")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
 
 
 def read_eval_json(path: Path) -> dict:
@@ -155,57 +167,43 @@ def read_eval_json(path: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it or run the evaluation again") from exc
 
 
-def run_eval(run_dir, compare=None, count: int = 200, ood_count: int | None = None, threads: int = 0,
-             reuse: bool = False) -> tuple[dict, list[str]]:
+def run_eval(run_dir, compare=None, count: int = SPLIT_SIZE, threads: int = 0, reuse: bool = False):
     """Evaluate ``run_dir`` (and ``compare``, another run of the same task), write the plots into ``run_dir``.
 
     ``reuse``: take ``eval.json`` of a run instead of evaluating it again when it exists.
-    Returns ``(result, [paths of the PNGs written])``.
+    Returns ``(results, [paths of the PNGs written])``: one result per run.
     """
+    from ncl.training.plots import plot_accuracy, plot_steps  # matplotlib: only when plots are drawn
+
     def get(d):
         f = Path(d, "eval.json")
         if reuse and f.exists():
             return read_eval_json(f)
-        return evaluate_run(d, count, ood_count, threads=threads)
+        return evaluate_run(d, count, threads=threads)
 
-    result = get(run_dir)
-    results = [result]
+    results = [get(run_dir)]
     if compare is not None:
         other = get(compare)
-        if other["task"] != result["task"]:
-            raise ValueError(f"--compare: {compare} is task {other['task']!r}, {run_dir} is {result['task']!r}")
+        if other["task"] != results[0]["task"]:
+            raise ValueError(f"--compare: {compare} is task {other['task']!r}, {run_dir} is {results[0]['task']!r}")
         results.append(other)
-    axis = task_registry.get(result["task"]).axis
-    written = []
-    acc = Path(run_dir, "accuracy.png")
-    plot(results, acc, {"operand": "larger operand", "depth": "recursion depth", "length": "list length"}[axis])
-    written.append(str(acc))
+    written = [str(plot_accuracy(results, Path(run_dir, "accuracy.png")))]
     for r, d in zip(results, [run_dir] + ([compare] if compare else [])):
-        hist = Path(d, "halting_steps.png")
-        if plot_steps(r, hist):
+        hist = plot_steps(r, Path(d, "halting_steps.png"))
+        if hist is not None:
             written.append(str(hist))
-    return result, written
+    return results, written
 
 
-def markdown_table(pairs: list[tuple[str, str | None]]) -> str:
-    """The results table (task, split, augmented, baseline, mean steps, train time) from the ``eval.json`` of
-    ``(augmented_run, baseline_run)`` pairs (either may be None)."""
-    lines = ["| task | split | augmented | baseline | mean steps | train time (aug / base) |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for aug_dir, base_dir in pairs:
-        aug = read_eval_json(Path(aug_dir, "eval.json")) if aug_dir else None
-        base = read_eval_json(Path(base_dir, "eval.json")) if base_dir else None
-        ref = aug or base
-        for split in ref["splits"]:
-            a = aug["splits"][split] if aug else None
-            b = base["splits"][split] if base else None
-            fmt = (lambda r: f"{100 * r['accuracy']:.1f}%" if r else "–")
-            steps = f"{a['mean_steps']:.1f}" if a and a["mean_steps"] is not None else "–"
-            times = (f"{aug['train_time_s']:.0f} s ({aug['train_steps']} steps)" if aug else "–") + " / " + \
-                (f"{base['train_time_s']:.0f} s ({base['train_steps']} steps)" if base else "–")
-            lines.append(f"| {ref['task']} | {split} | {fmt(a)} | {fmt(b)} | {steps} | {times} |")
-    return "\n".join(lines)
+def comparison_table(results: list[dict]) -> str:
+    """Accuracy per split, one column per run: what ``ncl eval --compare`` prints."""
+    splits = list(dict.fromkeys(s for r in results for s in r["splits"]))
+    head = ["split"] + [f"{r['model']} (seed {r.get('seed')})" for r in results]
+    rows = [head, ["---"] * len(head)]
+    for s in splits:
+        rows.append([s] + [f"{100 * r['splits'][s]['accuracy']:.1f}%" if s in r["splits"] else "–" for r in results])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["EVAL_MAX_STEPS", "EVAL_SEED", "EVAL_SPLITS", "evaluate_run", "evaluate_split", "markdown_table", "plot",
-           "plot_steps", "run_eval", "summary"]
+__all__ = ["BATCH", "EVAL_SEED", "answer_budget", "comparison_table", "evaluate_file", "evaluate_run", "predict",
+           "read_eval_json", "read_jsonl", "run_eval", "score", "summary"]

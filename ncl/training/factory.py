@@ -1,19 +1,34 @@
-"""The model of a :class:`~ncl.training.TrainConfig`, and the two things about it that the task decides: how
-numbers are read and written (:func:`resolve_numbers`) and the machine's step limit (:func:`auto_max_steps`)."""
+"""The model of a :class:`~ncl.training.TrainConfig`, and what the task and the input size decide about it: how
+numbers are read and written (:func:`resolve_numbers`), and the machine's value range, tape and step limit
+(:func:`machine_budget`)."""
 
 from __future__ import annotations
 
-import random
+import re
 from dataclasses import replace
 
 import ncl.library
 from ncl import tasks as task_registry
 from ncl.augmented import AugmentedLlama, PlainLlama
-from ncl.computer import DEFAULT_MACHINE
 from ncl.llama import LlamaConfig
+from ncl.library.symbols import number_cells
 from ncl.machine import MachineConfig
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
+
+
+def segment_length(prompt: str) -> int:
+    """The digit tape a prompt's numbers fill: each number's digits and its ``SEP``, read off the text."""
+    return len(number_cells(int(x) for x in re.findall(r"\d+", prompt)))
+
+
+def machine_budget(length: int, n: int) -> tuple[int, int]:
+    """``(cells, max_steps)`` for an input whose digit tape is ``length`` cells long: the most that ANY library
+    function with a stated bound (:func:`ncl.library.resources`) may need on it, so the budget depends on the
+    input's size alone, never on which program is right; cells at most n (an address is a value)."""
+    bounds = [ncl.library.resources(name, length) for name in ncl.library.bounded_names()]
+    cells = max(c for c, _ in bounds)
+    return min(n, -(-cells // 8) * 8), max(s for _, s in bounds)
 
 
 def resolve_numbers(cfg: TrainConfig, samples: int = 512) -> str:
@@ -27,10 +42,15 @@ def resolve_numbers(cfg: TrainConfig, samples: int = 512) -> str:
     return "learned" if len(seen) == 10 else "tokens"
 
 
-def build_model(cfg: TrainConfig):
-    """The model of ``cfg``: :class:`~ncl.augmented.AugmentedLlama` or the :class:`~ncl.augmented.PlainLlama`
-    baseline, same LLaMA size. The computer is ``cfg.computer`` with ``digit_tokens`` from ``cfg.numbers`` and
-    ``max_steps`` from ``cfg.train_max_steps`` (0: :func:`auto_max_steps`)."""
+def build_model(cfg: TrainConfig, length: int | None = None):
+    """The model of ``cfg``: :class:`~ncl.augmented.AugmentedLlama`, or :class:`~ncl.augmented.PlainLlama` (the
+    ``llama`` baseline and the ``tooluse`` one), same LLaMA size.
+
+    The computer is ``cfg.computer`` with ``digit_tokens`` from ``cfg.numbers``, its machine's value range the
+    task's (``Task.n``), and its tape and step limit from :func:`machine_budget` for inputs of ``length`` tape
+    cells (default: the longest training input); ``cfg.train_max_steps`` overrides the step limit. The tape's
+    size changes no parameter, so a model trained on short inputs loads into a machine sized for long ones.
+    """
     over = {"vocab_size": max(128, tokenizer().vocab_size)}
     if cfg.layers:
         over["num_hidden_layers"] = cfg.layers
@@ -39,40 +59,22 @@ def build_model(cfg: TrainConfig):
         over.update(hidden_size=cfg.hidden, intermediate_size=2 * cfg.hidden,
                     head_dim=cfg.hidden // base.num_attention_heads)
     lcfg = LlamaConfig.preset(cfg.preset, **over)
-    if cfg.model == "llama":
+    if cfg.model != "augmented":
         return PlainLlama(lcfg)
     ccfg = cfg.computer
     digit_tokens = ()
     if resolve_numbers(cfg) == "tokens":
-        if ccfg.reader != "digits" or ccfg.writer != "digits":
-            raise ValueError("numbers='tokens' needs reader='digits' and writer='digits' (pass --numbers learned "
+        if ccfg.reader not in ("digits", "cells") or ccfg.writer not in ("digits", "cells"):
+            raise ValueError("numbers='tokens' needs reader and writer 'digits' or 'cells' (pass --numbers learned "
                              "to use other readers or writers)")
         digit_tokens = tuple(tokenizer().token_to_id(str(i)) for i in range(10))
-    max_steps = cfg.train_max_steps or auto_max_steps(task_registry.get(cfg.task), machine=ccfg.machine)
-    ccfg = replace(ccfg, digit_tokens=digit_tokens, max_steps=max_steps)
+    task = task_registry.get(cfg.task)
+    if length is None:
+        length = task.max_segment("train")
+    cells, max_steps = machine_budget(length, task.n)
+    machine = replace(ccfg.machine, n=task.n, cells=cells)
+    ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens, max_steps=cfg.train_max_steps or max_steps)
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
-def auto_max_steps(task, samples: int = 64, split: str = "train", machine: MachineConfig | None = None) -> int:
-    """The machine's step limit on ``split``: 1.25 times the most steps the right program takes on examples of
-    the split (run on the VM of ``machine``, default the computer's, including the split's largest size), plus 10.
-
-    In training (``split="train"``) it stops a wrong candidate early instead of letting it run for the eval
-    limit (long runs cost time and can overflow fp32 gradients). :func:`ncl.training.evaluate_split` uses it
-    for the OOD splits whose right runs are longer than its fixed limit (fib at 4x: 33,523 steps for k = 16).
-    """
-    mcfg = DEFAULT_MACHINE if machine is None else machine
-    fn = ncl.library.get(task.program, mcfg)
-    low, high = task.size_range(split)
-    examples = task.generate(split, samples, seed=99) + [task.make(random.Random(0), high)]
-    worst = 0
-    for e in examples:
-        tape = list(e.tape) + [0] * (mcfg.cells - len(e.tape))
-        if task.axis == "length":  # the worst case of a sort: a descending list
-            tape[:len(e.tape)] = sorted(e.tape, reverse=True)
-        # the VM's own default limit (1000) is below the deeper splits' runs; library programs always halt
-        worst = max(worst, fn.program.execute(*e.args, mem=tape, engine="vm", max_steps=10**6).steps)
-    return int(1.25 * worst) + 10
-
-
-__all__ = ["auto_max_steps", "build_model", "resolve_numbers"]
+__all__ = ["build_model", "machine_budget", "resolve_numbers", "segment_length"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     if ddp:
         model = DistributedDataParallel(model, find_unused_parameters=True)
     names = module.computer.program_names if module.has_computer else None
+    cells = cfg.computer.reader == "cells"
+    target = "call" if cfg.model == "tooluse" else "answer"  # the tool-use baseline learns to write the call
     main = rank == 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             break
         for g in optimizer.param_groups:
             g["lr"] = learning_rate(cfg, step)
-        batch = {k: v.to(device) for k, v in encode(batch_for_step(task, cfg, step, rank), tok, names).items()}
+        examples = batch_for_step(task, cfg, step, rank)
+        batch = {k: v.to(device) for k, v in encode(examples, tok, names, cells=cells, target=target).items()}
         res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
         lm = res["loss"]
         comp = res["computer"]
@@ -160,6 +164,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                                 "stopped_by_time_limit": step < cfg.steps}) + "\n")
     if bar is not None:
         bar.close()
+    if main and step < cfg.steps:
+        # Else the run ends on its last logged line, which does not say that it stopped early, nor why.
+        # The limit counts the run's whole training time, resumed parts included: going on needs a larger one.
+        print(f"stopped by the time limit at step {step} of {cfg.steps} (--time-limit {cfg.time_limit:g} s of "
+              f"training in all); to go on: ncl train --task {cfg.task} --out {out} --resume --time-limit SECONDS "
+              f"(more than {cfg.time_limit:g})", file=sys.stderr, flush=True)
     if ddp:
         dist.barrier()
     return last

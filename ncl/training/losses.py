@@ -27,7 +27,7 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
     gate = batch["gate"][:, :P]
     sel = gate >= 0
     loss = loss + F.binary_cross_entropy_with_logits(prompt.gate_logit[sel], gate[sel].float())
-    if prompt.reader == "digits":  # which digit each prompt token is (10: none)
+    if prompt.reader in ("digits", "cells"):  # which digit each prompt token is (10: none)
         loss = loss + F.cross_entropy(prompt.digit_logits.flatten(0, 1), batch["digit"][:, :P].flatten(),
                                       ignore_index=-100)
     else:  # each number-ending token's value

@@ -1,0 +1,115 @@
+"""The evaluation's figures (PNG, matplotlib's Agg backend): accuracy against size for one task, the halting
+steps' histogram, and the results grid of ``ncl report``.
+
+Readable without explanation: plain tick labels (no offset or scientific axis), legends outside the data, titles
+that name the task and the splits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+AXIS_LABELS = {"digits": "digits of the longer operand", "length": "list length", "depth": "recursion depth",
+               "nodes": "nodes in the graph"}
+
+
+def _pyplot():
+    import matplotlib  # a slow import, only for figures; the Agg backend must be chosen before pyplot
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after the backend (line above)
+
+    return plt
+
+
+def pooled_by_size(result: dict, splits=None) -> dict[int, tuple[int, int]]:
+    """``{size: (correct, total)}`` over a result's splits (``splits``: a subset)."""
+    pooled = defaultdict(lambda: [0, 0])
+    for name, s in result["splits"].items():
+        if splits is None or name in splits:
+            for size, (c, n) in s["by_size"].items():
+                pooled[int(size)][0] += c
+                pooled[int(size)][1] += n
+    return {k: (c, n) for k, (c, n) in sorted(pooled.items())}
+
+
+def _label(r: dict) -> str:
+    return r["model"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+
+
+def _accuracy_axes(ax, results: list[dict], task: str, axis: str) -> None:
+    for r in results:
+        pooled = pooled_by_size(r)
+        xs = list(pooled)
+        ax.plot(xs, [c / n for c, n in pooled.values()], marker="o", ms=3, label=_label(r))
+    ax.set(xlabel=AXIS_LABELS.get(axis, axis), ylabel="exact match", ylim=(-0.03, 1.03),
+           title=f"{task}: accuracy by size (all splits)")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.grid(alpha=0.3)
+
+
+def plot_accuracy(results: list[dict], path) -> Path:
+    """Accuracy against size, one line per run (all of one task), every split pooled by size."""
+    from ncl import tasks as task_registry  # the axis' name
+
+    plt = _pyplot()
+    task = results[0]["task"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
+    _accuracy_axes(ax, results, task, task_registry.get(task).axis)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_steps(result: dict, path) -> Path | None:
+    """Histogram of the machine's expected halting steps per split; None if the run has no machine."""
+    series = {s: r["steps"] for s, r in result["splits"].items() if r.get("steps")}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
+    for s, xs in series.items():
+        ax.hist(xs, bins=30, alpha=0.6, label=s)
+    ax.set(xlabel="expected halting step", ylabel="examples",
+           title=f"{result['task']}: halting steps ({', '.join(series)})")
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_grid(rows: dict[str, dict[str, dict[str, tuple[float, float]]]], splits: list[str], path) -> Path:
+    """The results figure: one panel per task, accuracy per split (x) for each model (line: the mean over seeds,
+    band: min to max). ``rows[task][model][split] = (mean, min)`` plus ``(…, max)`` when known."""
+    plt = _pyplot()
+    tasks = list(rows)
+    cols = 4
+    nrows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.5 * nrows), dpi=100, squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for model, cells in rows[task].items():
+            xs = [s for s in splits if s in cells]
+            mean = [cells[s][0] for s in xs]
+            line, = ax.plot(range(len(xs)), mean, marker="o", ms=3, label=model)
+            ax.fill_between(range(len(xs)), [cells[s][1] for s in xs], [cells[s][-1] for s in xs],
+                            color=line.get_color(), alpha=0.2)
+            ax.set_xticks(range(len(xs)), xs, fontsize=7)
+        ax.set(ylim=(-0.03, 1.03), title=task)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=9, frameon=False)
+    fig.suptitle("exact match per split: mean over seeds (band: min to max)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+__all__ = ["AXIS_LABELS", "plot_accuracy", "plot_grid", "plot_steps", "pooled_by_size"]

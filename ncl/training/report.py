@@ -1,0 +1,116 @@
+"""``ncl report DIR``: the results tables and figure, generated from the committed ``eval.json`` files.
+
+Every ``eval.json`` under DIR is one run (a task, a model, a seed). The table has one row per task and split and
+one column per model: the mean exact match over the seeds and, in brackets, the minimum, with the number of
+seeds. An augmented run trained without auxiliary labels (``aux = 0``) is its own column, ``augmented (no aux)``.
+The README's results table is this output verbatim between the markers :data:`BEGIN` and :data:`END`
+(``tests/test_report.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ncl.tasks import ALL_SPLITS
+
+BEGIN = "<!-- ncl report results/ -->"
+END = "<!-- end of ncl report -->"
+MODEL_ORDER = ("augmented", "augmented (no aux)", "tooluse", "llama")
+
+
+def model_label(result: dict) -> str:
+    """The table column of a run: its model, and ``(no aux)`` for an augmented run without auxiliary labels."""
+    if result["model"] == "augmented" and not result.get("aux"):
+        return "augmented (no aux)"
+    return result["model"]
+
+
+def collect(root) -> list[dict]:
+    """Every ``eval.json`` under ``root``, sorted by path (a damaged one raises ``ValueError`` naming it)."""
+    out = []
+    for path in sorted(Path(root).rglob("eval.json")):
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+        result["path"] = str(path)
+        out.append(result)
+    if not out:
+        raise ValueError(f"no eval.json under {root}")
+    return out
+
+
+def aggregate(results: list[dict]) -> dict:
+    """``{task: {model: {split: [accuracy per seed]}}}`` in table order."""
+    table = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in results:
+        for split, s in r["splits"].items():
+            table[r["task"]][model_label(r)][split].append(s["accuracy"])
+    return table
+
+
+def _models(table) -> list[str]:
+    present = {m for models in table.values() for m in models}
+    return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
+
+
+def markdown(results: list[dict]) -> str:
+    """The results table (markdown): per task and split, each model's mean (min) exact match over its seeds."""
+    table = aggregate(results)
+    models = _models(table)
+    lines = ["| task | split | " + " | ".join(models) + " |", "| --- | --- |" + " --- |" * len(models)]
+    for task in table:
+        splits = [s for s in ALL_SPLITS if any(s in table[task][m] for m in table[task])]
+        for split in splits:
+            cells = []
+            for m in models:
+                accs = table[task].get(m, {}).get(split)
+                cells.append("–" if not accs else
+                             f"{100 * sum(accs) / len(accs):.1f} ({100 * min(accs):.1f}) ×{len(accs)}")
+            lines.append(f"| {task} | {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budget_lines(results: list[dict]) -> str:
+    """What each model had: parameters, optimizer steps and training time (mean over its runs)."""
+    by = defaultdict(list)
+    for r in results:
+        by[model_label(r)].append(r)
+    lines = ["| model | runs | parameters | optimizer steps (mean) | training time (mean) |",
+             "| --- | --- | --- | --- | --- |"]
+    for m in _models({"": by}):
+        rs = by[m]
+        params = sorted({r.get("params") for r in rs if r.get("params")})
+        shown = ", ".join(f"{p:,}" for p in params) if params else "–"
+        lines.append(f"| {m} | {len(rs)} | {shown} | {sum(r['train_steps'] for r in rs) / len(rs):.0f} | "
+                     f"{sum(r['train_time_s'] for r in rs) / len(rs):.0f} s |")
+    return "\n".join(lines)
+
+
+def report(root) -> str:
+    """The text ``ncl report`` prints: the results table, then the budgets table."""
+    results = collect(root)
+    return markdown(results) + "\n\n" + budget_lines(results)
+
+
+def plot(root, path) -> Path:
+    """The results figure (:func:`ncl.training.plots.plot_grid`)."""
+    from ncl.training.plots import plot_grid  # matplotlib: only when a figure is drawn
+
+    table = aggregate(collect(root))
+    rows = {task: {m: {s: (sum(a) / len(a), min(a), max(a)) for s, a in splits.items()}
+                   for m, splits in models.items()} for task, models in table.items()}
+    return plot_grid(rows, [s for s in ALL_SPLITS if s != "train"], path)
+
+
+def readout_of(text: str) -> str:
+    """The part of a document between :data:`BEGIN` and :data:`END` (stripped); ``ValueError`` without them."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"the markers {BEGIN!r} and {END!r} are missing")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+
+
+__all__ = ["BEGIN", "END", "MODEL_ORDER", "aggregate", "budget_lines", "collect", "markdown", "model_label", "plot",
+           "readout_of", "report"]

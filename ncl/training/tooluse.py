@@ -1,0 +1,58 @@
+"""The tool-use baseline: the LLaMA writes the library call as text, ``long_add(4071, 98)``; the discrete VM
+runs it (:meth:`ncl.machine.Program.execute` with ``engine="vm"``) on a digit tape holding the call's numbers,
+and a fixed printer turns the tape into the answer (:func:`ncl.library.symbols.text`).
+
+It is trained on the same labels as the augmented model's auxiliary supervision (which program, on which
+numbers), as the call's text; nothing about the call's result reaches its training.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import replace
+
+import ncl.library
+from ncl.computer import DEFAULT_MACHINE
+from ncl.library.symbols import number_cells, text
+from ncl.compiler import ExecutionError
+
+TOOL_N = 256  #: the VM's value range: every program's exact range (the largest a task needs)
+_CALL = re.compile(r"^\s*([a-z_]+)\((\s*\d+\s*(?:,\s*\d+\s*)*)?\)\s*$")
+
+
+def parse_call(call: str) -> tuple[str, tuple[int, ...]] | None:
+    """``"long_add(4071, 98)"`` → ``("long_add", (4071, 98))``; None when the text is not a call of a library
+    function over the digit tape (:func:`ncl.library.bounded_names`)."""
+    m = _CALL.match(call)
+    if m is None or m.group(1) not in ncl.library.bounded_names():
+        return None
+    numbers = tuple(int(x) for x in m.group(2).split(",")) if m.group(2) else ()
+    return m.group(1), numbers
+
+
+@functools.lru_cache(maxsize=None)
+def _program(name: str, cells: int):
+    return ncl.library.get(name, replace(DEFAULT_MACHINE, n=TOOL_N, cells=cells))
+
+
+def run_call(call: str) -> str | None:
+    """The answer the tool prints for a written call, or None when the call is malformed, does not fit the
+    machine, or does not halt within its function's step bound."""
+    parsed = parse_call(call)
+    if parsed is None:
+        return None
+    name, numbers = parsed
+    tape = number_cells(numbers)
+    cells, steps = ncl.library.resources(name, len(tape))
+    cells = -(-cells // 8) * 8
+    if cells > TOOL_N:
+        return None
+    try:
+        result = _program(name, cells).execute(0, len(tape), mem=tape, engine="vm", max_steps=steps)
+    except ExecutionError:
+        return None
+    return text(result.mem) if result.halted else None
+
+
+__all__ = ["TOOL_N", "parse_call", "run_call"]
