@@ -9,6 +9,7 @@ on demand, and ``ncl.compile``, the compiler with the library in reach.
 - ``image(config=None)``: one fresh ``Program`` holding every function, with ``program.entries``: name -> the line
   of that function's entry stub (``CALL f; HALT``). Starting the machine at ``entries[f]`` with the arguments in
   r1, r2, ... computes ``f`` and halts with the result in r0.
+- ``resources(name, length)``: upper bounds ``(cells, steps)`` for a digit-tape function on a segment of that length.
 
 Conventions (docs/library.md): tape functions take ``(start, length)`` of a segment of ``mem``; ``divmod`` returns
 the quotient in r0 and the remainder in r1.
@@ -17,21 +18,23 @@ the quotient in r0 and the remainder in r1.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Callable
 
 from ncl.compiler import CompiledFunction, compile_library, compile_library_function
 from ncl.compiler import compile as compile_function
 from ncl.library.sources import arith, recursion, tape
+from ncl.library.sources import graphs, lists
 from ncl.machine import MachineConfig, Program, assemble
 
-_MODULES = (arith, recursion, tape)
+_MODULES = (arith, recursion, tape, lists, graphs)
 
 
 @functools.lru_cache(maxsize=None)
 def _functions() -> dict[str, Callable]:
     table = {}
     for module in _MODULES:
-        for name in module.__all__:
+        for name in (*module.__all__, *getattr(module, "HELPERS", ())):
             fn = getattr(module, name)
             if fn.__name__ != name or name in table:
                 raise RuntimeError(f"library source {module.__name__}.{name} is misnamed or defined twice")
@@ -51,12 +54,20 @@ def functions() -> dict[str, Callable]:
 
 def names() -> list[str]:
     """
-    The library's function names, in a fixed order (arithmetic, recursion, tape).
+    The library's function names, in a fixed order (module by module: arithmetic, recursion, tape, lists,
+    graphs, ...); modules' ``HELPERS`` are left out.
 
     Returns:
         The names.
     """
-    return list(_functions())
+    return [name for name in _functions() if name not in _helpers()]
+
+
+@functools.lru_cache(maxsize=None)
+def _helpers() -> frozenset[str]:
+    # A module's HELPERS are library functions its programs call but that are no program of their own: in
+    # reach of every compilation, left out of names() and of the image's entry stubs.
+    return frozenset(name for module in _MODULES for name in getattr(module, "HELPERS", ()))
 
 
 def source(name: str) -> Callable:
@@ -141,6 +152,29 @@ def image(config: MachineConfig | None = None) -> Program:
     program = assemble(_image_text(config), config)
     program.entries = {name: program.labels[f"{name}.entry"] for name in names()}
     return program
+
+
+def resources(name: str, length: int) -> tuple[int, int]:
+    """
+    Upper bounds for running a digit-tape function (docs/library.md) on a segment of ``length`` cells at
+    ``start = 0``, for any input in its documented range: the cells it touches (its highest index + 1) and the VM
+    steps it takes, the entry stub's included. Each module that has such functions bounds them in its own
+    ``resources(name, length)``.
+
+    Args:
+        name: A name from ``names()``.
+        length: The input segment's length.
+
+    Returns:
+        ``(cells, steps)``.
+
+    Raises:
+        KeyError: An unknown name, or a function whose module gives no bounds for it.
+    """
+    module = sys.modules[source(name).__module__]
+    if not hasattr(module, "resources"):
+        raise KeyError(f"no resource bounds for {name!r}: {module.__name__} defines no resources()")
+    return module.resources(name, length)
 
 
 def call_python(fn, *args: int, mem: list[int] | None = None):
