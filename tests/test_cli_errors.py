@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from ncl import cli
+from ncl.tasks import names as task_names
 
 ROOT = Path(__file__).parents[1]
+TASK = task_names()[0]
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +53,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
     return lines[0]
 
 
-TRAIN = ["train", "--task", "add", "--out"]
+TRAIN = ["train", "--task", TASK, "--out"]
 
 # (argv with {tmp} for a fresh directory, what the line must contain)
 BAD_ARGUMENTS = [
@@ -75,8 +77,8 @@ BAD_ARGUMENTS = [
     (["bench", "machine", "--batch", "-2"], ["argument --batch", ">= 1 (an integer)"]),
     (["bench", "machine", "--backend", "bogus"], ["argument --backend", "reference, cpp, triton, cuda", "'bogus'"]),
     (["bench", "gpu"], ["argument suite", "invalid choice: 'gpu'", "'memory', 'machine'"]),
-    (["train", "--task", "nope", "--out", "{tmp}"], ["argument --task", "invalid choice: 'nope'", "'add'"]),
-    (["train", "--task", "add"], ["required: --out"]),
+    (["train", "--task", "nope", "--out", "{tmp}"], ["argument --task", "invalid choice: 'nope'", f"'{TASK}'"]),
+    (["train", "--task", TASK], ["required: --out"]),
     ([*TRAIN, "{tmp}", "--model", "gpt"], ["argument --model", "'augmented', 'llama'"]),
     (["frobnicate"], ["ncl: error: argument command", "'train'"]),
     ([], ["ncl: error:", "command"]),
@@ -118,7 +120,7 @@ def _checkpoint(run_dir: Path) -> Path:
     from ncl.training.checkpoints import write_checkpoint
 
     return write_checkpoint(run_dir, {"model": {"w": torch.zeros(64)}, "optimizer": {"state": {}, "param_groups": []},
-                                      "step": 1, "elapsed": 0.0, "config": TrainConfig(task="add").to_dict()})
+                                      "step": 1, "elapsed": 0.0, "config": TrainConfig(task=TASK).to_dict()})
 
 
 def damaged(tmp_path: Path, how: str) -> Path:
@@ -130,6 +132,13 @@ def damaged(tmp_path: Path, how: str) -> Path:
         return run
     if how == "text checkpoint.pt":
         (run / "checkpoint.pt").write_text("this is not a checkpoint\n")
+        return run
+    if how == "truncated checkpoint.pt":  # an old pickle checkpoint cut short (a zip archive without its end)
+        import torch
+
+        torch.save({"model": {"w": torch.zeros(1000)}, "step": 3}, run / "checkpoint.pt")
+        data = (run / "checkpoint.pt").read_bytes()
+        (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
         return run
     if how == "not a directory":
         run.rmdir()
@@ -145,11 +154,15 @@ def damaged(tmp_path: Path, how: str) -> Path:
         (run / "latest.json").write_text('{"format": "ncl-checkpoint", "version": 1, "checkpoint": "gone"}\n')
     elif how == "garbage meta":
         (ckpt / "checkpoint.json").write_bytes(os.urandom(64))
+    elif how == "text tensors":
+        (ckpt / "model.safetensors").write_text("this is not a checkpoint\n")
     return run
 
 
 RUNS = [("missing", ["no checkpoint in"]), ("empty", ["no checkpoint in"]), ("not a directory", ["Not a directory"]),
-        ("text checkpoint.pt", ["old pickle format", "ncl convert"]), ("truncated tensors", ["model.safetensors"]),
+        ("text checkpoint.pt", ["old pickle format", "ncl convert"]),
+        ("truncated checkpoint.pt", ["checkpoint.pt", "old pickle format", "ncl convert"]),
+        ("truncated tensors", ["model.safetensors"]), ("text tensors", ["model.safetensors"]),
         ("text pointer", ["latest.json"]), ("pointer to nothing", ["latest.json"]),
         ("garbage meta", ["checkpoint.json"])]
 
@@ -165,16 +178,25 @@ def test_eval_of_a_bad_run_directory(tmp_path, index, how, needles):
     assert_one_line_error(runner(index)("eval", str(run), "--count", "1"), "ncl eval: error:", *needles)
 
 
-@pytest.mark.parametrize("index, how", list(enumerate(["truncated tensors", "text pointer", "text checkpoint.pt"])))
-def test_resume_from_a_bad_run_directory(tmp_path, index, how):
+RESUMES = [("truncated tensors", "model.safetensors"), ("text pointer", "latest.json"),
+           ("text checkpoint.pt", "checkpoint.pt"), ("truncated checkpoint.pt", "checkpoint.pt"),
+           ("text tensors", "model.safetensors")]
+
+
+@pytest.mark.parametrize("index, how, file", [(i, *case) for i, case in enumerate(RESUMES)],
+                         ids=[h for h, _ in RESUMES])
+def test_resume_from_a_bad_run_directory(tmp_path, index, how, file):
     run = damaged(tmp_path, how)
     proc = runner(index)(*TRAIN, str(run), "--resume", "--quiet", "--threads", "1")
-    assert_one_line_error(proc, "ncl train: error:")
+    assert_one_line_error(proc, "ncl train: error:", file)
 
 
 @pytest.mark.parametrize("index, how, needles", [(0, "text checkpoint.pt", ["checkpoint.pt"]),
                                                  (1, "missing", ["nothing to convert"]),
-                                                 (2, "empty", ["nothing to convert"])])
+                                                 (2, "empty", ["nothing to convert"]),
+                                                 (3, "truncated checkpoint.pt",
+                                                  ["checkpoint.pt cannot be read", "damaged or truncated",
+                                                   "failed reading zip archive"])])
 def test_convert_of_a_bad_run_directory(tmp_path, index, how, needles):
     run = damaged(tmp_path, how)
     assert_one_line_error(runner(index)("convert", str(run)), "ncl convert: error:", *needles)

@@ -42,7 +42,10 @@ def read_legacy(path, unsafe_pickle: bool = False) -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:  # a truncated or damaged file: torch's and pickle's errors vary
-        raise CheckpointError(f"{path} cannot be read as an old ncl checkpoint: {err}") from err
+        # The first sentence only: torch's zip errors go on for a paragraph, and some errors say nothing at all.
+        reason = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else "no detail"
+        raise CheckpointError(f"{path} cannot be read as an old ncl checkpoint (is it damaged or truncated?): "
+                              f"{type(err).__name__}: {reason}") from err
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in LEGACY_KEYS):
         raise CheckpointError(f"{path} is not an old ncl checkpoint (a dict with {', '.join(LEGACY_KEYS)})")
     return ckpt
