@@ -1,12 +1,15 @@
 """Timing harness shared by ``ncl bench`` and the pytest-benchmark suites in ``benchmarks/``.
 
 Every figure is a ratio measured in one run: the fused backend against the eager reference and against
-``torch.compile(reference)``, on the same random inputs, median of ``repeats`` timed calls after warm-up.
+``torch.compile(reference)``, on the same random inputs, median of ``repeats`` timed calls after warm-up. The
+fastest and slowest calls are reported too: on a shared machine the spread between them is the sign that other
+work took the cores (:func:`spread_warning`).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -20,6 +23,9 @@ from ncl_kernels.memory import reference
 #: (B, N, D, H): the size every issue quotes, and a large one.
 MEMORY_SIZES = [(64, 128, 128, 2), (64, 1024, 256, 4)]
 MEMORY_OPS = ("soft_read", "soft_write", "content_address")
+#: ``max / min`` of the timed calls above which a figure is flagged: repeated calls of a fixed computation on an
+#: idle machine stay well within this; on the shared 2-core machines a spread past it came with a loaded CPU.
+LOADED_SPREAD = 1.5
 #: (B, n) of the table ALU benchmark (docs/design.md §3: B = 32, n = 128), and its two kinds of weights.
 ALU_SIZES = [(32, 128)]
 ALU_COEFFS = ("dense", "sharp")
@@ -94,8 +100,16 @@ def step(fn: Callable, xs, mode: str) -> Callable[[], None]:
 
 def time_ms(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3) -> float:
     """Median wall time of ``run`` in milliseconds (CUDA events on a GPU)."""
+    return time_stats(run, device, repeats, warmup)["median"]
+
+
+def time_stats(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3,
+               tick: Callable[[], object] = lambda: None) -> dict[str, float]:
+    """``{"min", "median", "max"}`` wall time of ``repeats`` calls of ``run`` in milliseconds (CUDA events on a
+    GPU), after ``warmup`` untimed calls; ``tick()`` after every call (a progress bar's update)."""
     for _ in range(warmup):
         run()
+        tick()
     samples = []
     cuda = torch.device(device).type == "cuda"
     for _ in range(repeats):
@@ -110,7 +124,18 @@ def time_ms(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3)
             t0 = time.perf_counter()
             run()
             samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+        tick()
+    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples)}
+
+
+def spread_warning(label: str, stats: dict[str, float], hint: str = "rerun on an idle machine or with more "
+                   "--repeats") -> str | None:
+    """A warning when ``stats`` (:func:`time_stats`) spread more than :data:`LOADED_SPREAD`, else None."""
+    if stats["min"] > 0 and stats["max"] / stats["min"] > LOADED_SPREAD:
+        return (f"{label}: the slowest call took {stats['max'] / stats['min']:.1f}x the fastest "
+                f"({stats['min']:.4g} to {stats['max']:.4g} ms): the machine looks loaded, so the figures are "
+                f"unreliable ({hint})")
+    return None
 
 
 def peak_mem_mb(run: Callable[[], None], device) -> float | None:
@@ -123,8 +148,15 @@ def peak_mem_mb(run: Callable[[], None], device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20) -> list[dict]:
-    """Time every memory op at every size; one row per (op, size, mode) with both ratios."""
+def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20, compiled: bool = True,
+                     warnings: list[str] | None = None) -> list[dict]:
+    """Time every memory op at every size; one row per (op, size, mode) with both ratios, the median time of
+    each implementation (``ms_fused``, ...) and its fastest and slowest call (``ms_fused_min``, ``ms_fused_max``).
+
+    ``compiled=False`` skips ``torch.compile(reference)`` (its compilation dominates a short run; ``ms_compiled``
+    and ``speedup_compiled`` are then None). A figure whose calls spread past :data:`LOADED_SPREAD` adds a line
+    to ``warnings`` when a list is given.
+    """
     from tqdm import tqdm  # here: only the benchmark CLI shows progress, and tqdm's import is not free
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -132,14 +164,24 @@ def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20) 
     parsed = [tuple(int(v) for v in s.split(",")) if isinstance(s, str) else tuple(s) for s in (sizes or MEMORY_SIZES)]
     rows = []
     jobs = [(op, size, mode) for op in MEMORY_OPS for size in parsed for mode in ("fwd", "fwdbwd")]
-    for op, size, mode in tqdm(jobs, desc="bench memory", unit="case", file=__import__("sys").stderr):
+    for op, size, mode in tqdm(jobs, desc="bench memory", unit="case", file=sys.stderr):
         xs = memory_inputs(op, *size, device=device)
         impls = implementations(op, backend)
-        ms = {name: time_ms(step(fn, xs, mode), device, repeats) for name, fn in impls.items()}
+        if not compiled:
+            del impls["compiled"]
+        stats = {name: time_stats(step(fn, xs, mode), device, repeats) for name, fn in impls.items()}
+        ms = {name: s["median"] for name, s in stats.items()}
         row = {"op": op, "B,N,D,H": list(size), "mode": mode, "device": device, "backend": backend,
-               **{f"ms_{k}": round(v, 4) for k, v in ms.items()},
-               "speedup_eager": round(ms["eager"] / ms["fused"], 2),
-               "speedup_compiled": round(ms["compiled"] / ms["fused"], 2)}
+               **{f"ms_{k}": round(v, 4) for k, v in ms.items()}, "ms_compiled": None,
+               "speedup_eager": round(ms["eager"] / ms["fused"], 2), "speedup_compiled": None}
+        if compiled:
+            row["ms_compiled"] = round(ms["compiled"], 4)
+            row["speedup_compiled"] = round(ms["compiled"] / ms["fused"], 2)
+        for name, s in stats.items():
+            row[f"ms_{name}_min"], row[f"ms_{name}_max"] = round(s["min"], 4), round(s["max"], 4)
+            warning = spread_warning(f"{op} {','.join(map(str, size))} {mode} {name}", s)
+            if warning and warnings is not None:
+                warnings.append(warning)
         if device == "cuda":
             row["peak_mem_fused_mb"] = peak_mem_mb(step(impls["fused"], xs, mode), device)
             row["peak_mem_eager_mb"] = peak_mem_mb(step(impls["eager"], xs, mode), device)
@@ -148,11 +190,19 @@ def run_memory_suite(sizes=None, backend: str | None = None, repeats: int = 20) 
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table of :func:`run_memory_suite` rows."""
-    head = "| op | B,N,D,H | mode | backend | fused ms | eager ms | compiled ms | × eager | × compiled |"
+    """A Markdown table of :func:`run_memory_suite` rows: median ms with the fastest and slowest call."""
+    head = ("| op | B,N,D,H | mode | backend | fused ms (min–max) | eager ms (min–max) | compiled ms (min–max) "
+            "| × eager | × compiled |")
     lines = [head, "|" + "---|" * 9]
+
+    def ms(r: dict, name: str) -> str:
+        if r.get(f"ms_{name}") is None:
+            return "n/a"
+        return f"{r[f'ms_{name}']:.3f} ({r[f'ms_{name}_min']:.3f}–{r[f'ms_{name}_max']:.3f})"
+
     for r in rows:
+        compiled = "n/a" if r["speedup_compiled"] is None else f"{r['speedup_compiled']:.2f}"
         lines.append(f"| {r['op']} | {','.join(map(str, r['B,N,D,H']))} | {r['mode']} | {r['backend']} | "
-                     f"{r['ms_fused']:.3f} | {r['ms_eager']:.3f} | {r['ms_compiled']:.3f} | "
-                     f"{r['speedup_eager']:.2f} | {r['speedup_compiled']:.2f} |")
+                     f"{ms(r, 'fused')} | {ms(r, 'eager')} | {ms(r, 'compiled')} | "
+                     f"{r['speedup_eager']:.2f} | {compiled} |")
     return "\n".join(lines)

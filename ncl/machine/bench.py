@@ -15,7 +15,10 @@ Three implementations of one run of ``steps`` steps (``Program.run``), on the sa
   per step.
 
 Times are medians of ``repeats`` calls after a warm-up call (which also compiles). ``speedup_eager`` is
-``ms_eager / ms_fused`` and ``speedup_compiled`` is ``ms_compiled / ms_fused``.
+``ms_eager / ms_fused`` and ``speedup_compiled`` is ``ms_compiled / ms_fused``. Each mode's ``spread_ms`` holds
+every implementation's fastest, median and slowest call, and ``warnings`` says when the spread, or a forward
+timed slower than its forward+backward, shows that the machine was loaded
+(:func:`ncl_kernels.benchmarking.spread_warning`).
 
 Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the allocator keeps no peak, so
 the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
@@ -33,8 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import statistics
-import time
+import sys
 from typing import Callable
 
 import torch
@@ -42,6 +44,7 @@ import torch
 from ncl.machine.assembler import assemble
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl_kernels import _ext, dispatch
+from ncl_kernels.benchmarking import spread_warning, time_stats
 from ncl_kernels.isa import one_hot
 from ncl_kernels.machine import MachineConfig, kernel_for, step
 from ncl_kernels.alu import reference as alu_reference
@@ -72,19 +75,6 @@ def machine_inputs(batch: int, steps: int, dtype=torch.float32, device="cpu", se
     regs[:, 1] = torch.randint(low, N, (batch,), generator=g)
     mem = torch.randint(0, N, (batch, CELLS), generator=g)
     return one_hot(regs, N, dtype, device), one_hot(mem, N, dtype, device)
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 _DISABLED_TABLES: list[Callable] = []
@@ -141,7 +131,7 @@ def _carry_mb(batch: int, lines: int, dtype: torch.dtype) -> float:
 
 def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, alu: str = "table",
                   repeats: int = 3, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None,
-                  compiled: bool = True, threads: int | None = None) -> dict:
+                  compiled: bool = True, threads: int | None = None, progress: bool = False) -> dict:
     """Time the fused, eager and compiled runs, forward and forward+backward.
 
     Args:
@@ -156,12 +146,15 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         threads: CPU threads for the whole measurement (``torch.set_num_threads``, restored after); default:
             unchanged. On a shared, loaded CPU, one thread avoids OpenMP threads waiting on descheduled peers,
             which was measured to slow tiny matrix products by 50x and swamps every figure.
+        progress: show a progress bar (tqdm, on stderr) with the call being timed.
 
     Returns:
         ``{"backend", "device", "sizes", "compiled_what", "mem_method", "fwd": {...}, "fwdbwd": {...}}`` where each
         mode holds ``ms_fused, ms_eager, ms_compiled, speedup_eager, speedup_compiled, peak_mem_fused_mb,
         peak_mem_eager_mb``; ``fwdbwd`` adds ``ms_fused_full_bptt``, ``speedup_eager_full_bptt`` and
-        ``peak_mem_fused_full_bptt_mb`` (the fused run with ``grad_mode="full"``, like for like with eager).
+        ``peak_mem_fused_full_bptt_mb`` (the fused run with ``grad_mode="full"``, like for like with eager); each
+        mode also holds ``spread_ms``: ``{implementation: {"min", "median", "max"}}``; ``warnings`` lists the signs
+        of a loaded machine (empty when there were none).
     """
     for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
                         ("threads", 1 if threads is None else threads)):
@@ -171,12 +164,14 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
+        return _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, progress)
     finally:
         torch.set_num_threads(previous)
 
 
-def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled) -> dict:
+def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, progress) -> dict:
+    from tqdm import tqdm  # here: its import is not free, and only a benchmark shows progress
+
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.float32
     fused_backend = dispatch.select(device, dtype, backend)
@@ -228,15 +223,24 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
                                 "at each chunk start) + each thread's backward tape of k steps of one sample "
                                 "(analytic); checkpoint on step ops: outside chunks + one carry per chunk + k "
                                 "steps of the per-step size measured on a full-BPTT fused run")
+    # One tick per call (the warm-up included) and one per memory measurement.
+    bar = tqdm(total=(2 * len(kinds) + 1) * (1 + repeats) + 2, desc="bench machine", unit="call", file=sys.stderr,
+               disable=not progress)
+    warnings = []
     for mode, grad in (("fwd", False), ("fwdbwd", True)):
-        ms = {}
+        ms, spread = {}, {}
         # The fused run with plain BPTT too: like for like with eager and compiled, which keep every step.
         for kind in kinds + (["fused_full"] if grad else []):
-            call(kind, grad)  # warm-up (and compilation)
-            ms[kind] = _median_ms(lambda: call(kind, grad), repeats, device)
+            bar.set_postfix_str(f"{mode} {kind}{' (the warm-up call compiles)' if kind == 'compiled' else ''}")
+            spread[kind] = time_stats(lambda: call(kind, grad), device, repeats, warmup=1, tick=bar.update)
+            ms[kind] = spread[kind]["median"]
+            warnings.append(spread_warning(f"{mode} {kind}", spread[kind], "rerun on an idle machine, with more "
+                                           "--repeats, or with --threads 1"))
+        bar.set_postfix_str(f"{mode} memory")
         kernel_path = kernel_for(config, ip, fused_backend, None) == "cpp"  # the C++ tape
         mem_mb = _peak_memory(call, grad, device, batch, program.length, dtype, steps, chunk, kernel_path,
                               lambda kind: run(kind, True))
+        bar.update()
         figures = {"ms_fused": ms["fused"], "ms_eager": ms["eager"], "ms_compiled": ms.get("compiled"),
                    "speedup_eager": ms["eager"] / ms["fused"],
                    "speedup_compiled": ms["compiled"] / ms["fused"] if "compiled" in ms else None,
@@ -246,6 +250,15 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled)
             figures["speedup_eager_full_bptt"] = ms["eager"] / ms["fused_full"]
             figures["peak_mem_fused_full_bptt_mb"] = mem_mb["fused_full"]
         result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
+        result[mode]["spread_ms"] = {k: {q: round(v, 3) for q, v in s.items()} for k, s in spread.items()}
+    bar.close()
+    for kind in kinds:
+        # A forward alone cannot take longer than the same forward followed by a backward on an idle machine.
+        fwd, fwdbwd = result["fwd"]["spread_ms"][kind]["median"], result["fwdbwd"]["spread_ms"][kind]["median"]
+        if fwd > fwdbwd:
+            warnings.append(f"{kind}: the forward alone ({fwd:.4g} ms) timed slower than forward+backward "
+                            f"({fwdbwd:.4g} ms): the machine looks loaded, so the figures are unreliable")
+    result["warnings"] = [w for w in warnings if w]
     return result
 
 
