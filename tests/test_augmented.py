@@ -9,7 +9,11 @@ from ncl.augmented import AugmentedLlama, PlainLlama
 from ncl.llama import LlamaConfig
 from ncl.machine import MachineConfig
 from ncl.nn import ComputerConfig, Heads, NeuralComputer, straight_through, straight_through_gate
-from ncl.training import TrainConfig, aux_loss, auto_max_steps, build_model, encode, resolve_numbers, tokenizer
+from dataclasses import replace
+
+from ncl.library import symbols
+from ncl.tasks import Example
+from ncl.training import TrainConfig, aux_loss, build_model, encode, resolve_numbers, tokenizer
 
 
 def _llama():
@@ -34,8 +38,8 @@ def test_gradients_finite_end_to_end(mode):
     torch.manual_seed(0)
     model = AugmentedLlama(_llama(), ComputerConfig(mode=mode, max_steps=12), split=1)
     tok = tokenizer()
-    ex = tasks.get("add").generate("train", 3)
-    b = encode(ex, tok, model.computer.program_names)
+    ex = tasks.get("sort").generate("train", 3)
+    b = encode(ex, tok, model.computer.program_names, cells=False)  # the MLP reader: one value per number
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
     assert out["logits"].shape == (3, b["input_ids"].shape[1], model.llama.config.vocab_size)
     comp = out["computer"]
@@ -87,7 +91,7 @@ def test_mixture_prunes_and_mixes():
 def test_plain_llama_interface():
     model = PlainLlama(_llama())
     tok = tokenizer()
-    b = encode(tasks.get("add").generate("train", 2), tok)
+    b = encode(tasks.get("long_add").generate("train", 2), tok)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
     assert torch.isfinite(out["loss"])
     tokens, comp = model.generate(b["input_ids"][:, :-3], b["attention_mask"][:, :-3], 4, tok.eos_token_id)
@@ -114,7 +118,7 @@ def test_few_steps_lower_the_loss(name):
     cfg = TrainConfig(task=name, layers=2, split=1)
     model = build_model(cfg)
     # a short step limit keeps the test fast; the loss still reaches every head through the (cut) run
-    model.computer.config = ComputerConfig(top_k=1, max_steps=min(24, auto_max_steps(tasks.get(name))))
+    model.computer.config = replace(model.computer.config, top_k=1, max_steps=24)
     b = encode(tasks.get(name).generate("train", 2, seed=1), tokenizer(), model.computer.program_names)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -140,9 +144,10 @@ def test_digit_reader_and_writer():
     spell = comp.spell.view(128, -1, 11).argmax(-1)
     assert spell[107].tolist()[:4] == [1, 0, 7, 10] and spell[5].tolist()[:2] == [5, 10]
     tok = tokenizer()
-    cfg = TrainConfig(task="sort", computer=ComputerConfig(reader="digits", writer="digits"), layers=2, split=1)
+    cfg = TrainConfig(task="sort", computer=ComputerConfig(reader="digits", writer="digits"), layers=2, split=1,
+                      numbers="learned")
     model = build_model(cfg)
-    b = encode(tasks.get("sort").generate("train", 2), tok, model.computer.program_names)
+    b = encode(tasks.get("sort").generate("train", 2), tok, model.computer.program_names, cells=False)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
     heads = out["computer"].heads
     assert heads.prompt.reader == "digits" and heads.prompt.value_logits is None
@@ -153,29 +158,47 @@ def test_digit_reader_and_writer():
     assert model.computer.print_cell.weight.grad.abs().sum() > 0
 
 
-def test_numbers_from_tokens():
-    """numbers='tokens' (fib's default: its training data holds only the digits 0-4): digits are read from the
-    token ids, so an unseen '9' reads as 9, and a forced copy gate prints r0's digits; logits stay log-probs."""
-    assert resolve_numbers(TrainConfig(task="fib")) == "tokens"
-    assert resolve_numbers(TrainConfig(task="add")) == "learned"
-    assert resolve_numbers(TrainConfig(task="add", numbers="tokens")) == "tokens"
+def test_numbers_from_tokens_on_the_digit_tape():
+    """numbers='tokens' (the default): a token's digit comes from its id, each written token is one cell (its
+    digit, or SEP), and a forced copy gate prints the digit under the readout; logits stay log-probabilities."""
+    assert resolve_numbers(TrainConfig(task="long_add")) == "tokens"
+    assert resolve_numbers(TrainConfig(task="long_add", numbers="auto")) == "learned"  # every digit occurs
     torch.manual_seed(0)
     tok = tokenizer()
-    model = build_model(TrainConfig(task="fib", layers=2, split=1))
+    model = build_model(TrainConfig(task="long_add", layers=2, split=1))
     comp = model.computer
+    assert comp.config.reader == comp.config.writer == "cells"
     assert [tok.id_to_token(i) for i in comp.config.digit_tokens] == list("0123456789")
     with torch.no_grad():
-        comp.gate_head.bias.fill_(50.0)  # every prompt token appends its value
+        comp.gate_head.bias.fill_(50.0)  # every prompt token appends its cell
         model.copy_head.weight.zero_()
         model.copy_head.bias.fill_(50.0)  # copy gate open, source r0
-    b = encode([tasks.get("fib").make(None, 97)], tok, comp.program_names, with_answer=False)
+    e = Example("add 97 5 =", "102", "long_add", (97, 5), 2)
+    b = encode([e], tok, comp.program_names, with_answer=False)
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"])
     tape, *_ = comp.write_tape(comp.norm(torch.randn(1, b["input_ids"].shape[1], 64)),
                                b["attention_mask"].float(), b["input_ids"])
-    assert 97 in tape.mem.argmax(-1)[0].tolist()
-    state = out["computer"].state._replace(r0=torch.nn.functional.one_hot(torch.tensor([105]), 128).float())
+    cells = tape.mem.argmax(-1)[0].tolist()
+    # <bos> add ' ' 9 7 ' ' 5 ' ' =: every token that is not a digit is SEP
+    assert cells[:9] == [symbols.SEP] * 3 + [9, 7, symbols.SEP, 5, symbols.SEP, symbols.SEP]
+    state = out["computer"].state._replace(r0=torch.nn.functional.one_hot(torch.tensor([7]), 128).float())
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], computer_state=state)
     assert torch.allclose(out["logits"].logsumexp(-1), torch.zeros(1, b["input_ids"].shape[1]), atol=1e-4)
-    assert tok.id_to_token(int(out["logits"][0, -1].argmax())) == "1"  # the most significant digit of 105
+    assert tok.id_to_token(int(out["logits"][0, -1].argmax())) == "7"
     with pytest.raises(ValueError, match="input_ids"):
         comp(torch.randn(1, 4, 64), torch.ones(1, 4), torch.tensor([[0, 0, 1, 1]]))
+
+
+def test_digit_tape_labels():
+    """encode's digit-tape labels: the gates fire on every digit and number end, the read pointer moves one cell
+    per answer token, and no digit gate is asked for."""
+    tok = tokenizer()
+    e = Example("add 97 5 =", "102", "long_add", (97, 5), 2)
+    b = encode([e], tok, ["long_add"])  # the program's index in this list of names
+    P = len(tok.encode(e.prompt)) + 1
+    written = [i for i, g in enumerate(b["gate"][0, :P].tolist()) if g == 1]
+    toks = ["<bos>"] + [tok.id_to_token(t) for t in tok.encode(e.prompt)]
+    assert "".join(toks[i] for i in written) == "97 5 "
+    assert b["read_gate"][0, P - 1:P + 3].tolist() == [0, 1, 1, 1]
+    assert (b["digit_gate"][b["digit_gate"] >= 0] == 0).all()
+    assert b["args"][0].tolist() == [0, 5] and b["program"].tolist() == [0]

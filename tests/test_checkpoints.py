@@ -15,7 +15,7 @@ from ncl import cli, storage
 from ncl.training import (LATEST, LEGACY_CHECKPOINT, CheckpointError, LegacyCheckpointError, TrainConfig,
                           build_model, checkpoint_dirs, convert_run_dir, load_checkpoint, load_model, save_checkpoint)
 
-CFG = TrainConfig(task="add", layers=2, split=1, batch_size=4, numbers="learned", train_max_steps=20, threads=1)
+CFG = TrainConfig(task="sort", layers=2, split=1, batch_size=4, numbers="learned", train_max_steps=20, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,10 @@ def test_old_pickle_run_is_refused_with_the_command_to_convert(trained, tmp_path
     assert cli.main(["eval", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "old pickle format" in err and f"ncl convert {tmp_path}" in err
-    assert cli.main(["train", "--task", "add", "--out", str(tmp_path), "--resume", "--quiet"]) == 2
+    assert cli.main(["train", "--task", "sort", "--out", str(tmp_path), "--resume", "--quiet"]) == 2
     assert "ncl convert" in capsys.readouterr().err
     # and a fresh run does not overwrite it
-    assert cli.main(["train", "--task", "add", "--out", str(tmp_path), "--quiet"]) == 2
+    assert cli.main(["train", "--task", "sort", "--out", str(tmp_path), "--quiet"]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
@@ -182,7 +182,7 @@ def test_convert_refuses_full_unpickling_unless_asked(trained, tmp_path, capsys)
     --unsafe-pickle, and with a warning."""
     model, opt = trained
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 5, "elapsed": 1.5,
-                "config": CFG.to_dict(), "args": Namespace(task="add")}, tmp_path / LEGACY_CHECKPOINT)
+                "config": CFG.to_dict(), "args": Namespace(task="sort")}, tmp_path / LEGACY_CHECKPOINT)
     assert cli.main(["convert", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "weights_only=True" in err and "--unsafe-pickle" in err

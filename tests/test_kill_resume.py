@@ -29,7 +29,7 @@ THOROUGH = os.environ.get("NCL_THOROUGH", "") not in ("", "0")
 KILLS, STEPS = (30, 150) if THOROUGH else (6, 40)
 EVERY = 2  # --checkpoint-every: most of a step's time then goes to writing
 SLOW = 0.03  # seconds each pause of a checkpoint write lasts (five pauses per write)
-ARGS = ["--task", "add", "--layers", "2", "--split", "1", "--batch-size", "4", "--threads", "1", "--quiet",
+ARGS = ["--task", "sort", "--layers", "2", "--split", "1", "--batch-size", "4", "--threads", "1", "--quiet",
         "--log-every", "1", "--checkpoint-every", str(EVERY), "--steps", str(STEPS)]
 
 

@@ -21,7 +21,7 @@ TINY = ["--layers", "2", "--split", "1", "--batch-size", "4", "--threads", "1", 
 
 
 def _train(out, *extra):
-    return cli.main(["train", "--task", "add", "--out", str(out), *TINY, *extra])
+    return cli.main(["train", "--task", "sort", "--out", str(out), *TINY, *extra])
 
 
 def test_resume_is_bit_exact(tmp_path):
@@ -50,10 +50,10 @@ def test_eval_is_deterministic_and_writes_plots(tmp_path, capsys):
         assert cli.main(["eval", str(out), "--json", "--count", "4", "--compare", str(base)]) == 0
         results.append(json.loads(capsys.readouterr().out))
     assert results[0] == results[1]
-    r = results[0]
-    assert r["task"] == "add" and r["model"] == "augmented"
-    assert set(r["splits"]) == {"test", "ood_2x", "ood_4x"}
-    assert set(r["splits"]["test"]) == {"accuracy", "mean_steps", "unhalted"}
+    r, b = results[0]  # with --compare: one summary per run
+    assert r["task"] == b["task"] == "sort" and r["model"] == "augmented" and b["model"] == "llama"
+    assert set(r["splits"]) == {"test", "ood_2x", "ood_4x", "ood_8x"}
+    assert set(r["splits"]["test"]) == {"accuracy", "count", "mean_steps", "unhalted"}
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "halting_steps.png").exists()
 
 
@@ -62,11 +62,11 @@ def test_clear_errors(tmp_path, capsys):
         cli.main(["train", "--task", "nope", "--out", str(tmp_path)])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(["train", "--task", "add", "--out", str(tmp_path), "--steps", "0"])
+        cli.main(["train", "--task", "sort", "--out", str(tmp_path), "--steps", "0"])
     assert "must be >= 1" in capsys.readouterr().err
-    assert cli.main(["train", "--task", "add", "--out", str(tmp_path / "x"), "--resume", "--quiet"]) == 2
+    assert cli.main(["train", "--task", "sort", "--out", str(tmp_path / "x"), "--resume", "--quiet"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-    assert cli.main(["train", "--task", "add", "--out", str(tmp_path), "--preset", "huge", "--quiet"]) == 2
+    assert cli.main(["train", "--task", "sort", "--out", str(tmp_path), "--preset", "huge", "--quiet"]) == 2
     assert "unknown preset" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path / "missing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
@@ -76,15 +76,15 @@ def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
-           "-m", "ncl.cli", "train", "--task", "add", "--out", str(out), "--steps", "2", *TINY]
+           "-m", "ncl.cli", "train", "--task", "sort", "--out", str(out), "--steps", "2", *TINY]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_checkpoint(out)["step"] == 2
 
 
-#: The ``config`` of a checkpoint written before the computer's configuration was nested (``ncl train --task add
+#: The ``config`` of a checkpoint written before the computer's configuration was nested (``ncl train --task sort
 #: --steps 5 --seed 7 ...``): the computer's options at the top level, its machine implicit.
-FLAT = {"task": "add", "model": "augmented", "preset": "tiny", "layers": 2, "hidden": 0, "split": 1, "steps": 5,
+FLAT = {"task": "sort", "model": "augmented", "preset": "tiny", "layers": 2, "hidden": 0, "split": 1, "steps": 5,
         "batch_size": 4, "lr": 0.002, "warmup": 20, "weight_decay": 0.0, "clip": 1.0, "aux": 1.0, "mode": "mixture",
         "reader": "digits", "writer": "digits", "numbers": "learned", "top_k": 2, "train_max_steps": 0, "seed": 7,
         "log_every": 1, "checkpoint_every": 100, "time_limit": 840.0, "threads": 1, "extra": {}}
@@ -99,8 +99,8 @@ def test_config_nested_and_flat_forms():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     old = TrainConfig.from_dict(FLAT)
-    assert old == TrainConfig(task="add", layers=2, split=1, steps=5, batch_size=4, numbers="learned", seed=7,
-                              log_every=1, threads=1)
+    assert old == TrainConfig(task="sort", layers=2, split=1, steps=5, batch_size=4, numbers="learned", seed=7,
+                              log_every=1, threads=1, computer=ComputerConfig(reader="digits", writer="digits"))
     assert old.computer == ComputerConfig(reader="digits", writer="digits")
     assert old.computer.machine == DEFAULT_MACHINE == MachineConfig(cells=32, stack=24, sharpness=120.0)
     flat = dict(FLAT, mode="superposition", top_k=1, reader="mlp", writer="embed")

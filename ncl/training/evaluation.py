@@ -79,7 +79,8 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
     mean = (lambda xs: sum(xs) / len(xs) if xs else None)
     return {"accuracy": correct / len(prompts) if prompts else float("nan"), "count": len(prompts),
             "mean_steps": mean(steps), "unhalted": mean(unhalted),
-            "by_size": {int(k): v for k, v in sorted(by_size.items())}, "steps": steps or None}
+            "by_size": {int(k): v for k, v in sorted(by_size.items())},
+            "steps": [round(x, 1) for x in steps] or None}  # rounded: eval.json files are committed
 
 
 def _header(run_dir, cfg, ckpt, model) -> dict:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The benchmark grid: every task x model x seed trained by the default command (plus --seed and a step
+# budget), evaluated on every split, and its eval.json copied to results/<task>/<model>[-noaux]/seed<k>/.
+# The README's table is then `ncl report results/` (tests/test_tooluse_and_report.py checks they agree).
+#
+#   scripts/run_benchmark.sh [RUNS_DIR]        (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
+#
+# MODELS may hold "augmented-noaux": the augmented model with --aux 0 (answers only), same budget.
+# JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs}
+TASKS=${TASKS:-"long_add long_sub long_mul long_compare sort reverse sum merge_sort palindrome shortest_path reachable"}
+MODELS=${MODELS:-"augmented augmented-noaux tooluse llama"}
+SEEDS=${SEEDS:-"0 1 2"}
+STEPS=${STEPS:-300}
+TIME_LIMIT=${TIME_LIMIT:-900}
+COUNT=${COUNT:-500}
+JOBS=${JOBS:-2}
+NCL=${NCL:-.venv/bin/ncl}
+
+one() {  # task model seed
+  local task=$1 model=$2 seed=$3 flags=() name=$2
+  if [ "$model" = augmented-noaux ]; then flags=(--aux 0); model=augmented; fi
+  local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
+  if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
+  if [ ! -f "$dir/latest.json" ]; then
+    "$NCL" train --task "$task" --model "$model" --seed "$seed" --steps "$STEPS" --time-limit "$TIME_LIMIT" \
+      --threads 1 --quiet --out "$dir" "${flags[@]}" > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
+  fi
+  "$NCL" eval "$dir" --count "$COUNT" --threads 1 --json > "$dir.eval.log" 2>&1 || { echo "FAILED eval $dir"; return; }
+  mkdir -p "$dest" && cp "$dir/eval.json" "$dest/eval.json"
+  echo "done $dest: $(tail -c 300 "$dir.eval.log")"
+}
+export -f one
+export RUNS STEPS TIME_LIMIT COUNT NCL
+mkdir -p "$RUNS"
+for task in $TASKS; do for model in $MODELS; do for seed in $SEEDS; do
+  mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
+done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
+"$NCL" report results/ --plot docs/results_grid.png

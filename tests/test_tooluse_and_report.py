@@ -1,0 +1,82 @@
+"""The tool-use baseline's call parser and tool, the evaluation's label-free budgets, JSON-lines input, and
+``ncl report``'s tables (and that the README's results table is what ``ncl report results/`` prints)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ncl import tasks
+from ncl.training import answer_budget, machine_budget, read_jsonl, segment_length
+from ncl.training import report
+from ncl.training.tooluse import parse_call, run_call
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parse_call():
+    assert parse_call("list_sort(31, 4, 77)") == ("list_sort", (31, 4, 77))
+    assert parse_call(" reachable(1,2, 0, 1) ") == ("reachable", (1, 2, 0, 1))
+    for bad in ("list_sort(31, 4", "nope(1, 2)", "list_sort 31 4", "list_sort(-1)", "gcd(4, 6)", ""):
+        assert parse_call(bad) is None, bad
+
+
+@pytest.mark.parametrize("name", ["sort", "sum", "merge_sort", "palindrome", "shortest_path", "reachable"])
+def test_the_tool_runs_the_written_call_on_the_vm(name):
+    for e in tasks.get(name).generate("test", 3, seed=2):
+        assert run_call(e.call) == e.answer, e
+    assert run_call("not a call") is None
+
+
+def test_budgets_come_from_the_prompt_alone():
+    e = tasks.get("sort").generate("ood_8x", 1)[0]
+    assert segment_length(e.prompt) == len(e.tape)
+    cells, steps = machine_budget(len(e.tape), 128)
+    assert len(e.tape) < cells <= 128 and steps > 0
+    assert answer_budget(40) == 96
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "sum 1 2 =", "answer": "3"}\n\n{"prompt": "sum 1 ="}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:3: missing or non-string field 'answer'"):
+        read_jsonl(f)
+    f.write_text('{"prompt": "sum 1 2 =", "answer": "3"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not JSON"):
+        read_jsonl(f)
+    f.write_text('{"prompt": "sum 1 2 =", "answer": "3"}\n')
+    assert read_jsonl(f) == [{"prompt": "sum 1 2 =", "answer": "3"}]
+
+
+def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: float = 1.0) -> None:
+    d = root / task / model / f"seed{seed}"
+    d.mkdir(parents=True)
+    splits = {s: {"accuracy": a, "count": 500, "mean_steps": None, "unhalted": None, "by_size": {}}
+              for s, a in accs.items()}
+    (d / "eval.json").write_text(json.dumps({"task": task, "model": model, "seed": seed, "aux": aux,
+                                             "train_steps": 100, "train_time_s": 60.0, "params": 1000,
+                                             "splits": splits}))
+
+
+def test_report_means_and_minima(tmp_path):
+    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5})
+    _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25})
+    _eval_json(tmp_path, "sort", "augmented", 2, {"test": 0.8, "ood_2x": 0.0}, aux=0.0)
+    _eval_json(tmp_path, "sort", "llama", 0, {"test": 0.3, "ood_2x": 0.0})
+    text = report.markdown(report.collect(tmp_path))
+    assert "| task | split | augmented | augmented (no aux) | llama |" in text
+    assert "| sort | test | 95.0 (90.0) ×2 | 80.0 (80.0) ×1 | 30.0 (30.0) ×1 |" in text
+    assert "| sort | ood_2x | 37.5 (25.0) ×2 | 0.0 (0.0) ×1 | 0.0 (0.0) ×1 |" in text
+    assert report.plot(tmp_path, tmp_path / "grid.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no eval.json"):
+        report.collect(tmp_path / "sort" / "missing")
+
+
+def test_readme_table_is_what_ncl_report_prints():
+    results = ROOT / "results"
+    if not any(results.rglob("eval.json")):
+        pytest.skip("no committed results/")
+    readme = (ROOT / "README.md").read_text()
+    assert report.readout_of(readme) == report.report(results)
