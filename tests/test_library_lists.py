@@ -4,6 +4,7 @@ within their ``resources`` bounds, as Python, and on the soft machine at small s
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -164,9 +165,23 @@ def test_lists_halt_on_any_tape(name, data):
 @pytest.mark.parametrize("name,values", [("list_sort", list(range(99, 67, -1))), ("merge_sort", list(range(99, 67, -1))),
                                          ("list_reverse", [99] * 32), ("list_sum", [99] * 32)])
 def test_step_bounds_are_not_loose(name, values):
-    """At the largest size (32 two-digit elements) the bound is within 2.5x of a worst-case run."""
+    """At the largest size (32 two-digit elements) the bound is within 10% of a worst-case run."""
     out = check_vm(name, number_cells(values), spec(name, values))
-    assert ncl.library.resources(name, 96)[1] <= 2.5 * out.steps
+    assert ncl.library.resources(name, 96)[1] <= 1.1 * out.steps
+
+
+@pytest.mark.parametrize("name", ["list_sort", "merge_sort"])
+def test_sort_bounds_hold_on_every_order(name):
+    """Every order of 6 one-digit values (the most elements 12 cells hold): within the bound, and close to it."""
+    compiled = ncl.library.get(name, VM)
+    worst = 0
+    for order in itertools.permutations(range(6)):
+        segment = number_cells(list(order))
+        out = compiled.execute(0, len(segment), mem=segment, engine="vm")
+        assert text(out.mem) == "0 1 2 3 4 5 "
+        worst = max(worst, out.steps)
+    bound = ncl.library.resources(name, 12)[1]
+    assert bound * 0.95 <= worst <= bound
 
 
 def test_palindrome_step_bound_is_exact_at_64_digits():

@@ -21,6 +21,9 @@ __all__ = ["list_sort", "list_reverse", "list_sum", "merge_sort", "palindrome"]
 #: ``ncl.library.names()`` and the image's entries, but compiled into every program that calls them).
 HELPERS = ["list_parse", "list_print", "merge_sort_run"]
 
+#: The longest list ``resources`` bounds.
+MAX_ELEMENTS = 32
+
 #: The tape when these functions run as plain Python.
 mem = [0] * 128
 
@@ -224,22 +227,25 @@ def palindrome(start, length):
 
 
 def resources(name, length):
-    """Upper bounds ``(cells, steps)`` for running ``name`` on any well-formed segment of ``length`` cells at
-    ``start = 0`` (numbers below 100, registers = 8): the cells touched (the highest index + 1) and the VM steps,
-    the entry stub's CALL and HALT included. A plain Python function, not compiled.
+    """Upper bounds ``(cells, steps)`` for running ``name`` on any segment of ``length`` cells in its range at
+    ``start = 0`` (up to ``MAX_ELEMENTS`` numbers below 100; any digits for palindrome; registers = 8): the cells
+    touched (the highest index + 1) and the VM steps, the entry stub's CALL and HALT included. A plain Python
+    function, not compiled.
 
     Each bound counts the compiled loops' instructions on their costliest branches, taken as a function of the
-    element count m (at most length // 2, since every number takes a digit and a SEP, and at most
-    ``length - 2m`` of them have two digits), and maximised over m.
+    element count m (at most length // 2, since every number takes a digit and a SEP, at most MAX_ELEMENTS, and
+    at most ``length - 2m`` of them have two digits), and maximised over m. The cap keeps the bound of a long
+    segment from counting a quadratic sort of more elements than any list in range has (an evaluation's step
+    budget is the largest bound of any function at the input's length).
     """
     if name == "palindrome":  # ceil(d/2) levels for d = length - 1 digits, 15 steps each, the last one 18
         return max(length, 2), 15 * max(1, length // 2) + 5
     if name == "list_sum":  # 10 a digit cell, 16 a SEP, up to 45 outside the loop
-        return max(length, 6), 45 + 10 * length + 6 * (length // 2)
+        return max(length, 6), 45 + 10 * length + 6 * min(length // 2, MAX_ELEMENTS)
     if name not in ("list_sort", "list_reverse", "merge_sort"):
         raise KeyError(f"no resource bounds for {name!r} in {__name__}")
     worst = 0
-    for m in range(length // 2 + 1):
+    for m in range(min(length // 2, MAX_ELEMENTS) + 1):
         parse = 10 + 8 * length + 2 * m
         printing = 13 + 13 * m + 4 * min(m, max(0, length - 2 * m))
         if name == "list_sort":  # move to the top 6 a value; insertion sort 11 a compare-exchange
