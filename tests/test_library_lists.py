@@ -162,8 +162,8 @@ def test_lists_halt_on_any_tape(name, data):
 
 # --- resources, recursion and the stack ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,values", [("list_sort", list(range(99, 67, -1))), ("merge_sort", list(range(99, 67, -1))),
-                                         ("list_reverse", [99] * 32), ("list_sum", [99] * 32)])
+@pytest.mark.parametrize("name,values", [("list_sort", list(range(99, 67, -1))), ("list_reverse", [99] * 32),
+                                         ("merge_sort", list(range(99, 67, -1))), ("list_sum", [99] * 32)])
 def test_step_bounds_are_not_loose(name, values):
     """At the largest size (32 two-digit elements) the bound is within 10% of a worst-case run."""
     out = check_vm(name, number_cells(values), spec(name, values))

@@ -193,7 +193,8 @@ def merge_sort(start, length):
     The values are compacted in place at stride 2 (``mem[start + 2k]``; the cells between them are the merge
     buffer, inside the segment since each number took at least two cells), sorted by the recursive
     ``merge_sort_run`` (depth ceil(log2(count)) + 1), moved to the top of the segment and printed.
-    Exact like ``list_sort``; 32 elements need 2 return slots and 2 data slots a level (S >= 24 suffices).
+    Exact like ``list_sort``. Each level takes a return slot and two data slots, so m values need
+    ``stack >= 2 * ceil(log2(m)) + 4`` (14 for 32 values).
     """
     count = min((list_parse(start, length, 2) - start) // 2, length // 2)
     merge_sort_run(start, start + 2 * count)
@@ -212,7 +213,8 @@ def palindrome(start, length):
 
     Recursive: compare the outer digits, and if they agree and more than two digits are left, recurse on the
     inner ones (``palindrome(start + 1, length - 2)``). Every comparison happens on the way down and only the
-    innermost call writes the answer, so writing cells 0 and 1 never destroys a digit still to be read. Depth:
+    call where the recursion stops (a mismatch, or the middle) writes the answer, so writing cells 0 and 1
+    never destroys a digit still to be read. Depth:
     ceil(d / 2) nested calls for d digits and nothing saved across them, so d digits need ``stack >= ceil(d/2) +
     1`` (64 digits: S >= 33).
     """
