@@ -25,16 +25,22 @@ class CompiledFunction:
         program: The assembled ``Program`` (a trainable ``nn.Module``).
         assembly: The assembly text the program was built from.
         functions: Names of every function in the program (the function first, then what it calls).
+        overflow: What the integer runs (``execute``, ``trace``, calling it) do when an ADD, SUB, MUL, INC or DEC
+            leaves ``0..n-1``: ``"wrap"`` around Z_n, the machine's semantics, or ``"error"``: raise
+            ``OverflowError`` naming the function's arguments, the line and the operands, to find inputs whose
+            integers exceed the machine's range. The batched soft ``run`` always wraps.
     """
 
     def __init__(self, name: str, params: list[str], results: int, program: Program, assembly: str,
-                 functions: list[str]) -> None:
+                 functions: list[str], overflow: str = "wrap") -> None:
+        vm.check_overflow(overflow)
         self.name = name
         self.params = list(params)
         self.results = results
         self.program = program
         self.assembly = assembly
         self.functions = list(functions)
+        self.overflow = overflow
 
     @property
     def config(self) -> MachineConfig:
@@ -62,11 +68,13 @@ class CompiledFunction:
             ValueError: Wrong number of arguments, or arguments outside ``0..n-1``.
             ExecutionError: With ``max_steps=None``: the VM does not halt within ``STEP_CAP`` steps, or a stack
                 overflows (recursion deeper than the machine's stacks).
+            OverflowError: With ``overflow="error"``: a value left ``0..n-1`` (checked on the VM, also before a
+                soft run).
         """
-        if len(args) != len(self.params):
-            raise ValueError(f"{self.name}() takes {len(self.params)} argument(s) "
-                             f"({', '.join(self.params)}), got {len(args)}")
+        self._check_args(args)
         if max_steps is not None:
+            if self.overflow == "error":
+                self._vm(args, mem, max_steps)
             return self.program.execute(*args, mem=mem, engine=engine, max_steps=max_steps)
         if engine not in ("soft", "vm"):
             raise ValueError(f"engine must be 'soft' or 'vm', got {engine!r}")
@@ -89,12 +97,11 @@ class CompiledFunction:
 
         Raises:
             ExecutionError: No halt within ``max_steps``, or a stack fault.
+            OverflowError: With ``overflow="error"``: a value left ``0..n-1``.
         """
+        self._check_args(args)
         cfg = self.config
-        if len(args) >= cfg.registers:
-            raise ValueError(f"{len(args)} arguments do not fit in r1..r{cfg.registers - 1}")
-        regs = [0, *args]
-        state = vm.run(self.program, cfg, regs=regs, mem=mem, max_steps=max_steps)
+        state = self._vm(args, mem, max_steps)
         if state.faults:
             raise ExecutionError(f"{self.name}{tuple(args)}: stack overflow after {state.steps} steps; "
                                  f"the machine's stacks hold {cfg.stack - 1} items (return addresses and saved "
@@ -104,6 +111,27 @@ class CompiledFunction:
             raise ExecutionError(f"{self.name}{tuple(args)} did not halt within {max_steps} steps; pass "
                                  "max_steps explicitly to run a bounded number of steps")
         return state
+
+    def _check_args(self, args: tuple) -> None:
+        # Named here: the VM would report an argument by its register ("regs entries ..."), which is not the
+        # caller's word for it.
+        if len(args) != len(self.params):
+            raise ValueError(f"{self.name}() takes {len(self.params)} argument(s) "
+                             f"({', '.join(self.params)}), got {len(args)}")
+        if len(args) >= self.config.registers:
+            raise ValueError(f"{len(args)} arguments do not fit in r1..r{self.config.registers - 1}")
+        n = self.config.n
+        for param, value in zip(self.params, args):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
+                raise ValueError(f"{self.name}() argument {param} must be an int in 0..{n - 1} (the machine's "
+                                 f"values, MachineConfig.n={n}), got {value!r}")
+
+    def _vm(self, args: tuple, mem: list[int] | None, max_steps: int) -> vm.VMState:
+        try:
+            return vm.run(self.program, self.config, regs=[0, *args], mem=mem, max_steps=max_steps,
+                          overflow=self.overflow)
+        except OverflowError as err:
+            raise OverflowError(f"{self.name}({', '.join(map(str, args))}): {err}") from None
 
     def horizon(self, *args: int, mem: list[int] | None = None, dtype=None, tol: float = 1e-4) -> Horizon:
         """
@@ -143,5 +171,6 @@ class CompiledFunction:
         return self.execute(*args, mem=mem, engine=engine).value
 
     def __repr__(self) -> str:
+        overflow = "" if self.overflow == "wrap" else f", overflow={self.overflow!r}"
         return (f"CompiledFunction({self.name}({', '.join(self.params)}), lines={self.program.length}, "
-                f"functions={self.functions})")
+                f"functions={self.functions}{overflow})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-from ncl.machine import AssemblyError, MachineConfig, Program, assemble
+from ncl.machine import AssemblyError, MachineConfig, Program, assemble, vm
 
 from .compiled import CompiledFunction
 from .errors import CompileError
@@ -18,7 +18,7 @@ from .linker import (Unit, assign_labels, check_unique, collect, function_items,
 
 
 def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = None,  # noqa: A001
-            library: Mapping[str, Callable] | None = None) -> CompiledFunction:
+            library: Mapping[str, Callable] | None = None, overflow: str = "wrap") -> CompiledFunction:
     """
     Compiles a Python function (docs/design.md §4's subset) for the machine.
 
@@ -32,13 +32,17 @@ def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = Non
         config: The machine; the default ``MachineConfig()`` if None.
         library: Name -> Python function: further functions calls may reach, compiled with their own module's
             names; none if None.
+        overflow: ``"wrap"`` (integers wrap around Z_n, like the machine's) or ``"error"``: the function's integer
+            runs raise ``OverflowError`` when a value leaves ``0..n-1`` (``CompiledFunction``).
 
     Returns:
         The CompiledFunction; its program starts with ``fn``'s entry stub at line 0.
 
     Raises:
         CompileError: Anything outside the subset, with the source line number.
+        ValueError: ``overflow`` is neither ``"wrap"`` nor ``"error"``.
     """
+    vm.check_overflow(overflow)
     config = _config(config)
     check_unique([fn, *helpers])
     user = {}
@@ -47,7 +51,7 @@ def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = Non
         user[parsed.name] = parsed
     root = user[fn.__name__]
     text, names = _build([user_key(root.name)], Unit(user, library or {}), config)
-    return CompiledFunction(root.name, root.params, root.results, _assemble(text, config), text, names)
+    return CompiledFunction(root.name, root.params, root.results, _assemble(text, config), text, names, overflow)
 
 
 def compile_library(names: list[str], library: Mapping[str, Callable],

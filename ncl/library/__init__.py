@@ -89,7 +89,8 @@ def source(name: str) -> Callable:
     return table[name]
 
 
-def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = None) -> CompiledFunction:  # noqa: A001
+def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = None,  # noqa: A001
+            overflow: str = "wrap") -> CompiledFunction:
     """
     ``ncl.compile``: compiles a Python function for the machine, with every library function in reach.
 
@@ -100,14 +101,39 @@ def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = Non
         fn: The function to compile.
         helpers: Further functions ``fn`` (or each other) may call.
         config: The machine; the default ``MachineConfig()`` if None.
+        overflow: ``"wrap"``: integers wrap around Z_n, the machine's semantics; ``"error"``: the integer runs
+            (calling the result, ``execute``, ``trace``) raise ``OverflowError`` when a value leaves
+            ``0..n-1``, to find the inputs a program cannot handle. Constants are taken modulo n: write
+            ``x - 1``, since ``x + (-1)`` adds n - 1 and is reported (docs/compiler.md).
 
     Returns:
         The CompiledFunction; its program starts with ``fn``'s entry stub at line 0.
 
     Raises:
         CompileError: Anything outside the subset, with the source line number.
+        ValueError: ``overflow`` is neither ``"wrap"`` nor ``"error"``.
+
+    Example::
+
+        >>> import ncl
+        >>> def gcd(a, b):
+        ...     while b != 0:
+        ...         a, b = b, a % b
+        ...     return a
+        >>> f = ncl.compile(gcd, config=ncl.MachineConfig(n=32))
+        >>> f(12, 18)                      # on the discrete VM
+        6
+        >>> f.execute(12, 18).value        # on the differentiable machine, one-hot inputs
+        6
+        >>> def square(x):
+        ...     return x * x
+        >>> ncl.compile(square, config=ncl.MachineConfig(n=32))(6)     # 36 wraps around Z_32
+        4
+        >>> ncl.compile(square, config=ncl.MachineConfig(n=32), overflow="error")(6)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        OverflowError: square(6): line ... 6 * 6 = 36 is outside the machine's values 0..31 ...
     """
-    return compile_function(fn, *helpers, config=config, library=_functions())
+    return compile_function(fn, *helpers, config=config, library=_functions(), overflow=overflow)
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,10 @@ each stack), so the two can be compared after every step:
   (the value 0). Both count as faults;
 * CALL pushes the next line index (``L`` when the CALL is on the last line). RET halts when the return stack
   is empty or the address is ``L``;
-* running off the last line halts. ``steps`` counts executed instructions, the halting one included.
+* running off the last line halts. ``steps`` counts executed instructions, the halting one included;
+* ADD, SUB, MUL, INC and DEC wrap around ``Z_n`` (``overflow="wrap"``, the machine's semantics). With
+  ``overflow="error"`` a result outside ``0..n-1`` raises :class:`OverflowError` instead, naming the line and the
+  operands: to find programs whose integers exceed the machine's value range (the soft machine always wraps).
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from ncl_kernels.machine import MachineConfig
 
 #: The return stack's sentinel slot holds no line.
 NO_LINE = -1
+#: What an arithmetic result outside ``0..n-1`` does: wraps around (the machine's semantics) or raises.
+OVERFLOW_MODES = ("wrap", "error")
+#: The ops that wrap, with their exact integer results and how to show them (x, y are the operand registers).
+_EXACT = {"ADD": (lambda x, y: x + y, "{x} + {y}"), "SUB": (lambda x, y: x - y, "{x} - {y}"),
+          "MUL": (lambda x, y: x * y, "{x} * {y}"), "INC": (lambda x, y: x + 1, "{x} + 1"),
+          "DEC": (lambda x, y: x - 1, "{x} - 1")}
 
 
 @dataclass
@@ -75,16 +84,21 @@ def _push(slots: list[int], sp: int, item: int, state: VMState) -> int:
     return sp
 
 
-def step(code: list[Instruction], state: VMState, config: MachineConfig) -> VMState:
+def step(code: list[Instruction], state: VMState, config: MachineConfig, overflow: str = "wrap") -> VMState:
     """Execute one instruction in place (a halted state is left as it is).
 
     Args:
         code: the program's instructions.
         state: the state, modified in place.
         config: machine sizes.
+        overflow: ``"wrap"`` or ``"error"`` (module docstring).
 
     Returns:
         ``state``.
+
+    Raises:
+        OverflowError: with ``overflow="error"``, an arithmetic result outside ``0..n-1`` (the state is left as
+            it was before the step).
     """
     if state.halted:
         return state
@@ -92,6 +106,13 @@ def step(code: list[Instruction], state: VMState, config: MachineConfig) -> VMSt
     ins = code[state.ip]
     name = OPCODES[ins.op]
     x, y = state.regs[ins.a], state.regs[ins.b]
+    if overflow == "error" and name in _EXACT:
+        exact, shown = _EXACT[name]
+        if not 0 <= exact(x, y) < n:
+            raise OverflowError(f"line {state.ip} ({name} r{ins.d}, r{ins.a}"
+                                f"{'' if name in ('INC', 'DEC') else f', r{ins.b}'}), step {state.steps + 1}: "
+                                f"{shown.format(x=x, y=y)} = {exact(x, y)} is outside the machine's values "
+                                f"0..{n - 1} (overflow='wrap' would give {exact(x, y) % n})")
     next_ip = state.ip + 1
     state.steps += 1
 
@@ -147,7 +168,7 @@ def decode(program) -> list[Instruction]:
 
 
 def run(program, config: MachineConfig | None = None, regs=None, mem=None, ip: int = 0,
-        max_steps: int | None = None) -> VMState:
+        max_steps: int | None = None, overflow: str = "wrap") -> VMState:
     """Run until HALT (or running off the end, or RET with no return address) or ``max_steps``.
 
     Args:
@@ -157,10 +178,13 @@ def run(program, config: MachineConfig | None = None, regs=None, mem=None, ip: i
         mem: initial memory (ints, zero-padded).
         ip: the start line.
         max_steps: at most this many steps (default :data:`~ncl.machine.run.DEFAULT_MAX_STEPS`).
+        overflow: ``"wrap"`` (the machine's semantics) or ``"error"``: raise :class:`OverflowError` at the first
+            ADD, SUB, MUL, INC or DEC whose exact result is outside ``0..n-1``.
 
     Returns:
         the final :class:`VMState`.
     """
+    check_overflow(overflow)
     config = config or getattr(program, "config", None) or MachineConfig()
     code = decode(program)
     if not 0 <= ip < len(code):
@@ -170,5 +194,11 @@ def run(program, config: MachineConfig | None = None, regs=None, mem=None, ip: i
         raise ValueError(f"max_steps must be >= 0, got {max_steps}")
     state = initial_state(config, regs, mem, ip)
     while not state.halted and state.steps < max_steps:
-        step(code, state, config)
+        step(code, state, config, overflow)
     return state
+
+
+def check_overflow(overflow: str) -> None:
+    """ValueError unless ``overflow`` is one of :data:`OVERFLOW_MODES`."""
+    if overflow not in OVERFLOW_MODES:
+        raise ValueError(f"overflow must be one of {', '.join(map(repr, OVERFLOW_MODES))}, got {overflow!r}")
