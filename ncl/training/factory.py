@@ -42,9 +42,24 @@ def resolve_numbers(cfg: TrainConfig, samples: int = 512) -> str:
     return "learned" if len(seen) == 10 else "tokens"
 
 
+def trainable_parameters(model) -> int:
+    """The number of parameters the optimizer trains."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _matched(lcfg: LlamaConfig, cfg: TrainConfig) -> LlamaConfig:
+    """A baseline's LLaMA, its MLPs widened so that it trains as many parameters as the augmented model of the
+    same config (within one MLP unit per layer): the comparison is not won by the computer's extra weights."""
+    target = trainable_parameters(build_model(replace(cfg, model="augmented")))
+    plain = trainable_parameters(PlainLlama(lcfg))
+    per_unit = 3 * lcfg.hidden_size * lcfg.num_hidden_layers  # gate, up and down projections
+    return replace(lcfg, intermediate_size=lcfg.intermediate_size + round((target - plain) / per_unit))
+
+
 def build_model(cfg: TrainConfig, length: int | None = None):
     """The model of ``cfg``: :class:`~ncl.augmented.AugmentedLlama`, or :class:`~ncl.augmented.PlainLlama` (the
-    ``llama`` baseline and the ``tooluse`` one), same LLaMA size.
+    ``llama`` baseline and the ``tooluse`` one): the same LLaMA, the baselines' MLPs widened to as many trainable
+    parameters as the augmented model has.
 
     The computer is ``cfg.computer`` with ``digit_tokens`` from ``cfg.numbers``, its machine's value range the
     task's (``Task.n``), and its tape and step limit from :func:`machine_budget` for inputs of ``length`` tape
@@ -60,7 +75,7 @@ def build_model(cfg: TrainConfig, length: int | None = None):
                     head_dim=cfg.hidden // base.num_attention_heads)
     lcfg = LlamaConfig.preset(cfg.preset, **over)
     if cfg.model != "augmented":
-        return PlainLlama(lcfg)
+        return PlainLlama(_matched(lcfg, cfg))
     ccfg = cfg.computer
     digit_tokens = ()
     if resolve_numbers(cfg) == "tokens":
@@ -77,4 +92,4 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
-__all__ = ["build_model", "machine_budget", "resolve_numbers", "segment_length"]
+__all__ = ["build_model", "machine_budget", "resolve_numbers", "segment_length", "trainable_parameters"]
