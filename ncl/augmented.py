@@ -71,6 +71,26 @@ class AugmentedLlama(nn.Module):
 
     ``forward(input_ids (B,T), attention_mask (B,T), read_mask (B,T), labels=None, computer_state=None)`` →
     dict with ``logits`` (B,T,V), ``computer`` (:class:`~ncl.computer.ComputerOutput`) and ``loss``.
+    ``read_mask`` marks the positions that predict answer tokens and must leave at least one prompt token
+    before them (:class:`~ncl.computer.NeuralComputer`).
+
+    Example::
+
+        >>> import torch
+        >>> from ncl.augmented import AugmentedLlama
+        >>> from ncl.computer import ComputerConfig
+        >>> from ncl.llama import LlamaConfig
+        >>> model = AugmentedLlama(LlamaConfig.preset("tiny"), ComputerConfig(max_steps=16))
+        >>> input_ids = torch.randint(0, 128, (2, 7))               # 3 prompt tokens, then the answer
+        >>> attention_mask = torch.ones(2, 7)
+        >>> read_mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1]] * 2)   # the last prompt token and the answer
+        >>> out = model(input_ids, attention_mask, read_mask, labels=input_ids)
+        >>> out["logits"].shape                                     # (B, T, V)
+        torch.Size([2, 7, 128])
+        >>> out["loss"].backward()                                  # trains the LLaMA and the computer's heads
+        >>> tokens, _ = model.generate(input_ids[:, :3], attention_mask[:, :3], max_new_tokens=4, eos_token_id=0)
+        >>> tokens.shape[0]                                         # (B, at most max_new_tokens)
+        2
     """
 
     has_computer = True

@@ -28,6 +28,25 @@ class NeuralComputer(nn.Module):
 
     Shapes: ``forward(hidden (B,T,d), attention_mask (B,T), read_mask (B,T))`` →
     :class:`~ncl.computer.ComputerOutput`.
+
+    ``read_mask`` marks the positions that receive readouts (the answer); it must leave at least one prompt
+    token before the first read position, since the heads read the prompt and the machine runs on it first.
+
+    Example, as a drop-in module between two layers of any transformer::
+
+        >>> import torch
+        >>> from ncl.computer import ComputerConfig, NeuralComputer
+        >>> computer = NeuralComputer(hidden_size=32, config=ComputerConfig(max_steps=16))
+        >>> hidden = torch.randn(2, 6, 32)                      # (B, T, d) from the layers below
+        >>> attention_mask = torch.ones(2, 6)                   # 1 = token, 0 = padding
+        >>> read_mask = torch.tensor([[0, 0, 0, 0, 1, 1]] * 2)  # 4 prompt tokens, then 2 read positions
+        >>> out = computer(hidden, attention_mask, read_mask)
+        >>> hidden = hidden + out.readout                       # to the layers above (zero outside read_mask)
+        >>> out.readout.shape, out.steps.shape                  # steps: expected machine steps (ponder cost)
+        (torch.Size([2, 6, 32]), torch.Size([2]))
+        >>> computer(hidden, attention_mask, torch.ones(2, 6))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: read_mask must leave at least one prompt token before the first read position...
     """
 
     def __init__(self, hidden_size: int, config: ComputerConfig | None = None):

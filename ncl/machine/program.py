@@ -44,6 +44,26 @@ class Program(nn.Module):
         config: machine sizes.
         length: ``L``, the number of lines (``>= 1``).
         labels: label name -> line index, kept for disassembly.
+
+    Example::
+
+        >>> import torch
+        >>> from ncl.machine import MachineConfig, assemble
+        >>> from ncl_kernels.isa import one_hot
+        >>> config = MachineConfig(n=16, cells=4, registers=4, stack=4)
+        >>> program = assemble("ADD r0, r1, r2\nHALT", config)    # sharp logits: sharpness * one_hot
+        >>> program.execute(3, 4).value                  # r1=3, r2=4 on the differentiable machine
+        7
+        >>> program.execute(9, 9, engine="vm").value     # the discrete VM: 18 wraps around Z_16
+        2
+        >>> regs = one_hot(torch.tensor([[0, 3, 4, 0]]), 16)                # (B, K, n) distributions
+        >>> mem = one_hot(torch.zeros(1, 4, dtype=torch.long), 16)         # (B, C, n)
+        >>> out = program.run(regs, mem)                 # batched, adaptive halting
+        >>> out.r0.argmax(-1).tolist(), out.steps
+        ([7], 2)
+        >>> out.r0[:, 7].sum().backward()                # gradients reach the fields' logits (and inputs)
+        >>> program.op_logits.grad.shape == program.op_logits.shape
+        True
     """
 
     def __init__(self, config: MachineConfig, length: int, labels: dict[str, int] | None = None):
