@@ -24,10 +24,10 @@ from typing import Callable
 from ncl.compiler import CompiledFunction, compile_library, compile_library_function
 from ncl.compiler import compile as compile_function
 from ncl.library.sources import arith, recursion, tape
-from ncl.library.sources import graphs, lists
+from ncl.library.sources import digits, graphs, lists
 from ncl.machine import MachineConfig, Program, assemble
 
-_MODULES = (arith, recursion, tape, lists, graphs)
+_MODULES = (arith, recursion, tape, lists, graphs, digits)
 
 
 @functools.lru_cache(maxsize=None)
