@@ -135,33 +135,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_machine(args: argparse.Namespace) -> int:
-    from ncl.machine.bench import machine_bench  # start-up time (module docstring)
+    from ncl.machine.bench import format_result, machine_bench  # start-up time (module docstring)
 
-    try:
-        result = machine_bench(backend=args.backend, batch=_bench_setting(args, "batch"),
-                               steps=_bench_setting(args, "steps"), alu=args.alu,
-                               repeats=_bench_setting(args, "machine_repeats"),
-                               compiled=not (args.no_compiled or args.quick), threads=args.threads, progress=True)
-    except ValueError as err:
-        print(f"ncl bench machine: error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result))
-        _warn("ncl bench machine", result["warnings"])
-        return 0
-    print(f"machine run, backend {result['backend']} on {result['device']} ({result['threads']} threads), "
-          f"alu {result['alu']}, {result['sizes']}; median ms of {_bench_setting(args, 'machine_repeats')} calls "
-          f"(fastest-slowest)")
-    for mode in ("fwd", "fwdbwd"):
-        r = result[mode]
-
-        def ms(kind: str) -> str:
-            s = r["spread_ms"][kind]
-            return f"{s['median']:.1f} ms ({s['min']:.1f}-{s['max']:.1f})"
-
-        compiled = "n/a" if r["ms_compiled"] is None else f"{ms('compiled')}, {r['speedup_compiled']:.2f}x"
-        print(f"  {mode:>6}: fused {ms('fused')}, eager {ms('eager')}, {r['speedup_eager']:.2f}x; compiled "
-              f"{compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager {r['peak_mem_eager_mb']:.1f} MB")
+    result = machine_bench(backend=args.backend, batch=_bench_setting(args, "batch"),
+                           steps=_bench_setting(args, "steps"), alu=args.alu,
+                           repeats=_bench_setting(args, "machine_repeats"),
+                           compiled=not (args.no_compiled or args.quick), threads=args.threads, progress=True)
+    print(json.dumps(result) if args.json else format_result(result))
     _warn("ncl bench machine", result["warnings"])
     return 0
 

@@ -210,6 +210,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
 
     kinds = ["fused", "eager"] + (["compiled"] if compiled else [])
     result = {"backend": fused_backend, "device": str(device), "alu": alu, "threads": torch.get_num_threads(),
+              "repeats": repeats,
               "sizes": {"B": batch, "n": N, "C": CELLS, "K": REGISTERS, "S": STACK, "steps": steps, "chunk": chunk},
               "compiled_what": "torch.compile(reference step, dynamic=False) in the Python run loop, full BPTT",
               "fused_grad_mode": f"checkpoint (k={chunk})", "eager_grad_mode": "full"}
@@ -260,6 +261,25 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
                             f"({fwdbwd:.4g} ms): the machine looks loaded, so the figures are unreliable")
     result["warnings"] = [w for w in warnings if w]
     return result
+
+
+def format_result(result: dict) -> str:
+    """What ``ncl bench machine`` prints of a :func:`machine_bench` result: median ms (fastest-slowest call) of
+    each implementation, the speedups and the memory, per mode."""
+    lines = [f"machine run, backend {result['backend']} on {result['device']} ({result['threads']} threads), "
+             f"alu {result['alu']}, {result['sizes']}; median ms of {result['repeats']} calls (fastest-slowest)"]
+    for mode in ("fwd", "fwdbwd"):
+        r = result[mode]
+
+        def ms(kind: str) -> str:
+            s = r["spread_ms"][kind]
+            return f"{s['median']:.1f} ms ({s['min']:.1f}-{s['max']:.1f})"
+
+        compiled = "n/a" if r["ms_compiled"] is None else f"{ms('compiled')}, {r['speedup_compiled']:.2f}x"
+        lines.append(f"  {mode:>6}: fused {ms('fused')}, eager {ms('eager')}, {r['speedup_eager']:.2f}x; compiled "
+                     f"{compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager "
+                     f"{r['peak_mem_eager_mb']:.1f} MB")
+    return "\n".join(lines)
 
 
 def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:
