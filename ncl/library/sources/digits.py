@@ -81,7 +81,7 @@ def long_add(start, length):
     p = start
     while mem[p] != SEP:
         p += 1
-    if last - p < 2:  # no second number (not a prompt): stop, before the copy below runs over the only SEP
+    if p == start or last - p < 2:  # not two numbers (not a prompt): no answer, and no copy past the only SEP
         mem[0] = END
         return 0
     carry = 0
@@ -315,7 +315,7 @@ def resources(name, length):
     - ``long_compare``: 4 a cell to find a's SEP, 3 a leading zero skipped, 6 a digit the numbers share from the
       top: 65 + 4·La + 3·(La + Lb).
     - ``long_add``: 4 a cell of a, 11 a digit added, 9 a digit the carry ripples through, 6 a digit copied down
-      (7 when rotated past the carry's 1, at start 0): 53 + 20·La + 2·Lb if La >= Lb, else 53 + 6·La + 15·Lb.
+      (7 when rotated past the carry's 1, at start 0): 55 + 20·La + 2·Lb if La >= Lb, else 55 + 6·La + 15·Lb.
     - ``long_sub``: the comparison, then 12 a digit subtracted, 4 a zero the borrow passes, 3 a leading zero of
       the difference, 6 a digit copied down: 93 + 4·La + 3·(La + Lb) + 7·max(La, Lb) + 11·min(La, Lb).
     - ``long_mul``: 12 a digit pair, 19 a row (a digit of a), 8 a digit of b (finding the SEP, clearing the
@@ -340,7 +340,7 @@ def _steps(name, la, lb):
     if name == "long_compare":
         return 65 + 4 * la + 3 * (la + lb)
     if name == "long_add":
-        return 53 + (20 * la + 2 * lb if la >= lb else 6 * la + 15 * lb)
+        return 55 + (20 * la + 2 * lb if la >= lb else 6 * la + 15 * lb)
     if name == "long_sub":
         return 93 + 4 * la + 3 * (la + lb) + 7 * max(la, lb) + 11 * min(la, lb)
     return 61 + 12 * la * lb + 25 * la + 14 * lb
