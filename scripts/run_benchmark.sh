@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The benchmark grid: every task x model x seed trained by the default command (plus --seed and a step
-# budget), evaluated on every split, and its eval.json copied to results/<task>/<model>[-noaux]/seed<k>/.
+# The benchmark grid: every task x model x seed trained by the default command (plus --seed and a budget),
+# evaluated on every split, and its eval.json copied to results/<task>/<model>/seed<k>/.
+#
+# The budget is wall-clock, the same for every model: --time-limit TIME_LIMIT. The augmented model trains STEPS
+# optimizer steps (its steps are slow: each runs the machine), the baselines BASE_STEPS (fast steps), so that
+# each run's schedule ends near the same time; eval.json records the steps and seconds each run took.
 # The README's table is then `ncl report results/` (tests/test_tooluse_and_report.py checks they agree).
 #
-#   scripts/run_benchmark.sh [RUNS_DIR]        (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
+#   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, BASE_STEPS, TIME_LIMIT, COUNT, JOBS)
 #
 # MODELS may hold "augmented-noaux": the augmented model with --aux 0 (answers only), same budget.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
@@ -13,19 +17,21 @@ RUNS=${1:-runs}
 TASKS=${TASKS:-"long_add long_sub long_mul long_compare sort reverse sum merge_sort palindrome shortest_path reachable"}
 MODELS=${MODELS:-"augmented augmented-noaux tooluse llama"}
 SEEDS=${SEEDS:-"0 1 2"}
-STEPS=${STEPS:-300}
-TIME_LIMIT=${TIME_LIMIT:-900}
+STEPS=${STEPS:-150}
+BASE_STEPS=${BASE_STEPS:-3000}
+TIME_LIMIT=${TIME_LIMIT:-600}
 COUNT=${COUNT:-500}
 JOBS=${JOBS:-2}
 NCL=${NCL:-.venv/bin/ncl}
 
 one() {  # task model seed
-  local task=$1 model=$2 seed=$3 flags=() name=$2
+  local task=$1 model=$2 seed=$3 flags=() name=$2 steps=$BASE_STEPS
   if [ "$model" = augmented-noaux ]; then flags=(--aux 0); model=augmented; fi
+  if [ "$model" = augmented ]; then steps=$STEPS; fi
   local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ ! -f "$dir/latest.json" ]; then
-    "$NCL" train --task "$task" --model "$model" --seed "$seed" --steps "$STEPS" --time-limit "$TIME_LIMIT" \
+    "$NCL" train --task "$task" --model "$model" --seed "$seed" --steps "$steps" --time-limit "$TIME_LIMIT" \
       --threads 1 --quiet --out "$dir" "${flags[@]}" > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
   fi
   "$NCL" eval "$dir" --count "$COUNT" --threads 1 --json > "$dir.eval.log" 2>&1 || { echo "FAILED eval $dir"; return; }
@@ -33,7 +39,7 @@ one() {  # task model seed
   echo "done $dest: $(tail -c 300 "$dir.eval.log")"
 }
 export -f one
-export RUNS STEPS TIME_LIMIT COUNT NCL
+export RUNS STEPS BASE_STEPS TIME_LIMIT COUNT NCL
 mkdir -p "$RUNS"
 for task in $TASKS; do for model in $MODELS; do for seed in $SEEDS; do
   mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
