@@ -156,6 +156,7 @@ def damaged(tmp_path: Path, how: str) -> Path:
         (ckpt / "checkpoint.json").write_bytes(os.urandom(64))
     elif how == "text tensors":
         (ckpt / "model.safetensors").write_text("this is not a checkpoint\n")
+    # "foreign weights": a sound checkpoint whose weights are not the model's (another version's)
     return run
 
 
@@ -163,6 +164,7 @@ RUNS = [("missing", ["no checkpoint in"]), ("empty", ["no checkpoint in"]), ("no
         ("text checkpoint.pt", ["old pickle format", "ncl convert"]),
         ("truncated checkpoint.pt", ["checkpoint.pt", "old pickle format", "ncl convert"]),
         ("truncated tensors", ["model.safetensors"]), ("text tensors", ["model.safetensors"]),
+        ("foreign weights", ["do not fit the model", "1 unexpected", "another version"]),
         ("text pointer", ["latest.json"]), ("pointer to nothing", ["latest.json"]),
         ("garbage meta", ["checkpoint.json"])]
 
@@ -180,7 +182,7 @@ def test_eval_of_a_bad_run_directory(tmp_path, index, how, needles):
 
 RESUMES = [("truncated tensors", "model.safetensors"), ("text pointer", "latest.json"),
            ("text checkpoint.pt", "checkpoint.pt"), ("truncated checkpoint.pt", "checkpoint.pt"),
-           ("text tensors", "model.safetensors")]
+           ("text tensors", "model.safetensors"), ("foreign weights", "do not fit the model")]
 
 
 @pytest.mark.parametrize("index, how, file", [(i, *case) for i, case in enumerate(RESUMES)],

@@ -300,11 +300,27 @@ def load_model(run_dir, length: int | None = None):
     ckpt = load_checkpoint(run_dir)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, length=length)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt["model"], run_dir)
     model.eval()
     return model, cfg, ckpt
 
 
+def load_weights(model, state: dict, run_dir) -> None:
+    """``model.load_state_dict(state)``, or a :class:`CheckpointError` naming ``run_dir`` when the weights do not
+    fit the model (torch's error lists every key over many lines)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        example = (f"{shapes[0]} is {tuple(state[shapes[0]].shape)} there and {tuple(own[shapes[0]].shape)} here"
+                   if shapes else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+        raise CheckpointError(f"{run_dir}: the checkpoint's weights do not fit the model its configuration builds "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} of another "
+                              f"shape; {example}): was it saved by another version of ncl?")
+    model.load_state_dict(state)
+
+
 __all__ = ["CHECKPOINT", "LATEST", "LEGACY_CHECKPOINT", "CheckpointError", "LegacyCheckpointError",
-           "checkpoint_dirs", "has_checkpoint", "load_checkpoint", "load_model", "save_checkpoint",
+           "checkpoint_dirs", "has_checkpoint", "load_checkpoint", "load_model", "load_weights", "save_checkpoint",
            "write_checkpoint"]

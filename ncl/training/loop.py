@@ -28,7 +28,7 @@ import torch
 
 from ncl import storage
 from ncl import tasks as task_registry
-from ncl.training.checkpoints import has_checkpoint, load_checkpoint, save_checkpoint
+from ncl.training.checkpoints import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from ncl.training.config import TrainConfig
 from ncl.training.data import batch_for_step, encode, tokenizer
 from ncl.training.factory import build_model, resolve_numbers
@@ -91,7 +91,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                                   weight_decay=cfg.weight_decay)
     step, elapsed = 0, 0.0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        load_weights(model, ckpt["model"], out)
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
         _restore_rng(ckpt["rng"])
