@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 
 from ncl import cli
@@ -87,6 +88,7 @@ def _losses(out: Path) -> list:
     return [(x["step"], x["loss"], x["lm_loss"], x["aux_loss"], x["grad_norm"]) for x in lines if "loss" in x]
 
 
+@pytest.mark.slow
 def test_training_survives_sigkill(tmp_path):
     t0 = time.time()
     ref = tmp_path / "uninterrupted"

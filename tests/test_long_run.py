@@ -183,6 +183,7 @@ def test_long_run_forward_cpp(family, input_dtype):
         check_run(out, family, state_dtype, STEPS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_long_run_forward_reference(family):
     program = make_program(family, 0)
@@ -240,6 +241,7 @@ def test_long_run_gradients_full(family):
         torch.testing.assert_close(grads["checkpoint"][name], g, rtol=1e-3, atol=1e-5 * max(1.0, float(g.abs().max())))
 
 
+@pytest.mark.slow
 def test_long_run_gradients_reference():
     """The reference backend, autograd through 100 steps of every family."""
     for family in FAMILIES:
@@ -255,6 +257,7 @@ def test_long_run_gradients_reference():
 # Triton: under the interpreter only at tiny sizes; at full size on a GPU.
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(dispatch.unavailable_reason("triton") is not None or torch.cuda.is_available(),
                     reason="runs Triton under TRITON_INTERPRET=1 on CPU tensors (the GPU case is the cuda test)")
 def test_triton_interpreter_tiny_run():

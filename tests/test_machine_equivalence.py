@@ -17,6 +17,7 @@ from _machine_support import SMALL, SMALL_CIRCUIT, int_lists, lockstep, programs
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [SMALL, SMALL_CIRCUIT], ids=["table", "circuit"])
 @_SETTINGS
 @given(data=st.data())

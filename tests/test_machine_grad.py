@@ -9,6 +9,7 @@ import ncl
 from ncl_kernels.machine import MachineState, ProgramFields, step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alu", ["table", "circuit"])
 def test_gradcheck_one_step(alu):
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=3, alu=alu)

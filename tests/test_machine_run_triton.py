@@ -87,6 +87,7 @@ def test_opcodes_match_the_opcode_table():
 SIZES = [(3, 5, 3, 8, 4, 4), (2, 7, 4, 16, 4, 6), (2, 6, 3, 8, 16, 5), (2, 150, 3, 8, 4, 4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tiles", ["default", "small"])
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_soft_program_on_random_states(size, tiles, monkeypatch):
@@ -124,6 +125,7 @@ def test_soft_program_on_a_runs_own_states(n, C):
         _assert_carries_match(actual, expected, f"n={n} C={C} seed {seed}")
 
 
+@pytest.mark.slow
 def test_sharp_program_halts_early_and_reruns_the_chunk():
     """LOOP (ALU, memory, both stacks, CALL/RET) on one-hot inputs; the samples halt at different steps."""
     config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
@@ -190,6 +192,7 @@ def test_compile_target_describes_the_kernel():
         assert all(entry["signature"][name] == "constexpr" for name in entry["constexprs"])
 
 
+@pytest.mark.slow
 def test_the_library_image_at_the_default_sizes():
     """The compiled library image (277 lines; n = C = 128, K = 8, S = 32): two samples entering gcd and fib,
     8 steps. The program is far wider than one tile, so the fields' and jumps' passes run many line blocks."""

@@ -40,7 +40,11 @@ def sample(name: str, seed: int = 0) -> tuple:
     return _oplib.OPS[name].sample(torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(params=OPS)
+#: Ops whose checks take seconds each: the circuit ALU's Triton kernels under the CPU interpreter (5 to 15 s).
+SLOW_OPS = {"alu_circuit_mix"}
+
+
+@pytest.fixture(params=[pytest.param(op, marks=pytest.mark.slow) if op in SLOW_OPS else op for op in OPS])
 def name(request) -> str:
     return request.param
 

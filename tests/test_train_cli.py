@@ -24,6 +24,7 @@ def _train(out, *extra):
     return cli.main(["train", "--task", "sort", "--out", str(out), *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path):
     assert _train(tmp_path / "a", "--steps", "4", "--checkpoint-every", "2") == 0
     assert _train(tmp_path / "b", "--steps", "2") == 0
@@ -39,6 +40,7 @@ def test_resume_is_bit_exact(tmp_path):
     assert not list((tmp_path / "a").glob("*.trash*"))  # and the older checkpoints are gone
 
 
+@pytest.mark.slow
 def test_eval_is_deterministic_and_writes_plots(tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(out, "--steps", "2") == 0
@@ -72,6 +74,7 @@ def test_clear_errors(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
