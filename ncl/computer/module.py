@@ -169,18 +169,15 @@ class NeuralComputer(nn.Module):
         valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
         out = self.embed_r0(state.r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
         digit_logit = print_r0 = print_cell = None
+        r0 = state.r0[:, None].expand_as(cell)
         if cfg.writer == "digits":
             digit_logit = self.digit_gate_head(h).squeeze(-1)
             step = self._gate(torch.sigmoid(digit_logit)) * read
             places = readout_.place_pointers(step, adv, first)  # (B, T', PLACES)
-            print_r0 = readout_.spelled(places, state.r0[:, None].expand_as(cell), self.spell)
-            print_cell = readout_.spelled(places, cell, self.spell)
-            out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
-            pad = (0, 0, first, 0)
-            print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
+            print_r0, print_cell = readout_.spelled(places, r0, self.spell), readout_.spelled(places, cell, self.spell)
         elif cfg.writer == "cells":  # one answer token per cell: its digit, or "end" for a symbol
-            print_r0 = readout_.cell_digits(state.r0[:, None].expand_as(cell))
-            print_cell = readout_.cell_digits(cell)
+            print_r0, print_cell = readout_.cell_digits(r0), readout_.cell_digits(cell)
+        if print_cell is not None:
             out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
             pad = (0, 0, first, 0)
             print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
