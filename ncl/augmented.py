@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncl.llama import LlamaConfig, LlamaForCausalLM
+from ncl.llama.generation import greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
 
 
@@ -58,7 +59,13 @@ class PlainLlama(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None):
-        return _greedy(self, input_ids, attention_mask, max_new_tokens, eos_token_id, max_steps)
+        """Greedy answers to left-padded prompts ``input_ids (B,P)`` with a KV cache: ``(tokens (B,
+        ≤max_new_tokens), None)``, rows that finished filled with ``eos_token_id``. RoPE sees only relative
+        positions, so the padding-aware positions of the cached decoder give the tokens of a full recomputation
+        (``tests/test_augmented.py``)."""
+        tokens = greedy_generate(self.llama, input_ids, max_new_tokens, attention_mask=attention_mask,
+                                 eos_token_id=eos_token_id, use_cache=True)
+        return tokens[:, input_ids.shape[1]:], None
 
 
 class AugmentedLlama(nn.Module):

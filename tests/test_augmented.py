@@ -98,6 +98,20 @@ def test_plain_llama_interface():
     assert comp is None and tokens.shape[0] == 2
 
 
+def test_plain_generation_with_the_cache_equals_recomputation():
+    """PlainLlama.generate decodes with a KV cache; on left-padded prompts it writes the tokens that the full
+    recomputation (the augmented model's decoding) writes."""
+    from ncl.augmented import _greedy
+
+    torch.manual_seed(0)
+    model = PlainLlama(_llama()).eval()
+    tok = tokenizer()
+    ids, mask = tok.encode_batch(["sort 31 4 77 =", "sort 5 ="], add_bos=True, padding_side="left")
+    cached, _ = model.generate(ids, mask, 12, tok.eos_token_id)
+    full, _ = _greedy(model, ids, mask, 12, tok.eos_token_id, None)
+    assert cached.shape == full.shape and torch.equal(cached, full)
+
+
 def test_bad_inputs():
     comp = NeuralComputer(8)
     h = torch.randn(2, 5, 8)
