@@ -349,6 +349,8 @@ def _add_train_eval(sub) -> None:
                                    "split and model) and the budgets table from every eval.json under DIR.")
     p.add_argument("dir", help="directory holding run directories with eval.json (e.g. results/)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the results figure here")
+    p.add_argument("--write", default=None, metavar="FILE.md",
+                   help="also put the tables into FILE.md between its report markers (e.g. README.md)")
     p.set_defaults(func=_report)
 
 
@@ -359,6 +361,8 @@ def _report(args: argparse.Namespace) -> int:
         text = report.report(args.dir)
         if args.plot:
             report.plot(args.dir, args.plot)
+        if args.write:
+            report.write_into(args.write, args.dir)
     except ValueError as err:
         print(f"ncl report: error: {err}", file=sys.stderr)
         return 2

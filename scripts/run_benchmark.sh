@@ -44,4 +44,4 @@ mkdir -p "$RUNS"
 for task in $TASKS; do for model in $MODELS; do for seed in $SEEDS; do
   mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
 done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
-"$NCL" report results/ --plot docs/results_grid.png
+"$NCL" report results/ --plot docs/results_grid.png --write README.md

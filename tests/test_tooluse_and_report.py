@@ -72,6 +72,15 @@ def test_report_means_and_minima(tmp_path):
     assert report.plot(tmp_path, tmp_path / "grid.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no eval.json"):
         report.collect(tmp_path / "sort" / "missing")
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n")
+    report.write_into(doc, tmp_path)
+    text = doc.read_text()
+    assert report.readout_of(text) == report.report(tmp_path)
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    doc.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        report.write_into(doc, tmp_path)
 
 
 def test_readme_table_is_what_ncl_report_prints():

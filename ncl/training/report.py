@@ -13,7 +13,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from ncl import storage
 from ncl.tasks import ALL_SPLITS
+from ncl.tasks import names as task_names
 
 BEGIN = "<!-- ncl report results/ -->"
 END = "<!-- end of ncl report -->"
@@ -43,12 +45,13 @@ def collect(root) -> list[dict]:
 
 
 def aggregate(results: list[dict]) -> dict:
-    """``{task: {model: {split: [accuracy per seed]}}}`` in table order."""
+    """``{task: {model: {split: [accuracy per seed]}}}``, tasks in :func:`ncl.tasks.names` order (others after)."""
     table = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for r in results:
+    for r in sorted(results, key=lambda r: r.get("seed") or 0):
         for split, s in r["splits"].items():
             table[r["task"]][model_label(r)][split].append(s["accuracy"])
-    return table
+    order = [t for t in task_names() if t in table] + sorted(set(table) - set(task_names()))
+    return {t: table[t] for t in order}
 
 
 def _models(table) -> list[str]:
@@ -105,6 +108,16 @@ def plot(root, path) -> Path:
     return plot_grid(rows, [s for s in ALL_SPLITS if s != "train"], path)
 
 
+def write_into(path, root) -> None:
+    """Replace the part of the document at ``path`` between :data:`BEGIN` and :data:`END` with the report of
+    ``root`` (an atomic write: an interrupted one leaves the old file)."""
+    text = Path(path).read_text()
+    readout_of(text)  # the markers must be there
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    storage.write_text(Path(path), f"{head}{BEGIN}\n{report(root)}\n{END}{tail}")
+
+
 def readout_of(text: str) -> str:
     """The part of a document between :data:`BEGIN` and :data:`END` (stripped); ``ValueError`` without them."""
     if BEGIN not in text or END not in text:
@@ -113,4 +126,4 @@ def readout_of(text: str) -> str:
 
 
 __all__ = ["BEGIN", "END", "MODEL_ORDER", "aggregate", "budget_lines", "collect", "markdown", "model_label", "plot",
-           "readout_of", "report"]
+           "readout_of", "report", "write_into"]
