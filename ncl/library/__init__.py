@@ -203,6 +203,17 @@ def resources(name: str, length: int) -> tuple[int, int]:
     return module.resources(name, length)
 
 
+def bounded_names() -> list[str]:
+    """
+    The functions over the digit tape: those whose module bounds their resources (:func:`resources`), in
+    ``names()`` order. The evaluation's machine budget is the most any of them may need.
+
+    Returns:
+        The names.
+    """
+    return [name for name in names() if hasattr(sys.modules[source(name).__module__], "resources")]
+
+
 def call_python(fn, *args: int, mem: list[int] | None = None):
     """
     Runs a library (or any compilable) function as plain Python, on a given tape.
