@@ -57,6 +57,14 @@ def test_eval_is_deterministic_and_writes_plots(tmp_path, capsys):
     assert set(r["splits"]) == {"test", "ood_2x", "ood_4x", "ood_8x"}
     assert set(r["splits"]["test"]) == {"accuracy", "count", "mean_steps", "unhalted"}
     assert (out / "accuracy.png").stat().st_size > 0 and (out / "halting_steps.png").exists()
+    # any prompts, from a JSON-lines file: same task, whatever the sizes
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"prompt": "sort 31 4 77 =", "answer": "4 31 77 "}\n'
+                    '{"prompt": "sort 9 8 7 6 5 4 3 2 1 0 =", "answer": "0 1 2 3 4 5 6 7 8 9 "}\n')
+    assert cli.main(["eval", str(out), "--data", str(data), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["task"] == "sort" and r["splits"]["data"]["count"] == 2
+    assert 0.0 <= r["splits"]["data"]["accuracy"] <= 1.0
 
 
 def test_clear_errors(tmp_path, capsys):

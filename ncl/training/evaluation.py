@@ -83,7 +83,7 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
             "steps": [round(x, 1) for x in steps] or None}  # rounded: eval.json files are committed
 
 
-def _header(run_dir, cfg, ckpt, model) -> dict:
+def _header(cfg, ckpt, model) -> dict:
     return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
@@ -109,7 +109,7 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
         prompts = [e.prompt for e in examples]
         model, cfg, ckpt = load_model(run_dir, length=max(segment_length(p) for p in prompts))
         if result is None:
-            result = {**_header(run_dir, cfg, ckpt, model), "splits": {}}
+            result = {**_header(cfg, ckpt, model), "splits": {}}
         r = score(model, cfg, prompts, [e.answer for e in examples], [e.size for e in examples], task.n)
         r["eval_time_s"] = round(time.time() - t, 1)
         result["splits"][split] = r
@@ -150,7 +150,7 @@ def evaluate_file(run_dir, path, threads: int = 0) -> dict:
     model, cfg, ckpt = load_model(run_dir, length=max(lengths))
     n = task_registry.get(cfg.task).n
     r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
-    return {**_header(run_dir, cfg, ckpt, model), "data": str(path), "splits": {"data": r}}
+    return {**_header(cfg, ckpt, model), "data": str(path), "splits": {"data": r}}
 
 
 def summary(result: dict) -> dict:
