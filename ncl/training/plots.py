@@ -91,20 +91,22 @@ def plot_grid(rows: dict[str, dict[str, dict[str, tuple[float, float]]]], splits
     cols = 4
     nrows = -(-len(tasks) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.5 * nrows), dpi=100, squeeze=False)
+    models = list(dict.fromkeys(m for task in tasks for m in rows[task]))
+    colors = {m: f"C{i}" for i, m in enumerate(models)}  # one colour per model in every panel
     for ax, task in zip(axes.flat, tasks):
         for model, cells in rows[task].items():
             xs = [s for s in splits if s in cells]
             mean = [cells[s][0] for s in xs]
-            line, = ax.plot(range(len(xs)), mean, marker="o", ms=3, label=model)
+            ax.plot(range(len(xs)), mean, marker="o", ms=3, color=colors[model], label=model)
             ax.fill_between(range(len(xs)), [cells[s][1] for s in xs], [cells[s][-1] for s in xs],
-                            color=line.get_color(), alpha=0.2)
+                            color=colors[model], alpha=0.2)
             ax.set_xticks(range(len(xs)), xs, fontsize=7)
         ax.set(ylim=(-0.03, 1.03), title=task)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=9, frameon=False)
+    handles = [plt.Line2D([], [], color=colors[m], marker="o", ms=3) for m in models]
+    fig.legend(handles, models, loc="lower right", fontsize=9, frameon=False)
     fig.suptitle("exact match per split: mean over seeds (band: min to max)")
     fig.tight_layout()
     fig.savefig(path)

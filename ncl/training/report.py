@@ -103,8 +103,9 @@ def plot(root, path) -> Path:
     from ncl.training.plots import plot_grid  # matplotlib: only when a figure is drawn
 
     table = aggregate(collect(root))
-    rows = {task: {m: {s: (sum(a) / len(a), min(a), max(a)) for s, a in splits.items()}
-                   for m, splits in models.items()} for task, models in table.items()}
+    order = _models(table)
+    rows = {task: {m: {s: (sum(a) / len(a), min(a), max(a)) for s, a in models[m].items()}
+                   for m in order if m in models} for task, models in table.items()}
     return plot_grid(rows, [s for s in ALL_SPLITS if s != "train"], path)
 
 
