@@ -12,7 +12,6 @@ from ncl import tasks as task_registry
 from ncl.augmented import AugmentedLlama, PlainLlama
 from ncl.llama import LlamaConfig
 from ncl.library.symbols import number_cells
-from ncl.machine import MachineConfig
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
 
