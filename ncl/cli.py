@@ -151,7 +151,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "threads", "train_max_steps"):
+                 "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
+                 "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -275,7 +276,7 @@ def _backend(text: str) -> str:
 TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
                   "mode": "mixture", "top_k": 2, "reader": "cells", "writer": "cells", "numbers": "tokens",
                   "layers": 4, "hidden": 0, "split": 2, "seed": 0, "log_every": 10, "checkpoint_every": 100,
-                  "time_limit": 840.0, "train_max_steps": 0}
+                  "time_limit": 840.0, "schedule": "steps", "train_max_steps": 0}
 _ZERO_MEANS = {"hidden": "the preset's width", "train_max_steps": "chosen from the task"}
 
 
@@ -320,6 +321,9 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="optimizer steps between checkpoints")
     p.add_argument("--time-limit", type=_positive_float, default=None,
                    help="stop (and checkpoint) after this many seconds")
+    p.add_argument("--schedule", choices=["steps", "time"], default=None,
+                   help="what the learning rate decays over: --steps, or the --time-limit (which then ends the run: "
+                        "the same wall-clock budget for models with slow and fast steps)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--train-max-steps", type=_positive_int, default=None, help="machine step limit in training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

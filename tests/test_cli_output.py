@@ -73,6 +73,28 @@ def test_a_time_limit_stop_says_so(tmp_path, capsys):
     assert re.search(r"^stopped by the time limit at step \d+ of 50 ", err, re.M), err
 
 
+def test_a_time_schedule_ends_at_its_budget_with_the_rate_decayed(tmp_path, capsys):
+    """--schedule time: the run ends at the time limit (not a warning: the plan), its cosine finished."""
+    from ncl.training import TrainConfig
+    from ncl.training.loop import learning_rate
+
+    cfg = TrainConfig(schedule="time", time_limit=100.0, steps=10**6, warmup=2)
+    assert learning_rate(cfg, 1) == cfg.lr  # the warm-up still counts steps
+    assert learning_rate(cfg, 50, elapsed=0.0) == cfg.lr
+    assert abs(learning_rate(cfg, 50, elapsed=50.0) - cfg.lr * 0.55) < 1e-12  # half way down to 10 %
+    assert abs(learning_rate(cfg, 3, elapsed=100.0) - cfg.lr * 0.1) < 1e-12  # the step count plays no part
+    run = tmp_path / "run"
+    argv = ["train", "--task", task_names()[0], "--out", str(run), "--layers", "1", "--split", "1", "--model",
+            "llama", "--batch-size", "2", "--threads", "1", "--quiet", "--steps", "1000000", "--schedule", "time",
+            "--time-limit", "2", "--log-every", "1"]
+    assert cli.main(argv) == 0
+    assert "stopped by the time limit" not in capsys.readouterr().err
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["event"] == "end" and 2.0 <= lines[-1]["elapsed"] < 10.0
+    rates = [x["lr"] for x in lines if "lr" in x]
+    assert len(rates) > 3 and rates[-1] < 0.2 * TrainConfig().lr  # it decayed by the clock, to near 10 %
+
+
 def test_spread_warning():
     assert spread_warning("x", {"min": 1.0, "median": 1.1, "max": 1.2}) is None
     warning = spread_warning("fused fwd", {"min": 1.0, "median": 2.0, "max": LOADED_SPREAD + 1.0})

@@ -10,6 +10,7 @@ from ncl.llama import preset_names
 
 MODELS = ("augmented", "llama", "tooluse")
 NUMBERS = ("auto", "learned", "tokens")
+SCHEDULES = ("steps", "time")
 
 #: The keys of :class:`~ncl.computer.ComputerConfig` a flat (pre-nesting) training config held at its top level.
 FLAT_COMPUTER_KEYS = ("mode", "top_k", "reader", "writer")
@@ -31,6 +32,11 @@ class TrainConfig:
     width (0 keeps the preset's). ``aux`` weights the auxiliary supervision of the computer's heads (the
     program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
     0 trains from the answer text alone.
+
+    ``schedule`` says what the learning rate's cosine decays over: ``"steps"`` (``steps`` optimizer steps; the
+    time limit is a safety stop) or ``"time"`` (the ``time_limit`` seconds of training, which then end the run;
+    ``steps`` is only a cap). ``"time"`` gives models whose steps cost differently the same wall-clock budget,
+    each with a finished schedule: the benchmark's baselines train for the augmented model's time this way.
 
     ``model``: ``"augmented"`` (the LLaMA with the computer), ``"llama"`` (the plain LLaMA, trained on the
     answers) or ``"tooluse"`` (the plain LLaMA trained to write the library call, ``long_add(4071, 98)``, which
@@ -72,6 +78,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     time_limit: float = 840.0
+    schedule: str = "steps"
     threads: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -87,6 +94,8 @@ class TrainConfig:
             raise ValueError("computer.digit_tokens is set from numbers (pass numbers='tokens'); leave it empty")
         if self.numbers not in NUMBERS:
             raise ValueError(f"unknown numbers {self.numbers!r}; choose one of: {', '.join(NUMBERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.train_max_steps < 0:
             raise ValueError(f"train_max_steps must be >= 0 (0: automatic), got {self.train_max_steps}")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
@@ -117,4 +126,4 @@ class TrainConfig:
         return cls(computer=computer, **{k: v for k, v in d.items() if k in known})
 
 
-__all__ = ["FLAT_COMPUTER_KEYS", "MODELS", "NUMBERS", "TrainConfig", "default_computer"]
+__all__ = ["FLAT_COMPUTER_KEYS", "MODELS", "NUMBERS", "SCHEDULES", "TrainConfig", "default_computer"]

@@ -37,11 +37,15 @@ from ncl.training.losses import aux_loss
 METRICS = "metrics.jsonl"
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warmup, then cosine decay to 10% over ``cfg.steps``."""
+def learning_rate(cfg: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """Linear warmup over ``cfg.warmup`` steps, then cosine decay to 10% over ``cfg.steps`` or, with
+    ``cfg.schedule == "time"``, over the ``cfg.time_limit`` seconds (``elapsed`` of them spent)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.schedule == "time":
+        t = min(1.0, elapsed / cfg.time_limit)
+    else:
+        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -119,8 +123,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     while step < cfg.steps:
         if time.time() - start_time > cfg.time_limit:
             break
+        lr = learning_rate(cfg, step, time.time() - start_time)
         for g in optimizer.param_groups:
-            g["lr"] = learning_rate(cfg, step)
+            g["lr"] = lr
         examples = batch_for_step(task, cfg, step, rank)
         batch = {k: v.to(device) for k, v in encode(examples, tok, names, cells=cells, target=target).items()}
         res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
@@ -145,7 +150,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if main and (step % cfg.log_every == 0 or step == cfg.steps):
             last = {"step": step, "loss": loss.item(), "lm_loss": lm.item(), "aux_loss": aux.item(),
-                    "grad_norm": norm.item(), "skipped": not bool(finite), "lr": learning_rate(cfg, step - 1),
+                    "grad_norm": norm.item(), "skipped": not bool(finite), "lr": lr,
                     "elapsed": round(time.time() - start_time, 2)}
             if comp is not None:
                 last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
@@ -164,7 +169,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                                 "stopped_by_time_limit": step < cfg.steps}) + "\n")
     if bar is not None:
         bar.close()
-    if main and step < cfg.steps:
+    if main and step < cfg.steps and cfg.schedule == "steps":  # a "time" schedule ends there by design
         # Else the run ends on its last logged line, which does not say that it stopped early, nor why.
         # The limit counts the run's whole training time, resumed parts included: going on needs a larger one.
         print(f"stopped by the time limit at step {step} of {cfg.steps} (--time-limit {cfg.time_limit:g} s of "
