@@ -2,12 +2,14 @@
 # The benchmark grid: every task x model x seed trained by the default command (plus --seed and a budget),
 # evaluated on every split, and its eval.json copied to results/<task>/<model>/seed<k>/.
 #
-# The budget is wall-clock, the same for every model: --time-limit TIME_LIMIT. The augmented model trains STEPS
-# optimizer steps (its steps are slow: each runs the machine), the baselines BASE_STEPS (fast steps), so that
-# each run's schedule ends near the same time; eval.json records the steps and seconds each run took.
+# The budget is wall-clock, the same for every model on a task: the augmented model trains STEPS optimizer steps
+# (slow steps: each runs the machine; --time-limit TIME_LIMIT is only a safety stop), and each baseline then
+# trains for the median training time of the task's augmented runs (--schedule time: its learning rate decays
+# over that time, which ends the run), so the grid runs the augmented cells first. eval.json records the steps
+# and seconds each run took.
 # The README's table is then `ncl report results/` (tests/test_tooluse_and_report.py checks they agree).
 #
-#   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, BASE_STEPS, TIME_LIMIT, COUNT, JOBS)
+#   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
 #
 # MODELS may hold "augmented-noaux": the augmented model with --aux 0 (answers only), same budget.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
@@ -18,30 +20,42 @@ TASKS=${TASKS:-"long_add long_sub long_mul long_compare sort reverse sum merge_s
 MODELS=${MODELS:-"augmented augmented-noaux tooluse llama"}
 SEEDS=${SEEDS:-"0 1 2"}
 STEPS=${STEPS:-150}
-BASE_STEPS=${BASE_STEPS:-3000}
 TIME_LIMIT=${TIME_LIMIT:-600}
 COUNT=${COUNT:-500}
 JOBS=${JOBS:-2}
 NCL=${NCL:-.venv/bin/ncl}
 
+budget() {  # task -> the median training seconds of its augmented runs (empty if none)
+  python3 - "$1" <<'PY'
+import glob, json, statistics, sys
+times = [json.load(open(f))["train_time_s"] for f in glob.glob(f"results/{sys.argv[1]}/augmented/seed*/eval.json")]
+print(round(statistics.median(times)) if times else "")
+PY
+}
+
 one() {  # task model seed
-  local task=$1 model=$2 seed=$3 flags=() name=$2 steps=$BASE_STEPS
-  if [ "$model" = augmented-noaux ]; then flags=(--aux 0); model=augmented; fi
-  if [ "$model" = augmented ]; then steps=$STEPS; fi
+  local task=$1 model=$2 seed=$3 name=$2
+  local flags=(--steps "$STEPS" --time-limit "$TIME_LIMIT")
+  if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
+  if [ "$model" != augmented ]; then
+    local seconds; seconds=$(budget "$task")
+    if [ -z "$seconds" ]; then echo "SKIPPED $dest: no augmented run of $task to match its time"; return; fi
+    flags=(--steps 1000000 --schedule time --time-limit "$seconds")
+  fi
   if [ ! -f "$dir/latest.json" ]; then
-    "$NCL" train --task "$task" --model "$model" --seed "$seed" --steps "$steps" --time-limit "$TIME_LIMIT" \
-      --threads 1 --quiet --out "$dir" "${flags[@]}" > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
+    "$NCL" train --task "$task" --model "$model" --seed "$seed" --threads 1 --quiet --out "$dir" "${flags[@]}" \
+      > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
   fi
   "$NCL" eval "$dir" --count "$COUNT" --threads 1 --json > "$dir.eval.log" 2>&1 || { echo "FAILED eval $dir"; return; }
   mkdir -p "$dest" && cp "$dir/eval.json" "$dest/eval.json"
   echo "done $dest: $(tail -c 300 "$dir.eval.log")"
 }
-export -f one
-export RUNS STEPS BASE_STEPS TIME_LIMIT COUNT NCL
+export -f one budget
+export RUNS STEPS TIME_LIMIT COUNT NCL
 mkdir -p "$RUNS"
-for task in $TASKS; do for model in $MODELS; do for seed in $SEEDS; do
+for model in $MODELS; do for seed in $SEEDS; do for task in $TASKS; do  # the augmented cells first (budget)
   mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
 done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
 "$NCL" report results/ --plot docs/results_grid.png --write README.md
