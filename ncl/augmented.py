@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncl.llama import LlamaConfig, LlamaForCausalLM
-from ncl.llama.generation import greedy_generate
+from ncl.llama.generation import greedy_decode, greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
 
 
@@ -58,13 +58,14 @@ class PlainLlama(nn.Module):
         return out
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None):
-        """Greedy answers to left-padded prompts ``input_ids (B,P)`` with a KV cache: ``(tokens (B,
-        ≤max_new_tokens), None)``, rows that finished filled with ``eos_token_id``. RoPE sees only relative
-        positions, so the padding-aware positions of the cached decoder give the tokens of a full recomputation
-        (``tests/test_augmented.py``)."""
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None,
+                 use_cache: bool = True):
+        """Greedy answers to left-padded prompts ``input_ids (B,P)`` with a KV cache (``use_cache=False``: by
+        recomputation): ``(tokens (B, ≤max_new_tokens), None)``, rows that finished filled with
+        ``eos_token_id``. RoPE sees only relative positions, so the padding-aware positions of the cached decoder
+        give the tokens of a full recomputation (``tests/test_augmented.py``)."""
         tokens = greedy_generate(self.llama, input_ids, max_new_tokens, attention_mask=attention_mask,
-                                 eos_token_id=eos_token_id, use_cache=True)
+                                 eos_token_id=eos_token_id, use_cache=use_cache)
         return tokens[:, input_ids.shape[1]:], None
 
 
@@ -122,32 +123,50 @@ class AugmentedLlama(nn.Module):
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
+        logits, comp, _ = self._run(input_ids, attention_mask, read_mask, state=computer_state, max_steps=max_steps)
+        out = {"logits": logits, "computer": comp}
+        if labels is not None:
+            out["loss"] = _lm_loss(logits, labels)
+        return out
+
+    def _run(self, input_ids, attention_mask, read_mask, *, past_mask=None, position_ids=None, cache=None,
+             state=None, pointers=None, max_steps=None, last=False):
+        """The model on the tokens ``input_ids (B,T)``, their ``attention_mask`` and ``read_mask`` (B,T), after
+        the ``cache``'s positions (if any) → ``(logits (B,T,V), ComputerOutput, Pointers)``.
+
+        Decoding against a ``cache`` also passes ``past_mask (B,S)``, the padding mask of all S = cached + T
+        positions, the ``position_ids (B,T)``, and after the prompt the run's ``state`` and the readout's
+        ``pointers`` (:meth:`NeuralComputer.forward_incremental`). ``last``: the logits of the last position
+        only, (B,1,V).
+        """
         m = self.llama.model
         h = m.embed(input_ids)
         digits = self.computer.config.digit_tokens
         if digits:  # every digit looks alike to the LLaMA: its value reaches the answer through the computer
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
-        ctx = m.context(h, attention_mask=attention_mask)
+        past_mask = attention_mask if past_mask is None else past_mask
+        ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
-        comp = self.computer(h, attention_mask, read_mask, state=computer_state, max_steps=max_steps,
-                             input_ids=input_ids)
+        comp, pointers = self.computer.forward_incremental(h, attention_mask, read_mask, state=state,
+                                                           max_steps=max_steps, input_ids=input_ids,
+                                                           pointers=pointers)
         h = h + comp.readout.to(h.dtype)
-        h = m.final_norm(m.run_layers(h, self.split, None, context=ctx))
+        keep = slice(-1, None) if last else slice(None)
+        h = m.final_norm(m.run_layers(h, self.split, None, context=ctx)[:, keep])
         logits = self.llama.logits_from_hidden(h)
         if digits:
-            logits = self._copy(logits, h, comp, read_mask * attention_mask)
-        out = {"logits": logits, "computer": comp}
-        if labels is not None:
-            out["loss"] = _lm_loss(logits, labels)
-        return out
+            heads = comp.heads
+            logits = self._copy(logits, h, heads.print_r0[:, keep], heads.print_cell[:, keep],
+                                (read_mask * attention_mask)[:, keep])
+        return logits, comp, pointers
 
-    def _copy(self, logits, h, comp, read):
+    def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),
-        read (B,T) → (B,T,V)."""
+        print_r0 and print_cell (B,T,11) (:class:`~ncl.computer.Heads`), read (B,T) → (B,T,V)."""
         gates = torch.sigmoid(self.copy_head(h).float())  # (B, T, 2)
         g, src = gates[..., 0] * read.float(), gates[..., 1:]
-        spelled = src * comp.heads.print_r0.float() + (1 - src) * comp.heads.print_cell.float()  # (B,T,11)
+        spelled = src * print_r0.float() + (1 - src) * print_cell.float()  # (B,T,11)
         p_lm = torch.softmax(logits.float(), -1)
         copy = spelled[..., 10:] * p_lm  # "end" (or no readout): what the LM says
         copy = copy.index_add(-1, self.computer.digit_ids, spelled[..., :10])
@@ -155,16 +174,58 @@ class AugmentedLlama(nn.Module):
         return torch.log(p.clamp_min(1e-30))
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None):
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_id: int, max_steps=None,
+                 use_cache: bool = True):
         """Greedy answers to left-padded prompts ``input_ids (B,P)``.
 
-        Returns ``(tokens (B, ≤max_new_tokens), computer output of the prompt run)``.
+        Returns ``(tokens (B, ≤max_new_tokens), computer output of the prompt run)``, rows that finished filled
+        with ``eos_token_id``. With ``use_cache`` the prompt runs once (both LLaMA halves against a ``KVCache``,
+        the machine, the readout of its last token) and each later token runs alone: the layers against the
+        cache, the readout continuing from the carried read pointers. ``use_cache=False`` recomputes the whole
+        sequence for every token (the machine still runs once): the reference, same tokens
+        (``tests/test_augmented.py``), and 11× slower on 80 tokens for 32 ``long_mul`` prompts of 86 tokens
+        (benchmarks/RESULTS.md, "Augmented decoding").
         """
-        return _greedy(self, input_ids, attention_mask, max_new_tokens, eos_token_id, max_steps)
+        if not use_cache:
+            return _greedy(self, input_ids, attention_mask, max_new_tokens, eos_token_id, max_steps)
+        step = _CachedStep(self, max_steps)
+        tokens = greedy_decode(step, len(self.llama.model.layers), input_ids, max_new_tokens,
+                               attention_mask=attention_mask, eos_token_id=eos_token_id)
+        return tokens[:, input_ids.shape[1]:], step.first
+
+
+class _CachedStep:
+    """:func:`~ncl.llama.generation.greedy_decode`'s ``step`` for an :class:`AugmentedLlama` with a cache.
+
+    The first call gets the prompt: its last token is the first read position (as in :func:`_greedy`), the
+    machine runs, and its output is kept as ``first``. Later calls get one token each, a read position, and
+    continue the readout from the run's state and the pointers the previous call left.
+
+    The positions are ``greedy_decode``'s padding-aware ones where ``forward`` numbers the columns; RoPE sees only
+    offsets, so both give the same logits up to rounding.
+    """
+
+    def __init__(self, model: AugmentedLlama, max_steps: int | None):
+        self.model, self.max_steps = model, max_steps
+        self.first, self.pointers = None, None
+
+    def __call__(self, ids, mask, positions, cache):
+        """ids (B,T), mask (B,S), positions (B,T) → logits (B,V) of the last position."""
+        T = ids.shape[1]
+        new = mask[:, -T:]
+        read = torch.ones_like(new)
+        if self.first is None:
+            read[:, :-1] = 0
+        state = None if self.first is None else self.first.state
+        logits, comp, self.pointers = self.model._run(ids, new, read, past_mask=mask, position_ids=positions,
+                                                      cache=cache, state=state, pointers=self.pointers,
+                                                      max_steps=self.max_steps, last=True)
+        self.first = self.first or comp
+        return logits[:, -1]
 
 
 def _greedy(model, input_ids, attention_mask, max_new_tokens, eos_token_id, max_steps):
-    """Greedy decoding by full recomputation (answers are short); the machine runs once per prompt."""
+    """Greedy decoding by full recomputation (the reference of the cached decoder); the machine runs once."""
     B, P = input_ids.shape
     ids, mask = input_ids, attention_mask
     done = torch.zeros(B, dtype=torch.bool, device=ids.device)

@@ -112,6 +112,104 @@ def test_plain_generation_with_the_cache_equals_recomputation():
     assert cached.shape == full.shape and torch.equal(cached, full)
 
 
+@pytest.mark.parametrize("kind", ["cells", "digits", "embed"])
+def test_readout_continues_from_the_carried_pointers(kind):
+    """NeuralComputer.forward_incremental: the prompt and the first read position, then one position at a time
+    from the run's state and the pointers the previous call returned, gives the readout (and the printed digits)
+    of the whole sequence at once."""
+    from ncl_kernels.testing import TOLERANCES
+
+    torch.manual_seed(0)
+    cfg = ComputerConfig(max_steps=16) if kind == "embed" else ComputerConfig(reader=kind, writer=kind, max_steps=16)
+    comp = NeuralComputer(32, cfg)
+    with torch.no_grad():  # gates that fire on about half the positions, so that both pointers move and reset
+        for head in (comp.gate_head, comp.read_head, getattr(comp, "digit_gate_head", comp.gate_head)):
+            head.bias.zero_()
+            head.weight.normal_(std=1.0)
+    B, T, first = 3, 24, 6
+    hidden = torch.randn(B, T, 32)
+    mask = torch.ones(B, T)
+    mask[0, :2] = mask[1, :4] = 0  # left padding
+    read = torch.zeros(B, T)
+    read[:, first:] = 1
+    with torch.no_grad():
+        whole = comp(hidden, mask, read)
+        out, pointers = comp.forward_incremental(hidden[:, :first + 1], mask[:, :first + 1], read[:, :first + 1])
+        readouts, prints, places = [out.readout[:, -1]], [out.heads.print_cell], [pointers.place]
+        for t in range(first + 1, T):
+            out, pointers = comp.forward_incremental(hidden[:, t:t + 1], mask[:, t:t + 1], read[:, t:t + 1],
+                                                     state=out.state, pointers=pointers)
+            readouts.append(out.readout[:, 0])
+            prints.append(out.heads.print_cell)
+            places.append(pointers.place)
+    rtol, atol = TOLERANCES[torch.float32]
+    torch.testing.assert_close(torch.stack(readouts, 1), whole.readout[:, first:], rtol=rtol, atol=atol)
+    if kind != "embed":
+        torch.testing.assert_close(torch.cat([prints[0][:, -1:], *prints[1:]], 1), whole.heads.print_cell[:, first:],
+                                   rtol=rtol, atol=atol)
+    assert pointers.read.argmax(-1).ne(0).all()
+    if kind == "digits":  # the digit pointer left the first place and came back to it
+        place = torch.stack(places, 1).argmax(-1)
+        assert place.ne(0).any() and place[:, 1:][place[:, :-1] != 0].eq(0).any()
+
+
+def _decoding_model(kind):
+    """A random tiny model whose readout weighs on its logits: ``kind`` "cells" (reader and writer, as trained
+    by default) or "digits", both with digit tokens and the copy mixture, or "embed" (the computer's defaults:
+    the MLP reader, no digit tokens)."""
+    torch.manual_seed(0)
+    if kind == "embed":
+        model = AugmentedLlama(_llama(), ComputerConfig(max_steps=24), split=1)
+    else:
+        model = build_model(TrainConfig(task="long_add", layers=2, split=1,
+                                        computer=ComputerConfig(reader=kind, writer=kind)))
+        model.computer.config = replace(model.computer.config, max_steps=24)
+    comp = model.computer
+    with torch.no_grad():
+        # gates half open (a random sign per token), so the tape holds cells and the pointers move, and readout
+        # embeddings large enough that a wrong pointer changes the logits
+        for head in (comp.gate_head, comp.read_head, getattr(comp, "digit_gate_head", comp.gate_head)):
+            head.bias.zero_()
+        for lin in (comp.embed_r0, comp.embed_cell):
+            lin.weight.normal_(std=1.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["cells", "digits", "embed"])
+def test_augmented_generation_with_the_cache_equals_recomputation(kind):
+    """generate's cached decoder (the layers against a KV cache, the readout continuing from the carried
+    pointers) writes the tokens of the full recomputation on left-padded prompts of different lengths, and each
+    step's logits are those of the whole answer run at once (what every recomputation step computes)."""
+    from ncl.augmented import _CachedStep
+    from ncl.llama.generation import greedy_decode
+    from ncl_kernels.testing import TOLERANCES
+
+    model = _decoding_model(kind)
+    tok = tokenizer()
+    ids, mask = tok.encode_batch(["add 31 4 77 =", "add 5 =", "add 123 45 6 ="], add_bos=True,
+                                 padding_side="left")
+    B, P = ids.shape
+    V = model.llama.config.vocab_size
+    cached, comp = model.generate(ids, mask, 12, tok.eos_token_id)
+    full, comp_full = model.generate(ids, mask, 12, tok.eos_token_id, use_cache=False)
+    assert cached.shape == full.shape and torch.equal(cached, full)
+    assert torch.equal(comp.steps, comp_full.steps) and comp.readout.shape == (B, P, 64)
+
+    # every step's logits, with an EOS that never wins so that all 16 steps run
+    step, logits = _CachedStep(model, None), []
+    tokens = greedy_decode(lambda *a: logits.append(step(*a)) or logits[-1], len(model.llama.model.layers), ids,
+                           16, attention_mask=mask, eos_token_id=V)
+    assert torch.equal(tokens[:, P:], model.generate(ids, mask, 16, V, use_cache=False)[0])
+    assert step.pointers.read.argmax(-1).ne(0).any()  # the read pointer moved
+    whole_mask = torch.cat([mask, torch.ones(B, 16, dtype=mask.dtype)], 1)
+    read = torch.zeros_like(whole_mask)
+    read[:, P - 1:] = 1
+    with torch.no_grad():
+        expected = model(tokens, whole_mask, read)["logits"][:, P - 1:-1]
+    rtol, atol = TOLERANCES[torch.float32]
+    torch.testing.assert_close(torch.stack(logits, 1), expected, rtol=rtol, atol=atol)
+
+
 def test_bad_inputs():
     comp = NeuralComputer(8)
     h = torch.randn(2, 5, 8)

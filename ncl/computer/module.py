@@ -158,22 +158,31 @@ class NeuralComputer(nn.Module):
         return run_library(self.library, self.entries, self.config, pi, regs, mem, max_steps)
 
     # --- the readout -----------------------------------------------------------------------------------------
-    def readout(self, h: torch.Tensor, read: torch.Tensor, state: ComputerState) -> readout_.Readout:
-        """The readout embeddings of a finished run at the read positions ``read (B,T)`` (:mod:`ncl.computer.readout`)."""
+    def readout(self, h: torch.Tensor, read: torch.Tensor, state: ComputerState,
+                pointers: readout_.Pointers | None = None) -> readout_.Readout:
+        """The readout embeddings of a finished run at the read positions ``read (B,T)`` of ``h (B,T,d)``
+        (:mod:`ncl.computer.readout`).
+
+        ``pointers``: None when ``h`` is the whole sequence (the pointers start at ``state.first_read``); else
+        the :class:`~ncl.computer.readout.Pointers` after the position just before ``h``, which continue over
+        every position of ``h`` (incremental decoding: ``h (B,1,d)``). The result's ``pointers`` are those after
+        the last position, to pass to the next call.
+        """
         cfg = self.config
-        first = state.first_read
+        first = state.first_read if pointers is None else 0
+        start = pointers or readout_.Pointers(None, None)
         read_logit = self.read_head(h).squeeze(-1)
         adv = self._gate(torch.sigmoid(read_logit)) * read
-        ptrs = readout_.read_pointers(adv, first, cfg.machine.cells)  # (B, T', C)
+        ptrs = readout_.read_pointers(adv, first, cfg.machine.cells, start.read)  # (B, T', C)
         cell = ptrs @ state.mem  # (B, T', n)
         valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
         out = self.embed_r0(state.r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
-        digit_logit = print_r0 = print_cell = None
+        digit_logit = print_r0 = print_cell = places = None
         r0 = state.r0[:, None].expand_as(cell)
         if cfg.writer == "digits":
             digit_logit = self.digit_gate_head(h).squeeze(-1)
             step = self._gate(torch.sigmoid(digit_logit)) * read
-            places = readout_.place_pointers(step, adv, first)  # (B, T', PLACES)
+            places = readout_.place_pointers(step, adv, first, start.place)  # (B, T', PLACES)
             print_r0, print_cell = readout_.spelled(places, r0, self.spell), readout_.spelled(places, cell, self.spell)
         elif cfg.writer == "cells":  # one answer token per cell: its digit, or "end" for a symbol
             print_r0, print_cell = readout_.cell_digits(r0), readout_.cell_digits(cell)
@@ -182,7 +191,8 @@ class NeuralComputer(nn.Module):
             pad = (0, 0, first, 0)
             print_r0, print_cell = F.pad(print_r0, pad) * read[..., None], F.pad(print_cell, pad) * read[..., None]
         readout = F.pad(out, (0, 0, first, 0)) * read[..., None]
-        return readout_.Readout(readout, read_logit, digit_logit, print_r0, print_cell)
+        after = readout_.Pointers(ptrs[:, -1], None if places is None else places[:, -1])
+        return readout_.Readout(readout, read_logit, digit_logit, print_r0, print_cell, after)
 
     # --- forward ---------------------------------------------------------------------------------------------
     def prompt_run(self, h: torch.Tensor, mask: torch.Tensor, read: torch.Tensor,
@@ -229,22 +239,36 @@ class NeuralComputer(nn.Module):
         Returns:
             :class:`~ncl.computer.ComputerOutput`.
         """
+        return self.forward_incremental(hidden, attention_mask, read_mask, state, max_steps, input_ids)[0]
+
+    def forward_incremental(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
+                            state: ComputerState | None = None, max_steps: int | None = None,
+                            input_ids: torch.Tensor | None = None, pointers: readout_.Pointers | None = None
+                            ) -> tuple[ComputerOutput, readout_.Pointers]:
+        """:meth:`forward`, and the readout's :class:`~ncl.computer.readout.Pointers` after the last position.
+
+        With ``pointers`` (those an earlier call returned, and its ``state``), ``hidden (B,T,d)`` holds only the
+        positions after that call's, and the readout continues from them (:meth:`readout`): a decoder adds one
+        token at a time without reading the earlier ones again.
+        """
         B, T, d = hidden.shape
         if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
             raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
                              f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
         if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
             raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
+        if pointers is not None and state is None:
+            raise ValueError("pointers continue the readout of a finished run: pass its state too")
         mask = attention_mask.to(hidden.dtype)
         read = read_mask.to(hidden.dtype) * mask
         h = self.norm(hidden)
         if state is None:
             state = self.prompt_run(h, mask, read, input_ids, max_steps)
-        out = self.readout(h, read, state)
+        out = self.readout(h, read, state, pointers)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,
                       r0=state.r0, mem=state.mem)
-        return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state)
+        return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state), out.pointers
 
 
 __all__ = ["NeuralComputer"]

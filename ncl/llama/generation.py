@@ -31,6 +31,23 @@ def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
     Returns:
         (B, T + N') int64, N' ≤ N (fewer only when every row finished).
     """
+    def step(ids, mask, positions, cache):
+        return model(ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits[:, -1]
+
+    return greedy_decode(step, len(model.model.layers), input_ids, max_new_tokens, attention_mask=attention_mask,
+                         eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache)
+
+
+@torch.no_grad()
+def greedy_decode(step, num_layers: int, input_ids: torch.Tensor, max_new_tokens: int, *,
+                  attention_mask: torch.Tensor | None = None, eos_token_id: int | list[int] | None = None,
+                  pad_token_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
+    """:func:`greedy_generate`'s loop for any model that can take a step:
+    ``step(ids (B,T'), attention_mask (B,S), position_ids (B,T'), cache) → logits (B,V)`` of the last position,
+    where ``ids`` are the tokens not yet in ``cache`` (every token when ``cache`` is None: ``use_cache=False``),
+    ``attention_mask`` covers all S tokens so far and ``position_ids`` are the padding-aware positions of
+    ``ids``. ``num_layers``: the ``KVCache``'s. The other arguments and the result are :func:`greedy_generate`'s.
+    """
     if input_ids.dim() != 2 or input_ids.dtype != torch.int64:
         raise ValueError(f"input_ids must be an int64 tensor of shape (B, T), got {input_ids.dtype} "
                          f"{tuple(input_ids.shape)}")
@@ -52,16 +69,16 @@ def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
             pad_token_id = int(eos[0])
 
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = KVCache(len(model.model.layers), capacity=T + max_new_tokens) if use_cache else None
+    cache = KVCache(num_layers, capacity=T + max_new_tokens) if use_cache else None
     tokens, mask = input_ids, attention_mask
     step_ids, step_pos = input_ids, positions
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     for _ in range(max_new_tokens):
         if use_cache:
-            out = model(step_ids, attention_mask=mask, position_ids=step_pos, cache=cache, logits_to_keep=1)
+            logits = step(step_ids, mask, step_pos, cache)
         else:
-            out = model(tokens, attention_mask=mask, position_ids=positions, logits_to_keep=1)
-        nxt = out.logits[:, -1].argmax(-1)
+            logits = step(tokens, mask, positions, None)
+        nxt = logits.argmax(-1)
         if eos is not None:
             nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
             finished = finished | torch.isin(nxt, eos)
