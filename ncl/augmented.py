@@ -18,6 +18,9 @@ computer only, so digits never seen in training are read and written like the ot
   ``p = g·copy + (1 − g)·softmax(logits)``, where ``copy`` puts the digit under the readout's digit pointer
   on that digit's token (and defers to the LM where the pointer reads "end"), ``g`` is a learned gate and a
   second learned gate chooses between r0 and the tape cell. ``logits`` are then these log-probabilities.
+  With ``computer_config.symbol_tokens`` (``writer="cells"``) ``copy`` also puts a tape symbol on the token
+  that spells it (the list separator, the sign, a comparison, and ``END`` on end-of-sequence), so the whole
+  answer, its end included, can be copied from the tape.
 """
 
 from __future__ import annotations
@@ -163,13 +166,15 @@ class AugmentedLlama(nn.Module):
 
     def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),
-        print_r0 and print_cell (B,T,11) (:class:`~ncl.computer.Heads`), read (B,T) → (B,T,V)."""
+        print_r0 and print_cell (B,T,K): K = 11, or 11 + the symbols the copy prints (:class:`~ncl.computer.Heads`), read (B,T) → (B,T,V)."""
         gates = torch.sigmoid(self.copy_head(h).float())  # (B, T, 2)
         g, src = gates[..., 0] * read.float(), gates[..., 1:]
-        spelled = src * print_r0.float() + (1 - src) * print_cell.float()  # (B,T,11)
+        spelled = src * print_r0.float() + (1 - src) * print_cell.float()  # (B,T,K)
         p_lm = torch.softmax(logits.float(), -1)
-        copy = spelled[..., 10:] * p_lm  # "end" (or no readout): what the LM says
+        copy = spelled[..., -1:] * p_lm  # "other" (or no readout): what the LM says
         copy = copy.index_add(-1, self.computer.digit_ids, spelled[..., :10])
+        if self.computer.config.symbol_tokens:
+            copy = copy.index_add(-1, self.computer.symbol_ids, spelled[..., 10:-1])
         p = g[..., None] * copy + (1 - g[..., None]) * p_lm
         return torch.log(p.clamp_min(1e-30))
 

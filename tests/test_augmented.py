@@ -301,6 +301,33 @@ def test_numbers_from_tokens_on_the_digit_tape():
         comp(torch.randn(1, 4, 64), torch.ones(1, 4), torch.tensor([[0, 0, 1, 1]]))
 
 
+def test_the_copy_prints_tape_symbols_and_the_first_read_reads_cell_0():
+    """With symbol_tokens (the default run's), a copied cell holding a symbol prints its token, END the
+    end-of-sequence token; and the first read position reads cell 0 even where the read gate fires."""
+    torch.manual_seed(0)
+    tok = tokenizer()
+    model = build_model(TrainConfig(task="long_compare", layers=2, split=1))
+    comp = model.computer
+    assert [tok.id_to_token(i) for i in comp.config.symbol_tokens] == [" ", tok.id_to_token(tok.eos_token_id),
+                                                                      "-", "<", "=", ">"]
+    with torch.no_grad():
+        comp.read_head.bias.fill_(50.0)  # the read gate fires at every read position
+        model.copy_head.weight.zero_()
+        model.copy_head.bias.copy_(torch.tensor([50.0, -50.0]))  # copy gate open, source: the tape cell
+    e = Example("cmp 12 12 =", "=", "long_compare", (12, 12), 2)
+    b = encode([e], tok, comp.program_names)
+    ids, mask, read = b["input_ids"], b["attention_mask"], b["read_mask"]
+    state = model(ids, mask, read)["computer"].state
+    tape = torch.full(state.mem.shape[:2], symbols.SEP)
+    tape[:, :3] = torch.tensor([symbols.EQ, symbols.END, 7])
+    out = model(ids, mask, read, computer_state=state._replace(mem=torch.nn.functional.one_hot(tape, state.mem.shape[-1]).float()))
+    first = int(read[0].nonzero()[0])
+    spelled = [tok.id_to_token(int(t)) for t in out["logits"][0, first:first + 2].argmax(-1)]
+    assert spelled == ["=", tok.id_to_token(tok.eos_token_id)]  # cells 0 and 1: the pointer held, then moved
+    with pytest.raises(ValueError, match="symbol_tokens"):
+        ComputerConfig(reader="cells", writer="digits", digit_tokens=tuple(range(10)), symbol_tokens=tuple(range(6)))
+
+
 def test_digit_tape_labels():
     """encode's digit-tape labels: the gates fire on every digit and number end, the read pointer moves one cell
     per answer token, and no digit gate is asked for."""
@@ -311,6 +338,6 @@ def test_digit_tape_labels():
     written = [i for i, g in enumerate(b["gate"][0, :P].tolist()) if g == 1]
     toks = ["<bos>"] + [tok.id_to_token(t) for t in tok.encode(e.prompt)]
     assert "".join(toks[i] for i in written) == "97 5 "
-    assert b["read_gate"][0, P - 1:P + 3].tolist() == [0, 1, 1, 1]
+    assert b["read_gate"][0, P - 1:P + 3].tolist() == [-100, 1, 1, 1]  # the first read holds by construction
     assert (b["digit_gate"][b["digit_gate"] >= 0] == 0).all()
     assert b["args"][0].tolist() == [0, 5] and b["program"].tolist() == [0]

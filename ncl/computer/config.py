@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ncl.library.symbols import TAPE_SYMBOLS
 from ncl.machine import MachineConfig
 
 MODES = ("mixture", "superposition")
@@ -57,6 +58,11 @@ class ComputerConfig:
             learned classification, so digits that never occur in training are read right; the gates that say
             where numbers end are still learned. :class:`~ncl.augmented.AugmentedLlama` uses the same ids to
             print the readout's digits (a copy distribution) and to embed every digit token alike.
+        symbol_tokens: ``()`` or, with ``writer="cells"`` and ``digit_tokens``, the token ids that spell the
+            digit tape's symbols ``SEP``, ``END``, ``MINUS``, ``LT``, ``EQ``, ``GT`` (cells 10..15,
+            :mod:`ncl.library.symbols`; ``END`` is the end-of-sequence token). The readout then tells a symbol
+            cell from the others, and the copy prints it like a digit, so where an answer ends is read off the
+            tape instead of left to the decoder.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -71,6 +77,7 @@ class ComputerConfig:
     reader: str = "mlp"
     writer: str = "embed"
     digit_tokens: tuple = ()
+    symbol_tokens: tuple = ()
 
     def __post_init__(self):
         m = self.machine
@@ -93,6 +100,10 @@ class ComputerConfig:
         if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
             raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
                              "or 'cells'")
+        if self.symbol_tokens and (len(self.symbol_tokens) != len(TAPE_SYMBOLS) or self.writer != "cells"
+                                   or not self.digit_tokens):
+            raise ValueError(f"ComputerConfig: symbol_tokens must hold the {len(TAPE_SYMBOLS)} ids that spell the "
+                             "tape's symbols and needs writer='cells' and digit_tokens")
 
     def to_dict(self) -> dict:
         """Plain data (JSON-ready but for the ``digit_tokens`` tuple): the machine as a nested dict."""
@@ -112,8 +123,9 @@ class ComputerConfig:
             machine = MachineConfig(**machine)
         known = {f.name for f in fields(cls)} - {"machine"}
         kwargs = {k: v for k, v in d.items() if k in known}
-        if "digit_tokens" in kwargs:
-            kwargs["digit_tokens"] = tuple(kwargs["digit_tokens"])  # JSON gives a list
+        for key in ("digit_tokens", "symbol_tokens"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])  # JSON gives a list
         return cls(machine=machine, **kwargs)
 
 

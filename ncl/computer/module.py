@@ -67,6 +67,8 @@ class NeuralComputer(nn.Module):
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
         if cfg.digit_tokens:
             self.register_buffer("digit_ids", torch.tensor(cfg.digit_tokens), persistent=False)
+        if cfg.symbol_tokens:
+            self.register_buffer("symbol_ids", torch.tensor(cfg.symbol_tokens), persistent=False)
         if cfg.reader in ("digits", "cells"):
             self.digit_head = nn.Linear(d, 11)  # 10 digits + "not a digit"
         if cfg.reader == "digits":
@@ -74,9 +76,9 @@ class NeuralComputer(nn.Module):
         if cfg.reader == "cells":
             self.register_buffer("class_cells", tape_.class_cells(n), persistent=False)
         self.read_head = nn.Linear(d, 1)
-        if cfg.writer == "cells":
-            self.print_r0 = nn.Linear(11, d, bias=False)
-            self.print_cell = nn.Linear(11, d, bias=False)
+        if cfg.writer == "cells":  # digits, the symbols printed (symbol_tokens), "other"
+            self.print_r0 = nn.Linear(11 + len(cfg.symbol_tokens), d, bias=False)
+            self.print_cell = nn.Linear(11 + len(cfg.symbol_tokens), d, bias=False)
         if cfg.writer == "digits":
             self.digit_gate_head = nn.Linear(d, 1)
             nn.init.constant_(self.digit_gate_head.bias, -2.0)
@@ -173,6 +175,11 @@ class NeuralComputer(nn.Module):
         start = pointers or readout_.Pointers(None, None)
         read_logit = self.read_head(h).squeeze(-1)
         adv = self._gate(torch.sigmoid(read_logit)) * read
+        if pointers is None:  # the first read position reads cell 0, where every answer starts: it holds by
+            # construction, since a gate learned there can fire on prompts longer than any trained on
+            hold = torch.ones_like(adv[0])
+            hold[first] = 0
+            adv = adv * hold
         ptrs = readout_.read_pointers(adv, first, cfg.machine.cells, start.read)  # (B, T', C)
         cell = ptrs @ state.mem  # (B, T', n)
         valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
@@ -184,8 +191,9 @@ class NeuralComputer(nn.Module):
             step = self._gate(torch.sigmoid(digit_logit)) * read
             places = readout_.place_pointers(step, adv, first, start.place)  # (B, T', PLACES)
             print_r0, print_cell = readout_.spelled(places, r0, self.spell), readout_.spelled(places, cell, self.spell)
-        elif cfg.writer == "cells":  # one answer token per cell: its digit, or "end" for a symbol
-            print_r0, print_cell = readout_.cell_digits(r0), readout_.cell_digits(cell)
+        elif cfg.writer == "cells":  # one answer token per cell: its digit or symbol, or "other"
+            symbols = len(cfg.symbol_tokens)
+            print_r0, print_cell = readout_.cell_digits(r0, symbols), readout_.cell_digits(cell, symbols)
         if print_cell is not None:
             out = out + self.print_r0(print_r0) + self.print_cell(print_cell)
             pad = (0, 0, first, 0)

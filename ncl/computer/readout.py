@@ -76,10 +76,12 @@ def place_pointers(step: torch.Tensor, adv: torch.Tensor, first_read: int,
     return torch.stack(places, 1)
 
 
-def cell_digits(value: torch.Tensor) -> torch.Tensor:
-    """A digit-tape cell as a digit: ``value (…, n)`` → (…, 11), its mass on 0..9, and on "end" (class 10) the
-    mass on every symbol (``SEP``, ``END``, a sign; :mod:`ncl.library.symbols`)."""
-    return torch.cat([value[..., :10], value[..., 10:].sum(-1, keepdim=True)], -1)
+def cell_digits(value: torch.Tensor, symbols: int = 0) -> torch.Tensor:
+    """A digit-tape cell as a printable class: ``value (…, n)`` → (…, 11 + symbols): its mass on the digits
+    0..9, on the first ``symbols`` tape symbols (cells 10.., :data:`ncl.library.symbols.TAPE_SYMBOLS`), and on
+    "other" (the last class) the mass on every cell past them; with ``symbols=0`` "other" is every symbol."""
+    known = 10 + symbols
+    return torch.cat([value[..., :known], value[..., known:].sum(-1, keepdim=True)], -1)
 
 
 def spell_table(n: int) -> torch.Tensor:

@@ -19,6 +19,10 @@ LT = 13  #: "<": the first number is smaller
 EQ = 14  #: "=": equal
 GT = 15  #: ">": the first number is larger
 
+#: The symbols in cell order (the cells after the digits): what a writer that prints symbols spells, in order.
+TAPE_SYMBOLS = (SEP, END, MINUS, LT, EQ, GT)
+assert TAPE_SYMBOLS == tuple(range(10, 10 + len(TAPE_SYMBOLS)))  # readouts slice cells 10.. as the symbols
+
 #: Each symbol's text in an answer (digits are their own text).
 SYMBOL_TEXT = {SEP: " ", MINUS: "-", LT: "<", EQ: "=", GT: ">"}
 _TEXT_SYMBOL = {t: s for s, t in SYMBOL_TEXT.items()}
@@ -62,4 +66,4 @@ def number_cells(values) -> list[int]:
     return out
 
 
-__all__ = ["END", "EQ", "GT", "LT", "MINUS", "SEP", "SYMBOL_TEXT", "cells", "number_cells", "text"]
+__all__ = ["END", "EQ", "GT", "LT", "MINUS", "SEP", "SYMBOL_TEXT", "TAPE_SYMBOLS", "cells", "number_cells", "text"]

@@ -83,7 +83,8 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         # the read pointer: on the digit tape it moves one cell per answer token; otherwise at each separator
         seq = [tok.id_to_token(t) for t in p[-1:] + a[:-1]]
         for j, s in enumerate(seq):
-            read_gate[i, P - 1 + j] = int(j > 0 and (cells or s == " "))
+            # none at j = 0: the first read position reads cell 0 by construction (NeuralComputer.readout)
+            read_gate[i, P - 1 + j] = int(cells or s == " ") if j > 0 else -100
             digit_gate[i, P - 1 + j] = int(j > 0 and s.isdigit() and not cells)
     out = {"input_ids": ids, "attention_mask": mask, "read_mask": read, "labels": labels, "gate": gate,
            "value": value, "read_gate": read_gate, "digit": digit, "digit_gate": digit_gate}

@@ -11,7 +11,7 @@ import ncl.library
 from ncl import tasks as task_registry
 from ncl.augmented import AugmentedLlama, PlainLlama
 from ncl.llama import LlamaConfig
-from ncl.library.symbols import number_cells
+from ncl.library.symbols import END, SYMBOL_TEXT, TAPE_SYMBOLS, number_cells
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
 
@@ -76,18 +76,23 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     if cfg.model != "augmented":
         return PlainLlama(_matched(lcfg, cfg))
     ccfg = cfg.computer
-    digit_tokens = ()
+    digit_tokens = symbol_tokens = ()
     if resolve_numbers(cfg) == "tokens":
         if ccfg.reader not in ("digits", "cells") or ccfg.writer not in ("digits", "cells"):
             raise ValueError("numbers='tokens' needs reader and writer 'digits' or 'cells' (pass --numbers learned "
                              "to use other readers or writers)")
-        digit_tokens = tuple(tokenizer().token_to_id(str(i)) for i in range(10))
+        tok = tokenizer()
+        digit_tokens = tuple(tok.token_to_id(str(i)) for i in range(10))
+        if ccfg.writer == "cells":  # the copy prints the tape's symbols too; END is the end of the answer
+            symbol_tokens = tuple(tok.eos_token_id if s == END else tok.token_to_id(SYMBOL_TEXT[s])
+                                  for s in TAPE_SYMBOLS)
     task = task_registry.get(cfg.task)
     if length is None:
         length = task.max_segment("train")
     cells, max_steps = machine_budget(length, task.n)
     machine = replace(ccfg.machine, n=task.n, cells=cells)
-    ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens, max_steps=cfg.train_max_steps or max_steps)
+    ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens,
+                   symbol_tokens=symbol_tokens, max_steps=cfg.train_max_steps or max_steps)
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
