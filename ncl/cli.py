@@ -5,6 +5,8 @@
 * ``ncl bench memory``: fused vs eager reference vs ``torch.compile(reference)``, as JSON.
 * ``ncl bench machine [--backend B] [--batch 32] [--steps 64] [--alu table|circuit] --json``: the fused
   machine run vs the eager reference vs ``torch.compile`` of the reference step, forward and forward+backward.
+* ``ncl bench train [--task sort] --json``: one optimizer step of the augmented model and of the plain LLaMA,
+  with the augmented step's breakdown (LLaMA, heads, machine forward, machine backward, optimizer).
 * ``ncl train --task TASK --out DIR``: train the augmented model (or ``--model llama``, the baseline) on an
   algorithmic task; DDP under ``torchrun --nproc_per_node N -m ncl.cli train ...``.
 * ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
@@ -102,8 +104,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 #: ``ncl bench``'s defaults, and ``--quick``'s: a first look in about a minute on 2 cores (one memory size, small
 #: machine runs, few repeats, no torch.compile, whose compilation alone takes minutes). Options given win.
-BENCH_DEFAULTS = {"memory_repeats": 20, "machine_repeats": 3, "batch": 32, "steps": 64}
-BENCH_QUICK = {"memory_repeats": 5, "machine_repeats": 3, "batch": 8, "steps": 16}
+BENCH_DEFAULTS = {"memory_repeats": 20, "machine_repeats": 3, "train_repeats": 5, "batch": 32, "steps": 64}
+BENCH_QUICK = {"memory_repeats": 5, "machine_repeats": 3, "train_repeats": 2, "batch": 8, "steps": 16}
 
 
 def _bench_setting(args: argparse.Namespace, name: str):
@@ -119,6 +121,8 @@ def _warn(prog: str, warnings: list[str]) -> None:
 def _bench(args: argparse.Namespace) -> int:
     if args.suite == "machine":
         return _bench_machine(args)
+    if args.suite == "train":
+        return _bench_train(args)
     from ncl_kernels import benchmarking  # start-up time (module docstring)
 
     warnings: list[str] = []
@@ -131,6 +135,18 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         print(benchmarking.format_table(rows))
     _warn("ncl bench memory", warnings)
+    return 0
+
+
+def _bench_train(args: argparse.Namespace) -> int:
+    import torch  # start-up time (module docstring)
+
+    from ncl.training.bench import bench_train, format_train_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_train(task=args.task, repeats=_bench_setting(args, "train_repeats"), progress=True)
+    print(json.dumps(result) if args.json else format_train_bench(result))
     return 0
 
 
@@ -424,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the memory ops on every backend and check them")
     p.set_defaults(func=_demo)
     p = sub.add_parser("bench", help="fused vs eager vs torch.compile timings")
-    p.add_argument("suite", choices=["memory", "machine"])
+    p.add_argument("suite", choices=["memory", "machine", "train"],
+                   help="the memory ops, the machine's whole run, or one optimizer step of the augmented and the "
+                        "plain model with a breakdown")
     p.add_argument("--backend", type=_backend, default=None,
                    help=f"fused backend, one of {', '.join(BACKENDS)} (default: the fastest here)")
     p.add_argument("--size", type=_memory_size, action="append", default=None, metavar="B,N,D,H",
@@ -432,20 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "the first)")
     p.add_argument("--repeats", type=_positive_int, default=None,
                    help=f"timed calls per figure (default: memory {BENCH_DEFAULTS['memory_repeats']}, machine "
-                        f"{BENCH_DEFAULTS['machine_repeats']}; --quick: memory {BENCH_QUICK['memory_repeats']}, "
-                        f"machine {BENCH_QUICK['machine_repeats']})")
+                        f"{BENCH_DEFAULTS['machine_repeats']}, train {BENCH_DEFAULTS['train_repeats']}; --quick: "
+                        f"memory {BENCH_QUICK['memory_repeats']}, machine {BENCH_QUICK['machine_repeats']}, train "
+                        f"{BENCH_QUICK['train_repeats']})")
     p.add_argument("--batch", type=_positive_int, default=None,
                    help=f"machine: batch size (default: {BENCH_DEFAULTS['batch']}; --quick: {BENCH_QUICK['batch']})")
     p.add_argument("--steps", type=_positive_int, default=None,
                    help=f"machine: steps per run (default: {BENCH_DEFAULTS['steps']}; --quick: "
                         f"{BENCH_QUICK['steps']})")
     p.add_argument("--alu", choices=["table", "circuit"], default="table", help="machine: ALU")
+    p.add_argument("--task", choices=task_names(), default="sort", help="train: the task whose batch is timed")
     p.add_argument("--no-compiled", action="store_true", help="skip torch.compile(reference): its compilation "
                                                                "takes minutes")
     p.add_argument("--quick", action="store_true",
                    help="a first look in about a minute: one memory size, a small machine run, few repeats, no "
                         "torch.compile")
-    p.add_argument("--threads", type=_positive_int, default=None, help="machine: CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="machine, train: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
     _add_train_eval(sub)

@@ -17,6 +17,7 @@ length (the lines of steps it will redo, and the ``end`` line), so the log reads
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -128,22 +129,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             g["lr"] = lr
         examples = batch_for_step(task, cfg, step, rank)
         batch = {k: v.to(device) for k, v in encode(examples, tok, names, cells=cells, target=target).items()}
-        res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
-        lm = res["loss"]
-        comp = res["computer"]
-        aux = aux_loss(comp, batch) if (comp is not None and cfg.aux > 0) else lm.new_zeros(())
-        loss = lm + cfg.aux * aux
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # gradients through long machine runs are large (docs/design.md §5): clip, and skip non-finite steps
-        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
-        finite = torch.isfinite(norm)
-        if ddp:  # every rank must take the same decision
-            flag = finite.float().to(device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            finite = flag > 0
-        if bool(finite):
-            optimizer.step()
+        loss, lm, aux, norm, finite, comp = train_step(model, module, optimizer, batch, cfg,
+                                                       agree=_all_ranks_agree(dist, device) if ddp else None)
         step += 1
         if bar is not None:
             bar.update(1)
@@ -178,6 +165,48 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     if ddp:
         dist.barrier()
     return last
+
+
+def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None):
+    """One optimizer step of ``model`` (``module``: the model itself, under DDP its wrapped module) on an
+    encoded ``batch`` (:func:`~ncl.training.encode`): forward, the LM and auxiliary losses, backward, global
+    gradient clipping, and the update unless the gradient norm is not finite.
+
+    ``agree(finite) -> bool``: makes every DDP rank take the same decision. ``clock(name)``: a context manager
+    timing the sections ``"forward"``, ``"backward"`` and ``"optimizer"`` (``ncl bench train``).
+
+    Returns ``(loss, lm, aux, norm, finite, computer output or None)``.
+    """
+    section = clock or _untimed
+    with section("forward"):
+        res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
+        lm = res["loss"]
+        comp = res["computer"]
+        aux = aux_loss(comp, batch) if (comp is not None and cfg.aux > 0) else lm.new_zeros(())
+        loss = lm + cfg.aux * aux
+    with section("backward"):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+    with section("optimizer"):
+        # gradients through long machine runs are large (docs/design.md §5): clip, and skip non-finite steps
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip)
+        finite = torch.isfinite(norm) if agree is None else agree(torch.isfinite(norm))
+        if bool(finite):
+            optimizer.step()
+    return loss, lm, aux, norm, finite, comp
+
+
+@contextlib.contextmanager
+def _untimed(name):
+    yield
+
+
+def _all_ranks_agree(dist, device):
+    def agree(finite):
+        flag = finite.float().to(device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return flag > 0
+    return agree
 
 
 def _restore_rng(rng: dict) -> None:
