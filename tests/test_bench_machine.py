@@ -1,17 +1,24 @@
-"""``ncl bench machine --json``: one JSON object with the issue's keys, for forward and forward+backward."""
+"""``ncl bench machine --json``: one JSON object with the issue's keys, for forward and forward+backward, and the
+fused run against the best eager PyTorch on sharp and soft inputs."""
 
 import json
 
 import pytest
+import torch
 
 from ncl import cli
+from ncl.machine import bench, bench_eager
 from ncl_kernels import dispatch
+from ncl_kernels.machine import MachineConfig
 
 KEYS = {"ms_fused", "ms_eager", "ms_compiled", "speedup_eager", "speedup_compiled", "peak_mem_fused_mb",
         "peak_mem_eager_mb"}
+BEST_EAGER_KEYS = {"ms_fused", "ms_best_eager", "ms_best_eager_compiled", "speedup_best_eager",
+                   "speedup_best_eager_compiled", "spread_ms"}
+needs_cpp = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
 
 
-@pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
+@needs_cpp
 def test_bench_machine_prints_one_json_object(capsys):
     cli.main(["bench", "machine", "--batch", "2", "--steps", "4", "--repeats", "1", "--no-compiled",
               "--threads", "1", "--json"])
@@ -25,6 +32,56 @@ def test_bench_machine_prints_one_json_object(capsys):
                                                               rel=1e-2)
         assert result[mode]["ms_compiled"] is None  # --no-compiled
         assert result[mode]["peak_mem_fused_mb"] > 0 and result[mode]["peak_mem_eager_mb"] > 0
+    for inputs in ("sharp", "soft"):
+        assert result[inputs]["inputs"]
+        for mode in ("fwd", "fwdbwd"):
+            figures = result[inputs][mode]
+            assert BEST_EAGER_KEYS <= set(figures)
+            assert figures["ms_fused"] > 0 and figures["ms_best_eager"] > 0
+            assert figures["speedup_best_eager"] == pytest.approx(figures["ms_best_eager"] / figures["ms_fused"],
+                                                                  rel=2e-2)
+            for kind in ("fused", "best_eager"):
+                spread = figures["spread_ms"][kind]
+                assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+            assert figures["ms_best_eager_compiled"] is None and figures["speedup_best_eager_compiled"] is None
+    assert result["best_eager_compiled_error"] == bench_eager.NOT_ASKED
+
+
+def _sections(**kwargs) -> dict:
+    config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
+    return bench_eager.best_eager_sections(bench.LOOP, config, bench.machine_inputs(2, 3), 2, 3, 1,
+                                           torch.device("cpu"), "cpp", **kwargs)
+
+
+@needs_cpp
+def test_a_failing_compiler_gives_null_figures_and_the_reason(monkeypatch):
+    """As on a machine without a C++ compiler: torch.compile returns, and its first call raises."""
+    def compile_without_compiler(fn, **kwargs):
+        def compiled(*args, **kw):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_without_compiler)
+    result = _sections(compiled=True)
+    assert result["best_eager_compiled_error"] == ("torch.compile failed: RuntimeError: InductorError: no working "
+                                                   "C++ compiler found")
+    for inputs in ("sharp", "soft"):
+        for mode in ("fwd", "fwdbwd"):
+            figures = result[inputs][mode]
+            assert figures["ms_best_eager"] > 0 and figures["ms_best_eager_compiled"] is None
+            assert figures["speedup_best_eager_compiled"] is None and figures["spread_ms"]["best_eager_compiled"] is None
+
+
+@pytest.mark.slow
+@needs_cpp
+def test_compiled_best_eager_is_timed():
+    """torch.compile of the best-eager step at a tiny size (its compilations take about a minute each)."""
+    result = _sections(compiled=True)
+    assert result["best_eager_compiled_error"] is None
+    for inputs in ("sharp", "soft"):
+        for mode in ("fwd", "fwdbwd"):
+            figures = result[inputs][mode]
+            assert figures["ms_best_eager_compiled"] > 0 and figures["speedup_best_eager_compiled"] > 0
 
 
 def test_plot_sweep_draws_the_sweep_groups_only(tmp_path):

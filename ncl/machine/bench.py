@@ -20,6 +20,10 @@ every implementation's fastest, median and slowest call, and ``warnings`` says w
 timed slower than its forward+backward, shows that the machine was loaded
 (:func:`ncl_kernels.benchmarking.spread_warning`).
 
+The ``"sharp"`` and ``"soft"`` sections time the fused run against the best eager PyTorch
+(:mod:`ncl_kernels.machine.eager`) and ``torch.compile`` of it, on sharp and on dense inputs
+(:mod:`ncl.machine.bench_eager`).
+
 Memory. On a GPU, ``torch.cuda.max_memory_allocated`` over the call. On CPU the allocator keeps no peak, so
 the forward+backward figure is the size of the tensors autograd saves for the backward, counted by a
 ``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). For a checkpointed run the figure is its
@@ -41,6 +45,7 @@ from typing import Callable
 
 import torch
 
+from ncl.machine import bench_eager
 from ncl.machine.assembler import assemble
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl_kernels import _ext, dispatch
@@ -154,7 +159,10 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         peak_mem_eager_mb``; ``fwdbwd`` adds ``ms_fused_full_bptt``, ``speedup_eager_full_bptt`` and
         ``peak_mem_fused_full_bptt_mb`` (the fused run with ``grad_mode="full"``, like for like with eager); each
         mode also holds ``spread_ms``: ``{implementation: {"min", "median", "max"}}``; ``warnings`` lists the signs
-        of a loaded machine (empty when there were none).
+        of a loaded machine (empty when there were none). Beside them, ``"sharp"`` and ``"soft"`` hold the fused
+        run against the best eager and its ``torch.compile`` on each kind of inputs
+        (:func:`ncl.machine.bench_eager.best_eager_sections`), with ``best_eager_what`` and
+        ``best_eager_compiled_error`` (why ``ms_best_eager_compiled`` is None, else None).
     """
     for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
                         ("threads", 1 if threads is None else threads)):
@@ -224,9 +232,10 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
                                 "at each chunk start) + each thread's backward tape of k steps of one sample "
                                 "(analytic); checkpoint on step ops: outside chunks + one carry per chunk + k "
                                 "steps of the per-step size measured on a full-BPTT fused run")
-    # One tick per call (the warm-up included) and one per memory measurement.
-    bar = tqdm(total=(2 * len(kinds) + 1) * (1 + repeats) + 2, desc="bench machine", unit="call", file=sys.stderr,
-               disable=not progress)
+    # One tick per call (the warm-up included) and one per memory measurement; then the best-eager sections'.
+    sections = len(bench_eager.INPUTS) * 2 * (len(bench_eager.KINDS) - (not compiled))
+    bar = tqdm(total=(2 * len(kinds) + 1 + sections) * (1 + repeats) + 2, desc="bench machine", unit="call",
+               file=sys.stderr, disable=not progress)
     warnings = []
     for mode, grad in (("fwd", False), ("fwdbwd", True)):
         ms, spread = {}, {}
@@ -252,6 +261,11 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
             figures["peak_mem_fused_full_bptt_mb"] = mem_mb["fused_full"]
         result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
         result[mode]["spread_ms"] = {k: {q: round(v, 3) for q, v in s.items()} for k, s in spread.items()}
+    versus_best = bench_eager.best_eager_sections(LOOP, config, (regs, mem), batch, steps, repeats, device,
+                                                  fused_backend, chunk, compiled, tick=bar.update,
+                                                  label=bar.set_postfix_str)
+    warnings.extend(versus_best.pop("warnings"))
+    result.update(versus_best)
     bar.close()
     for kind in kinds:
         # A forward alone cannot take longer than the same forward followed by a backward on an idle machine.
@@ -279,7 +293,7 @@ def format_result(result: dict) -> str:
         lines.append(f"  {mode:>6}: fused {ms('fused')}, eager {ms('eager')}, {r['speedup_eager']:.2f}x; compiled "
                      f"{compiled}; memory fused {r['peak_mem_fused_mb']:.1f} MB, eager "
                      f"{r['peak_mem_eager_mb']:.1f} MB")
-    return "\n".join(lines)
+    return "\n".join(lines + bench_eager.format_sections(result))
 
 
 def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:

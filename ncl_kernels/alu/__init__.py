@@ -15,7 +15,7 @@ from ncl_kernels.alu import reference
 from ncl_kernels.checks import check_inputs
 from ncl_kernels.isa import ALU_OPS
 
-__all__ = ["alu_mix", "op_names", "NUM_OPS", "SKIP_REL"]
+__all__ = ["alu_mix", "check_operands", "op_names", "NUM_OPS", "SKIP_REL"]
 
 #: Number of mixed ops: ``len(ALU_OPS)`` of :mod:`ncl_kernels.isa`.
 NUM_OPS = len(ALU_OPS)
@@ -27,6 +27,19 @@ SKIP_REL = 2.0 ** -40
 
 op_names = reference.op_names
 
+
+
+def check_operands(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor) -> dict[str, int]:
+    """The checks of :func:`alu_mix` (and of the best-eager ``ncl_kernels.alu.eager.alu_mix``): shapes, dtypes,
+    devices, 16 weights, ``n >= 2``; a ``ValueError`` naming the argument. Returns the sizes ``{"B", "n", "K"}``."""
+    sizes = check_inputs("alu_mix", ("x", x, "B n"), ("y", y, "B n"), ("coeffs", coeffs, "B K"))
+    if sizes["K"] != NUM_OPS:
+        raise ValueError(f"alu_mix: coeffs must have shape (B, K) with K={NUM_OPS} (one weight per op of "
+                         f"BINARY_OPS + UNARY_OPS), got shape {tuple(coeffs.shape)}")
+    if sizes["n"] < 2:
+        raise ValueError(f"alu_mix: x must have shape (B, n) with n >= 2 (comparisons give 0 or 1), "
+                         f"got shape {tuple(x.shape)}")
+    return sizes
 
 
 def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
@@ -48,13 +61,7 @@ def alu_mix(x: torch.Tensor, y: torch.Tensor, coeffs: torch.Tensor, *, backend: 
     Returns:
         ``(B, n)``, in the inputs' dtype (accumulated in fp32, or fp64 for fp64 inputs).
     """
-    sizes = check_inputs("alu_mix", ("x", x, "B n"), ("y", y, "B n"), ("coeffs", coeffs, "B K"))
-    if sizes["K"] != NUM_OPS:
-        raise ValueError(f"alu_mix: coeffs must have shape (B, K) with K={NUM_OPS} (one weight per op of "
-                         f"BINARY_OPS + UNARY_OPS), got shape {tuple(coeffs.shape)}")
-    if sizes["n"] < 2:
-        raise ValueError(f"alu_mix: x must have shape (B, n) with n >= 2 (comparisons give 0 or 1), "
-                         f"got shape {tuple(x.shape)}")
+    check_operands(x, y, coeffs)
     chosen = dispatch.select(x.device, x.dtype, backend)
     if chosen == "reference":
         return reference.alu_mix(x, y, coeffs)
