@@ -27,9 +27,12 @@ _LAZY = {
     "LlamaModel": "ncl.llama",
     "LlamaForCausalLM": "ncl.llama",
     "AugmentedLlama": "ncl.augmented",
+    # a user's own causal LM with the computer (docs/augmented.md, "Your own model")
+    "augment": "ncl.hf",
+    "AugmentedModel": "ncl.hf",
 }
 
-_SUBMODULES = ("machine", "compiler", "library", "llama", "tokenizers", "tasks", "computer", "nn", "training")
+_SUBMODULES = ("machine", "compiler", "library", "llama", "tokenizers", "tasks", "computer", "nn", "hf", "training")
 
 
 def __getattr__(name: str):
