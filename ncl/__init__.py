@@ -20,6 +20,7 @@ _LAZY = {
     "AssemblyError": "ncl.machine",
     # the compiler (docs/design.md §4)
     "compile": "ncl.library",  # the compiler with ncl.library in reach
+    "Library": "ncl.library.user",  # the user's functions compiled into a library image
     "CompileError": "ncl.compiler",
     "CompiledFunction": "ncl.compiler",
     # the model layer (docs/design.md §5)

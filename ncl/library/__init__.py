@@ -25,6 +25,7 @@ from ncl.compiler import CompiledFunction, compile_library, compile_library_func
 from ncl.compiler import compile as compile_function
 from ncl.library.sources import arith, recursion, tape
 from ncl.library.sources import digits, graphs, lists
+from ncl.library.source_text import define
 from ncl.machine import MachineConfig, Program, assemble
 
 _MODULES = (arith, recursion, tape, lists, graphs, digits)
@@ -89,7 +90,7 @@ def source(name: str) -> Callable:
     return table[name]
 
 
-def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = None,  # noqa: A001
+def compile(fn: Callable | str, *helpers: Callable, config: MachineConfig | None = None,  # noqa: A001
             overflow: str = "wrap") -> CompiledFunction:
     """
     ``ncl.compile``: compiles a Python function for the machine, with every library function in reach.
@@ -98,7 +99,9 @@ def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = Non
     (bound in ``fn``'s module, or by name); see ``ncl.compiler.compile``.
 
     Args:
-        fn: The function to compile.
+        fn: The function to compile, or Python source text (a function defined in a REPL or by ``exec`` has no
+            source ``inspect`` can find): its first function is compiled, the others are its helpers
+            (:mod:`ncl.library.source_text`).
         helpers: Further functions ``fn`` (or each other) may call.
         config: The machine; the default ``MachineConfig()`` if None.
         overflow: ``"wrap"``: integers wrap around Z_n, the machine's semantics; ``"error"``: the integer runs
@@ -133,6 +136,9 @@ def compile(fn: Callable, *helpers: Callable, config: MachineConfig | None = Non
         Traceback (most recent call last):
         OverflowError: square(6): line ... 6 * 6 = 36 is outside the machine's values 0..31 ...
     """
+    if isinstance(fn, str):
+        fn, *more = define(fn).values()
+        helpers = (*more, *helpers)
     return compile_function(fn, *helpers, config=config, library=_functions(), overflow=overflow)
 
 
