@@ -175,3 +175,37 @@ def test_bad_inputs_get_clear_errors():
         model(ids.float(), mask)
     with pytest.raises(ValueError, match="left padded"):
         model.generate(ids, mask)
+
+
+def test_lora_model_reloads_with_its_adapters(tmp_path):
+    pytest.importorskip("peft")
+    tok = CharTokenizer()
+    model = augment(hf_model(), tok, split=1, lora={"r": 4, "target_modules": ["q_proj", "v_proj"]}, **SMALL)
+    ids, mask, labels = batch(tok, right=True)
+    model(ids, mask, labels=labels).loss.backward()
+    with torch.no_grad():  # one step: adapters that are not their initial zeros
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.5 * p.grad
+    model.eval().save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["lora"]["r"] == 4
+    again = AugmentedModel.from_pretrained(tmp_path / "m").eval()
+    trainable = [n for n, p in again.named_parameters() if p.requires_grad]
+    assert trainable == [n for n, p in model.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        assert torch.equal(again(ids, mask).logits, model(ids, mask).logits)
+
+
+def test_a_transformers_trainer_trains_it_unchanged(tmp_path):
+    pytest.importorskip("accelerate")
+    tok = CharTokenizer()
+    model = augment(hf_model(), tok, split=1, **SMALL)
+    ids, mask, labels = batch(tok, right=True)
+    rows = [{"input_ids": ids[i], "attention_mask": mask[i], "labels": labels[i]} for i in range(2)] * 2
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2,
+                                          learning_rate=1e-2, report_to=[], save_strategy="no", use_cpu=True,
+                                          logging_steps=1)
+    before = model.computer.program_head.weight.detach().clone()
+    result = transformers.Trainer(model=model, args=args, train_dataset=rows).train()
+    assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
+    assert not torch.equal(model.computer.program_head.weight, before)
