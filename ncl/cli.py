@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
 from dataclasses import replace
 
 import ncl
+from ncl.cli_types import (BACKENDS, backend_name, memory_size, non_negative_float, non_negative_int, positive_float,
+                           positive_int)
 from ncl.tasks import names as task_names
 
 
@@ -141,7 +142,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_train(args: argparse.Namespace) -> int:
     import torch  # start-up time (module docstring)
 
-    from ncl.training.bench import bench_train, format_train_bench
+    from ncl.training.bench import bench_train, format_train_bench  # torch too (line above)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,62 +230,8 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``ncl_kernels.dispatch.BACKENDS``, spelled here so that argument errors need not import torch (tested equal).
-BACKENDS = ("reference", "cpp", "triton", "cuda")
 #: Commands that run the kernel ops, and so read ``NCL_BACKEND``.
 _KERNEL_COMMANDS = ("demo", "bench", "train", "eval")
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low} (an integer), got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _float_above(low: float, inclusive: bool = False):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low:g} (a finite number), "
-                                             f"got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_float = _float_above(0.0)
-_non_negative_float = _float_above(0.0, inclusive=True)
-
-
-def _memory_size(text: str) -> tuple[int, int, int, int]:
-    parts = text.split(",")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) != 4 or min(size) < 1:
-        raise argparse.ArgumentTypeError(f"must be B,N,D,H: four integers >= 1 separated by commas, got {text!r}")
-    return size
-
-
-def _backend(text: str) -> str:
-    if text not in BACKENDS:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(BACKENDS)}, got {text!r}")
-    return text
 
 
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
@@ -314,14 +261,14 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--preset", default=None, help="ncl.llama preset")
     p.add_argument("--out", required=True, help="run directory (latest.json, checkpoint-<step>/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="examples per optimizer step")
-    p.add_argument("--lr", type=_positive_float, default=None,
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="examples per optimizer step")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
-    p.add_argument("--aux", type=_non_negative_float, default=None,
+    p.add_argument("--aux", type=non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
-    p.add_argument("--top-k", type=_positive_int, default=None, help="programs run per sample in mixture mode")
+    p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")
     p.add_argument("--writer", choices=["cells", "embed", "digits"], default=None,
@@ -329,19 +276,19 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--numbers", choices=["auto", "learned", "tokens"], default=None,
                    help="digits from token ids and answers copied from the readout ('tokens'), learned heads "
                         "('learned'), or 'tokens' only where the training data lacks a digit ('auto')")
-    p.add_argument("--layers", type=_positive_int, default=None, help="transformer layers")
-    p.add_argument("--hidden", type=_positive_int, default=None, help="hidden size")
-    p.add_argument("--split", type=_non_negative_int, default=None, help="layers before the computer")
+    p.add_argument("--layers", type=positive_int, default=None, help="transformer layers")
+    p.add_argument("--hidden", type=positive_int, default=None, help="hidden size")
+    p.add_argument("--split", type=non_negative_int, default=None, help="layers before the computer")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--log-every", type=_positive_int, default=None, help="optimizer steps between log lines")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="optimizer steps between checkpoints")
-    p.add_argument("--time-limit", type=_positive_float, default=None,
+    p.add_argument("--log-every", type=positive_int, default=None, help="optimizer steps between log lines")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimizer steps between checkpoints")
+    p.add_argument("--time-limit", type=positive_float, default=None,
                    help="stop (and checkpoint) after this many seconds")
     p.add_argument("--schedule", choices=["steps", "time"], default=None,
                    help="what the learning rate decays over: --steps, or the --time-limit (which then ends the run: "
                         "the same wall-clock budget for models with slow and fast steps)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--train-max-steps", type=_positive_int, default=None, help="machine step limit in training")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--train-max-steps", type=positive_int, default=None, help="machine step limit in training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
     _show_train_defaults(p)
@@ -353,8 +300,8 @@ def _add_train_eval(sub) -> None:
     p.add_argument("--compare", default=None, help="another run of the same task: a side-by-side table and plot")
     p.add_argument("--data", default=None, metavar="FILE.jsonl",
                    help='evaluate on these {"prompt": ..., "answer": ...} lines instead of the splits')
-    p.add_argument("--count", type=_positive_int, default=500, help="examples per split (default: 500)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--count", type=positive_int, default=500, help="examples per split (default: 500)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
     p.set_defaults(func=_eval)
     p = sub.add_parser("convert", help="convert an older run directory's pickle checkpoint.pt to safetensors and "
@@ -443,19 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", choices=["memory", "machine", "train"],
                    help="the memory ops, the machine's whole run, or one optimizer step of the augmented and the "
                         "plain model with a breakdown")
-    p.add_argument("--backend", type=_backend, default=None,
+    p.add_argument("--backend", type=backend_name, default=None,
                    help=f"fused backend, one of {', '.join(BACKENDS)} (default: the fastest here)")
-    p.add_argument("--size", type=_memory_size, action="append", default=None, metavar="B,N,D,H",
+    p.add_argument("--size", type=memory_size, action="append", default=None, metavar="B,N,D,H",
                    help="memory: sizes to time (repeatable) (default: 64,128,128,2 and 64,1024,256,4; --quick: "
                         "the first)")
-    p.add_argument("--repeats", type=_positive_int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help=f"timed calls per figure (default: memory {BENCH_DEFAULTS['memory_repeats']}, machine "
                         f"{BENCH_DEFAULTS['machine_repeats']}, train {BENCH_DEFAULTS['train_repeats']}; --quick: "
                         f"memory {BENCH_QUICK['memory_repeats']}, machine {BENCH_QUICK['machine_repeats']}, train "
                         f"{BENCH_QUICK['train_repeats']})")
-    p.add_argument("--batch", type=_positive_int, default=None,
+    p.add_argument("--batch", type=positive_int, default=None,
                    help=f"machine: batch size (default: {BENCH_DEFAULTS['batch']}; --quick: {BENCH_QUICK['batch']})")
-    p.add_argument("--steps", type=_positive_int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help=f"machine: steps per run (default: {BENCH_DEFAULTS['steps']}; --quick: "
                         f"{BENCH_QUICK['steps']})")
     p.add_argument("--alu", choices=["table", "circuit"], default="table", help="machine: ALU")
@@ -465,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a first look in about a minute: one memory size, a small machine run, few repeats, no "
                         "torch.compile")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="machine, train: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
