@@ -166,7 +166,8 @@ class AugmentedLlama(nn.Module):
 
     def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),
-        print_r0 and print_cell (B,T,K): K = 11, or 11 + the symbols the copy prints (:class:`~ncl.computer.Heads`), read (B,T) → (B,T,V)."""
+        print_r0 and print_cell (B,T,K) (:class:`~ncl.computer.Heads`; K = 11, or 11 + the symbols the copy
+        prints), read (B,T) → (B,T,V)."""
         gates = torch.sigmoid(self.copy_head(h).float())  # (B, T, 2)
         g, src = gates[..., 0] * read.float(), gates[..., 1:]
         spelled = src * print_r0.float() + (1 - src) * print_cell.float()  # (B,T,K)
