@@ -264,7 +264,7 @@ class AugmentedModel(nn.Module):
                              f"{tuple(labels.shape)}")
         call = None
         if self.computer_enabled:
-            read = _read_mask(input_ids, attention_mask, labels, read_mask)
+            read = read_positions(input_ids, attention_mask, labels, read_mask)
             call = _Call("full", input_ids, attention_mask, read, max_steps=max_steps)
         with self._calling(call):
             logits, _ = self._base_logits(input_ids, attention_mask, position_ids)
@@ -358,9 +358,10 @@ def _check_ids(input_ids, attention_mask):
     return input_ids, attention_mask.long()
 
 
-def _read_mask(input_ids, attention_mask, labels, read_mask) -> torch.Tensor:
-    """The read positions (B,T): ``read_mask``, or from each row's first label on (the position before it), or
-    each row's last real token."""
+def read_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
+                   read_mask: torch.Tensor | None) -> torch.Tensor:
+    """The read positions (B,T) of :meth:`AugmentedModel.forward`: ``read_mask``, or from each row's first label
+    on (the position before it), or each row's last real token; all arguments (B,T)."""
     B, T = input_ids.shape
     cols = torch.arange(T, device=input_ids.device)
     if read_mask is not None:
@@ -401,4 +402,5 @@ def augment(model: nn.Module, tokenizer, library=None, split: int | None = None,
                           split=split, freeze_base=freeze_base, lora=lora)
 
 
-__all__ = ["AugmentedModel", "AugmentedOutput", "augment", "base_kind", "computer_config", "install_library"]
+__all__ = ["AugmentedModel", "AugmentedOutput", "augment", "base_kind", "computer_config", "install_library",
+           "read_positions"]

@@ -1,0 +1,60 @@
+"""Training on the user's own data (ncl.training.user_data): JSON-lines records with line-numbered errors, answers
+written digit by digit, and the worked example (examples/augment_your_model.py) end to end: its own library, data,
+BPE tokenizer and transformers LLaMA, trained, evaluated, saved and reloaded (CI: under 3 minutes)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from ncl.tokenizers import CharTokenizer  # noqa: E402
+from ncl.training.user_data import answer_ids, read_records  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_records_are_read_with_optional_labels(tmp_path):
+    path = write(tmp_path / "d.jsonl", [json.dumps({"prompt": "clamp 7 1 5 =", "answer": "5", "program": "clamp",
+                                                    "args": [7, 1, 5]}), "", json.dumps({"prompt": "p", "answer": "a"})])
+    records = read_records(path, ["clamp"])
+    assert len(records) == 2 and records[0]["args"] == [7, 1, 5] and "program" not in records[1]
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"prompt": "x"}', "d.jsonl:2: missing or non-string field 'answer'"),
+    ('{"prompt": "x", "answer": 3}', "d.jsonl:2: missing or non-string field 'answer'"),
+    ("not json", "d.jsonl:2: not JSON"),
+    ('["prompt", "answer"]', "d.jsonl:2: expected an object"),
+    ('{"prompt": "x", "answer": "y", "program": "nope"}', "d.jsonl:2: 'program' must name a library function"),
+    ('{"prompt": "x", "answer": "y", "args": [1, -2]}', "d.jsonl:2: 'args' must be a list of non-negative ints"),
+])
+def test_a_malformed_line_is_named(tmp_path, line, message):
+    path = write(tmp_path / "d.jsonl", ['{"prompt": "a", "answer": "b"}', line])
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        read_records(path, ["clamp"])
+
+
+def test_answers_are_written_digit_by_digit():
+    tok = CharTokenizer()
+    assert answer_ids(tok, "12 -3") == tok.encode("12 -3")
+    with pytest.raises(ValueError, match="not one token"):
+        answer_ids(type("Chunky", (), {"encode_raw": staticmethod(lambda text: [1, 2])})(), "7")
+
+
+def test_the_worked_example_trains_evaluates_saves_and_reloads(tmp_path):
+    spec = importlib.util.spec_from_file_location("augment_your_model", ROOT / "examples" / "augment_your_model.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--seconds", "25", "--out", str(tmp_path)])
+    assert result["reloaded_answers_equal"]
+    assert result["accuracy"] > 0.5  # it reaches 1.0 within a minute of CPU; the bar leaves room for slow runners
+    assert (tmp_path / "model" / "library.py").read_text().strip().startswith("def largest")
