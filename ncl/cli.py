@@ -164,6 +164,11 @@ def _bench_machine(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.data is not None:
+        return _train_on_data(args)
+    if args.task is None:
+        print("ncl train: error: --task or --data is required", file=sys.stderr)
+        return 2
     from ncl.training import TrainConfig, train  # start-up time (module docstring)
 
     cfg = TrainConfig()
@@ -186,9 +191,34 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_on_data(args: argparse.Namespace) -> int:
+    from ncl.training.user_run import train_on_data  # start-up time (module docstring)
+
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "aux", "seed", "split")
+             if getattr(args, k) is not None}
+    try:
+        result = train_on_data(args.data, args.out, library=args.library, eval_data=args.eval_data, base=args.base,
+                               time_limit=args.time_limit or 840.0, max_steps=args.train_max_steps or 256, **given)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"ncl train: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from ncl.training import comparison_table, evaluate_file, run_eval, summary  # start-up time (module docstring)
+    from ncl.training.user_run import evaluate_saved, is_saved_model  # start-up time (module docstring)
 
+    if args.data is not None and is_saved_model(args.run):  # a model of ncl train --data
+        try:
+            result = evaluate_saved(args.run, args.data)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"ncl eval: error: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result) if args.json else f"exact match {result['accuracy']:.3f} ({result['count']} "
+                                                     f"examples of {result['data']})")
+        return 0
     try:
         if args.data is not None:
             if args.compare is not None:
@@ -255,7 +285,12 @@ def _add_train_eval(sub) -> None:
     p = sub.add_parser("train", help="train on a task (the augmented model, or the llama or tool-use baseline)",
                        description="Train on an algorithmic task. An option left out takes the default shown; "
                                    "with --resume, the value saved in the run.")
-    p.add_argument("--task", required=True, choices=task_names())
+    p.add_argument("--task", choices=task_names(), help="a built-in task (or --data)")
+    p.add_argument("--data", default=None, metavar="FILE.jsonl",
+                   help='train on your own {"prompt", "answer"[, "program", "args"]} lines instead of a task')
+    p.add_argument("--eval-data", default=None, metavar="FILE.jsonl", help="with --data: evaluated after training")
+    p.add_argument("--library", default=None, metavar="FILE.py", help="with --data: your functions, compiled")
+    p.add_argument("--base", default=None, metavar="DIR", help="with --data: a local Hugging Face LLaMA checkpoint")
     p.add_argument("--model", choices=["augmented", "llama", "tooluse"], default=None,
                    help="the LLaMA3 with the computer, the plain LLaMA, or the LLaMA writing a call that the VM runs")
     p.add_argument("--preset", default=None, help="ncl.llama preset")

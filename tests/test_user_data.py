@@ -58,3 +58,33 @@ def test_the_worked_example_trains_evaluates_saves_and_reloads(tmp_path):
     assert result["reloaded_answers_equal"]
     assert result["accuracy"] > 0.5  # it reaches 1.0 within a minute of CPU; the bar leaves room for slow runners
     assert (tmp_path / "model" / "library.py").read_text().strip().startswith("def largest")
+
+
+LIBRARY = "def largest(a, b, c):\n    return max(max(a, b), c)\n"
+
+
+def test_ncl_train_and_eval_on_a_jsonl_file_with_a_library(tmp_path, capsys):
+    from ncl import cli
+    from ncl.hf import AugmentedModel
+
+    (tmp_path / "mylib.py").write_text(LIBRARY)
+    lines = [json.dumps({"prompt": f"largest {a} {b} {c} =", "answer": str(max(a, b, c)), "program": "largest",
+                         "args": [a, b, c]}) for a, b, c in ((1, 5, 2), (7, 0, 3), (4, 4, 9))]
+    write(tmp_path / "train.jsonl", lines)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data", str(tmp_path / "train.jsonl"), "--eval-data", str(tmp_path / "train.jsonl"),
+                     "--library", str(tmp_path / "mylib.py"), "--out", str(out), "--steps", "2", "--batch-size",
+                     "2", "--train-max-steps", "32"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["steps"] == 2 and result["count"] == 3 and 0 <= result["accuracy"] <= 1
+    assert (out / "metrics.jsonl").is_file() and (out / "eval.json").is_file()
+    model = AugmentedModel.from_pretrained(out)
+    assert model.computer.program_names[-1] == "largest" and "gcd" in model.computer.program_names
+    assert cli.main(["eval", str(out), "--data", str(tmp_path / "train.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == result["accuracy"]
+    write(tmp_path / "bad.jsonl", [lines[0], '{"prompt": "largest 1 2 3 ="}'])
+    assert cli.main(["train", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "r2")]) == 2
+    assert "bad.jsonl:2: missing or non-string field 'answer'" in capsys.readouterr().err
+    assert cli.main(["train", "--out", str(tmp_path / "r3")]) == 2
+    assert "--task or --data is required" in capsys.readouterr().err
