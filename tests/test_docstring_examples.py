@@ -13,7 +13,7 @@ from ncl.computer import NeuralComputer
 from ncl.machine import Program
 
 EXAMPLES = {"NeuralComputer": NeuralComputer, "AugmentedLlama": AugmentedLlama, "Program": Program,
-            "ncl.compile": ncl.library.compile}
+            "ncl.compile": ncl.library.compile, "ncl.augment": ncl.hf.augment}
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))

@@ -396,8 +396,24 @@ def augment(model: nn.Module, tokenizer, library=None, split: int | None = None,
     Returns:
         :class:`AugmentedModel`: ``model(input_ids (B,T), attention_mask (B,T), labels=(B,T))`` →
         ``.loss``, ``.logits (B,T,V)``; ``generate(input_ids (B,P), attention_mask, max_new_tokens)``.
+
+    Example (a ``transformers.LlamaForCausalLM`` goes in the same way)::
+
+        >>> import ncl
+        >>> from ncl.llama import LlamaConfig, LlamaForCausalLM
+        >>> from ncl.tokenizers import CharTokenizer
+        >>> tok = CharTokenizer()
+        >>> model = ncl.augment(LlamaForCausalLM(LlamaConfig.preset("tiny")), tok, split=2, max_steps=32)
+        >>> ids, mask = tok.encode_batch(["add 4071 98 =", "sort 3 1 2 ="], add_bos=True)  # left padded
+        >>> out = model(ids, mask)               # the last prompt token reads the computer
+        >>> out.logits.shape                     # (B, T, V)
+        torch.Size([2, 12, 128])
+        >>> model.generate(ids, mask, max_new_tokens=3).shape[0]
+        2
+        >>> model.computer_enabled = False       # the base model alone
     """
-    hidden = _inner(model).model.embed_tokens.embedding_dim if base_kind(model) else None
+    base_kind(model)  # an unsupported model is refused before any of its attributes is read
+    hidden = _inner(model).model.embed_tokens.embedding_dim
     return AugmentedModel(model, tokenizer, computer_config(hidden, config, **computer_options), library=library,
                           split=split, freeze_base=freeze_base, lora=lora)
 
