@@ -209,3 +209,31 @@ def test_a_transformers_trainer_trains_it_unchanged(tmp_path):
     result = transformers.Trainer(model=model, args=args, train_dataset=rows).train()
     assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
     assert not torch.equal(model.computer.program_head.weight, before)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """transformers recomputes checkpointed layers in the backward pass; the readout the hook added must be in
+    that recomputation too, or the base and the heads would get other gradients."""
+    tok = CharTokenizer()
+    ids, mask, labels = batch(tok, right=True)
+    grads = []
+    for checkpointing in (False, True):
+        base = hf_model()
+        if checkpointing:
+            base.gradient_checkpointing_enable()
+        model = augment(base, tok, split=1, **SMALL).train()
+        model(ids, mask, labels=labels).loss.backward()
+        grads.append([base.model.layers[0].self_attn.q_proj.weight.grad, model.computer.read_head.weight.grad])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_bf16_base_runs_with_an_fp32_computer():
+    tok = CharTokenizer()
+    model = augment(hf_model().to(torch.bfloat16), tok, split=1, **SMALL)
+    assert model.computer.norm.weight.dtype == torch.float32
+    ids, mask, labels = batch(tok, right=True)
+    out = model(ids, mask, labels=labels)
+    out.loss.backward()
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    assert model.computer.read_head.weight.grad.abs().sum() > 0
