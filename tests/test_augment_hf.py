@@ -63,6 +63,9 @@ def test_computer_off_gives_the_base_models_logits(kind):
         on = model(ids, mask, labels=labels)
     assert torch.equal(off.logits, expected)
     assert off.computer is None and on.computer is not None
+    assert model.unhook() is base
+    with torch.no_grad():
+        assert torch.equal(base(input_ids=ids, attention_mask=mask).logits, expected)
     # the readout reaches the answer positions only: every position before a row's first read is the base's
     first = (labels != -100).long().argmax(1) - 1
     for i in range(ids.shape[0]):

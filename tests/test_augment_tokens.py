@@ -117,3 +117,22 @@ def test_a_tokenizer_without_digits_is_refused():
                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
     with pytest.raises(ValueError, match="no token's text is made of the digits"):
         augment(transformers.LlamaForCausalLM(config), tok)
+
+
+@pytest.mark.parametrize("kind", ["transformers", "tokenizers", "ncl"])
+def test_a_saved_model_keeps_its_bpe_tokenizer(bpe, kind, tmp_path):
+    from ncl.hf import AugmentedModel
+    tok = {"transformers": lambda: transformers.PreTrainedTokenizerFast(
+        tokenizer_object=bpe.tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"),
+        "tokenizers": lambda: bpe.tokenizer, "ncl": lambda: bpe}[kind]()
+    config = transformers.LlamaConfig(vocab_size=bpe.vocab_size, hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    model = augment(transformers.LlamaForCausalLM(config).eval(), tok, split=1, max_steps=16)
+    ids, mask = bpe.encode_batch(["add 4071 98 =", "max 12 7 ="], add_bos=True)
+    model.save_pretrained(tmp_path / "m")
+    again = AugmentedModel.from_pretrained(tmp_path / "m")
+    assert type(again.tokenizer) is type(model.tokenizer)
+    assert torch.equal(again.digit_table, model.digit_table)
+    assert again.tokenizer.decode(ids[0].tolist()) == model.tokenizer.decode(ids[0].tolist())
+    with torch.no_grad():
+        assert torch.equal(again(ids, mask).logits, model(ids, mask).logits)

@@ -312,6 +312,14 @@ class AugmentedModel(nn.Module):
         return greedy_decode(step, num_layers, input_ids, max_new_tokens, attention_mask=attention_mask,
                              eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache)
 
+    def unhook(self) -> nn.Module:
+        """Take the computer out of the base model (its hook removed) and return the base, as it was before
+        :func:`augment` (its weights as trained since; ``freeze_base`` flags and LoRA adapters stay). This
+        AugmentedModel then runs the base alone."""
+        self._hook.remove()
+        self.computer_enabled = False
+        return self.base
+
     # --- files ---------------------------------------------------------------------------------------------
     def save_pretrained(self, path) -> None:
         """Write the model to the directory ``path`` (:mod:`ncl.hf.files`): ``config.json``,
