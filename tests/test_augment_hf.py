@@ -240,3 +240,40 @@ def test_a_bf16_base_runs_with_an_fp32_computer():
     out.loss.backward()
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
     assert model.computer.read_head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["transformers", "ncl"])
+def test_copy_output(kind, tmp_path):
+    """copy=True: the read positions' output is the pointer-generator mixture (log-probabilities), off gives the
+    base's logits, the cached decoder equals recomputation, gradients reach the copy's gates, a reload is equal."""
+    tok = CharTokenizer()
+    base = hf_model(seed=2) if kind == "transformers" else ncl_model(seed=2)
+    model = augment(base, tok, split=1, copy=True, **SMALL)
+    ids, mask, labels = batch(tok, right=True)
+    with torch.no_grad():
+        expected = base(input_ids=ids, attention_mask=mask).logits
+        model.computer_enabled = False
+        assert torch.equal(model(ids, mask, labels=labels).logits, expected)
+        model.computer_enabled = True
+    out = model(ids, mask, labels=labels)
+    read = labels != -100
+    assert torch.allclose(out.logits[read].logsumexp(-1), torch.zeros(int(read.sum())), atol=1e-4)
+    out.loss.backward()
+    assert model.copy_head.gates.weight.grad.abs().sum() > 0
+    prompts, pmask, _ = batch(tok)
+    cached = model.generate(prompts, pmask, max_new_tokens=5, eos_token_id=None)
+    assert torch.equal(cached, model.generate(prompts, pmask, max_new_tokens=5, eos_token_id=None, use_cache=False))
+    model.eval().save_pretrained(tmp_path / "m")
+    again = AugmentedModel.from_pretrained(tmp_path / "m").eval()
+    assert again.copy_head is not None
+    with torch.no_grad():
+        assert torch.equal(again(ids, mask, labels=labels).logits, model(ids, mask, labels=labels).logits)
+
+
+def test_copy_needs_one_token_digits():
+    class Chunky(CharTokenizer):
+        def encode_raw(self, text):
+            return super().encode_raw(text) * 2  # every text two tokens
+
+    with pytest.raises(ValueError, match="the digit '0' is not one token"):
+        augment(hf_model(), Chunky(), copy=True)

@@ -51,6 +51,7 @@ class Saved:
     split: int
     lora: dict | None
     state: dict
+    copy: bool = False
 
 
 def _lora_dict(base) -> dict | None:
@@ -140,7 +141,8 @@ def save(path, model) -> None:
         user_library = model.has_user_library
         config = {"format": FORMAT, "base_kind": kind, "base_class": cls, "base_config": base_config,
                   "computer": model.computer.config.to_dict(), "split": model.split, "lora": _lora_dict(model.base),
-                  "tokenizer": tok_kind, "library": LIBRARY_JSON if user_library else None}
+                  "tokenizer": tok_kind, "library": LIBRARY_JSON if user_library else None,
+                  "copy": model.copy_head is not None}
         storage.write_json(tmp / CONFIG, config, indent=2)
         tensors, aliases = _tensors(model.state_dict())
         storage.write_bytes(tmp / WEIGHTS, safetensors.torch.save(tensors, metadata={"aliases": json.dumps(aliases)}))
@@ -203,7 +205,8 @@ def load(path) -> Saved:
     dtypes = {t.dtype for k, t in state.items() if k.startswith("base.") and t.is_floating_point()}
     if len(dtypes) == 1:
         base.to(dtypes.pop())
-    return Saved(base, tokenizer, ccfg, library, source, config["split"], config.get("lora"), state)
+    return Saved(base, tokenizer, ccfg, library, source, config["split"], config.get("lora"), state,
+                 bool(config.get("copy")))
 
 
 def load_weights(model, state: dict, path) -> None:

@@ -25,6 +25,7 @@ from torch import nn
 from ncl.computer import ComputerConfig, ComputerOutput, NeuralComputer
 from ncl.computer.config import DEFAULT_MACHINE
 from ncl.hf import files
+from ncl.hf.pointer import CopyHead
 from ncl.hf import tokens as tokens_
 from ncl.llama import LlamaForCausalLM as NclLlama
 from ncl.llama import causal_lm_loss
@@ -73,6 +74,8 @@ class _Call:
     pointers: object = None
     max_steps: int | None = None
     out: ComputerOutput | None = None
+    printed: tuple | None = None  # the copy's inputs at the original positions: print_r0, print_cell, read
+    final: torch.Tensor | None = None  # the final norm's output (B,T,d), for the copy's gates
 
 
 def computer_config(hidden_size: int, config: ComputerConfig | None = None, **options) -> ComputerConfig:
@@ -155,13 +158,15 @@ class AugmentedModel(nn.Module):
         freeze_base: no gradient to the base model's weights.
         lora: None, or a ``peft.LoraConfig`` (or a dict of its fields): the base is trained through LoRA
             adapters only (``peft`` needed).
+        copy: the output at read positions is the pointer-generator mixture of :mod:`ncl.hf.pointer` (the cell
+            the readout carries copied onto the token that spells it); ``logits`` are then log-probabilities.
 
     Attributes:
         computer_enabled: False runs the base model alone (its logits exactly); True by default.
     """
 
     def __init__(self, base: nn.Module, tokenizer, config: ComputerConfig | None = None, library=None,
-                 split: int | None = None, freeze_base: bool = False, lora=None):
+                 split: int | None = None, freeze_base: bool = False, lora=None, copy: bool = False):
         super().__init__()
         self.kind = base_kind(base)
         inner = _inner(base)
@@ -192,6 +197,12 @@ class AugmentedModel(nn.Module):
         self._call: _Call | None = None
         target = body.embed_tokens if split == 0 else body.layers[split - 1]
         self._hook = target.register_forward_hook(self._inject)
+        self.copy_head = None
+        if copy:
+            if self.computer.config.writer != "cells":
+                raise ValueError("copy needs the computer's writer='cells' (the readout's cell classes)")
+            self.copy_head = CopyHead(hidden, tokenizer)
+            self._norm_hook = body.norm.register_forward_hook(self._capture)
 
     # --- the hook ------------------------------------------------------------------------------------------
     def _inject(self, module, args, output):
@@ -214,8 +225,29 @@ class AugmentedModel(nn.Module):
                 max_steps=call.max_steps, input_ids=view.ids)
             readout = tokens_.scatter_readout(out.readout, view, h.shape[1])
         call.out = out
+        if self.copy_head is not None:
+            heads = out.heads
+            if call.kind == "step":
+                call.printed = (heads.print_r0, heads.print_cell, torch.ones_like(heads.print_r0[..., 0]))
+            else:
+                T = h.shape[1]
+                call.printed = tuple(tokens_.scatter_readout(x, view, T) for x in
+                                     (heads.print_r0, heads.print_cell, view.read[..., None].to(dtype)))
+                call.printed = (*call.printed[:2], call.printed[2][..., 0])
         h = h + readout.to(h.dtype)
         return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    def _capture(self, module, args, output):
+        if self._call is not None:
+            self._call.final = output
+
+    def _copied(self, logits: torch.Tensor, call: _Call | None) -> torch.Tensor:
+        """The copy mixture (:mod:`ncl.hf.pointer`) on the last ``logits.shape[1]`` positions of the call."""
+        if self.copy_head is None or call is None or call.printed is None:
+            return logits
+        keep = slice(-logits.shape[1], None)
+        r0, cell, read = (x[:, keep] for x in call.printed)
+        return self.copy_head(logits, call.final[:, keep], r0, cell, read)
 
     @contextmanager
     def _calling(self, call: _Call | None):
@@ -268,6 +300,7 @@ class AugmentedModel(nn.Module):
             call = _Call("full", input_ids, attention_mask, read, max_steps=max_steps)
         with self._calling(call):
             logits, _ = self._base_logits(input_ids, attention_mask, position_ids)
+        logits = self._copied(logits, call)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         return AugmentedOutput(loss, logits, call.out if call is not None else None)
 
@@ -304,6 +337,7 @@ class AugmentedModel(nn.Module):
             with self._calling(call):
                 logits, gen["past"] = self._base_logits(ids, mask, positions, past=gen["past"], cache=cache,
                                                         last=True)
+            logits = self._copied(logits, call)
             if call is not None:
                 gen["state"], gen["pointers"] = call.out.state, call.pointers
             return logits[:, -1]
@@ -317,6 +351,8 @@ class AugmentedModel(nn.Module):
         :func:`augment` (its weights as trained since; ``freeze_base`` flags and LoRA adapters stay). This
         AugmentedModel then runs the base alone."""
         self._hook.remove()
+        if self.copy_head is not None:
+            self._norm_hook.remove()
         self.computer_enabled = False
         return self.base
 
@@ -333,7 +369,7 @@ class AugmentedModel(nn.Module):
         files (the library is reassembled from its assembly, the weights are safetensors)."""
         saved = files.load(path)
         model = cls(saved.base, saved.tokenizer, config=saved.computer_config, library=saved.library,
-                    split=saved.split, lora=saved.lora)
+                    split=saved.split, lora=saved.lora, copy=saved.copy)
         model.library_source = saved.library_source
         files.load_weights(model, saved.state, path)
         return model
@@ -387,7 +423,8 @@ def read_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels
 
 
 def augment(model: nn.Module, tokenizer, library=None, split: int | None = None, *, freeze_base: bool = False,
-            lora=None, config: ComputerConfig | None = None, **computer_options) -> AugmentedModel:
+            lora=None, copy: bool = False, config: ComputerConfig | None = None,
+            **computer_options) -> AugmentedModel:
     """``ncl.augment``: give a causal LM the differentiable computer.
 
     Args:
@@ -398,6 +435,7 @@ def augment(model: nn.Module, tokenizer, library=None, split: int | None = None,
         library: None (the built-in library), an ``ncl.Library`` or a library image.
         split: the computer reads the hidden states after this many layers; its readouts enter the next layer.
         freeze_base, lora: how the base model trains (:class:`AugmentedModel`).
+        copy: the pointer-generator output (:mod:`ncl.hf.pointer`).
         config, computer_options: the computer's config (:func:`computer_config`), e.g. ``cells=64``,
             ``max_steps=500``.
 
@@ -423,7 +461,7 @@ def augment(model: nn.Module, tokenizer, library=None, split: int | None = None,
     base_kind(model)  # an unsupported model is refused before any of its attributes is read
     hidden = _inner(model).model.embed_tokens.embedding_dim
     return AugmentedModel(model, tokenizer, computer_config(hidden, config, **computer_options), library=library,
-                          split=split, freeze_base=freeze_base, lora=lora)
+                          split=split, freeze_base=freeze_base, lora=lora, copy=copy)
 
 
 __all__ = ["AugmentedModel", "AugmentedOutput", "augment", "base_kind", "computer_config", "install_library",

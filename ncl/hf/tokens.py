@@ -44,6 +44,22 @@ def token_texts(tokenizer, vocab_size: int) -> list[str]:
     return texts
 
 
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens (ncl, ``tokenizers`` or ``transformers`` tokenizers)."""
+    if hasattr(tokenizer, "encode_raw"):
+        return tokenizer.encode_raw(text)
+    out = tokenizer.encode(text, add_special_tokens=False)
+    return list(getattr(out, "ids", out))
+
+
+def single_token(tokenizer, text: str, what: str) -> int:
+    """The id of the one token that spells ``text``; ValueError naming ``what`` when it takes more or none."""
+    ids = encode_text(tokenizer, text)
+    if len(ids) != 1:
+        raise ValueError(f"tokenizer: {what} {text!r} is not one token ({ids})")
+    return ids[0]
+
+
 def cells_of(text: str) -> list[int]:
     """The cells a token's text spells: ``"407"`` → ``[4, 0, 7]``, ``" 12"`` → ``[NOT_DIGIT, 1, 2]``, any text
     that is not digits between optional whitespace → ``[NOT_DIGIT]``."""
@@ -181,4 +197,5 @@ def number_on_tape(cells: list[int]) -> list[int]:
 
 
 __all__ = ["DIGIT_IDS", "NOT_DIGIT", "SYMBOL_IDS", "View", "cells_of", "computer_view", "digit_table",
-           "first_reads", "gather_view", "number_on_tape", "scatter_readout", "token_texts"]
+           "encode_text", "first_reads", "gather_view", "number_on_tape", "scatter_readout", "single_token",
+           "token_texts"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ncl.hf.tokens import NOT_DIGIT, computer_view
+from ncl.hf.tokens import NOT_DIGIT, computer_view, encode_text
 from ncl.hf.model import read_positions
 
 IGNORE = -100
@@ -60,14 +60,6 @@ def read_records(path, program_names: list[str] | None = None) -> list[dict]:
     if not records:
         raise ValueError(f"{path}: no records")
     return records
-
-
-def encode_text(tokenizer, text: str) -> list[int]:
-    """Token ids of ``text`` without special tokens (ncl, ``tokenizers`` or ``transformers`` tokenizers)."""
-    if hasattr(tokenizer, "encode_raw"):
-        return tokenizer.encode_raw(text)
-    out = tokenizer.encode(text, add_special_tokens=False)
-    return list(getattr(out, "ids", out))
 
 
 def answer_ids(tokenizer, text: str) -> list[int]:
