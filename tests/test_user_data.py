@@ -88,3 +88,30 @@ def test_ncl_train_and_eval_on_a_jsonl_file_with_a_library(tmp_path, capsys):
     assert "bad.jsonl:2: missing or non-string field 'answer'" in capsys.readouterr().err
     assert cli.main(["train", "--out", str(tmp_path / "r3")]) == 2
     assert "--task or --data is required" in capsys.readouterr().err
+
+
+def test_ncl_train_data_on_a_local_hugging_face_checkpoint(tmp_path, capsys):
+    """--base DIR: a LLaMA checkpoint with its tokenizer.json (a BPE trained here), nothing downloaded."""
+    from ncl import cli
+    from ncl.hf import AugmentedModel
+    from ncl.llama import LlamaConfig, LlamaForCausalLM
+    from ncl.tokenizers import HFTokenizer
+
+    spec = importlib.util.spec_from_file_location("augment_your_model", ROOT / "examples" / "augment_your_model.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.make_data(tmp_path / "train.jsonl", 40, seed=0)
+    records = read_records(tmp_path / "train.jsonl")
+    tok = example.make_tokenizer([r["prompt"] + " " + r["answer"] for r in records])
+    base = tmp_path / "base"
+    LlamaForCausalLM(LlamaConfig.preset("tiny", vocab_size=tok.vocab_size, num_hidden_layers=2)).save_pretrained(base)
+    tok.tokenizer.save(str(base / "tokenizer.json"))
+    write(base / "special_tokens_map.json", [json.dumps({"bos_token": "<bos>", "eos_token": "<eos>",
+                                                         "pad_token": "<pad>"})])
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tmp_path / "train.jsonl"), "--base", str(base), "--out", str(out),
+                     "--steps", "2", "--batch-size", "4", "--train-max-steps", "16", "--split", "1"]) == 0
+    model = AugmentedModel.from_pretrained(out)
+    assert isinstance(model.tokenizer, HFTokenizer) and model.split == 1 and model.kind == "ncl"
+    assert model.tokenizer.encode("largest 4 9 2 =") == tok.encode("largest 4 9 2 =")
+    capsys.readouterr()
