@@ -80,8 +80,10 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
   int64_t done = count;
   AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_fwd_cpu", [&] {
     using A = scalar_t;
+    const auto lines = all_line_ops(fields_c[0].data_ptr<A>(), z.L, z.O);
     const Fields<A> f{fields_c[0].data_ptr<A>(), fields_c[1].data_ptr<A>(), fields_c[2].data_ptr<A>(),
-                      fields_c[3].data_ptr<A>(), fields_c[4].data_ptr<A>(), fields_c[5].data_ptr<A>()};
+                      fields_c[3].data_ptr<A>(), fields_c[4].data_ptr<A>(), fields_c[5].data_ptr<A>(),
+                      lines.data()};
     std::vector<A> rho(B * count);
     run_chunk(f, z, out, first, count, static_cast<A>(norm_eps), rho.data());
     // The batch stops before the first step at which every sample's running mass is below halt_eps.

@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -59,11 +60,56 @@ template <typename A> struct SparseRows {
   }
 };
 
-// Gradients of the fields, one set per thread, summed at the end.
+// Gradients of the fields, one set per thread, summed at the end. A thread that has every sample (one thread, the
+// training default) adds straight into the call's zeroed outputs, which is the same sum (0 + x = x): the (L, L)
+// jump-target gradient of a large library is megabytes, and zeroing, then adding a private copy of it cost more
+// than some steps.
 template <typename A> struct FieldGrads {
-  std::vector<A> op, a, b, d, imm, tgt;
-  explicit FieldGrads(const Sizes& z)
-      : op(z.L * z.O), a(z.L * z.K), b(z.L * z.K), d(z.L * z.K), imm(z.L * z.n), tgt(z.L * z.L) {}
+  std::vector<A> own;  // moving it keeps its buffer, so the pointers below stay valid
+  A *op, *a, *b, *d, *imm, *tgt;
+  int64_t len[6];
+  FieldGrads(const Sizes& z, const std::vector<at::Tensor>* out)
+      : len{z.L * z.O, z.L * z.K, z.L * z.K, z.L * z.K, z.L * z.n, z.L * z.L} {
+    A* part[6];
+    if (out) {
+      for (int i = 0; i < 6; ++i) part[i] = (*out)[i].data_ptr<A>();
+    } else {
+      int64_t total = 0;
+      for (int i = 0; i < 6; ++i) total += len[i];
+      own.assign(total, A(0));
+      A* p = own.data();
+      for (int i = 0; i < 6; ++i) part[i] = p, p += len[i];
+    }
+    op = part[0], a = part[1], b = part[2], d = part[3], imm = part[4], tgt = part[5];
+  }
+  bool owned() const { return !own.empty(); }
+  const A* part(int i) const { return i == 0 ? op : i == 1 ? a : i == 2 ? b : i == 3 ? d : i == 4 ? imm : tgt; }
+};
+
+// For each line and each of its field rows op, a, b, d, imm: the column of the row's one nonzero entry, kNone
+// (all zero) or kDense. The fields' backward dots each row with its adjoint for every line, mass or not (O + 3K + n
+// terms a line, most of a step's backward at L = 1162); a compiled program's rows are one-hot, and a dot with
+// one nonzero term is that term exactly (the other terms are ±0), so it is taken directly.
+template <typename A> struct FieldRowNonzeros {
+  static constexpr int32_t kNone = -1, kDense = -2;
+  std::vector<int32_t> col;  // (L, 5)
+  FieldRowNonzeros(const Fields<A>& f, const Sizes& z) : col(z.L * 5) {
+    const A* rows[5] = {f.op, f.a, f.b, f.d, f.imm};
+    const int64_t width[5] = {z.O, z.K, z.K, z.K, z.n};
+    for (int64_t l = 0; l < z.L; ++l)
+      for (int i = 0; i < 5; ++i) {
+        int32_t c = kNone;
+        for (int64_t k = 0; k < width[i]; ++k)
+          if (rows[i][l * width[i] + k] != A(0)) c = c == kNone ? static_cast<int32_t>(k) : kDense;
+        col[l * 5 + i] = c;
+      }
+  }
+  // ⟨g, row⟩, with the row's nonzero structure `c`.
+  static A dot(int32_t c, const A* g, const A* row, int64_t width) {
+    if (c == kNone) return A(0);
+    if (c == kDense) return ncl::dot<A>(g, row, width);
+    return g[c] * row[c];
+  }
 };
 
 // Local adjoints of one step's intermediates.
@@ -81,12 +127,16 @@ template <typename A> struct Adjoints {
 template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::dot<A>(a, b, n); }
 
 // Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
-// and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). Adds to gs and gp (the state before)
-// and g_item, and returns (g_u, g_o). The pointer's gradient is stack.h's, as in the stack_update kernels.
+// and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). Writes gs and gp (the state before: the
+// stack's adjoint is the first to reach them, so the caller need not zero them), adds to g_item, and returns
+// (g_u, g_o). The pointer's gradient is stack.h's, as in the stack_update kernels. zero_post and zero_pre (or
+// null): per slot, whether gs_post's row, and gs's row as it is on entry, are known to be all zero; zero_pre is
+// updated. A slot whose gradient passes through from a zero row into a zero row is left alone: the return stack's
+// gradient is mostly zero rows (only RET mass reaches it), and copying its (S, L) rows was a step's largest pass.
 template <typename A>
 std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W,
                                const A* gs_post, const A* gp_post, A g_over, A g_under, A* gs, A* gp, A* g_item,
-                               A* tmp) {
+                               A* tmp, const char* zero_post = nullptr, char* zero_pre = nullptr) {
   A gu = g_over * p[S - 1], go = g_under * p[0];
   A* dr = tmp;      // u (gradient of the slot write's coefficient + gradient of p'), reaching up(p)
   A* dd = tmp + S;  // o · gradient of p', reaching down(p)
@@ -95,30 +145,40 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
     const A* g = gs_post + s * W;
     const A* slot = slots + s * W;
     A ga = A(0);
-    NCL_PRAGMA(omp simd reduction(+ : ga))
-    for (int64_t j = 0; j < W; ++j) {
-      gs[s * W + j] += g[j] * (A(1) - a);
-      g_item[j] += a * g[j];
-      ga += g[j] * (item[j] - slot[j]);
+    if (a == A(0) && up == A(0) && u == A(0)) {
+      // A slot nothing is written to, whose write coefficient's gradient ga reaches nothing (it enters g_u times
+      // up and dr times u): its gradient passes through (g·(1 - 0)). On a sharp machine that is every slot but
+      // the one above the pointer, and the return stack's slots are L wide.
+      if (!(zero_post && zero_post[s] && zero_pre[s])) std::copy(g, g + W, gs + s * W);
+      if (zero_pre) zero_pre[s] = zero_post[s];
+    } else {
+      if (zero_pre) zero_pre[s] = 0;
+      NCL_PRAGMA(omp simd reduction(+ : ga))
+      for (int64_t j = 0; j < W; ++j) {
+        gs[s * W + j] = g[j] * (A(1) - a);
+        g_item[j] += a * g[j];
+        ga += g[j] * (item[j] - slot[j]);
+      }
     }
     gu += ga * up + gp_post[s] * (up - p[s]);
     go += gp_post[s] * (down - p[s]);
     dr[s] = u * (ga + gp_post[s]);
     dd[s] = o * gp_post[s];
   }
-  for (int64_t j = 0; j < S; ++j) gp[j] += stack::pointer_grad(dr, dd, gp_post[j], u, o, g_over, g_under, j, S);
+  for (int64_t j = 0; j < S; ++j) gp[j] = stack::pointer_grad(dr, dd, gp_post[j], u, o, g_over, g_under, j, S);
   return {gu, go};
 }
 
 // The adjoint of one step. pre: the state before it; w: its intermediates (step_sample); gpost: the
-// gradient of the state after it (without the halting accumulation's terms); gpre (zeroed): the gradient of
-// the state before it. g_acc_reg, g_acc_mem, g_exp and g_faults are the gradients of the accumulators,
-// which pass through every step unchanged.
+// gradient of the state after it (without the halting accumulation's terms); gpre: the gradient of the state
+// before it, its ip, reg and mem zeroed (the stacks' parts are written, not added to). g_acc_reg, g_acc_mem, g_exp
+// and g_faults are the gradients of the accumulators, which pass through every step unchanged. rzero_post and
+// rzero_pre: which rows of gpost's and gpre's return stack are known to be zero (stack_backward).
 template <typename A>
-void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Sizes& z, const View<A>& pre,
-                   Workspace<A>& w, const View<A>& gpost, const View<A>& gpre, const A* g_acc_reg,
+void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const FieldRowNonzeros<A>& nz, const Sizes& z,
+                   const View<A>& pre, Workspace<A>& w, const View<A>& gpost, const View<A>& gpre, const A* g_acc_reg,
                    const A* g_acc_mem, A g_exp, A g_faults, int64_t t, A norm_eps, Adjoints<A>& g, FieldGrads<A>& gf,
-                   std::vector<A>& tmp) {
+                   std::vector<A>& tmp, const char* rzero_post, char* rzero_pre) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
   g.zero();
   // Halting: expected += t·h here; acc += h·(state after the step) inside the register and memory loops,
@@ -133,7 +193,8 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Size
   g.e[machine::kPop] += d.second;
   // The return stack's overflow is a fault; its underflow is not (RET with no address halts instead).
   auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpost.rstk,
-                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data());
+                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data(), rzero_post,
+                          rzero_pre);
   g.e[machine::kRet] += r.second;
   A g_call = r.first;  // reaching e_call = max(e_CALL, 0)
   // ret_item[l] = ip[l-1]·op[l-1, CALL] / max(e_call, eps).
@@ -255,18 +316,24 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Size
     for (int64_t q = tgt_rows.start[l]; q < tgt_rows.start[l + 1]; ++q) J += tgt_rows.val[q] * g_ip[tgt_rows.col[q]];
     const A jl = w.jumped[l];
     if (jl != A(0)) {  // no mass jumped from line l: its row's gradient gets nothing this step
-      A* g_row = gf.tgt.data() + l * L;
+      A* g_row = gf.tgt + l * L;
       for (int64_t m = 0; m < L; ++m) g_row[m] += jl * g_ip[m];
     }
     const A D = l < L - 1 ? g_ip[l + 1] : gh;
-    const control::LineOps<A> o = control::line_ops<A>(f.op + l * O);
+    const control::LineOps<A> o = f.line(l, O);
     gpre.ip[l] += control::ip_grad(o, J, D, dR, gh, chi0);
+    if (pre.ip[l] == A(0)) continue;  // both terms below are products with ip_l: ±0
     g_chi0 += control::chi_grad(o, pre.ip[l], J, D);
     for (int k = 0; k < O; ++k) gf.op[l * O + k] += pre.ip[l] * control::op_coef(k, J, D, dR, gh, chi0);
   }
-  for (int64_t s = 0; s < S; ++s) {
-    gpre.rsp[s] += vdot(g.ret_to.data(), pre.rstk + s * L, L);
-    for (int64_t m = 0; m < L; ++m) gpre.rstk[s * L + m] += pre.rsp[s] * g.ret_to[m];
+  // ret_to = rspᵀ rstk. Without RET mass its adjoint is ±0 everywhere and these (S, L) passes add nothing.
+  if (w.ret_mass != A(0)) {
+    for (int64_t s = 0; s < S; ++s) {
+      gpre.rsp[s] += vdot(g.ret_to.data(), pre.rstk + s * L, L);
+      if (pre.rsp[s] == A(0)) continue;
+      for (int64_t m = 0; m < L; ++m) gpre.rstk[s * L + m] += pre.rsp[s] * g.ret_to[m];
+      rzero_pre[s] = 0;
+    }
   }
   g.x[0] += g_chi0;
 
@@ -276,6 +343,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Size
     gpre.dsp[s] += vdot(g_pop, pre.dstk + s * n, n);
     A* g_slot = gpre.dstk + s * n;
     const A p = pre.dsp[s];
+    if (p == A(0)) continue;
     for (int64_t j = 0; j < n; ++j) g_slot[j] += p * g_pop[j];
   }
   for (int64_t j = 0; j < n; ++j) g.x[j] += g.chi[j % C];
@@ -286,6 +354,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Size
     const A al = w.alpha[k], be = w.beta[k];
     g.alpha[k] = vdot(g_x, reg, n);
     g.beta[k] = vdot(g_y, reg, n);
+    if (al == A(0) && be == A(0)) continue;
     for (int64_t j = 0; j < n; ++j) g_reg[j] += al * g_x[j] + be * g_y[j];
   }
 
@@ -298,9 +367,11 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Size
     for (auto& q : *v) q *= inv_rho;
   for (int64_t l = 0; l < L; ++l) {
     const A p = pre.ip[l];
-    A gi = g_rho + vdot(g.e.data(), f.op + l * O, O) + vdot(g.alpha.data(), f.a + l * K, K) +
-           vdot(g.beta.data(), f.b + l * K, K) + vdot(g.delta.data(), f.d + l * K, K) +
-           vdot(g.z.data(), f.imm + l * n, n);
+    const int32_t* c = nz.col.data() + l * 5;
+    using Nz = FieldRowNonzeros<A>;
+    A gi = g_rho + Nz::dot(c[0], g.e.data(), f.op + l * O, O) + Nz::dot(c[1], g.alpha.data(), f.a + l * K, K) +
+           Nz::dot(c[2], g.beta.data(), f.b + l * K, K) + Nz::dot(c[3], g.delta.data(), f.d + l * K, K) +
+           Nz::dot(c[4], g.z.data(), f.imm + l * n, n);
     gpre.ip[l] += gi;
     if (p == A(0)) continue;  // a line without mass adds nothing to its fields' gradients
     for (int64_t k = 0; k < O; ++k) gf.op[l * O + k] += p * g.e[k];
@@ -346,10 +417,12 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
   for (const auto& t : fc) gfields.push_back(at::zeros_like(t));
   AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_bwd_cpu", [&] {
     using A = scalar_t;
+    const auto lines = all_line_ops(fc[0].data_ptr<A>(), z.L, z.O);
     const Fields<A> f{fc[0].data_ptr<A>(), fc[1].data_ptr<A>(), fc[2].data_ptr<A>(),
-                      fc[3].data_ptr<A>(), fc[4].data_ptr<A>(), fc[5].data_ptr<A>()};
+                      fc[3].data_ptr<A>(), fc[4].data_ptr<A>(), fc[5].data_ptr<A>(), lines.data()};
     const CarryStrides stride(z);
     const SparseRows<A> tgt_rows(f.tgt, z.L, z.L);
+    const FieldRowNonzeros<A> nz(f, z);
     // Each thread's share of the field gradients, kept by the first sample of its range and added after the
     // parallel loop in sample order: added as the threads finish, three or more partials would sum in a different
     // order from run to run (floating-point addition is not associative), and repeated runs would differ.
@@ -359,10 +432,13 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       Workspace<A> w(z);
       Adjoints<A> g(z);
-      FieldGrads<A> gf(z);
+      FieldGrads<A> gf(z, b0 == 0 && b1 == B ? &gfields : nullptr);
       const int64_t rec = w.record_size(), slot = lay.size() + rec;
-      std::vector<A> tape(std::max<int64_t>(count, 1) * slot), work(lay.size()),
-          gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
+      // Uninitialised: every entry is written before it is read, and the tape is megabytes at a large L.
+      std::unique_ptr<A[]> tape(new A[std::max<int64_t>(count, 1) * slot]);
+      std::vector<A> work(lay.size()), gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
+      std::vector<A*> rstk_at(std::max<int64_t>(count, 1));
+      std::vector<char> rzero_a(z.S), rzero_b(z.S);
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
         // The tape: the state before each step and the step's intermediates.
@@ -372,11 +448,23 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         const View<A> wv(work_p, lay);
         const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, nullptr, nullptr, scalar_sink,
                           scalar_sink + 1};
+        // The return stack, (S, L), is most of the state, and only a step with CALL mass writes it (update_stack
+        // skips rows written with weight 0, so they stay bitwise the same): the entries of the steps after one
+        // without CALL mass share the return stack kept before it instead of copying it again.
+        bool rstk_kept = false;
         for (int64_t s = 0; s < count; ++s) {
-          A* entry = tape.data() + s * slot;
-          std::copy(work.begin(), work.end(), entry);
+          A* entry = tape.get() + s * slot;
+          if (rstk_kept) {
+            std::copy(work.begin(), work.begin() + lay.off[5], entry);
+            std::copy(work.begin() + lay.off[6], work.end(), entry + lay.off[6]);
+            rstk_at[s] = rstk_at[s - 1];
+          } else {
+            std::copy(work.begin(), work.end(), entry);
+            rstk_at[s] = entry + lay.off[5];
+          }
           step_sample(f, z, wc, w, first + s + 1, eps);
           w.save(entry + lay.size());
+          rstk_kept = w.e_call == A(0);
         }
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
         A* gpost_p = gbuf_a.data();
@@ -386,26 +474,37 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         const A* g_acc_reg = gout[7].data_ptr<A>() + bb * stride[7];
         const A* g_acc_mem = gout[8].data_ptr<A>() + bb * stride[8];
         const A g_exp = gout[9].data_ptr<A>()[bb], g_faults = gout[10].data_ptr<A>()[bb];
+        char* rzero_post = rzero_a.data();
+        char* rzero_pre = rzero_b.data();
+        for (int64_t s = 0; s < z.S; ++s) {
+          const A* row = gpost_p + lay.off[5] + s * z.L;
+          rzero_post[s] = std::all_of(row, row + z.L, [](A v) { return v == A(0); });
+          rzero_pre[s] = 0;  // gbuf_b's rows hold whatever the last sample left there
+        }
         for (int64_t s = count - 1; s >= 0; --s) {
-          A* entry = tape.data() + s * slot;
+          A* entry = tape.get() + s * slot;
           w.load_from(entry + lay.size());
-          std::fill(gpre_p, gpre_p + lay.size(), A(0));
-          step_backward(f, tgt_rows, z, View<A>(entry, lay), w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
-                        g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp);
+          View<A> pre(entry, lay);
+          pre.rstk = rstk_at[s];
+          std::fill(gpre_p, gpre_p + lay.off[3], A(0));  // ip reg mem; step_backward writes the stacks' parts
+          step_backward(f, tgt_rows, nz, z, pre, w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
+                        g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);
           std::swap(gpost_p, gpre_p);
+          std::swap(rzero_post, rzero_pre);
         }
         for (int i = 0; i < 7; ++i)
           std::copy_n(gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i], gin[i].data_ptr<A>() + bb * stride[i]);
       }
+      if (!gf.owned()) return;
       std::lock_guard<std::mutex> lock(mu);
       partials.emplace_back(b0, std::move(gf));
     });
     std::sort(partials.begin(), partials.end(), [](const auto& l, const auto& r) { return l.first < r.first; });
     for (auto& [first_sample, gf] : partials) {
-      std::vector<A>* parts[6] = {&gf.op, &gf.a, &gf.b, &gf.d, &gf.imm, &gf.tgt};
       for (int i = 0; i < 6; ++i) {
         A* out = gfields[i].data_ptr<A>();
-        for (size_t j = 0; j < parts[i]->size(); ++j) out[j] += (*parts[i])[j];
+        const A* part = gf.part(i);
+        for (int64_t j = 0; j < gf.len[i]; ++j) out[j] += part[j];
       }
     }
   });

@@ -25,10 +25,22 @@ struct Sizes {
   int64_t L, O, K, n, C, S;
 };
 
-// The program's fields, shared by every sample: op (L,O), a b d (L,K), imm (L,n), tgt (L,L).
+// The program's fields, shared by every sample: op (L,O), a b d (L,K), imm (L,n), tgt (L,L). `lines`, when set,
+// holds control::line_ops of every row of op (all_line_ops), which every step would otherwise re-sum from the
+// O opcode weights of each of the L lines.
 template <typename A> struct Fields {
   const A *op, *a, *b, *d, *imm, *tgt;
+  const control::LineOps<A>* lines = nullptr;
+  control::LineOps<A> line(int64_t l, int64_t O) const {
+    return lines ? lines[l] : control::line_ops<A>(op + l * O);
+  }
 };
+
+template <typename A> std::vector<control::LineOps<A>> all_line_ops(const A* op, int64_t L, int64_t O) {
+  std::vector<control::LineOps<A>> out(L);
+  for (int64_t l = 0; l < L; ++l) out[l] = control::line_ops<A>(op + l * O);
+  return out;
+}
 
 // One sample's carry, updated in place: ip (L), reg (K,n), mem (C,n), dstk (S,n), dsp (S), rstk (S,L),
 // rsp (S), acc_reg (K,n), acc_mem (C,n), expected, faults.
@@ -81,20 +93,25 @@ template <typename A> struct Workspace {
   }
 };
 
-// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights.
+// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights. A row of weight exactly 0
+// would add ±0 to every sum, which leaves it unchanged, so it is skipped: on a sharp machine that is every row but
+// one (the (S, L) return stack of a large library is most of a step's memory traffic).
 template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64_t W, A* out) {
   std::fill(out, out + W, A(0));
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r];
+    if (wr == A(0)) continue;
     const A* row = bank + r * W;
     for (int64_t j = 0; j < W; ++j) out[j] += wr * row[j];
   }
 }
 
-// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample.
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample. A row written with weight exactly 0 keeps
+// its values (m + 0·(v - m) = m), so it is skipped.
 template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W) {
   for (int64_t r = 0; r < R; ++r) {
     const A a = gate * w[r];
+    if (a == A(0)) continue;
     A* row = bank + r * W;
     for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
   }
@@ -109,6 +126,11 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
+    if (wr == A(0)) {  // neither read nor written (as read_rows, write_rows)
+      if constexpr (kAccumulate)
+        for (int64_t j = 0; j < W; ++j) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
+      continue;
+    }
     for (int64_t j = 0; j < W; ++j) {
       read[j] += wr * row[j];
       row[j] = soft_write_value(row[j], a, v[j]);
@@ -167,7 +189,7 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   read_rows(c.rsp, c.rstk, S, L, w.ret_to.data());
   A ret_mass = A(0), halt_mass = A(0), ret_total = A(0);
   for (int64_t l = 0; l < L; ++l) {
-    const control::LineOps<A> o = control::line_ops<A>(f.op + l * O);
+    const control::LineOps<A> o = f.line(l, O);
     w.jumped[l] = control::jumped(o, c.ip[l], chi0);
     w.moved[l] = control::moved_on(o, c.ip[l], chi0);
     ret_mass += c.ip[l] * o.ret;
