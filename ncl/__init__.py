@@ -7,6 +7,14 @@ Public names are imported lazily so that ``import ncl`` stays cheap and each lay
 from __future__ import annotations
 
 import importlib
+import os
+
+# OpenMP threads that wait for work spin by default (libgomp, which torch's CPU build uses). The kernels and
+# torch's CPU ops run many short parallel regions, and on a machine whose cores other jobs hold the spinning
+# threads take the CPU from the ones with work: training then ran slower with the default threads than with one
+# (benchmarks/RESULTS.md, "Threads"). Waiting passively fixes that; libgomp reads the setting when torch loads,
+# so it only takes effect when ncl is imported first (the `ncl` command always is), and a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
