@@ -155,3 +155,23 @@ def test_augmented_model_runs_and_saves_a_user_library(tmp_path):
     assert again.computer.library.disassemble() == model.computer.library.disassemble()
     with torch.no_grad():
         assert torch.equal(again(ids, mask).logits, logits)
+
+
+def test_a_neural_computer_runs_a_user_library():
+    """NeuralComputer(library=...) takes a user's image: its programs are the user's entries, and an image
+    compiled for another machine is refused by name."""
+    import torch
+
+    from ncl.computer import ComputerConfig, NeuralComputer
+    from ncl.library.user import Library
+
+    cfg = ComputerConfig(max_steps=64)
+    src = "def twice_plus(a, b):\n    return a + a + b\n"
+    image = Library.from_source(src, builtins=False).image(cfg.machine)
+    comp = NeuralComputer(16, cfg, library=image)
+    assert comp.program_names == ["twice_plus"] and comp.program_head.out_features == 1
+    out = comp(torch.randn(2, 5, 16), torch.ones(2, 5), torch.tensor([[0, 0, 0, 1, 1]] * 2))
+    assert out.readout.shape == (2, 5, 16)
+    other = Library.from_source(src, builtins=False).image(cfg.machine.__class__(n=64, cells=16))
+    with pytest.raises(ValueError, match="library: compiled for"):
+        NeuralComputer(16, cfg, library=other)

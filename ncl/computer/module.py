@@ -25,6 +25,9 @@ class NeuralComputer(nn.Module):
     Args:
         hidden_size: d of the hidden states read and the readouts written.
         config: :class:`~ncl.computer.ComputerConfig`.
+        library: the library image to run (default: the built-in one, ``ncl.library.image``), e.g. a user's
+            ``ncl.Library.from_functions([...]).image(config.machine)``; the program head has one output per
+            entry.
 
     Shapes: ``forward(hidden (B,T,d), attention_mask (B,T), read_mask (B,T))`` →
     :class:`~ncl.computer.ComputerOutput`.
@@ -49,10 +52,10 @@ class NeuralComputer(nn.Module):
         ValueError: read_mask must leave at least one prompt token before the first read position...
     """
 
-    def __init__(self, hidden_size: int, config: ComputerConfig | None = None):
+    def __init__(self, hidden_size: int, config: ComputerConfig | None = None, library=None):
         super().__init__()
         self.config = cfg = config or ComputerConfig()
-        self.library = ncl.library.image(cfg.machine)
+        self.library = ncl.library.image(cfg.machine) if library is None else check_library(library, cfg.machine)
         self.program_names = list(self.library.entries)
         self.register_buffer("entries", torch.tensor([self.library.entries[p] for p in self.program_names]),
                              persistent=False)
@@ -279,4 +282,15 @@ class NeuralComputer(nn.Module):
         return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state), out.pointers
 
 
-__all__ = ["NeuralComputer"]
+def check_library(image, machine):
+    """``image`` if it can be a computer's library: a :class:`~ncl.machine.Program` with ``entries`` (name →
+    entry line; ``ncl.Library(...).image(machine)`` gives one) compiled for ``machine``; else ValueError."""
+    entries = getattr(image, "entries", None)
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError("library: needs an 'entries' dict (name -> entry line), as ncl.Library(...).image() gives")
+    if image.config != machine:
+        raise ValueError(f"library: compiled for {image.config}, the computer's machine is {machine}")
+    return image
+
+
+__all__ = ["NeuralComputer", "check_library"]

@@ -24,6 +24,7 @@ from torch import nn
 
 from ncl.computer import ComputerConfig, ComputerOutput, NeuralComputer
 from ncl.computer.config import DEFAULT_MACHINE
+from ncl.computer.module import check_library
 from ncl.hf import files
 from ncl.hf.pointer import CopyHead
 from ncl.hf import tokens as tokens_
@@ -106,12 +107,7 @@ def install_library(computer: NeuralComputer, image) -> None:
     """Run ``image`` (a :class:`~ncl.machine.Program` with ``entries``: name → entry line, e.g.
     ``ncl.Library.image(config)``) in ``computer`` instead of the built-in library; the program head is new (one
     output per entry)."""
-    entries = getattr(image, "entries", None)
-    if not isinstance(entries, dict) or not entries:
-        raise ValueError("library image: needs an 'entries' dict (name -> entry line), as Library.image() gives")
-    if image.config != computer.config.machine:
-        raise ValueError(f"library image: compiled for {image.config}, the computer's machine is "
-                         f"{computer.config.machine}")
+    entries = check_library(image, computer.config.machine).entries
     image.requires_grad_(computer.config.train_library)
     computer.library = image
     computer.program_names = list(entries)
