@@ -117,9 +117,10 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
     return result
 
 
-def read_jsonl(path) -> list[dict]:
+def read_jsonl(path, check=None) -> list[dict]:
     """The ``{"prompt": str, "answer": str}`` records of a JSON-lines file (blank lines skipped); a malformed
-    line raises ``ValueError`` naming the file and line."""
+    line raises ``ValueError`` naming the file and line. ``check(record, where)``: more checks of a record,
+    raising ``ValueError`` with ``where`` (``"file:line"``)."""
     records = []
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
@@ -133,6 +134,8 @@ def read_jsonl(path) -> list[dict]:
         for key in ("prompt", "answer"):
             if not isinstance(record.get(key), str):
                 raise ValueError(f"{path}:{number}: missing or non-string field {key!r}")
+        if check is not None:
+            check(record, f"{path}:{number}")
         records.append(record)
     if not records:
         raise ValueError(f"{path}: no records")

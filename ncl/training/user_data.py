@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ncl.hf.tokens import NOT_DIGIT, computer_view, encode_text
 from ncl.hf.model import read_positions
+from ncl.training.evaluation import read_jsonl
 
 IGNORE = -100
 
@@ -35,20 +36,8 @@ def read_records(path, program_names: list[str] | None = None) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data: no file at {path}")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected an object with 'prompt' and 'answer'")
-        for key in ("prompt", "answer"):
-            if not isinstance(record.get(key), str):
-                raise ValueError(f"{where}: missing or non-string field {key!r}")
+
+    def check(record, where):
         if "program" in record and (not isinstance(record["program"], str) or
                                     (program_names is not None and record["program"] not in program_names)):
             raise ValueError(f"{where}: 'program' must name a library function ({', '.join(program_names or [])}), "
@@ -56,10 +45,8 @@ def read_records(path, program_names: list[str] | None = None) -> list[dict]:
         args = record.get("args")
         if args is not None and (not isinstance(args, list) or not all(isinstance(a, int) and a >= 0 for a in args)):
             raise ValueError(f"{where}: 'args' must be a list of non-negative ints, got {args!r}")
-        records.append(record)
-    if not records:
-        raise ValueError(f"{path}: no records")
-    return records
+
+    return read_jsonl(path, check)
 
 
 def answer_ids(tokenizer, text: str) -> list[int]:
