@@ -121,11 +121,12 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, int64_t first, int64_t count, double halt_eps,
                                             double norm_eps);
-// Its backward over `count` steps: the fields' gradients (6), then the gradient of the carry entering them (11).
+// Its backward over `count` steps: the fields' gradients (6; empty tensors unless field_grads), then the gradient
+// of the carry entering them (11).
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, at::TensorList grad, int64_t first, int64_t count,
-                                            double norm_eps);
+                                            double norm_eps, bool field_grads);
 // Elements one step of one sample takes on that backward's tape (the state before it and its intermediates).
 int64_t machine_tape_entry_size(int64_t L, int64_t K, int64_t n, int64_t C, int64_t S);
 

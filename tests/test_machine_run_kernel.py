@@ -150,6 +150,28 @@ def test_kernel_backward_at_the_issue_sizes_is_as_accurate_as_autograd():
         assert err_kernel <= 2 * err_steps + 1e-6 * float(t.abs().max()), (name, err_kernel, err_steps)
 
 
+def test_a_fixed_library_gets_no_field_gradients_and_the_same_input_gradients():
+    """With the program's fields frozen (training's default), the backward skips the fields' gradients: the op
+    returns them empty, and the registers' and memory's gradients are bitwise those of the run that also
+    computes the fields' (nothing the skipped sums produce feeds the state's adjoint)."""
+    config = ncl.MachineConfig(n=16, cells=8, registers=4, stack=6)
+    program = _soft_program(config, lines=7, dtype=torch.float32, seed=21)
+    regs, mem = _soft_inputs(config, batch=3, dtype=torch.float32, seed=21)
+    learned = _grads(program, regs, mem, 20, grad_mode="checkpoint", chunk=6)
+    assert all(learned[name] is not None for name, _ in program.named_parameters())
+    program.requires_grad_(False)
+    fixed = _grads(program, regs, mem, 20, grad_mode="checkpoint", chunk=6)
+    assert all(fixed[name] is None for name, _ in program.named_parameters())
+    for name in ("regs", "mem"):
+        assert fixed[name].abs().sum() > 0
+        assert torch.equal(fixed[name], learned[name]), name
+    carry = [t.detach() for t in _carry(program, regs.detach(), mem.detach()).flat()]
+    out = torch.ops.ncl.machine_run_bwd(*[f.detach() for f in program.fields()], carry,
+                                        [torch.randn_like(t) for t in carry], 0, 3, 1e-20, False)
+    assert [t.numel() for t in out[:6]] == [0] * 6
+    assert [t.shape for t in out[6:]] == [t.shape for t in carry]
+
+
 def test_both_isa_copies_compute_the_same_run(monkeypatch):
     """csrc/cpu/isa.h runs the CPU kernels through an AVX2+FMA copy where the CPU has it. The baseline copy
     (NCL_CPU_ISA=baseline) must give the same values and gradients: a soft fp32 program, checkpointed."""
@@ -173,14 +195,15 @@ def test_both_isa_copies_compute_the_same_run(monkeypatch):
         assert_close(grads_a[name], grads_b[name], torch.float32, f"avx2+fma against baseline: grad {name}")
 
 
-def test_backward_opcheck():
+@pytest.mark.parametrize("field_grads", [True, False])
+def test_backward_opcheck(field_grads):
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=5, dtype=torch.float32, seed=10)
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=10))
     carry = list(_carry(program, regs, mem).flat())
     grads = [torch.randn_like(t) for t in carry]
     fields = [f.detach() for f in program.fields()]
-    torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default, (*fields, carry, grads, 0, 3, 1e-20),
+    torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default, (*fields, carry, grads, 0, 3, 1e-20, field_grads),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 

@@ -63,13 +63,15 @@ template <typename A> struct SparseRows {
 // Gradients of the fields, one set per thread, summed at the end. A thread that has every sample (one thread, the
 // training default) adds straight into the call's zeroed outputs, which is the same sum (0 + x = x): the (L, L)
 // jump-target gradient of a large library is megabytes, and zeroing, then adding a private copy of it cost more
-// than some steps.
+// than some steps. Off (`on` false: a fixed library, as in training) it holds nothing and nothing adds to it.
 template <typename A> struct FieldGrads {
   std::vector<A> own;  // moving it keeps its buffer, so the pointers below stay valid
-  A *op, *a, *b, *d, *imm, *tgt;
+  A *op = nullptr, *a = nullptr, *b = nullptr, *d = nullptr, *imm = nullptr, *tgt = nullptr;
   int64_t len[6];
-  FieldGrads(const Sizes& z, const std::vector<at::Tensor>* out)
-      : len{z.L * z.O, z.L * z.K, z.L * z.K, z.L * z.K, z.L * z.n, z.L * z.L} {
+  bool on;
+  FieldGrads(const Sizes& z, const std::vector<at::Tensor>* out, bool on)
+      : len{z.L * z.O, z.L * z.K, z.L * z.K, z.L * z.K, z.L * z.n, z.L * z.L}, on(on) {
+    if (!on) return;
     A* part[6];
     if (out) {
       for (int i = 0; i < 6; ++i) part[i] = (*out)[i].data_ptr<A>();
@@ -82,7 +84,7 @@ template <typename A> struct FieldGrads {
     }
     op = part[0], a = part[1], b = part[2], d = part[3], imm = part[4], tgt = part[5];
   }
-  bool owned() const { return !own.empty(); }
+  bool owned() const { return on && !own.empty(); }
   const A* part(int i) const { return i == 0 ? op : i == 1 ? a : i == 2 ? b : i == 3 ? d : i == 4 ? imm : tgt; }
 };
 
@@ -203,7 +205,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   for (int64_t l = 1; l < L; ++l) {
     const A gi = g.ret_item[l] / call_div;
     gpre.ip[l - 1] += gi * f.op[(l - 1) * O + machine::kCall];
-    gf.op[(l - 1) * O + machine::kCall] += gi * pre.ip[l - 1];
+    if (gf.on) gf.op[(l - 1) * O + machine::kCall] += gi * pre.ip[l - 1];
     g_div -= gi * w.ret_item[l];
   }
   if (w.e_call >= norm_eps) g_call += g_div;
@@ -315,7 +317,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     A J = A(0);
     for (int64_t q = tgt_rows.start[l]; q < tgt_rows.start[l + 1]; ++q) J += tgt_rows.val[q] * g_ip[tgt_rows.col[q]];
     const A jl = w.jumped[l];
-    if (jl != A(0)) {  // no mass jumped from line l: its row's gradient gets nothing this step
+    if (gf.on && jl != A(0)) {  // no mass jumped from line l: its row's gradient gets nothing this step
       A* g_row = gf.tgt + l * L;
       for (int64_t m = 0; m < L; ++m) g_row[m] += jl * g_ip[m];
     }
@@ -324,6 +326,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     gpre.ip[l] += control::ip_grad(o, J, D, dR, gh, chi0);
     if (pre.ip[l] == A(0)) continue;  // both terms below are products with ip_l: ±0
     g_chi0 += control::chi_grad(o, pre.ip[l], J, D);
+    if (!gf.on) continue;
     for (int k = 0; k < O; ++k) gf.op[l * O + k] += pre.ip[l] * control::op_coef(k, J, D, dR, gh, chi0);
   }
   // ret_to = rspᵀ rstk. Without RET mass its adjoint is ±0 everywhere and these (S, L) passes add nothing.
@@ -373,7 +376,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
            Nz::dot(c[2], g.beta.data(), f.b + l * K, K) + Nz::dot(c[3], g.delta.data(), f.d + l * K, K) +
            Nz::dot(c[4], g.z.data(), f.imm + l * n, n);
     gpre.ip[l] += gi;
-    if (p == A(0)) continue;  // a line without mass adds nothing to its fields' gradients
+    if (p == A(0) || !gf.on) continue;  // a line without mass adds nothing to its fields' gradients
     for (int64_t k = 0; k < O; ++k) gf.op[l * O + k] += p * g.e[k];
     for (int64_t k = 0; k < K; ++k) {
       gf.a[l * K + k] += p * g.alpha[k];
@@ -389,7 +392,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, at::TensorList grad_out, int64_t first,
-                                            int64_t count, double norm_eps) {
+                                            int64_t count, double norm_eps, bool field_grads) {
   TORCH_CHECK(carry_in.size() == 11 && grad_out.size() == 11, "machine_run_bwd: the carry has 11 tensors");
   const at::Tensor& ip = carry_in[0];
   TORCH_CHECK(ip.scalar_type() == at::kFloat || ip.scalar_type() == at::kDouble,
@@ -413,8 +416,9 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     gout.push_back(grad_out[i].contiguous());
     gin.push_back(i < 7 ? at::empty_like(cin[i]) : gout[i].clone());  // the accumulators' gradients pass through
   }
+  // Without field_grads the six are empty tensors, which the caller does not read.
   std::vector<at::Tensor> gfields;
-  for (const auto& t : fc) gfields.push_back(at::zeros_like(t));
+  for (const auto& t : fc) gfields.push_back(field_grads ? at::zeros_like(t) : at::empty({0}, t.options()));
   AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_bwd_cpu", [&] {
     using A = scalar_t;
     const auto lines = all_line_ops(fc[0].data_ptr<A>(), z.L, z.O);
@@ -432,7 +436,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       Workspace<A> w(z);
       Adjoints<A> g(z);
-      FieldGrads<A> gf(z, b0 == 0 && b1 == B ? &gfields : nullptr);
+      FieldGrads<A> gf(z, b0 == 0 && b1 == B ? &gfields : nullptr, field_grads);
       const int64_t rec = w.record_size(), slot = lay.size() + rec;
       // Uninitialised: every entry is written before it is read, and the tape is megabytes at a large L.
       std::unique_ptr<A[]> tape(new A[std::max<int64_t>(count, 1) * slot]);

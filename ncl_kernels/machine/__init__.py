@@ -112,27 +112,30 @@ def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fie
     return flat_carry, done
 
 
-def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps):
-    """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients, then the carry's."""
-    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (op, a, b, d, imm, tgt, *carry)]
+def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True):
+    """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients (empty without ``field_grads``), then the
+    carry's."""
+    fields = [torch.empty_like(t, memory_format=torch.contiguous_format) if field_grads else t.new_empty(0)
+              for t in (op, a, b, d, imm, tgt)]
+    return fields + [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry]
 
 
 _oplib.define("machine_run_fwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
               " int first, int count, float halt_eps, float norm_eps) -> Tensor[]", _fake_run)
 _oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " Tensor[] grad, int first, int count, float norm_eps) -> Tensor[]", _fake_bwd)
+              " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True) -> Tensor[]", _fake_bwd)
 
 
 def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
-                            backend: str | None):
+                            backend: str | None, field_grads: bool = True):
     """Gradients of one chunk by running it again with the fused step ops under autograd (the ``triton``
-    kernel's backward): the six fields' gradients, then the entering carry's."""
+    kernel's backward): the six fields' gradients (None without ``field_grads``), then the entering carry's."""
     with torch.enable_grad():
-        leaves = [t.detach().requires_grad_() for t in (*fields, *carry_in)]
+        leaves = [t.detach().requires_grad_(field_grads or i >= 6) for i, t in enumerate((*fields, *carry_in))]
         out, _ = advance_steps(Carry.unflat(leaves[6:]), first, count, ProgramFields(*leaves[:6]), config, backend)
         pairs = [(o, g) for o, g in zip(out.flat(), grads) if o.requires_grad]
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-    return [t.grad if t.grad is not None else torch.zeros_like(t) for t in leaves]
+    return [t.grad if t.grad is not None else torch.zeros_like(t) if t.requires_grad else None for t in leaves]
 
 
 class CheckpointedRun(torch.autograd.Function):
@@ -173,19 +176,23 @@ class CheckpointedRun(torch.autograd.Function):
         fields, kept = saved[:6], saved[6:]
         grads = [torch.zeros_like(t) if g is None else g.contiguous()
                  for g, t in zip(grads[:CARRY_SIZE], kept[:CARRY_SIZE])]
-        field_grads = [torch.zeros_like(f) for f in fields]
+        # A fixed library (training's default) needs no field gradients: its (L, L) jump-target gradient alone is
+        # megabytes a chunk to zero and add.
+        want = any(ctx.needs_input_grad[5:11])
+        field_grads = [torch.zeros_like(f) for f in fields] if want else [None] * 6
         for i in reversed(range(len(ctx.starts))):
             if ctx.counts[i] == 0:
                 continue
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
             if ctx.kernel == "cpp":
                 out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
-                                                    NORM_EPS)
+                                                    NORM_EPS, want)
             else:
                 out = _recomputed_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i], ctx.config,
-                                              ctx.backend)
-            for j in range(6):
-                field_grads[j] += out[j]
+                                              ctx.backend, want)
+            if want:
+                for j in range(6):
+                    field_grads[j] += out[j]
             grads = list(out[6:])
         return (None, None, None, None, None, *field_grads, *grads)
 
