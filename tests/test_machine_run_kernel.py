@@ -89,6 +89,27 @@ def test_sharp_program_early_exit_inside_a_chunk_and_the_vm(chunk):
         assert out.mem[b].argmax(-1).tolist() == r.mem
 
 
+@pytest.mark.parametrize("chunk", [4, 16])
+def test_gradients_of_samples_that_halt_long_before_the_batch(chunk):
+    """A halted sample's ip holds no mass, and the kernels skip its steps (their forward is the identity) while
+    still applying their adjoints: the ip's gradient flows on through the program's transitions. fp64 gradients
+    of the checkpointed kernel run against full BPTT through the fused step ops (which skip nothing), the
+    samples halting after 3 to 47 steps, the run going on to the last. Through 47 sharp steps the registers'
+    gradient reaches ~300 and the two paths' different summation orders alone move it by ~1e-9 of that, so the
+    bound is relative to each gradient's scale; a wrong adjoint is off by its own size."""
+    config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
+    program = ncl.assemble(LOOP, config).double()
+    values = torch.tensor([[0, 1, 0, 0], [0, 4, 0, 0], [0, 0, 0, 0], [0, 3, 5, 1]])
+    mem_values = (torch.arange(4 * 16).reshape(4, 16) * 7) % 16
+    regs, mem = one_hot(values, config.n, torch.float64), one_hot(mem_values, config.n, torch.float64)
+    kernel = _grads(program, regs, mem, 60, grad_mode="checkpoint", chunk=chunk)
+    truth = _grads(program, regs, mem, 60, grad_mode="full")
+    for name, t in truth.items():
+        scale = float(t.abs().max())
+        assert scale > 0, name
+        assert float((kernel[name] - t).abs().max()) <= 1e-8 * scale, (name, chunk)
+
+
 def test_larger_machine_matches_the_step_loop():
     """The issue's sizes (n = C = 128, K = 8, S = 32) on the benchmark's loop program, 40 steps."""
     from ncl.machine import bench

@@ -39,8 +39,12 @@ void run_chunk(const Fields<A>& f, const Sizes& z, std::vector<at::Tensor>& carr
       for (int i = 0; i < 11; ++i) p[i] = ptr[i] + b * stride[i];
       const Carry<A> c{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]};
       for (int64_t s = 0; s < count; ++s) {
-        A mass = A(0);
-        for (int64_t l = 0; l < z.L; ++l) mass += c.ip[l];
+        bool frozen;
+        const A mass = running_mass(c.ip, z.L, frozen);
+        if (frozen) {  // and so are all its later steps: they are the identity (running_mass, machine_step.h)
+          if (rho) std::fill(rho + b * count + s, rho + (b + 1) * count, A(0));
+          break;
+        }
         if (rho) rho[b * count + s] = mass;
         step_sample(f, z, c, w, first + s + 1, norm_eps);
       }

@@ -441,7 +441,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       // Uninitialised: every entry is written before it is read, and the tape is megabytes at a large L.
       std::unique_ptr<A[]> tape(new A[std::max<int64_t>(count, 1) * slot]);
       std::vector<A> work(lay.size()), gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
-      std::vector<A*> rstk_at(std::max<int64_t>(count, 1));
+      std::vector<A*> rstk_at(std::max<int64_t>(count, 1)), entry_at(std::max<int64_t>(count, 1));
       std::vector<char> rzero_a(z.S), rzero_b(z.S);
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -455,9 +455,19 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         // The return stack, (S, L), is most of the state, and only a step with CALL mass writes it (update_stack
         // skips rows written with weight 0, so they stay bitwise the same): the entries of the steps after one
         // without CALL mass share the return stack kept before it instead of copying it again.
-        bool rstk_kept = false;
+        // A frozen sample's steps (running_mass) leave its state as it is, so every one after the first shares
+        // that step's entry instead of running it again.
+        bool rstk_kept = false, was_frozen = false;
         for (int64_t s = 0; s < count; ++s) {
-          A* entry = tape.get() + s * slot;
+          bool frozen;
+          running_mass(wv.ip, z.L, frozen);
+          if (frozen && was_frozen) {
+            entry_at[s] = entry_at[s - 1];
+            rstk_at[s] = rstk_at[s - 1];
+            continue;
+          }
+          was_frozen = frozen;
+          A* entry = entry_at[s] = tape.get() + s * slot;
           if (rstk_kept) {
             std::copy(work.begin(), work.begin() + lay.off[5], entry);
             std::copy(work.begin() + lay.off[6], work.end(), entry + lay.off[6]);
@@ -486,7 +496,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           rzero_pre[s] = 0;  // gbuf_b's rows hold whatever the last sample left there
         }
         for (int64_t s = count - 1; s >= 0; --s) {
-          A* entry = tape.get() + s * slot;
+          A* entry = entry_at[s];
           w.load_from(entry + lay.size());
           View<A> pre(entry, lay);
           pre.rstk = rstk_at[s];

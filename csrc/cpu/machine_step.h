@@ -152,6 +152,18 @@ std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S,
   return faults;
 }
 
+// The running mass Σ ip, and whether every entry of ip is exactly 0 (`frozen`). A frozen sample's step is the identity
+// on a finite state: every weight read off the ip is 0, so each write and accumulation adds 0·(...), and the new ip
+// is 0 again (up to the sign of a zero). The kernels skip those steps; the backward still applies their adjoints,
+// which are not the identity (the ip's gradient flows through the program's transitions whatever the mass).
+template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
+  A mass = A(0);
+  bool live = false;
+  for (int64_t l = 0; l < L; ++l) mass += ip[l], live |= ip[l] != A(0);
+  frozen = !live;
+  return mass;
+}
+
 // One step t of one sample (docs/design.md §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
 // null the halting mixtures are left alone (the backward's tape pass, which does not need them).
 template <typename A>
