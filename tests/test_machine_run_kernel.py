@@ -110,6 +110,35 @@ def test_gradients_of_samples_that_halt_long_before_the_batch(chunk):
         assert float((kernel[name] - t).abs().max()) <= 1e-8 * scale, (name, chunk)
 
 
+def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
+    """``ncl::machine_run_bwd`` over 6 steps of a batch whose first sample holds no ip mass (so every one of its
+    steps takes the frozen-step adjoint after the first) and whose second is mid-run, on a soft program, with a
+    random gradient for every part of the carry (the stacks' pointers and slots too, which is what gives the
+    frozen steps' ip gradient its PUSH, POP, CALL and RET terms); against autograd through the fused step ops."""
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=6, dtype=torch.float64, seed=31)
+    g = torch.Generator().manual_seed(31)
+
+    def dist(*shape):
+        return torch.softmax(2 * torch.randn(*shape, generator=g, dtype=torch.float64), -1)
+
+    B, L, S = 2, program.length, config.stack
+    ip = dist(B, L)
+    ip[0] = 0
+    pointer = lambda: dist(B, S)  # noqa: E731
+    carry = [ip, dist(B, config.registers, config.n), dist(B, config.cells, config.n), dist(B, S, config.n),
+             pointer(), dist(B, S, L), pointer(), torch.rand(B, config.registers, config.n, generator=g,
+             dtype=torch.float64), torch.rand(B, config.cells, config.n, generator=g, dtype=torch.float64),
+             torch.rand(B, generator=g, dtype=torch.float64), torch.rand(B, generator=g, dtype=torch.float64)]
+    grads = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in carry]
+    fields = [f.detach() for f in program.fields()]
+    kernel = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 3, 6, 1e-20, True)
+    steps = machine_op._recomputed_chunk_grads(fields, carry, grads, 3, 6, config, "cpp")
+    assert kernel[6][0].abs().max() > 0.1  # the frozen sample's ip gradient
+    for i, (a, b) in enumerate(zip(kernel, steps)):
+        assert_close(a, b, torch.float64, f"gradient {i}")
+
+
 def test_larger_machine_matches_the_step_loop():
     """The issue's sizes (n = C = 128, K = 8, S = 32) on the benchmark's loop program, 40 steps."""
     from ncl.machine import bench

@@ -117,6 +117,7 @@ template <typename A> struct FieldRowNonzeros {
 // Local adjoints of one step's intermediates.
 template <typename A> struct Adjoints {
   std::vector<A> e, coef, x, y, value, load, pop, chi, alpha, beta, delta, z, ret_item, ret_to, gx, gy;
+  A readout_dot = A(0);  // Σ g_acc·r over both halting mixtures: the halting mass's gradient less t·g_E
   explicit Adjoints(const Sizes& s)
       : e(s.O), coef(s.O), x(s.n), y(s.n), value(s.n), load(s.n), pop(s.n), chi(s.C), alpha(s.K), beta(s.K),
         delta(s.K), z(s.n), ret_item(s.L), ret_to(s.L), gx(s.n), gy(s.n) {}
@@ -186,7 +187,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   // Halting: expected += t·h here; acc += h·(state after the step) inside the register and memory loops,
   // which rebuild that state from the one before (so the tape need not keep it).
   const A h = w.halted;
-  A gh = static_cast<A>(t) * g_exp;
+  A readout_dot = A(0);
 
   // Stacks (faults = d_over + d_under + r_over, each with gradient g_faults).
   auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpost.dstk,
@@ -231,7 +232,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
       g_value[j] += a * grj;
       ga += grj * diff;
     }
-    gh += ghk;
+    readout_dot += ghk;
     g_gate += ga * w.delta[k];
     g.delta[k] += ga * gate;
   }
@@ -287,7 +288,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
       ga += gmj * diff;
       gl += g_load[j] * mem[j];
     }
-    gh += ghc;
+    readout_dot += ghc;
     g.chi[c] += es * ga + gl;
     g_store += chi * ga;
   }
@@ -306,6 +307,8 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
       if (machine::is_value_op(static_cast<int>(k))) g.e[k] += g_gate;
 
   // Control and halting mass (control.h's per-line formulas).
+  g.readout_dot = readout_dot;
+  const A gh = halting::h_grad(readout_dot, static_cast<A>(t), g_exp);
   const A* g_ip = gpost.ip;
   const A chi0 = w.x[0];
   A dR = gh * (A(1) - w.ret_total), g_chi0 = A(0);
@@ -387,6 +390,31 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   }
 }
 
+// The adjoint of a frozen sample's step (running_mass) when the step after it was frozen too. The state's gradient
+// passes through such a step unchanged (every read and write it makes has weight 0), and so the stacks' and the
+// halting mixtures' terms of its adjoint are those of the step after it: only the ip's gradient changes, by
+// control's adjoint and the fields' (e = ipᵀop), with gh = Σ g_acc·r + t·g_E. g and w hold what step_backward
+// used and left at the latest frozen step: g.e (only the stacks' PUSH, POP, CALL and RET weights are nonzero) and
+// g.readout_dot. g_ip: the ip's gradient after the step on entry, before it on return (what step_backward would
+// write there: the terms it drops are products with the zero ip or the zero weights).
+template <typename A>
+void frozen_step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const FieldRowNonzeros<A>& nz,
+                          const Sizes& z, const Workspace<A>& w, const Adjoints<A>& g, A g_exp, int64_t t, A* g_ip,
+                          A* out) {
+  const int64_t L = z.L, O = z.O;
+  const A gh = halting::h_grad(g.readout_dot, static_cast<A>(t), g_exp);
+  A dR = gh * (A(1) - w.ret_total);
+  for (int64_t m = 0; m < L; ++m) dR += w.ret_to[m] * g_ip[m];
+  for (int64_t l = 0; l < L; ++l) {
+    A J = A(0);
+    for (int64_t q = tgt_rows.start[l]; q < tgt_rows.start[l + 1]; ++q) J += tgt_rows.val[q] * g_ip[tgt_rows.col[q]];
+    const A D = l < L - 1 ? g_ip[l + 1] : gh;
+    out[l] = control::ip_grad(f.line(l, O), J, D, dR, gh, w.x[0]) +
+             FieldRowNonzeros<A>::dot(nz.col[l * 5], g.e.data(), f.op + l * O, O);
+  }
+  std::copy(out, out + L, g_ip);
+}
+
 }  // namespace
 
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
@@ -442,6 +470,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       std::unique_ptr<A[]> tape(new A[std::max<int64_t>(count, 1) * slot]);
       std::vector<A> work(lay.size()), gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
       std::vector<A*> rstk_at(std::max<int64_t>(count, 1)), entry_at(std::max<int64_t>(count, 1));
+      std::vector<char> frozen_at(std::max<int64_t>(count, 1));
+      std::vector<A> ip_out(z.L);
       std::vector<char> rzero_a(z.S), rzero_b(z.S);
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -461,6 +491,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         for (int64_t s = 0; s < count; ++s) {
           bool frozen;
           running_mass(wv.ip, z.L, frozen);
+          frozen_at[s] = frozen;
           if (frozen && was_frozen) {
             entry_at[s] = entry_at[s - 1];
             rstk_at[s] = rstk_at[s - 1];
@@ -495,7 +526,13 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           rzero_post[s] = std::all_of(row, row + z.L, [](A v) { return v == A(0); });
           rzero_pre[s] = 0;  // gbuf_b's rows hold whatever the last sample left there
         }
+        bool frozen_after = false;  // whether the step after this one (walked back already) was frozen
         for (int64_t s = count - 1; s >= 0; --s) {
+          if (frozen_at[s] && frozen_after) {
+            frozen_step_backward(f, tgt_rows, nz, z, w, g, g_exp, first + s + 1, gpost_p + lay.off[0], ip_out.data());
+            continue;
+          }
+          frozen_after = frozen_at[s];
           A* entry = entry_at[s];
           w.load_from(entry + lay.size());
           View<A> pre(entry, lay);

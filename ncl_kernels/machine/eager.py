@@ -34,7 +34,7 @@ from ncl_kernels.isa import ALU_SLICE, NUM_OPS, OP, SEQUENTIAL_OPS, VALUE_OPS, f
 from ncl_kernels.machine.config import NORM_EPS, MachineConfig
 from ncl_kernels.machine.reference import halted
 from ncl_kernels.machine.state import Carry, MachineState, ProgramFields, initial_carry
-from ncl_kernels.machine.step import VALUE_MASS_FLOOR, StepOutcome
+from ncl_kernels.machine.step import VALUE_MASS_FLOOR, StepOutcome, nonneg
 from ncl_kernels.memory.eager import write
 
 __all__ = ["Packed", "pack", "step_packed", "step", "advance_steps", "run"]
@@ -110,7 +110,7 @@ def step_packed(state: MachineState, packed: Packed, config: MachineConfig) -> t
     # 1. Fields: every field, w and ρ in one product; the register/immediate fields renormalised by ρ.
     read = ip @ packed.lines
     e = read[:, :NUM_OPS]
-    w = read[:, _W].clamp_min(0)  # as the reference: a rounding residue below 0 writes nothing
+    w = nonneg(read[:, _W])  # as the reference: a rounding residue below 0 writes nothing
     inv_rho = 1.0 / read[:, _RHO].clamp_min(NORM_EPS)
     fields = read[:, _FIRST_FIELD:] * inv_rho[:, None]
     delta, z = fields[:, 2 * registers:3 * registers], fields[:, 3 * registers:]
@@ -137,7 +137,7 @@ def step_packed(state: MachineState, packed: Packed, config: MachineConfig) -> t
     new_mem = write(mem, e[:, OP["STORE"], None] * address, y)
 
     # 6. Stacks, both pointers at once. The return address of a CALL on line l is line l+1.
-    e_call = e[:, OP["CALL"]].clamp_min(0)  # as the reference: a negative rounding residue pushes nothing
+    e_call = nonneg(e[:, OP["CALL"]])  # as the reference: a negative rounding residue pushes nothing
     push = torch.stack([e[:, OP["PUSH"]], e_call], 1)[:, :, None]
     pops = e[:, [OP["POP"], OP["RET"]], None]
     ptrs, raised = _move_pointers(torch.stack([state.dsp, state.rsp], 1), push, pops)

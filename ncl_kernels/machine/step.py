@@ -50,6 +50,15 @@ class StepOutcome(NamedTuple):
     faults: torch.Tensor
 
 
+def nonneg(x: torch.Tensor) -> torch.Tensor:
+    """``max(x, 0)`` of a weight that is a sum of products of nonnegative weights (``w``, ``e_CALL``): it is ≥ 0 up to
+    rounding, which the clamp removes, so 0 is a point of its domain and its gradient there is 1 (the gradient
+    passes where ``x >= 0``). ``torch.clamp_min``'s is 0 at 0, which on a sharp machine, where every line that
+    is not a CALL has ``e_CALL`` exactly 0, would drop the gradient reaching the CALL lines' ip (the CPU
+    kernel's hand-written adjoint, ``csrc/cpu/machine_bwd.cpp``, passes it too)."""
+    return torch.where(x >= 0, x, torch.zeros_like(x))
+
+
 def _next(v: torch.Tensor) -> torch.Tensor:
     """Move line ℓ to ℓ+1; the last line's mass runs off the end. ``(B, L) -> (B, L)``."""
     return torch.nn.functional.pad(v[:, :-1], (1, 0))
@@ -150,7 +159,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     #    lines that are not value ops; clamped, such a line writes nothing instead of dividing by the guard
     #    and blowing up. The mixture is normalised by w (coefficients c = e / w); soft_write's gate w puts
     #    the mass back, so the write is reg_i <- (1 - δ_i w) reg_i + δ_i w v̂ with v̂ = Σ_k c_k out_k normalised.
-    w = e[:, _VALUE_IDX].sum(-1).clamp_min(0)
+    w = nonneg(e[:, _VALUE_IDX].sum(-1))
     c = e / w.clamp_min(NORM_EPS)[:, None]  # (B, O)
     load = soft_read(mem, address[:, None, :], backend=backend)[:, 0]
     pop = soft_read(state.dstk, state.dsp[:, None, :], backend=backend)[:, 0]
@@ -186,7 +195,7 @@ def step(state: MachineState, fields: ProgramFields, config: MachineConfig, *,
     # 6. Stacks. The return address of a CALL on line ℓ is line ℓ+1 (no mass if ℓ is the last line).
     dstk, dsp, d_over, d_under = stack_update(state.dstk, state.dsp, e[:, OP["PUSH"]], e[:, OP["POP"]], x,
                                               backend=backend)
-    e_call = e[:, OP["CALL"]].clamp_min(0)  # as w above: a negative rounding residue pushes nothing
+    e_call = nonneg(e[:, OP["CALL"]])  # as w above: a negative rounding residue pushes nothing
     ret_item = _next(ip * fields.op[:, OP["CALL"]]) / e_call.clamp_min(NORM_EPS)[:, None]
     rstk, rsp, r_over, _ = stack_update(state.rstk, state.rsp, e_call, e[:, OP["RET"]], ret_item, backend=backend)
 
