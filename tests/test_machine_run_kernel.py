@@ -114,7 +114,8 @@ def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
     """``ncl::machine_run_bwd`` over 6 steps of a batch whose first sample holds no ip mass (so every one of its
     steps takes the frozen-step adjoint after the first) and whose second is mid-run, on a soft program, with a
     random gradient for every part of the carry (the stacks' pointers and slots too, which is what gives the
-    frozen steps' ip gradient its PUSH, POP, CALL and RET terms); against autograd through the fused step ops."""
+    frozen steps' ip gradient its PUSH, POP, CALL and RET terms); against autograd through the fused step ops
+    and through the reference."""
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=6, dtype=torch.float64, seed=31)
     g = torch.Generator().manual_seed(31)
@@ -133,10 +134,11 @@ def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
     grads = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in carry]
     fields = [f.detach() for f in program.fields()]
     kernel = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 3, 6, 1e-20, True)
-    steps = machine_op._recomputed_chunk_grads(fields, carry, grads, 3, 6, config, "cpp")
     assert kernel[6][0].abs().max() > 0.1  # the frozen sample's ip gradient
-    for i, (a, b) in enumerate(zip(kernel, steps)):
-        assert_close(a, b, torch.float64, f"gradient {i}")
+    for backend in ("cpp", "reference"):
+        steps = machine_op._recomputed_chunk_grads(fields, carry, grads, 3, 6, config, backend)
+        for i, (a, b) in enumerate(zip(kernel, steps)):
+            assert_close(a, b, torch.float64, f"{backend}: gradient {i}")
 
 
 def test_larger_machine_matches_the_step_loop():
