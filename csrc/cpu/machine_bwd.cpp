@@ -257,15 +257,19 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     g.load[j] += cl * g.value[j];
     g.pop[j] += cp * g.value[j];
   }
-  // The ALU's backward runs on every row, skipped in the forward or not (as _AluMixSkippingRows does).
-  A gcoef[alu::kNumOps];
-  mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), w.coef.data() + machine::kAluFirst,
-                         g.gx.data(), g.gy.data(), gcoef);
-  for (int64_t j = 0; j < n; ++j) {
-    g.x[j] += g.gx[j];
-    g.y[j] += g.gy[j];
+  // The ALU's backward runs on every row, skipped in the forward or not (as _AluMixSkippingRows does): the ALU
+  // coefficients' gradient ⟨g_value, op_k(x, y)⟩ is not 0 where they are. Only with g_value exactly 0 (a line that
+  // writes no value: gate w = 0) is every term it adds a product with 0, and then it is skipped.
+  if (std::any_of(g.value.begin(), g.value.end(), [](A v) { return v != A(0); })) {
+    A gcoef[alu::kNumOps];
+    mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), w.coef.data() + machine::kAluFirst,
+                           g.gx.data(), g.gy.data(), gcoef);
+    for (int64_t j = 0; j < n; ++j) {
+      g.x[j] += g.gx[j];
+      g.y[j] += g.gy[j];
+    }
+    for (int k = 0; k < alu::kNumOps; ++k) g.coef[machine::kAluFirst + k] += gcoef[k];
   }
-  for (int k = 0; k < alu::kNumOps; ++k) g.coef[machine::kAluFirst + k] += gcoef[k];
 
   // Memory: mem' = mem + e_STORE·χ_c (y - mem); load = Σ_c χ_c mem_c.
   const A es = w.e[machine::kStore];
