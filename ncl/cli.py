@@ -178,7 +178,7 @@ def _train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
-    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer")}
+    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad")}
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -302,6 +302,9 @@ def _add_train_eval(sub) -> None:
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
     p.add_argument("--aux", type=non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
+    p.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
+                   help="the computer's heads train on the auxiliary labels alone (the answer's gradient does not "
+                        "reach them through the hard gates, values and program weights)")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,

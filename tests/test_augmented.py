@@ -31,6 +31,8 @@ def test_straight_through():
     assert g.tolist() == [0.0, 1.0]
     g.sum().backward()
     assert p.grad.tolist() == [1.0, 1.0]
+    assert not straight_through(soft, grad=False).requires_grad
+    assert not straight_through_gate(p, grad=False).requires_grad
 
 
 @pytest.mark.parametrize("mode", ["mixture", "superposition"])
@@ -57,6 +59,32 @@ def test_gradients_finite_end_to_end(mode):
     assert grads["computer.program_head.weight"].abs().sum() > 0
     assert grads["computer.embed_r0.weight"].abs().sum() > 0
     assert not any(n.startswith("computer.library") for n in grads)  # frozen by default
+
+
+def test_labels_only_heads_get_no_gradient_from_the_answer():
+    """answer_grad=False: the same forward values, but the answer's loss alone gives the heads that reach it only
+    through hard values (the tape's write gates) no gradient, while the aux labels still train
+    them; the default (True) gives them the answer's."""
+    ex = tasks.get("sort").generate("train", 3)
+    outs, grads = {}, {}
+    for answer_grad in (True, False):
+        torch.manual_seed(0)
+        model = AugmentedLlama(_llama(), ComputerConfig(max_steps=12, answer_grad=answer_grad), split=1)
+        b = encode(ex, tokenizer(), model.computer.program_names, cells=False)
+        out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+        outs[answer_grad] = out["loss"].detach()
+        out["loss"].backward(retain_graph=True)
+        grads[answer_grad] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        aux_loss(out["computer"], b).backward()
+        assert model.computer.program_head.weight.grad.abs().sum() > 0
+    assert torch.equal(outs[True], outs[False])
+    name = "computer.gate_head.weight"
+    assert grads[True][name].abs().sum() > 0
+    assert name not in grads[False] or grads[False][name].abs().sum() == 0
+    assert grads[False]["computer.embed_r0.weight"].abs().sum() > 0  # the readout still learns from the answer
+    with pytest.raises(ValueError, match="aux > 0"):
+        TrainConfig(aux=0, computer=replace(TrainConfig().computer, answer_grad=False)).validate()
 
 
 def test_machine_is_exact_on_hard_inputs():

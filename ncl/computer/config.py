@@ -41,6 +41,10 @@ class ComputerConfig:
         max_steps: step limit of a run (adaptive halting stops earlier).
         train_library: make the library's logits trainable.
         straight_through: hard forward values for gates, tape values and arguments (False: soft values).
+        answer_grad: with ``straight_through``, whether the answer's gradient reaches the heads through those
+            hard values and through the program mixture's weights. False: they are constants to the answer's
+            loss, so only auxiliary labels (which act on the heads' logits) train the gates, the tape values,
+            the arguments and the program choice, and the answer's gradient trains the LLaMA and the readout.
         reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
             Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
             ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the
@@ -74,6 +78,7 @@ class ComputerConfig:
     max_steps: int = 2000
     train_library: bool = False
     straight_through: bool = True
+    answer_grad: bool = True
     reader: str = "mlp"
     writer: str = "embed"
     digit_tokens: tuple = ()

@@ -100,10 +100,10 @@ class NeuralComputer(nn.Module):
 
     # --- heads ---------------------------------------------------------------------------------------------
     def _hard(self, soft: torch.Tensor) -> torch.Tensor:
-        return straight_through(soft) if self.config.straight_through else soft
+        return straight_through(soft, self.config.answer_grad) if self.config.straight_through else soft
 
     def _gate(self, p: torch.Tensor) -> torch.Tensor:
-        return straight_through_gate(p) if self.config.straight_through else p
+        return straight_through_gate(p, self.config.answer_grad) if self.config.straight_through else p
 
     def digit_values(self, digits: torch.Tensor) -> torch.Tensor:
         """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""

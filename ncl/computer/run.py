@@ -61,6 +61,8 @@ def run_library(library, entries: torch.Tensor, config: ComputerConfig, pi: torc
     k = min(config.top_k, pi.shape[1])
     top_p, top_i = pi.topk(k, -1)
     weight = top_p / top_p.sum(-1, keepdim=True)  # exact mixture over the k candidates; gradient to π
+    if not config.answer_grad:
+        weight = weight.detach()
     keep = (weight.detach() >= config.min_prob).flatten()
     keep[0::k] = True  # every sample runs its best candidate
     rows = keep.nonzero().squeeze(1)

@@ -103,6 +103,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.clip <= 0 or self.aux < 0 or self.time_limit <= 0:
             raise ValueError("lr, clip and time_limit must be > 0 and aux >= 0")
+        if not self.computer.answer_grad and self.aux == 0:
+            raise ValueError("computer.answer_grad=False (--labels-only) needs aux > 0: nothing else trains the heads")
 
     def to_dict(self) -> dict:
         """Plain data (the nested form): what checkpoints and ``config.json`` store."""
