@@ -50,13 +50,14 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     assert read_jsonl(f) == [{"prompt": "sum 1 2 =", "answer": "3"}]
 
 
-def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: float = 1.0) -> None:
-    d = root / task / model / f"seed{seed}"
+def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: float = 1.0,
+               answer_grad: bool = True, name: str | None = None) -> None:
+    d = root / task / (name or model) / f"seed{seed}"
     d.mkdir(parents=True)
     splits = {s: {"accuracy": a, "count": 500, "mean_steps": None, "unhalted": None, "by_size": {}}
               for s, a in accs.items()}
     (d / "eval.json").write_text(json.dumps({"task": task, "model": model, "seed": seed, "aux": aux,
-                                             "train_steps": 100, "train_time_s": 60.0, "params": 1000,
+                                             "answer_grad": answer_grad, "train_steps": 100, "train_time_s": 60.0, "params": 1000,
                                              "splits": splits}))
 
 
@@ -64,11 +65,12 @@ def test_report_means_and_minima(tmp_path):
     _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5})
     _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25})
     _eval_json(tmp_path, "sort", "augmented", 2, {"test": 0.8, "ood_2x": 0.0}, aux=0.0)
+    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 0.7, "ood_2x": 0.6}, answer_grad=False, name="labels")
     _eval_json(tmp_path, "sort", "llama", 0, {"test": 0.3, "ood_2x": 0.0})
     text = report.markdown(report.collect(tmp_path))
-    assert "| task | split | augmented | augmented (no aux) | llama |" in text
-    assert "| sort | test | 95.0 (90.0) ×2 | 80.0 (80.0) ×1 | 30.0 (30.0) ×1 |" in text
-    assert "| sort | ood_2x | 37.5 (25.0) ×2 | 0.0 (0.0) ×1 | 0.0 (0.0) ×1 |" in text
+    assert "| task | split | augmented | augmented (labels only) | augmented (no aux) | llama |" in text
+    assert "| sort | test | 95.0 (90.0) ×2 | 70.0 (70.0) ×1 | 80.0 (80.0) ×1 | 30.0 (30.0) ×1 |" in text
+    assert "| sort | ood_2x | 37.5 (25.0) ×2 | 60.0 (60.0) ×1 | 0.0 (0.0) ×1 | 0.0 (0.0) ×1 |" in text
     assert report.plot(tmp_path, tmp_path / "grid.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no eval.json"):
         report.collect(tmp_path / "sort" / "missing")

@@ -84,7 +84,8 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
 
 
 def _header(cfg, ckpt, model) -> dict:
-    return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "train_steps": ckpt["step"],
+    return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux,
+            "answer_grad": cfg.computer.answer_grad, "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
 
