@@ -18,6 +18,10 @@ def test_the_breakdown_adds_up_to_the_step():
     assert abs(sum(parts.values()) - aug["ms_step"]) < 0.05 * aug["ms_step"], (parts, aug["ms_step"])
     assert r["machine_share"] == pytest.approx((parts["machine_fwd"] + parts["machine_bwd"]) / aug["ms_step"])
     assert r["step_ratio"] == pytest.approx(aug["ms_step"] / r["plain"]["ms_step"])
+    # labels only: the machine runs, but the answer's loss has no path back into it
+    labels = r["augmented_labels_only"]["breakdown"]
+    assert labels["machine_fwd"] > 0 and labels["machine_bwd"] == 0
+    assert r["step_ratio_labels_only"] == pytest.approx(r["augmented_labels_only"]["ms_step"] / r["plain"]["ms_step"])
 
 
 def test_the_cli_prints_the_json_the_issue_names(capsys, monkeypatch):

@@ -155,24 +155,27 @@ def _spread(xs: list[float]) -> dict:
 
 
 def bench_train(task: str = DEFAULT_TASK, repeats: int = 5, warmup: int = 2, progress: bool = False) -> dict:
-    """Time ``repeats`` optimizer steps (after ``warmup``) of the augmented model and of the plain LLaMA on a
-    training batch of ``task`` at :class:`TrainConfig`'s defaults.
+    """Time ``repeats`` optimizer steps (after ``warmup``) of the augmented model, of the augmented model whose
+    heads learn from the labels alone (``ncl train --labels-only``: the machine runs without a backward) and of
+    the plain LLaMA on a training batch of ``task`` at :class:`TrainConfig`'s defaults.
 
     Returns ``{"task", "batch_size", "repeats", "augmented": {"ms_step", "spread", "breakdown": {part: ms}},
-    "plain": {"ms_step", "spread"}, "machine_share", "step_ratio"}``: medians over the repeats (``spread``:
-    median, min and max of the step), the breakdown's parts (:data:`PARTS`) each a median, ``machine_share`` the
-    run's forward and backward as a fraction of the augmented step, ``step_ratio`` augmented / plain.
+    "augmented_labels_only": {...the same}, "plain": {"ms_step", "spread"}, "machine_share", "step_ratio",
+    "machine_share_labels_only", "step_ratio_labels_only"}``: medians over the repeats (``spread``: median, min
+    and max of the step), the breakdown's parts (:data:`PARTS`) each a median, ``machine_share`` the run's
+    forward and backward as a fraction of the augmented step, ``step_ratio`` augmented / plain.
     """
     bar = None
     if progress:
         from tqdm import tqdm  # the progress bar only
 
-        bar = tqdm(total=2 * (repeats + warmup), desc="bench train", dynamic_ncols=True)
+        bar = tqdm(total=3 * (repeats + warmup), desc="bench train", dynamic_ncols=True)
     result = {"task": task, "batch_size": TrainConfig().batch_size, "repeats": repeats}
-    for name in ("augmented", "plain"):
-        cfg = TrainConfig(task=task, model="augmented" if name == "augmented" else "llama")
+    for name in ("augmented", "augmented_labels_only", "plain"):
+        cfg = TrainConfig(task=task, model="llama" if name == "plain" else "augmented")
+        cfg.computer = dataclasses.replace(cfg.computer, answer_grad=name != "augmented_labels_only")
         model, optimizer, batch = _setup(cfg)
-        timer = _StepTimer(model) if name == "augmented" else None
+        timer = _StepTimer(model) if name != "plain" else None
         steps, parts = [], {p: [] for p in PARTS}
         for i in range(warmup + repeats):
             clock = None
@@ -195,24 +198,29 @@ def bench_train(task: str = DEFAULT_TASK, repeats: int = 5, warmup: int = 2, pro
         result[name] = entry
     if bar is not None:
         bar.close()
-    aug, parts = result["augmented"], result["augmented"]["breakdown"]
-    result["machine_share"] = (parts["machine_fwd"] + parts["machine_bwd"]) / aug["ms_step"]
-    result["step_ratio"] = aug["ms_step"] / result["plain"]["ms_step"]
+    for name, suffix in (("augmented", ""), ("augmented_labels_only", "_labels_only")):
+        aug, parts = result[name], result[name]["breakdown"]
+        result["machine_share" + suffix] = (parts["machine_fwd"] + parts["machine_bwd"]) / aug["ms_step"]
+        result["step_ratio" + suffix] = aug["ms_step"] / result["plain"]["ms_step"]
     return result
 
 
 def format_train_bench(result: dict) -> str:
     """``bench_train``'s result as a few lines of text."""
-    aug, plain = result["augmented"], result["plain"]
+    plain = result["plain"]
     lines = [f"one optimizer step, task {result['task']}, batch {result['batch_size']}, median of "
-             f"{result['repeats']}:",
-             f"  augmented  {aug['ms_step']:9.1f} ms  (min {aug['spread']['min']:.1f}, max {aug['spread']['max']:.1f})"]
-    for part, ms in aug["breakdown"].items():
-        lines.append(f"    {part:<12} {ms:9.1f} ms  {100 * ms / aug['ms_step']:5.1f} %")
-    lines += [f"  plain      {plain['ms_step']:9.1f} ms  (min {plain['spread']['min']:.1f}, max "
-              f"{plain['spread']['max']:.1f})",
-              f"  the machine's share of the augmented step: {100 * result['machine_share']:.1f} %; "
-              f"augmented / plain: {result['step_ratio']:.1f}x"]
+             f"{result['repeats']}:"]
+    for name, label, suffix in (("augmented", "augmented", ""),
+                                ("augmented_labels_only", "augmented, labels only", "_labels_only")):
+        aug = result[name]
+        lines.append(f"  {label:<23}{aug['ms_step']:9.1f} ms  (min {aug['spread']['min']:.1f}, max "
+                     f"{aug['spread']['max']:.1f})")
+        for part, ms in aug["breakdown"].items():
+            lines.append(f"    {part:<21}{ms:9.1f} ms  {100 * ms / aug['ms_step']:5.1f} %")
+        lines.append(f"    the machine's share: {100 * result['machine_share' + suffix]:.1f} %; / plain: "
+                     f"{result['step_ratio' + suffix]:.1f}x")
+    lines.append(f"  {'plain':<23}{plain['ms_step']:9.1f} ms  (min {plain['spread']['min']:.1f}, max "
+                 f"{plain['spread']['max']:.1f})")
     return "\n".join(lines)
 
 
