@@ -2,11 +2,13 @@
 # The benchmark grid: every task x model x seed trained by the default command (plus --seed and a budget),
 # evaluated on every split, and its eval.json copied to results/<task>/<model>/seed<k>/.
 #
-# The budget is wall-clock, the same for every model on a task: the augmented model trains STEPS optimizer steps
-# (slow steps: each runs the machine; --time-limit TIME_LIMIT is only a safety stop), and each baseline then
-# trains for the median training time of the task's augmented runs (--schedule time: its learning rate decays
-# over that time, which ends the run), so the grid runs the augmented cells first. eval.json records the steps
-# and seconds each run took.
+# The budget is wall-clock: the augmented model trains STEPS optimizer steps (--time-limit TIME_LIMIT is only a
+# safety stop), and each baseline trains for a fixed time (--schedule time: its learning rate decays over that
+# time, which ends the run): the time its cell's committed seeds trained for, so that every seed of a cell has
+# the same budget, or for a cell with none yet the median training time of the task's augmented runs (so the grid
+# runs the augmented cells first). A baseline therefore never gets less time than the augmented model took when
+# its cell was started (it got more where the augmented runs have since become faster). eval.json records the
+# steps and seconds each run took.
 # The README's table is then `ncl report results/` (tests/test_tooluse_and_report.py checks they agree).
 #
 #   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
@@ -27,11 +29,16 @@ COUNT=${COUNT:-500}
 JOBS=${JOBS:-2}
 NCL=${NCL:-.venv/bin/ncl}
 
-budget() {  # task -> the median training seconds of its augmented runs (empty if none)
-  python3 - "$1" <<'PY'
+budget() {  # task model -> the training seconds of the cell's committed seeds, else the median of the task's
+  # augmented runs (empty if neither exists)
+  python3 - "$1" "$2" <<'PY'
 import glob, json, statistics, sys
-times = [json.load(open(f))["train_time_s"] for f in glob.glob(f"results/{sys.argv[1]}/augmented/seed*/eval.json")]
-print(round(statistics.median(times)) if times else "")
+task, model = sys.argv[1:]
+for cell in (model, "augmented"):
+    times = [json.load(open(f))["train_time_s"] for f in glob.glob(f"results/{task}/{cell}/seed*/eval.json")]
+    if times:
+        print(round(statistics.median(times)))
+        break
 PY
 }
 
@@ -43,7 +50,7 @@ one() {  # task model seed
   local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ "$model" != augmented ]; then
-    local seconds; seconds=$(budget "$task")
+    local seconds; seconds=$(budget "$task" "$name")
     if [ -z "$seconds" ]; then echo "SKIPPED $dest: no augmented run of $task to match its time"; return; fi
     flags=(--steps 1000000 --schedule time --time-limit "$seconds")
   fi
