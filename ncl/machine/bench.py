@@ -4,8 +4,8 @@ Three implementations of one run of ``steps`` steps (``Program.run``), on the sa
 
 * **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
   of :data:`~ncl.machine.run.DEFAULT_CHUNK`). The forward is a whole-run kernel (:mod:`ncl_kernels.machine`:
-  C++ on CPU, Triton on a GPU); the backward recomputes one chunk at a time, on CPU with the kernel's own
-  backward, on a GPU with the fused step ops (``cuda``/``triton``) under autograd. ``fwdbwd`` also reports the
+  C++ on CPU, Triton on a GPU); the backward recomputes one chunk at a time with the kernel's own backward
+  (C++ on CPU, :mod:`ncl_kernels.machine.triton_bwd` on a GPU). ``fwdbwd`` also reports the
   fused run with plain BPTT (step ops, every step's activations kept);
 * **eager**: the same run with ``backend="reference"`` and plain BPTT (``grad_mode="full"``): the spec;
 * **compiled**: ``torch.compile`` of the reference *step* function (one step, ``dynamic=False``), called by the

@@ -9,8 +9,8 @@ What the backward keeps is the choice of ``grad_mode``:
 
 * ``"full"``: plain backpropagation through time; autograd keeps every step's activations,
   O(B·state·T) memory.
-* ``"checkpoint"``: on a kernel, :class:`~ncl_kernels.machine.CheckpointedRun` (on ``cpp`` the kernel's own
-  backward, on ``triton`` the step ops under autograd, recomputing one chunk at a time); otherwise each
+* ``"checkpoint"``: on a kernel, :class:`~ncl_kernels.machine.CheckpointedRun` (the kernel's own
+  backward, C++ on ``cpp`` and Triton on ``triton``, recomputing one chunk at a time); otherwise each
   chunk of ``k`` steps runs under :func:`torch.utils.checkpoint.checkpoint` (``use_reentrant=False``). Only
   the carry entering each chunk is kept; the backward recomputes one chunk at a time, so training memory is
   O(B·state·(T/k + k)) for one extra forward. The gradients are those of ``"full"`` (to rounding, on the

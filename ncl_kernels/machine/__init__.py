@@ -6,8 +6,9 @@ own loop or program:
 * ``cpp`` (CPU): ``ncl::machine_run_fwd`` and its backward ``ncl::machine_run_bwd`` (``csrc/cpu/machine.cpp``,
   ``csrc/cpu/machine_bwd.cpp``), per-sample C++ loops; their schemas are defined here.
 * ``triton`` (a GPU, with the ``cuda`` or ``triton`` backend): :func:`ncl_kernels.machine.triton.machine_run_fwd`,
-  one Triton program per sample looping over the steps. There is no CUDA C++ whole-run kernel; the GPU
-  backward recomputes each chunk with the backend's fused step ops under autograd.
+  one Triton program per sample looping over the steps, and its backward
+  :func:`ncl_kernels.machine.triton_bwd.machine_run_bwd` (the CPU backward's algorithm, one launch per chunk).
+  There is no CUDA C++ whole-run kernel.
 
 :func:`advance` calls a kernel instead of the loop when :func:`kernel_for` names one (table ALU; fp32/fp64 on
 ``cpp``, fp32 on ``triton``; no ``step_fn``) and no graph is needed (``torch.no_grad()``, or nothing requires
@@ -16,7 +17,9 @@ grad): inference, evaluation, and the graph-free passes of the ``"truncated"`` b
 With a graph and ``grad_mode="checkpoint"`` (``ncl.machine.run``), :class:`CheckpointedRun` runs the forward on
 the kernel too, keeping only the carry entering each chunk. Its backward, per chunk, last chunk first: on
 ``cpp`` the kernel's backward (per sample, it recomputes the chunk's steps from the kept carry and applies each
-step's hand-written adjoint); on ``triton`` the chunk run again with the fused step ops under autograd.
+step's hand-written adjoint); on ``triton`` the same algorithm in one Triton kernel
+(:mod:`~ncl_kernels.machine.triton_bwd`). :func:`_recomputed_chunk_grads` (the chunk run again with the fused
+step ops under autograd) is kept as a reference for it.
 Training memory is O(B·state·(T/k + k)): the kept carries, plus one chunk's recomputation.
 
 The kernels compute the same formulas as the step ops, in a different order of some fp32 sums: values and
@@ -43,6 +46,7 @@ __all__ = ["ALUS", "CARRY_SIZE", "Carry", "CheckpointedRun", "MachineConfig", "M
            "initial_state", "kernel_for", "needs_graph", "run_kernel", "run_steps", "step"]
 
 _oplib.add_triton_module("ncl_kernels.machine.triton")
+_oplib.add_triton_module("ncl_kernels.machine.triton_bwd")
 
 
 def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
@@ -128,8 +132,10 @@ _oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tens
 
 def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
                             backend: str | None, field_grads: bool = True):
-    """Gradients of one chunk by running it again with the fused step ops under autograd (the ``triton``
-    kernel's backward): the six fields' gradients (None without ``field_grads``), then the entering carry's."""
+    """Gradients of one chunk by running it again with the fused step ops under autograd: the six fields'
+    gradients (None without ``field_grads``), then the entering carry's. The reference for the ``triton``
+    kernel's backward (:func:`ncl_kernels.machine.triton_bwd.machine_run_bwd`, which :class:`CheckpointedRun`
+    calls), compared with it in tests/test_machine_triton_bwd.py."""
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_(field_grads or i >= 6) for i, t in enumerate((*fields, *carry_in))]
         out, _ = advance_steps(Carry.unflat(leaves[6:]), first, count, ProgramFields(*leaves[:6]), config, backend)
@@ -145,8 +151,10 @@ class CheckpointedRun(torch.autograd.Function):
     (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
     each chunk. The backward handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd``
     recomputes the chunk's steps from the kept carry and applies each step's hand-written adjoint
-    (``csrc/cpu/machine_bwd.cpp``); on ``triton``, the chunk runs again with ``backend``'s fused step ops
-    under autograd.
+    (``csrc/cpu/machine_bwd.cpp``); on ``triton``, the same algorithm in one Triton launch per chunk
+    (:func:`ncl_kernels.machine.triton_bwd.machine_run_bwd`: a tape pass, then the walk back, one program per
+    sample; its fields' gradients are summed with atomics, so their fp32 rounding varies from run to run).
+    ``backend`` is kept for :func:`_recomputed_chunk_grads`, the step ops' reference for that kernel.
     """
 
     @staticmethod
@@ -188,8 +196,11 @@ class CheckpointedRun(torch.autograd.Function):
                 out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
                                                     NORM_EPS, want)
             else:
-                out = _recomputed_chunk_grads(fields, carry_in, grads, ctx.starts[i], ctx.counts[i], ctx.config,
-                                              ctx.backend, want)
+                # Imported at the first call, as in run_steps.
+                from ncl_kernels.machine import triton_bwd
+
+                out = triton_bwd.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i], NORM_EPS,
+                                                 want)
             if want:
                 for j in range(6):
                     field_grads[j] += out[j]

@@ -21,14 +21,14 @@ scratch ``(B, 3, n)`` in global memory, because the address fold (``chi[j mod C]
 (:func:`ncl_kernels.alu.triton.alu_structured_row` and :func:`~ncl_kernels.alu.triton.alu_general_tile`,
 shared with the ALU kernels) read them with gathers.
 
-Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks (a bank tile
-written at step t may be read by other threads at step t + 1, since tiles of different shapes can have different
-layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory accesses) separates every
-write from a read of the same data by another thread, and every read from a later overwrite by another thread: at
-the start of each step, after the scratch operands are written, around the ALU's atomic scatter, and before the new
-ip is stored. A read-modify-write of a bank tile (load, update, store the same offsets) needs none: the new value of
-an element depends on its old one. Under the interpreter a program runs as whole-block numpy ops and barriers do
-nothing.
+Barriers. The threads of a program exchange data through global memory: the scratch rows, and the banks (a bank
+tile written at step t may be read by other threads at step t + 1, since tiles of different shapes can have
+different layouts). ``tl.debug_barrier()`` (``bar.sync``: it also orders the CTA's global memory accesses)
+separates every write from a read of the same data by another thread, and every read from a later overwrite by
+another thread: at the start of each step (and, in the backward's tape pass, after the copy of the state into the
+tape), after the scratch operands are written, around the ALU's atomic scatter, and before the new ip is stored. A
+read-modify-write of a bank tile (load, update, store the same offsets) needs none: the new value of an element
+depends on its old one. Under the interpreter a program runs as whole-block numpy ops and barriers do nothing.
 
 Limits: fp32 only (the CPU op also takes fp64; the Triton backend takes no fp64 anywhere). The register file
 is held whole (a ``(K, n)`` tile), which suits K up to ~16 at n = 128.
@@ -65,7 +65,11 @@ HALT, JMP, JZ, JNZ, CALL, RET = (OP[o] for o in ("HALT", "JMP", "JZ", "JNZ", "CA
 # (the control ops' columns reach it through _line_ops).
 _O = tl.constexpr(NUM_OPCODES)
 _VALUE_MASS_FLOOR = tl.constexpr(VALUE_MASS_FLOOR)
-_BLOCK_O = tl.constexpr(triton.next_power_of_2(NUM_OPCODES))
+NUM_OPCODES_PADDED = triton.next_power_of_2(NUM_OPCODES)
+_BLOCK_O = tl.constexpr(NUM_OPCODES_PADDED)
+#: Scalars at the end of a tape entry's record (:func:`_tape_entry`).
+TAPE_SCALARS = 8
+_TAPE_SCALARS = tl.constexpr(TAPE_SCALARS)
 _NUM_ALU = tl.constexpr(NUM_ALU_OPS)
 _CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _CALL, _RET = (
     tl.constexpr(k) for k in (CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, CALL, RET))
@@ -116,15 +120,43 @@ def _stack_pass(slots, p, a, s, item, S, cols, W, BLOCK_ROWS: tl.constexpr):
     return read
 
 
+def tape_entry_size(L: int, K: int, n: int, C: int, S: int) -> int:
+    """Elements of one entry of the backward's tape (:func:`_tape_entry`): a state and a step's record."""
+    return L + (K + C + S) * n + S * L + 2 * S + 6 * n + L + NUM_OPCODES_PADDED + 3 * K + TAPE_SCALARS
+
+
+@triton.jit
+def _tape_entry(tape_ptr, b, count, step, L, K, n, C, S):
+    """Entry ``(b, step)`` of a ``(B, count, E)`` tape (``E`` = :func:`tape_entry_size`): pointers to its
+    state part, the state before the step, flat as ip ``L``, reg ``K·n``, mem ``C·n``, dstk ``S·n``, dsp ``S``,
+    rstk ``S·L``, rsp ``S``; and to its record part, the step's intermediates: x y z load pop value (``n``
+    each, ``value`` normalised), ret_to ``L``, e ``32``, alpha beta delta (``K`` each), then the scalars ρ, w
+    (before the clamp), h, RET mass, Σ ret_to, e_CALL (clamped) and the value's mass before normalising
+    (machine_step.h's ``Workspace``)."""
+    state = L + (K + C + S) * n + S * L + 2 * S
+    entry = tape_ptr + (b * count + step) * (state + 6 * n + L + _BLOCK_O + 3 * K + _TAPE_SCALARS)
+    return entry, entry + state
+
+
+@triton.jit
+def _copy_rows(src, dst, R, W, cols, BLOCK_ROWS: tl.constexpr):
+    """Copies an ``(R, W)`` bank to ``dst`` in row blocks."""
+    for r0 in range(0, R, BLOCK_ROWS):
+        r = r0 + tl.arange(0, BLOCK_ROWS)
+        m = (r < R)[:, None] & (cols < W)[None, :]
+        offs = r[:, None] * W + cols[None, :]
+        tl.store(dst + offs, tl.load(src + offs, mask=m, other=0.0), mask=m)
+
+
 @triton.jit
 def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
                         ip_ptr, reg_ptr, mem_ptr, dstk_ptr, dsp_ptr, rstk_ptr, rsp_ptr, acc_reg_ptr, acc_mem_ptr,
-                        exp_ptr, faults_ptr, rho_ptr, scratch_ptr,
+                        exp_ptr, faults_ptr, rho_ptr, scratch_ptr, tape_ptr,
                         first, count, norm_eps, L, K, n, C, S,
                         SKIP: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_K: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_SD: tl.constexpr, BLOCK_SR: tl.constexpr, BLOCK_T: tl.constexpr,
-                        BLOCK_LF: tl.constexpr, BLOCK_LT: tl.constexpr):
+                        BLOCK_LF: tl.constexpr, BLOCK_LT: tl.constexpr, TAPE: tl.constexpr):
     """Steps ``first + 1 .. first + count`` of sample ``program_id(0)``, its carry updated in place.
 
     Fields (shared): ``op (L, 29)``, ``a b d (L, K)``, ``imm (L, n)``, ``tgt (L, L)``, and ``lops (7, L)``,
@@ -132,9 +164,11 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
     ``reg (B, K, n)``, ``mem (B, C, n)``, ``dstk (B, S, n)``, ``dsp (B, S)``, ``rstk (B, S, L)``,
     ``rsp (B, S)``, ``acc_reg (B, K, n)``, ``acc_mem (B, C, n)``, ``expected (B,)``, ``faults (B,)``.
     ``rho (B, count)`` gets the running mass before each step; ``scratch (B, 3, n)`` holds x, y and the ALU
-    row. Block sizes: powers of two covering L, K, n, S; ``BLOCK_C``, ``BLOCK_SD``, ``BLOCK_SR`` rows of
-    the memory, data stack and return stack per block; ``BLOCK_T`` the ALU tile; ``BLOCK_LF`` and
-    ``BLOCK_LT`` the program lines per block of the fields' and the jump targets' passes.
+    row. With ``TAPE`` (the backward's tape pass, :mod:`ncl_kernels.machine.triton_bwd`) each step also writes
+    its entry of ``tape (B, count, E)`` (:func:`_tape_entry`) and the halting mixtures are left alone; without
+    it ``tape`` is not read. Block sizes: powers of two covering L, K, n, S; ``BLOCK_C``, ``BLOCK_SD``,
+    ``BLOCK_SR`` rows of the memory, data stack and return stack per block; ``BLOCK_T`` the ALU tile;
+    ``BLOCK_LF`` and ``BLOCK_LT`` the program lines per block of the fields' and the jump targets' passes.
     """
     b = tl.program_id(0).to(tl.int64)
     lines = tl.arange(0, BLOCK_L)
@@ -189,6 +223,17 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         # lines, and the shifts read it one line back.
         ip = tl.load(ip_row + lines, mask=lm, other=0.0)
         ip_prev = tl.load(ip_row + prev, mask=pm, other=0.0)
+        if TAPE:
+            entry, rec = _tape_entry(tape_ptr, b, count, step, L, K, n, C, S)
+            tl.store(entry + lines, ip, mask=lm)
+            _copy_rows(reg_b, entry + L, K, n, cols, BLOCK_K)
+            _copy_rows(mem_b, entry + L + K * n, C, n, cols, BLOCK_C)
+            _copy_rows(dstk_b, entry + L + (K + C) * n, S, n, cols, BLOCK_SD)
+            tl.store(entry + L + (K + C + S) * n + ss, dsp, mask=sm)
+            _copy_rows(rstk_b, entry + L + (K + C + S) * n + S, S, L, lines, BLOCK_SR)
+            tl.store(entry + L + (K + C + S) * n + S + S * L + ss, rsp, mask=sm)
+            # Every thread's copy is read before any thread writes the banks below.
+            tl.debug_barrier()
         # 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
         rho = tl.sum(ip, axis=0)
         tl.store(rho_ptr + b * count + step, rho)
@@ -216,6 +261,13 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         beta *= inv_rho
         delta *= inv_rho
         z *= inv_rho
+        if TAPE:
+            tl.store(rec + 2 * n + cols, z, mask=cm)
+            tl.store(rec + 6 * n + L + ops, e)
+            tl.store(rec + 6 * n + L + _BLOCK_O + ks, alpha, mask=km)
+            tl.store(rec + 6 * n + L + _BLOCK_O + K + ks, beta, mask=km)
+            tl.store(rec + 6 * n + L + _BLOCK_O + 2 * K + ks, delta, mask=km)
+            tl.store(rec + 6 * n + L + _BLOCK_O + 3 * K, rho)
 
         # 2. Operands (the address and the ALU read them back from the scratch rows, with gathers).
         reg = tl.load(reg_b + ks[:, None] * n + cols[None, :], mask=km[:, None] & cm[None, :], other=0.0)
@@ -224,6 +276,9 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         tl.store(x_row + cols, x, mask=cm)
         tl.store(y_row + cols, y, mask=cm)
         chi0 = tl.sum(tl.where(cols == 0, x, 0.0), axis=0)
+        if TAPE:
+            tl.store(rec + cols, x, mask=cm)
+            tl.store(rec + n + cols, y, mask=cm)
 
         # 6 (return stack) and 7. The return stack is read (ret_to) and written in one pass, before control
         # needs ret_to. The return address of a CALL on line l is line l + 1.
@@ -237,6 +292,13 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         ret_total = tl.sum(ret_to, axis=0)
         halted = (tl.sum(ip * o_halt, axis=0) + tl.sum(tl.where(lines == L - 1, moved, 0.0), axis=0)
                   + ret_mass * (1.0 - ret_total))
+        if TAPE:
+            tl.store(rec + 6 * n + lines, ret_to, mask=lm)
+            scalars = rec + 6 * n + L + _BLOCK_O + 3 * K
+            tl.store(scalars + 2, halted)
+            tl.store(scalars + 3, ret_mass)
+            tl.store(scalars + 4, ret_total)
+            tl.store(scalars + 5, e_call)
         # new_ip[m] = moved[m-1] + ret_mass·ret_to[m] + Σ_l jumped[l] tgt[l, m], the jumps in blocks of lines.
         new_ip = ip_prev * (p_seq + (1.0 - chi0) * p_jz + chi0 * p_jnz) + ret_mass * ret_to
         for l0 in range(0, L, BLOCK_LT):
@@ -265,7 +327,7 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
             chi = tl.zeros((BLOCK_C,), dtype=tl.float32)
             for j0 in range(0, n, C):
                 chi += tl.load(x_row + j0 + r, mask=(r < C) & (j0 + r < n), other=0.0)
-            load += _rw_rows(mem_b, acc_mem_b, r, C, chi, e_store * chi, y, halted, cols, n, True)
+            load += _rw_rows(mem_b, acc_mem_b, r, C, chi, e_store * chi, y, halted, cols, n, not TAPE)
 
         # 3. ALU and the value written: w = Σ value-op weights (clamped at 0), coef = e / w.
         wsum = tl.sum(tl.where(value_op, e, 0.0), axis=0)
@@ -286,11 +348,18 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         value += ((_coef(e, ops, _CONST) / wdiv) * z + (_coef(e, ops, _MOV) / wdiv) * x
                   + (_coef(e, ops, _LOAD) / wdiv) * load + (o / wdiv) * pop)
         # Normalised to mass 1 (docs/design.md §3 step 4; padding lanes are 0).
-        value = value / tl.maximum(tl.sum(value, axis=0), _VALUE_MASS_FLOOR)
+        vsum = tl.sum(value, axis=0)
+        value = value / tl.maximum(vsum, _VALUE_MASS_FLOOR)
+        if TAPE:
+            tl.store(rec + 3 * n + cols, load, mask=cm)
+            tl.store(rec + 4 * n + cols, pop, mask=cm)
+            tl.store(rec + 5 * n + cols, value, mask=cm)
+            tl.store(rec + 6 * n + L + _BLOCK_O + 3 * K + 1, wsum)
+            tl.store(rec + 6 * n + L + _BLOCK_O + 3 * K + 6, vsum)
 
         # 4. Registers and their halting mixture (x and y were read from them before the barrier above; the
         # pass's read is not needed).
-        _rw_rows(reg_b, acc_reg_b, ks, K, delta, gate * delta, value, halted, cols, n, True)
+        _rw_rows(reg_b, acc_reg_b, ks, K, delta, gate * delta, value, halted, cols, n, not TAPE)
 
         # The stack pointers and the scalars stay in registers; the new ip goes to its row.
         dsp_top = tl.sum(tl.where(ss == S - 1, dsp, 0.0), axis=0)
@@ -340,31 +409,33 @@ def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tens
     if B == 0 or count == 0:
         return
     scratch = torch.empty((B, 3, n), device=carry[0].device, dtype=torch.float32)
-    _machine_run_kernel[(B,)](*fields, _line_ops(fields[0]), *carry, rho, scratch, first, count, norm_eps,
+    _machine_run_kernel[(B,)](*fields, _line_ops(fields[0]), *carry, rho, scratch, scratch, first, count, norm_eps,
                               L, K, n, C, S,
-                              **_launch_params(L, K, n, C, S), num_warps=NUM_WARPS)
+                              **_launch_params(L, K, n, C, S), TAPE=False, num_warps=NUM_WARPS)
 
 
-def _check(fields, carry) -> None:
+def _check(fields, carry, name: str = "machine_run_fwd") -> None:
+    """ValueError (naming ``name`` and the argument) unless the fields and the carry fit together, fp32, on one
+    device."""
     if len(carry) != CARRY_SIZE:
-        raise ValueError(f"machine_run_fwd: the carry has {CARRY_SIZE} tensors, got {len(carry)}")
+        raise ValueError(f"{name}: the carry has {CARRY_SIZE} tensors, got {len(carry)}")
     ip, reg, mem = carry[0], carry[1], carry[2]
     if ip.dim() != 2 or reg.dim() != 3 or mem.dim() != 3 or carry[4].dim() != 2:
-        raise ValueError("machine_run_fwd: ip (B, L), reg (B, K, n), mem (B, C, n), dsp (B, S)")
+        raise ValueError(f"{name}: ip (B, L), reg (B, K, n), mem (B, C, n), dsp (B, S)")
     (B, L), (_, K, n), C, S = ip.shape, reg.shape, mem.shape[1], carry[4].shape[1]
     expect = [(B, L), (B, K, n), (B, C, n), (B, S, n), (B, S), (B, S, L), (B, S), (B, K, n), (B, C, n), (B,), (B,)]
     shapes = [tuple(t.shape) for t in carry]
     if shapes != expect:
-        raise ValueError(f"machine_run_fwd: carry shapes {shapes}, expected {expect}")
+        raise ValueError(f"{name}: carry shapes {shapes}, expected {expect}")
     op, a, b, d, imm, tgt = fields
     if (tuple(op.shape) != (L, NUM_OPCODES) or not tuple(a.shape) == tuple(b.shape) == tuple(d.shape) == (L, K)
             or tuple(imm.shape) != (L, n) or tuple(tgt.shape) != (L, L)):
-        raise ValueError("machine_run_fwd: field shapes do not match the carry")
+        raise ValueError(f"{name}: field shapes do not match the carry")
     for t in (*fields, *carry):
         if t.dtype != torch.float32:
-            raise ValueError(f"machine_run_fwd (triton): the machine state is float32 only, got {t.dtype}")
+            raise ValueError(f"{name} (triton): the machine state is float32 only, got {t.dtype}")
         if t.device != ip.device:
-            raise ValueError("machine_run_fwd: every tensor must be on the carry's device")
+            raise ValueError(f"{name}: every tensor must be on the carry's device")
 
 
 def machine_run_fwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, imm: torch.Tensor,
@@ -409,19 +480,26 @@ def machine_run_fwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
 # Compile-only targets for scripts/compile_triton_sm90.py (format: ncl_kernels._triton_targets.compile_target)
 # ---------------------------------------------------------------------------------------------------------
 
-def _compile_targets() -> list[dict]:
-    """The kernel in fp32 at the benchmark sizes (n = C = 128, K = 8, S = 32, L = 8) and at the library
-    image's length (L = 277, what ``ncl.nn`` runs)."""
-    ptrs = [name for name in _machine_run_kernel.arg_names if name.endswith("_ptr")]
+def machine_compile_targets(kernel, launch_params, variants, num_warps: int) -> list[dict]:
+    """Compile-only targets of a whole-run kernel (this module's or the backward's) in fp32 at the benchmark
+    sizes (n = C = 128, K = 8, S = 32): ``variants`` lists ``(L, extra constexprs, label suffix)``;
+    ``launch_params(L, K, n, C, S)`` gives the block sizes."""
+    ptrs = [name for name in kernel.arg_names if name.endswith("_ptr")]
     targets = []
-    for lines, suffix in ((8, ""), (277, ",L=277")):
-        consts = _launch_params(L=lines, K=8, n=128, C=128, S=32)
-        target = compile_target(_machine_run_kernel, torch.float32, ptrs, (),
-                                ["first", "count", "norm_eps", "L", "K", "n", "C", "S"], consts, suffix=suffix,
-                                num_warps=NUM_WARPS)
+    for lines, extra, suffix in variants:
+        consts = {**launch_params(L=lines, K=8, n=128, C=128, S=32), **extra}
+        target = compile_target(kernel, torch.float32, ptrs, (), ["first", "count", "norm_eps", "L", "K", "n", "C",
+                                                                  "S"], consts, suffix=suffix, num_warps=num_warps)
         target["signature"]["norm_eps"] = "fp32"  # compile_target types scalars as i32
         targets.append(target)
     return targets
+
+
+def _compile_targets() -> list[dict]:
+    """The kernel at L = 8 (the benchmark's loop) and at the library image's length (L = 277, what ``ncl.nn``
+    runs)."""
+    return machine_compile_targets(_machine_run_kernel, _launch_params,
+                                   [(8, {"TAPE": False}, ""), (277, {"TAPE": False}, ",L=277")], NUM_WARPS)
 
 
 #: Every ``@triton.jit`` kernel of this module, described for an ahead-of-time compile check.
