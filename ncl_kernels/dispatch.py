@@ -128,6 +128,8 @@ NONDETERMINISTIC: dict[tuple[str, str, str], str] = {
                                    "(csrc/cuda/memory.cu)",
     ("machine_run", "triton", "fwd"): "the ALU row's MUL, DIV and MOD add atomically in alu_general_tile "
                                       "(ncl_kernels/machine/triton.py)",
+    ("machine_run", "triton", "bwd"): "the fields' gradients are summed over samples with tl.atomic_add "
+                                      "(ncl_kernels/machine/triton_bwd.py)",
 }
 
 

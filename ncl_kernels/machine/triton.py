@@ -51,6 +51,7 @@ from ncl_kernels.control import reference as control_reference
 from ncl_kernels.isa import NUM_OPS as NUM_OPCODES
 from ncl_kernels.isa import OP
 from ncl_kernels.machine.step import VALUE_MASS_FLOOR
+from ncl_kernels.machine.triton_tape import NUM_OPCODES_PADDED, _copy_rows, _tape_entry
 
 #: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
 TILE_BUDGET = 2048
@@ -65,11 +66,7 @@ HALT, JMP, JZ, JNZ, CALL, RET = (OP[o] for o in ("HALT", "JMP", "JZ", "JNZ", "CA
 # (the control ops' columns reach it through _line_ops).
 _O = tl.constexpr(NUM_OPCODES)
 _VALUE_MASS_FLOOR = tl.constexpr(VALUE_MASS_FLOOR)
-NUM_OPCODES_PADDED = triton.next_power_of_2(NUM_OPCODES)
 _BLOCK_O = tl.constexpr(NUM_OPCODES_PADDED)
-#: Scalars at the end of a tape entry's record (:func:`_tape_entry`).
-TAPE_SCALARS = 8
-_TAPE_SCALARS = tl.constexpr(TAPE_SCALARS)
 _NUM_ALU = tl.constexpr(NUM_ALU_OPS)
 _CONST, _MOV, _ALU_FIRST, _LOAD, _STORE, _PUSH, _POP, _CALL, _RET = (
     tl.constexpr(k) for k in (CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP, CALL, RET))
@@ -118,34 +115,6 @@ def _stack_pass(slots, p, a, s, item, S, cols, W, BLOCK_ROWS: tl.constexpr):
         r = s0 + tl.arange(0, BLOCK_ROWS)
         read += _rw_rows(slots, slots, r, S, _pick(p, s, r), _pick(a, s, r), item, 0.0, cols, W, False)
     return read
-
-
-def tape_entry_size(L: int, K: int, n: int, C: int, S: int) -> int:
-    """Elements of one entry of the backward's tape (:func:`_tape_entry`): a state and a step's record."""
-    return L + (K + C + S) * n + S * L + 2 * S + 6 * n + L + NUM_OPCODES_PADDED + 3 * K + TAPE_SCALARS
-
-
-@triton.jit
-def _tape_entry(tape_ptr, b, count, step, L, K, n, C, S):
-    """Entry ``(b, step)`` of a ``(B, count, E)`` tape (``E`` = :func:`tape_entry_size`): pointers to its
-    state part, the state before the step, flat as ip ``L``, reg ``K·n``, mem ``C·n``, dstk ``S·n``, dsp ``S``,
-    rstk ``S·L``, rsp ``S``; and to its record part, the step's intermediates: x y z load pop value (``n``
-    each, ``value`` normalised), ret_to ``L``, e ``32``, alpha beta delta (``K`` each), then the scalars ρ, w
-    (before the clamp), h, RET mass, Σ ret_to, e_CALL (clamped) and the value's mass before normalising
-    (machine_step.h's ``Workspace``)."""
-    state = L + (K + C + S) * n + S * L + 2 * S
-    entry = tape_ptr + (b * count + step) * (state + 6 * n + L + _BLOCK_O + 3 * K + _TAPE_SCALARS)
-    return entry, entry + state
-
-
-@triton.jit
-def _copy_rows(src, dst, R, W, cols, BLOCK_ROWS: tl.constexpr):
-    """Copies an ``(R, W)`` bank to ``dst`` in row blocks."""
-    for r0 in range(0, R, BLOCK_ROWS):
-        r = r0 + tl.arange(0, BLOCK_ROWS)
-        m = (r < R)[:, None] & (cols < W)[None, :]
-        offs = r[:, None] * W + cols[None, :]
-        tl.store(dst + offs, tl.load(src + offs, mask=m, other=0.0), mask=m)
 
 
 @triton.jit

@@ -1,20 +1,18 @@
-"""Triton backward of the whole-run machine kernel: the GPU counterpart of ``ncl::machine_run_bwd``
-(``csrc/cpu/machine_bwd.cpp``).
+"""Triton backward of the whole-run machine kernel: the GPU counterpart of ``ncl::machine_run_bwd``.
 
 :func:`machine_run_bwd` computes the gradient of steps ``first + 1 .. first + count`` (a chunk of a checkpointed
 run, :class:`ncl_kernels.machine.CheckpointedRun`) from the carry entering them and the gradient of the carry
-leaving them. The spec is ``machine_bwd.cpp``: per sample, the chunk is run once more from the kept carry,
-keeping a tape of the state before each step and the step's intermediates, then walked back, applying each
-step's hand-written adjoint (``step_backward``) in the same formulas; only the order of some fp32 sums differs.
-``frozen_step_backward``, the CPU op's speed path for halted samples, gives the same results as the full adjoint,
-which is what runs here.
+leaving them. The spec is ``csrc/cpu/machine_bwd.cpp``: per sample, the chunk is run once more from the kept
+carry, keeping a tape of the state before each step and the step's intermediates, then walked back, applying
+each step's hand-written adjoint (``step_backward``) in the same formulas; only the order of some fp32 sums
+differs. The CPU op's speed path for halted samples (``frozen_step_backward``) gives the full adjoint's results.
 
 Design. One program per sample and one launch per chunk:
 
 * The tape pass is the forward kernel itself (:func:`ncl_kernels.machine.triton._machine_run_kernel`, called as a
   function with ``TAPE``) on a copy of the carry: each step writes the state before it and its intermediates
   (x, y, z, load, pop, the written value, ret_to, e, the register fields and the step's scalars) to the
-  step's entry of a global ``(B, count, E)`` tape (:func:`~ncl_kernels.machine.triton._tape_entry`). The
+  step's entry of a global ``(B, count, E)`` tape (:mod:`~ncl_kernels.machine.triton_tape`). The
   halting mixtures are not accumulated there: the backward does not read them.
 * The reverse loop then runs in the same program. The gradients of the banks (registers, memory, both stacks'
   slots) are updated in place in the gradient tensors, in row blocks (a bank's step adjoint is a
@@ -37,10 +35,8 @@ and before the new ip gradient is copied to its row. A read-modify-write of a ba
 bank needs none.
 
 Limits: fp32 only (the CPU op also takes fp64). The tape holds ``count`` entries of ``E`` = the state plus
-``6n + L + 3K + 40`` elements per sample; the register file is held whole, as in the forward.
-
-Triton rules (docs/building.md): the 3.6 API with plain pointer arithmetic, every load masked, no libdevice,
-no autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` set before import.
+``6n + L + 3K + 40`` elements per sample; the register file is held whole, as in the forward. Triton rules as
+the forward's (docs/building.md); runs on CUDA tensors, or on CPU ones with ``TRITON_INTERPRET=1`` set first.
 """
 
 from __future__ import annotations
@@ -54,7 +50,8 @@ from ncl_kernels.alu.triton import BWD_TILE_BUDGET, _alu_bwd_kernel, _coef, _til
 from ncl_kernels.machine.triton import (
     _ALU_FIRST, _BLOCK_O, _CALL, _CONST, _LOAD, _MOV, _NUM_ALU, _O, _POP, _PUSH, _RET, _STORE,
     _VALUE_MASS_FLOOR, CARRY_SIZE, HALT, JMP, JNZ, JZ, _check, _launch_params, _line_ops,
-    _machine_run_kernel, _pick, _stack_moves, _tape_entry, machine_compile_targets, tape_entry_size)
+    _machine_run_kernel, _pick, _stack_moves, machine_compile_targets)
+from ncl_kernels.machine.triton_tape import _tape_entry, tape_entry_size
 
 _HALT, _JMP, _JZ, _JNZ = (tl.constexpr(k) for k in (HALT, JMP, JZ, JNZ))
 #: Warps per program: the tape pass (the forward's body) alone takes 254 registers a thread at 4 warps; with the
