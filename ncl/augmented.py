@@ -148,12 +148,13 @@ class AugmentedLlama(nn.Module):
         if digits:  # every digit looks alike to the LLaMA: its value reaches the answer through the computer
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
+        tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
         comp, pointers = self.computer.forward_incremental(h, attention_mask, read_mask, state=state,
                                                            max_steps=max_steps, input_ids=input_ids,
-                                                           pointers=pointers)
+                                                           pointers=pointers, token_states=tokens)
         h = h + comp.readout.to(h.dtype)
         keep = slice(-1, None) if last else slice(None)
         h = m.final_norm(m.run_layers(h, self.split, None, context=ctx)[:, keep])

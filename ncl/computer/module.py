@@ -164,7 +164,7 @@ class NeuralComputer(nn.Module):
 
     # --- the readout -----------------------------------------------------------------------------------------
     def readout(self, h: torch.Tensor, read: torch.Tensor, state: ComputerState,
-                pointers: readout_.Pointers | None = None) -> readout_.Readout:
+                pointers: readout_.Pointers | None = None, tokens: torch.Tensor | None = None) -> readout_.Readout:
         """The readout embeddings of a finished run at the read positions ``read (B,T)`` of ``h (B,T,d)``
         (:mod:`ncl.computer.readout`).
 
@@ -172,11 +172,17 @@ class NeuralComputer(nn.Module):
         the :class:`~ncl.computer.readout.Pointers` after the position just before ``h``, which continue over
         every position of ``h`` (incremental decoding: ``h (B,1,d)``). The result's ``pointers`` are those after
         the last position, to pass to the next call.
+
+        ``tokens (B,T',d)``: what the pointer gates read, normalised (default ``h``). Whether the pointers move
+        depends only on the token just written (every answer token on the digit tape, each separator
+        otherwise), so :class:`~ncl.augmented.AugmentedLlama` passes the tokens' embeddings: a gate read off the
+        context drifts on answers longer than any trained on (the read pointer then repeats cells).
         """
         cfg = self.config
         first = state.first_read if pointers is None else 0
         start = pointers or readout_.Pointers(None, None)
-        read_logit = self.read_head(h).squeeze(-1)
+        tokens = h if tokens is None else tokens
+        read_logit = self.read_head(tokens).squeeze(-1)
         adv = self._gate(torch.sigmoid(read_logit)) * read
         if pointers is None:  # the first read position reads cell 0, where every answer starts: it holds by
             # construction, since a gate learned there can fire on prompts longer than any trained on
@@ -190,7 +196,7 @@ class NeuralComputer(nn.Module):
         digit_logit = print_r0 = print_cell = places = None
         r0 = state.r0[:, None].expand_as(cell)
         if cfg.writer == "digits":
-            digit_logit = self.digit_gate_head(h).squeeze(-1)
+            digit_logit = self.digit_gate_head(tokens).squeeze(-1)
             step = self._gate(torch.sigmoid(digit_logit)) * read
             places = readout_.place_pointers(step, adv, first, start.place)  # (B, T', PLACES)
             print_r0, print_cell = readout_.spelled(places, r0, self.spell), readout_.spelled(places, cell, self.spell)
@@ -233,7 +239,7 @@ class NeuralComputer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                 state: ComputerState | None = None, max_steps: int | None = None,
-                input_ids: torch.Tensor | None = None) -> ComputerOutput:
+                input_ids: torch.Tensor | None = None, token_states: torch.Tensor | None = None) -> ComputerOutput:
         """Heads → machine → readouts.
 
         Args:
@@ -246,16 +252,19 @@ class NeuralComputer(nn.Module):
                 run (incremental decoding).
             max_steps: override ``config.max_steps``.
             input_ids: (B, T) the tokens; needed with ``config.digit_tokens``.
+            token_states: (B, T, d) the tokens' own embeddings, which the read and digit pointers' gates read
+                (:meth:`readout`); None: the hidden states.
 
         Returns:
             :class:`~ncl.computer.ComputerOutput`.
         """
-        return self.forward_incremental(hidden, attention_mask, read_mask, state, max_steps, input_ids)[0]
+        return self.forward_incremental(hidden, attention_mask, read_mask, state, max_steps, input_ids,
+                                        token_states=token_states)[0]
 
     def forward_incremental(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                             state: ComputerState | None = None, max_steps: int | None = None,
-                            input_ids: torch.Tensor | None = None, pointers: readout_.Pointers | None = None
-                            ) -> tuple[ComputerOutput, readout_.Pointers]:
+                            input_ids: torch.Tensor | None = None, pointers: readout_.Pointers | None = None,
+                            token_states: torch.Tensor | None = None) -> tuple[ComputerOutput, readout_.Pointers]:
         """:meth:`forward`, and the readout's :class:`~ncl.computer.readout.Pointers` after the last position.
 
         With ``pointers`` (those an earlier call returned, and its ``state``), ``hidden (B,T,d)`` holds only the
@@ -266,6 +275,8 @@ class NeuralComputer(nn.Module):
         if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
             raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
                              f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
+        if token_states is not None and token_states.shape != hidden.shape:
+            raise ValueError(f"token_states must be (B, T, d) = {(B, T, d)}, got {tuple(token_states.shape)}")
         if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
             raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
         if pointers is not None and state is None:
@@ -275,7 +286,8 @@ class NeuralComputer(nn.Module):
         h = self.norm(hidden)
         if state is None:
             state = self.prompt_run(h, mask, read, input_ids, max_steps)
-        out = self.readout(h, read, state, pointers)
+        tokens = None if token_states is None else self.norm(token_states)
+        out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,
                       r0=state.r0, mem=state.mem)
