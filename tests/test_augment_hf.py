@@ -100,6 +100,24 @@ def test_gradients_reach_the_computers_heads(freeze):
     assert all(not p.requires_grad for p in base.parameters()) == freeze
 
 
+def test_the_read_gate_reads_the_token_alone():
+    """The read pointer's gate reads the token embeddings (as in ncl.AugmentedLlama): the same answer after two
+    different prompts gets the same gate logits at its read positions; the prompts' own positions differ."""
+    tok = CharTokenizer()
+    model = augment(hf_model(), tok, split=1, **SMALL)
+    answer = tok.encode("4169 3") + [tok.eos_token_id]
+    rows = [[tok.bos_token_id] + tok.encode(p) + answer for p in ("add 4071 98 =", "sort 3 1 2 8 =")]
+    T = max(len(r) for r in rows)
+    ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
+    labels = torch.where(torch.arange(T) >= torch.tensor([[len(r) - len(answer)] for r in rows]), ids, -100)
+    with torch.no_grad():
+        logits = model(ids, mask, labels=labels).computer.heads.read_logit  # (B, W): the view's columns
+    k = len(answer) + 1  # the read positions: the prompt's last token, then the answer's
+    torch.testing.assert_close(logits[0, -k:], logits[1, -k:], rtol=0, atol=1e-5)
+    assert not torch.allclose(logits[0, :-k], logits[1, :-k])
+
+
 @pytest.mark.parametrize("kind", ["transformers", "ncl"])
 def test_cached_generation_equals_recomputation(kind):
     tok = CharTokenizer()

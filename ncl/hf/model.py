@@ -77,6 +77,7 @@ class _Call:
     out: ComputerOutput | None = None
     printed: tuple | None = None  # the copy's inputs at the original positions: print_r0, print_cell, read
     final: torch.Tensor | None = None  # the final norm's output (B,T,d), for the copy's gates
+    embeds: torch.Tensor | None = None  # the token embeddings (B,T,d), which the pointer gates read
 
 
 def computer_config(hidden_size: int, config: ComputerConfig | None = None, **options) -> ComputerConfig:
@@ -192,6 +193,8 @@ class AugmentedModel(nn.Module):
         self._cache_arg = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
         self._call: _Call | None = None
         target = body.embed_tokens if split == 0 else body.layers[split - 1]
+        # registered first: with split 0 both hooks are on embed_tokens, and the capture must come first
+        self._embed_hook = body.embed_tokens.register_forward_hook(self._capture_embeds)
         self._hook = target.register_forward_hook(self._inject)
         self.copy_head = None
         if copy:
@@ -207,18 +210,21 @@ class AugmentedModel(nn.Module):
             return output
         h = output[0] if isinstance(output, tuple) else output
         dtype = self.computer.norm.weight.dtype  # the machine runs in the computer's dtype (fp32: see ncl.computer)
+        # the pointer gates read the token alone (NeuralComputer.readout); none captured: inputs_embeds were given
+        embeds = call.embeds if call.embeds is not None and call.embeds.shape == h.shape else None
         if call.kind == "step":
             B, T, _ = h.shape
             ones = torch.ones(B, T, dtype=torch.long, device=h.device)
-            out, call.pointers = self.computer.forward_incremental(h.to(dtype), ones, ones, state=call.state,
-                                                                   max_steps=call.max_steps,
-                                                                   pointers=call.pointers)
+            out, call.pointers = self.computer.forward_incremental(
+                h.to(dtype), ones, ones, state=call.state, max_steps=call.max_steps, pointers=call.pointers,
+                token_states=None if embeds is None else embeds.to(dtype))
             readout = out.readout
         else:
             view = tokens_.computer_view(call.input_ids, call.attention_mask, call.read_mask, self.digit_table)
             out, call.pointers = self.computer.forward_incremental(
                 tokens_.gather_view(h.to(dtype), view), view.mask, view.read, state=call.state,
-                max_steps=call.max_steps, input_ids=view.ids)
+                max_steps=call.max_steps, input_ids=view.ids,
+                token_states=None if embeds is None else tokens_.gather_view(embeds.to(dtype), view))
             readout = tokens_.scatter_readout(out.readout, view, h.shape[1])
         call.out = out
         if self.copy_head is not None:
@@ -232,6 +238,10 @@ class AugmentedModel(nn.Module):
                 call.printed = (*call.printed[:2], call.printed[2][..., 0])
         h = h + readout.to(h.dtype)
         return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    def _capture_embeds(self, module, args, output):
+        if self._call is not None:
+            self._call.embeds = output
 
     def _capture(self, module, args, output):
         if self._call is not None:
@@ -347,6 +357,7 @@ class AugmentedModel(nn.Module):
         :func:`augment` (its weights as trained since; ``freeze_base`` flags and LoRA adapters stay). This
         AugmentedModel then runs the base alone."""
         self._hook.remove()
+        self._embed_hook.remove()
         if self.copy_head is not None:
             self._norm_hook.remove()
         self.computer_enabled = False
