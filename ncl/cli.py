@@ -34,7 +34,7 @@ from dataclasses import replace
 import ncl
 from ncl.cli_types import (BACKENDS, backend_name, memory_size, non_negative_float, non_negative_int, positive_float,
                            positive_int)
-from ncl.tasks import names as task_names
+from ncl.tasks import all_names as task_names
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ class Example:
     """One task instance.
 
     Args:
-        prompt: the question, ending with ``"="``; every number in it is followed by a space.
+        prompt: the question; every number in it is followed by a character that is not a digit (which ends it
+            on the digit tape): the benchmark's prompts are ``"<word> a b ... ="``.
         answer: the answer text.
         program: the library function that computes it.
         numbers: the prompt's numbers in order: the machine's tape holds their digits

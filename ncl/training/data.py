@@ -21,8 +21,9 @@ def tokenizer() -> CharTokenizer:
 
 
 def _numbers_end(tokens: list[str]) -> list[int]:
-    """Indices of prompt tokens that end a number: a space right after a digit."""
-    return [i for i in range(1, len(tokens)) if tokens[i] == " " and tokens[i - 1].isdigit()]
+    """Indices of prompt tokens that end a number: the first token that is not a digit after one (a space in
+    the benchmark's prompts; a comma or a question mark too in natural language)."""
+    return [i for i in range(1, len(tokens)) if not tokens[i].isdigit() and tokens[i - 1].isdigit()]
 
 
 def _written(tokens: list[str], cells: bool) -> list[int]:

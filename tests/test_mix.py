@@ -1,0 +1,100 @@
+"""The ``mix`` task: every benchmark task asked in natural language (ncl.tasks.phrasing, ncl.tasks.mix). The
+templates keep the numbers in the program's order and end each number; training never meets an evaluation
+prompt, nor the held-out wording; every split holds 500 distinct prompts; the digit tape's labels find the
+numbers inside the sentences."""
+
+import random
+import re
+
+import pytest
+
+from ncl import tasks
+from ncl.tasks import phrasing
+from ncl.training.data import encode, tokenizer
+
+MIX = tasks.get("mix")
+
+
+def _skeleton(prompt: str) -> str:
+    """The wording of a prompt: each run of numbers (a list, an edge list) blanked to one ``#``."""
+    return re.sub(r"\d+(?:[ ,]+\d+)*", "#", prompt)
+
+
+def _skeletons(task: str, held_out: bool) -> set[str]:
+    rng = random.Random(0)
+    out = set()
+    for template in phrasing.templates(task, held_out):
+        e = tasks.get(task).sample("train", rng)
+        out.add(_skeleton(phrasing.phrase(task, e, template).prompt))
+    return out
+
+
+@pytest.fixture(scope="module")
+def train_prompts():
+    return [e.prompt for e in MIX.generate("train", 10_000, seed=0)]
+
+
+def test_every_task_has_trained_and_held_out_templates():
+    assert set(phrasing.TEMPLATES) == set(tasks.names())
+    for name, ts in phrasing.TEMPLATES.items():
+        assert len(phrasing.templates(name)) >= 6 and len(phrasing.templates(name, held_out=True)) >= 2
+        assert len(set(ts)) == len(ts)
+        assert not any(c.isdigit() for t in ts for c in t)  # the text holds no digit of its own
+    with pytest.raises(ValueError, match="no phrasings"):
+        phrasing.templates("nope")
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_templates_keep_the_numbers_in_order_and_end_each(name):
+    """The tape holds the prompt's numbers in order, which must be the program's (Example.numbers), and each
+    number ends at a non-digit character."""
+    rng = random.Random(1)
+    for split in ("train", tasks.get(name).eval_splits[-1]):
+        for template in phrasing.TEMPLATES[name]:
+            e = tasks.get(name).sample(split, rng)
+            p = phrasing.phrase(name, e, template)
+            assert (p.answer, p.program, p.numbers, p.size) == (e.answer, e.program, e.numbers, e.size)
+            assert tuple(int(x) for x in re.findall(r"\d+", p.prompt)) == e.numbers
+            assert all(m.end() < len(p.prompt) for m in re.finditer(r"\d+", p.prompt))
+
+
+def test_training_never_meets_an_evaluation_prompt(train_prompts):
+    train = set(train_prompts)
+    for split in MIX.eval_splits:
+        assert not train & {e.prompt for e in MIX.generate(split, 500, seed=1234)}, split
+
+
+def test_training_never_uses_the_held_out_wording(train_prompts):
+    held = set().union(*(_skeletons(name, True) for name in tasks.names()))
+    trained = set().union(*(_skeletons(name, False) for name in tasks.names()))
+    assert not held & trained
+    seen = {_skeleton(p) for p in train_prompts}
+    assert seen <= trained and len(seen) == len(trained)  # every trained wording drawn, no held-out one
+    paraphrase = {_skeleton(e.prompt) for e in MIX.generate("paraphrase", 500, seed=1234)}
+    assert paraphrase <= held
+
+
+def test_splits_hold_500_distinct_prompts_of_every_task():
+    assert {"train", "test", "paraphrase", "long_add/ood_8x", "merge_sort/ood_8x", "reachable/ood_4x"} <= \
+        set(MIX.splits)
+    for split in ("test", "paraphrase", "long_mul/ood_8x", "shortest_path/ood_4x"):
+        ex = MIX.generate(split, 500, seed=1234)
+        assert len({e.prompt for e in ex}) == 500
+    programs = {e.program for e in MIX.generate("test", 500, seed=1234)}
+    assert programs == {tasks.get(n).program for n in tasks.names()}  # every task, in equal shares
+    assert MIX.size_range("long_add/ood_4x") == (20, 20)
+    assert MIX.max_segment("train") == max(tasks.get(n).max_segment("train") for n in tasks.names())
+    assert MIX.n == max(tasks.get(n).n for n in tasks.names())
+    with pytest.raises(ValueError, match="unknown split"):
+        MIX.generate("long_add/ood_16x", 5)
+    assert "mix" in tasks.all_names() and "mix" not in tasks.names()
+
+
+def test_the_digit_tape_labels_find_the_numbers_in_a_sentence():
+    e = phrasing.phrase("long_add", tasks.Example("add 407 98 =", "505", "long_add", (407, 98), 3),
+                        "What is {a} plus {b}?")
+    tok = tokenizer()
+    b = encode([e], tok, None)
+    toks = [tok.id_to_token(int(t)) for t in b["input_ids"][0]]
+    written = "".join(t for t, g in zip(toks, b["gate"][0].tolist()) if g == 1)
+    assert written == "407 98?"  # every digit, and the character that ends each number
