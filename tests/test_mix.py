@@ -1,7 +1,8 @@
 """The ``mix`` task: every benchmark task asked in natural language (ncl.tasks.phrasing, ncl.tasks.mix). The
 templates keep the numbers in the program's order and end each number; training never meets an evaluation
 prompt, nor the held-out wording; every split holds 500 distinct prompts; the digit tape's labels find the
-numbers inside the sentences."""
+numbers inside the sentences. Composed problems (ncl.tasks.compose): their gold calls, run one by one on the
+discrete VM, give the answer; their splits are disjoint and need 1-2 calls in training, 3 and 4 beyond."""
 
 import random
 import re
@@ -9,7 +10,7 @@ import re
 import pytest
 
 from ncl import tasks
-from ncl.tasks import phrasing
+from ncl.tasks import compose, phrasing
 from ncl.training.data import encode, tokenizer
 
 MIX = tasks.get("mix")
@@ -98,3 +99,50 @@ def test_the_digit_tape_labels_find_the_numbers_in_a_sentence():
     toks = [tok.id_to_token(int(t)) for t in b["input_ids"][0]]
     written = "".join(t for t, g in zip(toks, b["gate"][0].tolist()) if g == 1)
     assert written == "407 98?"  # every digit, and the character that ends each number
+
+
+# --- composed problems (ncl.tasks.compose) ------------------------------------------------------------------
+
+
+def _on_the_vm(e):
+    """The calls of ``e`` run one by one on the discrete VM (the tool-use executor), each result read back as
+    the next call's argument: the last result's text."""
+    from ncl.training.tooluse import run_call
+
+    segments = [o if isinstance(o, tuple) else (o,) for o in e.operands]
+    out = None
+    for c in e.calls:
+        numbers = [x for a in c.args for x in segments[a]]
+        out = run_call(f"{c.program}({', '.join(map(str, numbers))})")
+        assert out is not None and "-" not in out  # a chain never goes negative
+        segments.append(tuple(int(x) for x in out.split()))
+    return out
+
+
+@pytest.mark.parametrize("split", list(compose.CALLS))
+def test_composed_calls_on_the_vm_give_the_answer(split):
+    problems = compose.generate(split, 60, seed=5)
+    low, high = compose.CALLS[split]
+    assert {e.size for e in problems} == set(range(low, high + 1))
+    for e in problems:
+        assert len(e.calls) == e.size and _on_the_vm(e) == e.answer
+        assert compose.answer_text(compose.values(e)[-1]) == e.answer
+        # the prompt's numbers are the operands, in order, each ended by a non-digit character
+        assert tuple(int(x) for x in re.findall(r"\d+", e.prompt)) == e.numbers
+        assert not e.prompt[-1].isdigit()
+        # every call reads a prompt operand or an earlier call's result
+        P = len(e.operands)
+        assert all(a < P + i for i, c in enumerate(e.calls) for a in c.args)
+
+
+def test_composed_splits_are_disjoint_and_distinct():
+    train = {e.prompt for e in compose.generate("train", 10_000, seed=0)}
+    for split in ("test", "paraphrase", "compose_3", "compose_4"):
+        prompts = {e.prompt for e in compose.generate(split, 500, seed=1234)}
+        assert len(prompts) == 500 and not prompts & train, split
+    held = {w.split("{steps}")[0] for w in compose.WRAPPERS[1]}
+    assert all(any(e.prompt.startswith(h) for h in held) for e in compose.generate("paraphrase", 100, seed=1))
+    e = compose.make(random.Random(3), 2, compose.WRAPPERS[0])
+    assert e.call.count(";") == 1 and "#" in e.call
+    with pytest.raises(ValueError, match="unknown split"):
+        compose.generate("compose_9")
