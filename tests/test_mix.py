@@ -105,17 +105,16 @@ def test_the_digit_tape_labels_find_the_numbers_in_a_sentence():
 
 
 def _on_the_vm(e):
-    """The calls of ``e`` run one by one on the discrete VM (the tool-use executor), each result read back as
-    the next call's argument: the last result's text."""
-    from ncl.training.tooluse import run_call
+    """The calls of ``e`` run one by one on the discrete VM, each result read back as a later call's argument
+    (the tool-use executor): the last result's text. Also checked: no intermediate result is negative."""
+    from ncl.training.tooluse import run_call, run_calls
 
     segments = [o if isinstance(o, tuple) else (o,) for o in e.operands]
-    out = None
     for c in e.calls:
-        numbers = [x for a in c.args for x in segments[a]]
-        out = run_call(f"{c.program}({', '.join(map(str, numbers))})")
-        assert out is not None and "-" not in out  # a chain never goes negative
+        out = run_call(f"{c.program}({', '.join(str(x) for a in c.args for x in segments[a])})")
+        assert out is not None and "-" not in out
         segments.append(tuple(int(x) for x in out.split()))
+    assert run_calls(e.call) == out  # the tool-use text of the same calls
     return out
 
 
@@ -143,6 +142,16 @@ def test_composed_splits_are_disjoint_and_distinct():
     held = {w.split("{steps}")[0] for w in compose.WRAPPERS[1]}
     assert all(any(e.prompt.startswith(h) for h in held) for e in compose.generate("paraphrase", 100, seed=1))
     e = compose.make(random.Random(3), 2, compose.WRAPPERS[0])
-    assert e.call.count(";") == 1 and "#" in e.call
+    assert e.call.count(";") == 1 and "#1" in e.call
     with pytest.raises(ValueError, match="unknown split"):
         compose.generate("compose_9")
+
+
+def test_run_calls_refuses_what_cannot_run():
+    from ncl.training.tooluse import run_calls
+
+    assert run_calls("list_sort(5, 3, 9); list_reverse(#1)") == "9 5 3 "
+    assert run_calls("long_sub(3, 9)") == "-6"  # a sign may end the chain...
+    assert run_calls("long_sub(3, 9); long_add(#1, 2)") is None  # ...but feeds no later call
+    assert run_calls("long_add(#1, 2)") is None and run_calls("long_add(1, 2); long_add(#2, 1)") is None
+    assert run_calls("long_add(1, 2); nope(#1)") is None

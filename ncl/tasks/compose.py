@@ -74,11 +74,11 @@ class Composed(Example):
 
     @property
     def call(self) -> str:
-        """The tool-use text of the calls, ``#k`` naming segment k (an earlier call's result):
-        ``long_add(4, 9); long_mul(#3, 12)`` for the segments 4, 9, 12 and the first call's result."""
+        """The tool-use text of the calls, ``#k`` naming the result of call k (from 1), a list operand written
+        out: ``long_add(4, 9); long_mul(#1, 12)`` (:func:`ncl.training.tooluse.run_calls` runs it)."""
         def arg(k):
             if k >= len(self.operands):
-                return f"#{k}"
+                return f"#{k - len(self.operands) + 1}"
             o = self.operands[k]
             return ", ".join(map(str, o)) if isinstance(o, tuple) else str(o)
 

@@ -19,6 +19,7 @@ from ncl.compiler import ExecutionError
 
 TOOL_N = 256  #: the VM's value range: every program's exact range (the largest a task needs)
 _CALL = re.compile(r"^\s*([a-z_]+)\((\s*\d+\s*(?:,\s*\d+\s*)*)?\)\s*$")
+_REF = re.compile(r"#(\d+)")
 
 
 def parse_call(call: str) -> tuple[str, tuple[int, ...]] | None:
@@ -34,6 +35,30 @@ def parse_call(call: str) -> tuple[str, tuple[int, ...]] | None:
 @functools.lru_cache(maxsize=None)
 def _program(name: str, cells: int):
     return ncl.library.get(name, replace(DEFAULT_MACHINE, n=TOOL_N, cells=cells))
+
+
+def run_calls(calls: str) -> str | None:
+    """The answer of a chain of calls, ``"long_add(4, 9); long_mul(#1, 12)"``: each runs as :func:`run_call`,
+    ``#k`` standing for the numbers call k printed (from 1); None when a call fails or a reference points at no
+    earlier call."""
+    results: list[str] = []
+    out = None
+    for call in calls.split(";"):
+        def expand(m):
+            k = int(m.group(1))
+            if not 1 <= k <= len(results) or not results[k - 1].split():
+                raise LookupError(k)
+            return ", ".join(results[k - 1].split())
+
+        try:
+            call = _REF.sub(expand, call)
+        except LookupError:
+            return None
+        out = run_call(call)
+        if out is None or not all(x.isdigit() for x in out.split()):  # a sign or symbol feeds no later call
+            return out if out is not None and len(results) == calls.count(";") else None
+        results.append(out)
+    return out
 
 
 def run_call(call: str) -> str | None:
@@ -55,4 +80,4 @@ def run_call(call: str) -> str | None:
     return text(result.mem) if result.halted else None
 
 
-__all__ = ["TOOL_N", "parse_call", "run_call"]
+__all__ = ["TOOL_N", "parse_call", "run_call", "run_calls"]
