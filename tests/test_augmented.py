@@ -374,8 +374,8 @@ def test_digit_tape_labels():
 @pytest.mark.parametrize("kind", ["cells", "digits"])
 def test_pointer_gates_read_the_token_alone(kind):
     """AugmentedLlama's read and digit pointer gates read the token just written, not its context: the same
-    answer after different prompts (other lengths, other numbers) gets the same gate logits. A gate read off the context drifted on answers longer than any trained
-    on (the read pointer repeated cells)."""
+    answer after different prompts (other lengths, other numbers) gets the same gate logits. A gate read off
+    the context drifted on answers longer than any trained on (the read pointer repeated cells)."""
     model = _decoding_model(kind)
     tok = tokenizer()
     answers = []

@@ -37,8 +37,10 @@ LIST_OPS = ("list_sort", "list_reverse", "merge_sort")
 
 #: How each call is worded: the first call over its operands (``{a}``, ``{b}``, ``{list}``), then a later call
 #: on the previous result (``{b}``: its new operand, if any).
-FIRST = {"long_add": ("add {a} and {b}", "take {a} plus {b}"), "long_sub": ("subtract {b} from {a}", "take {a} minus {b}"),
-         "long_mul": ("multiply {a} by {b}", "take {a} times {b}"), "list_sort": ("sort {list}", "put {list} in order"),
+FIRST = {"long_add": ("add {a} and {b}", "take {a} plus {b}"),
+         "long_sub": ("subtract {b} from {a}", "take {a} minus {b}"),
+         "long_mul": ("multiply {a} by {b}", "take {a} times {b}"),
+         "list_sort": ("sort {list}", "put {list} in order"),
          "list_reverse": ("reverse {list}", "write {list} backwards"),
          "merge_sort": ("merge sort {list}", "sort {list} with merge sort"),
          "list_sum": ("add up {list}", "take the total of {list}")}

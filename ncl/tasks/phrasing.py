@@ -1,9 +1,10 @@
 """Natural-language phrasings of the benchmark's problems: several templates per task, the task's words ordinary
 text (no token of their own), so a model that sees them must infer which program to run from the wording.
 
-Each task has :data:`TRAINED` templates that training draws from, and more that it never sees (the ``paraphrase`` split of :mod:`ncl.tasks.mix`). A template names its slots: ``{a}`` and ``{b}`` (two
-operands), ``{list}`` (the elements, space separated), ``{x}`` (one number), ``{s}``, ``{t}`` and ``{edges}``
-(a graph query: from s to t, then the edges ``u v, u v, ...``).
+Each task has :data:`TRAINED` templates that training draws from, and more that it never sees (the
+``paraphrase`` split of :mod:`ncl.tasks.mix`). A template names its slots: ``{a}`` and ``{b}`` (two operands),
+``{list}`` (the elements, space separated), ``{x}`` (one number), ``{s}``, ``{t}`` and ``{edges}`` (a graph
+query: from s to t, then the edges ``u v, u v, ...``).
 
 Two rules hold for every template (``tests/test_mix.py`` checks them):
 
