@@ -54,7 +54,9 @@ one() {  # task model seed
     if [ -z "$seconds" ]; then echo "SKIPPED $dest: no augmented run of $task to match its time"; return; fi
     flags=(--steps 1000000 --schedule time --time-limit "$seconds")
   fi
-  if [ ! -f "$dir/latest.json" ]; then
+  if [ -f "$dir/latest.json" ]; then  # a run dir left by an earlier call: its checkpoint is evaluated as it is,
+    echo "reusing the trained run $dir"  # so start from an empty RUNS after changing the model's code
+  else
     "$NCL" train --task "$task" --model "$model" --seed "$seed" --threads 1 --quiet --out "$dir" "${flags[@]}" \
       > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
   fi
