@@ -179,6 +179,8 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(cfg, name, value)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad")}
+    if computer["answer_grad"] is None and cfg.aux == 0:  # answers only: their gradient must reach the heads
+        computer["answer_grad"] = True
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -302,9 +304,13 @@ def _add_train_eval(sub) -> None:
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
     p.add_argument("--aux", type=non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
-    p.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
-                   help="the computer's heads train on the auxiliary labels alone (the answer's gradient does not "
-                        "reach them through the hard gates, values and program weights)")
+    grad = p.add_mutually_exclusive_group()
+    grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
+                      help="the answer's straight-through gradient reaches the computer's heads too (through the "
+                           "hard gates, values and program weights); the default with --aux 0, where nothing else "
+                           "trains them")
+    grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
+                      help="the heads train on the auxiliary labels alone: the default when --aux > 0")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,

@@ -13,9 +13,10 @@
 #
 #   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
 #
-# MODELS may hold "augmented-noaux": the augmented model with --aux 0 (answers only), same budget; and
-# "augmented-labels": the augmented model with --labels-only (its heads learn from the labels alone, so the
-# machine runs without a backward), same steps. The baselines' time is that of the "augmented" runs.
+# "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
+# backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
+# heads too), and "augmented-noaux": with --aux 0 (answers only); both train the same steps. The baselines' time
+# is that of the "augmented" runs.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ one() {  # task model seed
   local task=$1 model=$2 seed=$3 name=$2
   local flags=(--steps "$STEPS" --time-limit "$TIME_LIMIT")
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
-  if [ "$model" = augmented-labels ]; then flags+=(--labels-only); model=augmented; fi
+  if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
   local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ "$model" != augmented ]; then

@@ -62,13 +62,13 @@ def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: fl
 
 
 def test_report_means_and_minima(tmp_path):
-    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5})
-    _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25})
+    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5}, answer_grad=False)
+    _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25}, answer_grad=False)
     _eval_json(tmp_path, "sort", "augmented", 2, {"test": 0.8, "ood_2x": 0.0}, aux=0.0)
-    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 0.7, "ood_2x": 0.6}, answer_grad=False, name="labels")
+    _eval_json(tmp_path, "sort", "augmented", 0, {"test": 0.7, "ood_2x": 0.6}, name="augmented-answergrad")
     _eval_json(tmp_path, "sort", "llama", 0, {"test": 0.3, "ood_2x": 0.0})
     text = report.markdown(report.collect(tmp_path))
-    assert "| task | split | augmented | augmented (labels only) | augmented (no aux) | llama |" in text
+    assert "| task | split | augmented | augmented (answer grad) | augmented (no aux) | llama |" in text
     assert "| sort | test | 95.0 (90.0) ×2 | 70.0 (70.0) ×1 | 80.0 (80.0) ×1 | 30.0 (30.0) ×1 |" in text
     assert "| sort | ood_2x | 37.5 (25.0) ×2 | 60.0 (60.0) ×1 | 0.0 (0.0) ×1 | 0.0 (0.0) ×1 |" in text
     assert report.plot(tmp_path, tmp_path / "grid.png").stat().st_size > 1000

@@ -155,13 +155,14 @@ def _spread(xs: list[float]) -> dict:
 
 
 def bench_train(task: str = DEFAULT_TASK, repeats: int = 5, warmup: int = 2, progress: bool = False) -> dict:
-    """Time ``repeats`` optimizer steps (after ``warmup``) of the augmented model, of the augmented model whose
-    heads learn from the labels alone (``ncl train --labels-only``: the machine runs without a backward) and of
-    the plain LLaMA on a training batch of ``task`` at :class:`TrainConfig`'s defaults.
+    """Time ``repeats`` optimizer steps (after ``warmup``) of the augmented model as ``ncl train`` trains it (its
+    heads learn from the labels alone: the machine runs without a backward), of the augmented model whose heads
+    the answer's gradient reaches too (``ncl train --answer-grad``: the machine's backward runs) and of the plain
+    LLaMA on a training batch of ``task`` at :class:`TrainConfig`'s defaults.
 
     Returns ``{"task", "batch_size", "repeats", "augmented": {"ms_step", "spread", "breakdown": {part: ms}},
-    "augmented_labels_only": {...the same}, "plain": {"ms_step", "spread"}, "machine_share", "step_ratio",
-    "machine_share_labels_only", "step_ratio_labels_only"}``: medians over the repeats (``spread``: median, min
+    "augmented_answer_grad": {...the same}, "plain": {"ms_step", "spread"}, "machine_share", "step_ratio",
+    "machine_share_answer_grad", "step_ratio_answer_grad"}``: medians over the repeats (``spread``: median, min
     and max of the step), the breakdown's parts (:data:`PARTS`) each a median, ``machine_share`` the run's
     forward and backward as a fraction of the augmented step, ``step_ratio`` augmented / plain.
     """
@@ -171,9 +172,9 @@ def bench_train(task: str = DEFAULT_TASK, repeats: int = 5, warmup: int = 2, pro
 
         bar = tqdm(total=3 * (repeats + warmup), desc="bench train", dynamic_ncols=True)
     result = {"task": task, "batch_size": TrainConfig().batch_size, "repeats": repeats}
-    for name in ("augmented", "augmented_labels_only", "plain"):
+    for name in ("augmented", "augmented_answer_grad", "plain"):
         cfg = TrainConfig(task=task, model="llama" if name == "plain" else "augmented")
-        cfg.computer = dataclasses.replace(cfg.computer, answer_grad=name != "augmented_labels_only")
+        cfg.computer = dataclasses.replace(cfg.computer, answer_grad=name == "augmented_answer_grad")
         model, optimizer, batch = _setup(cfg)
         timer = _StepTimer(model) if name != "plain" else None
         steps, parts = [], {p: [] for p in PARTS}
@@ -198,7 +199,7 @@ def bench_train(task: str = DEFAULT_TASK, repeats: int = 5, warmup: int = 2, pro
         result[name] = entry
     if bar is not None:
         bar.close()
-    for name, suffix in (("augmented", ""), ("augmented_labels_only", "_labels_only")):
+    for name, suffix in (("augmented", ""), ("augmented_answer_grad", "_answer_grad")):
         aug, parts = result[name], result[name]["breakdown"]
         result["machine_share" + suffix] = (parts["machine_fwd"] + parts["machine_bwd"]) / aug["ms_step"]
         result["step_ratio" + suffix] = aug["ms_step"] / result["plain"]["ms_step"]
@@ -211,7 +212,7 @@ def format_train_bench(result: dict) -> str:
     lines = [f"one optimizer step, task {result['task']}, batch {result['batch_size']}, median of "
              f"{result['repeats']}:"]
     for name, label, suffix in (("augmented", "augmented", ""),
-                                ("augmented_labels_only", "augmented, labels only", "_labels_only")):
+                                ("augmented_answer_grad", "augmented, answer grad", "_answer_grad")):
         aug = result[name]
         lines.append(f"  {label:<23}{aug['ms_step']:9.1f} ms  (min {aug['spread']['min']:.1f}, max "
                      f"{aug['spread']['max']:.1f})")

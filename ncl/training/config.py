@@ -18,10 +18,12 @@ FLAT_COMPUTER_KEYS = ("mode", "top_k", "reader", "writer")
 
 def default_computer() -> ComputerConfig:
     """The computer a run trains by default: the digit tape (reader and writer ``"cells"``: one cell per digit,
-    numbers of any length), otherwise :class:`ComputerConfig`'s defaults. The machine's value range, tape and
+    numbers of any length), the heads trained by their labels alone (``answer_grad=False``: with every interface
+    signal labelled, the answer's straight-through gradient only added failures, docs/results.md), otherwise
+    :class:`ComputerConfig`'s defaults. The machine's value range, tape and
     step limit are set per task and input size when the model is built (:func:`~ncl.training.machine_budget`).
     """
-    return ComputerConfig(reader="cells", writer="cells")
+    return ComputerConfig(reader="cells", writer="cells", answer_grad=False)
 
 
 @dataclass
@@ -104,7 +106,8 @@ class TrainConfig:
         if self.lr <= 0 or self.clip <= 0 or self.aux < 0 or self.time_limit <= 0:
             raise ValueError("lr, clip and time_limit must be > 0 and aux >= 0")
         if not self.computer.answer_grad and self.aux == 0:
-            raise ValueError("computer.answer_grad=False (--labels-only) needs aux > 0: nothing else trains the heads")
+            raise ValueError("aux=0 needs computer.answer_grad=True (ncl train --aux 0 sets it): with "
+                             "answer_grad=False (the default) nothing else trains the heads")
 
     def to_dict(self) -> dict:
         """Plain data (the nested form): what checkpoints and ``config.json`` store."""
@@ -114,14 +117,15 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         """The inverse of :meth:`to_dict`; also reads the flat form of runs saved before the computer's
         configuration was nested (``mode``, ``top_k``, ``reader``, ``writer`` at the top level), and runs saved
-        before ``reader``, ``writer`` and ``numbers`` existed (they read with the MLP head, wrote embeddings and
-        learned every digit). Unknown keys are ignored."""
+        before ``reader``, ``writer`` and ``numbers`` existed (they read with the MLP head, wrote embeddings,
+        learned every digit and gave the heads the answer's gradient). Unknown keys are ignored."""
         d = dict(d)
         if "computer" in d:
             computer = d.pop("computer")
             computer = computer if isinstance(computer, ComputerConfig) else ComputerConfig.from_dict(computer)
         else:  # the flat form: the computer's options at the top level, its machine the default
-            old = {"reader": "mlp", "writer": "embed", **{k: d[k] for k in FLAT_COMPUTER_KEYS if k in d}}
+            old = {"reader": "mlp", "writer": "embed", "answer_grad": True,  # they all trained with it
+                   **{k: d[k] for k in FLAT_COMPUTER_KEYS if k in d}}
             computer = replace(default_computer(), **old)
         d = {"numbers": "learned", **d}
         known = {f.name for f in fields(cls)} - {"computer"}

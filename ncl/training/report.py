@@ -2,9 +2,10 @@
 
 Every ``eval.json`` under DIR is one run (a task, a model, a seed). The table has one row per task and split and
 one column per model: the mean exact match over the seeds and, in brackets, the minimum, with the number of
-seeds. An augmented run trained without auxiliary labels (``aux = 0``) is its own column, ``augmented (no aux)``,
-and so is one whose heads learned from the labels alone (``answer_grad`` false: ``ncl train --labels-only``),
-``augmented (labels only)``.
+seeds. ``augmented`` is the model as ``ncl train`` trains it by default: its heads learn from the auxiliary labels
+alone. Two variants have columns of their own: ``augmented (answer grad)``, whose heads the answer's
+straight-through gradient reached too (``ncl train --answer-grad``), and ``augmented (no aux)``, trained without
+auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get).
 The README's results table is this output verbatim between the markers :data:`BEGIN` and :data:`END`
 (``tests/test_report.py`` checks it).
 """
@@ -21,17 +22,17 @@ from ncl.tasks import names as task_names
 
 BEGIN = "<!-- ncl report results/ -->"
 END = "<!-- end of ncl report -->"
-MODEL_ORDER = ("augmented", "augmented (labels only)", "augmented (no aux)", "tooluse", "llama")
+MODEL_ORDER = ("augmented", "augmented (answer grad)", "augmented (no aux)", "tooluse", "llama")
 
 
 def model_label(result: dict) -> str:
     """The table column of a run: its model, with ``(no aux)`` for an augmented run without auxiliary labels and
-    ``(labels only)`` for one whose heads the answer's gradient did not reach (eval.json files that predate
-    ``answer_grad`` had it)."""
+    ``(answer grad)`` for one whose heads the answer's gradient reached as well as the labels (eval.json files
+    that predate ``answer_grad`` had it)."""
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
-    if result["model"] == "augmented" and not result.get("answer_grad", True):
-        return "augmented (labels only)"
+    if result["model"] == "augmented" and result.get("answer_grad", True):
+        return "augmented (answer grad)"
     return result["model"]
 
 
