@@ -30,7 +30,8 @@ lower sharpness.
 
 Modules: :mod:`~ncl.computer.config` (:class:`ComputerConfig`), :mod:`~ncl.computer.tape`,
 :mod:`~ncl.computer.arguments`, :mod:`~ncl.computer.run`, :mod:`~ncl.computer.readout`,
-:mod:`~ncl.computer.outputs` (the typed results) and :mod:`~ncl.computer.module` (:class:`NeuralComputer`).
+:mod:`~ncl.computer.outputs` (the typed results), :mod:`~ncl.computer.module` (:class:`NeuralComputer`) and
+:mod:`~ncl.computer.calls` (a chain of calls, each on segments of the tape and earlier results).
 """
 
 from ncl.computer.config import DEFAULT_MACHINE, MODES, PLACES, READERS, WRITERS, ComputerConfig

@@ -1,6 +1,7 @@
 """Composed problems: several library calls per problem, each call's result feeding a later one, asked in
-natural language. This module is the data: the problems, their gold calls and splits. The computer that runs a
-chain of calls chosen by the model is not built yet.
+natural language. This module is the data: the problems, their gold calls and splits. :mod:`ncl.computer.calls`
+runs a chain of calls on the soft machine from per-call heads (tested against these gold calls); the model's
+heads for it are not built yet (docs/language.md).
 
 A problem is a chain of :class:`Call`\\ s. Its **segments** are the prompt's operands, in the order the text gives
 them (a number, or a list of numbers), then each call's result: a call's arguments are segment indices, so
