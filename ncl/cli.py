@@ -12,6 +12,10 @@
 * ``ncl eval DIR [--json] [--compare OTHER_DIR]``: exact match per split, machine steps, PNG plots.
 * ``ncl convert DIR [--unsafe-pickle]``: an older run directory's pickle ``checkpoint.pt`` to safetensors and JSON
   (the one command that unpickles: ``ncl.training.convert``).
+* ``ncl report DIR``: the results tables from every ``eval.json`` under DIR; ``ncl trace DIR PROMPT``: the
+  library calls a trained model runs on one prompt.
+
+The training subcommands live in :mod:`ncl.cli_train`.
 
 Each command imports what it needs (torch, the kernels, the model stack) inside its function, for start-up time:
 ``ncl --help`` and argument errors load none of it.
@@ -29,12 +33,11 @@ import json
 import os
 import platform
 import sys
-from dataclasses import replace
 
 import ncl
-from ncl.cli_types import (BACKENDS, backend_name, memory_size, non_negative_float, non_negative_int, positive_float,
-                           positive_int)
-from ncl.tasks import all_names as task_names
+from ncl import cli_train
+from ncl.cli_types import BACKENDS, backend_name, memory_size, positive_int
+from ncl.tasks import names as task_names
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -163,222 +166,9 @@ def _bench_machine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    if args.data is not None:
-        return _train_on_data(args)
-    if args.task is None:
-        print("ncl train: error: --task or --data is required", file=sys.stderr)
-        return 2
-    from ncl.training import TrainConfig, train  # start-up time (module docstring)
-
-    cfg = TrainConfig()
-    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
-                 "train_max_steps"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(cfg, name, value)
-    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad")}
-    if computer["answer_grad"] is None and cfg.aux == 0:  # answers only: their gradient must reach the heads
-        computer["answer_grad"] = True
-    try:
-        cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
-        cfg.validate()
-        last = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"ncl train: error: {err}", file=sys.stderr)
-        return 2
-    if last:
-        print(json.dumps(last))
-    return 0
-
-
-def _train_on_data(args: argparse.Namespace) -> int:
-    from ncl.training.user_run import train_on_data  # start-up time (module docstring)
-
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "aux", "seed", "split")
-             if getattr(args, k) is not None}
-    try:
-        result = train_on_data(args.data, args.out, library=args.library, eval_data=args.eval_data, base=args.base,
-                               time_limit=args.time_limit or 840.0, max_steps=args.train_max_steps or 256, **given)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ncl train: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from ncl.training import comparison_table, evaluate_file, run_eval, summary  # start-up time (module docstring)
-    from ncl.training.user_run import evaluate_saved, is_saved_model  # start-up time (module docstring)
-
-    if args.data is not None and is_saved_model(args.run):  # a model of ncl train --data
-        try:
-            result = evaluate_saved(args.run, args.data)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"ncl eval: error: {err}", file=sys.stderr)
-            return 2
-        print(json.dumps(result) if args.json else f"exact match {result['accuracy']:.3f} ({result['count']} "
-                                                     f"examples of {result['data']})")
-        return 0
-    try:
-        if args.data is not None:
-            if args.compare is not None:
-                raise ValueError("--data and --compare: evaluate one run on a file at a time")
-            results, plots = [evaluate_file(args.run, args.data, threads=args.threads or 0)], []
-        else:
-            results, plots = run_eval(args.run, compare=args.compare, count=args.count, threads=args.threads or 0,
-                                      reuse=args.reuse)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ncl eval: error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary(results[0]) if len(results) == 1 else [summary(r) for r in results]))
-        return 0
-    for result in results:
-        print(f"task {result['task']}, model {result['model']} (seed {result.get('seed')}), trained "
-              f"{result['train_steps']} steps in {result['train_time_s']} s")
-        for split, r in result["splits"].items():
-            extra = "" if r["mean_steps"] is None else \
-                f"  mean steps {r['mean_steps']:.1f}  unhalted {r['unhalted']:.2e}"
-            print(f"  {split:>7}: exact match {r['accuracy']:.3f} ({r['count']} examples){extra}")
-    if len(results) > 1:
-        print(comparison_table(results))
-    if plots:
-        print("plots: " + ", ".join(plots))
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from ncl.training.convert import convert_run_dir  # start-up time (module docstring)
-
-    try:
-        new = convert_run_dir(args.run, unsafe_pickle=args.unsafe_pickle)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"ncl convert: error: {err}", file=sys.stderr)
-        return 2
-    print(f"converted {args.run}: checkpoint {new} (safetensors and JSON, read back equal); the old checkpoint.pt "
-          f"is left in place and no longer read")
-    return 0
-
 
 #: Commands that run the kernel ops, and so read ``NCL_BACKEND``.
 _KERNEL_COMMANDS = ("demo", "bench", "train", "eval")
-
-
-#: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
-#: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
-TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
-                  "mode": "mixture", "top_k": 2, "reader": "cells", "writer": "cells", "numbers": "tokens",
-                  "layers": 4, "hidden": 0, "split": 2, "seed": 0, "log_every": 10, "checkpoint_every": 100,
-                  "time_limit": 840.0, "schedule": "steps", "train_max_steps": 0}
-_ZERO_MEANS = {"hidden": "the preset's width", "train_max_steps": "chosen from the task"}
-
-
-def _show_train_defaults(parser: argparse.ArgumentParser) -> None:
-    for action in parser._actions:
-        if action.dest in TRAIN_DEFAULTS and action.default is None:
-            value = TRAIN_DEFAULTS[action.dest]
-            shown = _ZERO_MEANS.get(action.dest, value) if value == 0 and not isinstance(value, str) else value
-            action.help = f"{action.help or ''} (default: {shown})".lstrip()
-
-
-def _add_train_eval(sub) -> None:
-    p = sub.add_parser("train", help="train on a task (the augmented model, or the llama or tool-use baseline)",
-                       description="Train on an algorithmic task. An option left out takes the default shown; "
-                                   "with --resume, the value saved in the run.")
-    p.add_argument("--task", choices=task_names(), help="a built-in task (or --data)")
-    p.add_argument("--data", default=None, metavar="FILE.jsonl",
-                   help='train on your own {"prompt", "answer"[, "program", "args"]} lines instead of a task')
-    p.add_argument("--eval-data", default=None, metavar="FILE.jsonl", help="with --data: evaluated after training")
-    p.add_argument("--library", default=None, metavar="FILE.py", help="with --data: your functions, compiled")
-    p.add_argument("--base", default=None, metavar="DIR", help="with --data: a local Hugging Face LLaMA checkpoint")
-    p.add_argument("--model", choices=["augmented", "llama", "tooluse"], default=None,
-                   help="the LLaMA3 with the computer, the plain LLaMA, or the LLaMA writing a call that the VM runs")
-    p.add_argument("--preset", default=None, help="ncl.llama preset")
-    p.add_argument("--out", required=True, help="run directory (latest.json, checkpoint-<step>/, metrics.jsonl)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="examples per optimizer step")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
-    p.add_argument("--aux", type=non_negative_float, default=None,
-                   help="auxiliary supervision weight (0: answers only)")
-    grad = p.add_mutually_exclusive_group()
-    grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
-                      help="the answer's straight-through gradient reaches the computer's heads too (through the "
-                           "hard gates, values and program weights); the default with --aux 0, where nothing else "
-                           "trains them")
-    grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
-                      help="the heads train on the auxiliary labels alone: the default when --aux > 0")
-    p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
-    p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
-    p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
-                   help="how the prompt reaches the tape: one cell per digit, or one value per number")
-    p.add_argument("--writer", choices=["cells", "embed", "digits"], default=None,
-                   help="what the readouts carry: one answer cell per token, value embeddings, or value digits")
-    p.add_argument("--numbers", choices=["auto", "learned", "tokens"], default=None,
-                   help="digits from token ids and answers copied from the readout ('tokens'), learned heads "
-                        "('learned'), or 'tokens' only where the training data lacks a digit ('auto')")
-    p.add_argument("--layers", type=positive_int, default=None, help="transformer layers")
-    p.add_argument("--hidden", type=positive_int, default=None, help="hidden size")
-    p.add_argument("--split", type=non_negative_int, default=None, help="layers before the computer")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--log-every", type=positive_int, default=None, help="optimizer steps between log lines")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None, help="optimizer steps between checkpoints")
-    p.add_argument("--time-limit", type=positive_float, default=None,
-                   help="stop (and checkpoint) after this many seconds")
-    p.add_argument("--schedule", choices=["steps", "time"], default=None,
-                   help="what the learning rate decays over: --steps, or the --time-limit (which then ends the run: "
-                        "the same wall-clock budget for models with slow and fast steps)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--train-max-steps", type=positive_int, default=None, help="machine step limit in training")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
-    _show_train_defaults(p)
-    p = sub.add_parser("eval", help="exact match per split of a trained run, with plots",
-                       description="Exact match of a run's greedy answers on every evaluation split of its task "
-                                   "(written to RUN/eval.json), or on a JSON-lines file with --data.")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--compare", default=None, help="another run of the same task: a side-by-side table and plot")
-    p.add_argument("--data", default=None, metavar="FILE.jsonl",
-                   help='evaluate on these {"prompt": ..., "answer": ...} lines instead of the splits')
-    p.add_argument("--count", type=positive_int, default=500, help="examples per split (default: 500)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
-    p.set_defaults(func=_eval)
-    p = sub.add_parser("convert", help="convert an older run directory's pickle checkpoint.pt to safetensors and "
-                                       "JSON (the one command that unpickles)")
-    p.add_argument("run", help="run directory holding checkpoint.pt")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="if the file does not load with torch's restricted unpickler, unpickle it fully: this runs "
-                        "any code it holds, so only for a file from someone you trust")
-    p.set_defaults(func=_convert)
-    p = sub.add_parser("report", help="the results tables (and figure) from the eval.json files under a directory",
-                       description="Print the results table (mean and minimum exact match over seeds per task, "
-                                   "split and model) and the budgets table from every eval.json under DIR.")
-    p.add_argument("dir", help="directory holding run directories with eval.json (e.g. results/)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="also draw the results figure here")
-    p.add_argument("--write", default=None, metavar="FILE.md",
-                   help="also put the tables into FILE.md between its report markers (e.g. README.md)")
-    p.set_defaults(func=_report)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from ncl.training import report  # start-up time (module docstring)
-
-    try:
-        text = report.report(args.dir)
-        if args.plot:
-            report.plot(args.dir, args.plot)
-        if args.write:
-            report.write_into(args.write, args.dir)
-    except ValueError as err:
-        print(f"ncl report: error: {err}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
 
 
 #: ``ncl --help``'s description.
@@ -460,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="machine, train: CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
-    _add_train_eval(sub)
+    cli_train.add_commands(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ncl import cli
+from ncl import cli, cli_train
 from ncl.tasks import names as task_names
 from ncl_kernels import dispatch
 from ncl_kernels.benchmarking import LOADED_SPREAD, format_table, spread_warning
@@ -60,7 +60,7 @@ def test_train_defaults_are_the_configs():
     from ncl.training import TrainConfig
 
     cfg = TrainConfig()
-    for name, value in cli.TRAIN_DEFAULTS.items():
+    for name, value in cli_train.TRAIN_DEFAULTS.items():
         actual = getattr(cfg, name) if hasattr(cfg, name) else getattr(cfg.computer, name)
         assert actual == value, (name, actual, value)
 

@@ -23,7 +23,9 @@ per row) measures the adaptive depth: a one-call problem stops after one.
 
 Gradients: the answer reaches call k's π through its run (as a single call's does), its pointers through the
 soft segment mixture and the run's input, and every earlier call through the result segments later calls read.
-Where a segment ends (the operand ends in the prompt, ``END`` in a result) is read hard: no gradient.
+Where a segment ends (the operand ends in the prompt, ``END`` in a result) is read hard: no gradient. A result's
+cells are straight-through too: in mixture mode a run's tape blends its candidates', and the machine is exact
+only on sharp inputs (a later call on a blend can leak mass, or overflow).
 
 Shapes: B rows, K calls, A argument slots, S = 1 + O + K segments, C tape cells, n values.
 """
@@ -41,6 +43,7 @@ from ncl.computer.sharp import straight_through, straight_through_gate
 from ncl.library.symbols import END, SEP
 
 NONE = 0  #: the empty segment's index: a slot that takes it adds no cells to the call's tape
+SLOTS = 2  #: argument slots per call in a model's chain (every library call takes at most two operands)
 
 
 class Segments(NamedTuple):
@@ -56,9 +59,9 @@ class ChainOutput(NamedTuple):
     """What :func:`run_chain` returns.
 
     - ``r0 (B,n)``, ``mem (B,C,n)``: the answer, the halting call's final register r0 and tape;
-    - ``steps (B,)``: expected machine steps summed over the calls run (the ponder cost); ``unhalted (B,)``: the
-      running mass the calls run left, summed;
-    - ``calls (B,)`` (long): the calls each row ran;
+    - ``steps (B,)``: expected machine steps summed over the calls run (the ponder cost), ``call_steps (B,K)``
+      each call's (0 for a call not run); ``unhalted (B,)``: the running mass the calls run left, summed;
+    - ``calls (B,)`` (long): the calls each row ran; ``run_steps`` (int): the machine steps the calls ran, summed;
     - ``stop (B,K)``: each call's weight in the answer (one-hot forward);
     - ``program (B,K)``, ``args (B,K,A)`` (long): each call's chosen program and argument segments (−1 for a
       call not run);
@@ -69,8 +72,10 @@ class ChainOutput(NamedTuple):
     r0: torch.Tensor
     mem: torch.Tensor
     steps: torch.Tensor
+    call_steps: torch.Tensor
     unhalted: torch.Tensor
     calls: torch.Tensor
+    run_steps: int
     stop: torch.Tensor
     program: torch.Tensor
     args: torch.Tensor
@@ -217,8 +222,9 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
     running = torch.ones(B, dtype=torch.bool, device=dev)
     still = torch.ones(B, dtype=dt, device=dev)  # Π_{j<k}(1 − halt_j), straight-through
     r0, mem = pi.new_zeros(B, n), pi.new_zeros(B, C, n)
-    steps, unhalted = pi.new_zeros(B), pi.new_zeros(B)
+    steps, unhalted, call_steps = pi.new_zeros(B), pi.new_zeros(B), []
     calls = torch.zeros(B, dtype=torch.long, device=dev)
+    run_steps = 0
     program = torch.full((B, K), -1, dtype=torch.long, device=dev)
     args = torch.full((B, K, pointer_logits.shape[2]), -1, dtype=torch.long, device=dev)
     stops, soft_ptrs = [], []
@@ -234,6 +240,7 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
         rows = running.nonzero().squeeze(1)
         out_cells = _zero_cells(B, C, n, operands.cells)
         out_len = torch.zeros(B, dtype=torch.long, device=dev)
+        call_steps.append(pi.new_zeros(B))
         if len(rows):
             # the pointers' mass is on the S_op + k segments that exist (the others are masked)
             segs = Segments(torch.stack(seg_cells, 1)[rows], torch.stack(seg_len, 1)[rows], operands.count[rows])
@@ -241,12 +248,16 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
             start = torch.stack([torch.zeros_like(tape_len), tape_len], 1)
             regs = initial_registers(F.one_hot(start, n).to(dt), registers)
             res = run(pi[rows, k], regs, tape)
+            run_steps += res.run_steps
             w = stop[rows]
             r0 = r0.index_add(0, rows, w[:, None] * res.r0)
             mem = mem.index_add(0, rows, w[:, None, None] * res.mem)
             steps = steps.index_add(0, rows, res.steps)
+            call_steps[-1] = call_steps[-1].index_add(0, rows, res.steps.detach())
             unhalted = unhalted.index_add(0, rows, res.unhalted)
             cells_k, len_k = result_segment(res.mem)
+            # a mixture run's tape is a blend of its candidates' tapes; a later call must run on a sharp one
+            cells_k = straight_through(cells_k, answer_grad)
             out_cells = out_cells.index_copy(0, rows, cells_k)
             out_len = out_len.index_copy(0, rows, len_k)
             program[rows, k] = pi[rows, k].argmax(-1)
@@ -257,9 +268,9 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
         running = running & (halt.detach() < 0.5)
         still = still * (1 - halt)
     segments = Segments(torch.stack(seg_cells, 1), torch.stack(seg_len, 1), operands.count)
-    return ChainOutput(r0, mem, steps, unhalted, calls, torch.stack(stops, 1), program, args, segments,
+    return ChainOutput(r0, mem, steps, torch.stack(call_steps, 1), unhalted, calls, run_steps, torch.stack(stops, 1), program, args, segments,
                        torch.stack(soft_ptrs, 1))
 
 
-__all__ = ["ChainOutput", "NONE", "Segments", "available", "call_tape", "operand_segments", "result_segment",
+__all__ = ["ChainOutput", "NONE", "SLOTS", "Segments", "available", "call_tape", "operand_segments", "result_segment",
            "run_chain"]

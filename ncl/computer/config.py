@@ -67,6 +67,9 @@ class ComputerConfig:
             :mod:`ncl.library.symbols`; ``END`` is the end-of-sequence token). The readout then tells a symbol
             cell from the others, and the copy prints it like a digit, so where an answer ends is read off the
             tape instead of left to the decoder.
+        calls: 0 (one call on the whole tape) or K >= 1: a chain of up to K calls (:mod:`ncl.computer.calls`),
+            each with its own program, two argument slots over segments (the empty one, up to K + 1 prompt
+            operands, the earlier calls' results) and a halting gate. Needs ``reader="cells"``.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -83,6 +86,7 @@ class ComputerConfig:
     writer: str = "embed"
     digit_tokens: tuple = ()
     symbol_tokens: tuple = ()
+    calls: int = 0
 
     def __post_init__(self):
         m = self.machine
@@ -102,6 +106,9 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
         if self.top_k < 1:
             raise ValueError("ComputerConfig: top_k must be >= 1")
+        if self.calls < 0 or (self.calls and self.reader != "cells"):
+            raise ValueError(f"ComputerConfig: calls must be >= 0 and needs reader='cells', got {self.calls} with "
+                             f"reader={self.reader!r}")
         if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
             raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
                              "or 'cells'")

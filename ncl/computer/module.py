@@ -11,10 +11,11 @@ from torch import nn
 
 import ncl.library
 from ncl.computer import arguments as arguments_
+from ncl.computer import calls as calls_
 from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
 from ncl.computer.config import ComputerConfig
-from ncl.computer.outputs import ComputerOutput, ComputerState, Heads, PromptHeads
+from ncl.computer.outputs import ChainHeads, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
 from ncl.computer.sharp import straight_through, straight_through_gate
 
@@ -88,6 +89,12 @@ class NeuralComputer(nn.Module):
             self.print_r0 = nn.Linear(11, d, bias=False)
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
+        if cfg.calls:  # a chain (ncl.computer.calls): call k's heads read h_last + call_embed[k]
+            K = cfg.calls
+            self.call_embed = nn.Parameter(0.02 * torch.randn(K, d))
+            self.pointer_head = nn.Linear(d, calls_.SLOTS * (1 + (K + 1) + K))  # empty, operands, results
+            self.halt_head = nn.Linear(d, 1)
+            self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
         self.embed_r0 = nn.Linear(n, d, bias=False)
         self.embed_cell = nn.Linear(n, d, bias=False)
         self.embed_valid = nn.Parameter(torch.zeros(d))
@@ -228,6 +235,9 @@ class NeuralComputer(nn.Module):
         ids = input_ids[:, cols] if input_ids is not None else None
         tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids)
         h_last = h[:, last]
+        if cfg.calls:
+            return self._chain_run(h[:, cols], h_last, prompt[:, cols], tape, gate_logit, token_logits, max_steps,
+                                   last + 1)
         pi = torch.softmax(self.program_head(h_last), -1)
         args = self.arguments(h_last, tape)
         run = self.run_machine(pi, self.initial_registers(args.args), tape.mem, max_steps)
@@ -236,6 +246,30 @@ class NeuralComputer(nn.Module):
                             value_logits=None if digits else token_logits,
                             digit_logits=token_logits if digits else None)
         return ComputerState(heads, run.r0, run.mem, tape.written, run.steps, run.unhalted, run.run_steps, last + 1)
+
+    def _chain_run(self, h, h_last, mask, tape, gate_logit, digit_logits, max_steps, first_read) -> ComputerState:
+        """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`): ``h (B,T,d)``
+        and ``mask (B,T)`` the prompt's normalised hidden states and tokens written from, ``h_last (B,d)``."""
+        cfg, K = self.config, self.config.calls
+        B, C = h.shape[0], cfg.machine.cells
+        written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
+        end_logit = self.end_head(h).squeeze(-1)
+        end = (torch.sigmoid(end_logit) > 0.5).to(h.dtype) * written
+        cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
+        ends = h.new_zeros(B, C).scatter_add(1, cell, end)
+        operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
+        q = h_last[:, None] + self.call_embed  # (B, K, d)
+        pi = torch.softmax(self.program_head(q), -1)
+        pointer_logits = self.pointer_head(q).view(B, K, calls_.SLOTS, -1)
+        halt_logit = self.halt_head(q).squeeze(-1)
+        chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, pointer_logits,
+                                 halt_logit, operands, cfg.machine.registers, cfg.answer_grad)
+        heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
+                            ChainHeads(pi, chain.pointers, halt_logit, end_logit, chain.calls, chain.program,
+                                       chain.args, chain.call_steps, chain.segments.cells.argmax(-1),
+                                       chain.segments.length))
+        return ComputerState(heads, chain.r0, chain.mem, tape.written, chain.steps, chain.unhalted, chain.run_steps,
+                             first_read)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                 state: ComputerState | None = None, max_steps: int | None = None,

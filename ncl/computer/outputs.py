@@ -9,6 +9,26 @@ from typing import NamedTuple
 import torch
 
 
+class ChainHeads(NamedTuple):
+    """The heads of a chain of calls (``ComputerConfig.calls`` = K > 0; :mod:`ncl.computer.calls`): ``pi
+    (B,K,P)``, ``pointers (B,K,A,S)`` (the argument slots' soft segment distributions, masked), ``halt_logit
+    (B,K)``, ``end_logit (B,T)`` (whether a prompt token's cell ends an operand), and what ran: ``calls (B,)``,
+    ``program (B,K)`` and ``args (B,K,A)`` (−1 for a call not run), ``call_steps (B,K)`` (each call's expected
+    machine steps), and every segment's cells ``segments (B,S,C)`` (argmax values) and ``segment_length
+    (B,S)``, for traces."""
+
+    pi: torch.Tensor
+    pointers: torch.Tensor
+    halt_logit: torch.Tensor
+    end_logit: torch.Tensor
+    calls: torch.Tensor
+    program: torch.Tensor
+    args: torch.Tensor
+    call_steps: torch.Tensor
+    segments: torch.Tensor
+    segment_length: torch.Tensor
+
+
 class PromptHeads(NamedTuple):
     """The heads on the prompt (computed once per prompt, kept in :class:`ComputerState`).
 
@@ -17,7 +37,8 @@ class PromptHeads(NamedTuple):
     with ``digit_tokens`` these are the exact digits of the ids, scaled to logits); the other one is None.
     ``pi (B,P)``: program probabilities; ``args_soft (B,A,n)``: the argument mixtures; ``source_weights
     (B,A,S)`` and ``source_values (B,S)``: the argument heads' weights and each source's value; ``gate_logit
-    (B,T)``: the tape write gates.
+    (B,T)``: the tape write gates. ``chain``: a chain's :class:`ChainHeads` (then ``pi`` and the argument fields
+    are its first call's), or None.
     """
 
     reader: str
@@ -28,6 +49,7 @@ class PromptHeads(NamedTuple):
     gate_logit: torch.Tensor
     value_logits: torch.Tensor | None
     digit_logits: torch.Tensor | None
+    chain: ChainHeads | None = None
 
 
 class ComputerState(NamedTuple):
@@ -84,4 +106,4 @@ class ComputerOutput(NamedTuple):
     state: ComputerState
 
 
-__all__ = ["ComputerOutput", "ComputerState", "Heads", "PromptHeads"]
+__all__ = ["ChainHeads", "ComputerOutput", "ComputerState", "Heads", "PromptHeads"]

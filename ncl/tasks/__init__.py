@@ -7,7 +7,8 @@
 | ``palindrome`` | a recursive check | recursion depth | 1–4 | 8 / 16 |
 | ``shortest_path``, ``reachable`` | BFS over an edge list | nodes | 3–6 | 12 / 24 |
 
-``mix`` (:mod:`ncl.tasks.mix`) is all of them at once, asked in natural language (:mod:`ncl.tasks.phrasing`).
+``mix`` (:mod:`ncl.tasks.mix`) is all of them at once, asked in natural language (:mod:`ncl.tasks.phrasing`);
+``compose`` (:mod:`ncl.tasks.compose`) is problems that chain one to four library calls.
 
 Every :class:`Example` carries what the machine should receive (the program, the tape's numbers, the answer's
 cells) for auxiliary supervision and for the tool-use baseline's call; ``test`` is disjoint from ``train`` by a
@@ -18,26 +19,30 @@ from __future__ import annotations
 
 from ncl.tasks import arithmetic, graphs, lists
 from ncl.tasks.base import ALL_SPLITS, SPLIT_SIZE, Example, Task, held_out
+from ncl.tasks.compose import ComposeTask
 from ncl.tasks.mix import MixTask
 
 TASKS: dict[str, Task] = {**arithmetic.TASKS, **lists.TASKS, **graphs.TASKS}
 MIX = MixTask(TASKS)
+COMPOSE = ComposeTask()
 
 
 def names() -> list[str]:
-    """Every benchmark task's name (``mix`` is not one: see :func:`all_names`)."""
+    """Every benchmark task's name (``mix`` and ``compose`` are not: see :func:`all_names`)."""
     return list(TASKS)
 
 
 def all_names() -> list[str]:
-    """Every name :func:`get` knows: the benchmark tasks, then ``mix``."""
-    return list(TASKS) + [MIX.name]
+    """Every name :func:`get` knows: the benchmark tasks, then ``mix`` and ``compose``."""
+    return list(TASKS) + [MIX.name, COMPOSE.name]
 
 
-def get(name: str) -> Task | MixTask:
+def get(name: str) -> Task | MixTask | ComposeTask:
     """The task called ``name``; ``ValueError`` listing the known ones otherwise."""
     if name == MIX.name:
         return MIX
+    if name == COMPOSE.name:
+        return COMPOSE
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(all_names())}")
     return TASKS[name]
@@ -52,5 +57,5 @@ def exact_match(predictions: list[str], examples: list[Example]) -> float:
     return sum(p == e.answer for p, e in zip(predictions, examples)) / len(examples)
 
 
-__all__ = ["ALL_SPLITS", "Example", "MIX", "MixTask", "SPLIT_SIZE", "TASKS", "Task", "all_names", "exact_match",
+__all__ = ["ALL_SPLITS", "COMPOSE", "ComposeTask", "Example", "MIX", "MixTask", "SPLIT_SIZE", "TASKS", "Task", "all_names", "exact_match",
            "get", "held_out", "names"]

@@ -152,10 +152,22 @@ class Task:
         return self.segment(self.size_range(split)[1])
 
 
+#: The last character of every prompt: the answer follows it. The model reads the prompt up to the token before
+#: it (its position already predicts the first answer token), so a number must not end the text just before it.
+ANSWER_CUE = "="
+
+
 def fmt(word: str, numbers) -> str:
     """A prompt: ``"<word> a b ... ="``, every number followed by a space (a reader that sees tokens left to
     right then knows where a number ends)."""
-    return word + " " + "".join(f"{x} " for x in numbers) + "="
+    return word + " " + "".join(f"{x} " for x in numbers) + ANSWER_CUE
+
+
+def cued(text: str) -> str:
+    """A natural-language question as a prompt: ``"What is 4 plus 9?"`` → ``"What is 4 plus 9? ="``. Without the
+    cue the question's last character would be the first answer position, and a number it ends ("9?") would
+    never be closed on the tape."""
+    return f"{text} {ANSWER_CUE}"
 
 
 def list_text(values) -> str:
@@ -163,4 +175,4 @@ def list_text(values) -> str:
     return "".join(f"{v} " for v in values)
 
 
-__all__ = ["ALL_SPLITS", "Example", "SPLIT_SIZE", "Task", "fmt", "held_out", "list_text"]
+__all__ = ["ALL_SPLITS", "ANSWER_CUE", "Example", "SPLIT_SIZE", "Task", "cued", "fmt", "held_out", "list_text"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ncl.tasks.base import SPLIT_SIZE, Example, held_out, list_text
+from ncl.tasks.base import SPLIT_SIZE, Example, cued, held_out, list_text
 
 NAME = "compose"
 CALLS = {"train": (1, 2), "test": (1, 2), "paraphrase": (1, 2), "compose_3": (3, 3), "compose_4": (4, 4)}
@@ -150,7 +150,7 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...]) -> Composed:
     P = len(operands)
     calls_ = tuple(Call(c.program, tuple(P + i - 1 if a is None else a for a in c.args)) for i, c in enumerate(chain))
     text = rng.choice(wrappers).format(steps=rng.choice(JOIN).join(steps))
-    text = text[0].upper() + text[1:]
+    text = cued(text[0].upper() + text[1:])
     numbers = tuple(x for o in operands for x in (o if isinstance(o, tuple) else (o,)))
     return Composed(text, answer_text(value), calls_[-1].program, numbers, calls, tuple(operands), calls_)
 
@@ -178,4 +178,49 @@ def generate(split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Compose
     return out
 
 
-__all__ = ["APPLY", "CALLS", "Call", "Composed", "NAME", "answer_text", "generate", "make", "values"]
+class ComposeTask:
+    """The composed problems as a task (``ncl train --task compose``), with :class:`~ncl.tasks.Task`'s interface
+    for training and evaluation: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`, :meth:`size_range`
+    (sizes are call counts), :meth:`max_segment`, ``n``, and ``calls``: the chain a model needs (K = 4, the
+    longest evaluation split's)."""
+
+    name = NAME
+    axis = "calls"
+    n = 256  #: the value range: the digit tape's symbols, addresses and digit sums fit
+    calls = max(high for _, high in CALLS.values())
+    #: The longest tape any call of a problem can get: a product of five 2-digit numbers (10 digits) and a
+    #: 2-digit operand, each with its SEP, or a 4-element list (12 cells); results grow, so this bounds the
+    #: machine's tape and steps, not the prompt.
+    call_tape = 16
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(CALLS)
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in CALLS if s != "train")
+
+    def size_range(self, split: str) -> tuple[int, int]:
+        if split not in CALLS:
+            raise ValueError(f"unknown split {split!r} for task {NAME!r}; it has {', '.join(CALLS)}")
+        return CALLS[split]
+
+    def max_segment(self, split: str) -> int:
+        self.size_range(split)
+        return self.call_tape
+
+    def sample(self, split: str, rng: random.Random) -> Composed:
+        """One problem of ``split`` drawn with ``rng`` (training draws only problems outside ``test``'s part)."""
+        low, high = self.size_range(split)
+        while True:
+            e = make(rng, rng.randint(low, high), WRAPPERS[split == "paraphrase"])
+            if split not in ("train", "test") or held_out(NAME, e.prompt) == (split == "test"):
+                return e
+
+    def generate(self, split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Composed]:
+        return generate(split, count, seed)
+
+
+__all__ = ["APPLY", "CALLS", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "generate", "make",
+           "values"]

@@ -16,7 +16,7 @@ Two rules hold for every template (``tests/test_mix.py`` checks them):
 
 from __future__ import annotations
 
-from ncl.tasks.base import Example
+from ncl.tasks.base import Example, cued
 
 TRAINED = 6  #: templates per task that training draws from; the rest form the ``paraphrase`` split
 
@@ -96,8 +96,8 @@ def templates(task: str, held_out: bool = False) -> tuple[str, ...]:
 
 def phrase(task: str, e: Example, template: str) -> Example:
     """``e``, an example of ``task``, asked with ``template``: the same problem, answer, program and numbers, new
-    prompt text."""
-    return Example(template.format(**slots(task, e.numbers)), e.answer, e.program, e.numbers, e.size)
+    prompt text (ended by the answer cue, :func:`~ncl.tasks.base.cued`)."""
+    return Example(cued(template.format(**slots(task, e.numbers))), e.answer, e.program, e.numbers, e.size)
 
 
 __all__ = ["TEMPLATES", "TRAINED", "phrase", "slots", "templates"]

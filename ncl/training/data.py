@@ -33,8 +33,25 @@ def _written(tokens: list[str], cells: bool) -> list[int]:
     return [i for i, t in enumerate(tokens) if i in ends or (cells and t.isdigit())]
 
 
+def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, list, list, list[int]]:
+    """A composed problem's chain labels (:mod:`ncl.computer.calls` indices: segment 0 empty, operands from 1,
+    call k's result at 1 + (K + 1) + k): per call its program, its two slots' segments (the empty one for an
+    unused slot) and whether it halts (−100 past the last call), and the prompt tokens that end an operand."""
+    program, args, halt = [-100] * K, [[-100, -100] for _ in range(K)], [-100] * K
+    O = len(e.operands)
+    for k, call in enumerate(e.calls[:K]):
+        program[k] = names.index(call.program)
+        slots = [1 + s if s < O else 1 + (K + 1) + s - O for s in call.args]
+        args[k] = (slots + [0, 0])[:2]
+        halt[k] = int(k == len(e.calls) - 1)
+    ends = _numbers_end(toks)
+    counts = [len(op) if isinstance(op, tuple) else 1 for op in e.operands]
+    last = [sum(counts[:j + 1]) - 1 for j in range(O)]
+    return program, args, halt, [ends[i] for i in last] if len(ends) == sum(counts) else []
+
+
 def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True,
-           cells: bool = True, target: str = "answer"):
+           cells: bool = True, target: str = "answer", calls: int = 0):
     """Tensors for a batch: prompts left padded (so all end in column P), targets + EOS right padded.
 
     Args:
@@ -45,6 +62,10 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         cells: the digit tape's labels (every digit and number end written, one answer token per cell)
             instead of one value per number.
         target: ``"answer"`` (the answer text) or ``"call"`` (the tool-use baseline's call text).
+        calls: K > 0 for a model with a chain of K calls: composed examples (:class:`~ncl.tasks.compose.Composed`)
+            then also give ``call_program (B,K)``, ``call_args (B,K,2)``, ``call_halt (B,K)`` and
+            ``operand_end (B,T)`` (1 at a prompt token whose cell ends an operand, 0 at the other tokens
+            written; −100 = none).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
     predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
@@ -91,6 +112,17 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
            "value": value, "read_gate": read_gate, "digit": digit, "digit_gate": digit_gate}
     if program_names is not None:
         out["program"] = torch.tensor([program_names.index(e.program) for e in examples])
+    if calls and program_names is not None:
+        chain = [_chain_targets(e, [tok.id_to_token(t) for t in p], program_names, calls)
+                 for e, p in zip(examples, prompts)]
+        out["call_program"] = torch.tensor([c[0] for c in chain])
+        out["call_args"] = torch.tensor([c[1] for c in chain])
+        out["call_halt"] = torch.tensor([c[2] for c in chain])
+        end = torch.where(gate == 1, 0, -100)
+        for i, (c, p) in enumerate(zip(chain, prompts)):
+            for k in c[3]:
+                end[i, P - len(p) + k] = 1
+        out["operand_end"] = end
     width = max(len(e.args) for e in examples)
     out["args"] = torch.tensor([list(e.args) + [-100] * (width - len(e.args)) for e in examples])
     return out

@@ -27,7 +27,7 @@ from ncl.training.checkpoints import load_checkpoint, load_model
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
 from ncl.training.factory import machine_budget, segment_length
-from ncl.training.tooluse import run_call
+from ncl.training.tooluse import run_calls
 
 EVAL_SEED = 1234
 BATCH = 32
@@ -43,14 +43,15 @@ def answer_budget(prompt_tokens: int) -> int:
 @torch.no_grad()
 def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
     """Greedy answers to ``prompts``: ``(texts, steps, unhalted)`` (the last two empty for models without a
-    computer). A ``tooluse`` model's text is the call it wrote; its answer is what the tool printed (None for a
-    malformed call)."""
+    computer). A ``tooluse`` model's text is the call (or chain of calls) it wrote; its answer is what the tool
+    printed (None for a malformed call)."""
     tok = tokenizer()
+    call_tape = getattr(task_registry.get(cfg.task), "call_tape", 0)  # a chain's results outgrow the prompt
     texts, steps, unhalted = [], [], []
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i:i + batch_size]
         ids, mask = tok.encode_batch(chunk, add_bos=True, padding_side="left")
-        limit = machine_budget(max(segment_length(p) for p in chunk), n)[1]
+        limit = machine_budget(max(max(segment_length(p) for p in chunk), call_tape), n)[1]
         tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
         for row in tokens.tolist():
             if tok.eos_token_id in row:
@@ -61,7 +62,7 @@ def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
             steps += comp.steps.tolist()
             unhalted += comp.unhalted.tolist()
     if cfg.model == "tooluse":
-        texts = [run_call(t) for t in texts]
+        texts = [run_calls(t) for t in texts]  # one call, or a chain (composed problems)
     return texts, steps, unhalted
 
 

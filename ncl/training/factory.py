@@ -89,10 +89,12 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     task = task_registry.get(cfg.task)
     if length is None:
         length = task.max_segment("train")
+    # a chain's later calls read earlier results, which can be longer than any prompt number
+    length = max(length, getattr(task, "call_tape", 0))
     cells, max_steps = machine_budget(length, task.n)
     machine = replace(ccfg.machine, n=task.n, cells=cells)
-    ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens,
-                   symbol_tokens=symbol_tokens, max_steps=cfg.train_max_steps or max_steps)
+    ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens, symbol_tokens=symbol_tokens,
+                   max_steps=cfg.train_max_steps or max_steps, calls=getattr(task, "calls", 0))
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 

@@ -106,6 +106,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         model = DistributedDataParallel(model, find_unused_parameters=True)
     names = module.computer.program_names if module.has_computer else None
     cells = cfg.computer.reader == "cells"
+    calls = module.computer.config.calls if module.has_computer else 0
     target = "call" if cfg.model == "tooluse" else "answer"  # the tool-use baseline learns to write the call
     main = rank == 0
     if main:
@@ -128,7 +129,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         for g in optimizer.param_groups:
             g["lr"] = lr
         examples = batch_for_step(task, cfg, step, rank)
-        batch = {k: v.to(device) for k, v in encode(examples, tok, names, cells=cells, target=target).items()}
+        encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls)
+        batch = {k: v.to(device) for k, v in encoded.items()}
         loss, lm, aux, norm, finite, comp = train_step(model, module, optimizer, batch, cfg,
                                                        agree=_all_ranks_agree(dist, device) if ddp else None)
         step += 1

@@ -14,16 +14,19 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
     gates and values (or digits, with the digit reader), the read gates and, with the digit writer, the digit
     gates."""
     h, prompt = comp.heads, comp.heads.prompt
-    loss = F.nll_loss(torch.log(prompt.pi.clamp_min(1e-9)), batch["program"])
-    # arguments: the mass on the sources that hold the right value (the value heads have their own loss below)
-    args = batch["args"]
-    A = min(args.shape[1], prompt.source_weights.shape[1])
-    match = prompt.source_values[:, None, :] == args[:, :A, None]  # (B, A, S)
-    p = (prompt.source_weights[:, :A] * match).sum(-1)
-    sel = match.any(-1) & (args[:, :A] >= 0)
-    if bool(sel.any()):
-        loss = loss - torch.log(p[sel].clamp_min(1e-9)).mean()
     P = prompt.gate_logit.shape[1]
+    if prompt.chain is not None:
+        loss = _chain_loss(prompt.chain, batch, P)
+    else:
+        loss = F.nll_loss(torch.log(prompt.pi.clamp_min(1e-9)), batch["program"])
+        # arguments: the mass on the sources that hold the right value (the value heads have their own loss)
+        args = batch["args"]
+        A = min(args.shape[1], prompt.source_weights.shape[1])
+        match = prompt.source_values[:, None, :] == args[:, :A, None]  # (B, A, S)
+        p = (prompt.source_weights[:, :A] * match).sum(-1)
+        sel = match.any(-1) & (args[:, :A] >= 0)
+        if bool(sel.any()):
+            loss = loss - torch.log(p[sel].clamp_min(1e-9)).mean()
     gate = batch["gate"][:, :P]
     sel = gate >= 0
     loss = loss + F.binary_cross_entropy_with_logits(prompt.gate_logit[sel], gate[sel].float())
@@ -41,6 +44,27 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
         sel = dg >= 0
         loss = loss + F.binary_cross_entropy_with_logits(h.digit_gate_logit[sel], dg[sel].float())
     return loss
+
+
+def _nll(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean −log p[target] over the targets that are not −100: ``p (..., S)``, ``target (...)``."""
+    sel = target >= 0
+    if not bool(sel.any()):
+        return p.new_zeros(())
+    return -torch.log(p[sel].gather(-1, target[sel][:, None]).clamp_min(1e-9)).mean()
+
+
+def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
+    """A chain's heads (:class:`~ncl.computer.outputs.ChainHeads`) against the composed problem's calls: each
+    call's program, its slots' segments, whether it halts (the last call always does) and the operand ends."""
+    loss = _nll(chain.pi, batch["call_program"]) + _nll(chain.pointers, batch["call_args"])
+    halt = batch["call_halt"][:, :-1]
+    sel = halt >= 0
+    if bool(sel.any()):
+        loss = loss + F.binary_cross_entropy_with_logits(chain.halt_logit[:, :-1][sel], halt[sel].float())
+    end = batch["operand_end"][:, :P]
+    sel = end >= 0
+    return loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
 
 
 __all__ = ["aux_loss"]

@@ -1,0 +1,94 @@
+"""``ncl trace RUN PROMPT``: what a trained augmented model ran on one prompt: each call's program, its arguments
+(the prompt's operands or an earlier call's result), its result and its machine steps, and the answer it wrote;
+printed, as JSON, or drawn (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ncl import tasks as task_registry
+from ncl.library.symbols import text
+from ncl.training.checkpoints import load_model
+from ncl.training.data import tokenizer
+from ncl.training.evaluation import answer_budget
+from ncl.training.factory import machine_budget, segment_length
+from ncl.training.plots import _pyplot
+
+
+@torch.no_grad()
+def trace(run_dir, prompt: str) -> dict:
+    """The calls an augmented run's model makes on ``prompt``: ``{"prompt", "answer", "operands": [text],
+    "calls": [{"program", "args": [{"source", "value"}], "result", "steps", "halts"}]}``. A model with one call per
+    prompt (``ComputerConfig.calls == 0``) gives that call, on the whole tape (``source`` ``"tape"``)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    model, cfg, _ = load_model(run_dir, length=segment_length(prompt))
+    if cfg.model != "augmented":
+        raise ValueError(f"ncl trace needs an augmented model's run; {run_dir} holds a {cfg.model!r} one")
+    task = task_registry.get(cfg.task)
+    tok = tokenizer()
+    ids, mask = tok.encode_batch([prompt], add_bos=True, padding_side="left")
+    limit = machine_budget(max(segment_length(prompt), getattr(task, "call_tape", 0)), task.n)[1]
+    tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
+    row = tokens[0].tolist()
+    answer = tok.decode(row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row)
+    names, heads = model.computer.program_names, comp.heads.prompt
+    chain = heads.chain
+    if chain is None:
+        call = {"program": names[int(heads.pi[0].argmax())], "args": [{"source": "tape", "value": None}],
+                "result": text(comp.state.mem[0].argmax(-1).tolist()), "steps": float(comp.steps[0]), "halts": True}
+        return {"prompt": prompt, "answer": answer, "operands": [], "calls": [call]}
+    K = chain.pi.shape[1]
+    segs = [text(chain.segments[0, s, :int(chain.segment_length[0, s])].tolist()).strip()
+            for s in range(chain.segments.shape[1])]
+    O = len(segs) - 1 - K
+    count = int((chain.segment_length[0, 1:1 + O] > 0).sum())
+
+    def source(s: int) -> str:
+        return f"operand {s}" if s <= O else f"call {s - O}"
+
+    calls = []
+    for k in range(int(chain.calls[0])):
+        args = [{"source": source(s), "value": segs[s]} for s in chain.args[0, k].tolist() if s > 0]
+        calls.append({"program": names[int(chain.program[0, k])], "args": args, "result": segs[1 + O + k],
+                      "steps": round(float(chain.call_steps[0, k]), 1), "halts": k == int(chain.calls[0]) - 1})
+    return {"prompt": prompt, "answer": answer, "operands": segs[1:1 + count], "calls": calls}
+
+
+def format_trace(result: dict) -> str:
+    """:func:`trace`'s result as lines of text."""
+    lines = [f"prompt:   {result['prompt']}"]
+    if result["operands"]:
+        lines.append("operands: " + ", ".join(f"{i} = {v}" for i, v in enumerate(result["operands"], 1)))
+    for k, c in enumerate(result["calls"], 1):
+        args = ", ".join(a["source"] if a["value"] is None else f"{a['value']} ({a['source']})" for a in c["args"])
+        lines.append(f"call {k}:   {c['program']}({args}) -> {c['result']}   [{c['steps']:g} steps]"
+                     + ("   halts" if c["halts"] else ""))
+    lines.append(f"answer:   {result['answer']}")
+    return "\n".join(lines)
+
+
+def plot_trace(result: dict, path) -> Path:
+    """A PNG of the trace: one bar per call, its machine steps, labelled with the call and its result."""
+    plt = _pyplot()
+    calls = result["calls"]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(calls)))
+    steps = [c["steps"] for c in calls]
+    ax.barh(range(len(calls)), steps, color="#4c72b0")
+    for k, c in enumerate(calls):
+        args = ", ".join(a["value"] or a["source"] for a in c["args"])
+        ax.text(0, k, f"  {c['program']}({args}) → {c['result']}", va="center", color="black", fontsize=9)
+    ax.set_yticks(range(len(calls)), [f"call {k + 1}" for k in range(len(calls))])
+    ax.invert_yaxis()
+    ax.set_xlabel("machine steps (expected)")
+    ax.set_title(f"{result['prompt']}\n→ {result['answer']}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["format_trace", "plot_trace", "trace"]

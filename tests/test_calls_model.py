@@ -1,0 +1,103 @@
+"""The chain of calls inside the model (ComputerConfig.calls): the compose task, its labels, and the heads they
+train."""
+
+import json
+import random
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ncl import tasks
+from ncl.computer import ComputerConfig
+from ncl.training import TrainConfig
+from ncl.training.data import encode, tokenizer
+from ncl.training.factory import build_model
+from ncl.training.losses import aux_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(TrainConfig(task="compose", layers=2))
+
+
+def test_the_compose_task_builds_a_chain_model(model):
+    cfg = model.computer.config
+    assert cfg.calls == tasks.COMPOSE.calls == 4
+    assert cfg.machine.n == 256 and cfg.machine.cells >= tasks.COMPOSE.call_tape
+
+
+def test_chain_labels_name_the_gold_calls_and_operand_ends(model):
+    tok = tokenizer()
+    problems = tasks.COMPOSE.generate("compose_3", count=4, seed=1)
+    names = model.computer.program_names
+    b = encode(problems, tok, names, calls=4)
+    O = 5  # operands a 4-call chain has room for
+    for i, e in enumerate(problems):
+        assert b["call_program"][i, :3].tolist() == [names.index(c.program) for c in e.calls]
+        assert b["call_program"][i, 3] == -100 and b["call_halt"][i].tolist() == [0, 0, 1, -100]
+        for k, c in enumerate(e.calls):
+            want = [1 + s if s < len(e.operands) else 1 + O + s - len(e.operands) for s in c.args]
+            assert b["call_args"][i, k].tolist() == (want + [0])[:2]
+        # an operand ends at the token right after its last number
+        ids = b["input_ids"][i].tolist()
+        marked = (b["operand_end"][i] == 1).nonzero().squeeze(1).tolist()
+        assert len(marked) == len(e.operands)
+        for m, op in zip(marked, e.operands):
+            before = "".join(tok.id_to_token(t) for t in ids[:m] if t != tok.pad_token_id)
+            assert before.endswith(str(op[-1] if isinstance(op, tuple) else op)), (before, op)
+            assert not tok.id_to_token(ids[m]).isdigit()
+
+
+def test_every_chain_head_learns_from_the_labels(model):
+    problems = tasks.COMPOSE.generate("train", count=6, seed=2)
+    b = encode(problems, tokenizer(), model.computer.program_names, calls=4)
+    model.zero_grad()
+    out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
+    chain = out["computer"].heads.prompt.chain
+    assert chain is not None and chain.pi.shape[:2] == (6, 4)
+    loss = aux_loss(out["computer"], b)
+    assert torch.isfinite(loss)
+    (out["loss"] + loss).backward()
+    c = model.computer
+    for name, p in [("call_embed", c.call_embed), ("program_head", c.program_head.weight),
+                    ("pointer_head", c.pointer_head.weight), ("halt_head", c.halt_head.weight),
+                    ("end_head", c.end_head.weight)]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_training_draws_no_held_out_problem():
+    rng = random.Random(0)
+    train = {tasks.COMPOSE.sample("train", rng).prompt for _ in range(2000)}
+    for split in tasks.COMPOSE.eval_splits:
+        assert not train & {e.prompt for e in tasks.COMPOSE.generate(split, 300, seed=1234)}, split
+
+
+def test_a_chain_needs_the_digit_tape():
+    with pytest.raises(ValueError, match="calls"):
+        ComputerConfig(calls=2, reader="mlp")
+    with pytest.raises(ValueError, match="calls"):
+        replace(ComputerConfig(reader="cells"), calls=-1)
+
+
+def test_ncl_trace_prints_each_call_and_draws_it(tmp_path, capsys):
+    from ncl import cli
+
+    run = str(tmp_path / "run")
+    assert cli.main(["train", "--task", "compose", "--out", run, "--steps", "2", "--layers", "1", "--split", "1",
+                     "--batch-size", "2", "--threads", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    png = tmp_path / "trace.png"
+    prompt = "Add 4 and 9, then multiply the result by 12."
+    assert cli.main(["trace", run, prompt, "--json", "--png", str(png)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["prompt"] == prompt and 1 <= len(result["calls"]) <= tasks.COMPOSE.calls
+    names = build_model(TrainConfig(task="compose", layers=1)).computer.program_names
+    for c in result["calls"]:
+        assert c["program"] in names and c["steps"] >= 0
+        assert all(a["source"].startswith(("operand", "call")) for a in c["args"])
+    assert [c["halts"] for c in result["calls"]][-1] and png.stat().st_size > 1000
+    assert cli.main(["trace", run, prompt]) == 0
+    assert "call 1:" in capsys.readouterr().out
+    assert cli.main(["trace", str(tmp_path / "none"), prompt]) == 2
