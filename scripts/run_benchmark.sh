@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark grid: every task x model x seed trained by the default command (plus --seed and a budget),
-# evaluated on every split, and its eval.json copied to results/<task>/<model>/seed<k>/.
+# evaluated on every split, and its eval.json copied to $RESULTS/<task>/<model>/seed<k>/ (RESULTS: results).
 #
 # The budget is wall-clock: the augmented model trains STEPS optimizer steps (--time-limit TIME_LIMIT is only a
 # safety stop), and each baseline trains for a fixed time (--schedule time: its learning rate decays over that
@@ -11,7 +11,10 @@
 # steps and seconds each run took.
 # The README's table is then `ncl report results/` (tests/test_tooluse_and_report.py checks they agree).
 #
-#   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS)
+#   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS, RESULTS)
+#
+# The language tasks (docs/language.md) run the same way into their own directory, with the default steps:
+#   TASKS="mix compose" RESULTS=results-language STEPS=1500 scripts/run_benchmark.sh runs-language
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
@@ -28,15 +31,16 @@ STEPS=${STEPS:-150}
 TIME_LIMIT=${TIME_LIMIT:-600}
 COUNT=${COUNT:-500}
 JOBS=${JOBS:-2}
+RESULTS=${RESULTS:-results}
 NCL=${NCL:-.venv/bin/ncl}
 
 budget() {  # task model -> the training seconds of the cell's committed seeds, else the median of the task's
   # augmented runs (empty if neither exists)
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "$RESULTS" <<'PY'
 import glob, json, statistics, sys
-task, model = sys.argv[1:]
+task, model, root = sys.argv[1:]
 for cell in (model, "augmented"):
-    times = [json.load(open(f))["train_time_s"] for f in glob.glob(f"results/{task}/{cell}/seed*/eval.json")]
+    times = [json.load(open(f))["train_time_s"] for f in glob.glob(f"{root}/{task}/{cell}/seed*/eval.json")]
     if times:
         print(round(statistics.median(times)))
         break
@@ -48,7 +52,7 @@ one() {  # task model seed
   local flags=(--steps "$STEPS" --time-limit "$TIME_LIMIT")
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
-  local dir="$RUNS/$task/$name/seed$seed" dest="results/$task/$name/seed$seed"
+  local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ "$model" != augmented ]; then
     local seconds; seconds=$(budget "$task" "$name")
@@ -66,9 +70,13 @@ one() {  # task model seed
   echo "done $dest: $(tail -c 300 "$dir.eval.log")"
 }
 export -f one budget
-export RUNS STEPS TIME_LIMIT COUNT NCL
+export RUNS STEPS TIME_LIMIT COUNT NCL RESULTS
 mkdir -p "$RUNS"
 for model in $MODELS; do for seed in $SEEDS; do for task in $TASKS; do  # the augmented cells first (budget)
   mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
 done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
-"$NCL" report results/ --plot docs/results_grid.png --write README.md
+if [ "$RESULTS" = results ]; then
+  "$NCL" report results/ --plot docs/results_grid.png --write README.md
+else
+  "$NCL" report "$RESULTS"/ --write docs/language.md
+fi

@@ -6,8 +6,10 @@ seeds. ``augmented`` is the model as ``ncl train`` trains it by default: its hea
 alone. Two variants have columns of their own: ``augmented (answer grad)``, whose heads the answer's
 straight-through gradient reached too (``ncl train --answer-grad``), and ``augmented (no aux)``, trained without
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get).
-The README's results table is this output verbatim between the markers :data:`BEGIN` and :data:`END`
-(``tests/test_report.py`` checks it).
+The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
+:data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
+``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
+``compose_3``) follow the benchmark's, in the order the runs list them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ncl import storage
 from ncl.tasks import ALL_SPLITS
 from ncl.tasks import names as task_names
 
-BEGIN = "<!-- ncl report results/ -->"
+BEGIN = "<!-- ncl report: generated from eval.json files, do not edit -->"
 END = "<!-- end of ncl report -->"
 MODEL_ORDER = ("augmented", "augmented (answer grad)", "augmented (no aux)", "tooluse", "llama")
 
@@ -72,7 +74,8 @@ def markdown(results: list[dict]) -> str:
     models = _models(table)
     lines = ["| task | split | " + " | ".join(models) + " |", "| --- | --- |" + " --- |" * len(models)]
     for task in table:
-        splits = [s for s in ALL_SPLITS if any(s in table[task][m] for m in table[task])]
+        present = [s for m in table[task] for s in table[task][m]]
+        splits = [s for s in ALL_SPLITS if s in present] + [s for s in dict.fromkeys(present) if s not in ALL_SPLITS]
         for split in splits:
             cells = []
             for m in models:
