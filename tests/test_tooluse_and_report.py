@@ -61,6 +61,13 @@ def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: fl
                                              "splits": splits}))
 
 
+def test_report_lists_the_language_tasks_splits_after_the_benchmarks(tmp_path):
+    _eval_json(tmp_path, "mix", "augmented", 0, {"test": 0.5, "paraphrase": 0.25, "long_add/ood_4x": 1.0},
+               answer_grad=False)
+    lines = report.markdown(report.collect(tmp_path)).splitlines()
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["test", "paraphrase", "long_add/ood_4x"]
+
+
 def test_report_means_and_minima(tmp_path):
     _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5}, answer_grad=False)
     _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25}, answer_grad=False)
