@@ -59,12 +59,13 @@ one() {  # task model seed
     if [ -z "$seconds" ]; then echo "SKIPPED $dest: no augmented run of $task to match its time"; return; fi
     flags=(--steps 1000000 --schedule time --time-limit "$seconds")
   fi
-  if [ -f "$dir/latest.json" ]; then  # a run dir left by an earlier call: its checkpoint is evaluated as it is,
-    echo "reusing the trained run $dir"  # so start from an empty RUNS after changing the model's code
-  else
-    "$NCL" train --task "$task" --model "$model" --seed "$seed" --threads 1 --quiet --out "$dir" "${flags[@]}" \
-      > "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
+  local resume=()
+  if [ -f "$dir/latest.json" ]; then  # a run dir left by an earlier call: resumed to its steps (a finished one
+    echo "resuming the run $dir"      # trains no more), so start from an empty RUNS after changing the model's code
+    resume=(--resume)
   fi
+  "$NCL" train --task "$task" --model "$model" --seed "$seed" --threads 1 --quiet --out "$dir" "${flags[@]}" \
+    "${resume[@]}" >> "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
   "$NCL" eval "$dir" --count "$COUNT" --threads 1 --json > "$dir.eval.log" 2>&1 || { echo "FAILED eval $dir"; return; }
   mkdir -p "$dest" && cp "$dir/eval.json" "$dest/eval.json"
   echo "done $dest: $(tail -c 300 "$dir.eval.log")"

@@ -14,6 +14,7 @@ from ncl.computer import arguments as arguments_
 from ncl.computer import calls as calls_
 from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
+from ncl.computer.call_heads import CallHeads
 from ncl.computer.config import ComputerConfig
 from ncl.computer.outputs import ChainHeads, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
@@ -89,11 +90,8 @@ class NeuralComputer(nn.Module):
             self.print_r0 = nn.Linear(11, d, bias=False)
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
-        if cfg.calls:  # a chain (ncl.computer.calls): call k's heads read h_last + call_embed[k]
-            K = cfg.calls
-            self.call_embed = nn.Parameter(0.02 * torch.randn(K, d))
-            self.pointer_head = nn.Linear(d, calls_.SLOTS * (1 + (K + 1) + K))  # empty, operands, results
-            self.halt_head = nn.Linear(d, 1)
+        if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
+            self.call_heads = CallHeads(d, len(self.program_names), calls_.SLOTS)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
         self.embed_r0 = nn.Linear(n, d, bias=False)
         self.embed_cell = nn.Linear(n, d, bias=False)
@@ -236,8 +234,7 @@ class NeuralComputer(nn.Module):
         tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids)
         h_last = h[:, last]
         if cfg.calls:
-            return self._chain_run(h[:, cols], h_last, prompt[:, cols], tape, gate_logit, token_logits, max_steps,
-                                   last + 1)
+            return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1)
         pi = torch.softmax(self.program_head(h_last), -1)
         args = self.arguments(h_last, tape)
         run = self.run_machine(pi, self.initial_registers(args.args), tape.mem, max_steps)
@@ -247,9 +244,10 @@ class NeuralComputer(nn.Module):
                             digit_logits=token_logits if digits else None)
         return ComputerState(heads, run.r0, run.mem, tape.written, run.steps, run.unhalted, run.run_steps, last + 1)
 
-    def _chain_run(self, h, h_last, mask, tape, gate_logit, digit_logits, max_steps, first_read) -> ComputerState:
-        """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`): ``h (B,T,d)``
-        and ``mask (B,T)`` the prompt's normalised hidden states and tokens written from, ``h_last (B,d)``."""
+    def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read) -> ComputerState:
+        """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
+        :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
+        hidden states and tokens written from."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
@@ -258,10 +256,8 @@ class NeuralComputer(nn.Module):
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        q = h_last[:, None] + self.call_embed  # (B, K, d)
-        pi = torch.softmax(self.program_head(q), -1)
-        pointer_logits = self.pointer_head(q).view(B, K, calls_.SLOTS, -1)
-        halt_logit = self.halt_head(q).squeeze(-1)
+        program_logits, pointer_logits, halt_logit = self.call_heads(h, mask, end, K + 1, K)
+        pi = torch.softmax(program_logits, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, pointer_logits,
                                  halt_logit, operands, cfg.machine.registers, cfg.answer_grad)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
