@@ -2,14 +2,15 @@ r"""The heads of a chain of calls (:mod:`ncl.computer.calls`), built so that one
 again: a model trained on one- and two-call problems has no weight that only a third call would use.
 
 - **Where call k reads.** Each call attends to the prompt with the same query, over the tokens after the
-  previous call's focus (the argmax of its attention; call 1 reads the whole prompt). So call k finds the k-th
+  previous call's focus (the argmax of its attention; call 1 reads the whole prompt), its scores decaying with
+  the distance from that focus (a learned rate), so the nearest step phrase wins. So call k finds the k-th
   step phrase the way call 1 finds the first. ``c_k`` is the attended hidden state; ``r_k`` is what a second
   attention finds in the text after call k's focus (whether another step follows).
-- **Program and halting** read ``q_k = c_k + W r_k``.
+- **Program** and pointers read ``c_k``; **halting** reads only ``W r_k``, what follows the step.
 - **Pointers** score segments by content and relative position, never by absolute index: slot a's query
   ``W_a q_k`` against a key per segment:
   - an operand: its end token's hidden state, plus an embedding of its order relative to the focus (the first
-    operand after it, the second, one before it, ...);
+    operand after it, the second, one before it, ...); its score decays with its distance after the focus;
   - a result: an embedding of how many calls back it was made (0 is "it", the previous call's result);
   - the empty segment: a learned key.
 
@@ -50,11 +51,19 @@ class CallHeads(nn.Module):
         self.operand_order = nn.Embedding(OPERAND_ORDERS[1] - OPERAND_ORDERS[0] + 1, d)
         self.result_age = nn.Embedding(RESULT_AGES, d)
         self.empty = nn.Parameter(0.02 * torch.randn(d))
+        # a decay of each attention with the distance after the focus (softplus, per token): training shows the
+        # second call's step last in its prompt; the nearest step after the focus is what a third call needs
+        self.step_decay = nn.Parameter(torch.tensor(-2.0))
+        self.rest_decay = nn.Parameter(torch.tensor(-2.0))
+        # and of an operand's pointer score with its distance after the focus: the next step's number is further
+        # away than the current step's own
+        self.operand_decay = nn.Parameter(torch.tensor(-2.0))
 
-    def _attend(self, h, keys, query, allowed):
-        """Attention of ``query (d,)`` over ``keys (B,T,d)`` where ``allowed (B,T)``: ``(weights (B,T), context
-        (B,d))``; a row with nothing allowed gets a zero context."""
-        scores = (keys @ query) / self.d ** 0.5
+    def _attend(self, h, keys, query, allowed, distance, decay):
+        """Attention of ``query (d,)`` over ``keys (B,T,d)`` where ``allowed (B,T)``, less ``softplus(decay)`` per
+        token of ``distance (B,T)`` from the focus: ``(weights (B,T), context (B,d))``; a row with nothing allowed
+        gets a zero context."""
+        scores = (keys @ query) / self.d ** 0.5 - nn.functional.softplus(decay) * distance
         none = ~allowed.any(-1, keepdim=True)
         weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")).masked_fill(none, 0.0), -1)
         weights = weights * (~none)
@@ -78,12 +87,18 @@ class CallHeads(nn.Module):
         focus = torch.full((B,), -1, dtype=torch.long, device=h.device)
         pis, ptrs, halts = [], [], []
         for k in range(calls):
-            weights, c = self._attend(h, step_keys, self.step_query, real & (pos[None] > focus[:, None]))
+            distance = (pos[None] - focus[:, None] - 1).clamp(min=0).to(h.dtype)
+            weights, c = self._attend(h, step_keys, self.step_query, real & (pos[None] > focus[:, None]), distance,
+                                      self.step_decay)
             focus = torch.where(weights.sum(-1) > 0, weights.argmax(-1), focus)
-            _, r = self._attend(h, rest_keys, self.rest_query, real & (pos[None] > focus[:, None]))
-            q = c + self.rest(r)
+            distance = (pos[None] - focus[:, None] - 1).clamp(min=0).to(h.dtype)
+            _, r = self._attend(h, rest_keys, self.rest_query, real & (pos[None] > focus[:, None]), distance,
+                                self.rest_decay)
+            # the step phrase decides the program and arguments; only what follows it decides halting (read off
+            # the step itself, "a step after 'then' is the last" would fit every one- and two-call problem)
+            q = c
             pis.append(self.program(q))
-            halts.append(self.halt(q).squeeze(-1))
+            halts.append(self.halt(self.rest(r)).squeeze(-1))
             # operand j's order relative to the focus: −1, −2 before it; 0, 1, ... after it
             after = (end_pos > focus[:, None]).long()
             rank = after.cumsum(1) - 1  # the j-th operand after the focus has rank j (for those after)
@@ -95,7 +110,10 @@ class CallHeads(nn.Module):
             keys_res = self.result_age(ages)[None].expand(B, -1, -1)
             keys = torch.cat([self.empty.expand(B, 1, d), keys_op, keys_res], 1)  # (B, S, d)
             queries = self.slot_query(q).view(B, self.slots, d)
-            ptrs.append(torch.einsum("bad,bsd->bas", queries, keys) / d ** 0.5)
+            scores = torch.einsum("bad,bsd->bas", queries, keys) / d ** 0.5
+            far = (end_pos - focus[:, None]).clamp(min=0).to(h.dtype)  # (B, O) tokens after the focus
+            far = torch.cat([far.new_zeros(B, 1), far, far.new_zeros(B, calls)], 1)
+            ptrs.append(scores - nn.functional.softplus(self.operand_decay) * far[:, None])
         return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1)
 
 
