@@ -92,9 +92,9 @@ def test_report_means_and_minima(tmp_path):
         report.write_into(doc, tmp_path)
 
 
-def test_readme_table_is_what_ncl_report_prints():
-    results = ROOT / "results"
+@pytest.mark.parametrize("doc, results", [("README.md", "results"), ("docs/language.md", "results-language")])
+def test_the_docs_tables_are_what_ncl_report_prints(doc, results):
+    results = ROOT / results
     if not any(results.rglob("eval.json")):
-        pytest.skip("no committed results/")
-    readme = (ROOT / "README.md").read_text()
-    assert report.readout_of(readme) == report.report(results)
+        pytest.skip(f"no committed {results.name}/")
+    assert report.readout_of((ROOT / doc).read_text()) == report.report(results)
