@@ -8,7 +8,7 @@ again: a model trained on one- and two-call problems has no weight that only a t
   attention finds in the text after call k's focus (whether another step follows).
 - **Program** and pointers read ``c_k``; **halting** reads only ``W r_k``, what follows the step.
 - **Pointers** score segments by content and relative position, never by absolute index: slot a's query
-  ``W_a q_k`` against a key per segment:
+  ``W_a c_k`` against a key per segment:
   - an operand: its end token's hidden state, plus an embedding of its order relative to the focus (the first
     operand after it, the second, one before it, ...); its score decays with its distance after the focus;
   - a result: an embedding of how many calls back it was made (0 is "it", the previous call's result);
@@ -96,8 +96,7 @@ class CallHeads(nn.Module):
                                 self.rest_decay)
             # the step phrase decides the program and arguments; only what follows it decides halting (read off
             # the step itself, "a step after 'then' is the last" would fit every one- and two-call problem)
-            q = c
-            pis.append(self.program(q))
+            pis.append(self.program(c))
             halts.append(self.halt(self.rest(r)).squeeze(-1))
             # operand j's order relative to the focus: −1, −2 before it; 0, 1, ... after it
             after = (end_pos > focus[:, None]).long()
@@ -109,7 +108,7 @@ class CallHeads(nn.Module):
             ages = (k - 1 - torch.arange(calls, device=h.device)).clamp(0, RESULT_AGES - 1)
             keys_res = self.result_age(ages)[None].expand(B, -1, -1)
             keys = torch.cat([self.empty.expand(B, 1, d), keys_op, keys_res], 1)  # (B, S, d)
-            queries = self.slot_query(q).view(B, self.slots, d)
+            queries = self.slot_query(c).view(B, self.slots, d)
             scores = torch.einsum("bad,bsd->bas", queries, keys) / d ** 0.5
             far = (end_pos - focus[:, None]).clamp(min=0).to(h.dtype)  # (B, O) tokens after the focus
             far = torch.cat([far.new_zeros(B, 1), far, far.new_zeros(B, calls)], 1)
