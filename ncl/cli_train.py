@@ -207,6 +207,9 @@ def add_commands(sub) -> None:
                                    "split and model) and the budgets table from every eval.json under DIR.")
     p.add_argument("dir", help="directory holding run directories with eval.json (e.g. results/)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the results figure here")
+    p.add_argument("--by-size", nargs=2, default=None, metavar=("TASK", "PNG"),
+                   help="also draw TASK's accuracy by size (for compose: by number of calls), a line per run")
+    p.add_argument("--splits", default=None, metavar="A,B", help="--by-size pools these splits only")
     p.add_argument("--write", default=None, metavar="FILE.md",
                    help="also put the tables into FILE.md between its report markers (e.g. README.md)")
     p.set_defaults(func=_report)
@@ -238,6 +241,9 @@ def _report(args: argparse.Namespace) -> int:
         text = report.report(args.dir)
         if args.plot:
             report.plot(args.dir, args.plot)
+        if args.by_size:
+            task, png = args.by_size
+            report.plot_by_size(args.dir, task, png, args.splits.split(",") if args.splits else None)
         if args.write:
             report.write_into(args.write, args.dir)
     except ValueError as err:

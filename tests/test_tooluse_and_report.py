@@ -68,6 +68,21 @@ def test_report_lists_the_language_tasks_splits_after_the_benchmarks(tmp_path):
     assert [line.split(" | ")[1] for line in lines[2:]] == ["test", "paraphrase", "long_add/ood_4x"]
 
 
+def test_report_plots_accuracy_by_size(tmp_path):
+    for seed, model in enumerate(("augmented", "tooluse")):
+        d = tmp_path / "compose" / model / f"seed{seed}"
+        d.mkdir(parents=True)
+        splits = {"test": {"accuracy": 0.5, "count": 4, "by_size": {"1": [2, 2], "2": [0, 2]}},
+                  "compose_3": {"accuracy": 0.5, "count": 2, "by_size": {"3": [1, 2]}}}
+        (d / "eval.json").write_text(json.dumps({"task": "compose", "model": model, "seed": seed, "aux": 1.0,
+                                                 "answer_grad": False, "train_steps": 1, "train_time_s": 1.0,
+                                                 "splits": splits}))
+    png = report.plot_by_size(tmp_path, "compose", tmp_path / "calls.png", ["test", "compose_3"])
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no eval.json of task 'sort'"):
+        report.plot_by_size(tmp_path, "sort", tmp_path / "x.png")
+
+
 def test_report_means_and_minima(tmp_path):
     _eval_json(tmp_path, "sort", "augmented", 0, {"test": 1.0, "ood_2x": 0.5}, answer_grad=False)
     _eval_json(tmp_path, "sort", "augmented", 1, {"test": 0.9, "ood_2x": 0.25}, answer_grad=False)

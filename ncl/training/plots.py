@@ -38,25 +38,27 @@ def _label(r: dict) -> str:
     return r["model"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
 
 
-def _accuracy_axes(ax, results: list[dict], task: str, axis: str) -> None:
+def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -> None:
     for r in results:
-        pooled = pooled_by_size(r)
+        pooled = pooled_by_size(r, splits)
         xs = list(pooled)
         ax.plot(xs, [c / n for c, n in pooled.values()], marker="o", ms=3, label=_label(r))
     ax.set(xlabel=AXIS_LABELS.get(axis, axis), ylabel="exact match", ylim=(-0.03, 1.03),
-           title=f"{task}: accuracy by size (all splits)")
+           title=f"{task}: accuracy by size ({'all splits' if splits is None else ', '.join(splits)})")
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # sizes are counts
     ax.grid(alpha=0.3)
 
 
-def plot_accuracy(results: list[dict], path) -> Path:
-    """Accuracy against size, one line per run (all of one task), every split pooled by size."""
+def plot_accuracy(results: list[dict], path, splits=None) -> Path:
+    """Accuracy against size, one line per run (all of one task), every split (or those in ``splits``) pooled by
+    size."""
     from ncl import tasks as task_registry  # the axis' name
 
     plt = _pyplot()
     task = results[0]["task"]
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
-    _accuracy_axes(ax, results, task, task_registry.get(task).axis)
+    _accuracy_axes(ax, results, task, task_registry.get(task).axis, splits)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)

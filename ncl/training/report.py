@@ -119,6 +119,19 @@ def plot(root, path) -> Path:
     return plot_grid(rows, [s for s in ALL_SPLITS if s != "train"], path)
 
 
+def plot_by_size(root, task: str, path, splits=None) -> Path:
+    """Accuracy against ``task``'s size (the number of calls for ``compose``), one line per run under ``root``,
+    its splits (or those in ``splits``) pooled by size (:func:`ncl.training.plots.plot_accuracy`)."""
+    from ncl.training.plots import plot_accuracy  # matplotlib: only when a figure is drawn
+
+    runs = [r for r in collect(root) if r["task"] == task]
+    if not runs:
+        raise ValueError(f"no eval.json of task {task!r} under {root}")
+    return plot_accuracy(sorted(runs, key=lambda r: (MODEL_ORDER.index(model_label(r)) if model_label(r) in
+                                                     MODEL_ORDER else len(MODEL_ORDER), r.get("seed") or 0)),
+                         path, splits)
+
+
 def write_into(path, root) -> None:
     """Replace the part of the document at ``path`` between :data:`BEGIN` and :data:`END` with the report of
     ``root`` (an atomic write: an interrupted one leaves the old file)."""
@@ -137,4 +150,4 @@ def readout_of(text: str) -> str:
 
 
 __all__ = ["BEGIN", "END", "MODEL_ORDER", "aggregate", "budget_lines", "collect", "markdown", "model_label", "plot",
-           "readout_of", "report", "write_into"]
+           "plot_by_size", "readout_of", "report", "write_into"]
