@@ -225,7 +225,8 @@ def add_commands(sub) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from ncl.training.trace import format_trace, plot_trace, trace  # start-up time (module docstring)
+    from ncl.training.plots import plot_trace  # start-up time (module docstring)
+    from ncl.training.trace import format_trace, trace
 
     result = trace(args.run, args.prompt)
     print(json.dumps(result) if args.json else format_trace(result))

@@ -120,7 +120,7 @@ def test_answer_grad_false_cuts_the_pointers_and_halting_gradient(computer):
     problems = compose.generate("train", count=2, seed=1)
     pi, ptr, halt = gold_heads(problems, computer.program_names, 2)
     ptr, halt = (ptr * 0.05).requires_grad_(), (halt * 0.05).requires_grad_()
-    pi = pi.requires_grad_()  # the program weights keep their gradient (as the single call's, run.py)
+    pi = pi.requires_grad_()  # a path for backward: the fixture's computer mixes programs with answer_grad on
     out = run_chain(runner(computer), pi, ptr, halt, prompt_tape(problems), DEFAULT_MACHINE.registers,
                     answer_grad=False)
     (out.mem * torch.randn_like(out.mem)).sum().backward()

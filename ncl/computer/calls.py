@@ -268,8 +268,8 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
         running = running & (halt.detach() < 0.5)
         still = still * (1 - halt)
     segments = Segments(torch.stack(seg_cells, 1), torch.stack(seg_len, 1), operands.count)
-    return ChainOutput(r0, mem, steps, torch.stack(call_steps, 1), unhalted, calls, run_steps, torch.stack(stops, 1), program, args, segments,
-                       torch.stack(soft_ptrs, 1))
+    return ChainOutput(r0, mem, steps, torch.stack(call_steps, 1), unhalted, calls, run_steps, torch.stack(stops, 1),
+                       program, args, segments, torch.stack(soft_ptrs, 1))
 
 
 __all__ = ["ChainOutput", "NONE", "SLOTS", "Segments", "available", "call_tape", "operand_segments", "result_segment",

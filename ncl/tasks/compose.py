@@ -155,21 +155,29 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...]) -> Composed:
     return Composed(text, answer_text(value), calls_[-1].program, numbers, calls, tuple(operands), calls_)
 
 
+def sample(split: str, rng: random.Random) -> Composed:
+    """One problem of ``split`` (:data:`CALLS`) drawn with ``rng``; ``train`` and ``test`` keep to their side of
+    the prompt hash (:func:`~ncl.tasks.base.held_out`)."""
+    if split not in CALLS:
+        raise ValueError(f"unknown split {split!r} for composed problems; they have {', '.join(CALLS)}")
+    low, high = CALLS[split]
+    while True:
+        e = make(rng, rng.randint(low, high), WRAPPERS[split == "paraphrase"])
+        if split not in ("train", "test") or held_out(NAME, e.prompt) == (split == "test"):
+            return e
+
+
 def generate(split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Composed]:
     """``count`` problems of ``split`` (:data:`CALLS`), reproducible from ``seed``; an evaluation split's prompts
     are distinct."""
     if split not in CALLS:
         raise ValueError(f"unknown split {split!r} for composed problems; they have {', '.join(CALLS)}")
     rng = random.Random(f"{NAME}/{split}/{seed}")
-    low, high = CALLS[split]
-    wrappers = WRAPPERS[split == "paraphrase"]
     seen, out = set(), []
     for _ in range(100 * count + 1000):
         if len(out) == count:
             break
-        e = make(rng, rng.randint(low, high), wrappers)
-        if split in ("train", "test") and held_out(NAME, e.prompt) != (split == "test"):
-            continue
+        e = sample(split, rng)
         if split == "train" or e.prompt not in seen:
             seen.add(e.prompt)
             out.append(e)
@@ -211,16 +219,11 @@ class ComposeTask:
         return self.call_tape
 
     def sample(self, split: str, rng: random.Random) -> Composed:
-        """One problem of ``split`` drawn with ``rng`` (training draws only problems outside ``test``'s part)."""
-        low, high = self.size_range(split)
-        while True:
-            e = make(rng, rng.randint(low, high), WRAPPERS[split == "paraphrase"])
-            if split not in ("train", "test") or held_out(NAME, e.prompt) == (split == "test"):
-                return e
+        return sample(split, rng)
 
     def generate(self, split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Composed]:
         return generate(split, count, seed)
 
 
 __all__ = ["APPLY", "CALLS", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "generate", "make",
-           "values"]
+           "sample", "values"]

@@ -46,8 +46,10 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, 
         halt[k] = int(k == len(e.calls) - 1)
     ends = _numbers_end(toks)
     counts = [len(op) if isinstance(op, tuple) else 1 for op in e.operands]
-    last = [sum(counts[:j + 1]) - 1 for j in range(O)]
-    return program, args, halt, [ends[i] for i in last] if len(ends) == sum(counts) else []
+    if len(ends) != sum(counts):
+        raise ValueError(f"composed prompt {e.prompt!r}: its text has {len(ends)} numbers, its operands "
+                         f"{sum(counts)}")
+    return program, args, halt, [ends[sum(counts[:j + 1]) - 1] for j in range(O)]
 
 
 def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True,

@@ -26,7 +26,7 @@ from ncl.tasks import SPLIT_SIZE
 from ncl.training.checkpoints import load_checkpoint, load_model
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
-from ncl.training.factory import machine_budget, segment_length
+from ncl.training.factory import budget_length, machine_budget, segment_length
 from ncl.training.tooluse import run_calls
 
 EVAL_SEED = 1234
@@ -46,12 +46,12 @@ def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
     computer). A ``tooluse`` model's text is the call (or chain of calls) it wrote; its answer is what the tool
     printed (None for a malformed call)."""
     tok = tokenizer()
-    call_tape = getattr(task_registry.get(cfg.task), "call_tape", 0)  # a chain's results outgrow the prompt
+    task = task_registry.get(cfg.task)
     texts, steps, unhalted = [], [], []
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i:i + batch_size]
         ids, mask = tok.encode_batch(chunk, add_bos=True, padding_side="left")
-        limit = machine_budget(max(max(segment_length(p) for p in chunk), call_tape), n)[1]
+        limit = machine_budget(budget_length(task, max(segment_length(p) for p in chunk)), n)[1]
         tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
         for row in tokens.tolist():
             if tok.eos_token_id in row:

@@ -30,6 +30,12 @@ def machine_budget(length: int, n: int) -> tuple[int, int]:
     return min(n, -(-cells // 8) * 8), max(s for _, s in bounds)
 
 
+def budget_length(task, length: int) -> int:
+    """The input length a machine budget is sized for: ``length`` tape cells, or the longest tape any call of a
+    chain can get (``task.call_tape``), if longer: a chain's results outgrow the prompt's numbers."""
+    return max(length, getattr(task, "call_tape", 0))
+
+
 def resolve_numbers(cfg: TrainConfig, samples: int = 512) -> str:
     """``cfg.numbers``, with ``"auto"`` decided from the data: ``"tokens"`` when ``samples`` training examples
     (prompts and answers) do not hold all ten digits, else ``"learned"``."""
@@ -89,13 +95,11 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     task = task_registry.get(cfg.task)
     if length is None:
         length = task.max_segment("train")
-    # a chain's later calls read earlier results, which can be longer than any prompt number
-    length = max(length, getattr(task, "call_tape", 0))
-    cells, max_steps = machine_budget(length, task.n)
+    cells, max_steps = machine_budget(budget_length(task, length), task.n)
     machine = replace(ccfg.machine, n=task.n, cells=cells)
     ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens, symbol_tokens=symbol_tokens,
                    max_steps=cfg.train_max_steps or max_steps, calls=getattr(task, "calls", 0))
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
-__all__ = ["build_model", "machine_budget", "resolve_numbers", "segment_length", "trainable_parameters"]
+__all__ = ["budget_length", "build_model", "machine_budget", "resolve_numbers", "segment_length", "trainable_parameters"]

@@ -116,4 +116,25 @@ def plot_grid(rows: dict[str, dict[str, dict[str, tuple[float, float]]]], splits
     return Path(path)
 
 
-__all__ = ["AXIS_LABELS", "plot_accuracy", "plot_grid", "plot_steps", "pooled_by_size"]
+def plot_trace(result: dict, path) -> Path:
+    """A PNG of an ``ncl trace`` result (:func:`ncl.training.trace.trace`): one bar per call, its machine steps, labelled with the call and its result."""
+    plt = _pyplot()
+    calls = result["calls"]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(calls)))
+    steps = [c["steps"] for c in calls]
+    ax.barh(range(len(calls)), steps, color="#4c72b0")
+    for k, c in enumerate(calls):
+        args = ", ".join(a["value"] or a["source"] for a in c["args"])
+        ax.text(0, k, f"  {c['program']}({args}) → {c['result']}", va="center", color="black", fontsize=9)
+    ax.set_yticks(range(len(calls)), [f"call {k + 1}" for k in range(len(calls))])
+    ax.invert_yaxis()
+    ax.set_xlabel("machine steps (expected)")
+    ax.set_title(f"{result['prompt']}\n→ {result['answer']}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["AXIS_LABELS", "plot_accuracy", "plot_grid", "plot_steps", "plot_trace", "pooled_by_size"]

@@ -127,9 +127,8 @@ def plot_by_size(root, task: str, path, splits=None) -> Path:
     runs = [r for r in collect(root) if r["task"] == task]
     if not runs:
         raise ValueError(f"no eval.json of task {task!r} under {root}")
-    return plot_accuracy(sorted(runs, key=lambda r: (MODEL_ORDER.index(model_label(r)) if model_label(r) in
-                                                     MODEL_ORDER else len(MODEL_ORDER), r.get("seed") or 0)),
-                         path, splits)
+    order = _models({task: {model_label(r): None for r in runs}})
+    return plot_accuracy(sorted(runs, key=lambda r: (order.index(model_label(r)), r.get("seed") or 0)), path, splits)
 
 
 def write_into(path, root) -> None:

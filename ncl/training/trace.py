@@ -1,10 +1,8 @@
 """``ncl trace RUN PROMPT``: what a trained augmented model ran on one prompt: each call's program, its arguments
 (the prompt's operands or an earlier call's result), its result and its machine steps, and the answer it wrote;
-printed, as JSON, or drawn (PNG)."""
+printed or as JSON; :func:`ncl.training.plots.plot_trace` draws it."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -13,8 +11,7 @@ from ncl.library.symbols import text
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
 from ncl.training.evaluation import answer_budget
-from ncl.training.factory import machine_budget, segment_length
-from ncl.training.plots import _pyplot
+from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
 @torch.no_grad()
@@ -30,7 +27,7 @@ def trace(run_dir, prompt: str) -> dict:
     task = task_registry.get(cfg.task)
     tok = tokenizer()
     ids, mask = tok.encode_batch([prompt], add_bos=True, padding_side="left")
-    limit = machine_budget(max(segment_length(prompt), getattr(task, "call_tape", 0)), task.n)[1]
+    limit = machine_budget(budget_length(task, segment_length(prompt)), task.n)[1]
     tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
     row = tokens[0].tolist()
     answer = tok.decode(row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row)
@@ -70,25 +67,4 @@ def format_trace(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_trace(result: dict, path) -> Path:
-    """A PNG of the trace: one bar per call, its machine steps, labelled with the call and its result."""
-    plt = _pyplot()
-    calls = result["calls"]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(calls)))
-    steps = [c["steps"] for c in calls]
-    ax.barh(range(len(calls)), steps, color="#4c72b0")
-    for k, c in enumerate(calls):
-        args = ", ".join(a["value"] or a["source"] for a in c["args"])
-        ax.text(0, k, f"  {c['program']}({args}) → {c['result']}", va="center", color="black", fontsize=9)
-    ax.set_yticks(range(len(calls)), [f"call {k + 1}" for k in range(len(calls))])
-    ax.invert_yaxis()
-    ax.set_xlabel("machine steps (expected)")
-    ax.set_title(f"{result['prompt']}\n→ {result['answer']}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-__all__ = ["format_trace", "plot_trace", "trace"]
+__all__ = ["format_trace", "trace"]
