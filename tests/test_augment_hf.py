@@ -123,8 +123,9 @@ def test_cached_generation_equals_recomputation(kind):
     tok = CharTokenizer()
     model = augment(hf_model(seed=1) if kind == "transformers" else ncl_model(seed=1), tok, split=1, **SMALL)
     ids, mask, _ = batch(tok)
-    cached = model.generate(ids, mask, max_new_tokens=6, eos_token_id=None)
-    full = model.generate(ids, mask, max_new_tokens=6, eos_token_id=None, use_cache=False)
+    # an end token that no token is: every row writes all 6 (a random model may well write the tokenizer's EOS)
+    cached = model.generate(ids, mask, max_new_tokens=6, eos_token_id=-1)
+    full = model.generate(ids, mask, max_new_tokens=6, eos_token_id=-1, use_cache=False)
     assert cached.shape == (2, ids.shape[1] + 6) and torch.equal(cached[:, :ids.shape[1]], ids)
     assert torch.equal(cached, full)
     # the first new token is the argmax of forward's logits at the last prompt token

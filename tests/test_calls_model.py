@@ -54,9 +54,11 @@ def test_every_chain_head_learns_from_the_labels():
     torch.manual_seed(0)
     model = build_model(TrainConfig(task="compose", layers=2))
     with torch.no_grad():  # open the write and operand-end gates, as training makes them, so operands exist
-        for head in (model.computer.gate_head, model.computer.end_head):
+        c = model.computer
+        for head in (c.gate_head, c.end_head, c.gate_prev_head, c.end_next_head):  # the last two: local gates'
             head.weight.zero_()
-            head.bias.fill_(5.0)
+            if head.bias is not None:
+                head.bias.fill_(5.0)
     problems = tasks.COMPOSE.generate("train", count=6, seed=2)
     b = encode(problems, tokenizer(), model.computer.program_names, calls=4)
     model.zero_grad()
@@ -67,7 +69,8 @@ def test_every_chain_head_learns_from_the_labels():
     assert torch.isfinite(loss)
     (out["loss"] + loss).backward()
     c = model.computer
-    params = [("end_head", c.end_head.weight)] + [(f"call_heads.{n}", p) for n, p in c.call_heads.named_parameters()]
+    params = [("end_head", c.end_head.weight), ("end_next_head", c.end_next_head.weight)] + \
+        [(f"call_heads.{n}", p) for n, p in c.call_heads.named_parameters()]
     for name, p in params:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

@@ -69,10 +69,33 @@ def test_training_never_uses_the_held_out_wording(train_prompts):
     held = set().union(*(_skeletons(name, True) for name in tasks.names()))
     trained = set().union(*(_skeletons(name, False) for name in tasks.names()))
     assert not held & trained
+    plain = {_skeleton(e.prompt) for e in tasks.MixTask(MIX.tasks, noise=0.0).generate("train", 10_000, seed=0)}
+    assert plain == trained  # unperturbed: every trained wording drawn, and nothing else
     seen = {_skeleton(p) for p in train_prompts}
-    assert seen <= trained and len(seen) == len(trained)  # every trained wording drawn, no held-out one
+    assert not seen & held
+    # perturbed wording (phrasing.perturb) holds trained words and consonant fillers, never a held-out word
+    words = (lambda skeletons: {w for s in skeletons for w in s.split()})
+    fillers = words(seen) - words(trained)
+    assert fillers and all(set(w) <= set(phrasing.FILLER_LETTERS) for w in fillers)
+    assert not fillers & words(held)
+    assert len(seen) > 5 * len(trained)
     paraphrase = {_skeleton(e.prompt) for e in MIX.generate("paraphrase", 500, seed=1234)}
     assert paraphrase <= held
+
+
+def test_perturbed_wording_keeps_the_numbers():
+    """perturb deletes words and inserts fillers but keeps every slot, in order, each number still ended."""
+    rng = random.Random(3)
+    for name in tasks.names():
+        for template in phrasing.templates(name):
+            for _ in range(20):
+                noisy = phrasing.perturb(template, rng, rate=0.5)
+                assert re.findall(r"{\w+}", noisy) == re.findall(r"{\w+}", template)
+                p = phrasing.phrase(name, tasks.get(name).sample("train", rng), noisy)
+                assert tuple(int(x) for x in re.findall(r"\d+", p.prompt)) == p.numbers
+    assert phrasing.perturb("What is {a} plus {b}?", rng, rate=0.0) == "What is {a} plus {b}?"
+    assert tasks.MixTask(MIX.tasks, noise=0.0).generate("train", 50, seed=0)[0].prompt.startswith(
+        tuple(t.split("{")[0] for n in tasks.names() for t in phrasing.templates(n)))
 
 
 def test_splits_hold_500_distinct_prompts_of_every_task():
@@ -141,6 +164,15 @@ def test_composed_splits_are_disjoint_and_distinct():
         assert len(prompts) == 500 and not prompts & train, split
     held = {w.split("{steps}")[0] for w in compose.WRAPPERS[1]}
     assert all(any(e.prompt.startswith(h) for h in held) for e in compose.generate("paraphrase", 100, seed=1))
+    # training perturbs its wrappers (phrasing.perturb): consonant fillers, never a word of a held-out wrapper
+    words = (lambda texts: {w.strip(".,;:?").lower() for t in texts for w in t.split()})
+    phrases = [p for table in (compose.FIRST, compose.THEN_LEFT, compose.THEN_RIGHT, compose.THEN_UNARY)
+               for ps in table.values() for p in ps]
+    held_words = words(compose.WRAPPERS[1]) - words(compose.WRAPPERS[0]) - words(phrases)
+    assert held_words  # "could", "job", ...
+    train_words = words(train)
+    assert not held_words & train_words
+    assert any(w and set(w) <= set(phrasing.FILLER_LETTERS) for w in train_words)
     e = compose.make(random.Random(3), 2, compose.WRAPPERS[0])
     assert e.call.count(";") == 1 and "#1" in e.call
     with pytest.raises(ValueError, match="unknown split"):

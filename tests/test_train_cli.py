@@ -13,6 +13,7 @@ import torch
 
 from ncl import cli
 from ncl.computer import DEFAULT_MACHINE, ComputerConfig
+from ncl.computer.config import LEGACY_HEADS
 from ncl.machine import MachineConfig
 from ncl.training import (METRICS, TrainConfig, build_model, load_checkpoint, load_model, save_checkpoint,
                           write_checkpoint)
@@ -111,18 +112,20 @@ def test_config_nested_and_flat_forms():
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     old = TrainConfig.from_dict(FLAT)
     assert old == TrainConfig(task="sort", layers=2, split=1, steps=5, batch_size=4, numbers="learned", seed=7,
-                              log_every=1, threads=1, computer=ComputerConfig(reader="digits", writer="digits"))
-    assert old.computer == ComputerConfig(reader="digits", writer="digits")
+                              log_every=1, threads=1, computer=ComputerConfig(reader="digits", writer="digits",
+                                                                              **LEGACY_HEADS))
+    assert old.computer == ComputerConfig(reader="digits", writer="digits", tape_gates="context", program_read="last")
     assert old.computer.machine == DEFAULT_MACHINE == MachineConfig(cells=32, stack=24, sharpness=120.0)
     flat = dict(FLAT, mode="superposition", top_k=1, reader="mlp", writer="embed")
-    assert TrainConfig.from_dict(flat).computer == ComputerConfig(mode="superposition", top_k=1)
+    assert TrainConfig.from_dict(flat).computer == ComputerConfig(mode="superposition", top_k=1, **LEGACY_HEADS)
     # runs saved before reader, writer and numbers existed read with the MLP head, wrote embeddings, learned digits
     older = TrainConfig.from_dict({k: v for k, v in FLAT.items() if k not in ("reader", "writer", "numbers")})
     assert (older.computer.reader, older.computer.writer, older.numbers) == ("mlp", "embed", "learned")
     # ComputerConfig alone: nested, or flat with the machine's fields at the top level
     assert ComputerConfig.from_dict(cfg.computer.to_dict()) == cfg.computer
     assert ComputerConfig.from_dict({"n": 64, "cells": 16, "reader": "digits", "digit_tokens": list(range(10))}) == \
-        ComputerConfig(machine=replace(DEFAULT_MACHINE, n=64, cells=16), reader="digits", digit_tokens=tuple(range(10)))
+        ComputerConfig(machine=replace(DEFAULT_MACHINE, n=64, cells=16), reader="digits", digit_tokens=tuple(range(10)),
+                       **LEGACY_HEADS)
     with pytest.raises(ValueError, match="digit_tokens"):
         replace(cfg, computer=replace(cfg.computer, digit_tokens=tuple(range(10)))).validate()
 

@@ -12,6 +12,11 @@ from ncl.library.symbols import TAPE_SYMBOLS
 from ncl.machine import MachineConfig
 
 MODES = ("mixture", "superposition")
+TAPE_GATES = ("local", "context")
+PROGRAM_READS = ("text", "last")
+#: What a config saved before ``tape_gates`` and ``program_read`` existed means: the heads it trained read the
+#: context, and its weights fit only those.
+LEGACY_HEADS = {"tape_gates": "context", "program_read": "last"}
 READERS = ("mlp", "digits", "cells")
 WRITERS = ("embed", "digits", "cells")
 PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
@@ -67,6 +72,15 @@ class ComputerConfig:
             :mod:`ncl.library.symbols`; ``END`` is the end-of-sequence token). The readout then tells a symbol
             cell from the others, and the copy prints it like a digit, so where an answer ends is read off the
             tape instead of left to the decoder.
+        tape_gates: what the gates that cut the prompt onto the tape read: ``"local"`` (a write gate the token
+            and the one before it, since a token is written if it is a digit or the first non-digit after one;
+            with ``calls``, an operand-end gate the token and the one after it, since a number ends an operand
+            unless a digit follows, as in a list), so they hold on prompts longer than any trained on; or
+            ``"context"`` (the hidden state; configs saved before this option existed read as this).
+        program_read: what the program and argument heads of a single call read: ``"text"`` (attention over the
+            prompt's tokens that the tape does not hold, its words, so that long numbers do not dilute them)
+            or ``"last"`` (the last prompt token's hidden state; configs saved before this option existed read
+            as this).
         calls: 0 (one call on the whole tape) or K >= 1: a chain of up to K calls (:mod:`ncl.computer.calls`),
             each with its own program, two argument slots over segments (the empty one, up to K + 1 prompt
             operands, the earlier calls' results) and a halting gate. Needs ``reader="cells"``.
@@ -86,6 +100,8 @@ class ComputerConfig:
     writer: str = "embed"
     digit_tokens: tuple = ()
     symbol_tokens: tuple = ()
+    tape_gates: str = "local"
+    program_read: str = "text"
     calls: int = 0
 
     def __post_init__(self):
@@ -104,6 +120,11 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: reader must be one of {READERS}, got {self.reader!r}")
         if self.writer not in WRITERS:
             raise ValueError(f"ComputerConfig: writer must be one of {WRITERS}, got {self.writer!r}")
+        if self.tape_gates not in TAPE_GATES:
+            raise ValueError(f"ComputerConfig: tape_gates must be one of {TAPE_GATES}, got {self.tape_gates!r}")
+        if self.program_read not in PROGRAM_READS:
+            raise ValueError(f"ComputerConfig: program_read must be one of {PROGRAM_READS}, got "
+                             f"{self.program_read!r}")
         if self.top_k < 1:
             raise ValueError("ComputerConfig: top_k must be >= 1")
         if self.calls < 0 or (self.calls and self.reader != "cells"):
@@ -125,7 +146,8 @@ class ComputerConfig:
     def from_dict(cls, d: dict) -> "ComputerConfig":
         """The inverse of :meth:`to_dict`. Also reads the flat form (machine fields ``n``, ``cells``, ...,
         ``sharpness`` at the top level, as the config was before it nested a :class:`MachineConfig`); a field
-        it does not know is ignored, one it lacks keeps its default."""
+        it does not know is ignored, one it lacks keeps its default, but for ``tape_gates`` and
+        ``program_read``, which it lacks only if saved before they existed (:data:`LEGACY_HEADS`)."""
         d = dict(d)
         machine = d.pop("machine", None)
         flat = {k: d.pop(k) for k in _FLAT_MACHINE_KEYS if k in d}
@@ -134,11 +156,12 @@ class ComputerConfig:
         if isinstance(machine, dict):
             machine = MachineConfig(**machine)
         known = {f.name for f in fields(cls)} - {"machine"}
-        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs = LEGACY_HEADS | {k: v for k, v in d.items() if k in known}
         for key in ("digit_tokens", "symbol_tokens"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])  # JSON gives a list
         return cls(machine=machine, **kwargs)
 
 
-__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "MODES", "READERS", "WRITERS", "PLACES"]
+__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS", "READERS", "WRITERS",
+           "TAPE_GATES"]

@@ -20,6 +20,8 @@ from ncl.computer.outputs import ChainHeads, ComputerOutput, ComputerState, Head
 from ncl.computer.run import RunOutput, run_library
 from ncl.computer.sharp import straight_through, straight_through_gate
 
+PROGRAM_QUERIES = 4  #: attention queries over the prompt's words that choose a single call's program
+
 
 class NeuralComputer(nn.Module):
     """Heads, the machine run on the library image, and readout embeddings.
@@ -69,6 +71,11 @@ class NeuralComputer(nn.Module):
         self.program_head = nn.Linear(d, len(self.program_names))
         self.source_head = nn.Linear(d, cfg.arg_registers * self.num_sources)
         self.gate_head = nn.Linear(d, 1)
+        if cfg.program_read == "text":  # queries over the words (prompt_run): several, for several key words
+            self.program_query = nn.Parameter(0.02 * torch.randn(PROGRAM_QUERIES, d))
+            self.program_key = nn.Linear(d, d, bias=False)
+        if cfg.tape_gates == "local":
+            self.gate_prev_head = nn.Linear(d, 1, bias=False)  # the write gate's view of the token before
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
         if cfg.digit_tokens:
             self.register_buffer("digit_ids", torch.tensor(cfg.digit_tokens), persistent=False)
@@ -93,6 +100,8 @@ class NeuralComputer(nn.Module):
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
             self.call_heads = CallHeads(d, len(self.program_names), calls_.SLOTS)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
+            if cfg.tape_gates == "local":
+                self.end_next_head = nn.Linear(d, 1, bias=False)  # the end gate's view of the token after
         self.embed_r0 = nn.Linear(n, d, bias=False)
         self.embed_cell = nn.Linear(n, d, bias=False)
         self.embed_valid = nn.Parameter(torch.zeros(d))
@@ -114,13 +123,15 @@ class NeuralComputer(nn.Module):
         """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""
         return tape_.digit_values(digits, self.times10)
 
-    def write_tape(self, h: torch.Tensor, mask: torch.Tensor,
-                   input_ids: torch.Tensor | None = None) -> tuple[tape_.Tape, torch.Tensor, torch.Tensor]:
+    def write_tape(self, h: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor | None = None,
+                   tokens: torch.Tensor | None = None) -> tuple[tape_.Tape, torch.Tensor, torch.Tensor]:
         """Append the gated token values to an empty tape.
 
         Args:
             h: (B, T, d) normalised hidden states; mask: (B, T) 1 where the token is written from.
             input_ids: (B, T) the tokens; needed with ``digit_tokens`` (their digits are read from the ids).
+            tokens: (B, T, d) what ``tape_gates="local"`` write gates read, normalised (default ``h``): the logit
+                at t is ``gate_head(tokens[t]) + gate_prev_head(tokens[t-1])``.
 
         Returns:
             ``(tape, gate_logit (B,T), token_logits)``: the :class:`~ncl.computer.tape.Tape`, the write gates'
@@ -128,7 +139,12 @@ class NeuralComputer(nn.Module):
             ``reader="digits"``.
         """
         cfg = self.config
-        gate_logit = self.gate_head(h).squeeze(-1)
+        if cfg.tape_gates == "local":
+            tokens = h if tokens is None else tokens
+            before = F.pad(tokens[:, :-1], (0, 0, 1, 0))  # the first token has none before it: zeros
+            gate_logit = (self.gate_head(tokens) + self.gate_prev_head(before)).squeeze(-1)
+        else:
+            gate_logit = self.gate_head(h).squeeze(-1)
         gate = self._gate(torch.sigmoid(gate_logit)) * mask
         if cfg.reader in ("digits", "cells"):
             if cfg.digit_tokens:
@@ -218,9 +234,11 @@ class NeuralComputer(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------------------
     def prompt_run(self, h: torch.Tensor, mask: torch.Tensor, read: torch.Tensor,
-                   input_ids: torch.Tensor | None = None, max_steps: int | None = None) -> ComputerState:
+                   input_ids: torch.Tensor | None = None, max_steps: int | None = None,
+                   tokens: torch.Tensor | None = None) -> ComputerState:
         """The heads on the prompt and the run: ``h (B,T,d)`` normalised hidden states, ``mask``/``read`` (B,T)
-        the real tokens and the read positions (see :meth:`forward`)."""
+        the real tokens and the read positions, ``tokens (B,T,d)`` what the local write gates read (see
+        :meth:`forward`)."""
         cfg = self.config
         prompt = mask * (1 - read)
         first_read = torch.where(read.sum(0) > 0)[0]
@@ -231,12 +249,20 @@ class NeuralComputer(nn.Module):
             raise ValueError("read_mask must leave at least one prompt token before the first read position")
         cols = slice(0, last + 1)
         ids = input_ids[:, cols] if input_ids is not None else None
-        tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids)
-        h_last = h[:, last]
+        tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids,
+                                                         None if tokens is None else tokens[:, cols])
         if cfg.calls:
-            return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1)
-        pi = torch.softmax(self.program_head(h_last), -1)
-        args = self.arguments(h_last, tape)
+            local = h if tokens is None else tokens  # what local operand-end gates read: each token, the next
+            ends = (local[:, cols], local[:, 1:last + 2]) if cfg.tape_gates == "local" else None
+            return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
+                                   ends)
+        if cfg.program_read == "text":
+            written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
+            c = self.text_context(h[:, cols], prompt[:, cols] * (1 - written))
+        else:
+            c = h[:, last]
+        pi = torch.softmax(self.program_head(c), -1)
+        args = self.arguments(c, tape)
         run = self.run_machine(pi, self.initial_registers(args.args), tape.mem, max_steps)
         digits = cfg.reader in ("digits", "cells")
         heads = PromptHeads(cfg.reader, pi, args.soft, args.weights, args.source_values, gate_logit,
@@ -244,14 +270,28 @@ class NeuralComputer(nn.Module):
                             digit_logits=token_logits if digits else None)
         return ComputerState(heads, run.r0, run.mem, tape.written, run.steps, run.unhalted, run.run_steps, last + 1)
 
-    def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read) -> ComputerState:
+    def text_context(self, h: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """What the program and argument heads read with ``program_read="text"``: ``h (B,T,d)`` pooled over the
+        ``words (B,T)`` (1 at the prompt tokens the tape does not hold) by each of the
+        :data:`PROGRAM_QUERIES` learned queries, summed → (B, d). The numbers' tokens take no weight, so longer
+        numbers do not dilute the words (the last token's state, read instead, drifts on prompts longer than
+        trained)."""
+        scores = torch.einsum("btd,qd->bqt", self.program_key(h), self.program_query) / h.shape[-1] ** 0.5
+        weights = torch.softmax(scores.masked_fill(words[:, None] <= 0, float("-inf")), -1)
+        return torch.einsum("bqt,btd->bd", weights.nan_to_num(0.0), h)
+
+    def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read, ends=None) -> ComputerState:
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
-        hidden states and tokens written from."""
+        hidden states and tokens written from; ``ends``: ``(tokens (B,T,d), the tokens after them (B,T,d))``
+        that local operand-end gates read (None: ``h``)."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
-        end_logit = self.end_head(h).squeeze(-1)
+        if ends is None:
+            end_logit = self.end_head(h).squeeze(-1)
+        else:
+            end_logit = (self.end_head(ends[0]) + self.end_next_head(ends[1])).squeeze(-1)
         end = (torch.sigmoid(end_logit) > 0.5).to(h.dtype) * written
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
@@ -282,8 +322,8 @@ class NeuralComputer(nn.Module):
                 run (incremental decoding).
             max_steps: override ``config.max_steps``.
             input_ids: (B, T) the tokens; needed with ``config.digit_tokens``.
-            token_states: (B, T, d) the tokens' own embeddings, which the read and digit pointers' gates read
-                (:meth:`readout`); None: the hidden states.
+            token_states: (B, T, d) the tokens' own embeddings, which the read and digit pointers' gates
+                (:meth:`readout`) and the local write gates (:meth:`write_tape`) read; None: the hidden states.
 
         Returns:
             :class:`~ncl.computer.ComputerOutput`.
@@ -314,9 +354,9 @@ class NeuralComputer(nn.Module):
         mask = attention_mask.to(hidden.dtype)
         read = read_mask.to(hidden.dtype) * mask
         h = self.norm(hidden)
-        if state is None:
-            state = self.prompt_run(h, mask, read, input_ids, max_steps)
         tokens = None if token_states is None else self.norm(token_states)
+        if state is None:
+            state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens)
         out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,

@@ -1,7 +1,7 @@
 """Composed problems: several library calls per problem, each call's result feeding a later one, asked in
 natural language. This module is the data: the problems, their gold calls and splits. :mod:`ncl.computer.calls`
-runs a chain of calls on the soft machine from per-call heads (tested against these gold calls); the model's
-heads for it are not built yet (docs/language.md).
+runs a chain of calls on the soft machine from per-call heads (tested against these gold calls), and
+:mod:`ncl.computer.call_heads` are the model's heads for it (docs/language.md).
 
 A problem is a chain of :class:`Call`\\ s. Its **segments** are the prompt's operands, in the order the text gives
 them (a number, or a list of numbers), then each call's result: a call's arguments are segment indices, so
@@ -16,7 +16,7 @@ lists of 2–4 elements from 0..99, so the values stay within what the tasks tra
 Splits: ``train`` and ``test`` hold problems of 1 or 2 calls (disjoint by the hash of the prompt, as
 :func:`~ncl.tasks.base.held_out`); ``compose_3`` and ``compose_4`` need 3 and 4 calls. Each step is worded by one
 of several phrases; the wrapper around the steps comes from the trained set, or for ``paraphrase`` from the
-held-out one.
+held-out one. Training perturbs its wrapper's wording (:func:`~ncl.tasks.phrasing.perturb`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import random
 from dataclasses import dataclass
 
 from ncl.tasks.base import SPLIT_SIZE, Example, cued, held_out, list_text
+from ncl.tasks.phrasing import NOISE, perturb
 
 NAME = "compose"
 CALLS = {"train": (1, 2), "test": (1, 2), "paraphrase": (1, 2), "compose_3": (3, 3), "compose_4": (4, 4)}
@@ -109,8 +110,9 @@ def _list(rng: random.Random) -> tuple[int, ...]:
     return tuple(rng.randrange(100) for _ in range(rng.randint(2, 4)))
 
 
-def make(rng: random.Random, calls: int, wrappers: tuple[str, ...]) -> Composed:
-    """A problem of ``calls`` chained calls, worded with one of ``wrappers``."""
+def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float = 0.0) -> Composed:
+    """A problem of ``calls`` chained calls, worded with one of ``wrappers``, its words perturbed at the rate
+    ``noise`` (:func:`~ncl.tasks.phrasing.perturb`; the steps' own words are kept, as they carry the calls)."""
     operands, steps, chain = [], [], []
     kind = rng.choice(("number", "list"))
     first = rng.choice(BINARY if kind == "number" else LIST_OPS + ("list_sum",))
@@ -149,7 +151,8 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...]) -> Composed:
     # segments: the operands, then the results; None (the previous result) becomes its segment
     P = len(operands)
     calls_ = tuple(Call(c.program, tuple(P + i - 1 if a is None else a for a in c.args)) for i, c in enumerate(chain))
-    text = rng.choice(wrappers).format(steps=rng.choice(JOIN).join(steps))
+    wrapper = rng.choice(wrappers)
+    text = (perturb(wrapper, rng, noise) if noise else wrapper).format(steps=rng.choice(JOIN).join(steps))
     text = cued(text[0].upper() + text[1:])
     numbers = tuple(x for o in operands for x in (o if isinstance(o, tuple) else (o,)))
     return Composed(text, answer_text(value), calls_[-1].program, numbers, calls, tuple(operands), calls_)
@@ -157,12 +160,12 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...]) -> Composed:
 
 def sample(split: str, rng: random.Random) -> Composed:
     """One problem of ``split`` (:data:`CALLS`) drawn with ``rng``; ``train`` and ``test`` keep to their side of
-    the prompt hash (:func:`~ncl.tasks.base.held_out`)."""
+    the prompt hash (:func:`~ncl.tasks.base.held_out`), and ``train``'s wrapper is perturbed (:data:`NOISE`)."""
     if split not in CALLS:
         raise ValueError(f"unknown split {split!r} for composed problems; they have {', '.join(CALLS)}")
     low, high = CALLS[split]
     while True:
-        e = make(rng, rng.randint(low, high), WRAPPERS[split == "paraphrase"])
+        e = make(rng, rng.randint(low, high), WRAPPERS[split == "paraphrase"], NOISE if split == "train" else 0.0)
         if split not in ("train", "test") or held_out(NAME, e.prompt) == (split == "test"):
             return e
 

@@ -4,7 +4,7 @@ that must infer from the wording which program to run.
 Splits:
 
 - ``train``: a task drawn uniformly, a training problem of it (:meth:`Task.sample`), asked with one of its
-  trained templates;
+  trained templates, its wording perturbed (words deleted, consonant fillers inserted);
 - ``test``: every task's held-out problems (the same hash partition as the task's own ``test``) under the trained
   templates, the tasks in equal shares;
 - ``paraphrase``: held-out problems under templates training never uses;
@@ -21,21 +21,23 @@ from __future__ import annotations
 import random
 
 from ncl.tasks.base import SPLIT_SIZE, Example, Task
-from ncl.tasks.phrasing import phrase, templates
+from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
 
 NAME = "mix"
 
 
 class MixTask:
-    """The ``mix`` task over ``tasks`` (name → :class:`~ncl.tasks.Task`), with :class:`~ncl.tasks.Task`'s
-    interface: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`, :meth:`size_range`, :meth:`max_segment`
-    and ``n`` (the largest value range any of its tasks needs)."""
+    """The ``mix`` task over ``tasks`` (name → :class:`~ncl.tasks.Task`), its training wording perturbed at the
+    rate ``noise`` (:func:`~ncl.tasks.phrasing.perturb`; 0: the templates as written), with
+    :class:`~ncl.tasks.Task`'s interface: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`,
+    :meth:`size_range`, :meth:`max_segment` and ``n`` (the largest value range any of its tasks needs)."""
 
     name = NAME
     axis = "task"
 
-    def __init__(self, tasks: dict[str, Task]):
+    def __init__(self, tasks: dict[str, Task], noise: float = NOISE):
         self.tasks = dict(tasks)
+        self.noise = noise
         self.n = max(t.n for t in self.tasks.values())
 
     @property
@@ -71,9 +73,13 @@ class MixTask:
         return max(self.tasks[name].max_segment(inner) for name, inner, _ in self._parts(split))
 
     def sample(self, split: str, rng: random.Random) -> Example:
-        """One example of ``split``: a task, a problem of it, a template, all drawn with ``rng``."""
+        """One example of ``split``: a task, a problem of it, a template, all drawn with ``rng``; a training
+        template's wording perturbed (:func:`~ncl.tasks.phrasing.perturb`, at the task's ``noise`` rate)."""
         name, inner, held = rng.choice(self._parts(split))
-        return phrase(name, self.tasks[name].sample(inner, rng), rng.choice(templates(name, held)))
+        template = rng.choice(templates(name, held))
+        if split == "train" and self.noise:
+            template = perturb(template, rng, self.noise)
+        return phrase(name, self.tasks[name].sample(inner, rng), template)
 
     def generate(self, split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Example]:
         """``count`` examples of ``split``, reproducible from ``seed``; an evaluation split's prompts are distinct

@@ -94,10 +94,32 @@ def templates(task: str, held_out: bool = False) -> tuple[str, ...]:
     return TEMPLATES[task][TRAINED:] if held_out else TEMPLATES[task][:TRAINED]
 
 
+#: Letters of the filler words :func:`perturb` inserts: consonants only, so a filler is never an English word
+#: (every word of every template has a vowel, or is trained wording: ``vs``, ``by``), least of all a held-out one.
+FILLER_LETTERS = "bcdfghjklmnpqrstvwxz"
+#: The rate of each edit :func:`perturb` makes, per word.
+NOISE = 0.15
+
+
+def perturb(template: str, rng, rate: float = NOISE) -> str:
+    """``template`` with its wording perturbed, for training (easy data augmentation): each word that holds no
+    slot is deleted with probability ``rate``, and after each word a filler (2-7 of :data:`FILLER_LETTERS`) is
+    inserted with probability ``rate``. Six templates per task would otherwise let a model learn each
+    template's whole shape and miss the words that name the task in wording it has not seen. The slots stay, in
+    order, each followed by a character that is not a digit (a space or the template's own)."""
+    words = []
+    for w in template.split(" "):
+        if "{" in w or rng.random() >= rate:
+            words.append(w)
+        if rng.random() < rate:
+            words.append("".join(rng.choice(FILLER_LETTERS) for _ in range(rng.randint(2, 7))))
+    return " ".join(words)
+
+
 def phrase(task: str, e: Example, template: str) -> Example:
     """``e``, an example of ``task``, asked with ``template``: the same problem, answer, program and numbers, new
     prompt text (ended by the answer cue, :func:`~ncl.tasks.base.cued`)."""
     return Example(cued(template.format(**slots(task, e.numbers))), e.answer, e.program, e.numbers, e.size)
 
 
-__all__ = ["TEMPLATES", "TRAINED", "phrase", "slots", "templates"]
+__all__ = ["FILLER_LETTERS", "NOISE", "TEMPLATES", "TRAINED", "perturb", "phrase", "slots", "templates"]

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ncl import tasks as task_registry
 from ncl.computer import ComputerConfig
+from ncl.computer.config import LEGACY_HEADS
 from ncl.llama import preset_names
 
 MODELS = ("augmented", "llama", "tooluse")
@@ -124,7 +125,7 @@ class TrainConfig:
             computer = d.pop("computer")
             computer = computer if isinstance(computer, ComputerConfig) else ComputerConfig.from_dict(computer)
         else:  # the flat form: the computer's options at the top level, its machine the default
-            old = {"reader": "mlp", "writer": "embed", "answer_grad": True,  # they all trained with it
+            old = {"reader": "mlp", "writer": "embed", "answer_grad": True, **LEGACY_HEADS,  # all trained with these
                    **{k: d[k] for k in FLAT_COMPUTER_KEYS if k in d}}
             computer = replace(default_computer(), **old)
         d = {"numbers": "learned", **d}
