@@ -21,6 +21,7 @@ from ncl.computer.run import RunOutput, run_library
 from ncl.computer.sharp import straight_through, straight_through_gate
 
 PROGRAM_QUERIES = 4  #: attention queries over the prompt's words that choose a single call's program
+ARITIES = 3  #: what the program head is told of the tape's numbers: one, two, or more
 
 
 class NeuralComputer(nn.Module):
@@ -74,6 +75,7 @@ class NeuralComputer(nn.Module):
         if cfg.program_read == "text":  # queries over the words (prompt_run): several, for several key words
             self.program_query = nn.Parameter(0.02 * torch.randn(PROGRAM_QUERIES, d))
             self.program_key = nn.Linear(d, d, bias=False)
+            self.arity = nn.Embedding(ARITIES, d)  # how many numbers the tape holds: 1, 2, more
         if cfg.tape_gates == "local":
             self.gate_prev_head = nn.Linear(d, 1, bias=False)  # the write gate's view of the token before
         self.value_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, n))
@@ -258,7 +260,9 @@ class NeuralComputer(nn.Module):
                                    ends)
         if cfg.program_read == "text":
             written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
-            c = self.text_context(h[:, cols], prompt[:, cols] * (1 - written))
+            ends = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # SEP cells
+            arity = (ends.sum(1).long() - 1).clamp(0, ARITIES - 1)
+            c = self.text_context(h[:, cols], prompt[:, cols] * (1 - written)) + self.arity(arity)
         else:
             c = h[:, last]
         pi = torch.softmax(self.program_head(c), -1)
