@@ -48,6 +48,13 @@ def test_chain_labels_name_the_gold_calls_and_operand_ends(model):
             before = "".join(tok.id_to_token(t) for t in ids[:m] if t != tok.pad_token_id)
             assert before.endswith(str(op[-1] if isinstance(op, tuple) else op)), (before, op)
             assert not tok.id_to_token(ids[m]).isdigit()
+        # where each call reads: the first token after its step phrase, a step end
+        text = lambda a, b: "".join(tok.id_to_token(t) for t in ids[a:b] if t != tok.pad_token_id)
+        focus = b["call_focus"][i].tolist()
+        assert focus[3] == -100 and int((b["step_end"][i] == 1).sum()) == len(e.calls)
+        for k, (first, end) in enumerate(e.spans):
+            assert text(0, focus[k] + 1).removeprefix("<bos>") == e.prompt[:end + 1]
+            assert b["step_end"][i, focus[k]] == 1
 
 
 def test_every_chain_head_learns_from_the_labels():
@@ -55,7 +62,8 @@ def test_every_chain_head_learns_from_the_labels():
     model = build_model(TrainConfig(task="compose", layers=2))
     with torch.no_grad():  # open the write and operand-end gates, as training makes them, so operands exist
         c = model.computer
-        for head in (c.gate_head, c.end_head, c.gate_prev_head, c.end_next_head):  # the last two: local gates'
+        # (and every token a step's end, so that every call reads a token)
+        for head in (c.gate_head, c.end_head, c.gate_prev_head, c.end_next_head, c.call_heads.step_end):
             head.weight.zero_()
             if head.bias is not None:
                 head.bias.fill_(5.0)

@@ -15,7 +15,8 @@ class ChainHeads(NamedTuple):
     (B,K)``, ``end_logit (B,T)`` (whether a prompt token's cell ends an operand), and what ran: ``calls (B,)``,
     ``program (B,K)`` and ``args (B,K,A)`` (−1 for a call not run), ``call_steps (B,K)`` (each call's expected
     machine steps), and every segment's cells ``segments (B,S,C)`` (argmax values) and ``segment_length
-    (B,S)``, for traces."""
+    (B,S)``, for traces; ``step_logit (B,T)``: has a step phrase ended at this prompt token
+    (:class:`~ncl.computer.call_heads.CallHeads`)."""
 
     pi: torch.Tensor
     pointers: torch.Tensor
@@ -27,6 +28,7 @@ class ChainHeads(NamedTuple):
     call_steps: torch.Tensor
     segments: torch.Tensor
     segment_length: torch.Tensor
+    step_logit: torch.Tensor | None = None
 
 
 class PromptHeads(NamedTuple):

@@ -71,10 +71,12 @@ class Call:
 class Composed(Example):
     """A composed problem: an :class:`~ncl.tasks.Example` (``program``: the last call's; ``numbers``: every
     prompt number in order; ``size``: the number of calls) with its ``operands`` (an int for a number, a tuple
-    for a list) and its ``calls``."""
+    for a list), its ``calls`` and where each call's step phrase stands in the prompt (``spans``)."""
 
     operands: tuple = ()
     calls: tuple[Call, ...] = ()
+    #: each call's step phrase in the prompt: ``(first character, end)``, for the heads' reading labels
+    spans: tuple[tuple[int, int], ...] = ()
 
     @property
     def call(self) -> str:
@@ -152,10 +154,17 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float
     P = len(operands)
     calls_ = tuple(Call(c.program, tuple(P + i - 1 if a is None else a for a in c.args)) for i, c in enumerate(chain))
     wrapper = rng.choice(wrappers)
-    text = (perturb(wrapper, rng, noise) if noise else wrapper).format(steps=rng.choice(JOIN).join(steps))
+    wrapper = perturb(wrapper, rng, noise) if noise else wrapper
+    join = rng.choice(JOIN)
+    text = wrapper.format(steps=join.join(steps))
     text = cued(text[0].upper() + text[1:])
+    at, spans = wrapper.index("{steps}"), []
+    for step in steps:
+        spans.append((at, at + len(step)))
+        at += len(step) + len(join)
     numbers = tuple(x for o in operands for x in (o if isinstance(o, tuple) else (o,)))
-    return Composed(text, answer_text(value), calls_[-1].program, numbers, calls, tuple(operands), calls_)
+    return Composed(text, answer_text(value), calls_[-1].program, numbers, calls, tuple(operands), calls_,
+                    tuple(spans))
 
 
 def sample(split: str, rng: random.Random) -> Composed:

@@ -33,11 +33,21 @@ def _written(tokens: list[str], cells: bool) -> list[int]:
     return [i for i, t in enumerate(tokens) if i in ends or (cells and t.isdigit())]
 
 
-def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, list, list, list[int]]:
+def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, list, list, list[int], list]:
     """A composed problem's chain labels (:mod:`ncl.computer.calls` indices: segment 0 empty, operands from 1,
     call k's result at 1 + (K + 1) + k): per call its program, its two slots' segments (the empty one for an
-    unused slot) and whether it halts (−100 past the last call), and the prompt tokens that end an operand."""
+    unused slot) and whether it halts (−100 past the last call); the prompt tokens that end an operand; and per
+    call where its heads read (−100 past the last call or without ``e.spans``): the first token after its step
+    phrase (a comma, a full stop), whose state has read the whole step."""
     program, args, halt = [-100] * K, [[-100, -100] for _ in range(K)], [-100] * K
+    focus = [-100] * K
+    spans = getattr(e, "spans", ())
+    if spans:
+        ends = [0] + [len(t) for t in toks[1:]]  # <bos> holds no character
+        ends = [sum(ends[:i + 1]) for i in range(len(toks))]  # the character after each token
+        at = (lambda char: next(i for i in range(1, len(toks)) if ends[i] > char))
+        for k, (_, end) in enumerate(spans[:K]):
+            focus[k] = at(end)
     O = len(e.operands)
     for k, call in enumerate(e.calls[:K]):
         program[k] = names.index(call.program)
@@ -49,7 +59,7 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, 
     if len(ends) != sum(counts):
         raise ValueError(f"composed prompt {e.prompt!r}: its text has {len(ends)} numbers, its operands "
                          f"{sum(counts)}")
-    return program, args, halt, [ends[sum(counts[:j + 1]) - 1] for j in range(O)]
+    return program, args, halt, [ends[sum(counts[:j + 1]) - 1] for j in range(O)], focus
 
 
 def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True,
@@ -67,7 +77,9 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         calls: K > 0 for a model with a chain of K calls: composed examples (:class:`~ncl.tasks.compose.Composed`)
             then also give ``call_program (B,K)``, ``call_args (B,K,2)``, ``call_halt (B,K)`` and
             ``operand_end (B,T)`` (1 at a prompt token whose cell ends an operand, 0 at the other tokens
-            written; −100 = none).
+            written; −100 = none), ``call_focus (B,K)`` (the token where each call's heads should read: the
+            first after its step phrase; −100 = none) and ``step_end (B,T)`` (1 at the ``call_focus`` tokens, 0
+            at the other prompt tokens, −100 = none).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
     predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
@@ -125,6 +137,17 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
             for k in c[3]:
                 end[i, P - len(p) + k] = 1
         out["operand_end"] = end
+        out["call_focus"] = torch.tensor([[t + P - len(p) if t >= 0 else -100 for t in c[4]]  # in the batch
+                                          for c, p in zip(chain, prompts)])
+        step = torch.where(mask[:, :P] > 0, 0, -100)
+        step = torch.cat([step, torch.full((B, T - P), -100)], 1)
+        for i, c in enumerate(chain):
+            if c[4][0] < 0:  # no spans: no labels
+                step[i] = -100
+            for t in c[4]:
+                if t >= 0:
+                    step[i, P - len(prompts[i]) + t] = 1
+        out["step_end"] = step
     width = max(len(e.args) for e in examples)
     out["args"] = torch.tensor([list(e.args) + [-100] * (width - len(e.args)) for e in examples])
     return out

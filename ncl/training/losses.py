@@ -56,7 +56,8 @@ def _nll(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     """A chain's heads (:class:`~ncl.computer.outputs.ChainHeads`) against the composed problem's calls: each
-    call's program, its slots' segments, whether it halts (the last call always does) and the operand ends."""
+    call's program, its slots' segments, whether it halts (the last call always does), where the step phrases
+    end, and the operand ends."""
     loss = _nll(chain.pi, batch["call_program"]) + _nll(chain.pointers, batch["call_args"])
     halt = batch["call_halt"][:, :-1]
     sel = halt >= 0
@@ -64,7 +65,13 @@ def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
         loss = loss + F.binary_cross_entropy_with_logits(chain.halt_logit[:, :-1][sel], halt[sel].float())
     end = batch["operand_end"][:, :P]
     sel = end >= 0
-    return loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
+    loss = loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
+    if chain.step_logit is not None and "step_end" in batch:  # where the step phrases end
+        step = batch["step_end"][:, :P]
+        sel = step >= 0
+        if bool(sel.any()):
+            loss = loss + F.binary_cross_entropy_with_logits(chain.step_logit[sel], step[sel].float())
+    return loss
 
 
 __all__ = ["aux_loss"]
