@@ -239,8 +239,8 @@ class NeuralComputer(nn.Module):
                    input_ids: torch.Tensor | None = None, max_steps: int | None = None,
                    tokens: torch.Tensor | None = None) -> ComputerState:
         """The heads on the prompt and the run: ``h (B,T,d)`` normalised hidden states, ``mask``/``read`` (B,T)
-        the real tokens and the read positions, ``tokens (B,T,d)`` what the local write gates read (see
-        :meth:`forward`)."""
+        the real tokens and the read positions, ``tokens (B,T,d)`` what the local write and operand-end gates
+        read (see :meth:`forward`)."""
         cfg = self.config
         prompt = mask * (1 - read)
         first_read = torch.where(read.sum(0) > 0)[0]
@@ -255,13 +255,13 @@ class NeuralComputer(nn.Module):
                                                          None if tokens is None else tokens[:, cols])
         if cfg.calls:
             local = h if tokens is None else tokens  # what local operand-end gates read: each token, the next
-            ends = (local[:, cols], local[:, 1:last + 2]) if cfg.tape_gates == "local" else None
+            end_tokens = (local[:, cols], local[:, 1:last + 2]) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
-                                   ends)
+                                   end_tokens)
         if cfg.program_read == "text":
             written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
-            ends = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # SEP cells
-            arity = (ends.sum(1).long() - 1).clamp(0, ARITIES - 1)
+            seps = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # numbers' ends
+            arity = (seps.sum(1).long() - 1).clamp(0, ARITIES - 1)
             c = self.text_context(h[:, cols], prompt[:, cols] * (1 - written)) + self.arity(arity)
         else:
             c = h[:, last]
@@ -277,25 +277,26 @@ class NeuralComputer(nn.Module):
     def text_context(self, h: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """What the program and argument heads read with ``program_read="text"``: ``h (B,T,d)`` pooled over the
         ``words (B,T)`` (1 at the prompt tokens the tape does not hold) by each of the
-        :data:`PROGRAM_QUERIES` learned queries, summed → (B, d). The numbers' tokens take no weight, so longer
-        numbers do not dilute the words (the last token's state, read instead, drifts on prompts longer than
-        trained)."""
+        :data:`PROGRAM_QUERIES` learned queries, summed → (B, d) (:meth:`prompt_run` adds the arity's
+        embedding). The numbers' tokens take no weight, so longer numbers do not dilute the words (the last
+        token's state, read instead, drifts on prompts longer than trained)."""
         scores = torch.einsum("btd,qd->bqt", self.program_key(h), self.program_query) / h.shape[-1] ** 0.5
         weights = torch.softmax(scores.masked_fill(words[:, None] <= 0, float("-inf")), -1)
         return torch.einsum("bqt,btd->bd", weights.nan_to_num(0.0), h)
 
-    def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read, ends=None) -> ComputerState:
+    def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read,
+                   end_tokens=None) -> ComputerState:
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
-        hidden states and tokens written from; ``ends``: ``(tokens (B,T,d), the tokens after them (B,T,d))``
-        that local operand-end gates read (None: ``h``)."""
+        hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them
+        (B,T,d))`` that local operand-end gates read (None: ``h``)."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
-        if ends is None:
+        if end_tokens is None:
             end_logit = self.end_head(h).squeeze(-1)
         else:
-            end_logit = (self.end_head(ends[0]) + self.end_next_head(ends[1])).squeeze(-1)
+            end_logit = (self.end_head(end_tokens[0]) + self.end_next_head(end_tokens[1])).squeeze(-1)
         end = (torch.sigmoid(end_logit) > 0.5).to(h.dtype) * written
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)

@@ -43,9 +43,9 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, 
     focus = [-100] * K
     spans = getattr(e, "spans", ())
     if spans:
-        ends = [0] + [len(t) for t in toks[1:]]  # <bos> holds no character
-        ends = [sum(ends[:i + 1]) for i in range(len(toks))]  # the character after each token
-        at = (lambda char: next(i for i in range(1, len(toks)) if ends[i] > char))
+        sizes = [0] + [len(t) for t in toks[1:]]  # <bos> holds no character
+        after = [sum(sizes[:i + 1]) for i in range(len(toks))]  # the character after each token
+        at = (lambda char: next(i for i in range(1, len(toks)) if after[i] > char))
         for k, (_, end) in enumerate(spans[:K]):
             focus[k] = at(end)
     O = len(e.operands)
