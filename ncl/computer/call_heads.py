@@ -7,9 +7,10 @@ again: a model trained on one- and two-call problems has no weight that only a t
   k-th step the way call 1 finds the first. ``c_k`` is the hidden state at the focus, which has read the whole
   step.
 - **Halting.** Call k halts unless a step ends after its focus: its logit is minus the largest step-end logit
-  after the focus, so the halting labels train the same gate. Heads that read the text after the step learned
-  what fits one- and two-call problems (the second "then" is the last), and so did attentions that chose where
-  a call reads, labelled or not (a second call that read the third step).
+  after the focus, a constant to the losses (the gate's own labels train it: through the halting labels, a
+  missed step end, which leaves a call's focus short, was pushed further down). Heads that read the text
+  after the step learned what fits one- and two-call problems (the second "then" is the last), and so did
+  attentions that chose where a call reads, labelled or not (a second call that read the third step).
 - **Program** and pointers read ``c_k``.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
@@ -78,9 +79,10 @@ class CallHeads(nn.Module):
             found = later.any(-1)
             focus = torch.where(found, later.float().argmax(-1), focus)  # the first mark after the last focus
             c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
-            # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32)
+            # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32); detached, since
+            # where a step end was missed the halting labels would push it further down
             after_focus = (pos[None] > focus[:, None]) & real
-            halts.append(-step_logit.masked_fill(~after_focus, -30.0).amax(-1))
+            halts.append(-step_logit.detach().masked_fill(~after_focus, -30.0).amax(-1))
             pis.append(self.program(c))
             # operand j's order relative to the focus: −1, −2 at or before it; 0, 1, ... after it
             after = (end_pos > focus[:, None]).long()
