@@ -84,14 +84,32 @@ def test_output_follows_transformers_conventions():
     assert torch.allclose(out.loss, shifted)
 
 
+def _run_long_add(model):
+    """Make a random model's heads write the prompt and call ``long_add`` on it (still softly): whether the read
+    gate gets a gradient depends on the tape the run leaves, and random heads may leave one whose cells are all
+    alike (nothing written, or a program that clears it)."""
+    comp = model.computer
+    with torch.no_grad():
+        comp.program_head.bias.zero_()
+        comp.program_head.bias[comp.program_names.index("long_add")] = 8.0
+        S = comp.num_sources  # per register: the first tape cells, the tape's length, zero
+        bias = comp.source_head.bias.view(-1, S)
+        bias.zero_()
+        bias[:, S - 1] = 8.0  # zero, but r2: the length
+        bias[1, S - 1], bias[1, S - 2] = 0.0, 8.0
+        comp.gate_head.weight.zero_()  # and every prompt token writes: the tape holds the prompt
+        comp.gate_head.bias.fill_(8.0)
+        comp.gate_prev_head.weight.zero_()
+
+
 @pytest.mark.parametrize("freeze", [False, True])
 def test_gradients_reach_the_computers_heads(freeze):
     tok = CharTokenizer()
     base = hf_model()
     model = augment(base, tok, split=1, freeze_base=freeze, **SMALL)
     ids, mask, labels = batch(tok, right=True)
+    _run_long_add(model)
     model(ids, mask, labels=labels).loss.backward()
-    # (not the argument heads: the write gates start closed, so the tape is empty and every source alike)
     for head in (model.computer.program_head, model.computer.gate_head, model.computer.read_head,
                  model.computer.embed_r0, model.computer.print_cell):
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
@@ -253,6 +271,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 def test_a_bf16_base_runs_with_an_fp32_computer():
     tok = CharTokenizer()
     model = augment(hf_model().to(torch.bfloat16), tok, split=1, **SMALL)
+    _run_long_add(model)
     assert model.computer.norm.weight.dtype == torch.float32
     ids, mask, labels = batch(tok, right=True)
     out = model(ids, mask, labels=labels)
