@@ -14,7 +14,8 @@
 #   scripts/run_benchmark.sh [RUNS_DIR]   (env: TASKS, MODELS, SEEDS, STEPS, TIME_LIMIT, COUNT, JOBS, RESULTS)
 #
 # The language tasks (docs/language.md) run the same way into their own directory, with the default steps:
-#   TASKS="mix compose" RESULTS=results-language STEPS=1500 scripts/run_benchmark.sh runs-language
+#   TASKS="mix compose" MODELS="augmented tooluse llama" RESULTS=results-language STEPS=1500 COUNT=200 \
+#     scripts/run_benchmark.sh runs-language
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
