@@ -79,8 +79,8 @@ class ComputerConfig:
             ``"context"`` (the hidden state; configs saved before this option existed read as this).
         program_read: what the program and argument heads of a single call read: ``"text"`` (attention over the
             prompt's tokens that the tape does not hold, its words, so that long numbers do not dilute them,
-            and how many numbers the tape holds: one, two or more) or ``"last"`` (the last prompt token's hidden state; configs saved before this option existed read
-            as this).
+            and how many numbers the tape holds: one, two or more) or ``"last"`` (the last prompt token's
+            hidden state; configs saved before this option existed read as this).
         calls: 0 (one call on the whole tape) or K >= 1: a chain of up to K calls (:mod:`ncl.computer.calls`),
             each with its own program, two argument slots over segments (the empty one, up to K + 1 prompt
             operands, the earlier calls' results) and a halting gate. Needs ``reader="cells"``.
@@ -163,5 +163,5 @@ class ComputerConfig:
         return cls(machine=machine, **kwargs)
 
 
-__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS", "READERS", "WRITERS",
-           "TAPE_GATES"]
+__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS", "READERS",
+           "TAPE_GATES", "WRITERS"]
