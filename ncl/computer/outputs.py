@@ -28,7 +28,7 @@ class ChainHeads(NamedTuple):
     call_steps: torch.Tensor
     segments: torch.Tensor
     segment_length: torch.Tensor
-    step_logit: torch.Tensor | None = None
+    step_logit: torch.Tensor
 
 
 class PromptHeads(NamedTuple):

@@ -57,6 +57,5 @@ def exact_match(predictions: list[str], examples: list[Example]) -> float:
     return sum(p == e.answer for p, e in zip(predictions, examples)) / len(examples)
 
 
-__all__ = ["ALL_SPLITS", "COMPOSE", "ComposeTask", "Example", "MIX", "MixTask",
-            "SPLIT_SIZE", "TASKS", "Task", "all_names", "exact_match",
-           "get", "held_out", "names"]
+__all__ = ["ALL_SPLITS", "COMPOSE", "ComposeTask", "Example", "MIX", "MixTask", "SPLIT_SIZE", "TASKS", "Task",
+           "all_names", "exact_match", "get", "held_out", "names"]

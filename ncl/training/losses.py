@@ -56,21 +56,16 @@ def _nll(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     """A chain's heads (:class:`~ncl.computer.outputs.ChainHeads`) against the composed problem's calls: each
-    call's program, its slots' segments, whether it halts (the last call always does), where the step phrases
-    end, and the operand ends."""
+    call's program, its slots' segments, where the step phrases end, and the operand ends. Halting has no term:
+    a call halts when no step ends after it (:mod:`ncl.computer.call_heads`), so the step-end labels train it."""
     loss = _nll(chain.pi, batch["call_program"]) + _nll(chain.pointers, batch["call_args"])
-    halt = batch["call_halt"][:, :-1]
-    sel = halt >= 0
-    if bool(sel.any()):
-        loss = loss + F.binary_cross_entropy_with_logits(chain.halt_logit[:, :-1][sel], halt[sel].float())
     end = batch["operand_end"][:, :P]
     sel = end >= 0
     loss = loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
-    if chain.step_logit is not None and "step_end" in batch:  # where the step phrases end
-        step = batch["step_end"][:, :P]
-        sel = step >= 0
-        if bool(sel.any()):
-            loss = loss + F.binary_cross_entropy_with_logits(chain.step_logit[sel], step[sel].float())
+    step = batch["step_end"][:, :P]
+    sel = step >= 0
+    if bool(sel.any()):  # none for composed examples without step places (Composed.spans)
+        loss = loss + F.binary_cross_entropy_with_logits(chain.step_logit[sel], step[sel].float())
     return loss
 
 

@@ -117,7 +117,8 @@ def plot_grid(rows: dict[str, dict[str, dict[str, tuple[float, float]]]], splits
 
 
 def plot_trace(result: dict, path) -> Path:
-    """A PNG of an ``ncl trace`` result (:func:`ncl.training.trace.trace`): one bar per call, its machine steps, labelled with the call and its result."""
+    """A PNG of an ``ncl trace`` result (:func:`ncl.training.trace.trace`): one bar per call, its machine steps,
+    labelled with the call and its result."""
     plt = _pyplot()
     calls = result["calls"]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(calls)))
