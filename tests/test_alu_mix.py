@@ -74,6 +74,26 @@ def test_each_op_on_hard_values_is_exact(backend, n):
 
 
 @pytest.mark.parametrize("backend", fused_backends())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_supports_on_both_sides_of_the_dense_switch_match_reference(backend, dtype):
+    """x with 15, 16 and 17 entries at n = 128: the CPU forward steps the pair targets along x's support up to
+    n/8 = 16 entries and runs every i along the tables' structure above it (docs/alu.md, pair_column). Each row
+    weighs one pair op (and all five in the last rows), and y has a few entries, some j = 0 (DIV, MOD by 0)."""
+    B, n = 8, 128
+    g = torch.Generator().manual_seed(5)
+    x = torch.zeros(B, n)
+    y = torch.zeros(B, n)
+    for b, size in enumerate([15, 16, 17, 15, 16, 17, 17, 64]):
+        x[b, torch.randperm(n, generator=g)[:size]] = torch.rand(size, generator=g) + 0.1
+        y[b, torch.randperm(n, generator=g)[:3]] = torch.rand(3, generator=g) + 0.1
+        y[b, 0] = 0.5 * (b % 2)
+    coeffs = torch.full((B, NUM_OPS), 1e-13)
+    coeffs[torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 2])] = 1.0
+    coeffs[6:, :5] = torch.softmax(torch.randn(2, 5, generator=g), -1)
+    check_against_reference(alu_mix, (x, y, coeffs), backend, dtype)
+
+
+@pytest.mark.parametrize("backend", fused_backends())
 def test_sharp_weights_match_reference(backend):
     """A sharp program's weights (one op ~1, the rest ~e^-30) on soft operands: skipping is invisible."""
     x, y, _ = make(5, 16, seed=3)

@@ -20,6 +20,9 @@ template <typename A> struct RowScratch {
         dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {}
 };
 
+// mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
+constexpr int64_t kDenseSupport = 8;
+
 // Exclusive prefix p[c] = Σ_{i<c} a_i b_i and strict suffix q[c] = Σ_{i>c} a_i b_i (b = nullptr: b_i = 1).
 template <typename A> A running_sums(const A* a, const A* b, A* p, A* q, int64_t n) {
   A s = A(0);
@@ -65,9 +68,60 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   return r;
 }
 
+// The pair ops' part of out for one operand entry y_j, over every i: out[T_k(i, j)] += coef_k·y_j·x_i for the
+// active pair ops `active[0..na)`, along the structure of each table (mix_row_backward's runs): ADD and SUB shift x
+// in two contiguous runs, MOD adds x's runs of length j to out[0..j), DIV adds each run's sum to one entry, MUL
+// steps i·j mod n. All but MUL vectorise. sx = Σ x.
+template <typename A>
+void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, const int* active,
+                 int na, A* out) {
+  for (int q = 0; q < na; ++q) {
+    const int k = active[q];
+    const A cy = coef[k] * yj;
+    if (k == alu::ADD) {  // out[i + j (mod n)] += cy x_i
+      NCL_PRAGMA(omp simd)
+      for (int64_t i = 0; i < n - j; ++i) out[i + j] += cy * x[i];
+      NCL_PRAGMA(omp simd)
+      for (int64_t i = n - j; i < n; ++i) out[i + j - n] += cy * x[i];
+    } else if (k == alu::SUB) {  // out[i - j (mod n)] += cy x_i
+      NCL_PRAGMA(omp simd)
+      for (int64_t i = 0; i < j; ++i) out[i + n - j] += cy * x[i];
+      NCL_PRAGMA(omp simd)
+      for (int64_t i = j; i < n; ++i) out[i - j] += cy * x[i];
+    } else if (k == alu::MUL) {
+      for (int64_t i = 0, m = 0; i < n; ++i) {
+        out[m] += cy * x[i];
+        m += j;
+        if (m >= n) m -= n;
+      }
+    } else if (j == 0) {  // DIV and MOD by 0 give 0
+      out[0] += cy * sx;
+    } else if (k == alu::DIV) {  // out[i / j] += cy x_i: one entry per run of j (summed, not prefix
+      // differences, which would leave fp32 rounding noise of the whole row's mass on entries that get ~0)
+      for (int64_t i0 = 0, q2 = 0; i0 < n; i0 += j, ++q2) {
+        const int64_t len = std::min(j, n - i0);
+        const A* xb = x + i0;
+        A run = A(0);
+        NCL_SIMD_SUM(run)
+        for (int64_t r = 0; r < len; ++r) run += xb[r];
+        out[q2] += cy * run;
+      }
+    } else {  // MOD
+      for (int64_t i0 = 0; i0 < n; i0 += j) {
+        const int64_t len = std::min(j, n - i0);
+        const A* xb = x + i0;
+        NCL_PRAGMA(omp simd)
+        for (int64_t r = 0; r < len; ++r) out[r] += cy * xb[r];
+      }
+    }
+  }
+}
+
 // One row of the forward mixture: out[c] = Σ_k coef_k op_k(x, y)[c], skipping ops by alu::active_ops. The
-// structured ops come from alu::structured_out; the pair ops scatter the outer product over the operands'
-// supports (alu::support), each pair into the targets of the active ops only.
+// structured ops come from alu::structured_out. The pair ops run over the operands' supports (alu::support): for
+// each j in supp(y), over the pairs (i in supp(x), j), each pair into the targets of the active ops only; or, when
+// x is dense enough that a pass over every i costs less than stepping the targets along its support, over every i
+// by pair_column.
 template <typename T, typename A>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());
@@ -79,6 +133,14 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   for (int k = 0; k < alu::kNumPair; ++k)
     if (mask & (1u << k)) active[na++] = k;
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
+  // A pass over every i costs about n/8 vector operations an op (n for MUL); stepping costs ~10 a pair.
+  if (nx * kDenseSupport > n) {
+    for (int64_t jj = 0; jj < ny; ++jj) {
+      const int64_t j = s.sy[jj];
+      pair_column<A>(r.x, r.sx, n, j, r.y[j], coef, active, na, out);
+    }
+    return;
+  }
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     alu::PairTargets t(n, j);
@@ -134,12 +196,31 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
       }
       sum[alu::SUB] += acc2;
     }
-    // MUL: g[i·j mod n], stepped.
-    for (int64_t i = 0, m = 0; i < n; ++i) {
-      dk[alu::MUL][i] += yj * gs[m];
-      sum[alu::MUL] += xs[i] * gs[m];
-      m += j;
-      if (m >= n) m -= n;
+    // MUL: g[i·j mod n], stepped. Four partial sums of Σ_i x_i g[i·j]: as one chain of n dependent adds, each
+    // waiting for the last, it was the backward's slowest loop on dense operands.
+    {
+      A part[4] = {A(0), A(0), A(0), A(0)};
+      A* dmul = dk[alu::MUL];
+      int64_t i = 0, m = 0;
+      for (; i + 4 <= n; i += 4) {
+        int64_t t[4];
+        for (int u = 0; u < 4; ++u) {
+          t[u] = m;
+          m += j;
+          if (m >= n) m -= n;
+        }
+        for (int u = 0; u < 4; ++u) {
+          dmul[i + u] += yj * gs[t[u]];
+          part[u] += xs[i + u] * gs[t[u]];
+        }
+      }
+      for (; i < n; ++i) {
+        dmul[i] += yj * gs[m];
+        part[0] += xs[i] * gs[m];
+        m += j;
+        if (m >= n) m -= n;
+      }
+      sum[alu::MUL] += (part[0] + part[1]) + (part[2] + part[3]);
     }
     // DIV: g[i / j] is constant on runs of j; MOD: g[i mod j] repeats g[0..j) on the same runs. j = 0: g[0].
     const int64_t run = j ? j : n;

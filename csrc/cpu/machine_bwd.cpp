@@ -280,14 +280,14 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     const A* gacc = g_acc_mem + c * n;
     const A* mem = pre.mem + c * n;
     const A *y = w.y.data(), *g_load = g.load.data();
-    A* g_mem = gpre.mem + c * n;
+    A* g_mem = gpre.mem + c * n;  // written, not added to: nothing before this pass writes it
     A* g_y = g.y.data();
     A ga = A(0), gl = A(0), ghc = A(0);
     NCL_PRAGMA(omp simd reduction(+ : ga, gl, ghc))
     for (int64_t j = 0; j < n; ++j) {
       const A diff = y[j] - mem[j], gmj = gm[j] + h * gacc[j];
       ghc += gacc[j] * (mem[j] + a * diff);
-      g_mem[j] += gmj * (A(1) - a) + chi * g_load[j];
+      g_mem[j] = gmj * (A(1) - a) + chi * g_load[j];
       g_y[j] += a * gmj;
       ga += gmj * diff;
       gl += g_load[j] * mem[j];
@@ -486,9 +486,9 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         const View<A> wv(work_p, lay);
         const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, nullptr, nullptr, scalar_sink,
                           scalar_sink + 1};
-        // The return stack, (S, L), is most of the state, and only a step with CALL mass writes it (update_stack
-        // skips rows written with weight 0, so they stay bitwise the same): the entries of the steps after one
-        // without CALL mass share the return stack kept before it instead of copying it again.
+        // The return stack, (S, L), is most of the state, and most steps write none of its slots (update_stack
+        // skips negligible writes, so the slots stay bitwise the same): the entries of the steps after such a step
+        // share the return stack kept before it instead of copying it again.
         // A frozen sample's steps (running_mass) leave its state as it is, so every one after the first shares
         // that step's entry instead of running it again.
         bool rstk_kept = false, was_frozen = false;
@@ -513,7 +513,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           }
           step_sample(f, z, wc, w, first + s + 1, eps);
           w.save(entry + lay.size());
-          rstk_kept = w.e_call == A(0);
+          rstk_kept = !w.rstk_written;
         }
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
         A* gpost_p = gbuf_a.data();
@@ -541,7 +541,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           w.load_from(entry + lay.size());
           View<A> pre(entry, lay);
           pre.rstk = rstk_at[s];
-          std::fill(gpre_p, gpre_p + lay.off[3], A(0));  // ip reg mem; step_backward writes the stacks' parts
+          std::fill(gpre_p, gpre_p + lay.off[2], A(0));  // ip reg; step_backward writes the mem's and stacks' parts
           step_backward(f, tgt_rows, nz, z, pre, w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
                         g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);
           std::swap(gpost_p, gpre_p);

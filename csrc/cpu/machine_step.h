@@ -63,6 +63,7 @@ template <typename A> struct Workspace {
   // halted mass, RET and return-stack masses, e_CALL clamped, and the written value's mass before it is
   // normalised (`value` holds the normalised row).
   A rho, wsum, halted, ret_mass, ret_total, e_call, vsum;
+  bool rstk_written = false;  // whether the step wrote a return-stack slot (the backward's tape shares it if not)
   RowScratch<A> alu;
   explicit Workspace(const Sizes& s)
       : e(s.O), alpha(s.K), beta(s.K), delta(s.K), z(s.n), x(s.n), y(s.n), chi(s.C), load(s.n), pop(s.n),
@@ -93,60 +94,90 @@ template <typename A> struct Workspace {
   }
 };
 
-// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights. A row of weight exactly 0
-// would add ±0 to every sum, which leaves it unchanged, so it is skipped: on a sharp machine that is every row but
-// one (the (S, L) return stack of a large library is most of a step's memory traffic).
+// Negligible weights. A step of a sharp program spreads leaks of about e^-β (9.4e-14 at β = 30) over every weight:
+// the address χ over every memory cell, the write and halting masses, the stack pointers, the ip over lines the
+// program never reaches. In float the kernels treat a weight w as 0 when |w| ≤ negligible<A>(R)·scale, R the number
+// of rows it weighs in one sum and negligible<A>(R) = 2^-30 / R. The scale is 1 for the weights that are
+// distributions (the address, the stack pointers) and the running mass ρ for those that are a share of it (the
+// ip's lines, the write and halting masses): a halted sample's ρ is ~1e-10, its fields are renormalised by 1/ρ, and
+// its steps still shape its gradients. A read Σ_r w_r row_r then drops at most 2^-30 · scale · max|row| in all, and
+// a write row + a(v - row) moves no entry by more than 2^-30 · scale · |v - row| (the state holds distributions:
+// entries in [0, 1]). That is under the fp32 rounding of a step's large entries, and at 1,000 steps under 1e-6, a
+// twentieth of the fp32 test tolerance. Without it every step streamed all C rows of the memory and every slot of
+// both stacks to add ~1e-13. In double only exact zeros are skipped (a row weighed 0 adds ±0), so the float64
+// kernels stay the tests' exact oracle.
+template <typename A> A negligible(int64_t rows) {
+  return sizeof(A) < sizeof(double) ? A(9.313225746154785e-10 / static_cast<double>(rows)) : A(0);
+}
+template <typename A> bool matters(A w, A threshold) { return std::abs(w) > threshold; }
+
+// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights, negligible weights skipped.
 template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64_t W, A* out) {
   std::fill(out, out + W, A(0));
+  const A thr = negligible<A>(R);
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r];
-    if (wr == A(0)) continue;
+    if (!matters(wr, thr)) continue;
     const A* row = bank + r * W;
     for (int64_t j = 0; j < W; ++j) out[j] += wr * row[j];
   }
 }
 
-// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample. A row written with weight exactly 0 keeps
-// its values (m + 0·(v - m) = m), so it is skipped.
-template <typename A> void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W) {
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample, writes with |gate·w_r| ≤ thr skipped.
+// Returns whether any row was written.
+template <typename A> bool write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A thr) {
+  bool wrote = false;
   for (int64_t r = 0; r < R; ++r) {
     const A a = gate * w[r];
-    if (a == A(0)) continue;
+    if (!matters(a, thr)) continue;
+    wrote = true;
     A* row = bank + r * W;
     for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
   }
+  return wrote;
 }
 
 // One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
 // (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
 // bank[r] <- bank[r] + gate·w_r (v - bank[r]), then, if kAccumulate, acc[r] += h·bank[r] (the state after).
+// Negligible reads and writes are skipped as in read_rows and write_rows.
 template <bool kAccumulate, typename A>
-void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read) {
+void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
+                           A write_thr) {
   std::fill(read, read + W, A(0));
+  const A read_thr = negligible<A>(R);
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (wr == A(0)) {  // neither read nor written (as read_rows, write_rows)
-      if constexpr (kAccumulate)
-        for (int64_t j = 0; j < W; ++j) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
+    A* acc_row = acc + r * W;
+    if (matters(wr, read_thr) && matters(a, write_thr)) {
+      for (int64_t j = 0; j < W; ++j) {
+        read[j] += wr * row[j];
+        row[j] = soft_write_value(row[j], a, v[j]);
+        if constexpr (kAccumulate) acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+      }
       continue;
     }
-    for (int64_t j = 0; j < W; ++j) {
-      read[j] += wr * row[j];
-      row[j] = soft_write_value(row[j], a, v[j]);
-      if constexpr (kAccumulate) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
-    }
+    if (matters(wr, read_thr))
+      for (int64_t j = 0; j < W; ++j) read[j] += wr * row[j];
+    if (matters(a, write_thr))  // |a| ≤ |gate|·|w_r|: with gate > 1 a row can be written and not read
+      for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
+    if constexpr (kAccumulate)
+      for (int64_t j = 0; j < W; ++j) acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
   }
 }
 
-// stack_update of one sample in place; returns (overflow, underflow) = (u p_{S-1}, o p_0).
+// stack_update of one sample in place, writes with |u·up(p)_s| ≤ write_thr skipped; returns (overflow, underflow) =
+// (u p_{S-1}, o p_0). `wrote`: whether any slot was written.
 template <typename A>
-std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp) {
+std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp, A write_thr,
+                             bool& wrote) {
   const std::pair<A, A> faults{u * p[S - 1], o * p[0]};
+  wrote = false;
   for (int64_t s = 0; s < S; ++s) {
     const A raised = stack::up_at<A>(p, s, S);
     tmp[s] = stack::new_pointer(p[s], raised, stack::down_at<A>(p, s, S), u, o);
-    write_rows(slots + s * W, &raised, item, u, 1, W);
+    wrote |= write_rows(slots + s * W, &raised, item, u, 1, W, write_thr);
   }
   std::copy(tmp, tmp + S, p);
   return faults;
@@ -172,11 +203,14 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   // 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
   std::fill(w.e.begin(), w.e.end(), A(0));
   for (auto* v : {&w.alpha, &w.beta, &w.delta, &w.z}) std::fill(v->begin(), v->end(), A(0));
+  // A line's mass is negligible relative to the running mass ρ, by which the fields are renormalised: a halted
+  // sample's ρ is ~1e-10 and its steps still shape its gradients (scaled by 1/ρ).
   A rho = A(0);
+  for (int64_t l = 0; l < L; ++l) rho += c.ip[l];
+  const A line_thr = negligible<A>(L) * std::abs(rho), write_thr = negligible<A>(1) * std::abs(rho);
   for (int64_t l = 0; l < L; ++l) {
     const A p = c.ip[l];
-    rho += p;
-    if (p == A(0)) continue;
+    if (!matters(p, line_thr)) continue;
     for (int64_t k = 0; k < O; ++k) w.e[k] += p * f.op[l * O + k];
     for (int64_t k = 0; k < K; ++k) {
       w.alpha[k] += p * f.a[l * K + k];
@@ -211,6 +245,8 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   for (int64_t m = 0; m < L; ++m) w.new_ip[m] = (m > 0 ? w.moved[m - 1] : A(0)) + ret_mass * w.ret_to[m];
   for (int64_t l = 0; l < L; ++l) {
     const A jl = w.jumped[l];
+    // Exact zeros only: dropping a halted sample's negligible jumps moved its fp32 gradients by 3 % (its fields'
+    // 1/ρ amplifies where the ip's mass goes).
     if (jl == A(0)) continue;
     const A* row = f.tgt + l * L;
     for (int64_t m = 0; m < L; ++m) w.new_ip[m] += jl * row[m];
@@ -226,12 +262,15 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
 
   // 5. Memory: LOAD reads it, STORE writes it (address from a, value from b), and the halting mixture
   //    accumulates it, in one pass (LOAD and the address are known before the write).
-  if (c.acc_mem)
+  // A step with negligible halting mass (every step but the last of a sharp program) leaves the halting mixtures
+  // alone: their (C, n) accumulation was most of a sharp step.
+  const bool accumulate = matters(halted, write_thr);
+  if (c.acc_mem && accumulate)
     read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                w.load.data());
+                                w.load.data(), write_thr);
   else
     read_write_accumulate<false>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                 w.load.data());
+                                 w.load.data(), write_thr);
 
   // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
   A wsum = A(0);
@@ -261,12 +300,14 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   for (int64_t j = 0; j < n; ++j) value[j] = value[j] / vdiv;
 
   // 4. Registers (and their halting mixture), 6. both stacks.
-  write_rows(c.reg, w.delta.data(), value, gate, K, n);
-  if (c.acc_reg)
+  write_rows(c.reg, w.delta.data(), value, gate, K, n, write_thr);
+  if (c.acc_reg && accumulate)
     for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
-  const auto d_faults =
-      update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, w.ptr.data());
-  const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data());
+  bool dstk_written;
+  const auto d_faults = update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n,
+                                     w.ptr.data(), write_thr, dstk_written);
+  const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data(),
+                                     write_thr, w.rstk_written);
   std::copy(w.new_ip.begin(), w.new_ip.end(), c.ip);
   *c.faults = *c.faults + (d_faults.first + d_faults.second + r_faults.first);
   *c.expected = halting::expected_steps(*c.expected, static_cast<A>(t), halted);
