@@ -1,10 +1,10 @@
 // Backward of the whole-run machine kernel on CPU: the gradient of `count` steps (first+1 .. first+count),
 // given the carry entering them and the gradient of the carry leaving them. Per sample, the steps are run
-// once more (machine_step.h, the forward's own code), keeping the state before each and the step's
-// intermediates (a tape of `count` entries), then walked back, applying each step's adjoint: the
-// hand-written reverse of ncl_kernels.machine.step.step + halting_accumulate. The fields' gradients are summed
-// over samples and steps. tests/test_machine_run_kernel.py checks it against autograd through the fused step ops
-// and the reference, and by gradcheck.
+// once more (machine_step.h, the forward's own code), keeping each step's intermediates and the rows of the state
+// it overwrites (UndoLog), then walked back, restoring each step's state before it in place and applying the
+// step's adjoint: the hand-written reverse of ncl_kernels.machine.step.step + halting_accumulate. The fields'
+// gradients are summed over samples and steps. tests/test_machine_run_kernel.py checks it against autograd through
+// the fused step ops and the reference, and by gradcheck.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
@@ -469,51 +469,42 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       Workspace<A> w(z);
       Adjoints<A> g(z);
       FieldGrads<A> gf(z, b0 == 0 && b1 == B ? &gfields : nullptr, field_grads);
-      const int64_t rec = w.record_size(), slot = lay.size() + rec;
-      // Uninitialised: every entry is written before it is read, and the tape is megabytes at a large L.
-      std::unique_ptr<A[]> tape(new A[std::max<int64_t>(count, 1) * slot]);
+      const int64_t rec = w.record_size();
+      // The tape: each step's intermediates (uninitialised: every record is written before it is read, and the
+      // tape is megabytes at a large L) and, in `log`, the rows of the state it overwrote.
+      std::unique_ptr<A[]> records(new A[std::max<int64_t>(count, 1) * rec]);
+      UndoLog<A> log;
       std::vector<A> work(lay.size()), gbuf_a(lay.size()), gbuf_b(lay.size()), tmp(2 * z.S);
-      std::vector<A*> rstk_at(std::max<int64_t>(count, 1)), entry_at(std::max<int64_t>(count, 1));
+      std::vector<A*> record_at(std::max<int64_t>(count, 1));
+      std::vector<size_t> mark_at(std::max<int64_t>(count, 1));
       std::vector<char> frozen_at(std::max<int64_t>(count, 1));
       std::vector<A> ip_out(z.L);
       std::vector<char> rzero_a(z.S), rzero_b(z.S);
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
-        // The tape: the state before each step and the step's intermediates.
         A* work_p = work.data();
         for (int i = 0; i < 7; ++i)
           std::copy_n(cin[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], work_p + lay.off[i]);
         const View<A> wv(work_p, lay);
-        const Carry<A> wc{wv.ip, wv.reg, wv.mem, wv.dstk, wv.dsp, wv.rstk, wv.rsp, nullptr, nullptr, scalar_sink,
-                          scalar_sink + 1};
-        // The return stack, (S, L), is most of the state, and most steps write none of its slots (update_stack
-        // skips negligible writes, so the slots stay bitwise the same): the entries of the steps after such a step
-        // share the return stack kept before it instead of copying it again.
+        const Carry<A> wc{wv.ip,  wv.reg,  wv.mem,  wv.dstk,     wv.dsp,          wv.rstk,
+                          wv.rsp, nullptr, nullptr, scalar_sink, scalar_sink + 1, &log};
         // A frozen sample's steps (running_mass) leave its state as it is, so every one after the first shares
-        // that step's entry instead of running it again.
-        bool rstk_kept = false, was_frozen = false;
+        // that step's record instead of running it again.
+        log.clear();
+        bool was_frozen = false;
         for (int64_t s = 0; s < count; ++s) {
           bool frozen;
           running_mass(wv.ip, z.L, frozen);
           frozen_at[s] = frozen;
+          mark_at[s] = log.mark();
           if (frozen && was_frozen) {
-            entry_at[s] = entry_at[s - 1];
-            rstk_at[s] = rstk_at[s - 1];
+            record_at[s] = record_at[s - 1];
             continue;
           }
           was_frozen = frozen;
-          A* entry = entry_at[s] = tape.get() + s * slot;
-          if (rstk_kept) {
-            std::copy(work.begin(), work.begin() + lay.off[5], entry);
-            std::copy(work.begin() + lay.off[6], work.end(), entry + lay.off[6]);
-            rstk_at[s] = rstk_at[s - 1];
-          } else {
-            std::copy(work.begin(), work.end(), entry);
-            rstk_at[s] = entry + lay.off[5];
-          }
+          record_at[s] = records.get() + s * rec;
           step_sample(f, z, wc, w, first + s + 1, eps);
-          w.save(entry + lay.size());
-          rstk_kept = !w.rstk_written;
+          w.save(record_at[s]);
         }
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
         A* gpost_p = gbuf_a.data();
@@ -537,10 +528,9 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
             continue;
           }
           frozen_after = frozen_at[s];
-          A* entry = entry_at[s];
-          w.load_from(entry + lay.size());
-          View<A> pre(entry, lay);
-          pre.rstk = rstk_at[s];
+          log.undo(mark_at[s]);  // work holds the state before step s again
+          w.load_from(record_at[s]);
+          const View<A> pre(work_p, lay);
           std::fill(gpre_p, gpre_p + lay.off[2], A(0));  // ip reg; step_backward writes the mem's and stacks' parts
           step_backward(f, tgt_rows, nz, z, pre, w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
                         g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);

@@ -42,10 +42,36 @@ template <typename A> std::vector<control::LineOps<A>> all_line_ops(const A* op,
   return out;
 }
 
+// The rows of the state that steps overwrite, each kept just before it is: the backward's tape. Walking the steps
+// back, undo() puts each step's state before it back in place, so the backward reads one state buffer, which stays
+// in cache, instead of a snapshot per step (a snapshot copies the whole (C, n) memory, 64 KB at C = n = 128, where
+// a sharp step writes one row of it).
+template <typename A> struct UndoLog {
+  std::vector<A> saved;
+  std::vector<std::pair<A*, int64_t>> rows;
+  void keep(A* row, int64_t W) {
+    rows.emplace_back(row, W);
+    saved.insert(saved.end(), row, row + W);
+  }
+  size_t mark() const { return rows.size(); }
+  // Restores every row kept since mark m, latest first (a row kept twice gets its older copy).
+  void undo(size_t m) {
+    while (rows.size() > m) {
+      const auto [row, W] = rows.back();
+      std::copy(saved.end() - W, saved.end(), row);
+      saved.resize(saved.size() - W);
+      rows.pop_back();
+    }
+  }
+  void clear() { saved.clear(), rows.clear(); }
+};
+
 // One sample's carry, updated in place: ip (L), reg (K,n), mem (C,n), dstk (S,n), dsp (S), rstk (S,L),
-// rsp (S), acc_reg (K,n), acc_mem (C,n), expected, faults.
+// rsp (S), acc_reg (K,n), acc_mem (C,n), expected, faults. With `undo` set, a step keeps every part of the state
+// (the first seven) that it overwrites there first.
 template <typename A> struct Carry {
   A *ip, *reg, *mem, *dstk, *dsp, *rstk, *rsp, *acc_reg, *acc_mem, *expected, *faults;
+  UndoLog<A>* undo = nullptr;
 };
 
 // Elements per sample of each of the 11 carry tensors, in that order (the batch stride of each).
@@ -63,7 +89,6 @@ template <typename A> struct Workspace {
   // halted mass, RET and return-stack masses, e_CALL clamped, and the written value's mass before it is
   // normalised (`value` holds the normalised row).
   A rho, wsum, halted, ret_mass, ret_total, e_call, vsum;
-  bool rstk_written = false;  // whether the step wrote a return-stack slot (the backward's tape shares it if not)
   RowScratch<A> alu;
   explicit Workspace(const Sizes& s)
       : e(s.O), alpha(s.K), beta(s.K), delta(s.K), z(s.n), x(s.n), y(s.n), chi(s.C), load(s.n), pop(s.n),
@@ -106,15 +131,19 @@ template <typename A> struct Workspace {
 // twentieth of the fp32 test tolerance. Without it every step streamed all C rows of the memory and every slot of
 // both stacks to add ~1e-13. In double only exact zeros are skipped (a row weighed 0 adds ±0), so the float64
 // kernels stay the tests' exact oracle.
+//
+// What this does change: the leaks themselves. A sample that halts keeps running on them (ρ ~ 1e-10), and its
+// fields' gradients, renormalised by 1/ρ, then depend on leak-level values, which the float kernels no longer
+// carry exactly. Where the loss reads the run (its readouts, the ponder cost) the gradients still match the
+// reference (tests/test_machine_fused.py); under arbitrary gradients on a halted sample's ip they do not.
 template <typename A> A negligible(int64_t rows) {
   return sizeof(A) < sizeof(double) ? A(9.313225746154785e-10 / static_cast<double>(rows)) : A(0);
 }
 template <typename A> bool matters(A w, A threshold) { return std::abs(w) > threshold; }
 
-// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights, negligible weights skipped.
-template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64_t W, A* out) {
+// out[j] = Σ_r w_r bank[r, j] over R rows of width W: soft_read of one row of weights, weights |w_r| ≤ thr skipped.
+template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64_t W, A thr, A* out) {
   std::fill(out, out + W, A(0));
-  const A thr = negligible<A>(R);
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r];
     if (!matters(wr, thr)) continue;
@@ -123,33 +152,32 @@ template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64
   }
 }
 
-// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample, writes with |gate·w_r| ≤ thr skipped.
-// Returns whether any row was written.
-template <typename A> bool write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A thr) {
-  bool wrote = false;
+// bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample, writes with |gate·w_r| ≤ thr skipped;
+// each row written is kept in `undo` first, if set.
+template <typename A>
+void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A thr, UndoLog<A>* undo) {
   for (int64_t r = 0; r < R; ++r) {
     const A a = gate * w[r];
     if (!matters(a, thr)) continue;
-    wrote = true;
     A* row = bank + r * W;
+    if (undo) undo->keep(row, W);
     for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
   }
-  return wrote;
 }
 
 // One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
 // (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
 // bank[r] <- bank[r] + gate·w_r (v - bank[r]), then, if kAccumulate, acc[r] += h·bank[r] (the state after).
-// Negligible reads and writes are skipped as in read_rows and write_rows.
+// Negligible reads and writes are skipped as in read_rows and write_rows, and rows written are kept in `undo`.
 template <bool kAccumulate, typename A>
 void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
-                           A write_thr) {
+                           A read_thr, A write_thr, UndoLog<A>* undo) {
   std::fill(read, read + W, A(0));
-  const A read_thr = negligible<A>(R);
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
     A* acc_row = acc + r * W;
+    if (undo && matters(a, write_thr)) undo->keep(row, W);
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
@@ -167,17 +195,16 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
   }
 }
 
-// stack_update of one sample in place, writes with |u·up(p)_s| ≤ write_thr skipped; returns (overflow, underflow) =
-// (u p_{S-1}, o p_0). `wrote`: whether any slot was written.
+// stack_update of one sample in place, writes with |u·up(p)_s| ≤ write_thr skipped and slots written kept in `undo`
+// (the pointer is the caller's to keep); returns (overflow, underflow) = (u p_{S-1}, o p_0).
 template <typename A>
 std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp, A write_thr,
-                             bool& wrote) {
+                             UndoLog<A>* undo) {
   const std::pair<A, A> faults{u * p[S - 1], o * p[0]};
-  wrote = false;
   for (int64_t s = 0; s < S; ++s) {
     const A raised = stack::up_at<A>(p, s, S);
     tmp[s] = stack::new_pointer(p[s], raised, stack::down_at<A>(p, s, S), u, o);
-    wrote |= write_rows(slots + s * W, &raised, item, u, 1, W, write_thr);
+    write_rows(slots + s * W, &raised, item, u, 1, W, write_thr, undo);
   }
   std::copy(tmp, tmp + S, p);
   return faults;
@@ -203,8 +230,7 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   // 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
   std::fill(w.e.begin(), w.e.end(), A(0));
   for (auto* v : {&w.alpha, &w.beta, &w.delta, &w.z}) std::fill(v->begin(), v->end(), A(0));
-  // A line's mass is negligible relative to the running mass ρ, by which the fields are renormalised: a halted
-  // sample's ρ is ~1e-10 and its steps still shape its gradients (scaled by 1/ρ).
+  // Negligible weights (above): a line's mass and the write masses relative to the running mass ρ.
   A rho = A(0);
   for (int64_t l = 0; l < L; ++l) rho += c.ip[l];
   const A line_thr = negligible<A>(L) * std::abs(rho), write_thr = negligible<A>(1) * std::abs(rho);
@@ -224,15 +250,15 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
     for (auto& q : *v) q *= inv_rho;
 
   // 2. Operands, the address and POP (all from the state at the start of the step).
-  read_rows(w.alpha.data(), c.reg, K, n, w.x.data());
-  read_rows(w.beta.data(), c.reg, K, n, w.y.data());
+  read_rows(w.alpha.data(), c.reg, K, n, negligible<A>(K), w.x.data());
+  read_rows(w.beta.data(), c.reg, K, n, negligible<A>(K), w.y.data());
   std::fill(w.chi.begin(), w.chi.end(), A(0));
   for (int64_t j = 0; j < n; ++j) w.chi[j % C] += w.x[j];
-  read_rows(c.dsp, c.dstk, S, n, w.pop.data());
+  read_rows(c.dsp, c.dstk, S, n, negligible<A>(S), w.pop.data());
 
   // 7-8. Control and the halting mass, from the ip and return stack at the start of the step.
   const A chi0 = w.x[0];
-  read_rows(c.rsp, c.rstk, S, L, w.ret_to.data());
+  read_rows(c.rsp, c.rstk, S, L, negligible<A>(S), w.ret_to.data());
   A ret_mass = A(0), halt_mass = A(0), ret_total = A(0);
   for (int64_t l = 0; l < L; ++l) {
     const control::LineOps<A> o = f.line(l, O);
@@ -267,10 +293,10 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   const bool accumulate = matters(halted, write_thr);
   if (c.acc_mem && accumulate)
     read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                w.load.data(), write_thr);
+                                w.load.data(), negligible<A>(C), write_thr, c.undo);
   else
     read_write_accumulate<false>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                 w.load.data(), write_thr);
+                                 w.load.data(), negligible<A>(C), write_thr, c.undo);
 
   // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
   A wsum = A(0);
@@ -300,14 +326,18 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   for (int64_t j = 0; j < n; ++j) value[j] = value[j] / vdiv;
 
   // 4. Registers (and their halting mixture), 6. both stacks.
-  write_rows(c.reg, w.delta.data(), value, gate, K, n, write_thr);
+  write_rows(c.reg, w.delta.data(), value, gate, K, n, write_thr, c.undo);
   if (c.acc_reg && accumulate)
     for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
-  bool dstk_written;
+  if (c.undo) {  // both pointers and the ip are rewritten whole
+    c.undo->keep(c.dsp, S);
+    c.undo->keep(c.rsp, S);
+    c.undo->keep(c.ip, L);
+  }
   const auto d_faults = update_stack(c.dstk, c.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n,
-                                     w.ptr.data(), write_thr, dstk_written);
+                                     w.ptr.data(), write_thr, c.undo);
   const auto r_faults = update_stack(c.rstk, c.rsp, e_call, w.e[machine::kRet], w.ret_item.data(), S, L, w.ptr.data(),
-                                     write_thr, w.rstk_written);
+                                     write_thr, c.undo);
   std::copy(w.new_ip.begin(), w.new_ip.end(), c.ip);
   *c.faults = *c.faults + (d_faults.first + d_faults.second + r_faults.first);
   *c.expected = halting::expected_steps(*c.expected, static_cast<A>(t), halted);
