@@ -176,13 +176,12 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    A* acc_row = acc + r * W;
     if (undo && matters(a, write_thr)) undo->keep(row, W);
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
         row[j] = soft_write_value(row[j], a, v[j]);
-        if constexpr (kAccumulate) acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+        if constexpr (kAccumulate) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
       }
       continue;
     }
@@ -190,8 +189,8 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
       for (int64_t j = 0; j < W; ++j) read[j] += wr * row[j];
     if (matters(a, write_thr))  // |a| ≤ |gate|·|w_r|: with gate > 1 a row can be written and not read
       for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
-    if constexpr (kAccumulate)
-      for (int64_t j = 0; j < W; ++j) acc_row[j] = halting::accumulate(acc_row[j], h, row[j]);
+    if constexpr (kAccumulate)  // acc is null in the backward's tape pass, which does not accumulate
+      for (int64_t j = 0; j < W; ++j) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
   }
 }
 
