@@ -28,7 +28,8 @@ def _train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
-    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad")}
+    computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
+                                                       "call_read")}
     if computer["answer_grad"] is None and cfg.aux == 0:  # answers only: their gradient must reach the heads
         computer["answer_grad"] = True
     try:
@@ -159,6 +160,9 @@ def add_commands(sub) -> None:
     grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
                       help="the heads train on the auxiliary labels alone: the default when --aux > 0")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
+    p.add_argument("--call-read", choices=["text", "focus"], default=None,
+                   help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "
+                        "hidden state where the step ends")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

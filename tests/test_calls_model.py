@@ -10,7 +10,9 @@ import torch
 
 from ncl import tasks
 from ncl.computer import ComputerConfig
+from ncl.computer.call_heads import CallHeads
 from ncl.training import TrainConfig
+from ncl.training.config import default_computer
 from ncl.training.data import encode, tokenizer
 from ncl.training.factory import build_model
 from ncl.training.losses import aux_loss
@@ -57,13 +59,18 @@ def test_chain_labels_name_the_gold_calls_and_operand_ends(model):
             assert b["step_end"][i, focus[k]] == 1
 
 
-def test_every_chain_head_learns_from_the_labels():
+@pytest.mark.parametrize("read", ["focus", "text"])
+def test_every_chain_head_learns_from_the_labels(read):
+    """Every head of the chain gets a gradient from the labels. With every token a step's end, a step holds
+    one token, which the open write gates put on the tape: a step of ``read="text"`` then has no words, so its
+    word pooling and count embedding are checked in the test below, on the heads alone."""
     torch.manual_seed(0)
-    model = build_model(TrainConfig(task="compose", layers=2))
+    model = build_model(TrainConfig(task="compose", layers=2, computer=replace(default_computer(), call_read=read)))
     with torch.no_grad():  # open the write and operand-end gates, as training makes them, so operands exist
         c = model.computer
         # (and every token a step's end, so that every call reads a token)
-        for head in (c.gate_head, c.end_head, c.gate_prev_head, c.end_next_head, c.call_heads.step_end):
+        for head in (c.gate_head, c.end_head, c.gate_prev_head, c.end_next_head, c.end_next2_head,
+                     c.call_heads.step_end):
             head.weight.zero_()
             if head.bias is not None:
                 head.bias.fill_(5.0)
@@ -77,10 +84,42 @@ def test_every_chain_head_learns_from_the_labels():
     assert torch.isfinite(loss)
     (out["loss"] + loss).backward()
     c = model.computer
-    params = [("end_head", c.end_head.weight), ("end_next_head", c.end_next_head.weight)] + \
-        [(f"call_heads.{n}", p) for n, p in c.call_heads.named_parameters()]
+    params = [("end_head", c.end_head.weight), ("end_next_head", c.end_next_head.weight),
+              ("end_next2_head", c.end_next2_head.weight)] + \
+        [(f"call_heads.{n}", p) for n, p in c.call_heads.named_parameters()
+         if read == "focus" or not n.startswith(("word_", "count"))]
     for name, p in params:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_text_reading_call_heads_pool_each_steps_words():
+    """``read="text"``: call k reads the words between call k-1's focus and its own (not the operands' end
+    tokens) and the count of operands ending there; the last step ends at the last token (the answer cue)
+    whatever the gate says; every parameter gets a gradient; a call halts when no step ends after its focus."""
+    torch.manual_seed(0)
+    heads = CallHeads(16, 5, 3, "text")
+    h = torch.randn(2, 12, 16, requires_grad=True)
+    tokens = tuple(torch.randn(2, 12, 16) for _ in range(3))
+    with torch.no_grad():  # the gate fires at token 4 only (the bias on one token's embedding)
+        for lin in (heads.step_end, heads.step_next, heads.step_next2):
+            lin.weight.zero_()
+        heads.step_end.bias.fill_(-5.0)
+        tokens[0][:, :, 0] = 0.0
+        tokens[0][:, 4, 0] = 1.0
+        heads.step_end.weight[0, 0] = 10.0
+    mask, ends = torch.ones(2, 12), torch.zeros(2, 12)
+    ends[:, [2, 7]] = 1  # an operand ends in each step
+    pi, ptr, halt, step_logit = heads(h, mask, ends, 3, 3, 1 - ends, tokens)
+    assert (step_logit[:, 4] > 0).all() and (step_logit[:, [3, 5, 11]] < 0).all()
+    assert (halt[:, 0] < 0).all() and (halt[:, 1] > 0).all()  # call 2 reads up to the last token and halts
+    (pi[:, :2].sum() + ptr[:, :2][torch.isfinite(ptr[:, :2])].sum() + step_logit.sum()).backward()
+    for name, p in heads.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert h.grad[:, [2, 7]].abs().sum() == 0 and (h.grad[:, [0, 1, 3, 4, 5, 6, 8, 11]].abs().sum((0, 2)) > 0).all()
+    moved = h.detach().clone()
+    moved[:, 6] += 1.0  # a word of the second step
+    pi2 = heads(moved, mask, ends, 3, 3, 1 - ends, tokens)[0]
+    assert torch.equal(pi2[:, 0], pi[:, 0].detach()) and not torch.allclose(pi2[:, 1], pi[:, 1])
 
 
 def test_training_draws_no_held_out_problem():

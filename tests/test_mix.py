@@ -14,6 +14,7 @@ from ncl.tasks import compose, phrasing
 from ncl.training.data import encode, tokenizer
 
 MIX = tasks.get("mix")
+SINGLE = tasks.MixTask(MIX.tasks, composed=False)  # the single-call prompts alone, for the wording tests
 
 
 def _skeleton(prompt: str) -> str:
@@ -32,7 +33,7 @@ def _skeletons(task: str, held_out: bool) -> set[str]:
 
 @pytest.fixture(scope="module")
 def train_prompts():
-    return [e.prompt for e in MIX.generate("train", 10_000, seed=0)]
+    return [e.prompt for e in SINGLE.generate("train", 10_000, seed=0)]
 
 
 def test_every_task_has_trained_and_held_out_templates():
@@ -59,8 +60,10 @@ def test_templates_keep_the_numbers_in_order_and_end_each(name):
             assert all(m.end() < len(p.prompt) for m in re.finditer(r"\d+", p.prompt))
 
 
-def test_training_never_meets_an_evaluation_prompt(train_prompts):
-    train = set(train_prompts)
+def test_training_never_meets_an_evaluation_prompt():
+    """The single-call and the composed parts included: one part's training prompt can read exactly like another
+    part's held-out one (a composed ``Sort 50 7 with merge sort.``), which the mix's own hash partition rules out."""
+    train = {e.prompt for e in MIX.generate("train", 10_000, seed=0)}
     for split in MIX.eval_splits:
         assert not train & {e.prompt for e in MIX.generate(split, 500, seed=1234)}, split
 
@@ -69,7 +72,8 @@ def test_training_never_uses_the_held_out_wording(train_prompts):
     held = set().union(*(_skeletons(name, True) for name in tasks.names()))
     trained = set().union(*(_skeletons(name, False) for name in tasks.names()))
     assert not held & trained
-    plain = {_skeleton(e.prompt) for e in tasks.MixTask(MIX.tasks, noise=0.0).generate("train", 10_000, seed=0)}
+    unperturbed = tasks.MixTask(MIX.tasks, 0.0, composed=False)
+    plain = {_skeleton(e.prompt) for e in unperturbed.generate("train", 10_000, seed=0)}
     assert plain == trained  # unperturbed: every trained wording drawn, and nothing else
     seen = {_skeleton(p) for p in train_prompts}
     assert not seen & held
@@ -79,7 +83,7 @@ def test_training_never_uses_the_held_out_wording(train_prompts):
     assert fillers and all(set(w) <= set(phrasing.FILLER_LETTERS) for w in fillers)
     assert not fillers & words(held)
     assert len(seen) > 5 * len(trained)
-    paraphrase = {_skeleton(e.prompt) for e in MIX.generate("paraphrase", 500, seed=1234)}
+    paraphrase = {_skeleton(e.prompt) for e in SINGLE.generate("paraphrase", 500, seed=1234)}
     assert paraphrase <= held
 
 
@@ -104,11 +108,16 @@ def test_splits_hold_500_distinct_prompts_of_every_task():
     for split in ("test", "paraphrase", "long_mul/ood_8x", "shortest_path/ood_4x"):
         ex = MIX.generate(split, 500, seed=1234)
         assert len({e.prompt for e in ex}) == 500
-    programs = {e.program for e in MIX.generate("test", 500, seed=1234)}
+    programs = {e.program for e in SINGLE.generate("test", 500, seed=1234)}
     assert programs == {tasks.get(n).program for n in tasks.names()}  # every task, in equal shares
-    assert MIX.size_range("long_add/ood_4x") == (20, 20)
-    assert MIX.max_segment("train") == max(tasks.get(n).max_segment("train") for n in tasks.names())
+    every12th = MIX.generate("test", 600, seed=1234)[11::12]  # the parts in turn: the composed one is last
+    assert all(e.program in compose.APPLY and len(e.calls) in (1, 2) for e in every12th)
+    assert sum(len(e.calls) == 2 for e in every12th) >= 15
+    assert MIX.size_range("long_add/ood_4x") == (20, 20) and MIX.size_range("compose_4") == (4, 4)
+    assert MIX.max_segment("train") == max([tasks.get(n).max_segment("train") for n in tasks.names()]
+                                           + [compose.ComposeTask.call_tape])
     assert MIX.n == max(tasks.get(n).n for n in tasks.names())
+    assert {len(e.calls) for e in MIX.generate("compose_3", 50, seed=1)} == {3}
     with pytest.raises(ValueError, match="unknown split"):
         MIX.generate("long_add/ood_16x", 5)
     assert "mix" in tasks.all_names() and "mix" not in tasks.names()
@@ -177,6 +186,30 @@ def test_composed_splits_are_disjoint_and_distinct():
     assert e.call.count(";") == 1 and "#1" in e.call
     with pytest.raises(ValueError, match="unknown split"):
         compose.generate("compose_9")
+
+
+@pytest.mark.parametrize("split", ["train", "test", "paraphrase", "shortest_path/ood_2x", "sort/ood_2x",
+                                   "long_compare/ood_2x", "palindrome/ood_2x", "compose_3"])
+def test_every_mix_prompt_is_a_chain_whose_gold_calls_give_the_answer(split):
+    """A single-task prompt is a chain of one call on every operand, in order (mix.operand_groups: a list or an
+    edge list is one operand); run on the VM, the gold calls give the answer; the chain's labels encode (three
+    slots: a graph question's s, t and edges)."""
+    from ncl.tasks import mix
+    from ncl.training.tooluse import run_calls
+
+    problems = MIX.generate(split, 48, seed=7)
+    for e in problems:
+        assert isinstance(e, compose.Composed) and e.spans and len(e.calls) >= 1
+        assert (_on_the_vm(e) if len(e.calls) > 1 else run_calls(e.call)) == e.answer
+        flat = tuple(x for o in e.operands for x in (o if isinstance(o, tuple) else (o,)))
+        assert flat == e.numbers
+        assert all(len(c.args) <= mix.SLOTS for c in e.calls)
+    names = sorted({c.program for e in problems for c in e.calls})
+    b = encode(problems, tokenizer(), names, calls=MIX.calls, slots=MIX.slots)
+    assert b["call_args"].shape == (48, MIX.calls, mix.SLOTS)
+    assert (b["step_end"] == 1).sum(1).tolist() == [len(e.calls) for e in problems]
+    assert mix.operand_groups("from 2 to 5 in 1 2, 2 5, 0 1?") == [(2,), (5,), (1, 2, 2, 5, 0, 1)]
+    assert mix.operand_groups("sort 5 3 9, then add 7.") == [(5, 3, 9), (7,)]
 
 
 def test_run_calls_refuses_what_cannot_run():

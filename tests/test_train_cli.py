@@ -114,7 +114,7 @@ def test_config_nested_and_flat_forms():
     assert old == TrainConfig(task="sort", layers=2, split=1, steps=5, batch_size=4, numbers="learned", seed=7,
                               log_every=1, threads=1, computer=ComputerConfig(reader="digits", writer="digits",
                                                                               **LEGACY_HEADS))
-    assert old.computer == ComputerConfig(reader="digits", writer="digits", tape_gates="context", program_read="last")
+    assert old.computer == ComputerConfig(reader="digits", writer="digits", **LEGACY_HEADS)
     assert old.computer.machine == DEFAULT_MACHINE == MachineConfig(cells=32, stack=24, sharpness=120.0)
     flat = dict(FLAT, mode="superposition", top_k=1, reader="mlp", writer="embed")
     assert TrainConfig.from_dict(flat).computer == ComputerConfig(mode="superposition", top_k=1, **LEGACY_HEADS)

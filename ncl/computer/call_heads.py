@@ -2,16 +2,23 @@ r"""The heads of a chain of calls (:mod:`ncl.computer.calls`), built so that one
 again: a model trained on one- and two-call problems has no weight that only a third call would use.
 
 - **Where call k reads.** A gate on every prompt token says whether a step phrase has just ended there (the
-  comma of ", then", the full stop or question mark after the last step); it is labelled in training. Call
-  k's focus is the first such token after call k − 1's (call 1: from the prompt's start), so call k finds the
-  k-th step the way call 1 finds the first. ``c_k`` is the hidden state at the focus, which has read the whole
-  step.
+  comma of ", then"; with ``read="focus"`` also the full stop or question mark after the last step); it is
+  labelled in training. With ``read="text"`` the last step always ends at the answer cue (the last token the
+  heads read), and the gate reads the token and the two after it, not the context: it only has to find the
+  commas of ", then" and ", and then", and a gate read off the context fired inside lists and numbers longer
+  than any trained on. Call k's focus is the first such token after call k − 1's (call 1: from the prompt's
+  start), so call k finds the k-th step the way call 1 finds the first.
 - **Halting.** Call k halts unless a step ends after its focus: its logit is minus the largest step-end logit
   after the focus, a constant to the losses (the gate's own labels train it: through the halting labels, a
   missed step end, which leaves a call's focus short, was pushed further down). Heads that read the text
   after the step learned what fits one- and two-call problems (the second "then" is the last), and so did
   attentions that chose where a call reads, labelled or not (a second call that read the third step).
-- **Program** and pointers read ``c_k``.
+- **What the program and pointers read**, ``c_k``: with ``read="text"`` (the default), the step's words, the
+  tokens after call k − 1's focus up to call k's that the tape does not hold, pooled by learned queries, plus
+  an embedding of how many operands end among them (one, two, three or more); the words name the program and
+  the operands' roles, and pooled they do not drift on prompts longer than any trained on, as the state at
+  the focus does. With ``read="focus"`` (the chains of configs saved before ``read`` existed): the hidden
+  state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
   - an operand: an embedding of its order relative to the focus (the last operand at or before it, the one
@@ -23,7 +30,8 @@ again: a model trained on one- and two-call problems has no weight that only a t
   - the empty segment: a learned key.
 
 Shapes: ``h (B,T,d)`` the prompt's normalised hidden states, ``mask (B,T)`` its real tokens, ``ends (B,T)`` 1 at
-the tokens that end an operand (hard), O operands and K calls; S = 1 + O + K segments.
+the tokens that end an operand (hard), ``words (B,T)`` 1 at the tokens the tape does not hold, O operands and K
+calls; S = 1 + O + K segments.
 """
 
 from __future__ import annotations
@@ -31,20 +39,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Relative orders an operand's key distinguishes: at or before the focus (−2, −1), then the 1st, 2nd, ... after it.
-OPERAND_ORDERS = (-2, 3)
+from ncl.computer.config import CALL_READS
+
+#: Relative orders an operand's key distinguishes: at or before the focus (−3, −2, −1), then the 1st, 2nd, ...
+#: after it.
+OPERAND_ORDERS = (-3, 3)
+WORD_QUERIES = 4  #: learned queries that pool a step's words
+COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, three or more
 
 
 class CallHeads(nn.Module):
     """Per-call program, pointer and halting logits (module docstring).
 
     Args:
-        d: hidden size; programs: P, the library's entry points; slots: A, argument slots per call.
+        d: hidden size; programs: P, the library's entry points; slots: A, argument slots per call; read: what
+            the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`.
     """
 
-    def __init__(self, d: int, programs: int, slots: int):
+    def __init__(self, d: int, programs: int, slots: int, read: str = "text"):
         super().__init__()
-        self.d, self.slots = d, slots
+        if read not in CALL_READS:
+            raise ValueError(f"read must be one of {CALL_READS}, got {read!r}")
+        self.d, self.slots, self.read = d, slots, read
+        if read == "text":
+            self.word_query = nn.Parameter(0.02 * torch.randn(WORD_QUERIES, d))
+            self.word_key = nn.Linear(d, d, bias=False)
+            self.count = nn.Embedding(COUNTS, d)
+            self.step_next = nn.Linear(d, 1, bias=False)  # the step-end gate's view of the next token
+            self.step_next2 = nn.Linear(d, 1, bias=False)  # ... and of the one after it
         self.step_end = nn.Linear(d, 1)  # has a step phrase just ended at this token
         nn.init.constant_(self.step_end.bias, -2.0)
         self.program = nn.Linear(d, programs)
@@ -57,10 +79,12 @@ class CallHeads(nn.Module):
         self.operand_decay = nn.Parameter(torch.tensor(-2.0))
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
-                calls: int) -> tuple[torch.Tensor, ...]:
+                calls: int, words: torch.Tensor | None = None,
+                tokens: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, ...]:
         """``(program logits (B,K,P), pointer logits (B,K,A,S), halt logits (B,K), step_logit (B,T))`` for K =
         ``calls`` and O = ``operands`` (S = 1 + O + K); ``step_logit``: the step-end gate's, which the auxiliary
-        loss labels."""
+        loss labels. ``words`` is needed with ``read="text"``, whose step-end gate reads ``tokens``: (each token,
+        the next, the one after; (B,T,d) each), or ``h`` if None."""
         B, T, d = h.shape
         pos = torch.arange(T, device=h.device)
         real = mask > 0
@@ -69,20 +93,39 @@ class CallHeads(nn.Module):
         end_pos = torch.where(is_end, pos[None], T).sort(-1).values[:, :operands]
         if end_pos.shape[1] < operands:
             end_pos = nn.functional.pad(end_pos, (0, operands - end_pos.shape[1]), value=T)
-        step_logit = self.step_end(h).squeeze(-1)
-        marks = (step_logit > 0) & real
+        if self.read == "text" and tokens is not None:
+            step_logit = self.step_end(tokens[0]) + self.step_next(tokens[1]) + self.step_next2(tokens[2])
+        else:
+            step_logit = self.step_end(h)
+        step_logit = step_logit.squeeze(-1)
+        ended = step_logit.detach()  # what halting reads: a constant to the losses
+        if self.read == "text":  # the last step ends at the answer cue, the last token the heads read
+            ended = torch.cat([ended[:, :-1], torch.full_like(ended[:, -1:], 30.0)], 1)
+        marks = (ended > 0) & real
         focus = torch.full((B,), -1, dtype=torch.long, device=h.device)
         rows = torch.arange(B, device=h.device)
+        if self.read == "text":
+            if words is None or words.shape != (B, T):
+                raise ValueError(f"read='text' needs words of shape (B, T) = {(B, T)}")
+            word_scores = torch.einsum("btd,qd->bqt", self.word_key(h), self.word_query) / d ** 0.5
         pis, ptrs, halts = [], [], []
         for k in range(calls):
             later = marks & (pos[None] > focus[:, None])
             found = later.any(-1)
+            previous = focus
             focus = torch.where(found, later.float().argmax(-1), focus)  # the first mark after the last focus
-            c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
+            if self.read == "text":  # the step's words, and how many operands end in it
+                step = (pos[None] > previous[:, None]) & (pos[None] <= focus[:, None]) & found[:, None]
+                w = torch.softmax(word_scores.masked_fill(~(step & (words > 0))[:, None], float("-inf")), -1)
+                count = (is_end & step).sum(-1).clamp(max=COUNTS - 1)
+                c = torch.einsum("bqt,btd->bd", w.nan_to_num(0.0), h)
+                c = c + self.count(count) * found[:, None].to(h.dtype)
+            else:
+                c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
             # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32); detached, since
             # where a step end was missed the halting labels would push it further down
             after_focus = (pos[None] > focus[:, None]) & real
-            halts.append(-step_logit.detach().masked_fill(~after_focus, -30.0).amax(-1))
+            halts.append(-ended.masked_fill(~after_focus, -30.0).amax(-1))
             pis.append(self.program(c))
             # operand j's order relative to the focus: −1, −2 at or before it; 0, 1, ... after it
             after = (end_pos > focus[:, None]).long()
@@ -103,4 +146,4 @@ class CallHeads(nn.Module):
         return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit
 
 
-__all__ = ["CallHeads", "OPERAND_ORDERS"]
+__all__ = ["COUNTS", "CallHeads", "OPERAND_ORDERS", "WORD_QUERIES"]

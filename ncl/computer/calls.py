@@ -43,7 +43,6 @@ from ncl.computer.sharp import straight_through, straight_through_gate
 from ncl.library.symbols import END, SEP
 
 NONE = 0  #: the empty segment's index: a slot that takes it adds no cells to the call's tape
-SLOTS = 2  #: argument slots per call in a model's chain (every library call takes at most two operands)
 
 
 class Segments(NamedTuple):
@@ -272,5 +271,5 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
                        program, args, segments, torch.stack(soft_ptrs, 1))
 
 
-__all__ = ["ChainOutput", "NONE", "SLOTS", "Segments", "available", "call_tape", "operand_segments", "result_segment",
+__all__ = ["ChainOutput", "NONE", "Segments", "available", "call_tape", "operand_segments", "result_segment",
            "run_chain"]

@@ -14,9 +14,11 @@ from ncl.machine import MachineConfig
 MODES = ("mixture", "superposition")
 TAPE_GATES = ("local", "context")
 PROGRAM_READS = ("text", "last")
-#: What a config saved before ``tape_gates`` and ``program_read`` existed means: the heads it trained read the
-#: context, and its weights fit only those.
-LEGACY_HEADS = {"tape_gates": "context", "program_read": "last"}
+CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
+#: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
+#: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
+#: gate one token ahead), and its weights fit only those.
+LEGACY_HEADS = {"tape_gates": "context", "program_read": "last", "call_read": "focus", "end_lookahead": 1}
 READERS = ("mlp", "digits", "cells")
 WRITERS = ("embed", "digits", "cells")
 PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
@@ -82,8 +84,14 @@ class ComputerConfig:
             and how many numbers the tape holds: one, two or more) or ``"last"`` (the last prompt token's
             hidden state; configs saved before this option existed read as this).
         calls: 0 (one call on the whole tape) or K >= 1: a chain of up to K calls (:mod:`ncl.computer.calls`),
-            each with its own program, two argument slots over segments (the empty one, up to K + 1 prompt
+            each with its own program, ``slots`` argument slots over segments (the empty one, up to K + 1 prompt
             operands, the earlier calls' results) and a halting gate. Needs ``reader="cells"``.
+        slots: A, a chain's argument slots per call (a call's tape is its slots' segments, in order).
+        call_read: what a chain's program and pointer heads read (:mod:`ncl.computer.call_heads`): ``"text"``
+            (the step's words, pooled) or ``"focus"`` (the hidden state where the step ends).
+        end_lookahead: how many tokens after it a chain's local operand-end gate reads (1 or 2): with 2, an
+            edge list ``1 2, 3 4`` is one operand (a digit follows its comma within two tokens) and a list
+            before ``, then`` ends one.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -103,6 +111,9 @@ class ComputerConfig:
     tape_gates: str = "local"
     program_read: str = "text"
     calls: int = 0
+    slots: int = 2
+    call_read: str = "text"
+    end_lookahead: int = 2
 
     def __post_init__(self):
         m = self.machine
@@ -130,6 +141,9 @@ class ComputerConfig:
         if self.calls < 0 or (self.calls and self.reader != "cells"):
             raise ValueError(f"ComputerConfig: calls must be >= 0 and needs reader='cells', got {self.calls} with "
                              f"reader={self.reader!r}")
+        if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
+            raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
+                             f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
         if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
             raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
                              "or 'cells'")
@@ -163,5 +177,5 @@ class ComputerConfig:
         return cls(machine=machine, **kwargs)
 
 
-__all__ = ["ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS", "READERS",
-           "TAPE_GATES", "WRITERS"]
+__all__ = ["CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS",
+           "READERS", "TAPE_GATES", "WRITERS"]

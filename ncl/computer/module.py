@@ -100,10 +100,12 @@ class NeuralComputer(nn.Module):
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
-            self.call_heads = CallHeads(d, len(self.program_names), calls_.SLOTS)
+            self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
             if cfg.tape_gates == "local":
                 self.end_next_head = nn.Linear(d, 1, bias=False)  # the end gate's view of the token after
+                if cfg.end_lookahead == 2:
+                    self.end_next2_head = nn.Linear(d, 1, bias=False)  # ... and of the one after that
         self.embed_r0 = nn.Linear(n, d, bias=False)
         self.embed_cell = nn.Linear(n, d, bias=False)
         self.embed_valid = nn.Parameter(torch.zeros(d))
@@ -215,9 +217,13 @@ class NeuralComputer(nn.Module):
         ptrs = readout_.read_pointers(adv, first, cfg.machine.cells, start.read)  # (B, T', C)
         cell = ptrs @ state.mem  # (B, T', n)
         valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
-        out = self.embed_r0(state.r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
+        # A chain's answer is its halting call's tape, the cells a later call would read; its r0 is whatever the
+        # program left there (a list's length, ...), values that longer inputs make new to the decoder, which
+        # then stopped or misprinted on 92-96 % of 2x-4x answers it read right without r0 (mix, seed 0).
+        r0 = torch.zeros_like(state.r0) if cfg.calls else state.r0
+        out = self.embed_r0(r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
         digit_logit = print_r0 = print_cell = places = None
-        r0 = state.r0[:, None].expand_as(cell)
+        r0 = r0[:, None].expand_as(cell)
         if cfg.writer == "digits":
             digit_logit = self.digit_gate_head(tokens).squeeze(-1)
             step = self._gate(torch.sigmoid(digit_logit)) * read
@@ -254,10 +260,13 @@ class NeuralComputer(nn.Module):
         tape, gate_logit, token_logits = self.write_tape(h[:, cols], prompt[:, cols], ids,
                                                          None if tokens is None else tokens[:, cols])
         if cfg.calls:
-            local = h if tokens is None else tokens  # what local operand-end gates read: each token, the next
-            end_tokens = (local[:, cols], local[:, 1:last + 2]) if cfg.tape_gates == "local" else None
+            # what local gates read: each prompt token and the ones after it, up to the answer cue's "=" (the
+            # first read position); past it is the answer, which no head on the prompt may see (zeros there)
+            seen = (h if tokens is None else tokens)[:, :last + 2]
+            ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in (1, 2)]
+            local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
-                                   end_tokens)
+                                   local)
         if cfg.program_read == "text":
             written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
             seps = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # numbers' ends
@@ -288,20 +297,25 @@ class NeuralComputer(nn.Module):
                    end_tokens=None) -> ComputerState:
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
-        hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them
-        (B,T,d))`` that local operand-end gates read (None: ``h``)."""
+        hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them, the
+        tokens after those)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead`` tokens
+        ahead, the step-end gate of ``call_read="text"`` two."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
         if end_tokens is None:
             end_logit = self.end_head(h).squeeze(-1)
         else:
-            end_logit = (self.end_head(end_tokens[0]) + self.end_next_head(end_tokens[1])).squeeze(-1)
+            end_logit = self.end_head(end_tokens[0]) + self.end_next_head(end_tokens[1])
+            if cfg.end_lookahead == 2:
+                end_logit = end_logit + self.end_next2_head(end_tokens[2])
+            end_logit = end_logit.squeeze(-1)
         end = (torch.sigmoid(end_logit) > 0.5).to(h.dtype) * written
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        program_logits, pointer_logits, halt_logit, step_logit = self.call_heads(h, mask, end, K + 1, K)
+        program_logits, pointer_logits, halt_logit, step_logit = self.call_heads(h, mask, end, K + 1, K,
+                                                                                 mask * (1 - written), end_tokens)
         pi = torch.softmax(program_logits, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, pointer_logits,
                                  halt_logit, operands, cfg.machine.registers, cfg.answer_grad)

@@ -202,12 +202,13 @@ class ComposeTask:
     """The composed problems as a task (``ncl train --task compose``), with :class:`~ncl.tasks.Task`'s interface
     for training and evaluation: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`, :meth:`size_range`
     (sizes are call counts), :meth:`max_segment`, ``n``, and ``calls``: the chain a model needs (K = 4, the
-    longest evaluation split's)."""
+    longest evaluation split's) and ``slots``."""
 
     name = NAME
     axis = "calls"
     n = 256  #: the value range: the digit tape's symbols, addresses and digit sums fit
     calls = max(high for _, high in CALLS.values())
+    slots = 2  #: argument slots per call: every composed call takes one or two operands
     #: The longest tape any call of a problem can get: a product of five 2-digit numbers (10 digits) and a
     #: 2-digit operand, each with its SEP, or a 4-element list (12 cells); results grow, so this bounds the
     #: machine's tape and steps, not the prompt.

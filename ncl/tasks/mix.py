@@ -1,50 +1,105 @@
-"""``mix``: every benchmark task at once, asked in natural language (:mod:`ncl.tasks.phrasing`), for one model
-that must infer from the wording which program to run.
+"""``mix``: every benchmark task at once, asked in natural language (:mod:`ncl.tasks.phrasing`), and composed
+problems (:mod:`ncl.tasks.compose`), for one model that must infer from the wording which programs to run, on
+which operands, and how many calls a problem needs.
+
+Every example is a :class:`~ncl.tasks.compose.Composed`: a single-task prompt is a chain of one call
+(:func:`single_call`), so one model with a chain of calls (``ComputerConfig.calls``) answers all of them.
 
 Splits:
 
-- ``train``: a task drawn uniformly, a training problem of it (:meth:`Task.sample`), asked with one of its
-  trained templates, its wording perturbed (words deleted, consonant fillers inserted);
+- ``train``: with probability :data:`COMPOSE_SHARE` a composed training problem (1 or 2 calls), else a task
+  drawn uniformly, a training problem of it (:meth:`Task.sample`), asked with one of its trained templates;
+  the wording perturbed (words deleted, consonant fillers inserted);
 - ``test``: every task's held-out problems (the same hash partition as the task's own ``test``) under the trained
-  templates, the tasks in equal shares;
-- ``paraphrase``: held-out problems under templates training never uses;
+  templates, and the composed ``test`` problems, in equal shares;
+- ``paraphrase``: the same under templates (composed: wrappers) that training never uses;
+- ``compose_3``, ``compose_4``: composed problems of 3 and 4 calls, which no training problem has;
 - ``TASK/SPLIT`` for every task and each of its evaluation splits (``long_add/ood_4x``): that split's problems
-  under the trained templates.
+  under the trained templates; ``compose/test`` and ``compose/paraphrase``: the composed shares of ``test`` and
+  ``paraphrase``.
 
-Disjoint by construction: training only asks problems that are in their task's training part, so a ``test`` or
-``paraphrase`` prompt (a held-out problem) and an out-of-distribution one (a size no training problem has) never
+Disjoint by construction: training only asks problems that are in their part's training part, and prompts on
+the training side of the mix's own hash partition, so a ``test`` or ``paraphrase`` prompt (a held-out problem,
+on the held-out side) and an out-of-distribution one (a size or a chain length no training problem has) never
 occur in training; ``paraphrase`` prompts also use wording that training never shows.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
-from ncl.tasks.base import SPLIT_SIZE, Example, Task
-from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
+from ncl.tasks import compose
+from ncl.tasks.base import SPLIT_SIZE, Example, Task, cued, held_out
+from ncl.tasks.compose import Call, Composed
+from ncl.tasks.phrasing import NOISE, perturb, slots, templates
 
 NAME = "mix"
+COMPOSE = compose.NAME  #: the name of the composed part (``compose/test``)
+COMPOSE_SHARE = 0.3  #: the share of composed problems in training: they need a chain's every head
+#: Argument slots per call: a graph question has three operands (``from {s} to {t} ... {edges}``).
+SLOTS = 3
+#: The characters that close a prompt's step phrase: a call's heads read the token that holds one.
+_CLOSERS = ".?:;!="
+
+
+def operand_groups(text: str) -> list[tuple[int, ...]]:
+    """The operands of a prompt's ``text``: runs of numbers whose gaps are a space or a comma and a space (a
+    list, an edge list), as the chain's operand-end gate cuts them (:mod:`ncl.computer.call_heads`): a number
+    ends an operand unless a digit follows within two characters."""
+    groups: list[list[int]] = []
+    end = None
+    for m in re.finditer(r"\d+", text):
+        if end is not None and text[end:m.start()] in (" ", ", "):
+            groups[-1].append(int(m.group()))
+        else:
+            groups.append([int(m.group())])
+        end = m.end()
+    return [tuple(g) for g in groups]
+
+
+def single_call(task: str, e: Example, template: str) -> Composed:
+    """``e``, an example of ``task``, asked with ``template`` as a chain of one call: the program on every
+    operand in order (:func:`operand_groups`; the program reads their concatenation, the whole tape), its step
+    phrase the whole question up to its closing character."""
+    body = template.format(**slots(task, e.numbers))
+    groups = operand_groups(body)
+    if tuple(x for g in groups for x in g) != tuple(e.numbers):
+        raise ValueError(f"template {template!r} of {task!r} does not give the numbers in order")
+    operands = tuple(g[0] if len(g) == 1 else g for g in groups)
+    end = len(body) - 1 if body[-1] in _CLOSERS else len(body)
+    return Composed(cued(body), e.answer, e.program, e.numbers, e.size, operands,
+                    (Call(e.program, tuple(range(len(operands)))),), ((0, end),))
 
 
 class MixTask:
-    """The ``mix`` task over ``tasks`` (name → :class:`~ncl.tasks.Task`), its training wording perturbed at the
-    rate ``noise`` (:func:`~ncl.tasks.phrasing.perturb`; 0: the templates as written), with
-    :class:`~ncl.tasks.Task`'s interface: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`,
-    :meth:`size_range`, :meth:`max_segment` and ``n`` (the largest value range any of its tasks needs)."""
+    """The ``mix`` task over ``tasks`` (name → :class:`~ncl.tasks.Task`) and, if ``composed``, the composed
+    problems, its training wording perturbed at the rate ``noise`` (:func:`~ncl.tasks.phrasing.perturb`; 0: the
+    templates as written),
+    with :class:`~ncl.tasks.Task`'s interface: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`,
+    :meth:`size_range`, :meth:`max_segment`, ``n`` (the largest value range any part needs), and the chain a
+    model needs: ``calls`` (K, the longest composed split's) and ``slots``."""
 
     name = NAME
     axis = "task"
+    calls = compose.ComposeTask.calls
+    slots = SLOTS
 
-    def __init__(self, tasks: dict[str, Task], noise: float = NOISE):
+    def __init__(self, tasks: dict[str, Task], noise: float = NOISE, composed: bool = True):
         self.tasks = dict(tasks)
         self.noise = noise
-        self.n = max(t.n for t in self.tasks.values())
+        self.composed = composed
+        self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """``train``, ``test``, ``paraphrase``, then ``TASK/SPLIT`` for every task's evaluation splits."""
-        return ("train", "test", "paraphrase") + tuple(f"{name}/{s}" for name, t in self.tasks.items()
-                                                       for s in t.eval_splits)
+        """``train``, ``test``, ``paraphrase``, ``compose_3``, ``compose_4``, then ``TASK/SPLIT`` for every task's
+        evaluation splits, then ``compose/test`` and ``compose/paraphrase`` (without ``composed``: none of the
+        composed splits)."""
+        chains = ("compose_3", "compose_4") if self.composed else ()
+        return (("train", "test", "paraphrase") + chains
+                + tuple(f"{name}/{s}" for name, t in self.tasks.items() for s in t.eval_splits)
+                + ((f"{COMPOSE}/test", f"{COMPOSE}/paraphrase") if self.composed else ()))
 
     @property
     def eval_splits(self) -> tuple[str, ...]:
@@ -52,38 +107,63 @@ class MixTask:
         return self.splits[1:]
 
     def _parts(self, split: str) -> list[tuple[str, str, bool]]:
-        """``(task, its split, held-out templates)`` choices a ``split`` example is drawn from."""
+        """``(task or compose, its split, held-out templates)`` choices a ``split`` example is drawn from."""
         if split not in self.splits:
-            raise ValueError(f"unknown split {split!r} for task 'mix'; it has train, test, paraphrase and "
-                             f"TASK/SPLIT, e.g. {self.splits[3]}")
+            raise ValueError(f"unknown split {split!r} for task 'mix'; it has train, test, paraphrase, compose_3, "
+                             f"compose_4 and TASK/SPLIT, e.g. {self.splits[5]}")
         if split in ("train", "test"):
-            return [(name, split, False) for name in self.tasks]
+            return [(name, split, False) for name in self.tasks] + [(COMPOSE, split, False)] * self.composed
         if split == "paraphrase":
-            return [(name, "test", True) for name in self.tasks]
+            return [(name, "test", True) for name in self.tasks] + [(COMPOSE, "paraphrase", True)] * self.composed
+        if split in ("compose_3", "compose_4"):
+            return [(COMPOSE, split, False)]
         name, inner = split.split("/", 1)
-        return [(name, inner, False)]
+        return [(name, inner, inner == "paraphrase")]
 
     def size_range(self, split: str) -> tuple[int, int]:
-        """The sizes ``split``'s problems have on their own task's axis (the union over its tasks)."""
-        ranges = [self.tasks[name].size_range(inner) for name, inner, _ in self._parts(split)]
+        """The sizes ``split``'s problems have on their own axis (the union over its parts; a composed problem's
+        size is its number of calls)."""
+        ranges = [compose.CALLS[inner] if name == COMPOSE else self.tasks[name].size_range(inner)
+                  for name, inner, _ in self._parts(split)]
         return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
 
     def max_segment(self, split: str) -> int:
-        """The longest tape segment any problem of ``split`` can have."""
-        return max(self.tasks[name].max_segment(inner) for name, inner, _ in self._parts(split))
+        """The longest tape any call of a ``split`` problem can get."""
+        return max(compose.ComposeTask.call_tape if name == COMPOSE else self.tasks[name].max_segment(inner)
+                   for name, inner, _ in self._parts(split))
 
-    def sample(self, split: str, rng: random.Random) -> Example:
-        """One example of ``split``: a task, a problem of it, a template, all drawn with ``rng``; a training
-        template's wording perturbed (:func:`~ncl.tasks.phrasing.perturb`, at the task's ``noise`` rate)."""
-        name, inner, held = rng.choice(self._parts(split))
-        template = rng.choice(templates(name, held))
-        if split == "train" and self.noise:
-            template = perturb(template, rng, self.noise)
-        return phrase(name, self.tasks[name].sample(inner, rng), template)
+    def _example(self, name: str, inner: str, held: bool, rng: random.Random, noisy: bool) -> Composed:
+        """A problem of part ``name``'s split ``inner``. In distribution, the prompt's text must also fall on its
+        side of the mix's own hash partition (:func:`~ncl.tasks.base.held_out`): the parts' partitions are
+        separate, and one part's training prompt can read exactly like another's held-out one (a composed
+        ``Sort 50 7 with merge sort.``; a ``merge_sort`` prompt whose perturbation dropped ``Merge``)."""
+        while True:
+            if name == COMPOSE:
+                e = compose.sample(inner, rng)
+            else:
+                template = rng.choice(templates(name, held))
+                if noisy and self.noise:
+                    template = perturb(template, rng, self.noise)
+                e = single_call(name, self.tasks[name].sample(inner, rng), template)
+            if inner not in ("train", "test", "paraphrase") or held_out(NAME, e.prompt) == (inner != "train"):
+                return e
 
-    def generate(self, split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Example]:
+    def sample(self, split: str, rng: random.Random) -> Composed:
+        """One example of ``split``: a part (``train``: composed with probability :data:`COMPOSE_SHARE`), a
+        problem of it, a template, all drawn with ``rng``; a training template's wording perturbed
+        (:func:`~ncl.tasks.phrasing.perturb`, at the task's ``noise`` rate; composed problems perturb their
+        wrappers themselves)."""
+        parts = self._parts(split)
+        if split == "train":
+            tasks = [p for p in parts if p[0] != COMPOSE]
+            part = parts[-1] if self.composed and rng.random() < COMPOSE_SHARE else rng.choice(tasks)
+        else:
+            part = rng.choice(parts)
+        return self._example(*part, rng, split == "train")
+
+    def generate(self, split: str, count: int = SPLIT_SIZE, seed: int = 0) -> list[Composed]:
         """``count`` examples of ``split``, reproducible from ``seed``; an evaluation split's prompts are distinct
-        and its tasks come in equal shares (in turn)."""
+        and its parts come in equal shares (in turn)."""
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be an int >= 0, got {count!r}")
         parts = self._parts(split)
@@ -94,8 +174,7 @@ class MixTask:
         for i in range(100 * count + 1000):
             if len(out) == count:
                 break
-            name, inner, held = parts[len(out) % len(parts)]
-            e = phrase(name, self.tasks[name].sample(inner, rng), rng.choice(templates(name, held)))
+            e = self._example(*parts[len(out) % len(parts)], rng, False)
             if e.prompt not in seen:
                 seen.add(e.prompt)
                 out.append(e)
@@ -104,4 +183,4 @@ class MixTask:
         return out
 
 
-__all__ = ["NAME", "MixTask"]
+__all__ = ["COMPOSE", "COMPOSE_SHARE", "NAME", "SLOTS", "MixTask", "operand_groups", "single_call"]

@@ -144,8 +144,10 @@ def _setup(cfg: TrainConfig):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     names = model.computer.program_names if model.has_computer else None
     target = "call" if cfg.model == "tooluse" else "answer"
+    chain = model.computer.config if model.has_computer else None
     batch = encode(batch_for_step(task_registry.get(cfg.task), cfg, 0, 0), tokenizer(), names,
-                   cells=cfg.computer.reader == "cells", target=target)
+                   cells=cfg.computer.reader == "cells", target=target, calls=chain.calls if chain else 0,
+                   slots=chain.slots if chain else 0, cue_focus=bool(chain) and chain.call_read == "text")
     return model, optimizer, batch
 
 

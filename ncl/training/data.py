@@ -33,13 +33,15 @@ def _written(tokens: list[str], cells: bool) -> list[int]:
     return [i for i, t in enumerate(tokens) if i in ends or (cells and t.isdigit())]
 
 
-def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, list, list, list[int], list]:
+def _chain_targets(e, toks: list[str], names: list[str], K: int, A: int,
+                   cue_focus: bool) -> tuple[list, list, list, list[int], list]:
     """A composed problem's chain labels (:mod:`ncl.computer.calls` indices: segment 0 empty, operands from 1,
-    call k's result at 1 + (K + 1) + k): per call its program, its two slots' segments (the empty one for an
+    call k's result at 1 + (K + 1) + k): per call its program, its A slots' segments (the empty one for an
     unused slot) and whether it halts (−100 past the last call); the prompt tokens that end an operand; and per
     call where its heads read (−100 past the last call or without ``e.spans``): the first token after its step
-    phrase (a comma, a full stop), whose state has read the whole step."""
-    program, args, halt = [-100] * K, [[-100, -100] for _ in range(K)], [-100] * K
+    phrase (a comma, a full stop; with ``cue_focus`` the last call's at the answer cue), whose state has read the
+    whole step."""
+    program, args, halt = [-100] * K, [[-100] * A for _ in range(K)], [-100] * K
     focus = [-100] * K
     spans = getattr(e, "spans", ())
     if spans:
@@ -48,11 +50,16 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, 
         at = (lambda char: next(i for i in range(1, len(toks)) if after[i] > char))
         for k, (_, end) in enumerate(spans[:K]):
             focus[k] = at(end)
+        if cue_focus:  # the last step ends at the answer cue, the last token the heads read
+            focus[min(len(spans), K) - 1] = len(toks) - 2
     O = len(e.operands)
     for k, call in enumerate(e.calls[:K]):
         program[k] = names.index(call.program)
         slots = [1 + s if s < O else 1 + (K + 1) + s - O for s in call.args]
-        args[k] = (slots + [0, 0])[:2]
+        if len(slots) > A:
+            raise ValueError(f"composed prompt {e.prompt!r}: call {k + 1} takes {len(slots)} operands, the chain "
+                             f"has {A} slots")
+        args[k] = slots + [0] * (A - len(slots))
         halt[k] = int(k == len(e.calls) - 1)
     ends = _numbers_end(toks)
     counts = [len(op) if isinstance(op, tuple) else 1 for op in e.operands]
@@ -63,7 +70,7 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int) -> tuple[list, 
 
 
 def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None, with_answer: bool = True,
-           cells: bool = True, target: str = "answer", calls: int = 0):
+           cells: bool = True, target: str = "answer", calls: int = 0, slots: int = 2, cue_focus: bool = False):
     """Tensors for a batch: prompts left padded (so all end in column P), targets + EOS right padded.
 
     Args:
@@ -75,10 +82,11 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
             instead of one value per number.
         target: ``"answer"`` (the answer text) or ``"call"`` (the tool-use baseline's call text).
         calls: K > 0 for a model with a chain of K calls: composed examples (:class:`~ncl.tasks.compose.Composed`)
-            then also give ``call_program (B,K)``, ``call_args (B,K,2)``, ``call_halt (B,K)`` and
+            then also give ``call_program (B,K)``, ``call_args (B,K,slots)``, ``call_halt (B,K)`` and
             ``operand_end (B,T)`` (1 at a prompt token whose cell ends an operand, 0 at the other tokens
             written; −100 = none), ``call_focus (B,K)`` (the token where each call's heads should read: the
-            first after its step phrase; −100 = none) and ``step_end (B,T)`` (1 at the ``call_focus`` tokens, 0
+            first after its step phrase, or with ``cue_focus`` the last call's at the answer cue, as
+            ``call_read="text"`` heads read it; −100 = none) and ``step_end (B,T)`` (1 at the ``call_focus`` tokens, 0
             at the other prompt tokens, −100 = none).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
@@ -127,7 +135,7 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
     if program_names is not None:
         out["program"] = torch.tensor([program_names.index(e.program) for e in examples])
     if calls and program_names is not None:
-        chain = [_chain_targets(e, [tok.id_to_token(t) for t in p], program_names, calls)
+        chain = [_chain_targets(e, [tok.id_to_token(t) for t in p], program_names, calls, slots, cue_focus)
                  for e, p in zip(examples, prompts)]
         out["call_program"] = torch.tensor([c[0] for c in chain])
         out["call_args"] = torch.tensor([c[1] for c in chain])

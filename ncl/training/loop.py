@@ -107,6 +107,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     names = module.computer.program_names if module.has_computer else None
     cells = cfg.computer.reader == "cells"
     calls = module.computer.config.calls if module.has_computer else 0
+    slots = module.computer.config.slots if module.has_computer else 0
+    cue_focus = module.has_computer and module.computer.config.call_read == "text"
     target = "call" if cfg.model == "tooluse" else "answer"  # the tool-use baseline learns to write the call
     main = rank == 0
     if main:
@@ -129,7 +131,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         for g in optimizer.param_groups:
             g["lr"] = lr
         examples = batch_for_step(task, cfg, step, rank)
-        encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls)
+        encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls, slots=slots,
+                         cue_focus=cue_focus)
         batch = {k: v.to(device) for k, v in encoded.items()}
         loss, lm, aux, norm, finite, comp = train_step(model, module, optimizer, batch, cfg,
                                                        agree=_all_ranks_agree(dist, device) if ddp else None)
