@@ -29,10 +29,11 @@ the forward+backward figure is the size of the tensors autograd saves for the ba
 ``torch.autograd.graph.saved_tensors_hooks`` hook (unique storages). For a checkpointed run the figure is its
 peak: the carries kept at the chunk starts plus one chunk's recomputation. On the whole-run kernel's path
 (``ncl_kernels.machine``) the hook sees the kept carries during the forward, and the recomputation is each
-thread's C++ tape of ``k`` steps of one sample (added, analytic); under ``torch.utils.checkpoint`` the hook
-sees neither, so one carry per chunk and ``k`` × the per-step size of a full-BPTT fused run are added. The
-forward-only figure on CPU is the carry (machine state plus halting accumulators), which is what a no-grad
-run holds between steps; it is analytic.
+thread's C++ tape of ``k`` steps of one sample (added, analytic: a full state's rows a step, which soft steps
+reach; the tape's undo log keeps only the rows a step overwrites, so on sharp steps it is an upper bound);
+under ``torch.utils.checkpoint`` the hook sees neither, so one carry per chunk and ``k`` × the per-step size of
+a full-BPTT fused run are added. The forward-only figure on CPU is the carry (machine state plus halting
+accumulators), which is what a no-grad run holds between steps; it is analytic.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         result["mem_method"] = ("CPU: fwd = carry size (analytic); fwdbwd = saved-tensor bytes counted by "
                                 "saved_tensors_hooks; checkpoint on the kernel: what the forward saves (the carry "
                                 "at each chunk start) + each thread's backward tape of k steps of one sample "
-                                "(analytic); checkpoint on step ops: outside chunks + one carry per chunk + k "
+                                "(analytic, at most: the undo log keeps the rows a step overwrites); checkpoint on step ops: outside chunks + one carry per chunk + k "
                                 "steps of the per-step size measured on a full-BPTT fused run")
     # One tick per call (the warm-up included) and one per memory measurement; then the best-eager sections'.
     sections = len(bench_eager.INPUTS) * 2 * (len(bench_eager.KINDS) - (not compiled))
@@ -297,7 +298,8 @@ def format_result(result: dict) -> str:
 
 
 def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:
-    """One step of one sample on the kernel backward's tape (its size comes from the kernel's own layout)."""
+    """The most one step of one sample can take on the kernel backward's tape (its size comes from the kernel's
+    own layout: the step's record and every state row; the undo log keeps only the rows a step overwrites)."""
     elements = _ext.load()[0].machine_tape_entry_size(lines, REGISTERS, N, CELLS, STACK)
     return elements * torch.finfo(dtype).bits / 8 / 2**20
 
