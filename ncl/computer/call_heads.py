@@ -22,8 +22,9 @@ again: a model trained on one- and two-call problems has no weight that only a t
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
   - an operand: an embedding of its order relative to the focus (the last operand at or before it, the one
-    before that, the first after it, ...), its score decaying with its distance after the focus. Not its
-    content: an end token's hidden state let the second call learn "the prompt's last number", right in every
+    before that, the first after it, ...). With ``read="text"`` only operands at or before the focus are
+    offered: a step's operands end by its end. With ``read="focus"`` the later ones are offered too, their
+    score decaying with their distance after the focus. Not its content: an end token's hidden state let the second call learn "the prompt's last number", right in every
     two-call problem and wrong for the second call of three;
   - the previous call's result ("it"): a learned key. Older results are not offered: the chains of
     :mod:`ncl.tasks.compose` never read them, so no training problem would teach their keys;
@@ -74,9 +75,10 @@ class CallHeads(nn.Module):
         self.operand_order = nn.Embedding(OPERAND_ORDERS[1] - OPERAND_ORDERS[0] + 1, d)
         self.previous = nn.Parameter(0.02 * torch.randn(d))
         self.empty = nn.Parameter(0.02 * torch.randn(d))
-        # a decay of an operand's pointer score with its distance after the focus (softplus, per token): the next
-        # step's number is further away than this step's own
-        self.operand_decay = nn.Parameter(torch.tensor(-2.0))
+        if read == "focus":  # (with "text" the operands after the focus are not offered at all)
+            # a decay of an operand's pointer score with its distance after the focus (softplus, per token): the
+            # next step's number is further away than this step's own
+            self.operand_decay = nn.Parameter(torch.tensor(-2.0))
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
@@ -141,8 +143,15 @@ class CallHeads(nn.Module):
             far = torch.cat([far.new_zeros(B, 1), far, far.new_zeros(B, calls)], 1)
             older = torch.zeros(1 + operands + calls, dtype=torch.bool, device=h.device)
             older[1 + operands:1 + operands + max(k - 1, 0)] = True  # results before the previous call's
-            scores = scores - nn.functional.softplus(self.operand_decay) * far[:, None]
-            ptrs.append(scores.masked_fill(older, float("-inf")))
+            hidden = older.expand(B, -1)
+            if self.read == "text":  # a step's operands end at or before its end, the focus: later ones are not
+                # offered (their keys, ranks after the focus that one- and two-call training rarely shows,
+                # drew a third slot to the next steps' numbers)
+                hidden = hidden | torch.cat([far.new_zeros(B, 1, dtype=torch.bool), end_pos > focus[:, None],
+                                             far.new_zeros(B, calls, dtype=torch.bool)], 1)
+            else:
+                scores = scores - nn.functional.softplus(self.operand_decay) * far[:, None]
+            ptrs.append(scores.masked_fill(hidden[:, None], float("-inf")))
         return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit
 
 
