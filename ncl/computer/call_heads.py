@@ -24,8 +24,9 @@ again: a model trained on one- and two-call problems has no weight that only a t
   - an operand: an embedding of its order relative to the focus (the last operand at or before it, the one
     before that, the first after it, ...). With ``read="text"`` only operands at or before the focus are
     offered: a step's operands end by its end. With ``read="focus"`` the later ones are offered too, their
-    score decaying with their distance after the focus. Not its content: an end token's hidden state let the second call learn "the prompt's last number", right in every
-    two-call problem and wrong for the second call of three;
+    score decaying with their distance after the focus. Not its content: an end token's hidden state let the
+    second call learn "the prompt's last number", right in every two-call problem and wrong for the second
+    call of three;
   - the previous call's result ("it"): a learned key. Older results are not offered: the chains of
     :mod:`ncl.tasks.compose` never read them, so no training problem would teach their keys;
   - the empty segment: a learned key.

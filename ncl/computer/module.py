@@ -218,8 +218,9 @@ class NeuralComputer(nn.Module):
         cell = ptrs @ state.mem  # (B, T', n)
         valid = (ptrs * state.written[:, None]).sum(-1, keepdim=True)  # (B, T', 1)
         # A chain's answer is its halting call's tape, the cells a later call would read; its r0 is whatever the
-        # program left there (a list's length, ...), values that longer inputs make new to the decoder, which
-        # then stopped or misprinted on 92-96 % of 2x-4x answers it read right without r0 (mix, seed 0).
+        # program left there (a list's length, ...), values that longer inputs make new to the decoder: a mix
+        # model printed a 2x list's first numbers and stopped, and with r0's readout zeroed it got 92-96 % of
+        # the 2x and 4x list and addition prompts right that it had failed (docs/language.md).
         r0 = torch.zeros_like(state.r0) if cfg.calls else state.r0
         out = self.embed_r0(r0)[:, None] + self.embed_cell(cell) + valid * self.embed_valid
         digit_logit = print_r0 = print_cell = places = None

@@ -231,8 +231,9 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         result["mem_method"] = ("CPU: fwd = carry size (analytic); fwdbwd = saved-tensor bytes counted by "
                                 "saved_tensors_hooks; checkpoint on the kernel: what the forward saves (the carry "
                                 "at each chunk start) + each thread's backward tape of k steps of one sample "
-                                "(analytic, at most: the undo log keeps the rows a step overwrites); checkpoint on step ops: outside chunks + one carry per chunk + k "
-                                "steps of the per-step size measured on a full-BPTT fused run")
+                                "(analytic, at most: the undo log keeps the rows a step overwrites); checkpoint "
+                                "on step ops: outside chunks + one carry per chunk + k steps of the per-step size "
+                                "measured on a full-BPTT fused run")
     # One tick per call (the warm-up included) and one per memory measurement; then the best-eager sections'.
     sections = len(bench_eager.INPUTS) * 2 * (len(bench_eager.KINDS) - (not compiled))
     bar = tqdm(total=(2 * len(kinds) + 1 + sections) * (1 + repeats) + 2, desc="bench machine", unit="call",
