@@ -118,6 +118,8 @@ def test_splits_hold_500_distinct_prompts_of_every_task():
                                            + [compose.ComposeTask.call_tape])
     assert MIX.n == max(tasks.get(n).n for n in tasks.names())
     assert {len(e.calls) for e in MIX.generate("compose_3", 50, seed=1)} == {3}
+    assert [MIX.split_axis(s) for s in ("compose_4", "compose/test", "sort/ood_2x", "test")] == \
+        ["calls", "calls", "length", "task"]
     with pytest.raises(ValueError, match="unknown split"):
         MIX.generate("long_add/ood_16x", 5)
     assert "mix" in tasks.all_names() and "mix" not in tasks.names()

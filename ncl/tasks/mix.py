@@ -120,6 +120,14 @@ class MixTask:
         name, inner = split.split("/", 1)
         return [(name, inner, inner == "paraphrase")]
 
+    def split_axis(self, split: str) -> str:
+        """What ``split``'s sizes measure: calls for the composed splits, the task's axis for ``TASK/SPLIT``, and
+        ``task`` (sizes on several axes) for ``train``, ``test`` and ``paraphrase``."""
+        parts = {name for name, _, _ in self._parts(split)}
+        if parts == {COMPOSE}:
+            return compose.ComposeTask.axis
+        return self.tasks[parts.pop()].axis if len(parts) == 1 else self.axis
+
     def size_range(self, split: str) -> tuple[int, int]:
         """The sizes ``split``'s problems have on their own axis (the union over its parts; a composed problem's
         size is its number of calls)."""

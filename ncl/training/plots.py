@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 AXIS_LABELS = {"digits": "digits of the longer operand", "length": "list length", "depth": "recursion depth",
-               "nodes": "nodes in the graph"}
+               "nodes": "nodes in the graph", "calls": "library calls in the problem"}
 
 
 def _pyplot():
@@ -50,6 +50,14 @@ def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -
     ax.grid(alpha=0.3)
 
 
+def _size_axis(task, splits) -> str:
+    """What sizes measure on ``splits`` of ``task``: their common axis where the task tells each split's
+    (``split_axis``: ``mix``'s composed splits count calls), else the task's."""
+    per_split = getattr(task, "split_axis", None)
+    axes = {per_split(s) for s in splits} if splits and per_split else {task.axis}
+    return axes.pop() if len(axes) == 1 else task.axis
+
+
 def plot_accuracy(results: list[dict], path, splits=None) -> Path:
     """Accuracy against size, one line per run (all of one task), every split (or those in ``splits``) pooled by
     size."""
@@ -58,7 +66,7 @@ def plot_accuracy(results: list[dict], path, splits=None) -> Path:
     plt = _pyplot()
     task = results[0]["task"]
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
-    _accuracy_axes(ax, results, task, task_registry.get(task).axis, splits)
+    _accuracy_axes(ax, results, task, _size_axis(task_registry.get(task), splits), splits)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
