@@ -75,10 +75,9 @@ def single_call(task: str, e: Example, template: str) -> Composed:
 class MixTask:
     """The ``mix`` task over ``tasks`` (name → :class:`~ncl.tasks.Task`) and, if ``composed``, the composed
     problems, its training wording perturbed at the rate ``noise`` (:func:`~ncl.tasks.phrasing.perturb`; 0: the
-    templates as written),
-    with :class:`~ncl.tasks.Task`'s interface: :meth:`sample`, :meth:`generate`, :attr:`eval_splits`,
-    :meth:`size_range`, :meth:`max_segment`, ``n`` (the largest value range any part needs), and the chain a
-    model needs: ``calls`` (K, the longest composed split's) and ``slots``."""
+    templates as written), with :class:`~ncl.tasks.Task`'s interface: :meth:`sample`, :meth:`generate`,
+    :attr:`eval_splits`, :meth:`size_range`, :meth:`max_segment`, ``n`` (the largest value range any part
+    needs), and the chain a model needs: ``calls`` (K, the longest composed split's) and ``slots``."""
 
     name = NAME
     axis = "task"
