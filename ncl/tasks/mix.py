@@ -32,7 +32,7 @@ import re
 from ncl.tasks import compose
 from ncl.tasks.base import SPLIT_SIZE, Example, Task, cued, held_out
 from ncl.tasks.compose import Call, Composed
-from ncl.tasks.phrasing import NOISE, perturb, slots, templates
+from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
 
 NAME = "mix"
 COMPOSE = compose.NAME  #: the name of the composed part (``compose/test``)
@@ -62,13 +62,14 @@ def single_call(task: str, e: Example, template: str) -> Composed:
     """``e``, an example of ``task``, asked with ``template`` as a chain of one call: the program on every
     operand in order (:func:`operand_groups`; the program reads their concatenation, the whole tape), its step
     phrase the whole question up to its closing character."""
-    body = template.format(**slots(task, e.numbers))
+    asked = phrase(task, e, template)
+    body = asked.prompt[:-len(cued(""))]  # the question without the answer cue
     groups = operand_groups(body)
     if tuple(x for g in groups for x in g) != tuple(e.numbers):
         raise ValueError(f"template {template!r} of {task!r} does not give the numbers in order")
     operands = tuple(g[0] if len(g) == 1 else g for g in groups)
     end = len(body) - 1 if body[-1] in _CLOSERS else len(body)
-    return Composed(cued(body), e.answer, e.program, e.numbers, e.size, operands,
+    return Composed(asked.prompt, e.answer, e.program, e.numbers, e.size, operands,
                     (Call(e.program, tuple(range(len(operands)))),), ((0, end),))
 
 
