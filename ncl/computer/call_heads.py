@@ -8,6 +8,16 @@ again: a model trained on one- and two-call problems has no weight that only a t
   commas of ", then" and ", and then", and a gate read off the context fired inside lists and numbers longer
   than any trained on. Call k's focus is the first such token after call k − 1's (call 1: from the prompt's
   start), so call k finds the k-th step the way call 1 finds the first.
+- **Nested steps** (``nesting``). Nested wording names the calls last first: in ``add 7 to the product of 36
+  and 12`` the step ``the product of 36 and 12`` runs first. Its steps end where the next phrase begins with
+  ``the`` (the space after ``to``), which only the words before and after tell apart from ``Compute the product
+  of``: the step-end gate then reads the tokens from :data:`STEP_WINDOW`'s first offset to its last, and a
+  second output of it says whether a step end is nested (labelled in training). A row with a nested step end
+  before its cue reads its steps from the last back: call 1's step runs from the last step end before the cue
+  to the cue, call k's ends where call k − 1's began, and call k halts unless a step ends before its step.
+  Words and counts are read as for a forward step, and pointers are offered the step's own operands only:
+  read backwards, every outer step's numbers stand before the focus (a fourth call, ``the sum of``, took the
+  ``26`` of ``multiply 26 by``). The direction is a hard decision, a constant to the losses.
 - **Halting.** Call k halts unless a step ends after its focus: its logit is minus the largest step-end logit
   after the focus, a constant to the losses (the gate's own labels train it: through the halting labels, a
   missed step end, which leaves a call's focus short, was pushed further down). Heads that read the text
@@ -48,6 +58,9 @@ from ncl.computer.config import CALL_READS
 OPERAND_ORDERS = (-3, 3)
 WORD_QUERIES = 4  #: learned queries that pool a step's words
 COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, three or more
+#: The token offsets a nesting chain's step-end gate reads, relative to the token it marks: the words before a
+#: nested step end (``add 7 to``) and after it (`` the p`` against ``reverse the list``, `` the r`` ...).
+STEP_WINDOW = (-3, 6)
 
 
 class CallHeads(nn.Module):
@@ -55,22 +68,27 @@ class CallHeads(nn.Module):
 
     Args:
         d: hidden size; programs: P, the library's entry points; slots: A, argument slots per call; read: what
-            the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`.
+            the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`; nesting: whether steps
+            may be read last first (needs ``read="text"``).
     """
 
-    def __init__(self, d: int, programs: int, slots: int, read: str = "text"):
+    def __init__(self, d: int, programs: int, slots: int, read: str = "text", nesting: bool = False):
         super().__init__()
         if read not in CALL_READS:
             raise ValueError(f"read must be one of {CALL_READS}, got {read!r}")
-        self.d, self.slots, self.read = d, slots, read
+        if nesting and read != "text":
+            raise ValueError("nesting needs read='text'")
+        self.d, self.slots, self.read, self.nesting = d, slots, read, nesting
         if read == "text":
             self.word_query = nn.Parameter(0.02 * torch.randn(WORD_QUERIES, d))
             self.word_key = nn.Linear(d, d, bias=False)
             self.count = nn.Embedding(COUNTS, d)
+        if read == "text" and not nesting:
             self.step_next = nn.Linear(d, 1, bias=False)  # the step-end gate's view of the next token
             self.step_next2 = nn.Linear(d, 1, bias=False)  # ... and of the one after it
-        self.step_end = nn.Linear(d, 1)  # has a step phrase just ended at this token
-        nn.init.constant_(self.step_end.bias, -2.0)
+        if not nesting:
+            self.step_end = nn.Linear(d, 1)  # has a step phrase just ended at this token
+            nn.init.constant_(self.step_end.bias, -2.0)
         self.program = nn.Linear(d, programs)
         self.slot_query = nn.Linear(d, slots * d, bias=False)
         self.operand_order = nn.Embedding(OPERAND_ORDERS[1] - OPERAND_ORDERS[0] + 1, d)
@@ -80,14 +98,20 @@ class CallHeads(nn.Module):
             # a decay of an operand's pointer score with its distance after the focus (softplus, per token): the
             # next step's number is further away than this step's own
             self.operand_decay = nn.Parameter(torch.tensor(-2.0))
+        if nesting:  # (step end, nested) from the window's tokens side by side; created last, so that the other
+            # heads start as a chain's without nesting does
+            self.step_window = nn.Linear(d * (STEP_WINDOW[1] - STEP_WINDOW[0] + 1), 2)
+            nn.init.constant_(self.step_window.bias, -2.0)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
                 tokens: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, ...]:
-        """``(program logits (B,K,P), pointer logits (B,K,A,S), halt logits (B,K), step_logit (B,T))`` for K =
-        ``calls`` and O = ``operands`` (S = 1 + O + K); ``step_logit``: the step-end gate's, which the auxiliary
-        loss labels. ``words`` is needed with ``read="text"``, whose step-end gate reads ``tokens``: (each token,
-        the next, the one after; (B,T,d) each), or ``h`` if None."""
+        """``(program logits (B,K,P), pointer logits (B,K,A,S), halt logits (B,K), step_logit (B,T), nest_logit
+        (B,T) or None)`` for K = ``calls`` and O = ``operands`` (S = 1 + O + K); ``step_logit``: the step-end
+        gate's, ``nest_logit``: whether a step end is nested (with ``nesting``), which the auxiliary loss labels.
+        ``words`` is needed with ``read="text"``, whose step-end gate reads ``tokens``: (each token, the next,
+        the one after, ...; (B,T,d) each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h``
+        if None."""
         B, T, d = h.shape
         pos = torch.arange(T, device=h.device)
         real = mask > 0
@@ -96,16 +120,22 @@ class CallHeads(nn.Module):
         end_pos = torch.where(is_end, pos[None], T).sort(-1).values[:, :operands]
         if end_pos.shape[1] < operands:
             end_pos = nn.functional.pad(end_pos, (0, operands - end_pos.shape[1]), value=T)
-        if self.read == "text" and tokens is not None:
-            step_logit = self.step_end(tokens[0]) + self.step_next(tokens[1]) + self.step_next2(tokens[2])
+        nest_logit = None
+        if self.nesting:
+            step_logit, nest_logit = self._window(h if tokens is None else tokens).unbind(-1)
+        elif self.read == "text" and tokens is not None:
+            step_logit = (self.step_end(tokens[0]) + self.step_next(tokens[1]) + self.step_next2(tokens[2])).squeeze(-1)
         else:
-            step_logit = self.step_end(h)
-        step_logit = step_logit.squeeze(-1)
+            step_logit = self.step_end(h).squeeze(-1)
         ended = step_logit.detach()  # what halting reads: a constant to the losses
         if self.read == "text":  # the last step ends at the answer cue, the last token the heads read
             ended = torch.cat([ended[:, :-1], torch.full_like(ended[:, -1:], 30.0)], 1)
         marks = (ended > 0) & real
         focus = torch.full((B,), -1, dtype=torch.long, device=h.device)
+        # reading last first: a row with a nested step end before its cue (the cue, always a step end, is T - 1)
+        backwards = ((nest_logit.detach() > 0) & marks)[:, :-1].any(-1) if self.nesting else None
+        back_focus = torch.full((B,), T - 1, dtype=torch.long, device=h.device)
+        back_found = torch.ones(B, dtype=torch.bool, device=h.device)
         rows = torch.arange(B, device=h.device)
         if self.read == "text":
             if words is None or words.shape != (B, T):
@@ -117,6 +147,13 @@ class CallHeads(nn.Module):
             found = later.any(-1)
             previous = focus
             focus = torch.where(found, later.float().argmax(-1), focus)  # the first mark after the last focus
+            if self.nesting:  # backwards: the step from the last mark before back_focus to it
+                start = torch.where(marks & (pos[None] < back_focus[:, None]), pos[None], -1).amax(-1)
+                previous = torch.where(backwards, start, previous)
+                focus = torch.where(backwards, back_focus, focus)
+                found = torch.where(backwards, back_found, found)
+                back_found = back_found & (start >= 0)
+                back_focus = torch.where(start >= 0, start, back_focus)
             if self.read == "text":  # the step's words, and how many operands end in it
                 step = (pos[None] > previous[:, None]) & (pos[None] <= focus[:, None]) & found[:, None]
                 w = torch.softmax(word_scores.masked_fill(~(step & (words > 0))[:, None], float("-inf")), -1)
@@ -128,6 +165,8 @@ class CallHeads(nn.Module):
             # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32); detached, since
             # where a step end was missed the halting labels would push it further down
             after_focus = (pos[None] > focus[:, None]) & real
+            if self.nesting:  # backwards: halt unless a step ends before this one
+                after_focus = torch.where(backwards[:, None], (pos[None] <= previous[:, None]) & real, after_focus)
             halts.append(-ended.masked_fill(~after_focus, -30.0).amax(-1))
             pis.append(self.program(c))
             # operand j's order relative to the focus: −1, −2 at or before it; 0, 1, ... after it
@@ -148,12 +187,31 @@ class CallHeads(nn.Module):
             if self.read == "text":  # a step's operands end at or before its end, the focus: later ones are not
                 # offered (their keys, ranks after the focus that one- and two-call training rarely shows,
                 # drew a third slot to the next steps' numbers)
-                hidden = hidden | torch.cat([far.new_zeros(B, 1, dtype=torch.bool), end_pos > focus[:, None],
+                outside = end_pos > focus[:, None]
+                if self.nesting:
+                    outside = outside | (end_pos <= previous[:, None])
+                hidden = hidden | torch.cat([far.new_zeros(B, 1, dtype=torch.bool), outside,
                                              far.new_zeros(B, calls, dtype=torch.bool)], 1)
             else:
                 scores = scores - nn.functional.softplus(self.operand_decay) * far[:, None]
             ptrs.append(scores.masked_fill(hidden[:, None], float("-inf")))
-        return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit
+        return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit, nest_logit
+
+    def _window(self, tokens: tuple[torch.Tensor, ...] | torch.Tensor) -> torch.Tensor:
+        """The nesting step-end gate: (B, T, 2) logits (step end, nested) of the tokens at :data:`STEP_WINDOW`'s
+        offsets, from ``tokens`` (each token, the next, ...: the look-ahead views, which stop at the answer
+        cue) or, given one (B,T,d) tensor, its shifts (zeros past either end)."""
+        first, last = STEP_WINDOW
+        here = tokens[0] if isinstance(tokens, tuple) else tokens
+        T = here.shape[1]
+        if isinstance(tokens, tuple):
+            if len(tokens) <= last:
+                raise ValueError(f"the nesting step gate reads {last} tokens ahead, got {len(tokens) - 1}")
+            ahead = list(tokens[1:last + 1])
+        else:
+            ahead = [nn.functional.pad(here[:, j:], (0, 0, 0, j)) for j in range(1, last + 1)]
+        behind = [nn.functional.pad(here[:, :T - j], (0, 0, j, 0)) for j in range(-first, 0, -1)]
+        return self.step_window(torch.cat(behind + [here] + ahead, -1))
 
 
-__all__ = ["COUNTS", "CallHeads", "OPERAND_ORDERS", "WORD_QUERIES"]
+__all__ = ["COUNTS", "CallHeads", "OPERAND_ORDERS", "STEP_WINDOW", "WORD_QUERIES"]

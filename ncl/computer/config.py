@@ -92,6 +92,10 @@ class ComputerConfig:
         end_lookahead: how many tokens after it a chain's local operand-end gate reads (1 or 2): with 2, an
             edge list ``1 2, 3 4`` is one operand (a digit follows its comma within two tokens) and a list
             before ``, then`` ends one.
+        nesting: whether a chain can read its steps last first, for nested wording (``add 7 to the product of
+            36 and 12``: :mod:`ncl.tasks.nested`): the step-end gate then reads a wider window of tokens and
+            also says whether a step end is nested (:mod:`ncl.computer.call_heads`). Needs ``call_read="text"``
+            and ``tape_gates="local"``.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -114,6 +118,7 @@ class ComputerConfig:
     slots: int = 2
     call_read: str = "text"
     end_lookahead: int = 2
+    nesting: bool = False
 
     def __post_init__(self):
         m = self.machine
@@ -144,6 +149,8 @@ class ComputerConfig:
         if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
             raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
+        if self.nesting and (self.call_read != "text" or self.tape_gates != "local" or not self.calls):
+            raise ValueError("ComputerConfig: nesting needs calls, call_read='text' and tape_gates='local'")
         if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
             raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
                              "or 'cells'")

@@ -14,7 +14,7 @@ from ncl.computer import arguments as arguments_
 from ncl.computer import calls as calls_
 from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
-from ncl.computer.call_heads import CallHeads
+from ncl.computer.call_heads import STEP_WINDOW, CallHeads
 from ncl.computer.config import ComputerConfig
 from ncl.computer.outputs import ChainHeads, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
@@ -100,7 +100,7 @@ class NeuralComputer(nn.Module):
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
-            self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read)
+            self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read, cfg.nesting)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
             if cfg.tape_gates == "local":
                 self.end_next_head = nn.Linear(d, 1, bias=False)  # the end gate's view of the token after
@@ -264,7 +264,8 @@ class NeuralComputer(nn.Module):
             # what local gates read: each prompt token and the ones after it, up to the answer cue's "=" (the
             # first read position); past it is the answer, which no head on the prompt may see (zeros there)
             seen = (h if tokens is None else tokens)[:, :last + 2]
-            ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in (1, 2)]
+            reach = STEP_WINDOW[1] if cfg.nesting else 2  # how far ahead the furthest-reading gate reads
+            ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in range(1, reach + 1)]
             local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
                                    local)
@@ -299,8 +300,8 @@ class NeuralComputer(nn.Module):
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
         hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them, the
-        tokens after those)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead`` tokens
-        ahead, the step-end gate of ``call_read="text"`` two."""
+        tokens after those, ...)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead``
+        tokens ahead, the step-end gate of ``call_read="text"`` two (with ``nesting``, its window's)."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
@@ -315,15 +316,15 @@ class NeuralComputer(nn.Module):
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        program_logits, pointer_logits, halt_logit, step_logit = self.call_heads(h, mask, end, K + 1, K,
-                                                                                 mask * (1 - written), end_tokens)
+        program_logits, pointer_logits, halt_logit, step_logit, nest_logit = self.call_heads(
+            h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
         pi = torch.softmax(program_logits, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, pointer_logits,
                                  halt_logit, operands, cfg.machine.registers, cfg.answer_grad)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, halt_logit, end_logit, chain.calls, chain.program,
                                        chain.args, chain.call_steps, chain.segments.cells.argmax(-1),
-                                       chain.segments.length, step_logit))
+                                       chain.segments.length, step_logit, nest_logit))
         return ComputerState(heads, chain.r0, chain.mem, tape.written, chain.steps, chain.unhalted, chain.run_steps,
                              first_read)
 

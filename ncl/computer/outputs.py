@@ -16,7 +16,8 @@ class ChainHeads(NamedTuple):
     ``program (B,K)`` and ``args (B,K,A)`` (−1 for a call not run), ``call_steps (B,K)`` (each call's expected
     machine steps), and every segment's cells ``segments (B,S,C)`` (argmax values) and ``segment_length
     (B,S)``, for traces; ``step_logit (B,T)``: has a step phrase ended at this prompt token
-    (:class:`~ncl.computer.call_heads.CallHeads`)."""
+    (:class:`~ncl.computer.call_heads.CallHeads`); ``nest_logit (B,T)``: is that step end nested (None without
+    ``ComputerConfig.nesting``)."""
 
     pi: torch.Tensor
     pointers: torch.Tensor
@@ -29,6 +30,7 @@ class ChainHeads(NamedTuple):
     segments: torch.Tensor
     segment_length: torch.Tensor
     step_logit: torch.Tensor
+    nest_logit: torch.Tensor | None = None
 
 
 class PromptHeads(NamedTuple):

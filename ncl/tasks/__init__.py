@@ -8,7 +8,8 @@
 | ``shortest_path``, ``reachable`` | BFS over an edge list | nodes | 3–6 | 12 / 24 |
 
 ``mix`` (:mod:`ncl.tasks.mix`) is all of them at once, asked in natural language (:mod:`ncl.tasks.phrasing`);
-``compose`` (:mod:`ncl.tasks.compose`) is problems that chain one to four library calls.
+``compose`` (:mod:`ncl.tasks.compose`) is problems that chain one to four library calls; ``mix_nested`` is
+``mix`` with nested wording of composed problems too (:mod:`ncl.tasks.nested`).
 
 Every :class:`Example` carries what the machine should receive (the program, the tape's numbers, the answer's
 cells) for auxiliary supervision and for the tool-use baseline's call; ``test`` is disjoint from ``train`` by a
@@ -24,6 +25,7 @@ from ncl.tasks.mix import MixTask
 
 TASKS: dict[str, Task] = {**arithmetic.TASKS, **lists.TASKS, **graphs.TASKS}
 MIX = MixTask(TASKS)
+MIX_NESTED = MixTask(TASKS, nested=True)
 COMPOSE = ComposeTask()
 
 
@@ -33,8 +35,8 @@ def names() -> list[str]:
 
 
 def all_names() -> list[str]:
-    """Every name :func:`get` knows: the benchmark tasks, then ``mix`` and ``compose``."""
-    return list(TASKS) + [MIX.name, COMPOSE.name]
+    """Every name :func:`get` knows: the benchmark tasks, then ``mix``, ``compose`` and ``mix_nested``."""
+    return list(TASKS) + [MIX.name, COMPOSE.name, MIX_NESTED.name]
 
 
 def get(name: str) -> Task | MixTask | ComposeTask:
@@ -43,6 +45,8 @@ def get(name: str) -> Task | MixTask | ComposeTask:
         return MIX
     if name == COMPOSE.name:
         return COMPOSE
+    if name == MIX_NESTED.name:
+        return MIX_NESTED
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(all_names())}")
     return TASKS[name]
@@ -57,5 +61,5 @@ def exact_match(predictions: list[str], examples: list[Example]) -> float:
     return sum(p == e.answer for p, e in zip(predictions, examples)) / len(examples)
 
 
-__all__ = ["ALL_SPLITS", "COMPOSE", "ComposeTask", "Example", "MIX", "MixTask", "SPLIT_SIZE", "TASKS", "Task",
-           "all_names", "exact_match", "get", "held_out", "names"]
+__all__ = ["ALL_SPLITS", "COMPOSE", "ComposeTask", "Example", "MIX", "MIX_NESTED", "MixTask", "SPLIT_SIZE",
+           "TASKS", "Task", "all_names", "exact_match", "get", "held_out", "names"]

@@ -77,6 +77,8 @@ class Composed(Example):
     calls: tuple[Call, ...] = ()
     #: each call's step phrase in the prompt: ``(first character, end)``, for the heads' reading labels
     spans: tuple[tuple[int, int], ...] = ()
+    #: whether the text names the calls last first (:mod:`ncl.tasks.nested`): its steps run in reverse order
+    nested: bool = False
 
     @property
     def call(self) -> str:

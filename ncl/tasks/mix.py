@@ -18,6 +18,11 @@ Splits:
   under the trained templates; ``compose/test`` and ``compose/paraphrase``: the composed shares of ``test`` and
   ``paraphrase``.
 
+With ``nested`` (the task ``mix_nested``), the composed share of training and ``test`` is half sequential, half
+nested wording (:mod:`ncl.tasks.nested`: two calls, ``add 7 to the product of 36 and 12``), and the splits
+``nested_3``, ``nested_4`` (3 and 4 nested calls) and ``nested/test`` are added. ``nested`` off, every split is
+drawn exactly as before it existed.
+
 Disjoint by construction: training only asks problems that are in their part's training part, and prompts on
 the training side of the mix's own hash partition, so a ``test`` or ``paraphrase`` prompt (a held-out problem,
 on the held-out side) and an out-of-distribution one (a size or a chain length no training problem has) never
@@ -29,13 +34,17 @@ from __future__ import annotations
 import random
 import re
 
-from ncl.tasks import compose
+from ncl.tasks import compose, nested
 from ncl.tasks.base import SPLIT_SIZE, Example, Task, cued, held_out
 from ncl.tasks.compose import Call, Composed
 from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
 
 NAME = "mix"
 COMPOSE = compose.NAME  #: the name of the composed part (``compose/test``)
+NESTED = "nested"  #: the name of the nested part (``nested/test``; :mod:`ncl.tasks.nested`)
+#: The calls of the nested part's splits: training and ``test`` have two, ``nested_3`` and ``nested_4`` more.
+NESTED_CALLS = {"train": (2, 2), "test": (2, 2), "nested_3": (3, 3), "nested_4": (4, 4)}
+NESTED_SHARE = 0.5  #: with ``nested``, the share of the composed training problems that is nested
 COMPOSE_SHARE = 0.3  #: the share of composed problems in training: they need a chain's every head
 #: Argument slots per call: a graph question has three operands (``from {s} to {t} ... {edges}``).
 SLOTS = 3
@@ -85,10 +94,14 @@ class MixTask:
     calls = compose.ComposeTask.calls
     slots = SLOTS
 
-    def __init__(self, tasks: dict[str, Task], noise: float = NOISE, composed: bool = True):
+    def __init__(self, tasks: dict[str, Task], noise: float = NOISE, composed: bool = True, nested: bool = False):
+        if nested and not composed:
+            raise ValueError("nested wording is a share of the composed problems: it needs composed=True")
         self.tasks = dict(tasks)
         self.noise = noise
         self.composed = composed
+        self.nested = nested
+        self.name = f"{NAME}_{NESTED}" if nested else NAME
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
@@ -97,9 +110,11 @@ class MixTask:
         evaluation splits, then ``compose/test`` and ``compose/paraphrase`` (without ``composed``: none of the
         composed splits)."""
         chains = ("compose_3", "compose_4") if self.composed else ()
+        chains += ("nested_3", "nested_4") if self.nested else ()
         return (("train", "test", "paraphrase") + chains
                 + tuple(f"{name}/{s}" for name, t in self.tasks.items() for s in t.eval_splits)
-                + ((f"{COMPOSE}/test", f"{COMPOSE}/paraphrase") if self.composed else ()))
+                + ((f"{COMPOSE}/test", f"{COMPOSE}/paraphrase") if self.composed else ())
+                + ((f"{NESTED}/test",) if self.nested else ()))
 
     @property
     def eval_splits(self) -> tuple[str, ...]:
@@ -109,14 +124,18 @@ class MixTask:
     def _parts(self, split: str) -> list[tuple[str, str, bool]]:
         """``(task or compose, its split, held-out templates)`` choices a ``split`` example is drawn from."""
         if split not in self.splits:
-            raise ValueError(f"unknown split {split!r} for task 'mix'; it has train, test, paraphrase, compose_3, "
-                             f"compose_4 and TASK/SPLIT, e.g. {self.splits[5]}")
+            named = ", ".join(s for s in self.splits if "/" not in s)
+            raise ValueError(f"unknown split {split!r} for task {self.name!r}; it has {named} and TASK/SPLIT, e.g. "
+                             f"{self.splits[5]}")
         if split in ("train", "test"):
-            return [(name, split, False) for name in self.tasks] + [(COMPOSE, split, False)] * self.composed
+            return ([(name, split, False) for name in self.tasks] + [(COMPOSE, split, False)] * self.composed
+                    + [(NESTED, split, False)] * self.nested)
         if split == "paraphrase":
             return [(name, "test", True) for name in self.tasks] + [(COMPOSE, "paraphrase", True)] * self.composed
         if split in ("compose_3", "compose_4"):
             return [(COMPOSE, split, False)]
+        if split in ("nested_3", "nested_4"):
+            return [(NESTED, split, False)]
         name, inner = split.split("/", 1)
         return [(name, inner, inner == "paraphrase")]
 
@@ -124,20 +143,21 @@ class MixTask:
         """What ``split``'s sizes measure: calls for the composed splits, the task's axis for ``TASK/SPLIT``, and
         ``task`` (sizes on several axes) for ``train``, ``test`` and ``paraphrase``."""
         parts = {name for name, _, _ in self._parts(split)}
-        if parts == {COMPOSE}:
+        if parts <= {COMPOSE, NESTED}:
             return compose.ComposeTask.axis
         return self.tasks[parts.pop()].axis if len(parts) == 1 else self.axis
 
     def size_range(self, split: str) -> tuple[int, int]:
         """The sizes ``split``'s problems have on their own axis (the union over its parts; a composed problem's
         size is its number of calls)."""
-        ranges = [compose.CALLS[inner] if name == COMPOSE else self.tasks[name].size_range(inner)
+        calls = {COMPOSE: compose.CALLS, NESTED: NESTED_CALLS}
+        ranges = [calls[name][inner] if name in calls else self.tasks[name].size_range(inner)
                   for name, inner, _ in self._parts(split)]
         return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
 
     def max_segment(self, split: str) -> int:
         """The longest tape any call of a ``split`` problem can get."""
-        return max(compose.ComposeTask.call_tape if name == COMPOSE else self.tasks[name].max_segment(inner)
+        return max(compose.ComposeTask.call_tape if name in (COMPOSE, NESTED) else self.tasks[name].max_segment(inner)
                    for name, inner, _ in self._parts(split))
 
     def _example(self, name: str, inner: str, held: bool, rng: random.Random, noisy: bool) -> Composed:
@@ -148,6 +168,10 @@ class MixTask:
         while True:
             if name == COMPOSE:
                 e = compose.sample(inner, rng)
+            elif name == NESTED:
+                e = nested.make(rng, rng.randint(*NESTED_CALLS[inner]), NOISE if inner == "train" else 0.0)
+                if inner in ("train", "test") and held_out(COMPOSE, e.prompt) != (inner == "test"):
+                    continue  # the composed part's own partition, as compose.sample keeps it
             else:
                 template = rng.choice(templates(name, held))
                 if noisy and self.noise:
@@ -163,8 +187,10 @@ class MixTask:
         wrappers themselves)."""
         parts = self._parts(split)
         if split == "train":
-            tasks = [p for p in parts if p[0] != COMPOSE]
-            part = parts[-1] if self.composed and rng.random() < COMPOSE_SHARE else rng.choice(tasks)
+            tasks = [p for p in parts if p[0] not in (COMPOSE, NESTED)]
+            part = (parts[len(tasks)] if self.composed and rng.random() < COMPOSE_SHARE else rng.choice(tasks))
+            if part[0] == COMPOSE and self.nested and rng.random() < NESTED_SHARE:
+                part = parts[-1]
         else:
             part = rng.choice(parts)
         return self._example(*part, rng, split == "train")
@@ -191,4 +217,5 @@ class MixTask:
         return out
 
 
-__all__ = ["COMPOSE", "COMPOSE_SHARE", "NAME", "SLOTS", "MixTask", "operand_groups", "single_call"]
+__all__ = ["COMPOSE", "COMPOSE_SHARE", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE", "SLOTS", "MixTask",
+           "operand_groups", "single_call"]

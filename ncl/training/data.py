@@ -39,8 +39,8 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int, A: int,
     call k's result at 1 + (K + 1) + k): per call its program, its A slots' segments (the empty one for an
     unused slot) and whether it halts (−100 past the last call); the prompt tokens that end an operand; and per
     call where its heads read (−100 past the last call or without ``e.spans``): the first token after its step
-    phrase (a comma, a full stop; with ``cue_focus`` the last call's at the answer cue), whose state has read the
-    whole step."""
+    phrase (a comma, a full stop; with ``cue_focus`` the answer cue for the call whose phrase is last in the
+    text: the last call's, or a nested problem's first), whose state has read the whole step."""
     program, args, halt = [-100] * K, [[-100] * A for _ in range(K)], [-100] * K
     focus = [-100] * K
     spans = getattr(e, "spans", ())
@@ -51,7 +51,8 @@ def _chain_targets(e, toks: list[str], names: list[str], K: int, A: int,
         for k, (_, end) in enumerate(spans[:K]):
             focus[k] = at(end)
         if cue_focus:  # the last step ends at the answer cue, the last token the heads read
-            focus[min(len(spans), K) - 1] = len(toks) - 2
+            last = max(range(min(len(spans), K)), key=lambda k: spans[k][1])
+            focus[last] = len(toks) - 2
     O = len(e.operands)
     for k, call in enumerate(e.calls[:K]):
         program[k] = names.index(call.program)
@@ -85,9 +86,11 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
             then also give ``call_program (B,K)``, ``call_args (B,K,slots)``, ``call_halt (B,K)`` and
             ``operand_end (B,T)`` (1 at a prompt token whose cell ends an operand, 0 at the other tokens
             written; −100 = none), ``call_focus (B,K)`` (the token where each call's heads should read: the
-            first after its step phrase, or with ``cue_focus`` the last call's at the answer cue, as
-            ``call_read="text"`` heads read it; −100 = none) and ``step_end (B,T)`` (1 at the ``call_focus`` tokens, 0
-            at the other prompt tokens, −100 = none).
+            first after its step phrase, or with ``cue_focus`` the answer cue for the call whose phrase ends the
+            text, as ``call_read="text"`` heads read it; −100 = none), ``step_end (B,T)`` (1 at the
+            ``call_focus`` tokens, 0 at the other prompt tokens, −100 = none) and ``step_nest (B,T)`` (at the
+            ``call_focus`` tokens but the answer cue: 1 in a nested problem,
+            :attr:`~ncl.tasks.compose.Composed.nested`, 0 in another; −100 elsewhere).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
     predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
@@ -149,13 +152,17 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
                                           for c, p in zip(chain, prompts)])
         step = torch.where(mask[:, :P] > 0, 0, -100)
         step = torch.cat([step, torch.full((B, T - P), -100)], 1)
-        for i, c in enumerate(chain):
+        nest = torch.full((B, T), -100, dtype=torch.long)
+        for i, (e, c) in enumerate(zip(examples, chain)):
             if c[4][0] < 0:  # no spans: no labels
                 step[i] = -100
             for t in c[4]:
                 if t >= 0:
                     step[i, P - len(prompts[i]) + t] = 1
+                    if t != len(prompts[i]) - 2:  # the answer cue ends every problem's last step
+                        nest[i, P - len(prompts[i]) + t] = int(getattr(e, "nested", False))
         out["step_end"] = step
+        out["step_nest"] = nest
     width = max(len(e.args) for e in examples)
     out["args"] = torch.tensor([list(e.args) + [-100] * (width - len(e.args)) for e in examples])
     return out

@@ -99,7 +99,7 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     machine = replace(ccfg.machine, n=task.n, cells=cells)
     ccfg = replace(ccfg, machine=machine, digit_tokens=digit_tokens, symbol_tokens=symbol_tokens,
                    max_steps=cfg.train_max_steps or max_steps, calls=getattr(task, "calls", 0),
-                   slots=getattr(task, "slots", ccfg.slots))
+                   slots=getattr(task, "slots", ccfg.slots), nesting=getattr(task, "nested", False))
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
