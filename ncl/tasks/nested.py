@@ -46,8 +46,9 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
     if calls < 2:
         raise ValueError(f"a nested problem needs at least 2 calls, got {calls}")
     verb = rng.random() < 0.5
-    # in execution order: each call's program, its phrase, and its operands in the phrase's text order
-    programs, phrases, own = [], [], []
+    # in execution order: each call's program, its phrase, its operands in the phrase's text order, and whether
+    # the previous result is its first argument (``subtract {b} from``: the result minus b)
+    programs, phrases, own, result_first = [], [], [], [False]
     if rng.random() < 0.5:
         program = rng.choice(BINARY)
         a, b = _number(rng), _number(rng)
@@ -70,17 +71,20 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
             program = rng.choice(LIST_OPS + ("list_sum",))
             phrases.append(rng.choice(table[program]))
             own.append([])
+            first = False
             value = APPLY[program](value)
         else:
             b = _number(rng)
             choices = [p for p in BINARY if p != "long_sub" or table is VERB or b >= value]
             program = rng.choice(choices)
-            if program == "long_sub" and table is VERB:
+            first = program == "long_sub" and table is VERB
+            if first:
                 b = min(b, value)  # the result minus b stays >= 0
             phrases.append(rng.choice(table[program]).format(b=b))
             own.append([b])
-            value = APPLY[program](value, b) if program == "long_sub" and table is VERB else APPLY[program](b, value)
+            value = APPLY[program](value, b) if first else APPLY[program](b, value)
         programs.append(program)
+        result_first.append(first)
     # the text names the calls last first; operands are numbered in text order
     order = list(range(calls - 1, -1, -1))
     operands, index = [], {}
@@ -91,8 +95,7 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
     chain = [Call(programs[0], tuple(index[0]))]
     for k in range(1, calls):
         result = P + k - 1
-        sub_from = programs[k] == "long_sub" and verb and k == calls - 1
-        args = (result,) if not index[k] else ((result, index[k][0]) if sub_from else (index[k][0], result))
+        args = (result,) if not index[k] else ((result, index[k][0]) if result_first[k] else (index[k][0], result))
         chain.append(Call(programs[k], args))
     wrapper = rng.choice(VERB_WRAPPERS if verb else NOUN_WRAPPERS)
     wrapper = perturb(wrapper, rng, noise) if noise else wrapper
