@@ -42,11 +42,15 @@ def test_nested_calls_give_the_answer_and_their_phrases_stand_outermost_first(sp
 
 def test_nested_splits_are_disjoint_from_training_and_the_option_leaves_mix_alone():
     examples = MIX_NESTED.generate("train", 10_000, seed=0)
-    assert 0.12 < sum(e.nested for e in examples) / len(examples) < 0.18  # half the composed share, 30 %
+    worded = sum(e.nested and "the " in e.prompt for e in examples) / len(examples)  # not a bare expression
+    assert abs(worded - mix.COMPOSE_SHARE * mix.NESTED_SHARE / 2) < 0.02  # half of the nested share
     train = {e.prompt for e in examples}
-    for split in ("test", "nested/test", "nested_3", "nested_4", "compose/test"):
+    for split in ("test", "nested/test", "nested/paraphrase", "nested_3", "nested_4", "compose/test"):
         prompts = {e.prompt for e in MIX_NESTED.generate(split, 300, seed=1234)}
         assert len(prompts) == 300 and not prompts & train, split
+    held = [w.split("{steps}")[0] for w in nested.VERB_WRAPPERS[1] + nested.NOUN_WRAPPERS[1]]
+    assert all(any(e.prompt.startswith(h) for h in held) for e in MIX_NESTED.generate("nested/paraphrase", 50))
+    assert not any(e.nested and e.prompt.startswith(tuple(held)) for e in examples)  # never trained on
     assert not any(s.startswith("nested") for s in tasks.get("mix").splits)
     assert MIX_NESTED.name == "mix_nested" and tasks.get("mix").name == "mix"
     with pytest.raises(ValueError, match="at least 2 calls"):
@@ -78,10 +82,13 @@ def _heads_with_marks(nested_marks: bool):
     heads = CallHeads(d, 5, 3, "text", nesting=True)
     here = -STEP_WINDOW[0] * d  # the token's own slot in the window
     with torch.no_grad():
-        heads.step_window.weight.zero_()
-        heads.step_window.bias.fill_(-5.0)
-        heads.step_window.weight[0, here] = 10.0
-        heads.step_window.weight[1, here + 1] = 10.0
+        hidden, out = heads.step_window[0], heads.step_window[-1]
+        for layer in (hidden, out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        hidden.weight[0, here] = hidden.weight[1, here + 1] = 1.0  # GELU(1) = 0.84, GELU(0) = 0
+        out.weight[0, 0] = out.weight[1, 1] = 20.0
+        out.bias.fill_(-5.0)
     h = torch.randn(2, 12, d)
     tokens = torch.randn(2, 12, d)
     tokens[:, :, :2] = 0.0
@@ -126,6 +133,8 @@ def test_a_mix_nested_model_trains_every_nesting_head():
     out = model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])
     loss = aux_loss(out["computer"], b)
     (out["loss"] + loss).backward()
-    w = model.computer.call_heads.step_window.weight
+    gate = model.computer.call_heads.step_window
+    w = gate[-1].weight
     assert w.grad is not None and (w.grad.abs().sum(1) > 0).all()  # both outputs: step end and nested
+    assert gate[0].weight.grad.abs().sum() > 0
     assert MIX_NESTED.split_axis("nested_3") == "calls"  # a nested split's sizes count calls

@@ -9,7 +9,8 @@
 
 ``mix`` (:mod:`ncl.tasks.mix`) is all of them at once, asked in natural language (:mod:`ncl.tasks.phrasing`);
 ``compose`` (:mod:`ncl.tasks.compose`) is problems that chain one to four library calls; ``mix_nested`` is
-``mix`` with nested wording of composed problems too (:mod:`ncl.tasks.nested`).
+``mix`` with nested wording of composed problems (:mod:`ncl.tasks.nested`) and arithmetic expressions
+(:mod:`ncl.tasks.expression`) too.
 
 Every :class:`Example` carries what the machine should receive (the program, the tape's numbers, the answer's
 cells) for auxiliary supervision and for the tool-use baseline's call; ``test`` is disjoint from ``train`` by a

@@ -106,11 +106,20 @@ def answer_text(value) -> str:
     return list_text(value) if isinstance(value, tuple) else str(value)
 
 
-def _number(rng: random.Random) -> int:
+def number(rng: random.Random) -> int:
+    """A number operand: from 0..99, or with chance 0.3 from 0..9."""
     return rng.randrange(100) if rng.random() < 0.7 else rng.randrange(10)
 
 
-def _list(rng: random.Random) -> tuple[int, ...]:
+def operand_pair(rng: random.Random, program: str) -> tuple[int, int]:
+    """A binary ``program``'s two operands (:func:`number`), the larger first for ``long_sub``: no result is
+    negative."""
+    a, b = number(rng), number(rng)
+    return (max(a, b), min(a, b)) if program == "long_sub" else (a, b)
+
+
+def short_list(rng: random.Random) -> tuple[int, ...]:
+    """A list operand: 2–4 elements from 0..99."""
     return tuple(rng.randrange(100) for _ in range(rng.randint(2, 4)))
 
 
@@ -121,8 +130,7 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float
     kind = rng.choice(("number", "list"))
     first = rng.choice(BINARY if kind == "number" else LIST_OPS + ("list_sum",))
     if first in BINARY:
-        a, b = _number(rng), _number(rng)
-        a, b = (max(a, b), min(a, b)) if first == "long_sub" else (a, b)
+        a, b = operand_pair(rng, first)
         phrase = rng.choice(FIRST[first])
         swapped = phrase.index("{b}") < phrase.index("{a}")  # "subtract {b} from {a}": b comes first
         operands += [b, a] if swapped else [a, b]
@@ -130,7 +138,7 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float
         chain.append(Call(first, (1, 0) if swapped else (0, 1)))
         value = APPLY[first](a, b)
     else:
-        v = _list(rng)
+        v = short_list(rng)
         operands.append(v)
         steps.append(rng.choice(FIRST[first]).format(list=" ".join(map(str, v))))
         chain.append(Call(first, (0,)))
@@ -142,7 +150,7 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float
             args = (None,)
         else:
             program = rng.choice(BINARY)
-            b = _number(rng)
+            b = number(rng)
             right = rng.random() < 0.3 and (program != "long_sub" or b >= value)
             if program == "long_sub" and not right and b > value:
                 b = rng.randint(0, value)
@@ -240,5 +248,5 @@ class ComposeTask:
         return generate(split, count, seed)
 
 
-__all__ = ["APPLY", "CALLS", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "generate", "make",
-           "sample", "values"]
+__all__ = ["APPLY", "CALLS", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "generate", "make", "number",
+           "operand_pair", "sample", "short_list", "values"]

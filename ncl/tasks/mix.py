@@ -18,10 +18,12 @@ Splits:
   under the trained templates; ``compose/test`` and ``compose/paraphrase``: the composed shares of ``test`` and
   ``paraphrase``.
 
-With ``nested`` (the task ``mix_nested``), the composed share of training and ``test`` is half sequential, half
-nested wording (:mod:`ncl.tasks.nested`: two calls, ``add 7 to the product of 36 and 12``), and the splits
-``nested_3``, ``nested_4`` (3 and 4 nested calls) and ``nested/test`` are added. ``nested`` off, every split is
-drawn exactly as before it existed.
+With ``nested`` (the task ``mix_nested``), two more composed parts of two calls each join the sequential one:
+nested wording (:mod:`ncl.tasks.nested`: ``add 7 to the product of 36 and 12``) and arithmetic expressions
+(:mod:`ncl.tasks.expression`: ``(4 + 9) * 12 - 5``, ``86 - 5 * 7``), :data:`NESTED_SHARE` of the composed
+training problems between them. Each has its ``PART/test`` and ``PART/paraphrase`` (held-out wrappers), which
+``test`` and ``paraphrase`` include, and deeper splits ``PART_3`` and ``PART_4`` (3 and 4 calls). ``nested``
+off, every split is drawn exactly as before it existed.
 
 Disjoint by construction: training only asks problems that are in their part's training part, and prompts on
 the training side of the mix's own hash partition, so a ``test`` or ``paraphrase`` prompt (a held-out problem,
@@ -34,7 +36,7 @@ from __future__ import annotations
 import random
 import re
 
-from ncl.tasks import compose, nested
+from ncl.tasks import compose, expression, nested
 from ncl.tasks.base import SPLIT_SIZE, Example, Task, cued, held_out
 from ncl.tasks.compose import Call, Composed
 from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
@@ -42,9 +44,13 @@ from ncl.tasks.phrasing import NOISE, perturb, phrase, templates
 NAME = "mix"
 COMPOSE = compose.NAME  #: the name of the composed part (``compose/test``)
 NESTED = "nested"  #: the name of the nested part (``nested/test``; :mod:`ncl.tasks.nested`)
-#: The calls of the nested part's splits: training and ``test`` have two, ``nested_3`` and ``nested_4`` more.
-NESTED_CALLS = {"train": (2, 2), "test": (2, 2), "nested_3": (3, 3), "nested_4": (4, 4)}
-NESTED_SHARE = 0.5  #: with ``nested``, the share of the composed training problems that is nested
+EXPRESSION = "expression"  #: the name of the expression part (``expression/test``; :mod:`ncl.tasks.expression`)
+#: The parts that ``nested`` adds, each a generator ``make(rng, calls, noise, held)``.
+WORDED = {NESTED: nested.make, EXPRESSION: expression.make}
+#: The calls of a worded part's splits: ``train``, ``test`` and ``paraphrase`` have two, ``PART_3`` three, ...
+NESTED_CALLS = {"train": (2, 2), "test": (2, 2), "paraphrase": (2, 2), "3": (3, 3), "4": (4, 4)}
+#: With ``nested``, the share of the composed training problems that is nested or an expression (in halves).
+NESTED_SHARE = 0.6
 COMPOSE_SHARE = 0.3  #: the share of composed problems in training: they need a chain's every head
 #: Argument slots per call: a graph question has three operands (``from {s} to {t} ... {edges}``).
 SLOTS = 3
@@ -106,15 +112,17 @@ class MixTask:
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """``train``, ``test``, ``paraphrase``, ``compose_3``, ``compose_4``, then ``TASK/SPLIT`` for every task's
-        evaluation splits, then ``compose/test`` and ``compose/paraphrase`` (without ``composed``: none of the
-        composed splits)."""
+        """``train``, ``test``, ``paraphrase``, ``compose_3``, ``compose_4`` (with ``nested``: ``nested_3`` ...
+        ``expression_4``), then ``TASK/SPLIT`` for every task's evaluation splits, then ``compose/test`` and
+        ``compose/paraphrase`` (with ``nested``: ``nested/test`` ... ``expression/paraphrase``; without
+        ``composed``: none of the composed splits)."""
         chains = ("compose_3", "compose_4") if self.composed else ()
-        chains += ("nested_3", "nested_4") if self.nested else ()
+        worded = tuple(WORDED) if self.nested else ()
+        chains += tuple(f"{part}_{k}" for part in worded for k in (3, 4))
         return (("train", "test", "paraphrase") + chains
                 + tuple(f"{name}/{s}" for name, t in self.tasks.items() for s in t.eval_splits)
                 + ((f"{COMPOSE}/test", f"{COMPOSE}/paraphrase") if self.composed else ())
-                + ((f"{NESTED}/test",) if self.nested else ()))
+                + tuple(f"{part}/{s}" for part in worded for s in ("test", "paraphrase")))
 
     @property
     def eval_splits(self) -> tuple[str, ...]:
@@ -126,16 +134,19 @@ class MixTask:
         if split not in self.splits:
             named = ", ".join(s for s in self.splits if "/" not in s)
             raise ValueError(f"unknown split {split!r} for task {self.name!r}; it has {named} and TASK/SPLIT, e.g. "
-                             f"{self.splits[5]}")
+                             f"{next(s for s in self.splits if '/' in s)}")
+        worded = list(WORDED) if self.nested else []
         if split in ("train", "test"):
             return ([(name, split, False) for name in self.tasks] + [(COMPOSE, split, False)] * self.composed
-                    + [(NESTED, split, False)] * self.nested)
+                    + [(part, split, False) for part in worded])
         if split == "paraphrase":
-            return [(name, "test", True) for name in self.tasks] + [(COMPOSE, "paraphrase", True)] * self.composed
+            return ([(name, "test", True) for name in self.tasks] + [(COMPOSE, "paraphrase", True)] * self.composed
+                    + [(part, "paraphrase", True) for part in worded])
         if split in ("compose_3", "compose_4"):
             return [(COMPOSE, split, False)]
-        if split in ("nested_3", "nested_4"):
-            return [(NESTED, split, False)]
+        if "/" not in split:  # PART_3, PART_4
+            part, calls = split.rsplit("_", 1)
+            return [(part, calls, False)]
         name, inner = split.split("/", 1)
         return [(name, inner, inner == "paraphrase")]
 
@@ -143,21 +154,21 @@ class MixTask:
         """What ``split``'s sizes measure: calls for the composed splits, the task's axis for ``TASK/SPLIT``, and
         ``task`` (sizes on several axes) for ``train``, ``test`` and ``paraphrase``."""
         parts = {name for name, _, _ in self._parts(split)}
-        if parts <= {COMPOSE, NESTED}:
+        if parts <= {COMPOSE, *WORDED}:
             return compose.ComposeTask.axis
         return self.tasks[parts.pop()].axis if len(parts) == 1 else self.axis
 
     def size_range(self, split: str) -> tuple[int, int]:
         """The sizes ``split``'s problems have on their own axis (the union over its parts; a composed problem's
         size is its number of calls)."""
-        calls = {COMPOSE: compose.CALLS, NESTED: NESTED_CALLS}
+        calls = {COMPOSE: compose.CALLS, **{part: NESTED_CALLS for part in WORDED}}
         ranges = [calls[name][inner] if name in calls else self.tasks[name].size_range(inner)
                   for name, inner, _ in self._parts(split)]
         return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
 
     def max_segment(self, split: str) -> int:
         """The longest tape any call of a ``split`` problem can get."""
-        return max(compose.ComposeTask.call_tape if name in (COMPOSE, NESTED) else self.tasks[name].max_segment(inner)
+        return max(compose.ComposeTask.call_tape if name in (COMPOSE, *WORDED) else self.tasks[name].max_segment(inner)
                    for name, inner, _ in self._parts(split))
 
     def _example(self, name: str, inner: str, held: bool, rng: random.Random, noisy: bool) -> Composed:
@@ -168,8 +179,8 @@ class MixTask:
         while True:
             if name == COMPOSE:
                 e = compose.sample(inner, rng)
-            elif name == NESTED:
-                e = nested.make(rng, rng.randint(*NESTED_CALLS[inner]), NOISE if inner == "train" else 0.0)
+            elif name in WORDED:
+                e = WORDED[name](rng, rng.randint(*NESTED_CALLS[inner]), NOISE if inner == "train" else 0.0, held)
                 if inner in ("train", "test") and held_out(COMPOSE, e.prompt) != (inner == "test"):
                     continue  # the composed part's own partition, as compose.sample keeps it
             else:
@@ -187,10 +198,10 @@ class MixTask:
         wrappers themselves)."""
         parts = self._parts(split)
         if split == "train":
-            tasks = [p for p in parts if p[0] not in (COMPOSE, NESTED)]
+            tasks = [p for p in parts if p[0] not in (COMPOSE, *WORDED)]
             part = (parts[len(tasks)] if self.composed and rng.random() < COMPOSE_SHARE else rng.choice(tasks))
             if part[0] == COMPOSE and self.nested and rng.random() < NESTED_SHARE:
-                part = parts[-1]
+                part = rng.choice(parts[len(tasks) + 1:])
         else:
             part = rng.choice(parts)
         return self._example(*part, rng, split == "train")
@@ -217,5 +228,5 @@ class MixTask:
         return out
 
 
-__all__ = ["COMPOSE", "COMPOSE_SHARE", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE", "SLOTS", "MixTask",
-           "operand_groups", "single_call"]
+__all__ = ["COMPOSE", "COMPOSE_SHARE", "EXPRESSION", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE", "SLOTS",
+           "WORDED", "MixTask", "operand_groups", "single_call"]

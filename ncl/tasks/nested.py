@@ -17,7 +17,8 @@ from __future__ import annotations
 import random
 
 from ncl.tasks.base import cued
-from ncl.tasks.compose import APPLY, BINARY, LIST_OPS, Call, Composed, _list, _number, answer_text
+from ncl.tasks.compose import (APPLY, BINARY, LIST_OPS, Call, Composed, answer_text, number, operand_pair,
+                               short_list)
 from ncl.tasks.phrasing import perturb
 
 #: Call 1's phrase, over its own operands (the innermost, last in the text).
@@ -35,13 +36,17 @@ NOUN = {"long_add": ("the sum of {b} and",), "long_sub": ("the difference of {b}
 VERB = {"long_add": ("add {b} to",), "long_sub": ("subtract {b} from",), "long_mul": ("multiply {b} by",),
         "list_sort": ("sort",), "list_reverse": ("reverse",), "merge_sort": ("merge sort",),
         "list_sum": ("add up",)}
-#: Sentences around a verb phrase, and around a noun phrase (the last call named as a noun too).
-VERB_WRAPPERS = ("{steps}.", "Please {steps}.", "{steps}; what do you get?")
-NOUN_WRAPPERS = ("What is {steps}?", "Compute {steps}.", "Tell me {steps}.")
+#: Sentences around a verb phrase, and around a noun phrase (the last call named as a noun too): the trained
+#: ones, then the held-out ones (the ``paraphrase`` split).
+VERB_WRAPPERS = (("{steps}.", "Please {steps}.", "{steps}; what do you get?"),
+                 ("Could you {steps}?", "I need you to {steps}."))
+NOUN_WRAPPERS = (("What is {steps}?", "Compute {steps}.", "Tell me {steps}."),
+                 ("Find {steps}.", "Give me {steps}, please."))
 
 
-def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
-    """A nested problem of ``calls`` >= 2 calls, its wrapper's words perturbed at the rate ``noise``
+def make(rng: random.Random, calls: int, noise: float = 0.0, held: bool = False) -> Composed:
+    """A nested problem of ``calls`` >= 2 calls in one of the trained wrappers (``held``: the held-out ones),
+    its wrapper's words perturbed at the rate ``noise``
     (:func:`~ncl.tasks.phrasing.perturb`; the phrases' own words are kept, as they carry the calls)."""
     if calls < 2:
         raise ValueError(f"a nested problem needs at least 2 calls, got {calls}")
@@ -51,15 +56,14 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
     programs, phrases, own, result_first = [], [], [], [False]
     if rng.random() < 0.5:
         program = rng.choice(BINARY)
-        a, b = _number(rng), _number(rng)
-        a, b = (max(a, b), min(a, b)) if program == "long_sub" else (a, b)
+        a, b = operand_pair(rng, program)
         programs.append(program)
         phrases.append(rng.choice(INNER[program]).format(a=a, b=b))
         own.append([a, b])
         value = APPLY[program](a, b)
     else:
         program = rng.choice(LIST_OPS + ("list_sum",))
-        v = _list(rng)
+        v = short_list(rng)
         programs.append(program)
         phrases.append(rng.choice(INNER[program]).format(list=" ".join(map(str, v))))
         own.append([v])
@@ -74,7 +78,7 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
             first = False
             value = APPLY[program](value)
         else:
-            b = _number(rng)
+            b = number(rng)
             choices = [p for p in BINARY if p != "long_sub" or table is VERB or b >= value]
             program = rng.choice(choices)
             first = program == "long_sub" and table is VERB
@@ -97,7 +101,7 @@ def make(rng: random.Random, calls: int, noise: float = 0.0) -> Composed:
         result = P + k - 1
         args = (result,) if not index[k] else ((result, index[k][0]) if result_first[k] else (index[k][0], result))
         chain.append(Call(programs[k], args))
-    wrapper = rng.choice(VERB_WRAPPERS if verb else NOUN_WRAPPERS)
+    wrapper = rng.choice((VERB_WRAPPERS if verb else NOUN_WRAPPERS)[held])
     wrapper = perturb(wrapper, rng, noise) if noise else wrapper
     steps = " ".join(phrases[k] for k in order)
     text = wrapper.format(steps=steps)
