@@ -109,8 +109,8 @@ def test_text_reading_call_heads_pool_each_steps_words():
         heads.step_end.weight[0, 0] = 10.0
     mask, ends = torch.ones(2, 12), torch.zeros(2, 12)
     ends[:, [2, 7]] = 1  # an operand ends in each step
-    pi, ptr, halt, step_logit, nest_logit = heads(h, mask, ends, 3, 3, 1 - ends, tokens)
-    assert nest_logit is None  # without nesting
+    pi, ptr, halt, step_logit, nest_logit, join_logit, window = heads(h, mask, ends, 3, 3, 1 - ends, tokens)
+    assert nest_logit is None and join_logit is None and window is None  # without nesting
     assert (step_logit[:, 4] > 0).all() and (step_logit[:, [3, 5, 11]] < 0).all()
     assert (halt[:, 0] < 0).all() and (halt[:, 1] > 0).all()  # call 2 reads up to the last token and halts
     (pi[:, :2].sum() + ptr[:, :2][torch.isfinite(ptr[:, :2])].sum() + step_logit.sum()).backward()

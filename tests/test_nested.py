@@ -72,26 +72,34 @@ def test_labels_put_the_cue_on_call_one_and_mark_nested_step_ends():
     ids = b["input_ids"][0].tolist()
     for t in focus[1:3]:  # a nested step ends at the space before the next phrase's "the"
         assert "".join(tok.id_to_token(i) for i in ids[t:t + 4]) == " the"
+    # the near gate's own labels: the comma of ", then", not a nested step end, nor the cue
+    assert (b["step_join"][0] == 1).sum() == 0 and ((b["step_join"][0] >= 0) == (b["step_end"][0] >= 0)).all()
+    comma = (b["step_join"][1] == 1).nonzero().squeeze(1).tolist()
+    assert len(comma) == 1 and tok.id_to_token(b["input_ids"][1, comma[0]].item()) == ","
+    assert b["step_end"][1, comma[0]] == 1 and (b["step_end"][1] == 1).sum() == 2
 
 
-def _heads_with_marks(nested_marks: bool):
-    """Nesting heads whose step gate fires where a token's feature 0 is 1 and calls a step end nested where its
-    feature 1 is: marks at tokens 3 and 7, operands ending at 2, 6 and 9, twelve tokens."""
+def _heads_with_marks(nested_marks: bool, near: tuple[int, ...] = ()):
+    """Nesting heads whose window gate fires where a token's feature 0 is 1 and calls a step end nested where its
+    feature 1 is: marks at tokens 3 and 7, operands ending at 2, 6 and 9, twelve tokens; the near gate fires
+    where feature 2 is 1: at the tokens ``near``."""
     torch.manual_seed(0)
     d = 16
     heads = CallHeads(d, 5, 3, "text", nesting=True)
     here = -STEP_WINDOW[0] * d  # the token's own slot in the window
     with torch.no_grad():
         hidden, out = heads.step_window[0], heads.step_window[-1]
-        for layer in (hidden, out):
+        for layer in (hidden, out, heads.step_end, heads.step_next, heads.step_next2):
             layer.weight.zero_()
-            layer.bias.zero_()
+        hidden.bias.zero_()  # (the near gate keeps its bias, -2: it marks nothing here)
         hidden.weight[0, here] = hidden.weight[1, here + 1] = 1.0  # GELU(1) = 0.84, GELU(0) = 0
         out.weight[0, 0] = out.weight[1, 1] = 20.0
         out.bias.fill_(-5.0)
+        heads.step_end.weight[0, 2] = 20.0
     h = torch.randn(2, 12, d)
     tokens = torch.randn(2, 12, d)
-    tokens[:, :, :2] = 0.0
+    tokens[:, :, :3] = 0.0
+    tokens[:, list(near), 2] = 1.0
     tokens[:, [3, 7], 0] = 1.0
     tokens[:, [3, 7], 1] = float(nested_marks)
     views = (tokens,) + tuple(torch.nn.functional.pad(tokens[:, j:], (0, 0, 0, j))
@@ -101,10 +109,36 @@ def _heads_with_marks(nested_marks: bool):
     return heads, h, torch.ones(2, 12), ends, views
 
 
+def test_a_step_ends_where_the_near_gate_or_the_window_says_so():
+    heads, h, mask, ends, views = _heads_with_marks(False, near=(5,))
+    out = heads(h, mask, ends, 3, 3, 1 - ends, views)
+    assert (out.step[:, [3, 5, 7]] > 0).all() and (out.step[:, [2, 4, 6, 10]] < 0).all()
+    assert (out.join[:, 5] > 0).all() and (out.join[:, [3, 7]] < 0).all()  # the near gate's own logits
+    assert torch.equal(out.window, heads._window(views)[..., 0]) and (out.window[:, 5] < 0).all()
+    assert torch.equal(out.step, torch.maximum(out.join, out.window))
+    assert (out.halt[:, :3] < 0).all()  # four steps now: no call of three halts
+
+
+def test_a_word_knows_its_place_among_its_steps_operands():
+    ends = torch.zeros(3, 9, dtype=torch.bool)
+    ends[0, [2, 5]] = True  # "multiply 36 by 7"-like: two operands
+    ends[1, 6] = True  # "multiply it by 36": words before the operand only
+    assert CallHeads._roles(ends).tolist() == [[0, 0, 0, 1, 1, 1, 2, 2, 2], [0] * 7 + [2, 2], [0] * 9]
+    heads, h, mask, ends, views = _heads_with_marks(False)
+    moved = ends.clone()
+    moved[:, 2], moved[:, 0] = 0, 1  # the first step's operand ends at token 0: token 1 is now after it
+    programs = [heads(h, mask, e, 3, 3, 1 - ends, views).program for e in (ends, moved)]  # the same words
+    assert torch.equal(*programs)  # the places' embeddings start at zero
+    with torch.no_grad():
+        heads.word_role.weight.normal_()
+    before, after = [heads(h, mask, e, 3, 3, 1 - ends, views).program for e in (ends, moved)]
+    assert not torch.allclose(after[:, 0], before[:, 0]) and torch.allclose(after[:, 1:], before[:, 1:])
+
+
 @pytest.mark.parametrize("nested_marks", [True, False])
 def test_nesting_heads_read_the_last_step_first(nested_marks):
     heads, h, mask, ends, views = _heads_with_marks(nested_marks)
-    pi, ptr, halt, step_logit, nest_logit = heads(h, mask, ends, 3, 3, 1 - ends, views)
+    pi, ptr, halt, step_logit, nest_logit, _, _ = heads(h, mask, ends, 3, 3, 1 - ends, views)
     assert (step_logit[:, [3, 7]] > 0).all() and (step_logit[:, [2, 4, 10]] < 0).all()
     assert ((nest_logit[:, [3, 7]] > 0) == nested_marks).all()
     # the operands offered to each call: its step's own, one each here
@@ -137,4 +171,7 @@ def test_a_mix_nested_model_trains_every_nesting_head():
     w = gate[-1].weight
     assert w.grad is not None and (w.grad.abs().sum(1) > 0).all()  # both outputs: step end and nested
     assert gate[0].weight.grad.abs().sum() > 0
+    heads = model.computer.call_heads  # the near gate, labelled apart, and the words' places in their steps
+    assert all(m.weight.grad.abs().sum() > 0 for m in (heads.step_end, heads.step_next, heads.step_next2))
+    assert heads.word_role.weight.grad.abs().sum() > 0
     assert MIX_NESTED.split_axis("nested_3") == "calls"  # a nested split's sizes count calls

@@ -15,10 +15,17 @@ again: a model trained on one- and two-call problems has no weight that only a t
   a hidden layer, and a second output of it says whether a step end is nested (labelled in training). An
   expression (``4 + 9 * 12``) needs the hidden layer: whether a step ends after ``9`` depends on the operators
   on both sides, a conjunction: a linear gate marked every step end right on 75 % of two-call expressions
-  (seed 0, 1,500 steps), this one on 98 % (docs/language.md). A row with a nested step end before its cue
+  (seed 0, 1,500 steps), this one on 98 % (docs/language.md). A step ends where this gate or the near one of
+  ``read="text"`` (the token and the two after it) says so, the larger logit: the window also reads the words
+  before a comma, and a two-call chain's comma always follows the prompt's first step, so the window alone
+  missed the comma after a middle step (``, and then add 9 to it, then ...``), which only the words after it
+  mark. Each gate learns from labels of its own, the window from every step end, the near gate from the step
+  ends that close on a comma: trained through the larger logit, only the larger gate learned at a token, and
+  the window, quicker, took the commas too. A row with a nested step end before its cue
   reads its steps from the last back: call 1's step runs from the last step end before the cue to the cue,
   call k's ends where call k − 1's began, and call k halts unless a step ends before its step.
-  Words and counts are read as for a forward step, and pointers are offered the step's own operands only:
+  Words and counts are read as for a forward step, each word with its place in the step (before, between or
+  after the step's operands: :data:`ROLES`), and pointers are offered the step's own operands only:
   read backwards, every outer step's numbers stand before the focus (a fourth call, ``the sum of``, took the
   ``26`` of ``multiply 26 by``). The direction is a hard decision, a constant to the losses.
 - **Halting.** Call k halts unless a step ends after its focus: its logit is minus the largest step-end logit
@@ -51,6 +58,8 @@ calls; S = 1 + O + K segments.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -60,12 +69,29 @@ from ncl.computer.config import CALL_READS
 #: after it.
 OPERAND_ORDERS = (-3, 3)
 WORD_QUERIES = 4  #: learned queries that pool a step's words
+ROLES = 3  #: a word's places in its step that a nesting chain's words carry: before, between, after its operands
 COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, three or more
 #: The token offsets a nesting chain's step-end gate reads, relative to the token it marks: the words before a
 #: nested step end (``add 7 to``; in ``86 minus 5 times 7`` the operator before a two-digit operand, whose
 #: last letters tell ``plus`` and ``minus`` from ``times``) and after it (`` the p`` against ``reverse the
 #: list``, `` the r`` ...; the operator after the next operand).
 STEP_WINDOW = (-5, 6)
+
+
+class CallLogits(NamedTuple):
+    """What :class:`CallHeads` gives: ``program (B,K,P)``, ``pointers (B,K,A,S)`` and ``halt (B,K)`` logits;
+    ``step (B,T)``, the step-end gate's; with ``nesting`` (else None), ``nest (B,T)``, whether a step end is
+    nested, and its two step-end gates' own logits, which the auxiliary loss labels (``step`` is their
+    maximum): ``join (B,T)``, the near gate's, labelled with the step ends that close on a comma (``, then``),
+    and ``window (B,T)``, the window's, labelled with every step end."""
+
+    program: torch.Tensor
+    pointers: torch.Tensor
+    halt: torch.Tensor
+    step: torch.Tensor
+    nest: torch.Tensor | None
+    join: torch.Tensor | None
+    window: torch.Tensor | None
 
 
 class CallHeads(nn.Module):
@@ -88,12 +114,11 @@ class CallHeads(nn.Module):
             self.word_query = nn.Parameter(0.02 * torch.randn(WORD_QUERIES, d))
             self.word_key = nn.Linear(d, d, bias=False)
             self.count = nn.Embedding(COUNTS, d)
-        if read == "text" and not nesting:
+        if read == "text":
             self.step_next = nn.Linear(d, 1, bias=False)  # the step-end gate's view of the next token
             self.step_next2 = nn.Linear(d, 1, bias=False)  # ... and of the one after it
-        if not nesting:
-            self.step_end = nn.Linear(d, 1)  # has a step phrase just ended at this token
-            nn.init.constant_(self.step_end.bias, -2.0)
+        self.step_end = nn.Linear(d, 1)  # has a step phrase just ended at this token
+        nn.init.constant_(self.step_end.bias, -2.0)
         self.program = nn.Linear(d, programs)
         self.slot_query = nn.Linear(d, slots * d, bias=False)
         self.operand_order = nn.Embedding(OPERAND_ORDERS[1] - OPERAND_ORDERS[0] + 1, d)
@@ -109,16 +134,18 @@ class CallHeads(nn.Module):
             self.step_window = nn.Sequential(nn.Linear(d * (STEP_WINDOW[1] - STEP_WINDOW[0] + 1), d), nn.GELU(),
                                              nn.Linear(d, 2))
             nn.init.constant_(self.step_window[-1].bias, -2.0)
+            # a word's place in its step, before, between or after the step's operands (zero at first): whether
+            # "it" stands before or after "by 36" sets the slots' order, and the words' own states, which read
+            # the context, drifted in a chain's middle steps, longer than any step trained on
+            self.word_role = nn.Embedding(ROLES, d)
+            nn.init.zeros_(self.word_role.weight)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
-                tokens: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, ...]:
-        """``(program logits (B,K,P), pointer logits (B,K,A,S), halt logits (B,K), step_logit (B,T), nest_logit
-        (B,T) or None)`` for K = ``calls`` and O = ``operands`` (S = 1 + O + K); ``step_logit``: the step-end
-        gate's, ``nest_logit``: whether a step end is nested (with ``nesting``), which the auxiliary loss labels.
-        ``words`` is needed with ``read="text"``, whose step-end gate reads ``tokens``: (each token, the next,
-        the one after, ...; (B,T,d) each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h``
-        if None."""
+                tokens: tuple[torch.Tensor, ...] | None = None) -> CallLogits:
+        """:class:`CallLogits` for K = ``calls`` and O = ``operands`` (S = 1 + O + K). ``words`` is needed with
+        ``read="text"``, whose step-end gate reads ``tokens``: (each token, the next, the one after, ...; (B,T,d)
+        each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h`` if None."""
         B, T, d = h.shape
         pos = torch.arange(T, device=h.device)
         real = mask > 0
@@ -127,13 +154,15 @@ class CallHeads(nn.Module):
         end_pos = torch.where(is_end, pos[None], T).sort(-1).values[:, :operands]
         if end_pos.shape[1] < operands:
             end_pos = nn.functional.pad(end_pos, (0, operands - end_pos.shape[1]), value=T)
-        nest_logit = None
-        if self.nesting:
-            step_logit, nest_logit = self._window(h if tokens is None else tokens).unbind(-1)
-        elif self.read == "text" and tokens is not None:
-            step_logit = (self.step_end(tokens[0]) + self.step_next(tokens[1]) + self.step_next2(tokens[2])).squeeze(-1)
+        nest_logit = join_logit = window = None
+        if self.read == "text" and (tokens is not None or self.nesting):
+            near = self._ahead(h if tokens is None else tokens, 2)
+            step_logit = (self.step_end(near[0]) + self.step_next(near[1]) + self.step_next2(near[2])).squeeze(-1)
         else:
             step_logit = self.step_end(h).squeeze(-1)
+        if self.nesting:  # a step ends where either gate says so; each gate has labels of its own
+            window, nest_logit = self._window(h if tokens is None else tokens).unbind(-1)
+            join_logit, step_logit = step_logit, torch.maximum(step_logit, window)
         ended = step_logit.detach()  # what halting reads: a constant to the losses
         if self.read == "text":  # the last step ends at the answer cue, the last token the heads read
             ended = torch.cat([ended[:, :-1], torch.full_like(ended[:, -1:], 30.0)], 1)
@@ -165,7 +194,10 @@ class CallHeads(nn.Module):
                 step = (pos[None] > previous[:, None]) & (pos[None] <= focus[:, None]) & found[:, None]
                 w = torch.softmax(word_scores.masked_fill(~(step & (words > 0))[:, None], float("-inf")), -1)
                 count = (is_end & step).sum(-1).clamp(max=COUNTS - 1)
-                c = torch.einsum("bqt,btd->bd", w.nan_to_num(0.0), h)
+                w = w.nan_to_num(0.0)
+                c = torch.einsum("bqt,btd->bd", w, h)
+                if self.nesting:
+                    c = c + torch.einsum("bqt,btd->bd", w, self.word_role(self._roles(is_end & step)))
                 c = c + self.count(count) * found[:, None].to(h.dtype)
             else:
                 c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
@@ -202,23 +234,37 @@ class CallHeads(nn.Module):
             else:
                 scores = scores - nn.functional.softplus(self.operand_decay) * far[:, None]
             ptrs.append(scores.masked_fill(hidden[:, None], float("-inf")))
-        return torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit, nest_logit
+        return CallLogits(torch.stack(pis, 1), torch.stack(ptrs, 1), torch.stack(halts, 1), step_logit, nest_logit,
+                          join_logit, window)
+
+    @staticmethod
+    def _roles(ends: torch.Tensor) -> torch.Tensor:
+        """(B,T) each token's place relative to the operands that end at ``ends`` (B,T; a step's): 0 before the
+        first's end, 1 between the first's and the last's, 2 after the last's (0 everywhere if none ends)."""
+        pos = torch.arange(ends.shape[1], device=ends.device)[None]
+        first = torch.where(ends, pos, ends.shape[1]).amin(-1, keepdim=True)
+        last = torch.where(ends, pos, -1).amax(-1, keepdim=True)
+        return (pos > first).long() + ((pos > last) & (last >= 0)).long()
 
     def _window(self, tokens: tuple[torch.Tensor, ...] | torch.Tensor) -> torch.Tensor:
         """The nesting step-end gate: (B, T, 2) logits (step end, nested) of the tokens at :data:`STEP_WINDOW`'s
         offsets, from ``tokens`` (each token, the next, ...: the look-ahead views, which stop at the answer
         cue) or, given one (B,T,d) tensor, its shifts (zeros past either end)."""
         first, last = STEP_WINDOW
-        here = tokens[0] if isinstance(tokens, tuple) else tokens
+        here, *ahead = self._ahead(tokens, last)
         T = here.shape[1]
-        if isinstance(tokens, tuple):
-            if len(tokens) <= last:
-                raise ValueError(f"the nesting step gate reads {last} tokens ahead, got {len(tokens) - 1}")
-            ahead = list(tokens[1:last + 1])
-        else:
-            ahead = [nn.functional.pad(here[:, j:], (0, 0, 0, j)) for j in range(1, last + 1)]
         behind = [nn.functional.pad(here[:, :T - j], (0, 0, j, 0)) for j in range(-first, 0, -1)]
         return self.step_window(torch.cat(behind + [here] + ahead, -1))
 
+    @staticmethod
+    def _ahead(tokens: tuple[torch.Tensor, ...] | torch.Tensor, last: int) -> list[torch.Tensor]:
+        """Each token and the ``last`` after it, (B,T,d) each: the first ``last + 1`` look-ahead views of
+        ``tokens`` or, given one (B,T,d) tensor, its shifts (zeros past its end)."""
+        if isinstance(tokens, tuple):
+            if len(tokens) <= last:
+                raise ValueError(f"the step-end gate reads {last} tokens ahead, got {len(tokens) - 1}")
+            return list(tokens[:last + 1])
+        return [tokens] + [nn.functional.pad(tokens[:, j:], (0, 0, 0, j)) for j in range(1, last + 1)]
 
-__all__ = ["COUNTS", "CallHeads", "OPERAND_ORDERS", "STEP_WINDOW", "WORD_QUERIES"]
+
+__all__ = ["COUNTS", "CallHeads", "CallLogits", "OPERAND_ORDERS", "ROLES", "STEP_WINDOW", "WORD_QUERIES"]

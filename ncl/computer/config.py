@@ -93,8 +93,9 @@ class ComputerConfig:
             edge list ``1 2, 3 4`` is one operand (a digit follows its comma within two tokens) and a list
             before ``, then`` ends one.
         nesting: whether a chain can read its steps last first, for nested wording (``add 7 to the product of
-            36 and 12``: :mod:`ncl.tasks.nested`): the step-end gate then reads a wider window of tokens and
-            also says whether a step end is nested (:mod:`ncl.computer.call_heads`). Needs ``call_read="text"``
+            36 and 12``: :mod:`ncl.tasks.nested`): a second step-end gate then reads a wider window of tokens
+            and also says whether a step end is nested, and a step's words carry their place among its
+            operands (:mod:`ncl.computer.call_heads`). Needs ``call_read="text"``
             and ``tape_gates="local"``.
     """
 

@@ -316,15 +316,15 @@ class NeuralComputer(nn.Module):
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        program_logits, pointer_logits, halt_logit, step_logit, nest_logit = self.call_heads(
-            h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
-        pi = torch.softmax(program_logits, -1)
-        chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, pointer_logits,
-                                 halt_logit, operands, cfg.machine.registers, cfg.answer_grad)
+        logits = self.call_heads(h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
+        pi = torch.softmax(logits.program, -1)
+        chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, logits.pointers,
+                                 logits.halt, operands, cfg.machine.registers, cfg.answer_grad)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
-                            ChainHeads(pi, chain.pointers, halt_logit, end_logit, chain.calls, chain.program,
+                            ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
                                        chain.args, chain.call_steps, chain.segments.cells.argmax(-1),
-                                       chain.segments.length, step_logit, nest_logit))
+                                       chain.segments.length, logits.step, logits.nest, logits.join,
+                                       logits.window))
         return ComputerState(heads, chain.r0, chain.mem, tape.written, chain.steps, chain.unhalted, chain.run_steps,
                              first_read)
 

@@ -16,8 +16,9 @@ class ChainHeads(NamedTuple):
     ``program (B,K)`` and ``args (B,K,A)`` (−1 for a call not run), ``call_steps (B,K)`` (each call's expected
     machine steps), and every segment's cells ``segments (B,S,C)`` (argmax values) and ``segment_length
     (B,S)``, for traces; ``step_logit (B,T)``: has a step phrase ended at this prompt token
-    (:class:`~ncl.computer.call_heads.CallHeads`); ``nest_logit (B,T)``: is that step end nested (None without
-    ``ComputerConfig.nesting``)."""
+    (:class:`~ncl.computer.call_heads.CallHeads`); ``nest_logit (B,T)``: is that step end nested, and the two
+    step-end gates' own logits, ``join_logit (B,T)`` (the near gate's) and ``window_logit (B,T)`` (all three
+    None without ``ComputerConfig.nesting``)."""
 
     pi: torch.Tensor
     pointers: torch.Tensor
@@ -31,6 +32,8 @@ class ChainHeads(NamedTuple):
     segment_length: torch.Tensor
     step_logit: torch.Tensor
     nest_logit: torch.Tensor | None = None
+    join_logit: torch.Tensor | None = None
+    window_logit: torch.Tensor | None = None
 
 
 class PromptHeads(NamedTuple):

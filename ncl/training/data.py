@@ -90,7 +90,8 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
             text, as ``call_read="text"`` heads read it; −100 = none), ``step_end (B,T)`` (1 at the
             ``call_focus`` tokens, 0 at the other prompt tokens, −100 = none) and ``step_nest (B,T)`` (at the
             ``call_focus`` tokens but the answer cue: 1 in a nested problem,
-            :attr:`~ncl.tasks.compose.Composed.nested`, 0 in another; −100 elsewhere).
+            :attr:`~ncl.tasks.compose.Composed.nested`, 0 in another; −100 elsewhere) and ``step_join (B,T)``
+            (``step_end``, but 0 at a step end whose token holds no comma: the joins of ``, then``).
 
     Returns a dict: ``input_ids, attention_mask, read_mask, labels`` (B,T) (``labels[:, t]`` is the token
     predicted at t, −100 where nothing is), and the auxiliary targets ``program (B,)``, ``args (B,A)``,
@@ -153,16 +154,19 @@ def encode(examples, tok: CharTokenizer, program_names: list[str] | None = None,
         step = torch.where(mask[:, :P] > 0, 0, -100)
         step = torch.cat([step, torch.full((B, T - P), -100)], 1)
         nest = torch.full((B, T), -100, dtype=torch.long)
+        join = step.clone()
         for i, (e, c) in enumerate(zip(examples, chain)):
             if c[4][0] < 0:  # no spans: no labels
-                step[i] = -100
+                step[i] = join[i] = -100
             for t in c[4]:
                 if t >= 0:
                     step[i, P - len(prompts[i]) + t] = 1
+                    join[i, P - len(prompts[i]) + t] = int("," in tok.id_to_token(prompts[i][t]))
                     if t != len(prompts[i]) - 2:  # the answer cue ends every problem's last step
                         nest[i, P - len(prompts[i]) + t] = int(getattr(e, "nested", False))
         out["step_end"] = step
         out["step_nest"] = nest
+        out["step_join"] = join
     width = max(len(e.args) for e in examples)
     out["args"] = torch.tensor([list(e.args) + [-100] * (width - len(e.args)) for e in examples])
     return out

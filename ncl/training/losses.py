@@ -56,8 +56,9 @@ def _nll(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     """A chain's heads (:class:`~ncl.computer.outputs.ChainHeads`) against the composed problem's calls: each
-    call's program, its slots' segments, where the step phrases end (and, with nesting, whether they are nested),
-    and the operand ends. Halting has no term: a call halts when no step ends after it
+    call's program, its slots' segments, where the step phrases end (with nesting: each of its two gates, the
+    window on every step end, the near gate on those that close on a comma, and whether they are nested), and
+    the operand ends. Halting has no term: a call halts when no step ends after it
     (:mod:`ncl.computer.call_heads`), so the step-end labels train it."""
     loss = _nll(chain.pi, batch["call_program"]) + _nll(chain.pointers, batch["call_args"])
     end = batch["operand_end"][:, :P]
@@ -66,12 +67,18 @@ def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     step = batch["step_end"][:, :P]
     sel = step >= 0
     if bool(sel.any()):  # none for composed examples without step places (Composed.spans)
-        loss = loss + F.binary_cross_entropy_with_logits(chain.step_logit[sel], step[sel].float())
+        gate = chain.step_logit if chain.window_logit is None else chain.window_logit  # (nesting: its two gates')
+        loss = loss + F.binary_cross_entropy_with_logits(gate[sel], step[sel].float())
     if chain.nest_logit is not None and "step_nest" in batch:
         nest = batch["step_nest"][:, :P]
         sel = nest >= 0
         if bool(sel.any()):  # none in a batch whose composed problems all have one step
             loss = loss + F.binary_cross_entropy_with_logits(chain.nest_logit[sel], nest[sel].float())
+    if chain.join_logit is not None and "step_join" in batch:
+        join = batch["step_join"][:, :P]
+        sel = join >= 0
+        if bool(sel.any()):
+            loss = loss + F.binary_cross_entropy_with_logits(chain.join_logit[sel], join[sel].float())
     return loss
 
 
