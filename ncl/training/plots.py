@@ -44,7 +44,7 @@ def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -
         xs = list(pooled)
         ax.plot(xs, [c / n for c, n in pooled.values()], marker="o", ms=3, label=_label(r))
     ax.set(xlabel=AXIS_LABELS.get(axis, axis), ylabel="exact match", ylim=(-0.03, 1.03),
-           title=f"{task}: accuracy by size\n({'all splits' if splits is None else ', '.join(splits)})")  # 2 lines: fits
+           title=f"{task}: accuracy by size\n({'all splits' if splits is None else ', '.join(splits)})")  # 2 lines
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.xaxis.get_major_locator().set_params(integer=True)  # sizes are counts
     ax.grid(alpha=0.3)
