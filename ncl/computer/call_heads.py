@@ -24,8 +24,7 @@ again: a model trained on one- and two-call problems has no weight that only a t
   the window, quicker, took the commas too. A row with a nested step end before its cue
   reads its steps from the last back: call 1's step runs from the last step end before the cue to the cue,
   call k's ends where call k − 1's began, and call k halts unless a step ends before its step.
-  Words and counts are read as for a forward step, each word with its place in the step (before, between or
-  after the step's operands: :data:`ROLES`), and pointers are offered the step's own operands only:
+  Words and counts are read as for a forward step, and pointers are offered the step's own operands only:
   read backwards, every outer step's numbers stand before the focus (a fourth call, ``the sum of``, took the
   ``26`` of ``multiply 26 by``). The direction is a hard decision, a constant to the losses.
 - **Halting.** Call k halts unless a step ends after its focus: its logit is minus the largest step-end logit
@@ -35,8 +34,9 @@ again: a model trained on one- and two-call problems has no weight that only a t
   attentions that chose where a call reads, labelled or not (a second call that read the third step).
 - **What the program and pointers read**, ``c_k``: with ``read="text"`` (the default), the step's words, the
   tokens after call k − 1's focus up to call k's that the tape does not hold, pooled by learned queries, plus
-  an embedding of how many operands end among them (one, two, three or more); the words name the program and
-  the operands' roles, and pooled they do not drift on prompts longer than any trained on, as the state at
+  an embedding of how many operands end among them (one, two, three or more); with ``nesting`` each word also
+  carries its place in the step (before, between or after the step's operands: :data:`ROLES`); the words name
+  the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as the state at
   the focus does. With ``read="focus"`` (the chains of configs saved before ``read`` existed): the hidden
   state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query

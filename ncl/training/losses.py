@@ -64,21 +64,15 @@ def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     end = batch["operand_end"][:, :P]
     sel = end >= 0
     loss = loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
-    step = batch["step_end"][:, :P]
-    sel = step >= 0
-    if bool(sel.any()):  # none for composed examples without step places (Composed.spans)
-        gate = chain.step_logit if chain.window_logit is None else chain.window_logit  # (nesting: its two gates')
-        loss = loss + F.binary_cross_entropy_with_logits(gate[sel], step[sel].float())
-    if chain.nest_logit is not None and "step_nest" in batch:
-        nest = batch["step_nest"][:, :P]
-        sel = nest >= 0
-        if bool(sel.any()):  # none in a batch whose composed problems all have one step
-            loss = loss + F.binary_cross_entropy_with_logits(chain.nest_logit[sel], nest[sel].float())
-    if chain.join_logit is not None and "step_join" in batch:
-        join = batch["step_join"][:, :P]
-        sel = join >= 0
-        if bool(sel.any()):
-            loss = loss + F.binary_cross_entropy_with_logits(chain.join_logit[sel], join[sel].float())
+    # none labelled for composed examples without step places (Composed.spans); no nested labels in a batch
+    # whose composed problems all have one step
+    gate = chain.step_logit if chain.window_logit is None else chain.window_logit  # (nesting: its two gates')
+    for logit, key in ((gate, "step_end"), (chain.nest_logit, "step_nest"), (chain.join_logit, "step_join")):
+        if logit is not None and key in batch:
+            target = batch[key][:, :P]
+            sel = target >= 0
+            if bool(sel.any()):
+                loss = loss + F.binary_cross_entropy_with_logits(logit[sel], target[sel].float())
     return loss
 
 
