@@ -36,8 +36,8 @@ again: a model trained on one- and two-call problems has no weight that only a t
   tokens after call k − 1's focus up to call k's that the tape does not hold, pooled by learned queries, plus
   an embedding of how many operands end among them (one, two, three or more); with ``nesting`` each word also
   carries its place in the step (before, between or after the step's operands: :data:`ROLES`); the words name
-  the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as the state at
-  the focus does. With ``read="focus"`` (the chains of configs saved before ``read`` existed): the hidden
+  the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as
+  the state at the focus does. With ``read="focus"`` (the chains of configs saved before ``read`` existed): the hidden
   state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
