@@ -115,7 +115,8 @@ def check_matches_reference(fn, args, dtype: torch.dtype, backend: str, grads: b
     upstream = [torch.randn(r.shape, dtype=torch.float64, generator=g) for r in ref]
     diff = [i for i, t in enumerate(ref_args) if isinstance(t, torch.Tensor) and t.requires_grad]
     want = torch.autograd.grad(ref, [ref_args[i] for i in diff], upstream, allow_unused=True)
-    have = torch.autograd.grad(got, [got_args[i] for i in diff], [u.to(dtype) for u in upstream], allow_unused=True)
+    have = torch.autograd.grad(got, [got_args[i] for i in diff], [u.to(o.device, dtype) for u, o in zip(upstream, got)],
+                               allow_unused=True)
     for i, w, h in zip(diff, want, have):
         w = torch.zeros_like(ref_args[i]) if w is None else w
         h = torch.zeros_like(got_args[i]) if h is None else h

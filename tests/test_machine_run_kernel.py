@@ -175,7 +175,9 @@ def _grads(program, regs, mem, steps, **kwargs):
     weights = torch.linspace(0.5, 1.5, program.config.n, dtype=out.r0.dtype, device=out.r0.device)
     ((out.regs * weights).sum() + (out.mem * weights).sum() + out.expected_steps.sum() + out.unhalted.sum()
      + out.overflow.sum()).backward()
-    return {**{name: p.grad for name, p in program.named_parameters()}, "regs": regs.grad, "mem": mem.grad}
+    # Copies: Module.to moves a parameter's .grad in place, so a later run on another device would move these.
+    return {**{name: p.grad.clone() for name, p in program.named_parameters()}, "regs": regs.grad.clone(),
+            "mem": mem.grad.clone()}
 
 
 def test_kernel_backward_at_the_issue_sizes_is_as_accurate_as_autograd():

@@ -230,8 +230,10 @@ def test_checkpointed_run_uses_the_kernel_and_matches_the_step_ops(monkeypatch):
         w = torch.linspace(0.5, 1.5, config.n, device=device)
         ((out.regs * w).sum() + (out.mem * w).sum() + out.expected_steps.sum() + out.unhalted.sum()
          + out.overflow.sum()).backward()
-        return {**{name: q.grad.cpu() for name, q in p.named_parameters()}, "regs": r.grad.cpu(),
-                "mem": m.grad.cpu()}
+        # Copies (.cpu() of a CPU tensor is the tensor itself): Module.to moves .grad in place, and the next run
+        # moves the program to the GPU.
+        return {**{name: q.grad.cpu().clone() for name, q in p.named_parameters()}, "regs": r.grad.cpu().clone(),
+                "mem": m.grad.cpu().clone()}
 
     cpp = run("cpp", "cpu")
     tri = run("triton", DEVICE)
