@@ -123,6 +123,10 @@ def _warn(prog: str, warnings: list[str]) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.flush_denormal:
+        import torch  # start-up time (module docstring)
+
+        torch.set_flush_denormal(True)
     if args.suite == "machine":
         return _bench_machine(args)
     if args.suite == "train":
@@ -161,6 +165,8 @@ def _bench_machine(args: argparse.Namespace) -> int:
                            steps=_bench_setting(args, "steps"), alu=args.alu,
                            repeats=_bench_setting(args, "machine_repeats"),
                            compiled=not (args.no_compiled or args.quick), threads=args.threads, progress=True)
+    # The CPU kernels flush subnormals either way (docs/kernels.md); this says whether the baselines did too.
+    result["baselines_subnormals"] = "flushed" if args.flush_denormal else "kept"
     print(json.dumps(result) if args.json else format_result(result))
     _warn("ncl bench machine", result["warnings"])
     return 0
@@ -248,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "torch.compile")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="machine, train: CPU threads (default: torch's)")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) for the whole run, so the eager and compiled baselines "
+                        "flush subnormal numbers as the CPU kernels always do (they cost Intel cores a microcode "
+                        "assist each)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_bench)
     cli_train.add_commands(sub)

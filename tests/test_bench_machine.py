@@ -45,6 +45,20 @@ def test_bench_machine_prints_one_json_object(capsys):
                 assert 0 < spread["min"] <= spread["median"] <= spread["max"]
             assert figures["ms_best_eager_compiled"] is None and figures["speedup_best_eager_compiled"] is None
     assert result["best_eager_compiled_error"] == bench_eager.NOT_ASKED
+    assert result["baselines_subnormals"] == "kept"
+
+
+@needs_cpp
+def test_flush_denormal_makes_the_baselines_flush_too(capsys):
+    """--flush-denormal turns torch's flush on for the whole run (the CPU kernels flush either way)."""
+    try:
+        cli.main(["bench", "machine", "--batch", "2", "--steps", "2", "--repeats", "1", "--no-compiled",
+                  "--threads", "1", "--flush-denormal", "--json"])
+        assert float(torch.tensor([1e-39]) * 1.0) == 0.0  # torch's own arithmetic now flushes
+    finally:
+        torch.set_flush_denormal(False)
+    assert json.loads(capsys.readouterr().out)["baselines_subnormals"] == "flushed"
+    assert float(torch.tensor([1e-39]) * 1.0) > 0.0
 
 
 def _sections(**kwargs) -> dict:

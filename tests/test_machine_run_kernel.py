@@ -176,8 +176,8 @@ def _grads(program, regs, mem, steps, **kwargs):
     ((out.regs * weights).sum() + (out.mem * weights).sum() + out.expected_steps.sum() + out.unhalted.sum()
      + out.overflow.sum()).backward()
     # Copies: Module.to moves a parameter's .grad in place, so a later run on another device would move these.
-    return {**{name: p.grad.clone() for name, p in program.named_parameters()}, "regs": regs.grad.clone(),
-            "mem": mem.grad.clone()}
+    return {**{name: None if p.grad is None else p.grad.clone() for name, p in program.named_parameters()},
+            "regs": regs.grad.clone(), "mem": mem.grad.clone()}
 
 
 def test_kernel_backward_at_the_issue_sizes_is_as_accurate_as_autograd():
