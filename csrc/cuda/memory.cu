@@ -242,6 +242,9 @@ at::Tensor soft_read_fwd_cuda(const at::Tensor& bank, const at::Tensor& weights)
   check_kernel_inputs({&bank, &weights}, "soft_read_fwd");
   check_cuda_dtype(bank, "soft_read_fwd");
   const c10::cuda::CUDAGuard guard(bank.device());
+  // In fp32 a read is a batched matrix product, and cuBLAS ran it 2-4x faster than the loops below on an H200
+  // (benchmarks/RESULTS.md, "The first GPU run"), as BLAS does on the CPU; the loops serve fp16/bf16.
+  if (bank.scalar_type() == at::kFloat) return at::bmm(weights, bank);
   const int64_t B = bank.size(0), N = bank.size(1), D = bank.size(2), H = weights.size(1);
   at::Tensor out = at::empty({B, H, D}, bank.options());
   if (out.numel() == 0) return out;
@@ -259,6 +262,9 @@ std::tuple<at::Tensor, at::Tensor> soft_read_bwd_cuda(const at::Tensor& grad, co
   check_kernel_inputs({&grad, &bank, &weights}, "soft_read_bwd");
   check_cuda_dtype(bank, "soft_read_bwd");
   const c10::cuda::CUDAGuard guard(bank.device());
+  if (bank.scalar_type() == at::kFloat) {
+    return {at::bmm(weights.transpose(1, 2), grad), at::bmm(grad, bank.transpose(1, 2))};
+  }
   const int64_t B = bank.size(0), N = bank.size(1), D = bank.size(2), H = weights.size(1);
   at::Tensor g_bank = at::empty_like(bank), g_w = at::empty_like(weights);
   if (bank.numel() == 0 || weights.numel() == 0) return {g_bank.zero_(), g_w.zero_()};
