@@ -34,12 +34,12 @@ export MAX_JOBS=${MAX_JOBS:-16}
 run build 300 $PY setup.py build_ext --inplace
 run info 60 $PY -m ncl.cli info --json
 # Tests in parallel where pytest-xdist is there: Triton's compiles are CPU-bound, and the card has room for all.
-XDIST=$($PY -c 'import xdist' 2>/dev/null && echo "-n 8" || echo "")
+PYTEST_ARGS=$($PY -c 'import xdist' 2>/dev/null && echo "-n 8" || echo "")
 # The layering test needs import-linter's grimp, which the GPU machine's image lacks; it checks no GPU code.
-XDIST="$XDIST --ignore=tests/test_architecture.py"
-run tests 180 $PY -m pytest -q $XDIST --maxfail=30 tests -m cuda -p no:cacheprovider -rf
+PYTEST_ARGS="$PYTEST_ARGS --ignore=tests/test_architecture.py"
+run tests 180 $PY -m pytest -q $PYTEST_ARGS --maxfail=30 tests -m cuda -p no:cacheprovider -rf
 run bench_machine 150 sh -c "$PY -m ncl.cli bench machine --json > '$OUT/bench_machine.json'"
-run tests_triton 150 $PY -m pytest -q $XDIST --maxfail=30 tests -k triton -m "not cuda" -p no:cacheprovider -rf
+run tests_triton 150 $PY -m pytest -q $PYTEST_ARGS --maxfail=30 tests -k triton -m "not cuda" -p no:cacheprovider -rf
 run bench_memory 90 sh -c "$PY -m ncl.cli bench memory --json > '$OUT/bench_memory.json'"
 # One pytest run per benchmark file, in order of interest, so a lease that ends midway keeps the files done (the
 # whole suite did not fit in the first H200 lease: each group compiles its torch.compile reference first).

@@ -18,23 +18,25 @@ pytestmark = [pytest.mark.skipif(_ext.load()[0] is None, reason="the C++ extensi
 SUBNORMAL = 1e-39  # under float32's smallest normal number, 1.18e-38
 
 
-def _subnormal_write() -> float:
-    """One cpp soft_write of the value 1 with a subnormal weight into an empty bank: 0 + 1e-39 x (1 - 0)."""
-    bank = torch.zeros(1, 1, 1)
-    weights = torch.full((1, 1), SUBNORMAL)
-    return float(soft_write(bank, weights, torch.ones(1, 1), torch.ones(1), backend="cpp"))
+def _subnormal_write(batch: int) -> torch.Tensor:
+    """cpp soft_writes of the value 1 with a subnormal weight into empty banks: 0 + 1e-39 x (1 - 0), ``(batch,)``.
+    The kernel splits the batch over torch's threads, so with several threads the worker threads run it too."""
+    bank = torch.zeros(batch, 1, 1)
+    weights = torch.full((batch, 1), SUBNORMAL)
+    return soft_write(bank, weights, torch.ones(batch, 1), torch.ones(batch), backend="cpp").flatten()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_kernels_flush_subnormals_and_give_torch_its_mode_back(threads, monkeypatch):
-    """With one thread at::parallel_for runs the kernel on the calling thread, so the mode must be restored."""
+    """The calling thread runs a share of every kernel (all of it with one thread), so its mode must come back;
+    with two threads a worker runs the other half, and must flush too."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        assert _subnormal_write() == 0.0
+        assert _subnormal_write(2 * threads).tolist() == [0.0] * (2 * threads)
         assert float(torch.tensor([SUBNORMAL]) * 1.0) > 0.0  # torch's own arithmetic still keeps subnormals
         monkeypatch.setenv("NCL_CPU_SUBNORMALS", "keep")
-        assert _subnormal_write() == pytest.approx(SUBNORMAL, rel=1e-3)
+        assert _subnormal_write(2 * threads).tolist() == pytest.approx([SUBNORMAL] * (2 * threads), rel=1e-3)
     finally:
         torch.set_num_threads(before)
 

@@ -232,8 +232,8 @@ def test_checkpointed_run_uses_the_kernel_and_matches_the_step_ops(monkeypatch):
          + out.overflow.sum()).backward()
         # Copies (.cpu() of a CPU tensor is the tensor itself): Module.to moves .grad in place, and the next run
         # moves the program to the GPU.
-        return {**{name: q.grad.cpu().clone() for name, q in p.named_parameters()}, "regs": r.grad.cpu().clone(),
-                "mem": m.grad.cpu().clone()}
+        return {**{name: q.grad.to("cpu", copy=True) for name, q in p.named_parameters()},
+                "regs": r.grad.to("cpu", copy=True), "mem": m.grad.to("cpu", copy=True)}
 
     cpp = run("cpp", "cpu")
     tri = run("triton", DEVICE)
