@@ -93,6 +93,18 @@ def test_supports_on_both_sides_of_the_dense_switch_match_reference(backend, dty
     check_against_reference(alu_mix, (x, y, coeffs), backend, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", [12, 36, 128])
+def test_dense_mul_at_every_gcd_matches_reference(dtype, n):
+    """Dense rows at n with many divisors: the CPU kernels' MUL gathers from x folded modulo n / gcd(j, n) in the
+    forward and from the table i·j mod n in the backward (alu_row.h, MulTables), one case per gcd. Each row weighs
+    MUL alone or all five pair ops, with j = 0 in y's support."""
+    x, y, coeffs = make(4, n, seed=n)
+    coeffs[:2] = 1e-13
+    coeffs[:2, 2] = 1.0
+    check_against_reference(alu_mix, (x, y, coeffs), "cpp", dtype)
+
+
 @pytest.mark.parametrize("backend", fused_backends())
 def test_sharp_weights_match_reference(backend):
     """A sharp program's weights (one op ~1, the rest ~e^-30) on soft operands: skipping is invisible."""

@@ -3,11 +3,64 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "ncl/alu.h"
 
 namespace ncl {
+
+// MUL's table T(i, j) = i·j mod n, laid out for dense rows, whose loops over every i (pair_column, mix_row_backward)
+// would otherwise step i·j one dependent add at a time and run scalar: a gather vectorises, a scatter does not (AVX2).
+//   backward: target[j·n + i] = i·j mod n, so that g[i·j mod n] over every i is one gather;
+//   forward: out[i·j mod n] += c·x_i is a scatter. With g = gcd(j, n) and m = n / g, i·j mod n = g·(i·(j/g) mod m)
+//   depends on i mod m only, and i ↦ i·(j/g) is a bijection of Z_m, so the forward is a gather too:
+//   out[g·r] += c·F_m[source[offset[j] + r]] for r < m, where F_m[s] = Σ_{i ≡ s (mod m)} x_i is x folded modulo m
+//   (fold_offset[m] places F_m in one buffer, for every m that divides n).
+struct MulTables {
+  int64_t n;
+  std::vector<int32_t> target, source, offset, step, fold_offset, divisors;
+  int64_t fold_size = 0;
+  explicit MulTables(int64_t n_) : n(n_), target(n_ * n_), offset(n_), step(n_), fold_offset(n_ + 1, -1) {
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < n; ++i) target[j * n + i] = static_cast<int32_t>(i * j % n);
+    for (int64_t m = 1; m <= n; ++m)
+      if (n % m == 0) {
+        divisors.push_back(static_cast<int32_t>(m));
+        fold_offset[m] = static_cast<int32_t>(fold_size);
+        fold_size += m;
+      }
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t g = std::gcd(j, n), m = n / g;  // gcd(0, n) = n: j = 0 sends every i to 0
+      step[j] = static_cast<int32_t>(g);
+      offset[j] = static_cast<int32_t>(source.size());
+      source.resize(source.size() + m);
+      for (int64_t i = 0; i < m; ++i) source[offset[j] + i * (j / g) % m] = static_cast<int32_t>(i);
+    }
+  }
+  // F_m for every m dividing n, of the row x (length n), into fold (fold_size).
+  template <typename A> void fold(const A* x, A* out) const {
+    for (const int32_t m : divisors) {
+      A* f = out + fold_offset[m];
+      std::fill(f, f + m, A(0));
+      for (int64_t i0 = 0; i0 < n; i0 += m)
+        for (int64_t s = 0; s < m; ++s) f[s] += x[i0 + s];
+    }
+  }
+  // The tables of size n, built once per process and kept (n² + O(n log n) ints: 110 KB at n = 128).
+  static const MulTables& of(int64_t n) {
+    static std::mutex lock;
+    static std::map<int64_t, std::unique_ptr<MulTables>> built;
+    const std::lock_guard<std::mutex> hold(lock);
+    auto& t = built[n];
+    if (!t) t = std::make_unique<MulTables>(n);
+    return *t;
+  }
+};
 
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
@@ -15,6 +68,12 @@ template <typename A> struct RowScratch {
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
   std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
   std::vector<char> in_y;
+  std::vector<A> fold;  // x folded modulo every divisor of n (MulTables::fold), for the dense forward's MUL
+  const MulTables* mul_tables = nullptr;  // MulTables::of(n), looked up at first use (it takes a lock)
+  const MulTables& mul() {
+    if (!mul_tables) mul_tables = &MulTables::of(static_cast<int64_t>(x.size()));
+    return *mul_tables;
+  }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
         dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {}
@@ -71,10 +130,11 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
 // The pair ops' part of out for one operand entry y_j, over every i: out[T_k(i, j)] += coef_k·y_j·x_i for the
 // active pair ops `active[0..na)`, along the structure of each table (mix_row_backward's runs): ADD and SUB shift x
 // in two contiguous runs, MOD adds x's runs of length j to out[0..j), DIV adds each run's sum to one entry, MUL
-// steps i·j mod n. All but MUL vectorise. sx = Σ x.
+// gathers from x folded modulo n / gcd(j, n) (`mul`, and `fold` = mul->fold(x); unread when MUL is not active).
+// sx = Σ x.
 template <typename A>
 void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, const int* active,
-                 int na, A* out) {
+                 int na, const MulTables* mul, const A* fold, A* out) {
   for (int q = 0; q < na; ++q) {
     const int k = active[q];
     const A cy = coef[k] * yj;
@@ -88,11 +148,15 @@ void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, co
       for (int64_t i = 0; i < j; ++i) out[i + n - j] += cy * x[i];
       NCL_PRAGMA(omp simd)
       for (int64_t i = j; i < n; ++i) out[i - j] += cy * x[i];
-    } else if (k == alu::MUL) {
-      for (int64_t i = 0, m = 0; i < n; ++i) {
-        out[m] += cy * x[i];
-        m += j;
-        if (m >= n) m -= n;
+    } else if (k == alu::MUL) {  // out[g·r] += cy F_m[source[r]], g = gcd(j, n), m = n / g (MulTables)
+      const int64_t g = mul->step[j], m = n / g;
+      const int32_t* src = mul->source.data() + mul->offset[j];
+      if (g == 1) {  // F_n = x
+        NCL_PRAGMA(omp simd)
+        for (int64_t r = 0; r < n; ++r) out[r] += cy * x[src[r]];
+      } else {
+        const A* f = fold + mul->fold_offset[m];
+        for (int64_t r = 0; r < m; ++r) out[g * r] += cy * f[src[r]];
       }
     } else if (j == 0) {  // DIV and MOD by 0 give 0
       out[0] += cy * sx;
@@ -135,9 +199,15 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   // A pass over every i costs about n/8 vector operations an op (n for MUL); stepping costs ~10 a pair.
   if (nx * kDenseSupport > n) {
+    const MulTables* mul = nullptr;
+    if (mask & (1u << alu::MUL)) {
+      mul = &s.mul();
+      s.fold.resize(mul->fold_size);
+      mul->fold(r.x, s.fold.data());
+    }
     for (int64_t jj = 0; jj < ny; ++jj) {
       const int64_t j = s.sy[jj];
-      pair_column<A>(r.x, r.sx, n, j, r.y[j], coef, active, na, out);
+      pair_column<A>(r.x, r.sx, n, j, r.y[j], coef, active, na, mul, s.fold.data(), out);
     }
     return;
   }
@@ -170,6 +240,7 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
   std::fill(s.dpair.begin(), s.dpair.end(), A(0));
   const A* xs = r.x;
   const A* gs = r.g;
+  const MulTables& mul = s.mul();
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     s.in_y[j] = 1;
@@ -196,31 +267,19 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
       }
       sum[alu::SUB] += acc2;
     }
-    // MUL: g[i·j mod n], stepped. Four partial sums of Σ_i x_i g[i·j]: as one chain of n dependent adds, each
-    // waiting for the last, it was the backward's slowest loop on dense operands.
+    // MUL: g[i·j mod n], one gather from MulTables::target (stepping i·j mod n was scalar, and as one chain of
+    // dependent adds the backward's slowest loop on dense operands).
     {
-      A part[4] = {A(0), A(0), A(0), A(0)};
+      const int32_t* tj = mul.target.data() + j * n;
       A* dmul = dk[alu::MUL];
-      int64_t i = 0, m = 0;
-      for (; i + 4 <= n; i += 4) {
-        int64_t t[4];
-        for (int u = 0; u < 4; ++u) {
-          t[u] = m;
-          m += j;
-          if (m >= n) m -= n;
-        }
-        for (int u = 0; u < 4; ++u) {
-          dmul[i + u] += yj * gs[t[u]];
-          part[u] += xs[i + u] * gs[t[u]];
-        }
+      A acc = A(0);
+      NCL_PRAGMA(omp simd reduction(+ : acc))
+      for (int64_t i = 0; i < n; ++i) {
+        const A gt = gs[tj[i]];
+        dmul[i] += yj * gt;
+        acc += xs[i] * gt;
       }
-      for (; i < n; ++i) {
-        dmul[i] += yj * gs[m];
-        part[0] += xs[i] * gs[m];
-        m += j;
-        if (m >= n) m -= n;
-      }
-      sum[alu::MUL] += (part[0] + part[1]) + (part[2] + part[3]);
+      sum[alu::MUL] += acc;
     }
     // DIV: g[i / j] is constant on runs of j; MOD: g[i mod j] repeats g[0..j) on the same runs. j = 0: g[0].
     const int64_t run = j ? j : n;

@@ -132,7 +132,8 @@ template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::do
 // Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
 // and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). Writes gs and gp (the state before: the
 // stack's adjoint is the first to reach them, so the caller need not zero them), adds to g_item, and returns
-// (g_u, g_o). The pointer's gradient is stack.h's, as in the stack_update kernels. zero_post and zero_pre (or
+// (g_u, g_o). gs may be gs_post (in place: each entry is read, then written). The pointer's gradient is stack.h's,
+// as in the stack_update kernels. zero_post and zero_pre (or
 // null): per slot, whether gs_post's row, and gs's row as it is on entry, are known to be all zero; zero_pre is
 // updated. A slot whose gradient passes through from a zero row into a zero row is left alone: the return stack's
 // gradient is mostly zero rows (only RET mass reaches it), and copying its (S, L) rows was a step's largest pass.
@@ -152,15 +153,16 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
       // A slot nothing is written to, whose write coefficient's gradient ga reaches nothing (it enters g_u times
       // up and dr times u): its gradient passes through (g·(1 - 0)). On a sharp machine that is every slot but
       // the one above the pointer, and the return stack's slots are L wide.
-      if (!(zero_post && zero_post[s] && zero_pre[s])) std::copy(g, g + W, gs + s * W);
+      if (gs != gs_post && !(zero_post && zero_post[s] && zero_pre[s])) std::copy(g, g + W, gs + s * W);
       if (zero_pre) zero_pre[s] = zero_post[s];
     } else {
       if (zero_pre) zero_pre[s] = 0;
       NCL_PRAGMA(omp simd reduction(+ : ga))
       for (int64_t j = 0; j < W; ++j) {
-        gs[s * W + j] = g[j] * (A(1) - a);
-        g_item[j] += a * g[j];
-        ga += g[j] * (item[j] - slot[j]);
+        const A gj = g[j];  // read before gs's entry, which may be the same, is written
+        gs[s * W + j] = gj * (A(1) - a);
+        g_item[j] += a * gj;
+        ga += gj * (item[j] - slot[j]);
       }
     }
     gu += ga * up + gp_post[s] * (up - p[s]);
@@ -174,14 +176,15 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
 
 // The adjoint of one step. pre: the state before it; w: its intermediates (step_sample); gpost: the
 // gradient of the state after it (without the halting accumulation's terms); gpre: the gradient of the state
-// before it, its ip, reg and mem zeroed (the stacks' parts are written, not added to). g_acc_reg, g_acc_mem, g_exp
-// and g_faults are the gradients of the accumulators, which pass through every step unchanged. rzero_post and
+// before it, its ip and reg zeroed, its pointers written (not added to), its mem and stack slots the same buffers
+// as gpost's (updated in place). g_acc_reg, g_acc_mem, g_exp and g_faults are the gradients of the accumulators,
+// which pass through every step unchanged; acc_mem_zero[c]: whether row c of g_acc_mem is all zero. rzero_post and
 // rzero_pre: which rows of gpost's and gpre's return stack are known to be zero (stack_backward).
 template <typename A>
 void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const FieldRowNonzeros<A>& nz, const Sizes& z,
                    const View<A>& pre, Workspace<A>& w, const View<A>& gpost, const View<A>& gpre, const A* g_acc_reg,
-                   const A* g_acc_mem, A g_exp, A g_faults, int64_t t, A norm_eps, Adjoints<A>& g, FieldGrads<A>& gf,
-                   std::vector<A>& tmp, const char* rzero_post, char* rzero_pre) {
+                   const A* g_acc_mem, const char* acc_mem_zero, A g_exp, A g_faults, int64_t t, A norm_eps,
+                   Adjoints<A>& g, FieldGrads<A>& gf, std::vector<A>& tmp, const char* rzero_post, char* rzero_pre) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
   g.zero();
   // Halting: expected += t·h here; acc += h·(state after the step) inside the register and memory loops,
@@ -271,16 +274,25 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     for (int k = 0; k < alu::kNumOps; ++k) g.coef[machine::kAluFirst + k] += gcoef[k];
   }
 
-  // Memory: mem' = mem + e_STORE·χ_c (y - mem); load = Σ_c χ_c mem_c.
+  // Memory: mem' = mem + e_STORE·χ_c (y - mem); load = Σ_c χ_c mem_c. The memory's gradient is updated in place
+  // (gpre.mem = gpost.mem). A row is left alone, its gradient passing through, when all its terms are negligible
+  // weights (machine_step.h, "Negligible weights"): no halting readout on it (its g_acc_mem row is zero), χ_c
+  // negligible (the write a = e_STORE·χ_c, the load's term χ_c·g_load and the STORE weight's term χ_c·ga), and
+  // neither a STORE nor a LOAD on the line (χ_c's own gradient e_STORE·ga + ⟨g_load, mem_c⟩, which every row
+  // needs when there is one). On a sharp program that is every row of the steps that do not touch memory; in
+  // fp64 it takes exact zeros.
   const A es = w.e[machine::kStore];
+  const bool rows_needed = matters(es, negligible<A>(1) * std::abs(w.rho)) ||
+                           matters(w.coef[machine::kLoad], negligible<A>(1));
   A g_store = A(0);
   for (int64_t c = 0; c < C; ++c) {
     const A chi = w.chi[c], a = es * chi;
+    if (!rows_needed && acc_mem_zero[c] && !matters(chi, negligible<A>(C))) continue;
     const A* gm = gpost.mem + c * n;
     const A* gacc = g_acc_mem + c * n;
     const A* mem = pre.mem + c * n;
     const A *y = w.y.data(), *g_load = g.load.data();
-    A* g_mem = gpre.mem + c * n;  // written, not added to: nothing before this pass writes it
+    A* g_mem = gpre.mem + c * n;  // the same row as gm: each entry is read, then written
     A* g_y = g.y.data();
     A ga = A(0), gl = A(0), ghc = A(0);
     NCL_PRAGMA(omp simd reduction(+ : ga, gl, ghc))
@@ -479,7 +491,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       std::vector<size_t> mark_at(std::max<int64_t>(count, 1));
       std::vector<char> frozen_at(std::max<int64_t>(count, 1));
       std::vector<A> ip_out(z.L);
-      std::vector<char> rzero_a(z.S), rzero_b(z.S);
+      std::vector<char> rzero_a(z.S), rzero_b(z.S), acc_mem_zero(z.C);
+      // The gradients of the memory and both stacks' slots, updated in place by every step (step_backward): most
+      // of their rows pass through a sharp step unchanged.
+      std::vector<A> gmem(z.C * z.n), gdstk(z.S * z.n), grstk(z.S * z.L);
+      A* in_place[7] = {nullptr, nullptr, gmem.data(), gdstk.data(), nullptr, grstk.data(), nullptr};
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
         A* work_p = work.data();
@@ -510,16 +526,25 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         A* gpost_p = gbuf_a.data();
         A* gpre_p = gbuf_b.data();
         for (int i = 0; i < 7; ++i)
-          std::copy_n(gout[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], gpost_p + lay.off[i]);
+          std::copy_n(gout[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i],
+                      in_place[i] ? in_place[i] : gpost_p + lay.off[i]);
         const A* g_acc_reg = gout[7].data_ptr<A>() + bb * stride[7];
         const A* g_acc_mem = gout[8].data_ptr<A>() + bb * stride[8];
+        for (int64_t c = 0; c < z.C; ++c)
+          acc_mem_zero[c] = std::all_of(g_acc_mem + c * z.n, g_acc_mem + (c + 1) * z.n, [](A v) { return v == A(0); });
+        // Both views' memory and slot gradients are the in-place buffers (their own parts go unused).
+        auto grad_view = [&](A* base) {
+          View<A> v(base, lay);
+          v.mem = in_place[2], v.dstk = in_place[3], v.rstk = in_place[5];
+          return v;
+        };
         const A g_exp = gout[9].data_ptr<A>()[bb], g_faults = gout[10].data_ptr<A>()[bb];
         char* rzero_post = rzero_a.data();
         char* rzero_pre = rzero_b.data();
         for (int64_t s = 0; s < z.S; ++s) {
-          const A* row = gpost_p + lay.off[5] + s * z.L;
+          const A* row = in_place[5] + s * z.L;
           rzero_post[s] = std::all_of(row, row + z.L, [](A v) { return v == A(0); });
-          rzero_pre[s] = 0;  // gbuf_b's rows hold whatever the last sample left there
+          rzero_pre[s] = 0;  // not known
         }
         bool frozen_after = false;  // whether the step after this one (walked back already) was frozen
         for (int64_t s = count - 1; s >= 0; --s) {
@@ -532,13 +557,14 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           w.load_from(record_at[s]);
           const View<A> pre(work_p, lay);
           std::fill(gpre_p, gpre_p + lay.off[2], A(0));  // ip reg; step_backward writes the mem's and stacks' parts
-          step_backward(f, tgt_rows, nz, z, pre, w, View<A>(gpost_p, lay), View<A>(gpre_p, lay), g_acc_reg,
-                        g_acc_mem, g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);
+          step_backward(f, tgt_rows, nz, z, pre, w, grad_view(gpost_p), grad_view(gpre_p), g_acc_reg, g_acc_mem,
+                        acc_mem_zero.data(), g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);
           std::swap(gpost_p, gpre_p);
           std::swap(rzero_post, rzero_pre);
         }
         for (int i = 0; i < 7; ++i)
-          std::copy_n(gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i], gin[i].data_ptr<A>() + bb * stride[i]);
+          std::copy_n(in_place[i] ? in_place[i] : gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i],
+                      gin[i].data_ptr<A>() + bb * stride[i]);
       }
       if (!gf.owned()) return;
       std::lock_guard<std::mutex> lock(mu);
