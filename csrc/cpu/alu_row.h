@@ -14,20 +14,27 @@
 
 namespace ncl {
 
-// MUL's table T(i, j) = i·j mod n, laid out for dense rows, whose loops over every i (pair_column, mix_row_backward)
-// would otherwise step i·j one dependent add at a time and run scalar: a gather vectorises, a scatter does not (AVX2).
-//   backward: target[j·n + i] = i·j mod n, so that g[i·j mod n] over every i is one gather;
+// The tables of the pair ops whose targets are not runs (MUL, DIV, MOD), as gathers: the loops over every i or every
+// j (pair_column, mix_row_backward) would otherwise step or divide one index at a time and run scalar; a gather
+// vectorises, a scatter does not (AVX2).
+//   backward: target[j·n + i] = i·j mod n (symmetric), quot[i·n + j] = i / j and rem[i·n + j] = i mod j (0 at j = 0,
+//   as DIV and MOD by 0), so that g[T(i, j)] over every i, or over every j, is one gather;
 //   forward: out[i·j mod n] += c·x_i is a scatter. With g = gcd(j, n) and m = n / g, i·j mod n = g·(i·(j/g) mod m)
 //   depends on i mod m only, and i ↦ i·(j/g) is a bijection of Z_m, so the forward is a gather too:
 //   out[g·r] += c·F_m[source[offset[j] + r]] for r < m, where F_m[s] = Σ_{i ≡ s (mod m)} x_i is x folded modulo m
 //   (fold_offset[m] places F_m in one buffer, for every m that divides n).
-struct MulTables {
+struct PairTables {
   int64_t n;
-  std::vector<int32_t> target, source, offset, step, fold_offset, divisors;
+  std::vector<int32_t> target, quot, rem, source, offset, step, fold_offset, divisors;
   int64_t fold_size = 0;
-  explicit MulTables(int64_t n_) : n(n_), target(n_ * n_), offset(n_), step(n_), fold_offset(n_ + 1, -1) {
+  explicit PairTables(int64_t n_)
+      : n(n_), target(n_ * n_), quot(n_ * n_), rem(n_ * n_), offset(n_), step(n_), fold_offset(n_ + 1, -1) {
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < n; ++i) target[j * n + i] = static_cast<int32_t>(i * j % n);
+      for (int64_t i = 0; i < n; ++i) {
+        target[j * n + i] = static_cast<int32_t>(i * j % n);
+        quot[i * n + j] = static_cast<int32_t>(j ? i / j : 0);
+        rem[i * n + j] = static_cast<int32_t>(j ? i % j : 0);
+      }
     for (int64_t m = 1; m <= n; ++m)
       if (n % m == 0) {
         divisors.push_back(static_cast<int32_t>(m));
@@ -51,13 +58,13 @@ struct MulTables {
         for (int64_t s = 0; s < m; ++s) f[s] += x[i0 + s];
     }
   }
-  // The tables of size n, built once per process and kept (n² + O(n log n) ints: 110 KB at n = 128).
-  static const MulTables& of(int64_t n) {
+  // The tables of size n, built once per process and kept (3n² + O(n log n) ints: 240 KB at n = 128).
+  static const PairTables& of(int64_t n) {
     static std::mutex lock;
-    static std::map<int64_t, std::unique_ptr<MulTables>> built;
+    static std::map<int64_t, std::unique_ptr<PairTables>> built;
     const std::lock_guard<std::mutex> hold(lock);
     auto& t = built[n];
-    if (!t) t = std::make_unique<MulTables>(n);
+    if (!t) t = std::make_unique<PairTables>(n);
     return *t;
   }
 };
@@ -68,15 +75,16 @@ template <typename A> struct RowScratch {
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
   std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
   std::vector<char> in_y;
-  std::vector<A> fold;  // x folded modulo every divisor of n (MulTables::fold), for the dense forward's MUL
-  const MulTables* mul_tables = nullptr;  // MulTables::of(n), looked up at first use (it takes a lock)
-  const MulTables& mul() {
-    if (!mul_tables) mul_tables = &MulTables::of(static_cast<int64_t>(x.size()));
-    return *mul_tables;
+  std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
+  std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
+  const PairTables* pair_tables = nullptr;  // PairTables::of(n), looked up at first use (it takes a lock)
+  const PairTables& tables() {
+    if (!pair_tables) pair_tables = &PairTables::of(static_cast<int64_t>(x.size()));
+    return *pair_tables;
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n) {}
+        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n), gy_rest(n) {}
 };
 
 // mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
@@ -134,7 +142,7 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
 // sx = Σ x.
 template <typename A>
 void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, const int* active,
-                 int na, const MulTables* mul, const A* fold, A* out) {
+                 int na, const PairTables* mul, const A* fold, A* out) {
   for (int q = 0; q < na; ++q) {
     const int k = active[q];
     const A cy = coef[k] * yj;
@@ -148,7 +156,7 @@ void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, co
       for (int64_t i = 0; i < j; ++i) out[i + n - j] += cy * x[i];
       NCL_PRAGMA(omp simd)
       for (int64_t i = j; i < n; ++i) out[i - j] += cy * x[i];
-    } else if (k == alu::MUL) {  // out[g·r] += cy F_m[source[r]], g = gcd(j, n), m = n / g (MulTables)
+    } else if (k == alu::MUL) {  // out[g·r] += cy F_m[source[r]], g = gcd(j, n), m = n / g (PairTables)
       const int64_t g = mul->step[j], m = n / g;
       const int32_t* src = mul->source.data() + mul->offset[j];
       if (g == 1) {  // F_n = x
@@ -199,9 +207,9 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   // A pass over every i costs about n/8 vector operations an op (n for MUL); stepping costs ~10 a pair.
   if (nx * kDenseSupport > n) {
-    const MulTables* mul = nullptr;
+    const PairTables* mul = nullptr;
     if (mask & (1u << alu::MUL)) {
-      mul = &s.mul();
+      mul = &s.tables();
       s.fold.resize(mul->fold_size);
       mul->fold(r.x, s.fold.data());
     }
@@ -240,7 +248,7 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
   std::fill(s.dpair.begin(), s.dpair.end(), A(0));
   const A* xs = r.x;
   const A* gs = r.g;
-  const MulTables& mul = s.mul();
+  const PairTables& tab = s.tables();
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     s.in_y[j] = 1;
@@ -267,10 +275,10 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
       }
       sum[alu::SUB] += acc2;
     }
-    // MUL: g[i·j mod n], one gather from MulTables::target (stepping i·j mod n was scalar, and as one chain of
+    // MUL: g[i·j mod n], one gather from PairTables::target (stepping i·j mod n was scalar, and as one chain of
     // dependent adds the backward's slowest loop on dense operands).
     {
-      const int32_t* tj = mul.target.data() + j * n;
+      const int32_t* tj = tab.target.data() + j * n;
       A* dmul = dk[alu::MUL];
       A acc = A(0);
       NCL_PRAGMA(omp simd reduction(+ : acc))
@@ -304,17 +312,25 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
     for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
     s.gy_pair[j] = gyj;
   }
-  for (int64_t j = 0; j < n; ++j) {
-    if (s.in_y[j]) continue;
-    A gyj = A(0);
-    alu::PairTargets t(n, j);
+  // The other j: dy[j] = Σ_{i in supp(x)} x_i Σ_k coef_k g[T_k(i, j)], over every j at once along row i of each
+  // table (the j in supp(y) are computed above, and their entries here are dropped).
+  if (ny < n) {
+    A* rest = s.gy_rest.data();
+    std::fill(rest, rest + n, A(0));
     for (int64_t ii = 0; ii < nx; ++ii) {
-      t.move_to(s.sx[ii]);
-      A mixed = A(0);
-      for (int k = 0; k < alu::kNumPair; ++k) mixed += coef[k] * gs[t.t[k]];
-      gyj += xs[t.i] * mixed;
+      const int32_t i = s.sx[ii], nn = static_cast<int32_t>(n);
+      const A xi = xs[i];
+      const int32_t *tm = tab.target.data() + i * n, *tq = tab.quot.data() + i * n, *tr = tab.rem.data() + i * n;
+      NCL_PRAGMA(omp simd)
+      for (int32_t j = 0; j < nn; ++j) {
+        const int32_t ta = i + j >= nn ? i + j - nn : i + j, ts = i >= j ? i - j : i - j + nn;
+        const A mixed = coef[alu::ADD] * gs[ta] + coef[alu::SUB] * gs[ts] + coef[alu::MUL] * gs[tm[j]] +
+                        coef[alu::DIV] * gs[tq[j]] + coef[alu::MOD] * gs[tr[j]];
+        rest[j] += xi * mixed;
+      }
     }
-    s.gy_pair[j] = gyj;
+    for (int64_t j = 0; j < n; ++j)
+      if (!s.in_y[j]) s.gy_pair[j] = rest[j];
   }
   for (int64_t i = 0; i < n; ++i) {
     alu::grad_x_structured(i, r, d);

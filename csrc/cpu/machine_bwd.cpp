@@ -140,7 +140,7 @@ template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::do
 template <typename A>
 std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W,
                                const A* gs_post, const A* gp_post, A g_over, A g_under, A* gs, A* gp, A* g_item,
-                               A* tmp, const char* zero_post = nullptr, char* zero_pre = nullptr) {
+                               A* tmp, A u_thr, const char* zero_post = nullptr, char* zero_pre = nullptr) {
   A gu = g_over * p[S - 1], go = g_under * p[0];
   A* dr = tmp;      // u (gradient of the slot write's coefficient + gradient of p'), reaching up(p)
   A* dd = tmp + S;  // o · gradient of p', reaching down(p)
@@ -149,10 +149,11 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
     const A* g = gs_post + s * W;
     const A* slot = slots + s * W;
     A ga = A(0);
-    if (a == A(0) && up == A(0) && u == A(0)) {
-      // A slot nothing is written to, whose write coefficient's gradient ga reaches nothing (it enters g_u times
-      // up and dr times u): its gradient passes through (g·(1 - 0)). On a sharp machine that is every slot but
-      // the one above the pointer, and the return stack's slots are L wide.
+    if (!matters(u, u_thr) && !matters(up, negligible<A>(S))) {
+      // A slot whose write a = u·up and whose write coefficient's gradient ga (it enters g_u times up and dr times
+      // u) are negligible weights (machine_step.h; u_thr is the forward's write threshold, and in fp64 both are
+      // exact zeros): its gradient passes through (g·(1 - 0)). On a sharp machine without a PUSH (or CALL) on the
+      // line that is every slot but the one above the pointer, and the return stack's slots are L wide.
       if (gs != gs_post && !(zero_post && zero_post[s] && zero_pre[s])) std::copy(g, g + W, gs + s * W);
       if (zero_pre) zero_pre[s] = zero_post[s];
     } else {
@@ -193,14 +194,15 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   A readout_dot = A(0);
 
   // Stacks (faults = d_over + d_under + r_over, each with gradient g_faults).
+  const A write_thr = negligible<A>(1) * std::abs(w.rho);  // the forward's (step_sample)
   auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpost.dstk,
-                          gpost.dsp, g_faults, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data());
+                          gpost.dsp, g_faults, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data(), write_thr);
   g.e[machine::kPush] += d.first;
   g.e[machine::kPop] += d.second;
   // The return stack's overflow is a fault; its underflow is not (RET with no address halts instead).
   auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpost.rstk,
-                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data(), rzero_post,
-                          rzero_pre);
+                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data(), write_thr,
+                          rzero_post, rzero_pre);
   g.e[machine::kRet] += r.second;
   A g_call = r.first;  // reaching e_call = max(e_CALL, 0)
   // ret_item[l] = ip[l-1]·op[l-1, CALL] / max(e_call, eps).
@@ -282,7 +284,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   // needs when there is one). On a sharp program that is every row of the steps that do not touch memory; in
   // fp64 it takes exact zeros.
   const A es = w.e[machine::kStore];
-  const bool rows_needed = matters(es, negligible<A>(1) * std::abs(w.rho)) ||
+  const bool rows_needed = matters(es, write_thr) ||
                            matters(w.coef[machine::kLoad], negligible<A>(1));
   A g_store = A(0);
   for (int64_t c = 0; c < C; ++c) {
@@ -359,9 +361,10 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   }
   g.x[0] += g_chi0;
 
-  // POP read, the address fold, the operands.
+  // POP read, the address fold, the operands. Without a POP on the line (g_pop = c_POP·g_value, c_POP a negligible
+  // share of the value) the POP read's adjoint is negligible: the (S, n) passes are skipped.
   const A* g_pop = g.pop.data();
-  for (int64_t s = 0; s < S; ++s) {
+  for (int64_t s = 0; s < (matters(cp, negligible<A>(1)) ? S : 0); ++s) {
     gpre.dsp[s] += vdot(g_pop, pre.dstk + s * n, n);
     A* g_slot = gpre.dstk + s * n;
     const A p = pre.dsp[s];
