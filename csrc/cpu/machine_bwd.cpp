@@ -281,11 +281,12 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   // weights (machine_step.h, "Negligible weights"): no halting readout on it (its g_acc_mem row is zero), χ_c
   // negligible (the write a = e_STORE·χ_c, the load's term χ_c·g_load and the STORE weight's term χ_c·ga), and
   // neither a STORE nor a LOAD on the line (χ_c's own gradient e_STORE·ga + ⟨g_load, mem_c⟩, which every row
-  // needs when there is one). On a sharp program that is every row of the steps that do not touch memory; in
-  // fp64 it takes exact zeros.
+  // needs when there is one). The LOAD's test is its weight e_LOAD, not c_LOAD = e_LOAD / w: on a line that writes
+  // no value w is a leak too and c_LOAD can be O(1), but g_load = c_LOAD·g_value and g_value carries the gate w,
+  // so |g_load| is of the order of e_LOAD times the registers' gradient. On a sharp program that is every row of
+  // the steps that do not touch memory; in fp64 it takes exact zeros.
   const A es = w.e[machine::kStore];
-  const bool rows_needed = matters(es, write_thr) ||
-                           matters(w.coef[machine::kLoad], negligible<A>(1));
+  const bool rows_needed = matters(es, write_thr) || matters(w.e[machine::kLoad], write_thr);
   A g_store = A(0);
   for (int64_t c = 0; c < C; ++c) {
     const A chi = w.chi[c], a = es * chi;
@@ -361,10 +362,10 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   }
   g.x[0] += g_chi0;
 
-  // POP read, the address fold, the operands. Without a POP on the line (g_pop = c_POP·g_value, c_POP a negligible
-  // share of the value) the POP read's adjoint is negligible: the (S, n) passes are skipped.
+  // POP read, the address fold, the operands. Without a POP on the line (e_POP negligible: g_pop = c_POP·g_value,
+  // of the order of e_POP, as g_load above) the POP read's adjoint is negligible: the (S, n) passes are skipped.
   const A* g_pop = g.pop.data();
-  for (int64_t s = 0; s < (matters(cp, negligible<A>(1)) ? S : 0); ++s) {
+  for (int64_t s = 0; s < (matters(w.e[machine::kPop], write_thr) ? S : 0); ++s) {
     gpre.dsp[s] += vdot(g_pop, pre.dstk + s * n, n);
     A* g_slot = gpre.dstk + s * n;
     const A p = pre.dsp[s];
