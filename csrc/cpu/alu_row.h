@@ -3,71 +3,12 @@
 #pragma once
 
 #include <algorithm>
-#include <cstdint>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <numeric>
 #include <vector>
 
 #include "ncl/alu.h"
+#include "pair_tables.h"
 
 namespace ncl {
-
-// The tables of the pair ops whose targets are not runs (MUL, DIV, MOD), as gathers: the loops over every i or every
-// j (pair_column, mix_row_backward) would otherwise step or divide one index at a time and run scalar; a gather
-// vectorises, a scatter does not (AVX2).
-//   backward: target[j·n + i] = i·j mod n (symmetric), quot[i·n + j] = i / j and rem[i·n + j] = i mod j (0 at j = 0,
-//   as DIV and MOD by 0), so that g[T(i, j)] over every i, or over every j, is one gather;
-//   forward: out[i·j mod n] += c·x_i is a scatter. With g = gcd(j, n) and m = n / g, i·j mod n = g·(i·(j/g) mod m)
-//   depends on i mod m only, and i ↦ i·(j/g) is a bijection of Z_m, so the forward is a gather too:
-//   out[g·r] += c·F_m[source[offset[j] + r]] for r < m, where F_m[s] = Σ_{i ≡ s (mod m)} x_i is x folded modulo m
-//   (fold_offset[m] places F_m in one buffer, for every m that divides n).
-struct PairTables {
-  int64_t n;
-  std::vector<int32_t> target, quot, rem, source, offset, step, fold_offset, divisors;
-  int64_t fold_size = 0;
-  explicit PairTables(int64_t n_)
-      : n(n_), target(n_ * n_), quot(n_ * n_), rem(n_ * n_), offset(n_), step(n_), fold_offset(n_ + 1, -1) {
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < n; ++i) {
-        target[j * n + i] = static_cast<int32_t>(i * j % n);
-        quot[i * n + j] = static_cast<int32_t>(j ? i / j : 0);
-        rem[i * n + j] = static_cast<int32_t>(j ? i % j : 0);
-      }
-    for (int64_t m = 1; m <= n; ++m)
-      if (n % m == 0) {
-        divisors.push_back(static_cast<int32_t>(m));
-        fold_offset[m] = static_cast<int32_t>(fold_size);
-        fold_size += m;
-      }
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t g = std::gcd(j, n), m = n / g;  // gcd(0, n) = n: j = 0 sends every i to 0
-      step[j] = static_cast<int32_t>(g);
-      offset[j] = static_cast<int32_t>(source.size());
-      source.resize(source.size() + m);
-      for (int64_t i = 0; i < m; ++i) source[offset[j] + i * (j / g) % m] = static_cast<int32_t>(i);
-    }
-  }
-  // F_m for every m dividing n, of the row x (length n), into fold (fold_size).
-  template <typename A> void fold(const A* x, A* out) const {
-    for (const int32_t m : divisors) {
-      A* f = out + fold_offset[m];
-      std::fill(f, f + m, A(0));
-      for (int64_t i0 = 0; i0 < n; i0 += m)
-        for (int64_t s = 0; s < m; ++s) f[s] += x[i0 + s];
-    }
-  }
-  // The tables of size n, built once per process and kept (3n² + O(n log n) ints: 240 KB at n = 128).
-  static const PairTables& of(int64_t n) {
-    static std::mutex lock;
-    static std::map<int64_t, std::unique_ptr<PairTables>> built;
-    const std::lock_guard<std::mutex> hold(lock);
-    auto& t = built[n];
-    if (!t) t = std::make_unique<PairTables>(n);
-    return *t;
-  }
-};
 
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
@@ -76,6 +17,8 @@ template <typename A> struct RowScratch {
   std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
   std::vector<char> in_y;
   std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
+  std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
+  std::vector<double> prefix;  // x's prefix sums, for the dense forward's DIV
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
   const PairTables* pair_tables = nullptr;  // PairTables::of(n), looked up at first use (it takes a lock)
   const PairTables& tables() {
@@ -84,7 +27,7 @@ template <typename A> struct RowScratch {
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n), gy_rest(n) {}
+        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n), xx(2 * n), prefix(n + 1), gy_rest(n) {}
 };
 
 // mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
@@ -135,55 +78,77 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   return r;
 }
 
-// The pair ops' part of out for one operand entry y_j, over every i: out[T_k(i, j)] += coef_k·y_j·x_i for the
-// active pair ops `active[0..na)`, along the structure of each table (mix_row_backward's runs): ADD and SUB shift x
-// in two contiguous runs, MOD adds x's runs of length j to out[0..j), DIV adds each run's sum to one entry, MUL
-// gathers from x folded modulo n / gcd(j, n) (`mul`, and `fold` = mul->fold(x); unread when MUL is not active).
-// sx = Σ x.
+// The pair ops' part of out on a dense x, over every i, for each j in y's support sy[0..ny): out[T_k(i, j)] +=
+// coef_k·y_j·x_i for the ops set in `mask`, each along its table's structure, so that every loop vectorises:
+//   ADD and SUB: one pass a j of the circulant out[c] += y_j (c_ADD x[(c - j) mod n] + c_SUB x[(c + j) mod n]),
+//     reading x doubled (s.xx) so that no index wraps;
+//   MUL: out[g·r] += c y_j F_m[source[r]], a gather from x folded modulo m = n / gcd(j, n) (PairTables);
+//   DIV: out[q] += c y_j Σ_{q·j ≤ i < (q+1)·j} x_i, each run's sum a difference of x's prefix sums in double (in the
+//     accumulation type, a difference would leave the rounding of the whole row's mass on entries that get ~0);
+//   MOD: out[0..j) += c y_j x's runs of length j;
+//   DIV and MOD by j = 0 give 0: out[0] += c y_0 Σx.
 template <typename A>
-void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, const int* active,
-                 int na, const PairTables* mul, const A* fold, A* out) {
-  for (int q = 0; q < na; ++q) {
-    const int k = active[q];
-    const A cy = coef[k] * yj;
-    if (k == alu::ADD) {  // out[i + j (mod n)] += cy x_i
+void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coef, unsigned mask, A* out) {
+  const int64_t n = r.n;
+  const A* x = r.x;
+  auto on = [&](int k) { return (mask >> k) & 1u; };
+  if (on(alu::ADD) || on(alu::SUB)) {
+    std::copy(x, x + n, s.xx.begin());
+    std::copy(x, x + n, s.xx.begin() + n);
+    const A ca = on(alu::ADD) ? coef[alu::ADD] : A(0), cs = on(alu::SUB) ? coef[alu::SUB] : A(0);
+    for (int64_t jj = 0; jj < ny; ++jj) {
+      const int64_t j = s.sy[jj];
+      const A a = ca * r.y[j], b = cs * r.y[j];
+      const A *lo = s.xx.data() + n - j, *hi = s.xx.data() + j;
       NCL_PRAGMA(omp simd)
-      for (int64_t i = 0; i < n - j; ++i) out[i + j] += cy * x[i];
-      NCL_PRAGMA(omp simd)
-      for (int64_t i = n - j; i < n; ++i) out[i + j - n] += cy * x[i];
-    } else if (k == alu::SUB) {  // out[i - j (mod n)] += cy x_i
-      NCL_PRAGMA(omp simd)
-      for (int64_t i = 0; i < j; ++i) out[i + n - j] += cy * x[i];
-      NCL_PRAGMA(omp simd)
-      for (int64_t i = j; i < n; ++i) out[i - j] += cy * x[i];
-    } else if (k == alu::MUL) {  // out[g·r] += cy F_m[source[r]], g = gcd(j, n), m = n / g (PairTables)
-      const int64_t g = mul->step[j], m = n / g;
-      const int32_t* src = mul->source.data() + mul->offset[j];
+      for (int64_t c = 0; c < n; ++c) out[c] += a * lo[c] + b * hi[c];
+    }
+  }
+  if (on(alu::MUL)) {
+    const PairTables& tab = s.tables();
+    s.fold.resize(tab.fold_size);
+    tab.fold(x, s.fold.data());
+    for (int64_t jj = 0; jj < ny; ++jj) {
+      const int64_t j = s.sy[jj], g = tab.step[j], m = n / g;
+      const A cy = coef[alu::MUL] * r.y[j];
+      const int32_t* src = tab.source.data() + tab.offset[j];
       if (g == 1) {  // F_n = x
         NCL_PRAGMA(omp simd)
-        for (int64_t r = 0; r < n; ++r) out[r] += cy * x[src[r]];
+        for (int64_t q = 0; q < n; ++q) out[q] += cy * x[src[q]];
       } else {
-        const A* f = fold + mul->fold_offset[m];
-        for (int64_t r = 0; r < m; ++r) out[g * r] += cy * f[src[r]];
+        const A* f = s.fold.data() + tab.fold_offset[m];
+        for (int64_t q = 0; q < m; ++q) out[g * q] += cy * f[src[q]];
       }
-    } else if (j == 0) {  // DIV and MOD by 0 give 0
-      out[0] += cy * sx;
-    } else if (k == alu::DIV) {  // out[i / j] += cy x_i: one entry per run of j (summed, not prefix
-      // differences, which would leave fp32 rounding noise of the whole row's mass on entries that get ~0)
-      for (int64_t i0 = 0, q2 = 0; i0 < n; i0 += j, ++q2) {
-        const int64_t len = std::min(j, n - i0);
-        const A* xb = x + i0;
-        A run = A(0);
-        NCL_SIMD_SUM(run)
-        for (int64_t r = 0; r < len; ++r) run += xb[r];
-        out[q2] += cy * run;
+    }
+  }
+  if (on(alu::DIV)) {
+    double* pre = s.prefix.data();
+    pre[0] = 0.0;
+    for (int64_t i = 0; i < n; ++i) pre[i + 1] = pre[i] + static_cast<double>(x[i]);
+    for (int64_t jj = 0; jj < ny; ++jj) {
+      const int64_t j = s.sy[jj];
+      const A cy = coef[alu::DIV] * r.y[j];
+      if (j == 0) {
+        out[0] += cy * r.sx;
+        continue;
       }
-    } else {  // MOD
+      for (int64_t i0 = 0, q = 0; i0 < n; i0 += j, ++q)
+        out[q] += cy * static_cast<A>(pre[std::min(i0 + j, n)] - pre[i0]);
+    }
+  }
+  if (on(alu::MOD)) {
+    for (int64_t jj = 0; jj < ny; ++jj) {
+      const int64_t j = s.sy[jj];
+      const A cy = coef[alu::MOD] * r.y[j];
+      if (j == 0) {
+        out[0] += cy * r.sx;
+        continue;
+      }
       for (int64_t i0 = 0; i0 < n; i0 += j) {
         const int64_t len = std::min(j, n - i0);
         const A* xb = x + i0;
         NCL_PRAGMA(omp simd)
-        for (int64_t r = 0; r < len; ++r) out[r] += cy * xb[r];
+        for (int64_t q = 0; q < len; ++q) out[q] += cy * xb[q];
       }
     }
   }
@@ -193,7 +158,7 @@ void pair_column(const A* x, A sx, int64_t n, int64_t j, A yj, const A* coef, co
 // structured ops come from alu::structured_out. The pair ops run over the operands' supports (alu::support): for
 // each j in supp(y), over the pairs (i in supp(x), j), each pair into the targets of the active ops only; or, when
 // x is dense enough that a pass over every i costs less than stepping the targets along its support, over every i
-// by pair_column.
+// by pair_dense.
 template <typename T, typename A>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());
@@ -205,18 +170,9 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   for (int k = 0; k < alu::kNumPair; ++k)
     if (mask & (1u << k)) active[na++] = k;
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
-  // A pass over every i costs about n/8 vector operations an op (n for MUL); stepping costs ~10 a pair.
+  // A pass over every i costs about n/8 vector operations an op; stepping costs ~10 a pair.
   if (nx * kDenseSupport > n) {
-    const PairTables* mul = nullptr;
-    if (mask & (1u << alu::MUL)) {
-      mul = &s.tables();
-      s.fold.resize(mul->fold_size);
-      mul->fold(r.x, s.fold.data());
-    }
-    for (int64_t jj = 0; jj < ny; ++jj) {
-      const int64_t j = s.sy[jj];
-      pair_column<A>(r.x, r.sx, n, j, r.y[j], coef, active, na, mul, s.fold.data(), out);
-    }
+    pair_dense<A>(s, r, ny, coef, mask, out);
     return;
   }
   for (int64_t jj = 0; jj < ny; ++jj) {
@@ -241,73 +197,38 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
   const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
   // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
   // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). For j in
-  // supp(y) the sums run over every i, op by op, along the structure of each table (contiguous runs of g
-  // for ADD, SUB, DIV and MOD, so they vectorise); for the other j, over the pairs (i in supp(x), j).
+  // supp(y) the sums run over every i, for the other j over every j at once along the rows i in supp(x) of the
+  // tables; both vectorise (gathers).
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   std::fill(s.in_y.begin(), s.in_y.end(), 0);
   std::fill(s.dpair.begin(), s.dpair.end(), A(0));
   const A* xs = r.x;
   const A* gs = r.g;
   const PairTables& tab = s.tables();
+  std::copy(gs, gs + n, s.xx.begin());
+  std::copy(gs, gs + n, s.xx.begin() + n);
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     s.in_y[j] = 1;
     const A yj = r.y[j];
-    A sum[alu::kNumPair] = {};  // Σ_i x_i g[T_k(i, j)]
+    // One pass over every i for all five ops: ADD reads g[(i + j) mod n] and SUB g[(i - j) mod n] from g doubled
+    // (no wrap), MUL, DIV and MOD gather from their tables' row j (PairTables). sum_k = Σ_i x_i g[T_k(i, j)].
+    const A *g_add = s.xx.data() + j, *g_sub = s.xx.data() + n - j;
+    const int32_t *tm = tab.target.data() + j * n, *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
     A* dk[alu::kNumPair];
     for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dpair.data() + k * n;
-    // ADD: g[(i + j) mod n], SUB: g[(i - j) mod n], each two contiguous runs.
-    for (int64_t part = 0; part < 2; ++part) {
-      const int64_t lo = part ? n - j : 0, hi = part ? n : n - j, shift = part ? j - n : j;
-      A acc = A(0);
-      NCL_PRAGMA(omp simd reduction(+ : acc))
-      for (int64_t i = lo; i < hi; ++i) {
-        dk[alu::ADD][i] += yj * gs[i + shift];
-        acc += xs[i] * gs[i + shift];
-      }
-      sum[alu::ADD] += acc;
-      const int64_t slo = part ? j : 0, shi = part ? n : j, sshift = part ? -j : n - j;
-      A acc2 = A(0);
-      NCL_PRAGMA(omp simd reduction(+ : acc2))
-      for (int64_t i = slo; i < shi; ++i) {
-        dk[alu::SUB][i] += yj * gs[i + sshift];
-        acc2 += xs[i] * gs[i + sshift];
-      }
-      sum[alu::SUB] += acc2;
+    A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
+    NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
+    for (int64_t i = 0; i < n; ++i) {
+      const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gs[tm[i]], gd = gs[tq[i]], gr = gs[tr[i]];
+      dk[alu::ADD][i] += yj * ga;
+      dk[alu::SUB][i] += yj * gb;
+      dk[alu::MUL][i] += yj * gm;
+      dk[alu::DIV][i] += yj * gd;
+      dk[alu::MOD][i] += yj * gr;
+      s_add += xi * ga, s_sub += xi * gb, s_mul += xi * gm, s_div += xi * gd, s_mod += xi * gr;
     }
-    // MUL: g[i·j mod n], one gather from PairTables::target (stepping i·j mod n was scalar, and as one chain of
-    // dependent adds the backward's slowest loop on dense operands).
-    {
-      const int32_t* tj = tab.target.data() + j * n;
-      A* dmul = dk[alu::MUL];
-      A acc = A(0);
-      NCL_PRAGMA(omp simd reduction(+ : acc))
-      for (int64_t i = 0; i < n; ++i) {
-        const A gt = gs[tj[i]];
-        dmul[i] += yj * gt;
-        acc += xs[i] * gt;
-      }
-      sum[alu::MUL] += acc;
-    }
-    // DIV: g[i / j] is constant on runs of j; MOD: g[i mod j] repeats g[0..j) on the same runs. j = 0: g[0].
-    const int64_t run = j ? j : n;
-    for (int64_t i0 = 0, q = 0; i0 < n; i0 += run, ++q) {
-      const int64_t len = std::min(run, n - i0);
-      const A gq = gs[j ? q : 0];
-      A xsum = A(0), acc = A(0);
-      A *dd = dk[alu::DIV] + i0, *dm = dk[alu::MOD] + i0;
-      const A* xb = xs + i0;
-      NCL_PRAGMA(omp simd reduction(+ : xsum, acc))
-      for (int64_t q2 = 0; q2 < len; ++q2) {
-        const A gm = j ? gs[q2] : gs[0];
-        dd[q2] += yj * gq;
-        dm[q2] += yj * gm;
-        xsum += xb[q2];
-        acc += xb[q2] * gm;
-      }
-      sum[alu::DIV] += gq * xsum;
-      sum[alu::MOD] += acc;
-    }
+    const A sum[alu::kNumPair] = {s_add, s_sub, s_mul, s_div, s_mod};
     A gyj = A(0);
     for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
     s.gy_pair[j] = gyj;
