@@ -33,19 +33,30 @@ template <typename A> struct RowScratch {
 // mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
 constexpr int64_t kDenseSupport = 8;
 
-// Exclusive prefix p[c] = Σ_{i<c} a_i b_i and strict suffix q[c] = Σ_{i>c} a_i b_i (b = nullptr: b_i = 1).
-template <typename A> A running_sums(const A* a, const A* b, A* p, A* q, int64_t n) {
-  A s = A(0);
-  for (int64_t i = 0; i < n; ++i) {
-    p[i] = s;
-    s += b ? a[i] * b[i] : a[i];
-  }
-  A t = A(0);
-  for (int64_t i = n - 1; i >= 0; --i) {
-    q[i] = t;
-    t += b ? a[i] * b[i] : a[i];
-  }
-  return s;
+// Exclusive prefixes p_m[c] = Σ_{i<c} a_m[i] b_m[i] and strict suffixes q_m[c] = Σ_{i>c} a_m[i] b_m[i] (b_m null:
+// b_m[i] = 1) of M rows at once, with each row's total in total[m]. One loop each way runs the M chains of dependent
+// adds side by side (one row at a time waited on each add's latency); each sum still adds in index order.
+template <typename A, int M> struct Scans {
+  const A* a[M];
+  const A* b[M];
+  A* p[M];
+  A* q[M];
+};
+template <typename A, int M> void running_sums(const Scans<A, M>& sc, int64_t n, A* total) {
+  auto term = [&](int m, int64_t i) { return sc.b[m] ? sc.a[m][i] * sc.b[m][i] : sc.a[m][i]; };
+  A s[M] = {};
+  for (int64_t i = 0; i < n; ++i)
+    for (int m = 0; m < M; ++m) {
+      sc.p[m][i] = s[m];
+      s[m] += term(m, i);
+    }
+  A t[M] = {};
+  for (int64_t i = n - 1; i >= 0; --i)
+    for (int m = 0; m < M; ++m) {
+      sc.q[m][i] = t[m];
+      t[m] += term(m, i);
+    }
+  for (int m = 0; m < M; ++m) total[m] = s[m];
 }
 
 // Loads row b of x, y (and g) and fills the row view.
@@ -59,8 +70,19 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   r.n = n;
   r.x = s.x.data(); r.y = s.y.data(); r.px = s.px.data(); r.qx = s.qx.data(); r.py = s.py.data();
   r.qy = s.qy.data();
-  r.sx = running_sums<A>(r.x, nullptr, s.px.data(), s.qx.data(), n);
-  r.sy = running_sums<A>(r.y, nullptr, s.py.data(), s.qy.data(), n);
+  A total[4];
+  if (g) {
+    for (int64_t i = 0; i < n; ++i) s.g[i] = static_cast<A>(g[i]);
+    r.g = s.g.data();
+    r.pgx = s.pgx.data(); r.qgx = s.qgx.data(); r.pgy = s.pgy.data(); r.qgy = s.qgy.data();
+    running_sums<A, 4>({{r.x, r.y, r.x, r.y}, {nullptr, nullptr, r.g, r.g}, {s.px.data(), s.py.data(), s.pgx.data(),
+                        s.pgy.data()}, {s.qx.data(), s.qy.data(), s.qgx.data(), s.qgy.data()}}, n, total);
+  } else {
+    running_sums<A, 2>({{r.x, r.y}, {nullptr, nullptr}, {s.px.data(), s.py.data()}, {s.qx.data(), s.qy.data()}}, n,
+                       total);
+  }
+  r.sx = total[0];
+  r.sy = total[1];
   A peq = A(0), plt = A(0);
   for (int64_t i = 0; i < n; ++i) {
     peq += r.x[i] * r.y[i];
@@ -68,13 +90,6 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   }
   r.peq = peq;
   r.plt = plt;
-  if (g) {
-    for (int64_t i = 0; i < n; ++i) s.g[i] = static_cast<A>(g[i]);
-    r.g = s.g.data();
-    running_sums<A>(r.x, r.g, s.pgx.data(), s.qgx.data(), n);
-    running_sums<A>(r.y, r.g, s.pgy.data(), s.qgy.data(), n);
-    r.pgx = s.pgx.data(); r.qgx = s.qgx.data(); r.pgy = s.pgy.data(); r.qgy = s.qgy.data();
-  }
   return r;
 }
 
@@ -192,8 +207,6 @@ template <typename T, typename A>
 void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, const A* coef, A* gx, A* gy,
                       A* gcoef) {
   const int64_t n = static_cast<int64_t>(s.x.size());
-  A d[alu::kNumOps];
-  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = A(0);
   const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
   // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
   // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). For j in
@@ -253,17 +266,24 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
     for (int64_t j = 0; j < n; ++j)
       if (!s.in_y[j]) s.gy_pair[j] = rest[j];
   }
+  // Both loops vectorise (the 16 terms a row of d stay in registers; gc is a reduction).
+  A gc[alu::kNumOps] = {};
+  NCL_PRAGMA(omp simd reduction(+ : gc[:alu::kNumOps]))
   for (int64_t i = 0; i < n; ++i) {
+    A d[alu::kNumOps];
     alu::grad_x_structured(i, r, d);
     for (int k = 0; k < alu::kNumPair; ++k) d[k] = s.dpair[k * n + i];
     A acc = A(0);
     for (int k = 0; k < alu::kNumOps; ++k) {
       acc += coef[k] * d[k];
-      gcoef[k] += r.x[i] * d[k];  // L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i
+      gc[k] += r.x[i] * d[k];  // L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i
     }
     gx[i] = acc;
   }
+  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = gc[k];
+  NCL_PRAGMA(omp simd)
   for (int64_t j = 0; j < n; ++j) {
+    A d[alu::kNumOps];
     alu::grad_y_structured(j, r, d);
     A acc = s.gy_pair[j];
     for (int k = alu::kNumPair; k < alu::kNumBinary; ++k) acc += coef[k] * d[k];

@@ -372,7 +372,8 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     if (p == A(0)) continue;
     for (int64_t j = 0; j < n; ++j) g_slot[j] += p * g_pop[j];
   }
-  for (int64_t j = 0; j < n; ++j) g.x[j] += g.chi[j % C];
+  for (int64_t j0 = 0; j0 < n; j0 += C)  // x_j's gradient from χ_{j mod C}, block by block (step_sample)
+    for (int64_t j = j0; j < std::min(j0 + C, n); ++j) g.x[j] += g.chi[j - j0];
   const A *g_x = g.x.data(), *g_y = g.y.data();
   for (int64_t k = 0; k < K; ++k) {
     const A* reg = pre.reg + k * n;

@@ -252,7 +252,8 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   read_rows(w.alpha.data(), c.reg, K, n, negligible<A>(K), w.x.data());
   read_rows(w.beta.data(), c.reg, K, n, negligible<A>(K), w.y.data());
   std::fill(w.chi.begin(), w.chi.end(), A(0));
-  for (int64_t j = 0; j < n; ++j) w.chi[j % C] += w.x[j];
+  for (int64_t j0 = 0; j0 < n; j0 += C)  // χ_c = Σ_{j ≡ c (mod C)} x_j, block by block (no division a j)
+    for (int64_t j = j0; j < std::min(j0 + C, n); ++j) w.chi[j - j0] += w.x[j];
   read_rows(c.dsp, c.dstk, S, n, negligible<A>(S), w.pop.data());
 
   // 7-8. Control and the halting mass, from the ip and return stack at the start of the step.
