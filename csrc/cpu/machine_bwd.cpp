@@ -130,38 +130,30 @@ template <typename A> struct Adjoints {
 template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::dot<A>(a, b, n); }
 
 // Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
-// and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). Writes gs and gp (the state before: the
-// stack's adjoint is the first to reach them, so the caller need not zero them), adds to g_item, and returns
-// (g_u, g_o). gs may be gs_post (in place: each entry is read, then written). The pointer's gradient is stack.h's,
-// as in the stack_update kernels. zero_post and zero_pre (or
-// null): per slot, whether gs_post's row, and gs's row as it is on entry, are known to be all zero; zero_pre is
-// updated. A slot whose gradient passes through from a zero row into a zero row is left alone: the return stack's
-// gradient is mostly zero rows (only RET mass reaches it), and copying its (S, L) rows was a step's largest pass.
+// and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). gs holds the slots' gradient after the
+// step and is turned in place into the gradient before it; gp is written (the stack's adjoint is the first to
+// reach the pointer's gradient, so the caller need not zero it); adds to g_item, and returns (g_u, g_o). The
+// pointer's gradient is stack.h's, as in the stack_update kernels.
 template <typename A>
-std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W,
-                               const A* gs_post, const A* gp_post, A g_over, A g_under, A* gs, A* gp, A* g_item,
-                               A* tmp, A u_thr, const char* zero_post = nullptr, char* zero_pre = nullptr) {
+std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* item, int64_t S, int64_t W, A* gs,
+                               const A* gp_post, A g_over, A g_under, A* gp, A* g_item, A* tmp, A u_thr) {
   A gu = g_over * p[S - 1], go = g_under * p[0];
   A* dr = tmp;      // u (gradient of the slot write's coefficient + gradient of p'), reaching up(p)
   A* dd = tmp + S;  // o · gradient of p', reaching down(p)
   for (int64_t s = 0; s < S; ++s) {
     const A up = stack::up_at<A>(p, s, S), down = stack::down_at<A>(p, s, S), a = u * up;
-    const A* g = gs_post + s * W;
+    A* g = gs + s * W;
     const A* slot = slots + s * W;
     A ga = A(0);
-    if (!matters(u, u_thr) && !matters(up, negligible<A>(S))) {
-      // A slot whose write a = u·up and whose write coefficient's gradient ga (it enters g_u times up and dr times
-      // u) are negligible weights (machine_step.h; u_thr is the forward's write threshold, and in fp64 both are
-      // exact zeros): its gradient passes through (g·(1 - 0)). On a sharp machine without a PUSH (or CALL) on the
-      // line that is every slot but the one above the pointer, and the return stack's slots are L wide.
-      if (gs != gs_post && !(zero_post && zero_post[s] && zero_pre[s])) std::copy(g, g + W, gs + s * W);
-      if (zero_pre) zero_pre[s] = zero_post[s];
-    } else {
-      if (zero_pre) zero_pre[s] = 0;
+    // A slot whose write a = u·up and whose write coefficient's gradient ga (it enters g_u times up and dr times u)
+    // are negligible weights (machine_step.h; u_thr is the forward's write threshold, and in fp64 both are exact
+    // zeros) is left alone: its gradient passes through (g·(1 - 0)). On a sharp machine without a PUSH (or CALL)
+    // on the line that is every slot but the one above the pointer.
+    if (matters(u, u_thr) || matters(up, negligible<A>(S))) {
       NCL_PRAGMA(omp simd reduction(+ : ga))
       for (int64_t j = 0; j < W; ++j) {
-        const A gj = g[j];  // read before gs's entry, which may be the same, is written
-        gs[s * W + j] = gj * (A(1) - a);
+        const A gj = g[j];
+        g[j] = gj * (A(1) - a);
         g_item[j] += a * gj;
         ga += gj * (item[j] - slot[j]);
       }
@@ -179,13 +171,12 @@ std::pair<A, A> stack_backward(const A* slots, const A* p, A u, A o, const A* it
 // gradient of the state after it (without the halting accumulation's terms); gpre: the gradient of the state
 // before it, its ip and reg zeroed, its pointers written (not added to), its mem and stack slots the same buffers
 // as gpost's (updated in place). g_acc_reg, g_acc_mem, g_exp and g_faults are the gradients of the accumulators,
-// which pass through every step unchanged; acc_mem_zero[c]: whether row c of g_acc_mem is all zero. rzero_post and
-// rzero_pre: which rows of gpost's and gpre's return stack are known to be zero (stack_backward).
+// which pass through every step unchanged; acc_mem_zero[c]: whether row c of g_acc_mem is all zero.
 template <typename A>
 void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const FieldRowNonzeros<A>& nz, const Sizes& z,
                    const View<A>& pre, Workspace<A>& w, const View<A>& gpost, const View<A>& gpre, const A* g_acc_reg,
                    const A* g_acc_mem, const char* acc_mem_zero, A g_exp, A g_faults, int64_t t, A norm_eps,
-                   Adjoints<A>& g, FieldGrads<A>& gf, std::vector<A>& tmp, const char* rzero_post, char* rzero_pre) {
+                   Adjoints<A>& g, FieldGrads<A>& gf, std::vector<A>& tmp) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
   g.zero();
   // Halting: expected += t·h here; acc += h·(state after the step) inside the register and memory loops,
@@ -195,14 +186,13 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
 
   // Stacks (faults = d_over + d_under + r_over, each with gradient g_faults).
   const A write_thr = negligible<A>(1) * std::abs(w.rho);  // the forward's (step_sample)
-  auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpost.dstk,
-                          gpost.dsp, g_faults, g_faults, gpre.dstk, gpre.dsp, g.x.data(), tmp.data(), write_thr);
+  auto d = stack_backward(pre.dstk, pre.dsp, w.e[machine::kPush], w.e[machine::kPop], w.x.data(), S, n, gpre.dstk,
+                          gpost.dsp, g_faults, g_faults, gpre.dsp, g.x.data(), tmp.data(), write_thr);
   g.e[machine::kPush] += d.first;
   g.e[machine::kPop] += d.second;
   // The return stack's overflow is a fault; its underflow is not (RET with no address halts instead).
-  auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpost.rstk,
-                          gpost.rsp, g_faults, A(0), gpre.rstk, gpre.rsp, g.ret_item.data(), tmp.data(), write_thr,
-                          rzero_post, rzero_pre);
+  auto r = stack_backward(pre.rstk, pre.rsp, w.e_call, w.e[machine::kRet], w.ret_item.data(), S, L, gpre.rstk,
+                          gpost.rsp, g_faults, A(0), gpre.rsp, g.ret_item.data(), tmp.data(), write_thr);
   g.e[machine::kRet] += r.second;
   A g_call = r.first;  // reaching e_call = max(e_CALL, 0)
   // ret_item[l] = ip[l-1]·op[l-1, CALL] / max(e_call, eps).
@@ -357,7 +347,6 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
       gpre.rsp[s] += vdot(g.ret_to.data(), pre.rstk + s * L, L);
       if (pre.rsp[s] == A(0)) continue;
       for (int64_t m = 0; m < L; ++m) gpre.rstk[s * L + m] += pre.rsp[s] * g.ret_to[m];
-      rzero_pre[s] = 0;
     }
   }
   g.x[0] += g_chi0;
@@ -496,7 +485,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       std::vector<size_t> mark_at(std::max<int64_t>(count, 1));
       std::vector<char> frozen_at(std::max<int64_t>(count, 1));
       std::vector<A> ip_out(z.L);
-      std::vector<char> rzero_a(z.S), rzero_b(z.S), acc_mem_zero(z.C);
+      std::vector<char> acc_mem_zero(z.C);
       // The gradients of the memory and both stacks' slots, updated in place by every step (step_backward): most
       // of their rows pass through a sharp step unchanged.
       std::vector<A> gmem(z.C * z.n), gdstk(z.S * z.n), grstk(z.S * z.L);
@@ -544,13 +533,6 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           return v;
         };
         const A g_exp = gout[9].data_ptr<A>()[bb], g_faults = gout[10].data_ptr<A>()[bb];
-        char* rzero_post = rzero_a.data();
-        char* rzero_pre = rzero_b.data();
-        for (int64_t s = 0; s < z.S; ++s) {
-          const A* row = in_place[5] + s * z.L;
-          rzero_post[s] = std::all_of(row, row + z.L, [](A v) { return v == A(0); });
-          rzero_pre[s] = 0;  // not known
-        }
         bool frozen_after = false;  // whether the step after this one (walked back already) was frozen
         for (int64_t s = count - 1; s >= 0; --s) {
           if (frozen_at[s] && frozen_after) {
@@ -561,11 +543,10 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           log.undo(mark_at[s]);  // work holds the state before step s again
           w.load_from(record_at[s]);
           const View<A> pre(work_p, lay);
-          std::fill(gpre_p, gpre_p + lay.off[2], A(0));  // ip reg; step_backward writes the mem's and stacks' parts
+          std::fill(gpre_p, gpre_p + lay.off[2], A(0));  // ip, reg (the pointers are written, mem and slots in place)
           step_backward(f, tgt_rows, nz, z, pre, w, grad_view(gpost_p), grad_view(gpre_p), g_acc_reg, g_acc_mem,
-                        acc_mem_zero.data(), g_exp, g_faults, first + s + 1, eps, g, gf, tmp, rzero_post, rzero_pre);
+                        acc_mem_zero.data(), g_exp, g_faults, first + s + 1, eps, g, gf, tmp);
           std::swap(gpost_p, gpre_p);
-          std::swap(rzero_post, rzero_pre);
         }
         for (int i = 0; i < 7; ++i)
           std::copy_n(in_place[i] ? in_place[i] : gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i],
