@@ -136,34 +136,32 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
       }
     }
   }
-  if (on(alu::DIV)) {
+  if (on(alu::DIV) || on(alu::MOD)) {
+    const A cd = on(alu::DIV) ? coef[alu::DIV] : A(0), cm = on(alu::MOD) ? coef[alu::MOD] : A(0);
     double* pre = s.prefix.data();
-    pre[0] = 0.0;
-    for (int64_t i = 0; i < n; ++i) pre[i + 1] = pre[i] + static_cast<double>(x[i]);
-    for (int64_t jj = 0; jj < ny; ++jj) {
-      const int64_t j = s.sy[jj];
-      const A cy = coef[alu::DIV] * r.y[j];
-      if (j == 0) {
-        out[0] += cy * r.sx;
-        continue;
-      }
-      for (int64_t i0 = 0, q = 0; i0 < n; i0 += j, ++q)
-        out[q] += cy * static_cast<A>(pre[std::min(i0 + j, n)] - pre[i0]);
+    if (on(alu::DIV)) {
+      pre[0] = 0.0;
+      for (int64_t i = 0; i < n; ++i) pre[i + 1] = pre[i] + static_cast<double>(x[i]);
     }
-  }
-  if (on(alu::MOD)) {
     for (int64_t jj = 0; jj < ny; ++jj) {
       const int64_t j = s.sy[jj];
-      const A cy = coef[alu::MOD] * r.y[j];
       if (j == 0) {
-        out[0] += cy * r.sx;
+        out[0] += (cd + cm) * r.y[0] * r.sx;
         continue;
       }
-      for (int64_t i0 = 0; i0 < n; i0 += j) {
-        const int64_t len = std::min(j, n - i0);
-        const A* xb = x + i0;
-        NCL_PRAGMA(omp simd)
-        for (int64_t q = 0; q < len; ++q) out[q] += cy * xb[q];
+      if (on(alu::DIV)) {
+        const A cy = cd * r.y[j];
+        for (int64_t i0 = 0, q = 0; i0 < n; i0 += j, ++q)
+          out[q] += cy * static_cast<A>(pre[std::min(i0 + j, n)] - pre[i0]);
+      }
+      if (on(alu::MOD)) {
+        const A cy = cm * r.y[j];
+        for (int64_t i0 = 0; i0 < n; i0 += j) {
+          const int64_t len = std::min(j, n - i0);
+          const A* xb = x + i0;
+          NCL_PRAGMA(omp simd)
+          for (int64_t q = 0; q < len; ++q) out[q] += cy * xb[q];
+        }
       }
     }
   }
@@ -181,15 +179,15 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n);
   for (int64_t c = 0; c < n; ++c) out[c] = alu::structured_out(c, r, coef, mask & ~alu::kPairMask);
   if (!(mask & alu::kPairMask)) return;
-  int active[alu::kNumPair], na = 0;  // the active pair ops: a sharp row has one
-  for (int k = 0; k < alu::kNumPair; ++k)
-    if (mask & (1u << k)) active[na++] = k;
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   // A pass over every i costs about n/8 vector operations an op; stepping costs ~10 a pair.
   if (nx * kDenseSupport > n) {
     pair_dense<A>(s, r, ny, coef, mask, out);
     return;
   }
+  int active[alu::kNumPair], na = 0;  // the active pair ops: a sharp row has one
+  for (int k = 0; k < alu::kNumPair; ++k)
+    if (mask & (1u << k)) active[na++] = k;
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     alu::PairTargets t(n, j);

@@ -354,7 +354,8 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   // POP read, the address fold, the operands. Without a POP on the line (e_POP negligible: g_pop = c_POP·g_value,
   // of the order of e_POP, as g_load above) the POP read's adjoint is negligible: the (S, n) passes are skipped.
   const A* g_pop = g.pop.data();
-  for (int64_t s = 0; s < (matters(w.e[machine::kPop], write_thr) ? S : 0); ++s) {
+  const int64_t popped_slots = matters(w.e[machine::kPop], write_thr) ? S : 0;
+  for (int64_t s = 0; s < popped_slots; ++s) {
     gpre.dsp[s] += vdot(g_pop, pre.dstk + s * n, n);
     A* g_slot = gpre.dstk + s * n;
     const A p = pre.dsp[s];
