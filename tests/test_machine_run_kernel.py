@@ -89,12 +89,13 @@ def test_sharp_program_early_exit_inside_a_chunk_and_the_vm(chunk):
         assert out.mem[b].argmax(-1).tolist() == r.mem
 
 
-@pytest.mark.parametrize("chunk", [4, 16])
+@pytest.mark.parametrize("chunk", [4, 7, 16])
 def test_gradients_of_samples_that_halt_long_before_the_batch(chunk):
     """A halted sample's ip holds no mass, and the kernels skip its steps (their forward is the identity) while
     still applying their adjoints: the ip's gradient flows on through the program's transitions. fp64 gradients
     of the checkpointed kernel run against full BPTT through the fused step ops (which skip nothing), the
-    samples halting after 3 to 47 steps, the run going on to the last. Through 47 sharp steps the registers'
+    samples halting after 3 to 47 steps, the run going on to the last (at chunk 7 the batch stops inside a chunk,
+    whose kept ALU rows are then cut to the steps it ran). Through 47 sharp steps the registers'
     gradient reaches ~300 and the two paths' different summation orders alone move it by ~1e-9 of that, so the
     bound is relative to each gradient's scale; a wrong adjoint is off by its own size."""
     config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
@@ -141,6 +142,36 @@ def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
             assert_close(a, b, torch.float64, f"{backend}: gradient {i}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_backward_reads_the_forwards_alu_rows(dtype):
+    """``keep_alu``: the forward returns each step's ALU mixture row ``(B, count, n)`` (zero for a frozen sample),
+    and the backward's tape pass reads them instead of computing them again. Its gradients are the same bit for
+    bit as when it computes them, and the rows are really read: rows changed by 1e-3 change the gradients. Dense
+    rows at n = 16 take the backward's DIV and MOD runs (j >= 8) and gathers (j < 8)."""
+    config = ncl.MachineConfig(n=16, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=6, dtype=dtype, seed=5)
+    regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=dtype, seed=5))
+    carry = list(_carry(program, regs, mem).flat())
+    carry[0][0] = 0  # a frozen sample: no ip mass
+    fields = [f.detach() for f in program.fields()]
+    out = torch.ops.ncl.machine_run_fwd(*fields, carry, 2, 7, 0.0, 1e-20, True)
+    rows = out[12]
+    assert rows.shape == (3, 7, config.n) and int(out[11]) == 7
+    assert rows[0].abs().max() == 0 and rows[1:].abs().min() > 0  # soft rows are dense
+    plain = torch.ops.ncl.machine_run_fwd(*fields, carry, 2, 7, 0.0, 1e-20)
+    assert len(plain) == 12 and all(torch.equal(a, b) for a, b in zip(plain, out[:12]))
+    g = torch.Generator().manual_seed(5)
+    grads = [torch.randn(t.shape, generator=g, dtype=dtype) for t in carry]
+    computed = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True)
+    read = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows)
+    for i, (a, b) in enumerate(zip(computed, read)):
+        assert torch.equal(a, b), f"gradient {i}"
+    changed = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows * (1 + 1e-3))
+    assert not torch.equal(changed[6 + 1], computed[6 + 1])  # the registers' gradient
+    with pytest.raises(RuntimeError, match="alu must be"):
+        torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows[:, :6])
+
+
 def test_larger_machine_matches_the_step_loop():
     """The issue's sizes (n = C = 128, K = 8, S = 32) on the benchmark's loop program, 40 steps."""
     from ncl.machine import bench
@@ -163,9 +194,10 @@ def test_opcheck():
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=9))
     carry = list(_carry(program, regs, mem).flat())
     fields = [f.detach() for f in program.fields()]
-    torch.library.opcheck(torch.ops.ncl.machine_run_fwd.default,
-                          (*fields, carry, 0, 4, config.halt_eps, 1e-20),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    for keep_alu in (False, True):
+        torch.library.opcheck(torch.ops.ncl.machine_run_fwd.default,
+                              (*fields, carry, 0, 4, config.halt_eps, 1e-20, keep_alu),
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
 def _grads(program, regs, mem, steps, **kwargs):
@@ -257,8 +289,11 @@ def test_backward_opcheck(field_grads):
     carry = list(_carry(program, regs, mem).flat())
     grads = [torch.randn_like(t) for t in carry]
     fields = [f.detach() for f in program.fields()]
-    torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default, (*fields, carry, grads, 0, 3, 1e-20, field_grads),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    rows = torch.ops.ncl.machine_run_fwd(*fields, carry, 0, 3, config.halt_eps, 1e-20, True)[-1]
+    for alu in (None, rows):
+        torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default,
+                              (*fields, carry, grads, 0, 3, 1e-20, field_grads, alu),
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
 @pytest.mark.parametrize("isa", ["best", "baseline"])

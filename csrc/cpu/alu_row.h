@@ -14,9 +14,11 @@ namespace ncl {
 template <typename A> struct RowScratch {
   std::vector<A> x, y, px, qx, py, qy, g, pgx, qgx, pgy, qgy;
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
-  std::vector<A> dpair, gy_pair, gx, gy;  // backward: pair-op terms, and the row's gradients
+  std::vector<A> dx;  // backward: every op's ∂L_k/∂x (kNumOps × n; the pair ops' rows first)
+  std::vector<A> gy_pair, gx, gy;  // backward: the pair ops' dy, and the row's gradients
   std::vector<char> in_y;
   std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
+  std::vector<A> mul_c, mul_v;  // the dense forward's MUL: coef · y_j, and one j's gathered values
   std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
   std::vector<double> prefix;  // x's prefix sums, for the dense forward's DIV
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
@@ -27,7 +29,8 @@ template <typename A> struct RowScratch {
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        dpair(alu::kNumPair * n), gy_pair(n), gx(n), gy(n), in_y(n), xx(2 * n), prefix(n + 1), gy_rest(n) {}
+        dx(alu::kNumOps * n), gy_pair(n), gx(n), gy(n), in_y(n), xx(2 * n), prefix(n + 1), gy_rest(n), mul_c(n),
+        mul_v(n) {}
 };
 
 // mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
@@ -123,16 +126,27 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
     const PairTables& tab = s.tables();
     s.fold.resize(tab.fold_size);
     tab.fold(x, s.fold.data());
-    for (int64_t jj = 0; jj < ny; ++jj) {
-      const int64_t j = s.sy[jj], g = tab.step[j], m = n / g;
-      const A cy = coef[alu::MUL] * r.y[j];
+    A* c = s.mul_c.data();  // coef_MUL · y_j on y's support, 0 elsewhere
+    std::fill(c, c + n, A(0));
+    for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
+    // j and n - j share one gather: i·(n - j) ≡ -(i·j) (mod n), so with v = F_m[source_j] the partner adds
+    // v[(m - q) mod m] where j adds v[q] (both have the same gcd with n).
+    A* v = s.mul_v.data();
+    for (int64_t j = 0; 2 * j <= n; ++j) {
+      const int64_t partner = (n - j) % n;
+      const A a = c[j], b = partner != j ? c[partner] : A(0);
+      if (a == A(0) && b == A(0)) continue;
+      const int64_t g = tab.step[j], m = n / g;
       const int32_t* src = tab.source.data() + tab.offset[j];
-      if (g == 1) {  // F_n = x
+      const A* f = g == 1 ? x : s.fold.data() + tab.fold_offset[m];  // F_n = x
+      NCL_PRAGMA(omp simd)
+      for (int64_t q = 0; q < m; ++q) v[q] = f[src[q]];
+      out[0] += a * v[0] + b * v[0];
+      if (g == 1) {
         NCL_PRAGMA(omp simd)
-        for (int64_t q = 0; q < n; ++q) out[q] += cy * x[src[q]];
+        for (int64_t q = 1; q < n; ++q) out[q] += a * v[q] + b * v[n - q];
       } else {
-        const A* f = s.fold.data() + tab.fold_offset[m];
-        for (int64_t q = 0; q < m; ++q) out[g * q] += cy * f[src[q]];
+        for (int64_t q = 1; q < m; ++q) out[g * q] += a * v[q] + b * v[m - q];
       }
     }
   }
@@ -199,11 +213,70 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   }
 }
 
+// From this j on, the backward reads DIV's and MOD's g[i / j] and g[i mod j] as runs (pair_backward_at): one AVX2
+// vector of floats. Soft fwd+bwd of `ncl bench machine`, one thread: ALU backward with runs from j = 2, 4 or 8
+// within noise of each other, 15 ms a call less than gathers at every j (benchmarks/RESULTS.md).
+constexpr int64_t kRunMinJ = 8;
+
+// The pair ops' backward at one j in y's support, over every i: dk[k][i] += y_j g[T_k(i, j)] and
+// sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB (g[(i - j) mod n])
+// and MUL (a gather from its table's row j); DIV and MOD gather from theirs in that pass (kGatherDivMod) or, for
+// j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and g[i mod j] is g[0..j)
+// again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8 loads and inserts).
+template <bool kGatherDivMod, typename A>
+void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* gg, int64_t n, int64_t j, A yj,
+                      A* const* dk, A* sum) {
+  const A *g_add = gg + j, *g_sub = gg + n - j;
+  const int32_t *tm = tab.target.data() + j * n, *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
+  A* d_add = dk[alu::ADD];
+  A* d_sub = dk[alu::SUB];
+  A* d_mul = dk[alu::MUL];
+  A* d_div = dk[alu::DIV];
+  A* d_mod = dk[alu::MOD];
+  A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
+  NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
+  for (int64_t i = 0; i < n; ++i) {
+    const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gs[tm[i]];
+    d_add[i] += yj * ga;
+    d_sub[i] += yj * gb;
+    d_mul[i] += yj * gm;
+    s_add += xi * ga, s_sub += xi * gb, s_mul += xi * gm;
+    if constexpr (kGatherDivMod) {
+      const A gd = gs[tq[i]], gr = gs[tr[i]];
+      d_div[i] += yj * gd;
+      d_mod[i] += yj * gr;
+      s_div += xi * gd, s_mod += xi * gr;
+    }
+  }
+  if constexpr (!kGatherDivMod) {
+    for (int64_t i0 = 0, q = 0; i0 < n; i0 += j, ++q) {
+      const int64_t len = std::min(j, n - i0);
+      const A gq = gs[q], yg = yj * gq;
+      const A* xb = xs + i0;
+      A *dd = d_div + i0, *dm = d_mod + i0;
+      A run = A(0), sm = A(0);
+      NCL_PRAGMA(omp simd reduction(+ : run, sm))
+      for (int64_t r = 0; r < len; ++r) {
+        dd[r] += yg;
+        dm[r] += yj * gs[r];
+        run += xb[r];
+        sm += xb[r] * gs[r];
+      }
+      s_div += gq * run;
+      s_mod += sm;
+    }
+  }
+  sum[alu::ADD] = s_add, sum[alu::SUB] = s_sub, sum[alu::MUL] = s_mul, sum[alu::DIV] = s_div, sum[alu::MOD] = s_mod;
+}
+
 // One row of the backward: gx = ∂L/∂x, gy = ∂L/∂y (length n) and gcoef = ∂L/∂coef (16) for the upstream
 // gradient g. Every op is computed (gcoef_k = <g, op_k(x, y)> does not vanish with coef_k).
+// NCL_ALWAYS_INLINE: `flatten` (isa.h) did not inline it ("function not inlinable", -fopt-info-inline-missed, GCC 12),
+// so the AVX2 copies of the kernels called the baseline SSE2 copy of the ALU's backward. The kernels' objects have
+// no calls out of their AVX2 copies into ncl code now (objdump -dr, docs/machine.md).
 template <typename T, typename A>
-void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, const A* coef, A* gx, A* gy,
-                      A* gcoef) {
+NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, const A* coef, A* gx,
+                                        A* gy, A* gcoef) {
   const int64_t n = static_cast<int64_t>(s.x.size());
   const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
   // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
@@ -212,34 +285,23 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
   // tables; both vectorise (gathers).
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   std::fill(s.in_y.begin(), s.in_y.end(), 0);
-  std::fill(s.dpair.begin(), s.dpair.end(), A(0));
+  std::fill(s.dx.begin(), s.dx.begin() + alu::kNumPair * n, A(0));
   const A* xs = r.x;
   const A* gs = r.g;
   const PairTables& tab = s.tables();
   std::copy(gs, gs + n, s.xx.begin());
   std::copy(gs, gs + n, s.xx.begin() + n);
+  A* dk[alu::kNumPair];
+  for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dx.data() + k * n;
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj];
     s.in_y[j] = 1;
     const A yj = r.y[j];
-    // One pass over every i for all five ops: ADD reads g[(i + j) mod n] and SUB g[(i - j) mod n] from g doubled
-    // (no wrap), MUL, DIV and MOD gather from their tables' row j (PairTables). sum_k = Σ_i x_i g[T_k(i, j)].
-    const A *g_add = s.xx.data() + j, *g_sub = s.xx.data() + n - j;
-    const int32_t *tm = tab.target.data() + j * n, *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
-    A* dk[alu::kNumPair];
-    for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dpair.data() + k * n;
-    A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
-    NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
-    for (int64_t i = 0; i < n; ++i) {
-      const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gs[tm[i]], gd = gs[tq[i]], gr = gs[tr[i]];
-      dk[alu::ADD][i] += yj * ga;
-      dk[alu::SUB][i] += yj * gb;
-      dk[alu::MUL][i] += yj * gm;
-      dk[alu::DIV][i] += yj * gd;
-      dk[alu::MOD][i] += yj * gr;
-      s_add += xi * ga, s_sub += xi * gb, s_mul += xi * gm, s_div += xi * gd, s_mod += xi * gr;
-    }
-    const A sum[alu::kNumPair] = {s_add, s_sub, s_mul, s_div, s_mod};
+    A sum[alu::kNumPair];  // sum_k = Σ_i x_i g[T_k(i, j)]
+    if (j >= kRunMinJ)
+      pair_backward_at<false>(tab, xs, gs, s.xx.data(), n, j, yj, dk, sum);
+    else
+      pair_backward_at<true>(tab, xs, gs, s.xx.data(), n, j, yj, dk, sum);
     A gyj = A(0);
     for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
     s.gy_pair[j] = gyj;
@@ -264,21 +326,22 @@ void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, cons
     for (int64_t j = 0; j < n; ++j)
       if (!s.in_y[j]) s.gy_pair[j] = rest[j];
   }
-  // Both loops vectorise (the 16 terms a row of d stay in registers; gc is a reduction).
-  A gc[alu::kNumOps] = {};
-  NCL_PRAGMA(omp simd reduction(+ : gc[:alu::kNumOps]))
+  // gx[i] = Σ_k coef_k d_k[i], the structured ops' d_k kept in s.dx beside the pair ops', then gcoef_k = <x, d_k>
+  // (L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i). One loop with gcoef as an `omp simd` array reduction, once inlined
+  // into the AVX2 copy, made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110
+  // ms, sharp 33 against 27).
+  A* dx = s.dx.data();
+  NCL_PRAGMA(omp simd)
   for (int64_t i = 0; i < n; ++i) {
     A d[alu::kNumOps];
     alu::grad_x_structured(i, r, d);
-    for (int k = 0; k < alu::kNumPair; ++k) d[k] = s.dpair[k * n + i];
+    for (int k = 0; k < alu::kNumPair; ++k) d[k] = dx[k * n + i];
     A acc = A(0);
-    for (int k = 0; k < alu::kNumOps; ++k) {
-      acc += coef[k] * d[k];
-      gc[k] += r.x[i] * d[k];  // L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i
-    }
+    for (int k = 0; k < alu::kNumOps; ++k) acc += coef[k] * d[k];
+    for (int k = alu::kNumPair; k < alu::kNumOps; ++k) dx[k * n + i] = d[k];
     gx[i] = acc;
   }
-  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = gc[k];
+  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = dot<A>(r.x, dx + k * n, n);
   NCL_PRAGMA(omp simd)
   for (int64_t j = 0; j < n; ++j) {
     A d[alu::kNumOps];

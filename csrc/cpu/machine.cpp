@@ -23,30 +23,39 @@ namespace {
 
 using namespace machine_cpu;
 
-// Runs steps first+1 .. first+count on every sample of `carry` in place; rho (B, count) gets each sample's
-// running mass before each step.
+// Runs steps first+1 .. first+count on every sample of `in`, into `carry` (same shapes, contiguous): each sample's
+// thread copies its carry in, then steps it in place, so the copy is made while the sample's state goes into cache
+// anyway (a clone of the whole carry first was a pass over memory of its own, on one thread). rho (B, count) gets
+// each sample's running mass before each step, and alu (B, count, n), when set, each step's ALU mixture row
+// (step_sample; 0 for a frozen step, whose ALU weights are all 0).
 template <typename A>
-void run_chunk(const Fields<A>& f, const Sizes& z, std::vector<at::Tensor>& carry, int64_t first, int64_t count,
-               A norm_eps, A* rho) {
+void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>& in, std::vector<at::Tensor>& carry,
+               int64_t first, int64_t count, A norm_eps, A* rho, A* alu) {
   const int64_t B = carry[0].size(0);
   std::vector<A*> ptr;
+  std::vector<const A*> src;
   for (auto& t : carry) ptr.push_back(t.data_ptr<A>());
+  for (auto& t : in) src.push_back(t.data_ptr<A>());
   const CarryStrides stride(z);
   isa::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     Workspace<A> w(z);
     for (int64_t b = b0; b < b1; ++b) {
       A* p[11];
-      for (int i = 0; i < 11; ++i) p[i] = ptr[i] + b * stride[i];
+      for (int i = 0; i < 11; ++i) {
+        p[i] = ptr[i] + b * stride[i];
+        std::copy_n(src[i] + b * stride[i], stride[i], p[i]);
+      }
       const Carry<A> c{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]};
       for (int64_t s = 0; s < count; ++s) {
         bool frozen;
         const A mass = running_mass(c.ip, z.L, frozen);
         if (frozen) {  // and so are all its later steps: they are the identity (running_mass, machine_step.h)
           if (rho) std::fill(rho + b * count + s, rho + (b + 1) * count, A(0));
+          if (alu) std::fill(alu + (b * count + s) * z.n, alu + (b + 1) * count * z.n, A(0));
           break;
         }
         if (rho) rho[b * count + s] = mass;
-        step_sample(f, z, c, w, first + s + 1, norm_eps);
+        step_sample<A>(f, z, c, w, first + s + 1, norm_eps, nullptr, alu ? alu + (b * count + s) * z.n : nullptr);
       }
     }
   });
@@ -57,7 +66,7 @@ void run_chunk(const Fields<A>& f, const Sizes& z, std::vector<at::Tensor>& carr
 std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, int64_t first, int64_t count, double halt_eps,
-                                            double norm_eps) {
+                                            double norm_eps, bool keep_alu) {
   TORCH_CHECK(carry_in.size() == 11, "machine_run_fwd: the carry has 11 tensors, got ", carry_in.size());
   const at::Tensor& ip = carry_in[0];
   const at::Tensor& reg = carry_in[1];
@@ -79,9 +88,13 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
   const int64_t B = ip.size(0);
   std::vector<at::Tensor> fields_c{op.contiguous(), a.contiguous(), b.contiguous(), d.contiguous(), imm.contiguous(),
                                    tgt.contiguous()};
-  std::vector<at::Tensor> out;
-  for (const auto& t : carry_in) out.push_back(t.contiguous().clone());
+  std::vector<at::Tensor> in, out;
+  for (const auto& t : carry_in) {
+    in.push_back(t.contiguous());
+    out.push_back(at::empty_like(in.back(), at::MemoryFormat::Contiguous));
+  }
   int64_t done = count;
+  at::Tensor alu = keep_alu ? at::empty({B, count, z.n}, ip.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_fwd_cpu", [&] {
     using A = scalar_t;
     const auto lines = all_line_ops(fields_c[0].data_ptr<A>(), z.L, z.O);
@@ -89,19 +102,19 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
                       fields_c[3].data_ptr<A>(), fields_c[4].data_ptr<A>(), fields_c[5].data_ptr<A>(),
                       lines.data()};
     std::vector<A> rho(B * count);
-    run_chunk(f, z, out, first, count, static_cast<A>(norm_eps), rho.data());
+    run_chunk(f, z, in, out, first, count, static_cast<A>(norm_eps), rho.data(),
+              keep_alu ? alu.data_ptr<A>() : nullptr);
     // The batch stops before the first step at which every sample's running mass is below halt_eps.
     for (int64_t s = 0; s < count && done == count; ++s) {
       A mx = A(0);
       for (int64_t i = 0; i < B; ++i) mx = std::max(mx, rho[i * count + s]);
       if (mx < static_cast<A>(halt_eps)) done = s;
     }
-    if (done < count) {
-      for (size_t i = 0; i < out.size(); ++i) out[i] = carry_in[i].contiguous().clone();
-      run_chunk<A>(f, z, out, first, done, static_cast<A>(norm_eps), nullptr);
-    }
+    if (done < count)  // same states, same rows: the first `done` rows of the first pass are this pass's
+      run_chunk<A>(f, z, in, out, first, done, static_cast<A>(norm_eps), nullptr, nullptr);
   });
   out.push_back(at::scalar_tensor(done, at::kLong));
+  if (keep_alu) out.push_back(alu);  // rows past `done` belong to steps the batch did not take
   return out;
 }
 

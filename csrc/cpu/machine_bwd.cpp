@@ -431,7 +431,8 @@ void frozen_step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, con
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, at::TensorList grad_out, int64_t first,
-                                            int64_t count, double norm_eps, bool field_grads) {
+                                            int64_t count, double norm_eps, bool field_grads,
+                                            const std::optional<at::Tensor>& alu) {
   TORCH_CHECK(carry_in.size() == 11 && grad_out.size() == 11, "machine_run_bwd: the carry has 11 tensors");
   const at::Tensor& ip = carry_in[0];
   TORCH_CHECK(ip.scalar_type() == at::kFloat || ip.scalar_type() == at::kDouble,
@@ -446,6 +447,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                 carry_in[4].size(1)};
   TORCH_CHECK(z.O == control::kNumOps && op.size(0) == z.L, "machine_run_bwd: op must be (L, ", control::kNumOps, ")");
   const int64_t B = ip.size(0);
+  if (alu.has_value())
+    TORCH_CHECK(alu->dim() == 3 && alu->size(0) == B && alu->size(1) == count && alu->size(2) == z.n &&
+                    alu->scalar_type() == ip.scalar_type() && alu->device().is_cpu(),
+                "machine_run_bwd: alu must be the forward's (B, count, n) ALU rows in the carry's dtype");
+  const at::Tensor alu_c = alu.has_value() ? alu->contiguous() : at::Tensor();
   const Layout lay(z);
   std::vector<at::Tensor> fc{op.contiguous(), a.contiguous(), b.contiguous(), d.contiguous(), imm.contiguous(),
                              tgt.contiguous()};
@@ -453,7 +459,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
   for (size_t i = 0; i < 11; ++i) {
     cin.push_back(carry_in[i].contiguous());
     gout.push_back(grad_out[i].contiguous());
-    gin.push_back(i < 7 ? at::empty_like(cin[i]) : gout[i].clone());  // the accumulators' gradients pass through
+    gin.push_back(at::empty_like(cin[i], at::MemoryFormat::Contiguous));
   }
   // Without field_grads the six are empty tensors, which the caller does not read.
   std::vector<at::Tensor> gfields;
@@ -514,7 +520,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           }
           was_frozen = frozen;
           record_at[s] = records.get() + s * rec;
-          step_sample(f, z, wc, w, first + s + 1, eps);
+          const A* alu_row = alu_c.defined() ? alu_c.data_ptr<A>() + (bb * count + s) * z.n : nullptr;
+          step_sample<A>(f, z, wc, w, first + s + 1, eps, alu_row);
           w.save(record_at[s]);
         }
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
@@ -552,6 +559,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         for (int i = 0; i < 7; ++i)
           std::copy_n(in_place[i] ? in_place[i] : gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i],
                       gin[i].data_ptr<A>() + bb * stride[i]);
+        for (int i = 7; i < 11; ++i)  // the accumulators' gradients pass through every step
+          std::copy_n(gout[i].data_ptr<A>() + bb * stride[i], stride[i], gin[i].data_ptr<A>() + bb * stride[i]);
       }
       if (!gf.owned()) return;
       std::lock_guard<std::mutex> lock(mu);

@@ -222,9 +222,14 @@ template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
 }
 
 // One step t of one sample (docs/design.md §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
-// null the halting mixtures are left alone (the backward's tape pass, which does not need them).
+// null the halting mixtures are left alone (the backward's tape pass, which does not need them). The step's ALU
+// mixture row (n; the value before CONST, MOV, LOAD and POP are added) is copied to alu_out when it is set, and
+// read from alu_in instead of computed when that is set: the forward keeps the rows, so that the backward's tape
+// pass, which runs the same steps on the same states, does not compute them again (on dense rows they were most
+// of its cost). The copy is the same row bit for bit.
 template <typename A>
-void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps) {
+void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps,
+                 const A* alu_in = nullptr, A* alu_out = nullptr) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
   // 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
   std::fill(w.e.begin(), w.e.end(), A(0));
@@ -309,11 +314,14 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   A alu_max = A(0);
   for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(w.e[machine::kAluFirst + k]));
   A* value = w.value.data();
-  if (alu_max > A(alu::kSkipRel)) {
+  if (alu_in) {
+    std::copy(alu_in, alu_in + n, value);
+  } else if (alu_max > A(alu::kSkipRel)) {
     mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
   } else {
     std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
   }
+  if (alu_out) std::copy(value, value + n, alu_out);
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
           cp = w.coef[machine::kPop];
   for (int64_t j = 0; j < n; ++j) value[j] = value[j] + cc * w.z[j] + cm * w.x[j] + cl * w.load[j] + cp * w.pop[j];

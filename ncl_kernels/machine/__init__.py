@@ -20,7 +20,8 @@ the kernel too, keeping only the carry entering each chunk. Its backward, per ch
 step's hand-written adjoint); on ``triton`` the same algorithm in one Triton kernel
 (:mod:`~ncl_kernels.machine.triton_bwd`). :func:`_recomputed_chunk_grads` (the chunk run again with the fused
 step ops under autograd) is kept as a reference for it.
-Training memory is O(B·state·(T/k + k)): the kept carries, plus one chunk's recomputation.
+Training memory is O(B·state·(T/k + k)): the kept carries, plus one chunk's recomputation (on ``cpp``, plus the
+kept ALU rows, O(B·n·T): one carry's size every C + K + 2S steps or so).
 
 The kernels compute the same formulas as the step ops, in a different order of some fp32 sums: values and
 gradients agree to rounding (tested against the reference and against autograd through the step ops; the
@@ -49,10 +50,14 @@ _oplib.add_triton_module("ncl_kernels.machine.triton")
 _oplib.add_triton_module("ncl_kernels.machine.triton_bwd")
 
 
-def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps):
-    """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data)."""
-    return [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
+def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, keep_alu=False):
+    """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data), then
+    with ``keep_alu`` the ALU rows ``(B, count, n)`` (the first ``done`` are the run's)."""
+    out = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
         torch.empty((), dtype=torch.int64, device=carry[0].device)]
+    if keep_alu:
+        out.append(carry[1].new_empty((carry[1].shape[0], count, carry[1].shape[2])))
+    return out
 
 
 def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> str | None:
@@ -116,7 +121,7 @@ def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fie
     return flat_carry, done
 
 
-def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True):
+def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True, alu=None):
     """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients (empty without ``field_grads``), then the
     carry's."""
     fields = [torch.empty_like(t, memory_format=torch.contiguous_format) if field_grads else t.new_empty(0)
@@ -125,9 +130,10 @@ def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_
 
 
 _oplib.define("machine_run_fwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " int first, int count, float halt_eps, float norm_eps) -> Tensor[]", _fake_run)
+              " int first, int count, float halt_eps, float norm_eps, bool keep_alu=False) -> Tensor[]", _fake_run)
 _oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True) -> Tensor[]", _fake_bwd)
+              " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True, Tensor? alu=None)"
+              " -> Tensor[]", _fake_bwd)
 
 
 def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
@@ -149,9 +155,11 @@ class CheckpointedRun(torch.autograd.Function):
 
     ``forward(ctx, config, max_steps, chunk, kernel, backend, *fields, *carry)`` returns the final carry
     (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
-    each chunk. The backward handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd``
-    recomputes the chunk's steps from the kept carry and applies each step's hand-written adjoint
-    (``csrc/cpu/machine_bwd.cpp``); on ``triton``, the same algorithm in one Triton launch per chunk
+    each chunk, and on ``cpp`` each step's ALU mixture row ``(B, n)`` (``keep_alu``). The backward handles one
+    chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd`` recomputes the chunk's steps from the
+    kept carry, with the kept ALU rows instead of computing them again (on dense rows they were most of that
+    recomputation), and applies each step's hand-written adjoint (``csrc/cpu/machine_bwd.cpp``); on ``triton``,
+    the same algorithm in one Triton launch per chunk
     (:func:`ncl_kernels.machine.triton_bwd.machine_run_bwd`: a tape pass, then the walk back, one program per
     sample; its fields' gradients are summed with atomics, so their fp32 rounding varies from run to run).
     ``backend`` is kept for :func:`_recomputed_chunk_grads`, the step ops' reference for that kernel.
@@ -160,20 +168,26 @@ class CheckpointedRun(torch.autograd.Function):
     @staticmethod
     def forward(ctx, config, max_steps, chunk, kernel, backend, *tensors):
         fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
-        starts, counts, kept = [], [], []
+        starts, counts, kept, alu_rows = [], [], [], []
         steps = 0
         with torch.no_grad():
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
-                carry, done = run_steps(carry, steps, count, fields, config, kernel)
+                if kernel == "cpp":
+                    out = torch.ops.ncl.machine_run_fwd(*fields, list(carry), steps, count, config.halt_eps,
+                                                        NORM_EPS, True)
+                    carry, done = tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
+                    alu_rows.append(out[CARRY_SIZE + 1][:, :done])
+                else:
+                    carry, done = run_steps(carry, steps, count, fields, config, kernel)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
                 if done < count:
                     break
         ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
-        ctx.save_for_backward(*fields, *kept)
+        ctx.save_for_backward(*fields, *kept, *alu_rows)
         total = torch.tensor(steps)
         ctx.mark_non_differentiable(total)
         return (*carry, total)
@@ -181,7 +195,8 @@ class CheckpointedRun(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
-        fields, kept = saved[:6], saved[6:]
+        chunks = len(ctx.starts)
+        fields, kept, alu_rows = saved[:6], saved[6:6 + chunks * CARRY_SIZE], saved[6 + chunks * CARRY_SIZE:]
         grads = [torch.zeros_like(t) if g is None else g.contiguous()
                  for g, t in zip(grads[:CARRY_SIZE], kept[:CARRY_SIZE])]
         # A fixed library (training's default) needs no field gradients: its (L, L) jump-target gradient alone is
@@ -194,7 +209,7 @@ class CheckpointedRun(torch.autograd.Function):
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
             if ctx.kernel == "cpp":
                 out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
-                                                    NORM_EPS, want)
+                                                    NORM_EPS, want, alu_rows[i])
             else:
                 # Imported at the first call, as in run_steps.
                 from ncl_kernels.machine import triton_bwd

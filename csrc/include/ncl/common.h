@@ -19,6 +19,13 @@
 #define NCL_SIMD_SUM(var) NCL_PRAGMA(omp simd reduction(+ : var))
 #endif
 
+// Inlined wherever it is called, so that it is compiled into each ISA copy of its caller (csrc/cpu/isa.h).
+#if defined(__GNUC__) || defined(__clang__)
+#define NCL_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define NCL_ALWAYS_INLINE inline
+#endif
+
 namespace ncl {
 
 // Accumulation type: fp32 for fp32/fp16/bf16 storage, fp64 for fp64 (docs/design.md §2 numerics).
