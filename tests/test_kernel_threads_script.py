@@ -1,0 +1,37 @@
+"""scripts/kernel_threads.py, which measures how the CPU whole-run kernel scales with threads (benchmarks/RESULTS.md):
+it times the two kernel ops, on small sizes here, and reports what it measured."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from ncl_kernels import dispatch
+
+pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "kernel_threads.py"
+    spec = importlib.util.spec_from_file_location("kernel_threads", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_it_times_the_kernel_ops_at_each_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        result = _script().measure(["sharp", "soft"], [1, 2], rounds=2, batch=2, steps=4)
+    finally:
+        torch.set_num_threads(threads)
+    for kind in ("sharp", "soft"):
+        for t in ("1", "2"):
+            kernel, wall = result[kind][t]["kernel_ms"], result[kind][t]["wall_ms"]
+            # The kernel ops ran (a profiler that saw neither would report 0) and are part of the call's wall time.
+            assert 0 < kernel["min"] <= kernel["median"] <= kernel["max"]
+            assert kernel["min"] < wall["max"]
+        assert result["speedup"][kind]["2"] > 0
