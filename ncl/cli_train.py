@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from ncl.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from ncl.tasks import all_names as task_names
+from ncl.tasks import get as get_task
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,6 +29,8 @@ def _train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
+    if args.steps is None:  # a task may train longer by default (a resumed run too: it was started so)
+        cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "call_read")}
     if computer["answer_grad"] is None and cfg.aux == 0:  # answers only: their gradient must reach the heads
@@ -146,7 +149,7 @@ def add_commands(sub) -> None:
     p.add_argument("--preset", default=None, help="ncl.llama preset")
     p.add_argument("--out", required=True, help="run directory (latest.json, checkpoint-<step>/, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps, 3000 for --task mix_nested")
     p.add_argument("--batch-size", type=positive_int, default=None, help="examples per optimizer step")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")

@@ -73,6 +73,19 @@ def test_a_time_limit_stop_says_so(tmp_path, capsys):
     assert re.search(r"^stopped by the time limit at step \d+ of 50 ", err, re.M), err
 
 
+def test_a_task_may_train_longer_by_default(tmp_path, capsys):
+    """mix_nested's own default steps, as --help says; --steps still wins."""
+    from ncl.tasks import mix
+
+    assert f"optimizer steps, {mix.NESTED_TRAIN_STEPS} for --task mix_nested" in re.sub(
+        r"\s+", " ", parsers()["ncl train"].format_help())
+    for given, steps in (([], mix.NESTED_TRAIN_STEPS), (["--steps", "40"], 40)):
+        argv = ["train", "--task", "mix_nested", "--out", str(tmp_path / f"run{steps}"), "--layers", "1",
+                "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet", "--time-limit", "0.001", *given]
+        assert cli.main(argv) == 0
+        assert re.search(rf"^stopped by the time limit at step \d+ of {steps} ", capsys.readouterr().err, re.M)
+
+
 def test_a_time_schedule_ends_at_its_budget_with_the_rate_decayed(tmp_path, capsys):
     """--schedule time: the run ends at the time limit (not a warning: the plan), its cosine finished."""
     from ncl.training import TrainConfig

@@ -10,7 +10,7 @@ import pytest
 
 from ncl import tasks
 from ncl.tasks import compose, expression, mix
-from ncl.tasks.base import ANSWER_CUE
+from ncl.tasks.base import ANSWER_CUE, held_out
 from ncl.training.data import encode, tokenizer
 from ncl.training.tooluse import run_calls
 
@@ -97,6 +97,36 @@ def test_expression_splits_are_disjoint_from_training_and_share_it_with_nested_w
         assert len(prompts) == 300 and not prompts & train, split
     held = {w.split("{expr}")[0] for w in expression.WRAPPERS[1]}
     assert not any(e.prompt.startswith(tuple(h for h in held if h)) for e in exprs)
+
+
+def _outer(e) -> tuple[int, int] | None:
+    """Where the brackets of :func:`expression.bracketed` stand in ``e``'s prompt, if its whole expression is in
+    one pair (a made expression never is: a left-deep one's bracket closes before its last step)."""
+    first, last = min(s for s, _ in e.spans), max(t for _, t in e.spans)
+    text = e.prompt[first:last]
+    depth = [text[:i + 1].count("(") - text[:i + 1].count(")") for i in range(len(text))]
+    return (first, last - 1) if text[0] == "(" and 0 not in depth[:-1] else None
+
+
+def test_training_brackets_change_nothing_and_the_plain_problem_stays_on_the_training_side():
+    rng = random.Random(2)
+    for _ in range(200):
+        e = expression.make(rng, rng.randint(2, 4))
+        b = expression.bracketed(e)
+        assert _outer(e) is None and _outer(b) is not None
+        first, last = _outer(b)
+        assert b.prompt[:first] + b.prompt[first + 1:last] + b.prompt[last + 1:] == e.prompt
+        assert eval(_expression(b)) == eval(_expression(e)) == int(b.answer)
+        assert (b.calls, b.operands, b.answer, b.nested) == (e.calls, e.operands, e.answer, e.nested)
+        assert [b.prompt[s:t].strip("()") for s, t in b.spans] == [e.prompt[s:t].strip("()") for s, t in e.spans]
+    exprs = [e for e in MIX_NESTED.generate("train", 6000, seed=1) if _has_operator(e.prompt)]
+    outer = [e for e in exprs if _outer(e) is not None]
+    assert abs(len(outer) / len(exprs) - expression.OUTER) < 0.05
+    held = {e.prompt for split in ("expression/test", "test") for e in MIX_NESTED.generate(split, 300, seed=78)}
+    for e in outer:  # the problem as written without them is a training prompt too
+        first, last = _outer(e)
+        plain = e.prompt[:first] + e.prompt[first + 1:last] + e.prompt[last + 1:]
+        assert plain not in held and not held_out(mix.NAME, plain), e.prompt
 
 
 def _has_operator(prompt: str) -> bool:

@@ -14,6 +14,11 @@ leaves two shapes. Parentheses stand only where precedence needs them (``*`` bin
   the innermost operation. The right part is bracketed unless its top operator binds more tightly
   (``86 - 5 * 7``, but ``86 - (5 + 7)`` and ``4 + (9 + 12)``, which left-deep would read otherwise).
 
+Training also wraps some expressions (:data:`OUTER`) in one more pair of brackets, which change nothing:
+``(86 - 5 * 7)`` (:func:`bracketed`). A two-call expression then shows the bracket around a step's first
+operand and after its last that only the middle steps of a deeper expression have otherwise
+(``81 + (7 + 85 * (3 * 5))``: the step ``7 +`` opens on a bracket), while training still needs two calls.
+
 Each operator is written as a symbol or a word (``+``/``plus``, ``-``/``minus``, ``*``/``times``), drawn per
 operator, so one prompt may mix them. Operands are numbers of 1–2 digits, as in :mod:`ncl.tasks.compose`, and no
 call's result is negative. Each step phrase but the last ends at a space: that space is the step's end.
@@ -22,6 +27,7 @@ call's result is negative. Each step phrase but the last ends at a space: that s
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from ncl.tasks.base import cued
 from ncl.tasks.compose import APPLY, BINARY, Call, Composed, answer_text, number, operand_pair
@@ -32,6 +38,7 @@ OPERATORS = {"long_add": ("+", "plus"), "long_sub": ("-", "minus"), "long_mul": 
 #: How tightly each operator binds: a higher one is applied first.
 PRECEDENCE = {"long_add": 0, "long_sub": 0, "long_mul": 1}
 WORDS = 0.3  #: the chance that an operator is written as its word
+OUTER = 0.3  #: the chance that a training expression is wrapped in brackets that change nothing (:func:`bracketed`)
 #: Sentences around the expression: the trained ones, then the held-out ones (the ``paraphrase`` split).
 WRAPPERS = (("{expr} =", "What is {expr}?", "Compute {expr}.", "Evaluate {expr}."),
             ("Work out {expr}.", "How much is {expr}?"))
@@ -113,4 +120,15 @@ def make(rng: random.Random, calls: int, noise: float = 0.0, held: bool = False)
                     tuple(chain), tuple(order), nested=right)
 
 
-__all__ = ["OPERATORS", "PRECEDENCE", "WORDS", "WRAPPERS", "make"]
+def bracketed(e: Composed) -> Composed:
+    """``e`` (from :func:`make`) with its whole expression in one more pair of brackets: ``What is (86 - 5 * 7)?``.
+    The value, the calls and their order stay; the first step in the text opens with ``(``, the last closes
+    with ``)``, and every span moves with its step."""
+    first = min(start for start, _ in e.spans)
+    last = max(end for _, end in e.spans)
+    text = e.prompt[:first] + "(" + e.prompt[first:last] + ")" + e.prompt[last:]
+    spans = tuple((start + (start > first), end + 1 + (end == last)) for start, end in e.spans)
+    return replace(e, prompt=text, spans=spans)
+
+
+__all__ = ["OPERATORS", "OUTER", "PRECEDENCE", "WORDS", "WRAPPERS", "bracketed", "make"]

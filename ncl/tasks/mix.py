@@ -51,6 +51,9 @@ WORDED = {NESTED: nested.make, EXPRESSION: expression.make}
 NESTED_CALLS = {"train": (2, 2), "test": (2, 2), "paraphrase": (2, 2), "3": (3, 3), "4": (4, 4)}
 #: With ``nested``, the share of the composed training problems that is nested or an expression (in halves).
 NESTED_SHARE = 0.6
+#: ``ncl train --task mix_nested``'s optimizer steps unless ``--steps`` is given: three composed parts and the
+#: window gate's precedence take longer to learn than ``mix`` (docs/language.md: 1,500 against 3,000 steps).
+NESTED_TRAIN_STEPS = 3000
 COMPOSE_SHARE = 0.3  #: the share of composed problems in training: they need a chain's every head
 #: Argument slots per call: a graph question has three operands (``from {s} to {t} ... {edges}``).
 SLOTS = 3
@@ -108,6 +111,8 @@ class MixTask:
         self.composed = composed
         self.nested = nested
         self.name = f"{NAME}_{NESTED}" if nested else NAME
+        if nested:  # ncl train's default optimizer steps for this task (unset: TrainConfig's)
+            self.train_steps = NESTED_TRAIN_STEPS
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
@@ -189,6 +194,10 @@ class MixTask:
                     template = perturb(template, rng, self.noise)
                 e = single_call(name, self.tasks[name].sample(inner, rng), template)
             if inner not in ("train", "test", "paraphrase") or held_out(NAME, e.prompt) == (inner != "train"):
+                # redundant outer brackets only after the partition: a bracketed training prompt's problem, as
+                # written without them, is on the training side too
+                if name == EXPRESSION and inner == "train" and rng.random() < expression.OUTER:
+                    e = expression.bracketed(e)
                 return e
 
     def sample(self, split: str, rng: random.Random) -> Composed:
@@ -228,5 +237,5 @@ class MixTask:
         return out
 
 
-__all__ = ["COMPOSE", "COMPOSE_SHARE", "EXPRESSION", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE", "SLOTS",
-           "WORDED", "MixTask", "operand_groups", "single_call"]
+__all__ = ["COMPOSE", "COMPOSE_SHARE", "EXPRESSION", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE",
+           "NESTED_TRAIN_STEPS", "SLOTS", "WORDED", "MixTask", "operand_groups", "single_call"]
