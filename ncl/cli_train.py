@@ -29,7 +29,15 @@ def _train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
-    if args.steps is None:  # a task may train longer by default (a resumed run too: it was started so)
+    if args.resume:  # an option left out keeps the run's value: train() extends a run to cfg's steps and limit
+        from ncl.training.checkpoints import has_checkpoint, load_checkpoint
+
+        if has_checkpoint(args.out):
+            saved = load_checkpoint(args.out)["config"]
+            for name in ("steps", "time_limit"):
+                if getattr(args, name) is None:
+                    setattr(cfg, name, saved[name])
+    elif args.steps is None:  # a task may train longer by default
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "call_read")}

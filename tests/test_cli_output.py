@@ -86,6 +86,18 @@ def test_a_task_may_train_longer_by_default(tmp_path, capsys):
         assert re.search(rf"^stopped by the time limit at step \d+ of {steps} ", capsys.readouterr().err, re.M)
 
 
+def test_a_resumed_run_keeps_its_steps_unless_given(tmp_path):
+    """--resume without --steps or --time-limit keeps the run's own (it once went on to the default 1500)."""
+    out = tmp_path / "run"
+    argv = ["train", "--task", task_names()[0], "--out", str(out), "--layers", "1", "--split", "1",
+            "--batch-size", "2", "--threads", "1", "--quiet"]
+    assert cli.main(argv + ["--steps", "2", "--time-limit", "120"]) == 0
+    assert cli.main(argv + ["--resume"]) == 0
+    assert json.loads((out / "latest.json").read_text())["step"] == 2
+    assert cli.main(argv + ["--resume", "--steps", "3"]) == 0
+    assert json.loads((out / "latest.json").read_text())["step"] == 3
+
+
 def test_a_time_schedule_ends_at_its_budget_with_the_rate_decayed(tmp_path, capsys):
     """--schedule time: the run ends at the time limit (not a warning: the plan), its cosine finished."""
     from ncl.training import TrainConfig
