@@ -16,6 +16,9 @@
 # The language tasks (docs/language.md) run the same way into their own directory, with the default steps:
 #   TASKS="mix compose" MODELS="augmented tooluse llama" RESULTS=results-language STEPS=1500 COUNT=200 \
 #     scripts/run_benchmark.sh runs-language
+# and mix_nested, whose default is 3000 steps, with STEPS=3000 TIME_LIMIT=1500. Only RESULTS=results and
+# RESULTS=results-language write their report into the README and docs/language.md; any other directory (an
+# experiment's) has its report printed.
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
@@ -79,6 +82,8 @@ for model in $MODELS; do for seed in $SEEDS; do for task in $TASKS; do  # the au
 done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
 if [ "$RESULTS" = results ]; then
   "$NCL" report results/ --plot docs/results_grid.png --write README.md
-else
+elif [ "$RESULTS" = results-language ]; then
   "$NCL" report "$RESULTS"/ --write docs/language.md
+else  # an experiment's own directory: printed, never written over a committed table
+  "$NCL" report "$RESULTS"/
 fi
