@@ -172,6 +172,19 @@ def test_the_backward_reads_the_forwards_alu_rows(dtype):
         torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows[:, :6])
 
 
+def test_only_the_cpp_kernel_keeps_alu_rows():
+    run_steps = machine_op.run_steps
+    config = ncl.MachineConfig(n=16, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=6, dtype=torch.float32, seed=5)
+    regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=5))
+    carry = tuple(_carry(program, regs, mem).flat())
+    rows = []
+    _, done = run_steps(carry, 0, 3, program.fields(), config, "cpp", rows)
+    assert done == 3 and len(rows) == 1 and rows[0].shape == (2, 3, config.n)
+    with pytest.raises(ValueError, match="alu_rows"):
+        run_steps(carry, 0, 3, program.fields(), config, "triton", [])
+
+
 def test_larger_machine_matches_the_step_loop():
     """The issue's sizes (n = C = 128, K = 8, S = 32) on the benchmark's loop program, 40 steps."""
     from ncl.machine import bench

@@ -88,17 +88,25 @@ def needs_graph(tensors) -> bool:
 
 
 def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
-              config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
-    """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run."""
+              config: MachineConfig, kernel: str = "cpp",
+              alu_rows: list | None = None) -> tuple[tuple[torch.Tensor, ...], int]:
+    """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run. Given
+    ``alu_rows`` (``cpp`` only), the run's ALU mixture rows ``(B, done, n)`` are appended to it (``keep_alu``)."""
     if kernel == "cpp":
         op = torch.ops.ncl.machine_run_fwd
+    elif alu_rows is not None:
+        raise ValueError(f"alu_rows: only the cpp kernel keeps its ALU rows, not {kernel!r}")
     else:
         # Imported at the first call: Triton costs about a second to import, and CPU runs never need it.
         from ncl_kernels.machine import triton as machine_triton
 
         op = machine_triton.machine_run_fwd
-    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS)
-    return tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
+    keep = () if alu_rows is None else (True,)
+    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS, *keep)
+    done = int(out[CARRY_SIZE])
+    if keep:
+        alu_rows.append(out[CARRY_SIZE + 1][:, :done])
+    return tuple(out[:CARRY_SIZE]), done
 
 
 #: Steps per kernel call in a graph-free run. Each call runs every sample for all its steps and finds the
@@ -174,13 +182,8 @@ class CheckpointedRun(torch.autograd.Function):
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
-                if kernel == "cpp":
-                    out = torch.ops.ncl.machine_run_fwd(*fields, list(carry), steps, count, config.halt_eps,
-                                                        NORM_EPS, True)
-                    carry, done = tuple(out[:CARRY_SIZE]), int(out[CARRY_SIZE])
-                    alu_rows.append(out[CARRY_SIZE + 1][:, :done])
-                else:
-                    carry, done = run_steps(carry, steps, count, fields, config, kernel)
+                carry, done = run_steps(carry, steps, count, fields, config, kernel,
+                                        alu_rows if kernel == "cpp" else None)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
