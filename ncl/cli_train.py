@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import replace
 
-from ncl.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from ncl.cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from ncl.tasks import all_names as task_names
 from ncl.tasks import get as get_task
 
@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
+                 "labels", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
                  "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "call_read")}
-    if computer["answer_grad"] is None and cfg.aux == 0:  # answers only: their gradient must reach the heads
+    if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels < 1):  # the answer trains the heads
         computer["answer_grad"] = True
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
@@ -127,6 +127,7 @@ def _convert(args: argparse.Namespace) -> int:
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
 #: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
 TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
+                  "labels": 1.0,
                   "mode": "mixture", "top_k": 2, "reader": "cells", "writer": "cells", "numbers": "tokens",
                   "layers": 4, "hidden": 0, "split": 2, "seed": 0, "log_every": 10, "checkpoint_every": 100,
                   "time_limit": 840.0, "schedule": "steps", "train_max_steps": 0}
@@ -163,13 +164,17 @@ def add_commands(sub) -> None:
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
     p.add_argument("--aux", type=non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
+    p.add_argument("--labels", type=fraction, default=None, metavar="F",
+                   help="the fraction of training examples that carry the interface labels, chosen once per prompt "
+                        "by the seed; the others train from their answers alone (so F < 1 sets --answer-grad "
+                        "unless --labels-only is given)")
     grad = p.add_mutually_exclusive_group()
     grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
                       help="the answer's straight-through gradient reaches the computer's heads too (through the "
-                           "hard gates, values and program weights); the default with --aux 0, where nothing else "
-                           "trains them")
+                           "hard gates, values and program weights); the default with --aux 0 or --labels below 1, "
+                           "where nothing else trains them on the examples without labels")
     grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
-                      help="the heads train on the auxiliary labels alone: the default when --aux > 0")
+                      help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels 1")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "

@@ -47,6 +47,13 @@ positive_float = float_above(0.0)
 non_negative_float = float_above(0.0, inclusive=True)
 
 
+def fraction(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
+    return value
+
+
 def memory_size(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     try:
@@ -64,5 +71,5 @@ def backend_name(text: str) -> str:
     return text
 
 
-__all__ = ["BACKENDS", "backend_name", "float_above", "int_at_least", "memory_size", "non_negative_float",
+__all__ = ["BACKENDS", "backend_name", "float_above", "fraction", "int_at_least", "memory_size", "non_negative_float",
            "non_negative_int", "positive_float", "positive_int"]

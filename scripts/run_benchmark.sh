@@ -22,8 +22,10 @@
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
-# heads too), and "augmented-noaux": with --aux 0 (answers only); both train the same steps. The baselines' time
-# is that of the "augmented" runs.
+# heads too), "augmented-noaux": with --aux 0 (answers only), and "augmented-labelsF": with --labels F (the
+# interface labels on a fraction F of the examples, the answer's gradient reaching the heads) or
+# "augmented-labelsF-only" (--labels F --labels-only), as in docs/labels.md; all train the same steps. The
+# baselines' time is that of the "augmented" runs.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +58,11 @@ one() {  # task model seed
   local flags=(--steps "$STEPS" --time-limit "$TIME_LIMIT")
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
+  if [[ "$model" =~ ^augmented-labels([0-9.]+)(-only)?$ ]]; then
+    flags+=(--labels "${BASH_REMATCH[1]}")
+    if [ -n "${BASH_REMATCH[2]}" ]; then flags+=(--labels-only); fi
+    model=augmented
+  fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ "$model" != augmented ]; then

@@ -10,7 +10,8 @@ from .cache import KVCache
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
                     attention_mask: torch.Tensor | None = None, eos_token_id: int | list[int] | None = None,
-                    pad_token_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
+                    pad_token_id: int | None = None, use_cache: bool = True,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Greedy decoding: append :math:`\arg\max_v \text{logits}_{b,-1,v}` ``max_new_tokens`` times.
 
     Positions follow the padding mask, :math:`p_t = \sum_{s \le t} m_s - 1` (Hugging Face's rule), so a
@@ -27,6 +28,7 @@ def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
             decoding stops when every row is finished. None: never stop early.
         pad_token_id: filler for finished rows; default the first eos id.
         use_cache: decode incrementally with a KV cache.
+        generator: sample each token from the softmax with it instead of taking the argmax.
 
     Returns:
         (B, T + N') int64, N' ≤ N (fewer only when every row finished).
@@ -35,18 +37,22 @@ def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
         return model(ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits[:, -1]
 
     return greedy_decode(step, len(model.model.layers), input_ids, max_new_tokens, attention_mask=attention_mask,
-                         eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache)
+                         eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=use_cache,
+                         generator=generator)
 
 
 @torch.no_grad()
 def greedy_decode(step, num_layers: int, input_ids: torch.Tensor, max_new_tokens: int, *,
                   attention_mask: torch.Tensor | None = None, eos_token_id: int | list[int] | None = None,
-                  pad_token_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
+                  pad_token_id: int | None = None, use_cache: bool = True,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """:func:`greedy_generate`'s loop for any model that can take a step:
     ``step(ids (B,T'), attention_mask (B,S), position_ids (B,T'), cache) → logits (B,V)`` of the last position,
     where ``ids`` are the tokens not yet in ``cache`` (every token when ``cache`` is None: ``use_cache=False``),
     ``attention_mask`` covers all S tokens so far and ``position_ids`` are the padding-aware positions of
     ``ids``. ``num_layers``: the ``KVCache``'s. The other arguments and the result are :func:`greedy_generate`'s.
+    With ``generator``, each token is drawn from ``softmax(logits)`` with it instead of taken greedily (the
+    tool-use baseline's REINFORCE samples its calls so: :mod:`ncl.training.reinforce`).
     """
     if input_ids.dim() != 2 or input_ids.dtype != torch.int64:
         raise ValueError(f"input_ids must be an int64 tensor of shape (B, T), got {input_ids.dtype} "
@@ -78,7 +84,10 @@ def greedy_decode(step, num_layers: int, input_ids: torch.Tensor, max_new_tokens
             logits = step(step_ids, mask, step_pos, cache)
         else:
             logits = step(tokens, mask, positions, None)
-        nxt = logits.argmax(-1)
+        if generator is None:
+            nxt = logits.argmax(-1)
+        else:
+            nxt = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=generator)[:, 0]
         if eos is not None:
             nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
             finished = finished | torch.isin(nxt, eos)

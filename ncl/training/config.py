@@ -34,7 +34,11 @@ class TrainConfig:
     ``preset`` names a :func:`ncl.llama.LlamaConfig.preset`; ``layers``/``hidden`` override its depth and
     width (0 keeps the preset's). ``aux`` weights the auxiliary supervision of the computer's heads (the
     program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
-    0 trains from the answer text alone.
+    0 trains from the answer text alone. ``labels`` is the fraction F of the training examples that carry those
+    labels (chosen once per prompt by the seed: :mod:`ncl.training.labels`); the others train from their answer
+    alone, so F < 1 is only useful with ``computer.answer_grad`` (else nothing else trains the heads on them).
+    The tool-use baseline's label is its call: with F < 1 the others train it by REINFORCE on the answer
+    (:mod:`ncl.training.reinforce`).
 
     ``schedule`` says what the learning rate's cosine decays over: ``"steps"`` (``steps`` optimizer steps; the
     time limit is a safety stop) or ``"time"`` (the ``time_limit`` seconds of training, which then end the run;
@@ -74,6 +78,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 1.0
     aux: float = 1.0
+    labels: float = 1.0
     computer: ComputerConfig = field(default_factory=default_computer)
     numbers: str = "tokens"
     train_max_steps: int = 0
@@ -106,9 +111,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.clip <= 0 or self.aux < 0 or self.time_limit <= 0:
             raise ValueError("lr, clip and time_limit must be > 0 and aux >= 0")
-        if not self.computer.answer_grad and self.aux == 0:
-            raise ValueError("aux=0 needs computer.answer_grad=True (ncl train --aux 0 sets it): with "
-                             "answer_grad=False (the default) nothing else trains the heads")
+        if not 0.0 <= self.labels <= 1.0:
+            raise ValueError(f"labels must be a fraction in [0, 1], got {self.labels}")
+        if self.labels < 1 and self.model == "llama":
+            raise ValueError("labels < 1: the plain LLaMA trains on answers alone, it has no interface labels")
+        if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
+            raise ValueError("aux=0 or labels=0 needs computer.answer_grad=True (ncl train --aux 0 and --labels 0 "
+                             "set it): with answer_grad=False (the default) nothing else trains the heads")
 
     def to_dict(self) -> dict:
         """Plain data (the nested form): what checkpoints and ``config.json`` store."""

@@ -14,6 +14,11 @@ import torch
 from ncl.tokenizers import CharTokenizer
 from ncl.training.config import TrainConfig
 
+#: The auxiliary targets :func:`encode` gives: the interface labels, which ``--labels F`` keeps on a fraction F of
+#: the examples (:mod:`ncl.training.labels`). The inputs and the answer's ``labels`` are not among them.
+AUX_TARGETS = ("program", "args", "gate", "value", "read_gate", "digit", "digit_gate", "call_program", "call_args",
+               "call_halt", "operand_end", "call_focus", "step_end", "step_nest", "step_join")
+
 
 def tokenizer() -> CharTokenizer:
     """The tokenizer of every run (characters; digits are single tokens)."""
@@ -178,4 +183,4 @@ def batch_for_step(task, cfg: TrainConfig, step: int, rank: int):
     return [task.sample("train", rng) for _ in range(cfg.batch_size)]
 
 
-__all__ = ["batch_for_step", "encode", "tokenizer"]
+__all__ = ["AUX_TARGETS", "batch_for_step", "encode", "tokenizer"]

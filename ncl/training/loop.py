@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,9 @@ from ncl.training.checkpoints import has_checkpoint, load_checkpoint, load_weigh
 from ncl.training.config import TrainConfig
 from ncl.training.data import batch_for_step, encode, tokenizer
 from ncl.training.factory import build_model, resolve_numbers
+from ncl.training.labels import drop_labels, labelled
 from ncl.training.losses import aux_loss
+from ncl.training.reinforce import reinforce_loss, sample_calls
 
 METRICS = "metrics.jsonl"
 
@@ -133,9 +136,20 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         examples = batch_for_step(task, cfg, step, rank)
         encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls, slots=slots,
                          cue_focus=cue_focus)
+        samples = None
+        if cfg.labels < 1:
+            keep = labelled(examples, cfg.seed, cfg.labels)
+            if cfg.model == "tooluse":  # its label is the call text; the other examples train by REINFORCE
+                encoded = drop_labels(encoded, keep, keys=("labels",))
+                rest = [e for e, k in zip(examples, keep.tolist()) if not k]
+                samples = sample_calls(module, tok, [e.prompt for e in rest], [e.answer for e in rest],
+                                       _generator(cfg, rank, step))
+            else:
+                encoded = drop_labels(encoded, keep)
         batch = {k: v.to(device) for k, v in encoded.items()}
         loss, lm, aux, norm, finite, comp = train_step(model, module, optimizer, batch, cfg,
-                                                       agree=_all_ranks_agree(dist, device) if ddp else None)
+                                                       agree=_all_ranks_agree(dist, device) if ddp else None,
+                                                       samples=samples)
         step += 1
         if bar is not None:
             bar.update(1)
@@ -144,6 +158,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             last = {"step": step, "loss": loss.item(), "lm_loss": lm.item(), "aux_loss": aux.item(),
                     "grad_norm": norm.item(), "skipped": not bool(finite), "lr": lr,
                     "elapsed": round(time.time() - start_time, 2)}
+            if samples is not None:
+                last["reward"] = samples.reward.mean().item() if len(samples.text) else None
             if comp is not None:
                 last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
                             run_steps=comp.run_steps)
@@ -172,10 +188,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     return last
 
 
-def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None):
+def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None, samples=None):
     """One optimizer step of ``model`` (``module``: the model itself, under DDP its wrapped module) on an
     encoded ``batch`` (:func:`~ncl.training.encode`): forward, the LM and auxiliary losses, backward, global
-    gradient clipping, and the update unless the gradient norm is not finite.
+    gradient clipping, and the update unless the gradient norm is not finite. ``samples``: the tool-use
+    baseline's sampled calls (:func:`~ncl.training.reinforce.sample_calls`), whose REINFORCE loss is added; the
+    LM loss of a batch with no labelled row is then 0.
 
     ``agree(finite) -> bool``: makes every DDP rank take the same decision. ``clock(name)``: a context manager
     timing the sections ``"forward"``, ``"backward"`` and ``"optimizer"`` (``ncl bench train``).
@@ -185,10 +203,12 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
     section = clock or _untimed
     with section("forward"):
         res = model(batch["input_ids"], batch["attention_mask"], batch["read_mask"], labels=batch["labels"])
-        lm = res["loss"]
+        lm = res["loss"] if bool((batch["labels"] >= 0).any()) else res["logits"].new_zeros(())
         comp = res["computer"]
         aux = aux_loss(comp, batch) if (comp is not None and cfg.aux > 0) else lm.new_zeros(())
         loss = lm + cfg.aux * aux
+        if samples is not None:
+            loss = loss + reinforce_loss(module, samples)
     with section("backward"):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,6 +219,12 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         if bool(finite):
             optimizer.step()
     return loss, lm, aux, norm, finite, comp
+
+
+def _generator(cfg: TrainConfig, rank: int, step: int) -> torch.Generator:
+    """The sampler of ``step``'s calls: seeded by ``(seed, rank, step)``, like the batches, so a resumed run
+    samples what the uninterrupted one did."""
+    return torch.Generator().manual_seed(random.Random(f"reinforce/{cfg.seed}/{rank}/{step}").getrandbits(63))
 
 
 @contextlib.contextmanager

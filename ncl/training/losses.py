@@ -12,13 +12,14 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
     """Cross-entropies of the computer's heads (``comp.heads``, :class:`~ncl.computer.Heads`) against the
     auxiliary targets of ``batch`` (:func:`~ncl.training.encode`): the program, the arguments' sources, the tape
     gates and values (or digits, with the digit reader), the read gates and, with the digit writer, the digit
-    gates."""
+    gates. Each term is the mean over the targets given (not −100); a term with none is 0, so rows without
+    labels (:func:`~ncl.training.labels.drop_labels`) add nothing, and a batch without any gives 0."""
     h, prompt = comp.heads, comp.heads.prompt
     P = prompt.gate_logit.shape[1]
     if prompt.chain is not None:
         loss = _chain_loss(prompt.chain, batch, P)
     else:
-        loss = F.nll_loss(torch.log(prompt.pi.clamp_min(1e-9)), batch["program"])
+        loss = _nll(prompt.pi, batch["program"])
         # arguments: the mass on the sources that hold the right value (the value heads have their own loss)
         args = batch["args"]
         A = min(args.shape[1], prompt.source_weights.shape[1])
@@ -27,23 +28,32 @@ def aux_loss(comp: ComputerOutput, batch: dict) -> torch.Tensor:
         sel = match.any(-1) & (args[:, :A] >= 0)
         if bool(sel.any()):
             loss = loss - torch.log(p[sel].clamp_min(1e-9)).mean()
-    gate = batch["gate"][:, :P]
-    sel = gate >= 0
-    loss = loss + F.binary_cross_entropy_with_logits(prompt.gate_logit[sel], gate[sel].float())
+    loss = loss + _bce(prompt.gate_logit, batch["gate"][:, :P])
     if prompt.reader in ("digits", "cells"):  # which digit each prompt token is (10: none)
-        loss = loss + F.cross_entropy(prompt.digit_logits.flatten(0, 1), batch["digit"][:, :P].flatten(),
-                                      ignore_index=-100)
+        loss = loss + _ce(prompt.digit_logits, batch["digit"][:, :P])
     else:  # each number-ending token's value
-        loss = loss + F.cross_entropy(prompt.value_logits.flatten(0, 1), batch["value"][:, :P].flatten(),
-                                      ignore_index=-100)
-    rg = batch["read_gate"]
-    sel = rg >= 0
-    loss = loss + F.binary_cross_entropy_with_logits(h.read_logit[sel], rg[sel].float())
+        loss = loss + _ce(prompt.value_logits, batch["value"][:, :P])
+    loss = loss + _bce(h.read_logit, batch["read_gate"])
     if h.digit_gate_logit is not None:
-        dg = batch["digit_gate"]
-        sel = dg >= 0
-        loss = loss + F.binary_cross_entropy_with_logits(h.digit_gate_logit[sel], dg[sel].float())
+        loss = loss + _bce(h.digit_gate_logit, batch["digit_gate"])
     return loss
+
+
+def _bce(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of ``logit`` against the ``target`` entries that are not −100 (0 if none)."""
+    sel = target >= 0
+    if not bool(sel.any()):
+        return logit.new_zeros(())
+    return F.binary_cross_entropy_with_logits(logit[sel], target[sel].to(logit.dtype))
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits (..., C)`` against the ``target (...)`` entries that are not −100
+    (0 if none)."""
+    sel = target >= 0
+    if not bool(sel.any()):
+        return logits.new_zeros(())
+    return F.cross_entropy(logits[sel], target[sel])
 
 
 def _nll(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -61,18 +71,13 @@ def _chain_loss(chain, batch: dict, P: int) -> torch.Tensor:
     the operand ends. Halting has no term: a call halts when no step ends after it
     (:mod:`ncl.computer.call_heads`), so the step-end labels train it."""
     loss = _nll(chain.pi, batch["call_program"]) + _nll(chain.pointers, batch["call_args"])
-    end = batch["operand_end"][:, :P]
-    sel = end >= 0
-    loss = loss + F.binary_cross_entropy_with_logits(chain.end_logit[sel], end[sel].float())
+    loss = loss + _bce(chain.end_logit, batch["operand_end"][:, :P])
     # none labelled for composed examples without step places (Composed.spans); no nested labels in a batch
     # whose composed problems all have one step
     gate = chain.step_logit if chain.window_logit is None else chain.window_logit  # (nesting: its two gates')
     for logit, key in ((gate, "step_end"), (chain.nest_logit, "step_nest"), (chain.join_logit, "step_join")):
         if logit is not None and key in batch:
-            target = batch[key][:, :P]
-            sel = target >= 0
-            if bool(sel.any()):
-                loss = loss + F.binary_cross_entropy_with_logits(logit[sel], target[sel].float())
+            loss = loss + _bce(logit, batch[key][:, :P])
     return loss
 
 

@@ -5,7 +5,9 @@ one column per model: the mean exact match over the seeds and, in brackets, the 
 seeds. ``augmented`` is the model as ``ncl train`` trains it by default: its heads learn from the auxiliary labels
 alone. Two variants have columns of their own: ``augmented (answer grad)``, whose heads the answer's
 straight-through gradient reached too (``ncl train --answer-grad``), and ``augmented (no aux)``, trained without
-auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get).
+auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
+F < 1 of its examples (``--labels F``) is ``augmented (F=0.01)``, or ``augmented (F=0.01, labels only)`` without
+the answer's gradient to the heads (docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
 ``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
@@ -30,7 +32,11 @@ MODEL_ORDER = ("augmented", "augmented (answer grad)", "augmented (no aux)", "to
 def model_label(result: dict) -> str:
     """The table column of a run: its model, with ``(no aux)`` for an augmented run without auxiliary labels and
     ``(answer grad)`` for one whose heads the answer's gradient reached as well as the labels (eval.json files
-    that predate ``answer_grad`` had it)."""
+    that predate ``answer_grad`` had it); ``(F=…)`` for one trained with labels on a fraction F < 1 of its
+    examples."""
+    labels = result.get("labels", 1.0)
+    if result["model"] == "augmented" and result.get("aux") and labels < 1:
+        return f"augmented (F={labels:g}{'' if result.get('answer_grad', True) else ', labels only'})"
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
     if result["model"] == "augmented" and result.get("answer_grad", True):

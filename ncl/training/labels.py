@@ -1,0 +1,50 @@
+"""Scarce labels (``ncl train --labels F``): which training examples carry the interface labels.
+
+A fraction F of the training examples keeps its auxiliary targets (the program, the arguments' sources, the
+tape, read and step gates: :data:`~ncl.training.data.AUX_TARGETS`); the others keep only their answer text. An
+example is labelled when a hash of the run's seed and its prompt falls below F, so the choice is made once per
+prompt: the same prompt is labelled at every step it is drawn, the same examples are labelled in every run of a
+seed, and a resumed run chooses as the uninterrupted one did. Python's own ``hash`` is salted per process, so
+the hash is SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from ncl.training.data import AUX_TARGETS
+
+
+def label_draw(prompt: str, seed: int) -> float:
+    """A number in [0, 1) fixed by ``(seed, prompt)``: the prompt is labelled in runs with F above it."""
+    digest = hashlib.sha256(f"labels/{seed}/{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def labelled(examples, seed: int, fraction: float) -> torch.Tensor:
+    """Which of ``examples`` carry labels in a run of ``seed`` with ``--labels fraction``: a bool (B,)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"labels must be in [0, 1], got {fraction}")
+    return torch.tensor([label_draw(e.prompt, seed) < fraction for e in examples], dtype=torch.bool)
+
+
+def drop_labels(batch: dict, keep: torch.Tensor, keys: tuple[str, ...] = AUX_TARGETS) -> dict:
+    """``batch`` (:func:`~ncl.training.encode`) with the targets ``keys`` of the rows not in ``keep (B,)`` set
+    to −100 (no target), which the losses skip. By default every auxiliary target: the inputs and the answer's
+    labels are unchanged. The tool-use baseline's label is its call text, ``keys=("labels",)``. Returns a new
+    dict; the tensors changed are copies."""
+    if keep.dtype != torch.bool or keep.dim() != 1 or keep.shape[0] != batch["input_ids"].shape[0]:
+        raise ValueError(f"keep must be a bool tensor (B,) with B = {batch['input_ids'].shape[0]}, "
+                         f"got {tuple(keep.shape)} {keep.dtype}")
+    out = dict(batch)
+    for key in keys:
+        if key in out:
+            target = out[key].clone()
+            target[~keep] = -100
+            out[key] = target
+    return out
+
+
+__all__ = ["drop_labels", "label_draw", "labelled"]
