@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import replace
 
-from ncl.cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from ncl.cli_types import fraction, head_names, non_negative_float, non_negative_int, positive_float, positive_int
 from ncl.tasks import all_names as task_names
 from ncl.tasks import get as get_task
 
@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
     elif args.steps is None:  # a task may train longer by default
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
-                                                       "call_read")}
+                                                       "answer_grad_heads", "call_read")}
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels < 1):  # the answer trains the heads
         computer["answer_grad"] = True
     try:
@@ -173,6 +173,9 @@ def add_commands(sub) -> None:
                       help="the answer's straight-through gradient reaches the computer's heads too (through the "
                            "hard gates, values and program weights); the default with --aux 0 or --labels below 1, "
                            "where nothing else trains them on the examples without labels")
+    p.add_argument("--answer-grad-heads", type=head_names, default=None, metavar="H,H,...",
+                   help="with the answer's gradient, the decisions it reaches (default: all of write, values, args, "
+                        "program, read, pointers, halt); docs/labels.md")
     grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
                       help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels 1")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
@@ -229,7 +232,11 @@ def add_commands(sub) -> None:
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the results figure here")
     p.add_argument("--by-size", nargs=2, default=None, metavar=("TASK", "PNG"),
                    help="also draw TASK's accuracy by size (for compose: by number of calls), a line per run")
-    p.add_argument("--splits", default=None, metavar="A,B", help="--by-size pools these splits only")
+    p.add_argument("--by-labels", default=None, metavar="PNG",
+                   help="also draw accuracy against the fraction of labelled examples (ncl train --labels), a "
+                        "panel per task and split (--splits, default test,ood_4x)")
+    p.add_argument("--splits", default=None, metavar="A,B",
+                   help="--by-size pools these splits only; --by-labels draws these")
     p.add_argument("--write", default=None, metavar="FILE.md",
                    help="also put the tables into FILE.md between its report markers (e.g. README.md)")
     p.set_defaults(func=_report)
@@ -265,6 +272,8 @@ def _report(args: argparse.Namespace) -> int:
         if args.by_size:
             task, png = args.by_size
             report.plot_by_size(args.dir, task, png, args.splits.split(",") if args.splits else None)
+        if args.by_labels:
+            report.plot_by_labels(args.dir, args.by_labels, *([args.splits.split(",")] if args.splits else []))
         if args.write:
             report.write_into(args.write, args.dir)
     except ValueError as err:

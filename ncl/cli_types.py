@@ -8,6 +8,9 @@ import argparse
 import math
 
 
+#: ``ncl.computer.config.ANSWER_GRAD_HEADS``, spelled here so that argument errors need not import torch (tested
+#: equal).
+ANSWER_GRAD_HEADS = ("write", "values", "args", "program", "read", "pointers", "halt")
 #: ``ncl_kernels.dispatch.BACKENDS``, spelled here so that argument errors need not import torch (tested equal).
 BACKENDS = ("reference", "cpp", "triton", "cuda")
 
@@ -54,6 +57,15 @@ def fraction(text: str) -> float:
     return value
 
 
+def head_names(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    wrong = [x for x in names if x not in ANSWER_GRAD_HEADS]
+    if not names or wrong:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of {', '.join(ANSWER_GRAD_HEADS)}, got "
+                                         f"{text!r}")
+    return names
+
+
 def memory_size(text: str) -> tuple[int, int, int, int]:
     parts = text.split(",")
     try:
@@ -71,5 +83,5 @@ def backend_name(text: str) -> str:
     return text
 
 
-__all__ = ["BACKENDS", "backend_name", "float_above", "fraction", "int_at_least", "memory_size", "non_negative_float",
+__all__ = ["ANSWER_GRAD_HEADS", "BACKENDS", "backend_name", "float_above", "fraction", "head_names", "int_at_least", "memory_size", "non_negative_float",
            "non_negative_int", "positive_float", "positive_int"]

@@ -16,16 +16,18 @@
 # The language tasks (docs/language.md) run the same way into their own directory, with the default steps:
 #   TASKS="mix compose" MODELS="augmented tooluse llama" RESULTS=results-language STEPS=1500 COUNT=200 \
 #     scripts/run_benchmark.sh runs-language
-# and mix_nested, whose default is 3000 steps, with STEPS=3000 TIME_LIMIT=1500. Only RESULTS=results and
-# RESULTS=results-language write their report into the README and docs/language.md; any other directory (an
-# experiment's) has its report printed.
+# and mix_nested, whose default is 3000 steps, with STEPS=3000 TIME_LIMIT=1500. Only RESULTS=results,
+# RESULTS=results-language and RESULTS=results-labels write their report into the README, docs/language.md and
+# docs/labels.md; any other directory (an experiment's) has its report printed.
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
 # heads too), "augmented-noaux": with --aux 0 (answers only), and "augmented-labelsF": with --labels F (the
-# interface labels on a fraction F of the examples, the answer's gradient reaching the heads) or
-# "augmented-labelsF-only" (--labels F --labels-only), as in docs/labels.md; all train the same steps. The
-# baselines' time is that of the "augmented" runs.
+# interface labels on a fraction F of the examples, the answer's gradient reaching the heads),
+# "augmented-labelsF-only" (--labels F --labels-only) or "augmented-labelsF-heads-H+H" (--labels F
+# --answer-grad-heads H,H), as in docs/labels.md; all train the same steps. "tooluse-labelsF" is the tool-use
+# baseline with --labels F (REINFORCE on the examples without a labelled call). The baselines' time is that of the
+# "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,15 +60,17 @@ one() {  # task model seed
   local flags=(--steps "$STEPS" --time-limit "$TIME_LIMIT")
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
-  if [[ "$model" =~ ^augmented-labels([0-9.]+)(-only)?$ ]]; then
-    flags+=(--labels "${BASH_REMATCH[1]}")
-    if [ -n "${BASH_REMATCH[2]}" ]; then flags+=(--labels-only); fi
-    model=augmented
+  local labels=()
+  if [[ "$model" =~ ^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?$ ]]; then
+    labels=(--labels "${BASH_REMATCH[2]}")
+    if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); fi
+    if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
+    model=${BASH_REMATCH[1]}
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi
   if [ "$model" != augmented ]; then
-    local seconds; seconds=$(budget "$task" "$name")
+    local seconds; seconds=${BASELINE_TIME:-$(budget "$task" "$name")}
     if [ -z "$seconds" ]; then echo "SKIPPED $dest: no augmented run of $task to match its time"; return; fi
     flags=(--steps 1000000 --schedule time --time-limit "$seconds")
   fi
@@ -76,13 +80,13 @@ one() {  # task model seed
     resume=(--resume)
   fi
   "$NCL" train --task "$task" --model "$model" --seed "$seed" --threads 1 --quiet --out "$dir" "${flags[@]}" \
-    "${resume[@]}" >> "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
+    "${labels[@]}" "${resume[@]}" >> "$dir.train.log" 2>&1 || { echo "FAILED train $dir"; return; }
   "$NCL" eval "$dir" --count "$COUNT" --threads 1 --json > "$dir.eval.log" 2>&1 || { echo "FAILED eval $dir"; return; }
   mkdir -p "$dest" && cp "$dir/eval.json" "$dest/eval.json"
   echo "done $dest: $(tail -c 300 "$dir.eval.log")"
 }
 export -f one budget
-export RUNS STEPS TIME_LIMIT COUNT NCL RESULTS
+export RUNS STEPS TIME_LIMIT COUNT NCL RESULTS BASELINE_TIME
 mkdir -p "$RUNS"
 for model in $MODELS; do for seed in $SEEDS; do for task in $TASKS; do  # the augmented cells first (budget)
   mkdir -p "$RUNS/$task/$model"; echo "$task $model $seed"
@@ -91,6 +95,8 @@ if [ "$RESULTS" = results ]; then
   "$NCL" report results/ --plot docs/results_grid.png --write README.md
 elif [ "$RESULTS" = results-language ]; then
   "$NCL" report "$RESULTS"/ --write docs/language.md
+elif [ "$RESULTS" = results-labels ]; then
+  "$NCL" report "$RESULTS"/ --write docs/labels.md
 else  # an experiment's own directory: printed, never written over a committed table
   "$NCL" report "$RESULTS"/
 fi

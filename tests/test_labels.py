@@ -178,3 +178,79 @@ def test_tooluse_trains_with_scarce_labels(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines() if "loss" in x]
     assert len(lines) == 2 and all(0.0 <= x["reward"] <= 1.0 for x in lines if x["reward"] is not None)
     assert load_checkpoint(tmp_path / "t")["config"]["labels"] == 0.25
+
+
+def test_the_answer_reaches_only_the_heads_named():
+    """answer_grad_heads: the answer's gradient reaches the write gates' logits only when "write" is named, and
+    the program head only when "program" is; the CLI spells the same names."""
+    from ncl.cli_types import ANSWER_GRAD_HEADS as CLI_HEADS
+    from ncl.computer.config import ANSWER_GRAD_HEADS
+
+    assert CLI_HEADS == ANSWER_GRAD_HEADS
+    tok = tokenizer()
+    examples = tasks.get("long_add").generate("train", 3, seed=1)
+    grads = {}
+    for heads in (ANSWER_GRAD_HEADS, ("read", "args")):
+        torch.manual_seed(0)
+        computer = replace(TrainConfig().computer, answer_grad=True, answer_grad_heads=heads)
+        model = build_model(TrainConfig(task="long_add", layers=2, split=1, computer=computer))
+        model.computer.config = replace(model.computer.config, max_steps=24)
+        b = encode(examples, tok, model.computer.program_names)
+        # open every write gate, so the tape (and with it the answer) depends on them
+        torch.nn.init.constant_(model.computer.gate_head.bias, 3.0)
+        model(b["input_ids"], b["attention_mask"], b["read_mask"], labels=b["labels"])["loss"].backward()
+        c = model.computer
+        grads[heads] = {name: (p.grad is not None and bool(p.grad.abs().sum() > 0)) for name, p in
+                        (("write", c.gate_head.weight), ("program", c.program_head.weight),
+                         ("args", c.source_head.weight), ("read", c.read_head.weight))}
+    assert all(grads[ANSWER_GRAD_HEADS].values()), grads
+    assert grads[("read", "args")] == {"write": False, "program": False, "args": True, "read": True}
+    with pytest.raises(ValueError, match="answer_grad_heads must be among"):
+        replace(TrainConfig().computer, answer_grad_heads=("gates",))
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--task", "sort", "--out", "x", "--answer-grad-heads", "gates"])
+
+
+def _result(model="augmented", labels=1.0, answer_grad=False, heads=None, seed=0, splits=None, task="long_add"):
+    from ncl.computer.config import ANSWER_GRAD_HEADS
+
+    return {"task": task, "model": model, "seed": seed, "aux": 1.0, "labels": labels, "answer_grad": answer_grad,
+            "answer_grad_heads": list(heads or ANSWER_GRAD_HEADS), "train_steps": 150, "train_time_s": 10.0,
+            "params": 1, "splits": splits or {"test": {"accuracy": 0.5 + 0.1 * seed, "count": 10, "by_size": {}},
+                                              "ood_4x": {"accuracy": 0.1, "count": 10, "by_size": {}}}}
+
+
+def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
+    from ncl.training import report
+
+    assert report.model_label(_result()) == "augmented"
+    assert report.model_label(_result(labels=0.01, answer_grad=True)) == "augmented (F=0.01)"
+    assert report.model_label(_result(labels=0.01)) == "augmented (F=0.01, labels only)"
+    assert report.model_label(_result(labels=0.01, answer_grad=True, heads=("values", "args", "read"))) == \
+        "augmented (F=0.01, answer grad but not to write program pointers halt)"
+    assert report.model_label(_result(model="tooluse", labels=0.1)) == "tooluse (F=0.1)"
+    assert report.labels_family(_result(labels=0.1, answer_grad=True)) == ("augmented, answer grad", 0.1)
+    assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read",))) is None
+    assert report.labels_family(_result(model="tooluse", labels=0.0)) == ("tooluse", 0.0)
+    assert report.labels_family(_result(model="llama")) == ("llama", None)
+    runs = [_result(labels=f, seed=s) for f in (1.0, 0.1) for s in (0, 1)] + \
+        [_result(model="tooluse", labels=0.1), _result(model="llama")]
+    mix = {"test": {"accuracy": 0.5, "count": 10, "by_size": {}},
+           "sort/ood_4x": {"accuracy": 0.2, "count": 10, "by_size": {}},
+           "long_add/ood_4x": {"accuracy": 0.4, "count": 10, "by_size": {}}}
+    runs.append(_result(task="mix", labels=0.01, splits=mix))
+    for i, r in enumerate(runs):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "eval.json").write_text(json.dumps(r))
+    drawn = {}
+    import ncl.training.plots as plots
+
+    real = plots.plot_by_labels
+    monkeypatch.setattr(plots, "plot_by_labels",
+                        lambda points, splits, path: drawn.update(points=points) or real(points, splits, path))
+    png = report.plot_by_labels(tmp_path, tmp_path / "f.png")
+    assert png.stat().st_size > 1000
+    points = drawn["points"]
+    assert points["long_add"]["augmented, labels only"][0.1]["test"] == [0.5, 0.6]  # one entry per seed
+    assert points["long_add"]["llama"][None]["test"] == [0.5]
+    assert points["mix"]["augmented, labels only"][0.01]["ood_4x"] == [pytest.approx(0.3)]  # its tasks' mean

@@ -187,7 +187,7 @@ def available(operands: torch.Tensor, segments_before: int, call: int, S: int) -
 
 def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutput], pi: torch.Tensor,
               pointer_logits: torch.Tensor, halt_logit: torch.Tensor, operands: Segments, registers: int,
-              answer_grad: bool = True) -> ChainOutput:
+              answer_grad: bool = True, halt_grad: bool | None = None) -> ChainOutput:
     """Run up to K library calls per row, each on the segments its pointers choose (module docstring).
 
     Args:
@@ -199,8 +199,10 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
         halt_logit: (B, K) whether each call's result is the answer (call K always halts).
         operands: the prompt's :class:`Segments` (S_op = 1 + O), e.g. from :func:`operand_segments`.
         registers: the machine's register count (r1 = 0 and r2 = the tape's length start each call).
-        answer_grad: whether the answer's gradient reaches the pointers and halting gates (as
-            ``ComputerConfig.answer_grad``).
+        answer_grad: whether the answer's gradient reaches the pointers (and the result cells later calls
+            read) and, unless ``halt_grad`` says otherwise, the halting gates (``ComputerConfig.answer_grad``
+            and its ``answer_grad_heads``).
+        halt_grad: whether it reaches the halting gates (None: as ``answer_grad``).
 
     Returns:
         :class:`ChainOutput`.
@@ -233,7 +235,7 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
         soft_ptrs.append(soft)
         ptr = straight_through(soft, answer_grad)
         halt = torch.ones(B, dtype=dt, device=dev) if k == K - 1 else \
-            straight_through_gate(torch.sigmoid(halt_logit[:, k]), answer_grad)
+            straight_through_gate(torch.sigmoid(halt_logit[:, k]), answer_grad if halt_grad is None else halt_grad)
         stop = still * halt
         stops.append(stop)
         rows = running.nonzero().squeeze(1)

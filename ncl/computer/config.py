@@ -22,6 +22,11 @@ LEGACY_HEADS = {"tape_gates": "context", "program_read": "last", "call_read": "f
 READERS = ("mlp", "digits", "cells")
 WRITERS = ("embed", "digits", "cells")
 PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
+#: The decisions the answer's gradient can reach with ``answer_grad`` (``ComputerConfig.answer_grad_heads``): the
+#: tape's write gates, the tape values a learned reader reads, the argument registers, the program mixture's
+#: weights, the readout's pointer gates, and a chain's pointers (and the result cells later calls read) and halting
+#: gates.
+ANSWER_GRAD_HEADS = ("write", "values", "args", "program", "read", "pointers", "halt")
 
 #: The computer's default machine: a 32-cell tape, 24 stack positions, and the library compiled at β = 120 (in
 #: fp32 ``exp(−120)`` underflows to 0, so every field is exactly one-hot: see the package docstring).
@@ -52,6 +57,9 @@ class ComputerConfig:
             hard values and through the program mixture's weights. False: they are constants to the answer's
             loss, so only auxiliary labels (which act on the heads' logits) train the gates, the tape values,
             the arguments and the program choice, and the answer's gradient trains the LLaMA and the readout.
+        answer_grad_heads: with ``answer_grad``, the decisions it reaches (:data:`ANSWER_GRAD_HEADS`, default
+            all); the others are constants to the answer's loss, as with ``answer_grad=False``
+            (docs/labels.md measures which ones the answer's gradient helps).
         reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
             Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
             ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the
@@ -109,6 +117,7 @@ class ComputerConfig:
     train_library: bool = False
     straight_through: bool = True
     answer_grad: bool = True
+    answer_grad_heads: tuple = ANSWER_GRAD_HEADS
     reader: str = "mlp"
     writer: str = "embed"
     digit_tokens: tuple = ()
@@ -152,6 +161,9 @@ class ComputerConfig:
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
         if self.nesting and (self.call_read != "text" or self.tape_gates != "local" or not self.calls):
             raise ValueError("ComputerConfig: nesting needs calls, call_read='text' and tape_gates='local'")
+        if not set(self.answer_grad_heads) <= set(ANSWER_GRAD_HEADS):
+            raise ValueError(f"ComputerConfig: answer_grad_heads must be among {ANSWER_GRAD_HEADS}, got "
+                             f"{self.answer_grad_heads!r}")
         if self.digit_tokens and (len(self.digit_tokens) != 10 or self.reader not in ("digits", "cells")):
             raise ValueError("ComputerConfig: digit_tokens must hold the 10 ids of '0'..'9' and needs reader='digits' "
                              "or 'cells'")
@@ -179,11 +191,11 @@ class ComputerConfig:
             machine = MachineConfig(**machine)
         known = {f.name for f in fields(cls)} - {"machine"}
         kwargs = LEGACY_HEADS | {k: v for k, v in d.items() if k in known}
-        for key in ("digit_tokens", "symbol_tokens"):
+        for key in ("digit_tokens", "symbol_tokens", "answer_grad_heads"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])  # JSON gives a list
         return cls(machine=machine, **kwargs)
 
 
-__all__ = ["CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES", "PROGRAM_READS",
-           "READERS", "TAPE_GATES", "WRITERS"]
+__all__ = ["ANSWER_GRAD_HEADS", "CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES",
+           "PROGRAM_READS", "READERS", "TAPE_GATES", "WRITERS"]

@@ -117,11 +117,15 @@ class NeuralComputer(nn.Module):
         nn.init.constant_(self.read_head.bias, -2.0)
 
     # --- heads ---------------------------------------------------------------------------------------------
-    def _hard(self, soft: torch.Tensor) -> torch.Tensor:
-        return straight_through(soft, self.config.answer_grad) if self.config.straight_through else soft
+    def answer_grad(self, head: str) -> bool:
+        """Whether the answer's gradient reaches ``head``'s decision (``ComputerConfig.answer_grad_heads``)."""
+        return self.config.answer_grad and head in self.config.answer_grad_heads
 
-    def _gate(self, p: torch.Tensor) -> torch.Tensor:
-        return straight_through_gate(p, self.config.answer_grad) if self.config.straight_through else p
+    def _hard(self, soft: torch.Tensor, head: str) -> torch.Tensor:
+        return straight_through(soft, self.answer_grad(head)) if self.config.straight_through else soft
+
+    def _gate(self, p: torch.Tensor, head: str) -> torch.Tensor:
+        return straight_through_gate(p, self.answer_grad(head)) if self.config.straight_through else p
 
     def digit_values(self, digits: torch.Tensor) -> torch.Tensor:
         """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""
@@ -149,21 +153,21 @@ class NeuralComputer(nn.Module):
             gate_logit = (self.gate_head(tokens) + self.gate_prev_head(before)).squeeze(-1)
         else:
             gate_logit = self.gate_head(h).squeeze(-1)
-        gate = self._gate(torch.sigmoid(gate_logit)) * mask
+        gate = self._gate(torch.sigmoid(gate_logit), "write") * mask
         if cfg.reader in ("digits", "cells"):
             if cfg.digit_tokens:
                 digits = tape_.token_digits(input_ids, self.digit_ids).to(h.dtype)
                 logits = 30.0 * digits  # what the auxiliary digit loss sees: exact, so it adds nothing
             else:
                 logits = self.digit_head(h)  # (B, T, 11): digits 0-9, then "not a digit"
-                digits = self._hard(torch.softmax(logits, -1))
+                digits = self._hard(torch.softmax(logits, -1), "values")
             if cfg.reader == "digits":
                 value = self.digit_values(digits * mask[..., None])
             else:  # one cell per token written: its digit, or SEP
                 value = digits @ self.class_cells
         else:
             logits = self.value_head(h)
-            value = self._hard(torch.softmax(logits, -1))
+            value = self._hard(torch.softmax(logits, -1), "values")
         return tape_.append(gate, value, cfg.machine.cells), gate_logit, logits
 
     def arguments(self, h_last: torch.Tensor, tape: tape_.Tape) -> arguments_.Arguments:
@@ -174,7 +178,7 @@ class NeuralComputer(nn.Module):
         sources = arguments_.sources(tape.mem, tape.length, cfg.arg_cells)  # (B, S, n)
         weights = torch.softmax(self.source_head(h_last).view(B, cfg.arg_registers, self.num_sources), -1)
         soft = weights @ sources  # (B, A, n)
-        return arguments_.Arguments(self._hard(soft), soft, weights, sources.argmax(-1))
+        return arguments_.Arguments(self._hard(soft, "args"), soft, weights, sources.argmax(-1))
 
     def initial_registers(self, args: torch.Tensor) -> torch.Tensor:
         """The register file (B, K, n) a run starts from, r1..rA = ``args (B,A,n)``."""
@@ -208,7 +212,7 @@ class NeuralComputer(nn.Module):
         start = pointers or readout_.Pointers(None, None)
         tokens = h if tokens is None else tokens
         read_logit = self.read_head(tokens).squeeze(-1)
-        adv = self._gate(torch.sigmoid(read_logit)) * read
+        adv = self._gate(torch.sigmoid(read_logit), "read") * read
         if pointers is None:  # the first read position reads cell 0, where every answer starts: it holds by
             # construction, since a gate learned there can fire on prompts longer than any trained on
             hold = torch.ones_like(adv[0])
@@ -227,7 +231,7 @@ class NeuralComputer(nn.Module):
         r0 = r0[:, None].expand_as(cell)
         if cfg.writer == "digits":
             digit_logit = self.digit_gate_head(tokens).squeeze(-1)
-            step = self._gate(torch.sigmoid(digit_logit)) * read
+            step = self._gate(torch.sigmoid(digit_logit), "read") * read
             places = readout_.place_pointers(step, adv, first, start.place)  # (B, T', PLACES)
             print_r0, print_cell = readout_.spelled(places, r0, self.spell), readout_.spelled(places, cell, self.spell)
         elif cfg.writer == "cells":  # one answer token per cell: its digit or symbol, or "other"
@@ -319,7 +323,8 @@ class NeuralComputer(nn.Module):
         logits = self.call_heads(h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
         pi = torch.softmax(logits.program, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, logits.pointers,
-                                 logits.halt, operands, cfg.machine.registers, cfg.answer_grad)
+                                 logits.halt, operands, cfg.machine.registers, self.answer_grad("pointers"),
+                                 self.answer_grad("halt"))
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
                                        chain.args, chain.call_steps, chain.segments.cells.argmax(-1),

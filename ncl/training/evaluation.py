@@ -86,7 +86,8 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
 
 def _header(cfg, ckpt, model) -> dict:
     return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "labels": cfg.labels,
-            "answer_grad": cfg.computer.answer_grad, "train_steps": ckpt["step"],
+            "answer_grad": cfg.computer.answer_grad, "answer_grad_heads": list(cfg.computer.answer_grad_heads),
+            "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
 

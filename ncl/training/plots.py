@@ -1,5 +1,5 @@
 """The evaluation's figures (PNG, matplotlib's Agg backend): accuracy against size for one task, the halting
-steps' histogram, and the results grid of ``ncl report``.
+steps' histogram, the results grid of ``ncl report`` and its accuracy against the fraction of labelled examples.
 
 Readable without explanation: plain tick labels (no offset or scientific axis), legends outside the data, titles
 that name the task and the splits.
@@ -119,6 +119,44 @@ def plot_grid(rows: dict[str, dict[str, dict[str, tuple[float, float]]]], splits
     fig.legend(handles, models, loc="lower right", fontsize=9, frameon=False)
     fig.suptitle("exact match per split: mean over seeds (band: min to max)")
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_by_labels(points: dict, splits: list[str], path) -> Path:
+    """Accuracy against the fraction F of labelled training examples: one panel per task and split, a line per
+    model (the mean over seeds, bars from min to max); a model trained without labels (the plain LLaMA) is a
+    dashed level. ``points[task][model][F][split] = [accuracy per seed]``; F = None for the level."""
+    plt = _pyplot()
+    tasks = list(points)
+    fs = sorted({f for t in tasks for m in points[t].values() for f in m if f is not None}, reverse=True)
+    fig, axes = plt.subplots(len(tasks), len(splits), figsize=(3.6 * len(splits), 2.6 * len(tasks)), dpi=100,
+                             squeeze=False)
+    models = list(dict.fromkeys(m for t in tasks for m in points[t]))
+    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    for row, task in enumerate(tasks):
+        for col, split in enumerate(splits):
+            ax = axes[row, col]
+            for model, by_f in points[task].items():
+                if None in by_f:  # no labels: the same model at every F
+                    accs = by_f[None].get(split)
+                    if accs:
+                        ax.axhline(sum(accs) / len(accs), color=colors[model], ls="--", lw=1)
+                    continue
+                xs = [i for i, f in enumerate(fs) if split in by_f.get(f, {})]
+                accs = [by_f[fs[i]][split] for i in xs]
+                mean = [sum(a) / len(a) for a in accs]
+                err = [[m - min(a) for m, a in zip(mean, accs)], [max(a) - m for m, a in zip(mean, accs)]]
+                ax.errorbar(xs, mean, yerr=err, marker="o", ms=3, capsize=2, color=colors[model])
+            ax.set_xticks(range(len(fs)), [f"{f:g}" for f in fs])
+            ax.set(ylim=(-0.03, 1.03), title=f"{task}: {split}", xlabel="F, fraction of examples labelled")
+            ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colors[m], marker="o", ms=3) for m in models]
+    fig.legend(handles, models, loc="lower center", ncol=min(4, len(models)), fontsize=9, frameon=False)
+    fig.suptitle("exact match against the fraction of labelled examples\nmean over seeds (bars: min to max)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return Path(path)

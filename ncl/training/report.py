@@ -6,8 +6,9 @@ seeds. ``augmented`` is the model as ``ncl train`` trains it by default: its hea
 alone. Two variants have columns of their own: ``augmented (answer grad)``, whose heads the answer's
 straight-through gradient reached too (``ncl train --answer-grad``), and ``augmented (no aux)``, trained without
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
-F < 1 of its examples (``--labels F``) is ``augmented (F=0.01)``, or ``augmented (F=0.01, labels only)`` without
-the answer's gradient to the heads (docs/labels.md).
+F < 1 of its examples (``--labels F``) is ``augmented (F=0.01)``, ``augmented (F=0.01, labels only)`` without
+the answer's gradient to the heads, or ``augmented (F=0.01, answer grad but not to write)`` without it to the
+heads named (docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
 ``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
@@ -17,10 +18,12 @@ The README's results table is this output for ``results/`` verbatim between the 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
 from ncl import storage
+from ncl.computer.config import ANSWER_GRAD_HEADS
 from ncl.tasks import ALL_SPLITS
 from ncl.tasks import names as task_names
 
@@ -36,11 +39,17 @@ def model_label(result: dict) -> str:
     examples."""
     labels = result.get("labels", 1.0)
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
-        return f"augmented (F={labels:g}{'' if result.get('answer_grad', True) else ', labels only'})"
+        heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
+        cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
+        how = ("" if not cut else f", answer grad but not to {' '.join(cut)}") \
+            if result.get("answer_grad", True) else ", labels only"
+        return f"augmented (F={labels:g}{how})"
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
     if result["model"] == "augmented" and result.get("answer_grad", True):
         return "augmented (answer grad)"
+    if result["model"] == "tooluse" and labels < 1:
+        return f"tooluse (F={labels:g})"
     return result["model"]
 
 
@@ -70,8 +79,16 @@ def aggregate(results: list[dict]) -> dict:
 
 
 def _models(table) -> list[str]:
+    """The columns present: :data:`MODEL_ORDER`'s, then the others, each beside its model, F falling."""
     present = {m for models in table.values() for m in models}
-    return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
+
+    def key(label: str):
+        base = label.split(" (")[0]
+        f = re.search(r"F=([0-9.]+)", label)
+        return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base,
+                -float(f.group(1)) if f else 1.0, label)
+
+    return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER), key=key)
 
 
 def markdown(results: list[dict]) -> str:
@@ -135,6 +152,46 @@ def plot_by_size(root, task: str, path, splits=None) -> Path:
         raise ValueError(f"no eval.json of task {task!r} under {root}")
     order = _models({task: {model_label(r): None for r in runs}})
     return plot_accuracy(sorted(runs, key=lambda r: (order.index(model_label(r)), r.get("seed") or 0)), path, splits)
+
+
+def labels_family(result: dict) -> tuple[str, float | None] | None:
+    """Where a run stands in :func:`plot_by_labels`: ``(model, F)``, F None for a model without interface labels
+    (the plain LLaMA), None for a run the figure leaves out (answers only, or the answer's gradient to some heads
+    only)."""
+    F = result.get("labels", 1.0)
+    if result["model"] == "llama":
+        return "llama", None
+    if result["model"] == "tooluse":
+        return "tooluse", F
+    if not result.get("aux"):
+        return None
+    if not result.get("answer_grad", True):
+        return "augmented, labels only", F
+    if tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS)) == ANSWER_GRAD_HEADS:
+        return "augmented, answer grad", F
+    return None
+
+
+def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
+    """Accuracy against the fraction F of labelled examples (``ncl train --labels F``), a panel per task and split
+    (:func:`ncl.training.plots.plot_by_labels`), from the runs under ``root`` (:func:`labels_family`). A split a
+    run lacks is the mean of its ``TASK/split`` ones (the ``mix`` task's ``ood_4x``: the mean over its tasks)."""
+    from ncl.training.plots import plot_by_labels as draw  # matplotlib: only when a figure is drawn
+
+    points = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for r in collect(root):
+        where = labels_family(r)
+        if where is not None:
+            for split in splits:
+                # a mix run has no split "ood_4x" of its own: the mean of its tasks' "TASK/ood_4x"
+                accs = [s["accuracy"] for name, s in r["splits"].items() if name == split or
+                        (split not in r["splits"] and name.endswith("/" + split))]
+                if accs:
+                    points[r["task"]][where[0]][where[1]][split].append(sum(accs) / len(accs))
+    if not points:
+        raise ValueError(f"no run under {root} to plot against F")
+    order = [t for t in task_names() if t in points] + sorted(set(points) - set(task_names()))
+    return draw({t: points[t] for t in order}, list(splits), path)
 
 
 def write_into(path, root) -> None:
