@@ -83,5 +83,5 @@ def backend_name(text: str) -> str:
     return text
 
 
-__all__ = ["ANSWER_GRAD_HEADS", "BACKENDS", "backend_name", "float_above", "fraction", "head_names", "int_at_least", "memory_size", "non_negative_float",
-           "non_negative_int", "positive_float", "positive_int"]
+__all__ = ["ANSWER_GRAD_HEADS", "BACKENDS", "backend_name", "float_above", "fraction", "head_names", "int_at_least",
+           "memory_size", "non_negative_float", "non_negative_int", "positive_float", "positive_int"]

@@ -107,7 +107,8 @@ def test_report_means_and_minima(tmp_path):
         report.write_into(doc, tmp_path)
 
 
-@pytest.mark.parametrize("doc, results", [("README.md", "results"), ("docs/language.md", "results-language")])
+@pytest.mark.parametrize("doc, results", [("README.md", "results"), ("docs/language.md", "results-language"),
+                                          ("docs/labels.md", "results-labels")])
 def test_the_docs_tables_are_what_ncl_report_prints(doc, results):
     results = ROOT / results
     if not any(results.rglob("eval.json")):

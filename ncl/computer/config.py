@@ -59,7 +59,7 @@ class ComputerConfig:
             the arguments and the program choice, and the answer's gradient trains the LLaMA and the readout.
         answer_grad_heads: with ``answer_grad``, the decisions it reaches (:data:`ANSWER_GRAD_HEADS`, default
             all); the others are constants to the answer's loss, as with ``answer_grad=False``
-            (docs/labels.md measures which ones the answer's gradient helps).
+            (docs/labels.md measures what it does on each).
         reader: how a token's tape value is read: ``"mlp"`` (a head maps the hidden state to a distribution over
             Z_n) or ``"digits"`` (heads say whether each token is a digit and which; a fixed base-10 recurrence
             ``acc ← 10·acc + digit`` on distributions over Z_n accumulates them, and a token's value is the

@@ -79,16 +79,17 @@ def aggregate(results: list[dict]) -> dict:
 
 
 def _models(table) -> list[str]:
-    """The columns present: :data:`MODEL_ORDER`'s, then the others, each beside its model, F falling."""
+    """The columns present, :data:`MODEL_ORDER`'s models each followed by its variants (``(F=…)``, F falling)."""
     present = {m for models in table.values() for m in models}
+    bases = list(dict.fromkeys(m.split(" (")[0] for m in MODEL_ORDER))
 
     def key(label: str):
         base = label.split(" (")[0]
         f = re.search(r"F=([0-9.]+)", label)
-        return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base,
-                -float(f.group(1)) if f else 1.0, label)
+        return (bases.index(base) if base in bases else len(bases), base,
+                -float(f.group(1)) if f else -1.0, MODEL_ORDER.index(label) if label in MODEL_ORDER else 0, label)
 
-    return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER), key=key)
+    return sorted(present, key=key)
 
 
 def markdown(results: list[dict]) -> str:
