@@ -173,11 +173,11 @@ def add_commands(sub) -> None:
                       help="the answer's straight-through gradient reaches the computer's heads too (through the "
                            "hard gates, values and program weights); the default with --aux 0 or --labels below 1, "
                            "where nothing else trains them on the examples without labels")
+    grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
+                      help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels 1")
     p.add_argument("--answer-grad-heads", type=head_names, default=None, metavar="H,H,...",
                    help="with the answer's gradient, the decisions it reaches (default: all of write, values, args, "
                         "program, read, pointers, halt); docs/labels.md")
-    grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
-                      help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels 1")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "

@@ -178,6 +178,15 @@ def test_tooluse_trains_with_scarce_labels(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines() if "loss" in x]
     assert len(lines) == 2 and all(0.0 <= x["reward"] <= 1.0 for x in lines if x["reward"] is not None)
     assert load_checkpoint(tmp_path / "t")["config"]["labels"] == 0.25
+    # a batch whose every example is labelled samples nothing (no REINFORCE term), and trains on
+    from ncl.training.reinforce import reinforce_loss, sample_calls
+
+    none = sample_calls(_tooluse_model(), tokenizer(), [], [], torch.Generator().manual_seed(0))
+    assert none.text == [] and reinforce_loss(_tooluse_model(), none).item() == 0.0
+    assert cli.main(["train", "--task", "long_add", "--model", "tooluse", "--out", str(tmp_path / "u"), *TINY,
+                     "--steps", "2", "--labels", "0.99"]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "u" / "metrics.jsonl").read_text().splitlines() if "loss" in x]
+    assert [x["reward"] for x in lines] == [None, None]
 
 
 def test_the_answer_reaches_only_the_heads_named():

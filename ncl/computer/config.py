@@ -172,6 +172,10 @@ class ComputerConfig:
             raise ValueError(f"ComputerConfig: symbol_tokens must hold the {len(TAPE_SYMBOLS)} ids that spell the "
                              "tape's symbols and needs writer='cells' and digit_tokens")
 
+    def answer_grad_to(self, head: str) -> bool:
+        """Whether the answer's gradient reaches ``head``'s decision (:data:`ANSWER_GRAD_HEADS`)."""
+        return self.answer_grad and head in self.answer_grad_heads
+
     def to_dict(self) -> dict:
         """Plain data (JSON-ready but for the ``digit_tokens`` tuple): the machine as a nested dict."""
         return asdict(self)

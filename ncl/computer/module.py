@@ -117,15 +117,11 @@ class NeuralComputer(nn.Module):
         nn.init.constant_(self.read_head.bias, -2.0)
 
     # --- heads ---------------------------------------------------------------------------------------------
-    def answer_grad(self, head: str) -> bool:
-        """Whether the answer's gradient reaches ``head``'s decision (``ComputerConfig.answer_grad_heads``)."""
-        return self.config.answer_grad and head in self.config.answer_grad_heads
-
     def _hard(self, soft: torch.Tensor, head: str) -> torch.Tensor:
-        return straight_through(soft, self.answer_grad(head)) if self.config.straight_through else soft
+        return straight_through(soft, self.config.answer_grad_to(head)) if self.config.straight_through else soft
 
     def _gate(self, p: torch.Tensor, head: str) -> torch.Tensor:
-        return straight_through_gate(p, self.answer_grad(head)) if self.config.straight_through else p
+        return straight_through_gate(p, self.config.answer_grad_to(head)) if self.config.straight_through else p
 
     def digit_values(self, digits: torch.Tensor) -> torch.Tensor:
         """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""
@@ -323,8 +319,8 @@ class NeuralComputer(nn.Module):
         logits = self.call_heads(h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
         pi = torch.softmax(logits.program, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, logits.pointers,
-                                 logits.halt, operands, cfg.machine.registers, self.answer_grad("pointers"),
-                                 self.answer_grad("halt"))
+                                 logits.halt, operands, cfg.machine.registers, cfg.answer_grad_to("pointers"),
+                                 cfg.answer_grad_to("halt"))
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
                                        chain.args, chain.call_steps, chain.segments.cells.argmax(-1),

@@ -61,7 +61,7 @@ def run_library(library, entries: torch.Tensor, config: ComputerConfig, pi: torc
     k = min(config.top_k, pi.shape[1])
     top_p, top_i = pi.topk(k, -1)
     weight = top_p / top_p.sum(-1, keepdim=True)  # exact mixture over the k candidates; gradient to π
-    if not (config.answer_grad and "program" in config.answer_grad_heads):
+    if not config.answer_grad_to("program"):
         weight = weight.detach()
     keep = (weight.detach() >= config.min_prob).flatten()
     keep[0::k] = True  # every sample runs its best candidate

@@ -41,7 +41,10 @@ class Samples:
 @torch.no_grad()
 def sample_calls(model, tok, prompts: list[str], answers: list[str], generator: torch.Generator) -> Samples:
     """Draw one call per prompt from ``model`` (a :class:`~ncl.augmented.PlainLlama`), run each on the VM and
-    score it against ``answers``."""
+    score it against ``answers``. No prompts (a batch whose every example is labelled): no samples."""
+    if not prompts:
+        empty = torch.zeros(0, 0, dtype=torch.long)
+        return Samples([], torch.zeros(0), empty, empty, empty)
     ids, mask = tok.encode_batch(prompts, add_bos=True, padding_side="left")
     was_training = model.training
     model.eval()
