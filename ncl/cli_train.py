@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "labels", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
+                 "labels", "search", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
                  "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
@@ -178,6 +178,10 @@ def add_commands(sub) -> None:
     p.add_argument("--answer-grad-heads", type=head_names, default=None, metavar="H,H,...",
                    help="with the answer's gradient, the decisions it reaches (default: all of write, values, args, "
                         "program, read, pointers, halt); docs/labels.md")
+    p.add_argument("--search-programs", dest="search", type=positive_int, nargs="?", const=3, default=None,
+                   metavar="M", help="with --labels below 1 on a chain of calls (mix): each call's M (3 if not "
+                                     "given) most likely other programs run on the machine, and those whose call "
+                                     "prints an unlabelled example's answer train the program heads; docs/labels.md")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "

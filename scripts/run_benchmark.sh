@@ -26,8 +26,9 @@
 # interface labels on a fraction F of the examples, the answer's gradient reaching the heads),
 # "augmented-labelsF-only" (--labels F --labels-only) or "augmented-labelsF-heads-H+H" (--labels F
 # --answer-grad-heads H,H), as in docs/labels.md; all train the same steps. "tooluse-labelsF" is the tool-use
-# baseline with --labels F (REINFORCE on the examples without a labelled call). The baselines' time is that of the
-# "augmented" runs, or BASELINE_TIME seconds when that is set.
+# baseline with --labels F (REINFORCE on the examples without a labelled call). A suffix "-search[M]" adds
+# --search-programs [M] (mix: the programs that print an unlabelled example's answer train the program heads).
+# The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,10 +62,11 @@ one() {  # task model seed
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
   local labels=()
-  if [[ "$model" =~ ^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?$ ]]; then
+  if [[ "$model" =~ ^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?$ ]]; then
     labels=(--labels "${BASH_REMATCH[2]}")
     if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); fi
     if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
+    if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]}); fi
     model=${BASH_REMATCH[1]}
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"

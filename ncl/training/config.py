@@ -38,7 +38,9 @@ class TrainConfig:
     labels (chosen once per prompt by the seed: :mod:`ncl.training.labels`); the others train from their answer
     alone, so F < 1 is only useful with ``computer.answer_grad`` (else nothing else trains the heads on them).
     The tool-use baseline's label is its call: with F < 1 the others train it by REINFORCE on the answer
-    (:mod:`ncl.training.reinforce`).
+    (:mod:`ncl.training.reinforce`). ``search`` = M > 0 (a chain of calls, F < 1): the programs whose call
+    prints an unlabelled example's answer, found by running each call's M most likely other programs on the
+    machine, train the program heads (:mod:`ncl.training.search`).
 
     ``schedule`` says what the learning rate's cosine decays over: ``"steps"`` (``steps`` optimizer steps; the
     time limit is a safety stop) or ``"time"`` (the ``time_limit`` seconds of training, which then end the run;
@@ -79,6 +81,7 @@ class TrainConfig:
     clip: float = 1.0
     aux: float = 1.0
     labels: float = 1.0
+    search: int = 0
     computer: ComputerConfig = field(default_factory=default_computer)
     numbers: str = "tokens"
     train_max_steps: int = 0
@@ -115,6 +118,12 @@ class TrainConfig:
             raise ValueError(f"labels must be a fraction in [0, 1], got {self.labels}")
         if self.labels < 1 and self.model == "llama":
             raise ValueError("labels < 1: the plain LLaMA trains on answers alone, it has no interface labels")
+        if self.search < 0:
+            raise ValueError(f"search must be >= 0 (0: no search), got {self.search}")
+        if self.search and (self.model != "augmented" or self.labels == 1
+                            or not getattr(task_registry.get(self.task), "calls", 0)):
+            raise ValueError("search: searches the programs of a chain of calls (an augmented model on a task with "
+                             "calls, e.g. mix) for the examples without labels (labels < 1)")
         if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
             raise ValueError("aux=0 or labels=0 needs computer.answer_grad=True (ncl train --aux 0 and --labels 0 "
                              "set it): with answer_grad=False (the default) nothing else trains the heads")

@@ -86,7 +86,7 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
 
 def _header(cfg, ckpt, model) -> dict:
     return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "labels": cfg.labels,
-            "answer_grad": cfg.computer.answer_grad, "answer_grad_heads": list(cfg.computer.answer_grad_heads),
+            "search": cfg.search, "answer_grad": cfg.computer.answer_grad, "answer_grad_heads": list(cfg.computer.answer_grad_heads),
             "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
@@ -96,7 +96,7 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
     """Evaluate the checkpoint in ``run_dir`` on ``count`` examples of each of its task's evaluation splits
     (``splits``: a subset); the result is also written to ``run_dir/eval.json``.
 
-    Returns ``{"task", "model", "seed", "aux", "labels", "train_steps", "train_time_s", "params", "splits": {split:
+    Returns ``{"task", "model", "seed", "aux", "labels", "search", "train_steps", "train_time_s", "params", "splits": {split:
     {...}}}``.
     """
     if threads:

@@ -37,6 +37,7 @@ from ncl.training.factory import build_model, resolve_numbers
 from ncl.training.labels import drop_labels, labelled
 from ncl.training.losses import aux_loss
 from ncl.training.reinforce import reinforce_loss, sample_calls
+from ncl.training.search import search_loss, search_programs
 
 METRICS = "metrics.jsonl"
 
@@ -136,7 +137,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         examples = batch_for_step(task, cfg, step, rank)
         encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls, slots=slots,
                          cue_focus=cue_focus)
-        samples = None
+        samples = search = None
         if cfg.labels < 1:
             keep = labelled(examples, cfg.seed, cfg.labels)
             if cfg.model == "tooluse":  # its label is the call text; the other examples train by REINFORCE
@@ -146,10 +147,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                                        _generator(cfg, rank, step))
             else:
                 encoded = drop_labels(encoded, keep)
+                if cfg.search > 0:
+                    search = ([e.answer for e in examples], ~keep)
         batch = {k: v.to(device) for k, v in encoded.items()}
-        loss, lm, aux, norm, finite, comp = train_step(model, module, optimizer, batch, cfg,
-                                                       agree=_all_ranks_agree(dist, device) if ddp else None,
-                                                       samples=samples)
+        loss, lm, aux, norm, finite, comp, found = train_step(model, module, optimizer, batch, cfg,
+                                                              agree=_all_ranks_agree(dist, device) if ddp else None,
+                                                              samples=samples, search=search)
         step += 1
         if bar is not None:
             bar.update(1)
@@ -160,6 +163,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                     "elapsed": round(time.time() - start_time, 2)}
             if samples is not None:
                 last["reward"] = samples.reward.mean().item() if len(samples.text) else None
+            if found is not None:  # of the examples without labels: answered right, and repaired by a search
+                unlabelled = max(1, int(search[1].sum()))
+                last["search_right"] = int(found.own.sum()) / unlabelled
+                last["search_repaired"] = int(found.matches.any(-1).any(-1)[found.searched].sum()) / unlabelled
             if comp is not None:
                 last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
                             run_steps=comp.run_steps)
@@ -188,17 +195,19 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     return last
 
 
-def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None, samples=None):
+def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None, samples=None,
+               search=None):
     """One optimizer step of ``model`` (``module``: the model itself, under DDP its wrapped module) on an
     encoded ``batch`` (:func:`~ncl.training.encode`): forward, the LM and auxiliary losses, backward, global
     gradient clipping, and the update unless the gradient norm is not finite. ``samples``: the tool-use
     baseline's sampled calls (:func:`~ncl.training.reinforce.sample_calls`), whose REINFORCE loss is added; the
-    LM loss of a batch with no labelled row is then 0.
+    LM loss of a batch with no labelled row is then 0. ``search``: ``(answers, rows (B,) bool)``, the rows whose
+    programs are searched and their answer texts (:mod:`ncl.training.search`), whose loss is added.
 
     ``agree(finite) -> bool``: makes every DDP rank take the same decision. ``clock(name)``: a context manager
     timing the sections ``"forward"``, ``"backward"`` and ``"optimizer"`` (``ncl bench train``).
 
-    Returns ``(loss, lm, aux, norm, finite, computer output or None)``.
+    Returns ``(loss, lm, aux, norm, finite, computer output or None, SearchResult or None)``.
     """
     section = clock or _untimed
     with section("forward"):
@@ -209,6 +218,11 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         loss = lm + cfg.aux * aux
         if samples is not None:
             loss = loss + reinforce_loss(module, samples)
+        found = None
+        if search is not None:
+            chain = comp.heads.prompt.chain
+            found = search_programs(module.computer, chain, comp.heads.mem, *search, top=cfg.search)
+            loss = loss + search_loss(chain.pi, found.matches)
     with section("backward"):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -218,7 +232,7 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         finite = torch.isfinite(norm) if agree is None else agree(torch.isfinite(norm))
         if bool(finite):
             optimizer.step()
-    return loss, lm, aux, norm, finite, comp
+    return loss, lm, aux, norm, finite, comp, found
 
 
 def _generator(cfg: TrainConfig, rank: int, step: int) -> torch.Generator:

@@ -8,7 +8,8 @@ straight-through gradient reached too (``ncl train --answer-grad``), and ``augme
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
 F < 1 of its examples (``--labels F``) is ``augmented (F=0.01)``, ``augmented (F=0.01, labels only)`` without
 the answer's gradient to the heads, or ``augmented (F=0.01, answer grad but not to write)`` without it to the
-heads named (docs/labels.md).
+heads named; ``+ program search`` when the programs that print an unlabelled example's answer trained the
+program heads (``--search-programs``; docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
 ``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
@@ -36,14 +37,15 @@ def model_label(result: dict) -> str:
     """The table column of a run: its model, with ``(no aux)`` for an augmented run without auxiliary labels and
     ``(answer grad)`` for one whose heads the answer's gradient reached as well as the labels (eval.json files
     that predate ``answer_grad`` had it); ``(F=…)`` for one trained with labels on a fraction F < 1 of its
-    examples."""
+    examples (``+ program search`` with ``--search-programs``)."""
     labels = result.get("labels", 1.0)
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
         heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
         cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
         how = ("" if not cut else f", answer grad but not to {' '.join(cut)}") \
             if result.get("answer_grad", True) else ", labels only"
-        return f"augmented (F={labels:g}{how})"
+        search = " + program search" if result.get("search") else ""
+        return f"augmented (F={labels:g}{how}{search})"
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
     if result["model"] == "augmented" and result.get("answer_grad", True):
@@ -167,8 +169,8 @@ def labels_family(result: dict) -> tuple[str, float | None] | None:
     if not result.get("aux"):
         return None
     if not result.get("answer_grad", True):
-        return "augmented, labels only", F
-    if tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS)) == ANSWER_GRAD_HEADS:
+        return "augmented, labels only" + (" + program search" if result.get("search") else ""), F
+    if tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS)) == ANSWER_GRAD_HEADS and not result.get("search"):
         return "augmented, answer grad", F
     return None
 

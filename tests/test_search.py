@@ -1,0 +1,133 @@
+"""The program search (ncl.training.search): on chains whose heads choose composed problems' gold calls, a call
+given a wrong program is repaired by the programs whose answer is the example's, the rows not searched get no
+targets, and the loss is the marginal likelihood of the programs that match."""
+
+import pytest
+import torch
+
+from ncl.computer import DEFAULT_MACHINE
+from ncl.computer.calls import run_chain
+from ncl.computer.outputs import ChainHeads
+from ncl.tasks import compose
+from ncl.training.search import answer_texts, search_loss, search_programs
+
+from _chain_support import computer, gold_heads, prompt_tape, runner  # noqa: F401 (a fixture)
+
+
+def chain_heads(computer, problems, K, wrong=None):
+    """The chain of the problems' gold calls, with call ``wrong[b]`` of row b given another program."""
+    pi, ptr, halt = gold_heads(problems, computer.program_names, K)
+    if wrong is not None:
+        for b, k in enumerate(wrong):
+            gold = int(pi[b, k].argmax())
+            pi[b, k] = 1e-6  # most mass on the next program, the gold one second
+            pi[b, k, (gold + 1) % pi.shape[-1]], pi[b, k, gold] = 0.7, 0.3
+    with torch.no_grad():
+        out = run_chain(runner(computer), pi, ptr, halt, prompt_tape(problems), DEFAULT_MACHINE.registers)
+    heads = ChainHeads(pi, out.pointers, halt, None, out.calls, out.program, out.args, out.call_steps,
+                       out.segments.cells.argmax(-1), out.segments.length, None)
+    return heads, out.mem
+
+
+def problems_with(calls, count):
+    return [e for e in compose.generate("train", count=60, seed=4) if len(e.calls) == calls][:count]
+
+
+def test_gold_chains_match_their_own_programs_without_a_search(computer):
+    problems = problems_with(1, 2) + problems_with(2, 2)
+    heads, mem = chain_heads(computer, problems, 2)
+    answers = [e.answer for e in problems]
+    assert answer_texts(mem) == answers
+    res = search_programs(computer, heads, mem, answers, torch.ones(4, dtype=torch.bool))
+    assert res.own.all() and not res.searched.any() and res.runs == 0
+    for b, e in enumerate(problems):
+        for k, call in enumerate(e.calls):
+            assert res.matches[b, k, computer.program_names.index(call.program)]
+        assert int(res.matches[b].sum()) == len(e.calls)  # the calls not run have no targets
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_a_wrong_program_is_repaired_by_the_gold_one(computer, calls):
+    problems = problems_with(calls, 3)
+    wrong = [calls - 1] * 3 if calls == 1 else [0, 1, 0]
+    heads, mem = chain_heads(computer, problems, 2, wrong)
+    answers = [e.answer for e in problems]
+    assert all(t != a for t, a in zip(answer_texts(mem), answers)), "the wrong programs should change the answers"
+    rows = torch.tensor([True, True, False])
+    res = search_programs(computer, heads, mem, answers, rows)
+    assert not res.own.any() and res.searched.tolist() == [True, True, False]
+    P = len(computer.program_names)
+    assert res.runs == 2 * calls * (P - 1)  # every other program at every call of the rows searched
+    for b in range(2):
+        k = wrong[b]
+        gold = computer.program_names.index(problems[b].calls[k].program)
+        assert res.matches[b, k, gold]
+        # the gold program repairs the chain; no other program of the wrong call's row reproduces its answer
+        # at another call, since the wrong call is still wrong there
+        assert not res.matches[b, [j for j in range(2) if j != k]].any()
+    assert not res.matches[2].any()
+    top = search_programs(computer, heads, mem, answers, rows, top=1)
+    assert top.runs == 2 * calls  # the most likely other program is the gold one
+    assert top.matches[:2].sum() == 2 and top.matches[torch.arange(2), wrong[:2]].any(-1).all()
+
+
+def test_search_loss_is_the_marginal_likelihood_of_the_matching_programs():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 5, dtype=torch.double, requires_grad=True)
+    pi = logits.softmax(-1)
+    matches = torch.zeros(3, 2, 5, dtype=torch.bool)
+    matches[0, 0, [1, 3]] = True
+    matches[2, 1, 4] = True
+    loss = search_loss(pi, matches)
+    want = -(torch.log(pi[0, 0, 1] + pi[0, 0, 3]) + torch.log(pi[2, 1, 4])) / 2
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    assert logits.grad[0, 0, 1] < 0 and logits.grad[0, 0, 3] < 0 and logits.grad[2, 1, 4] < 0  # pushed up
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 1].abs().sum() == 0  # no match, no target
+    assert search_loss(pi, torch.zeros_like(matches)) == 0
+
+
+def test_inputs_are_checked(computer):
+    problems = problems_with(1, 2)
+    heads, mem = chain_heads(computer, problems, 2)
+    with pytest.raises(ValueError, match="answers"):
+        search_programs(computer, heads, mem, ["1"], torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="rows"):
+        search_programs(computer, heads, mem, ["1", "2"], torch.ones(2))
+
+
+def test_options():
+    from ncl.training import TrainConfig
+
+    for bad, match in ((dict(task="long_add", labels=0.1, search=3), "search: searches the programs of a chain"),
+                       (dict(task="mix", labels=1.0, search=3), "search: searches"),
+                       (dict(task="mix", model="tooluse", labels=0.1, search=3), "search: searches"),
+                       (dict(task="mix", labels=0.1, search=-1), "search must be >= 0")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad).validate()
+    TrainConfig(task="mix", labels=0.1, search=3).validate()
+
+
+def test_a_run_searches_the_unlabelled_examples(tmp_path):
+    """``ncl train --search-programs`` on mix: the metrics say how many unlabelled examples the model answered
+    and how many a search repaired; eval.json and the report name the search."""
+    import json
+
+    from ncl import cli
+    from ncl.training import evaluate_run, load_checkpoint
+    from ncl.training.report import labels_family, model_label
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", "mix", "--out", str(out), "--layers", "2", "--split", "1", "--batch-size",
+                     "4", "--threads", "1", "--quiet", "--log-every", "1", "--steps", "3", "--labels", "0.1",
+                     "--labels-only", "--search-programs", "2"]) == 0
+    assert load_checkpoint(out)["config"]["search"] == 2
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "loss" in x]
+    assert len(lines) == 3
+    for line in lines:
+        assert 0 <= line["search_right"] <= 1 and 0 <= line["search_repaired"] <= 1
+        assert line["search_right"] + line["search_repaired"] <= 1
+    result = evaluate_run(out, count=2, splits=["test"], threads=1)
+    assert result["search"] == 2
+    assert model_label(result) == "augmented (F=0.1, labels only + program search)"
+    assert labels_family(result) == ("augmented, labels only + program search", 0.1)
