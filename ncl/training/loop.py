@@ -166,7 +166,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             if found is not None:  # of the examples without labels: answered right, and repaired by a search
                 unlabelled = max(1, int(search[1].sum()))
                 last["search_right"] = int(found.own.sum()) / unlabelled
-                last["search_repaired"] = int(found.matches.any(-1).any(-1)[found.searched].sum()) / unlabelled
+                last["search_repaired"] = int((found.matches.any(-1).any(-1) & ~found.own).sum()) / unlabelled
             if comp is not None:
                 last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
                             run_steps=comp.run_steps)

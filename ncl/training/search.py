@@ -6,7 +6,10 @@ choose. For a training example without labels the answer text is all there is. T
 for each call k the row ran and each program p, run the row's chain again with call k's program replaced by p
 (the other calls, the pointers and the halting as the model chose them) and read the answer off the halting
 call's tape (:func:`ncl.library.symbols.text`). ``matches[b, k, p]`` is whether that answer is the example's.
-The row's own chain counts too: when it prints the answer, each call's own program matches.
+The row's own chain counts too: when it prints the answer, each call's own program matches. A row whose chain
+is right is searched all the same: a program can print the right answer for the wrong reason (``reachable``
+prints 1, the distance of most ``shortest_path`` problems), and only the other programs that match keep such a
+spurious one from being the sole target (as in semantic parsing, where a search finds every consistent program).
 
 The loss is the answer's marginal likelihood over the programs with the executor exact, the answer 1 when it is
 printed and 0 otherwise (the "maximum marginal likelihood" of semantic parsing with a deterministic executor):
@@ -35,11 +38,10 @@ from ncl.library.symbols import text
 
 class SearchResult(NamedTuple):
     """What :func:`search_programs` found: ``matches (B,K,P)`` bool, ``own (B,)`` bool (the row's own chain
-    prints the answer), ``searched (B,)`` bool (rows searched) and ``runs`` (int: the candidate chains run)."""
+    prints the answer) and ``runs`` (int: the candidate chains run)."""
 
     matches: torch.Tensor
     own: torch.Tensor
-    searched: torch.Tensor
     runs: int
 
 
@@ -78,11 +80,10 @@ def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows
     matches = torch.zeros(B, K, P, dtype=torch.bool, device=dev)
     chosen = program.clamp_min(0)
     matches.scatter_(2, chosen[..., None], (own[:, None] & ran)[..., None])
-    searched = rows & ~own  # a row whose chain is right needs no search
     # the candidates: (row, call, program) for each call the row ran, each program but its own (or the top ones)
     others = pi.masked_fill(F.one_hot(chosen, P).bool(), -1.0)
     order = others.argsort(-1, descending=True)[..., :P - 1 if top is None else min(top, P - 1)]  # (B, K, M)
-    cand = (searched[:, None] & ran)[..., None].expand_as(order)
+    cand = (rows[:, None] & ran)[..., None].expand_as(order)
     b, k, m = cand.nonzero(as_tuple=True)
     p = order[b, k, m]
     if len(b):
@@ -92,7 +93,7 @@ def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows
         right = torch.tensor([t == answers[i] for t, i in zip(answer_texts(out.mem), b.tolist())],
                              dtype=torch.bool, device=dev)
         matches[b[right], k[right], p[right]] = True
-    return SearchResult(matches, own, searched, len(b))
+    return SearchResult(matches, own, len(b))
 
 
 def _rerun(computer, chain, src: torch.Tensor, pi: torch.Tensor, max_steps: int | None) -> calls_.ChainOutput:
