@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "labels", "search", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule", "threads",
-                 "train_max_steps"):
+                 "labels", "search", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule",
+                 "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -41,8 +41,11 @@ def _train(args: argparse.Namespace) -> int:
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "answer_grad_heads", "call_read")}
-    if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels < 1):  # the answer trains the heads
+    if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
+    if args.search is None and 0 < cfg.labels < 1 and cfg.model == "augmented" and \
+            getattr(get_task(cfg.task), "calls", 0):  # a chain's programs: searched by default (docs/labels.md)
+        cfg.search = SEARCH_CANDIDATES
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -124,6 +127,10 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How many other programs per call ``--search-programs`` tries when no number is given, and on a chain of calls
+#: with ``--labels`` in (0, 1) by default (docs/labels.md measured it).
+SEARCH_CANDIDATES = 3
+
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
 #: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
 TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
@@ -166,22 +173,25 @@ def add_commands(sub) -> None:
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--labels", type=fraction, default=None, metavar="F",
                    help="the fraction of training examples that carry the interface labels, chosen once per prompt "
-                        "by the seed; the others train from their answers alone (so F < 1 sets --answer-grad "
-                        "unless --labels-only is given)")
+                        "by the seed; the others train from their answers alone (F = 0 sets --answer-grad, and on "
+                        "a chain of calls F below 1 sets --search-programs; docs/labels.md)")
     grad = p.add_mutually_exclusive_group()
     grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
                       help="the answer's straight-through gradient reaches the computer's heads too (through the "
-                           "hard gates, values and program weights); the default with --aux 0 or --labels below 1, "
-                           "where nothing else trains them on the examples without labels")
+                           "hard gates, values and program weights); the default with --aux 0 or --labels 0, "
+                           "where nothing else trains them")
     grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
-                      help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels 1")
+                      help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels "
+                           "above 0")
     p.add_argument("--answer-grad-heads", type=head_names, default=None, metavar="H,H,...",
                    help="with the answer's gradient, the decisions it reaches (default: all of write, values, args, "
                         "program, read, pointers, halt); docs/labels.md")
-    p.add_argument("--search-programs", dest="search", type=positive_int, nargs="?", const=3, default=None,
-                   metavar="M", help="with --labels below 1 on a chain of calls (mix): each call's M (3 if not "
-                                     "given) most likely other programs run on the machine, and those whose call "
-                                     "prints an unlabelled example's answer train the program heads; docs/labels.md")
+    p.add_argument("--search-programs", dest="search", type=non_negative_int, nargs="?", const=SEARCH_CANDIDATES,
+                   default=None, metavar="M",
+                   help=f"with --labels below 1 on a chain of calls (mix): each call's M ({SEARCH_CANDIDATES} if not "
+                        f"given) most likely other programs run on the machine, and those whose chain prints an "
+                        f"unlabelled example's answer train the program heads; the default there with --labels above "
+                        f"0 (0: no search); docs/labels.md")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "

@@ -22,12 +22,13 @@
 #
 # "augmented" is the default command (its heads learn from the labels alone, so the machine runs without a
 # backward). MODELS may also hold "augmented-answergrad": with --answer-grad (the answer's gradient reaches the
-# heads too), "augmented-noaux": with --aux 0 (answers only), and "augmented-labelsF": with --labels F (the
-# interface labels on a fraction F of the examples, the answer's gradient reaching the heads),
+# heads too), "augmented-noaux": with --aux 0 (answers only), and "augmented-labelsF": with --labels F
+# --answer-grad (the interface labels on a fraction F of the examples, the answer's gradient reaching the heads),
 # "augmented-labelsF-only" (--labels F --labels-only) or "augmented-labelsF-heads-H+H" (--labels F
-# --answer-grad-heads H,H), as in docs/labels.md; all train the same steps. "tooluse-labelsF" is the tool-use
-# baseline with --labels F (REINFORCE on the examples without a labelled call). A suffix "-search[M]" adds
-# --search-programs [M] (mix: the programs that print an unlabelled example's answer train the program heads).
+# --answer-grad-heads H,H), as in docs/labels.md; each with --search-programs 0 unless it ends in "-search[M]"
+# (--search-programs M, default 3: on mix, the programs that print an unlabelled example's answer train the
+# program heads). All train the same steps. "tooluse-labelsF" is the tool-use baseline with --labels F
+# (REINFORCE on the examples without a labelled call).
 # The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
@@ -64,10 +65,13 @@ one() {  # task model seed
   local labels=()
   if [[ "$model" =~ ^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?$ ]]; then
     labels=(--labels "${BASH_REMATCH[2]}")
-    if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); fi
-    if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
-    if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]}); fi
     model=${BASH_REMATCH[1]}
+    if [ "$model" = augmented ]; then  # each option spelled out: the names keep their meaning if defaults move
+      if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); else labels+=(--answer-grad); fi
+      if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
+      if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]:-3}); \
+        else labels+=(--search-programs 0); fi
+    fi
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"
   if [ -f "$dest/eval.json" ]; then echo "skip $dest (exists)"; return; fi

@@ -233,7 +233,7 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
     from ncl.training import report
 
     assert report.model_label(_result()) == "augmented"
-    assert report.model_label(_result(labels=0.01, answer_grad=True)) == "augmented (F=0.01)"
+    assert report.model_label(_result(labels=0.01, answer_grad=True)) == "augmented (F=0.01, answer grad)"
     assert report.model_label(_result(labels=0.01)) == "augmented (F=0.01, labels only)"
     assert report.model_label(_result(labels=0.01, answer_grad=True, heads=("values", "args", "read"))) == \
         "augmented (F=0.01, answer grad but not to write program pointers halt)"

@@ -36,7 +36,7 @@ class TrainConfig:
     program, arguments, tape gates and values, read gates: what the task knows the machine should receive);
     0 trains from the answer text alone. ``labels`` is the fraction F of the training examples that carry those
     labels (chosen once per prompt by the seed: :mod:`ncl.training.labels`); the others train from their answer
-    alone, so F < 1 is only useful with ``computer.answer_grad`` (else nothing else trains the heads on them).
+    alone: the LLaMA and the readout always, the heads with ``computer.answer_grad`` (needed at F = 0).
     The tool-use baseline's label is its call: with F < 1 the others train it by REINFORCE on the answer
     (:mod:`ncl.training.reinforce`). ``search`` = M > 0 (a chain of calls, F < 1): the programs whose call
     prints an unlabelled example's answer, found by running each call's M most likely other programs on the

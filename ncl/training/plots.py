@@ -153,7 +153,7 @@ def plot_by_labels(points: dict, splits: list[str], path) -> Path:
             ax.set(ylim=(-0.03, 1.03), title=f"{task}: {split}", xlabel="F, fraction of examples labelled")
             ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=colors[m], marker="o", ms=3) for m in models]
-    fig.legend(handles, models, loc="lower center", ncol=min(4, len(models)), fontsize=9, frameon=False)
+    fig.legend(handles, models, loc="lower center", ncol=min(3, len(models)), fontsize=9, frameon=False)
     fig.suptitle("exact match against the fraction of labelled examples\nmean over seeds (bars: min to max)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -6,10 +6,10 @@ seeds. ``augmented`` is the model as ``ncl train`` trains it by default: its hea
 alone. Two variants have columns of their own: ``augmented (answer grad)``, whose heads the answer's
 straight-through gradient reached too (``ncl train --answer-grad``), and ``augmented (no aux)``, trained without
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
-F < 1 of its examples (``--labels F``) is ``augmented (F=0.01)``, ``augmented (F=0.01, labels only)`` without
-the answer's gradient to the heads, or ``augmented (F=0.01, answer grad but not to write)`` without it to the
-heads named; ``+ program search`` when the programs that print an unlabelled example's answer trained the
-program heads (``--search-programs``; docs/labels.md).
+F < 1 of its examples (``--labels F``) is ``augmented (F=0.01, answer grad)`` with the answer's gradient to the
+heads, ``augmented (F=0.01, labels only)`` without, or ``augmented (F=0.01, answer grad but not to write)``
+without it to the heads named; ``+ program search`` when the programs that print an unlabelled example's answer
+trained the program heads (``--search-programs``; docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
 ``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
@@ -42,7 +42,7 @@ def model_label(result: dict) -> str:
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
         heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
         cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
-        how = ("" if not cut else f", answer grad but not to {' '.join(cut)}") \
+        how = (", answer grad" if not cut else f", answer grad but not to {' '.join(cut)}") \
             if result.get("answer_grad", True) else ", labels only"
         search = " + program search" if result.get("search") else ""
         return f"augmented (F={labels:g}{how}{search})"
@@ -88,8 +88,10 @@ def _models(table) -> list[str]:
     def key(label: str):
         base = label.split(" (")[0]
         f = re.search(r"F=([0-9.]+)", label)
+        # the variants of one F by name, a name before its longer forms ("answer grad" before "answer grad but ...")
         return (bases.index(base) if base in bases else len(bases), base,
-                -float(f.group(1)) if f else -1.0, MODEL_ORDER.index(label) if label in MODEL_ORDER else 0, label)
+                -float(f.group(1)) if f else -1.0, MODEL_ORDER.index(label) if label in MODEL_ORDER else 0,
+                label.rstrip(")"))
 
     return sorted(present, key=key)
 
