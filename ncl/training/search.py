@@ -16,8 +16,8 @@ printed and 0 otherwise (the "maximum marginal likelihood" of semantic parsing w
 
     L = −mean_{(b,k): some p matches} log Σ_{p matches} π_{b,k,p}
 
-so every program that prints the answer (``sort`` and ``merge_sort`` both sort) shares the target, and a call
-whose row no single-program change repairs (a wrong operand, a wrong halt) adds nothing. Unlike the answer's
+so every program that prints the answer (``list_sort`` and ``merge_sort`` both sort) shares the target, and a
+call whose row no single-program change repairs (a wrong operand, a wrong halt) adds nothing. Unlike the answer's
 straight-through gradient (docs/labels.md), it asks which program's answer is right, not which blend of tapes
 reads better. It is a search, not a gradient: a tool-use model could be given the same one (the VM running its
 candidate calls); the machine's part is that the candidates run as one batch.
