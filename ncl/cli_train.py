@@ -43,9 +43,13 @@ def _train(args: argparse.Namespace) -> int:
                                                        "answer_grad_heads", "call_read")}
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
-    if args.search is None and 0 < cfg.labels < 1 and cfg.model == "augmented" and \
-            getattr(get_task(cfg.task), "calls", 0):  # a chain's programs: searched by default (docs/labels.md)
-        cfg.search = SEARCH_CANDIDATES
+    if 0 < cfg.labels < 1 and cfg.model == "augmented" and getattr(get_task(cfg.task), "calls", 0):
+        # a chain with scarce labels: its programs searched, the answer's gradient to the read gates alone, which
+        # docs/labels.md measured best; a single call's heads train on the labels alone
+        if args.search is None:
+            cfg.search = SEARCH_CANDIDATES
+        if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
+            computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -173,8 +177,9 @@ def add_commands(sub) -> None:
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--labels", type=fraction, default=None, metavar="F",
                    help="the fraction of training examples that carry the interface labels, chosen once per prompt "
-                        "by the seed; the others train from their answers alone (F = 0 sets --answer-grad, and on "
-                        "a chain of calls F below 1 sets --search-programs; docs/labels.md)")
+                        "by the seed; the others train from their answers alone (F = 0 sets --answer-grad; on a "
+                        "chain of calls F below 1 sets --search-programs and --answer-grad-heads read; "
+                        "docs/labels.md)")
     grad = p.add_mutually_exclusive_group()
     grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
                       help="the answer's straight-through gradient reaches the computer's heads too (through the "
@@ -182,7 +187,7 @@ def add_commands(sub) -> None:
                            "where nothing else trains them")
     grad.add_argument("--labels-only", dest="answer_grad", action="store_const", const=False, default=None,
                       help="the heads train on the auxiliary labels alone: the default when --aux > 0 and --labels "
-                           "above 0")
+                           "above 0 (but a chain's read gates, below 1)")
     p.add_argument("--answer-grad-heads", type=head_names, default=None, metavar="H,H,...",
                    help="with the answer's gradient, the decisions it reaches (default: all of write, values, args, "
                         "program, read, pointers, halt); docs/labels.md")

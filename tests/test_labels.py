@@ -237,6 +237,8 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
     assert report.model_label(_result(labels=0.01)) == "augmented (F=0.01, labels only)"
     assert report.model_label(_result(labels=0.01, answer_grad=True, heads=("values", "args", "read"))) == \
         "augmented (F=0.01, answer grad but not to write program pointers halt)"
+    assert report.model_label(_result(labels=0.01, answer_grad=True, heads=("read",))) == \
+        "augmented (F=0.01, answer grad to read)"
     assert report.model_label(_result(model="tooluse", labels=0.1)) == "tooluse (F=0.1)"
     assert report.labels_family(_result(labels=0.1, answer_grad=True)) == ("augmented, answer grad", 0.1)
     assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read",))) is None

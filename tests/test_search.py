@@ -143,19 +143,23 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
 
 
 def test_the_defaults_with_scarce_labels(tmp_path):
-    """Between 0 and 1 the heads train on the labels alone (docs/labels.md measured the answer's gradient
-    harming), and a chain's programs are searched; at F = 0 only the answer's gradient is left."""
+    """Between 0 and 1 a single call's heads train on the labels alone (docs/labels.md measured the answer's
+    gradient harming), and a chain's programs are searched, the answer's gradient reaching its read gates alone;
+    at F = 0 only the answer's gradient is left."""
     from ncl import cli
     from ncl.cli_train import SEARCH_CANDIDATES
+    from ncl.computer.config import ANSWER_GRAD_HEADS
     from ncl.training import load_checkpoint
 
     tiny = ["--layers", "2", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet", "--steps", "1"]
-    for name, task, extra, search, answer_grad in (("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, False),
-                                                   ("off", "mix", ["--labels", "0.5", "--search-programs", "0"], 0,
-                                                    False),
-                                                   ("sort", "sort", ["--labels", "0.5"], 0, False),
-                                                   ("zero", "sort", ["--labels", "0"], 0, True),
-                                                   ("all", "mix", [], 0, False)):
+    every = list(ANSWER_GRAD_HEADS)
+    for name, task, extra, search, answer_grad, heads in (
+            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"]),
+            ("off", "mix", ["--labels", "0.5", "--search-programs", "0", "--labels-only"], 0, False, every),
+            ("sort", "sort", ["--labels", "0.5"], 0, False, every),
+            ("zero", "sort", ["--labels", "0"], 0, True, every),
+            ("all", "mix", [], 0, False, every)):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]
-        assert (cfg["search"], cfg["computer"]["answer_grad"]) == (search, answer_grad), name
+        got = (cfg["search"], cfg["computer"]["answer_grad"], list(cfg["computer"]["answer_grad_heads"]))
+        assert got == (search, answer_grad, heads), name

@@ -8,7 +8,7 @@ straight-through gradient reached too (``ncl train --answer-grad``), and ``augme
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
 F < 1 of its examples (``--labels F``) is ``augmented (F=0.01, answer grad)`` with the answer's gradient to the
 heads, ``augmented (F=0.01, labels only)`` without, or ``augmented (F=0.01, answer grad but not to write)``
-without it to the heads named; ``+ program search`` when the programs that print an unlabelled example's answer
+without it to the heads named (``answer grad to read`` when it reaches one); ``+ program search`` when the programs that print an unlabelled example's answer
 trained the program heads (``--search-programs``; docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
@@ -42,8 +42,9 @@ def model_label(result: dict) -> str:
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
         heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
         cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
-        how = (", answer grad" if not cut else f", answer grad but not to {' '.join(cut)}") \
-            if result.get("answer_grad", True) else ", labels only"
+        reach = ", answer grad" if not cut else f", answer grad to {heads[0]}" if len(heads) == 1 else \
+            f", answer grad but not to {' '.join(cut)}"
+        how = reach if result.get("answer_grad", True) else ", labels only"
         search = " + program search" if result.get("search") else ""
         return f"augmented (F={labels:g}{how}{search})"
     if result["model"] == "augmented" and not result.get("aux"):
@@ -172,8 +173,11 @@ def labels_family(result: dict) -> tuple[str, float | None] | None:
         return None
     if not result.get("answer_grad", True):
         return "augmented, labels only" + (" + program search" if result.get("search") else ""), F
-    if tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS)) == ANSWER_GRAD_HEADS and not result.get("search"):
+    heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
+    if heads == ANSWER_GRAD_HEADS and not result.get("search"):
         return "augmented, answer grad", F
+    if heads == ("read",) and result.get("search"):  # the default for a chain with scarce labels
+        return "augmented, answer grad to read + program search", F
     return None
 
 
