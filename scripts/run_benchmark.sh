@@ -69,7 +69,8 @@ one() {  # task model seed
     if [ "$model" = augmented ]; then  # each option spelled out: the names keep their meaning if defaults move
       if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); else labels+=(--answer-grad); fi
       if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
-      if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]:-3}); \
+      # "-search" alone: --search-programs with no number, its default
+      if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]}); \
         else labels+=(--search-programs 0); fi
     fi
   fi

@@ -241,7 +241,9 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
         "augmented (F=0.01, answer grad to read)"
     assert report.model_label(_result(model="tooluse", labels=0.1)) == "tooluse (F=0.1)"
     assert report.labels_family(_result(labels=0.1, answer_grad=True)) == ("augmented, answer grad", 0.1)
-    assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read",))) is None
+    assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read", "args"))) is None  # ablation
+    assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read",))) == \
+        ("augmented, answer grad to read", 0.1)
     assert report.labels_family(_result(model="tooluse", labels=0.0)) == ("tooluse", 0.0)
     assert report.labels_family(_result(model="llama")) == ("llama", None)
     runs = [_result(labels=f, seed=s) for f in (1.0, 0.1) for s in (0, 1)] + \

@@ -140,6 +140,9 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
     assert result["search"] == 2
     assert model_label(result) == "augmented (F=0.1, labels only + program search)"
     assert labels_family(result) == ("augmented, labels only + program search", 0.1)
+    default = {**result, "answer_grad": True, "answer_grad_heads": ["read"]}  # a chain's default at 0 < F < 1
+    assert model_label(default) == "augmented (F=0.1, answer grad to read + program search)"
+    assert labels_family(default) == ("augmented, answer grad to read + program search", 0.1)
 
 
 def test_the_defaults_with_scarce_labels(tmp_path):

@@ -8,8 +8,9 @@ straight-through gradient reached too (``ncl train --answer-grad``), and ``augme
 auxiliary labels (``--aux 0``, where the answer's gradient is all the heads get). A run with labels on a fraction
 F < 1 of its examples (``--labels F``) is ``augmented (F=0.01, answer grad)`` with the answer's gradient to the
 heads, ``augmented (F=0.01, labels only)`` without, or ``augmented (F=0.01, answer grad but not to write)``
-without it to the heads named (``answer grad to read`` when it reaches one); ``+ program search`` when the programs that print an unlabelled example's answer
-trained the program heads (``--search-programs``; docs/labels.md).
+without it to the heads named (``answer grad to read`` when it reaches one); ``+ program search`` when the
+programs that print an unlabelled example's answer trained the program heads (``--search-programs``;
+docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
 ``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
@@ -40,13 +41,7 @@ def model_label(result: dict) -> str:
     examples (``+ program search`` with ``--search-programs``)."""
     labels = result.get("labels", 1.0)
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
-        heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
-        cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
-        reach = ", answer grad" if not cut else f", answer grad to {heads[0]}" if len(heads) == 1 else \
-            f", answer grad but not to {' '.join(cut)}"
-        how = reach if result.get("answer_grad", True) else ", labels only"
-        search = " + program search" if result.get("search") else ""
-        return f"augmented (F={labels:g}{how}{search})"
+        return f"augmented (F={labels:g}, {_heads_trained(result)})"
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
     if result["model"] == "augmented" and result.get("answer_grad", True):
@@ -54,6 +49,20 @@ def model_label(result: dict) -> str:
     if result["model"] == "tooluse" and labels < 1:
         return f"tooluse (F={labels:g})"
     return result["model"]
+
+
+def _heads_trained(result: dict) -> str:
+    """How an augmented run with scarce labels trained its heads: ``labels only``, ``answer grad`` (to every
+    decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
+    when it searched the programs."""
+    heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
+    cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
+    if not result.get("answer_grad", True):
+        how = "labels only"
+    else:
+        how = "answer grad" if not cut else f"answer grad to {heads[0]}" if len(heads) == 1 else \
+            f"answer grad but not to {' '.join(cut)}"
+    return how + (" + program search" if result.get("search") else "")
 
 
 def collect(root) -> list[dict]:
@@ -162,8 +171,8 @@ def plot_by_size(root, task: str, path, splits=None) -> Path:
 
 def labels_family(result: dict) -> tuple[str, float | None] | None:
     """Where a run stands in :func:`plot_by_labels`: ``(model, F)``, F None for a model without interface labels
-    (the plain LLaMA), None for a run the figure leaves out (answers only, or the answer's gradient to some heads
-    only)."""
+    (the plain LLaMA), None for a run the figure leaves out (answers only, or the ablations that cut the answer's
+    gradient from some heads)."""
     F = result.get("labels", 1.0)
     if result["model"] == "llama":
         return "llama", None
@@ -171,14 +180,8 @@ def labels_family(result: dict) -> tuple[str, float | None] | None:
         return "tooluse", F
     if not result.get("aux"):
         return None
-    if not result.get("answer_grad", True):
-        return "augmented, labels only" + (" + program search" if result.get("search") else ""), F
-    heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
-    if heads == ANSWER_GRAD_HEADS and not result.get("search"):
-        return "augmented, answer grad", F
-    if heads == ("read",) and result.get("search"):  # the default for a chain with scarce labels
-        return "augmented, answer grad to read + program search", F
-    return None
+    how = _heads_trained(result)
+    return None if "but not to" in how else (f"augmented, {how}", F)
 
 
 def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
