@@ -18,7 +18,8 @@ template <typename A> struct RowScratch {
   std::vector<A> gy_pair, gx, gy;  // backward: the pair ops' dy, and the row's gradients
   std::vector<char> in_y;
   std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
-  std::vector<A> mul_c, mul_v;  // the dense forward's MUL: coef · y_j, and one j's gathered values
+  // MUL: coef · y_j and one j's gathered values (forward); g gathered for j and for its partner (backward)
+  std::vector<A> mul_c, mul_v;
   std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
   std::vector<double> prefix;  // x's prefix sums, for the dense forward's DIV
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
@@ -220,14 +221,15 @@ constexpr int64_t kRunMinJ = 8;
 
 // The pair ops' backward at one j in y's support, over every i: dk[k][i] += y_j g[T_k(i, j)] and
 // sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB (g[(i - j) mod n])
-// and MUL (a gather from its table's row j); DIV and MOD gather from theirs in that pass (kGatherDivMod) or, for
-// j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and g[i mod j] is g[0..j)
-// again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8 loads and inserts).
+// and MUL (gmul[i] = g[i·j mod n], gathered by the caller); DIV and MOD gather from theirs in that pass
+// (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and
+// g[i mod j] is g[0..j) again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8
+// loads and inserts).
 template <bool kGatherDivMod, typename A>
-void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* gg, int64_t n, int64_t j, A yj,
-                      A* const* dk, A* sum) {
+void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* gg, const A* gmul, int64_t n, int64_t j,
+                      A yj, A* const* dk, A* sum) {
   const A *g_add = gg + j, *g_sub = gg + n - j;
-  const int32_t *tm = tab.target.data() + j * n, *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
+  const int32_t *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
   A* d_add = dk[alu::ADD];
   A* d_sub = dk[alu::SUB];
   A* d_mul = dk[alu::MUL];
@@ -236,7 +238,7 @@ void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* 
   A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
   NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
   for (int64_t i = 0; i < n; ++i) {
-    const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gs[tm[i]];
+    const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gmul[i];
     d_add[i] += yj * ga;
     d_sub[i] += yj * gb;
     d_mul[i] += yj * gm;
@@ -293,18 +295,31 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   std::copy(gs, gs + n, s.xx.begin() + n);
   A* dk[alu::kNumPair];
   for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dx.data() + k * n;
-  for (int64_t jj = 0; jj < ny; ++jj) {
-    const int64_t j = s.sy[jj];
-    s.in_y[j] = 1;
-    const A yj = r.y[j];
+  for (int64_t jj = 0; jj < ny; ++jj) s.in_y[s.sy[jj]] = 1;
+  auto backward_at = [&](int64_t j, const A* gmul) {
     A sum[alu::kNumPair];  // sum_k = Σ_i x_i g[T_k(i, j)]
     if (j >= kRunMinJ)
-      pair_backward_at<false>(tab, xs, gs, s.xx.data(), n, j, yj, dk, sum);
+      pair_backward_at<false>(tab, xs, gs, s.xx.data(), gmul, n, j, r.y[j], dk, sum);
     else
-      pair_backward_at<true>(tab, xs, gs, s.xx.data(), n, j, yj, dk, sum);
+      pair_backward_at<true>(tab, xs, gs, s.xx.data(), gmul, n, j, r.y[j], dk, sum);
     A gyj = A(0);
     for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
     s.gy_pair[j] = gyj;
+  };
+  // MUL's g[i·j mod n] is gathered once for j and its partner n - j, which reads it reversed: (n - j)·i ≡ j·(n - i)
+  // (mod n). Each partner runs right after j (ascending j otherwise), a fixed order, so runs repeat bit for bit.
+  A *g_mul = s.mul_v.data(), *g_partner = s.mul_c.data();
+  for (int64_t jj = 0; jj < ny; ++jj) {
+    const int64_t j = s.sy[jj], partner = (n - j) % n;
+    if (partner < j && s.in_y[partner]) continue;  // ran right after its partner
+    const int32_t* tm = tab.target.data() + j * n;
+    NCL_PRAGMA(omp simd)
+    for (int64_t i = 0; i < n; ++i) g_mul[i] = gs[tm[i]];
+    backward_at(j, g_mul);
+    if (partner == j || !s.in_y[partner]) continue;
+    g_partner[0] = g_mul[0];
+    for (int64_t i = 1; i < n; ++i) g_partner[i] = g_mul[n - i];
+    backward_at(partner, g_partner);
   }
   // The other j: dy[j] = Σ_{i in supp(x)} x_i Σ_k coef_k g[T_k(i, j)], over every j at once along row i of each
   // table (the j in supp(y) are computed above, and their entries here are dropped).

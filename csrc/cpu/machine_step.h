@@ -46,21 +46,60 @@ template <typename A> std::vector<control::LineOps<A>> all_line_ops(const A* op,
 // back, undo() puts each step's state before it back in place, so the backward reads one state buffer, which stays
 // in cache, instead of a snapshot per step (a snapshot copies the whole (C, n) memory, 64 KB at C = n = 128, where
 // a sharp step writes one row of it).
+//
+// A soft write m' = m + a (v - m) with |a| ≤ kInvertMax is not kept: undo() inverts it, m = (m' - a v) / (1 - a),
+// from a and one copy of v a step (keep_value). A soft step writes every row of the memory with a ~ 1/C, and
+// copying each row out and back was a fifth of the soft backward (benchmarks/RESULTS.md). The inverse is not exact:
+// it adds about ε·(|m'| + |a v|) / (1 - a) a row, and over a chunk of k steps each earlier error grows by at most
+// (1 - kInvertMax)^-k (1.6 at k = 16), so the state the backward reads is within a few k·ε of the forward's.
+// Rows written with a larger |a| (a sharp write) are copied, where the inverse would amplify rounding.
 template <typename A> struct UndoLog {
+  static constexpr double kInvertMax = 1.0 / 32;
+  // An entry: a row copied (value_at == kCopy), a copy of a written value (row null), or a write to invert
+  // (value_at: the offset of its value in `saved`). Copies fill `saved` last in, first out.
+  static constexpr int64_t kCopy = -1;
+  struct Entry {
+    A* row;
+    int64_t W;
+    A a;
+    int64_t value_at;
+  };
   std::vector<A> saved;
-  std::vector<std::pair<A*, int64_t>> rows;
+  std::vector<Entry> rows;
   void keep(A* row, int64_t W) {
-    rows.emplace_back(row, W);
+    rows.push_back({row, W, A(0), kCopy});
     saved.insert(saved.end(), row, row + W);
+  }
+  static bool invertible(A a) { return std::abs(a) <= static_cast<A>(kInvertMax); }
+  // Keeps the value v (W) that the writes kept by keep_write then read; returns its offset.
+  int64_t keep_value(const A* v, int64_t W) {
+    const int64_t at = static_cast<int64_t>(saved.size());
+    rows.push_back({nullptr, W, A(0), at});
+    saved.insert(saved.end(), v, v + W);
+    return at;
+  }
+  // Keeps `row`, about to become row + a (value - row): inverted by undo() when invertible(a), else copied.
+  void keep_write(A* row, int64_t W, A a, int64_t value_at) {
+    if (invertible(a))
+      rows.push_back({row, W, a, value_at});
+    else
+      keep(row, W);
   }
   size_t mark() const { return rows.size(); }
   // Restores every row kept since mark m, latest first (a row kept twice gets its older copy).
   void undo(size_t m) {
     while (rows.size() > m) {
-      const auto [row, W] = rows.back();
-      std::copy(saved.end() - W, saved.end(), row);
-      saved.resize(saved.size() - W);
+      const Entry e = rows.back();
       rows.pop_back();
+      if (e.row && e.value_at != kCopy) {
+        const A* v = saved.data() + e.value_at;
+        const A a = e.a, inv = A(1) / (A(1) - a);
+        NCL_PRAGMA(omp simd)
+        for (int64_t j = 0; j < e.W; ++j) e.row[j] = (e.row[j] - a * v[j]) * inv;
+        continue;
+      }
+      if (e.row) std::copy(saved.end() - e.W, saved.end(), e.row);
+      saved.resize(saved.size() - e.W);
     }
   }
   void clear() { saved.clear(), rows.clear(); }
@@ -173,10 +212,14 @@ template <bool kAccumulate, typename A>
 void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
                            A read_thr, A write_thr, UndoLog<A>* undo) {
   std::fill(read, read + W, A(0));
+  int64_t value_at = -1;  // v's copy in `undo`, made at the first write it can invert
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (undo && matters(a, write_thr)) undo->keep(row, W);
+    if (undo && matters(a, write_thr)) {
+      if (value_at < 0 && undo->invertible(a)) value_at = undo->keep_value(v, W);
+      undo->keep_write(row, W, a, value_at);
+    }
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
