@@ -78,12 +78,12 @@ template <typename A> struct UndoLog {
     saved.insert(saved.end(), v, v + W);
     return at;
   }
-  // Keeps `row`, about to become row + a (value - row): inverted by undo() when invertible(a), else copied.
-  void keep_write(A* row, int64_t W, A a, int64_t value_at) {
-    if (invertible(a))
-      rows.push_back({row, W, a, value_at});
-    else
-      keep(row, W);
+  // Keeps `row`, about to become row + a (v - row): inverted by undo() when invertible(a), else copied. value_at is
+  // v's copy here, shared by the rows that one value writes: made at the first row that needs it (-1 before).
+  void keep_write(A* row, int64_t W, A a, const A* v, int64_t& value_at) {
+    if (!invertible(a)) return keep(row, W);
+    if (value_at < 0) value_at = keep_value(v, W);
+    rows.push_back({row, W, a, value_at});
   }
   size_t mark() const { return rows.size(); }
   // Restores every row kept since mark m, latest first (a row kept twice gets its older copy).
@@ -192,14 +192,15 @@ template <typename A> void read_rows(const A* w, const A* bank, int64_t R, int64
 }
 
 // bank[r] <- bank[r] + gate·w_r (v - bank[r]): soft_write of one sample, writes with |gate·w_r| ≤ thr skipped;
-// each row written is kept in `undo` first, if set.
+// each row written is kept in `undo` first, if set, with v's copy at value_at (UndoLog::keep_write).
 template <typename A>
-void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A thr, UndoLog<A>* undo) {
+void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A thr, UndoLog<A>* undo,
+                int64_t& value_at) {
   for (int64_t r = 0; r < R; ++r) {
     const A a = gate * w[r];
     if (!matters(a, thr)) continue;
     A* row = bank + r * W;
-    if (undo) undo->keep(row, W);
+    if (undo) undo->keep_write(row, W, a, v, value_at);
     for (int64_t j = 0; j < W; ++j) row[j] = soft_write_value(row[j], a, v[j]);
   }
 }
@@ -216,10 +217,7 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (undo && matters(a, write_thr)) {
-      if (value_at < 0 && undo->invertible(a)) value_at = undo->keep_value(v, W);
-      undo->keep_write(row, W, a, value_at);
-    }
+    if (undo && matters(a, write_thr)) undo->keep_write(row, W, a, v, value_at);
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
@@ -243,10 +241,11 @@ template <typename A>
 std::pair<A, A> update_stack(A* slots, A* p, A u, A o, const A* item, int64_t S, int64_t W, A* tmp, A write_thr,
                              UndoLog<A>* undo) {
   const std::pair<A, A> faults{u * p[S - 1], o * p[0]};
+  int64_t item_at = -1;  // the item's copy in `undo`, one for every slot it writes
   for (int64_t s = 0; s < S; ++s) {
     const A raised = stack::up_at<A>(p, s, S);
     tmp[s] = stack::new_pointer(p[s], raised, stack::down_at<A>(p, s, S), u, o);
-    write_rows(slots + s * W, &raised, item, u, 1, W, write_thr, undo);
+    write_rows(slots + s * W, &raised, item, u, 1, W, write_thr, undo, item_at);
   }
   std::copy(tmp, tmp + S, p);
   return faults;
@@ -377,7 +376,8 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   for (int64_t j = 0; j < n; ++j) value[j] = value[j] / vdiv;
 
   // 4. Registers (and their halting mixture), 6. both stacks.
-  write_rows(c.reg, w.delta.data(), value, gate, K, n, write_thr, c.undo);
+  int64_t value_at = -1;
+  write_rows(c.reg, w.delta.data(), value, gate, K, n, write_thr, c.undo, value_at);
   if (c.acc_reg && accumulate)
     for (int64_t i = 0; i < K * n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], halted, c.reg[i]);
   if (c.undo) {  // both pointers and the ip are rewritten whole
