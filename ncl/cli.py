@@ -164,7 +164,8 @@ def _bench_machine(args: argparse.Namespace) -> int:
     result = machine_bench(backend=args.backend, batch=_bench_setting(args, "batch"),
                            steps=_bench_setting(args, "steps"), alu=args.alu,
                            repeats=_bench_setting(args, "machine_repeats"),
-                           compiled=not (args.no_compiled or args.quick), threads=args.threads, progress=True)
+                           compiled=not (args.no_compiled or args.quick), threads=args.threads,
+                           baseline_threads=args.baseline_threads, progress=True)
     # The CPU kernels flush subnormals either way (docs/kernels.md); this says whether the baselines did too.
     result["baselines_subnormals"] = "flushed" if args.flush_denormal else "kept"
     print(json.dumps(result) if args.json else format_result(result))
@@ -254,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "torch.compile")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="machine, train: CPU threads (default: torch's)")
+    p.add_argument("--baseline-threads", type=positive_int, default=None,
+                   help="machine: CPU threads for the eager and compiled baselines, while the fused runs use "
+                        "--threads (default: the same), so that each side runs at its own fastest count")
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) for the whole run, so the eager and compiled baselines "
                         "flush subnormal numbers as the CPU kernels always do (they cost Intel cores a microcode "

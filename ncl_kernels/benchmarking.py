@@ -8,10 +8,11 @@ work took the cores (:func:`spread_warning`).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -96,6 +97,18 @@ def step(fn: Callable, xs, mode: str) -> Callable[[], None]:
     else:
         raise ValueError(f"mode must be 'fwd' or 'fwdbwd', got {mode!r}")
     return run
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block, the previous count restored after; None: unchanged."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def time_ms(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3) -> float:

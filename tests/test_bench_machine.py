@@ -8,6 +8,7 @@ import torch
 
 from ncl import cli
 from ncl.machine import bench, bench_eager
+from ncl.machine.program import Program
 from ncl_kernels import dispatch
 from ncl_kernels.machine import MachineConfig
 
@@ -59,6 +60,44 @@ def test_flush_denormal_makes_the_baselines_flush_too(capsys):
         torch.set_flush_denormal(False)
     assert json.loads(capsys.readouterr().out)["baselines_subnormals"] == "flushed"
     assert float(torch.tensor([1e-39]) * 1.0) > 0.0
+
+
+@needs_cpp
+def test_baseline_threads_run_the_baselines_on_their_own_thread_count(monkeypatch, capsys):
+    """--threads 2 --baseline-threads 1: every timed fused call on two threads, every timed baseline (the
+    reference's eager run and the best eager) on one, and torch's count restored after. (The memory measurement
+    is not timed and runs on --threads.)"""
+    seen, measuring = [], []
+    program_run, eager_run, peak_memory = Program.run, bench_eager.eager.run, bench._peak_memory
+
+    def record_program_run(self, *args, backend=None, **kwargs):
+        if not measuring:
+            seen.append(("fused" if backend == "cpp" else backend, torch.get_num_threads()))
+        return program_run(self, *args, backend=backend, **kwargs)
+
+    def untimed_peak_memory(*args, **kwargs):
+        measuring.append(True)
+        try:
+            return peak_memory(*args, **kwargs)
+        finally:
+            measuring.clear()
+
+    def record_eager_run(*args, **kwargs):
+        seen.append(("best_eager", torch.get_num_threads()))
+        return eager_run(*args, **kwargs)
+
+    monkeypatch.setattr(Program, "run", record_program_run)
+    monkeypatch.setattr(bench_eager.eager, "run", record_eager_run)
+    monkeypatch.setattr(bench, "_peak_memory", untimed_peak_memory)
+    before = torch.get_num_threads()
+    cli.main(["bench", "machine", "--batch", "2", "--steps", "2", "--repeats", "1", "--no-compiled",
+              "--threads", "2", "--baseline-threads", "1", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert (result["threads"], result["baseline_threads"]) == (2, 1)
+    assert torch.get_num_threads() == before
+    assert {kind for kind, _ in seen} == {"fused", "reference", "best_eager"}
+    wrong = [(kind, threads) for kind, threads in seen if threads != (2 if kind == "fused" else 1)]
+    assert not wrong, (wrong, len(seen))
 
 
 def _sections(**kwargs) -> dict:

@@ -51,7 +51,7 @@ template <typename A> std::vector<control::LineOps<A>> all_line_ops(const A* op,
 // from a and one copy of v a step (keep_value). A soft step writes every row of the memory with a ~ 1/C, and
 // copying each row out and back was a fifth of the soft backward (benchmarks/RESULTS.md). The inverse is not exact:
 // it adds about ε·(|m'| + |a v|) / (1 - a) a row, and over a chunk of k steps each earlier error grows by at most
-// (1 - kInvertMax)^-k (1.6 at k = 16), so the state the backward reads is within a few k·ε of the forward's.
+// (1 - kInvertMax)^-k (1.7 at k = 16), so the state the backward reads is within a few k·ε of the forward's.
 // Rows written with a larger |a| (a sharp write) are copied, where the inverse would amplify rounding.
 template <typename A> struct UndoLog {
   static constexpr double kInvertMax = 1.0 / 32;

@@ -50,7 +50,7 @@ from ncl.machine import bench_eager
 from ncl.machine.assembler import assemble
 from ncl.machine.run import DEFAULT_CHUNK, machine_run
 from ncl_kernels import _ext, dispatch
-from ncl_kernels.benchmarking import spread_warning, time_stats
+from ncl_kernels.benchmarking import num_threads, spread_warning, time_stats
 from ncl_kernels.isa import one_hot
 from ncl_kernels.machine import MachineConfig, kernel_for, step
 from ncl_kernels.alu import reference as alu_reference
@@ -137,7 +137,8 @@ def _carry_mb(batch: int, lines: int, dtype: torch.dtype) -> float:
 
 def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, alu: str = "table",
                   repeats: int = 3, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None,
-                  compiled: bool = True, threads: int | None = None, progress: bool = False) -> dict:
+                  compiled: bool = True, threads: int | None = None, baseline_threads: int | None = None,
+                  progress: bool = False) -> dict:
     """Time the fused, eager and compiled runs, forward and forward+backward.
 
     Args:
@@ -152,6 +153,10 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         threads: CPU threads for the whole measurement (``torch.set_num_threads``, restored after); default:
             unchanged. On a shared, loaded CPU, one thread avoids OpenMP threads waiting on descheduled peers,
             which was measured to slow tiny matrix products by 50x and swamps every figure.
+        baseline_threads: CPU threads for every baseline (eager, compiled, best eager and its compiled form) while
+            the fused runs keep ``threads``; default: ``threads``. Each side at its own fastest count: on a 2-core CPU
+            the best eager step is faster on one thread than on two, the fused run faster on two
+            (benchmarks/RESULTS.md).
         progress: show a progress bar (tqdm, on stderr) with the call being timed.
 
     Returns:
@@ -166,19 +171,17 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         ``best_eager_compiled_error`` (why ``ms_best_eager_compiled`` is None, else None).
     """
     for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
-                        ("threads", 1 if threads is None else threads)):
+                        ("threads", 1 if threads is None else threads),
+                        ("baseline_threads", 1 if baseline_threads is None else baseline_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, progress)
-    finally:
-        torch.set_num_threads(previous)
+    with num_threads(threads):
+        return _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, baseline_threads,
+                              progress)
 
 
-def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, progress) -> dict:
+def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled, baseline_threads,
+                   progress) -> dict:
     from tqdm import tqdm  # here: its import is not free, and only a benchmark shows progress
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -218,7 +221,9 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         return out
 
     kinds = ["fused", "eager"] + (["compiled"] if compiled else [])
-    result = {"backend": fused_backend, "device": str(device), "alu": alu, "threads": torch.get_num_threads(),
+    fused_threads = torch.get_num_threads()
+    result = {"backend": fused_backend, "device": str(device), "alu": alu, "threads": fused_threads,
+              "baseline_threads": fused_threads if baseline_threads is None else baseline_threads,
               "repeats": repeats,
               "sizes": {"B": batch, "n": N, "C": CELLS, "K": REGISTERS, "S": STACK, "steps": steps, "chunk": chunk},
               "compiled_what": "torch.compile(reference step, dynamic=False) in the Python run loop, full BPTT",
@@ -244,7 +249,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         # The fused run with plain BPTT too: like for like with eager and compiled, which keep every step.
         for kind in kinds + (["fused_full"] if grad else []):
             bar.set_postfix_str(f"{mode} {kind}{' (the warm-up call compiles)' if kind == 'compiled' else ''}")
-            spread[kind] = time_stats(lambda: call(kind, grad), device, repeats, warmup=1, tick=bar.update)
+            with num_threads(None if kind.startswith("fused") else baseline_threads):
+                spread[kind] = time_stats(lambda: call(kind, grad), device, repeats, warmup=1, tick=bar.update)
             ms[kind] = spread[kind]["median"]
             warnings.append(spread_warning(f"{mode} {kind}", spread[kind], "rerun on an idle machine, with more "
                                            "--repeats, or with --threads 1"))
@@ -264,8 +270,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         result[mode] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
         result[mode]["spread_ms"] = {k: {q: round(v, 3) for q, v in s.items()} for k, s in spread.items()}
     versus_best = bench_eager.best_eager_sections(LOOP, config, (regs, mem), batch, steps, repeats, device,
-                                                  fused_backend, chunk, compiled, tick=bar.update,
-                                                  label=bar.set_postfix_str)
+                                                  fused_backend, chunk, compiled, baseline_threads,
+                                                  tick=bar.update, label=bar.set_postfix_str)
     warnings.extend(versus_best.pop("warnings"))
     result.update(versus_best)
     bar.close()
@@ -282,7 +288,10 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
 def format_result(result: dict) -> str:
     """What ``ncl bench machine`` prints of a :func:`machine_bench` result: median ms (fastest-slowest call) of
     each implementation, the speedups and the memory, per mode."""
-    lines = [f"machine run, backend {result['backend']} on {result['device']} ({result['threads']} threads), "
+    threads = f"{result['threads']} threads"
+    if result["baseline_threads"] != result["threads"]:
+        threads += f", the baselines on {result['baseline_threads']}"
+    lines = [f"machine run, backend {result['backend']} on {result['device']} ({threads}), "
              f"alu {result['alu']}, {result['sizes']}; median ms of {result['repeats']} calls (fastest-slowest)"]
     for mode in ("fwd", "fwdbwd"):
         r = result[mode]

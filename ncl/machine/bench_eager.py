@@ -34,7 +34,7 @@ import torch
 
 from ncl.machine.assembler import assemble
 from ncl.machine.run import DEFAULT_CHUNK, RunResult, finish
-from ncl_kernels.benchmarking import spread_warning, time_stats
+from ncl_kernels.benchmarking import num_threads, spread_warning, time_stats
 from ncl_kernels.isa import one_hot
 from ncl_kernels.machine import MachineConfig, eager
 
@@ -62,7 +62,7 @@ def _loss(out: RunResult) -> torch.Tensor:
 
 def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch: int, steps: int, repeats: int,
                         device: torch.device, fused_backend: str, chunk: int = DEFAULT_CHUNK, compiled: bool = True,
-                        tick: Callable[[], object] = lambda: None,
+                        baseline_threads: int | None = None, tick: Callable[[], object] = lambda: None,
                         label: Callable[[str], object] = lambda text: None) -> dict:
     """Time fused, best eager and compiled best eager, forward and forward+backward, on both :data:`INPUTS`.
 
@@ -74,6 +74,7 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
         device: where everything runs.
         fused_backend: the fused backend's name.
         compiled: also time ``torch.compile`` of the best-eager step.
+        baseline_threads: CPU threads for the best eager and its compiled form (default: unchanged).
         tick: called after every timed or warm-up call (a progress bar's update).
         label: called with what is being timed.
 
@@ -127,7 +128,9 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
                     continue
                 label(f"{name} {mode} {kind}{' (the warm-up call compiles)' if kind.endswith('compiled') else ''}")
                 try:
-                    spread[kind] = time_stats(lambda: call(kind, grad, case), device, repeats, warmup=1, tick=tick)
+                    with num_threads(None if kind == "fused" else baseline_threads):
+                        spread[kind] = time_stats(lambda: call(kind, grad, case), device, repeats, warmup=1,
+                                                  tick=tick)
                 except Exception as exc:  # noqa: BLE001 (a compiler missing or failing here is reported, not fatal)
                     if kind != "best_eager_compiled":
                         raise
