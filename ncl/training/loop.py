@@ -25,6 +25,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -37,7 +38,7 @@ from ncl.training.factory import build_model, resolve_numbers
 from ncl.training.labels import drop_labels, labelled
 from ncl.training.losses import aux_loss
 from ncl.training.reinforce import reinforce_loss, sample_calls
-from ncl.training.search import search_loss, search_programs
+from ncl.training.search import SearchResult, search_loss, search_programs
 
 METRICS = "metrics.jsonl"
 
@@ -150,16 +151,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                 if cfg.search > 0:
                     search = ([e.answer for e in examples], ~keep)
         batch = {k: v.to(device) for k, v in encoded.items()}
-        loss, lm, aux, norm, finite, comp, found = train_step(model, module, optimizer, batch, cfg,
-                                                              agree=_all_ranks_agree(dist, device) if ddp else None,
-                                                              samples=samples, search=search)
+        done = train_step(model, module, optimizer, batch, cfg, agree=_all_ranks_agree(dist, device) if ddp else None,
+                          samples=samples, search=search)
+        loss, comp, found = done.loss, done.computer, done.search
         step += 1
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if main and (step % cfg.log_every == 0 or step == cfg.steps):
-            last = {"step": step, "loss": loss.item(), "lm_loss": lm.item(), "aux_loss": aux.item(),
-                    "grad_norm": norm.item(), "skipped": not bool(finite), "lr": lr,
+            last = {"step": step, "loss": loss.item(), "lm_loss": done.lm.item(), "aux_loss": done.aux.item(),
+                    "grad_norm": done.norm.item(), "skipped": not bool(done.finite), "lr": lr,
                     "elapsed": round(time.time() - start_time, 2)}
             if samples is not None:
                 last["reward"] = samples.reward.mean().item() if len(samples.text) else None
@@ -195,8 +196,22 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
     return last
 
 
+class StepResult(NamedTuple):
+    """What :func:`train_step` returns: the total loss and its LM and auxiliary parts (0-d tensors), the global
+    gradient norm before clipping and whether it was finite (the update is skipped if not), the computer's output
+    (None for a plain model) and the program search's result (None without a search)."""
+
+    loss: torch.Tensor
+    lm: torch.Tensor
+    aux: torch.Tensor
+    norm: torch.Tensor
+    finite: Any
+    computer: Any
+    search: SearchResult | None
+
+
 def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None, samples=None,
-               search=None):
+               search=None) -> StepResult:
     """One optimizer step of ``model`` (``module``: the model itself, under DDP its wrapped module) on an
     encoded ``batch`` (:func:`~ncl.training.encode`): forward, the LM and auxiliary losses, backward, global
     gradient clipping, and the update unless the gradient norm is not finite. ``samples``: the tool-use
@@ -207,7 +222,7 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
     ``agree(finite) -> bool``: makes every DDP rank take the same decision. ``clock(name)``: a context manager
     timing the sections ``"forward"``, ``"backward"`` and ``"optimizer"`` (``ncl bench train``).
 
-    Returns ``(loss, lm, aux, norm, finite, computer output or None, SearchResult or None)``.
+    Returns a :class:`StepResult`.
     """
     section = clock or _untimed
     with section("forward"):
@@ -232,7 +247,7 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         finite = torch.isfinite(norm) if agree is None else agree(torch.isfinite(norm))
         if bool(finite):
             optimizer.step()
-    return loss, lm, aux, norm, finite, comp, found
+    return StepResult(loss, lm, aux, norm, finite, comp, found)
 
 
 def _generator(cfg: TrainConfig, rank: int, step: int) -> torch.Generator:
