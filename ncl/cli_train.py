@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
                                                        "answer_grad_heads", "call_read")}
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
-    if 0 < cfg.labels < 1 and cfg.model == "augmented" and getattr(get_task(cfg.task), "calls", 0):
+    if 0 < cfg.labels < 1 and cfg.model == "augmented" and cfg.chain:
         # a chain with scarce labels: its programs searched, the answer's gradient to the read gates alone, which
         # docs/labels.md measured best; a single call's heads train on the labels alone
         if args.search is None:

@@ -93,6 +93,12 @@ class TrainConfig:
     threads: int = 0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def chain(self) -> bool:
+        """Whether the task is a chain of library calls (its task has ``calls``: ``mix``, ``compose``), where the
+        program search applies and scarce labels get its defaults (``ncl train``)."""
+        return bool(getattr(task_registry.get(self.task), "calls", 0))
+
     def validate(self) -> None:
         task_registry.get(self.task)
         if self.model not in MODELS:
@@ -120,8 +126,7 @@ class TrainConfig:
             raise ValueError("labels < 1: the plain LLaMA trains on answers alone, it has no interface labels")
         if self.search < 0:
             raise ValueError(f"search must be >= 0 (0: no search), got {self.search}")
-        if self.search and (self.model != "augmented" or self.labels == 1
-                            or not getattr(task_registry.get(self.task), "calls", 0)):
+        if self.search and (self.model != "augmented" or self.labels == 1 or not self.chain):
             raise ValueError("search: searches the programs of a chain of calls (an augmented model on a task with "
                              "calls, e.g. mix) for the examples without labels (labels < 1)")
         if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
