@@ -13,14 +13,12 @@ loop), so ``conftest.py``'s ratio table reads as fused against best eager. Each 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import pytest
 import torch
 
 from ncl.machine import bench, bench_eager
-from ncl.machine.assembler import assemble
 from ncl.machine.run import finish
 from ncl_kernels import dispatch
 from ncl_kernels.isa import one_hot
@@ -39,10 +37,8 @@ def _compiled_step():
 
 
 def _case(inputs: str):
-    if inputs == "sharp":
-        return assemble(bench.LOOP, CONFIG).to(DEVICE), *bench.machine_inputs(B, STEPS, device=DEVICE)
-    soft = dataclasses.replace(CONFIG, sharpness=bench_eager.SOFT_SHARPNESS)
-    return assemble(bench.LOOP, soft).to(DEVICE), *bench_eager.soft_inputs(B, CONFIG, device=DEVICE)
+    sharp = bench.machine_inputs(B, STEPS, device=DEVICE)
+    return bench_eager.case_for(inputs, bench.LOOP, CONFIG, sharp, B, device=DEVICE)[:3]
 
 
 def _runner(impl: str, inputs: str, mode: str):
@@ -61,7 +57,7 @@ def _runner(impl: str, inputs: str, mode: str):
         with torch.set_grad_enabled(mode == "fwdbwd"):
             out = once()
             if mode == "fwdbwd":
-                (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
+                bench_eager.loss(out).backward()
         assert out.steps == STEPS
         if DEVICE == "cuda":
             torch.cuda.synchronize()

@@ -22,23 +22,17 @@ import sys
 
 # One process of one build: the fused run's median forward and forward+backward, in ms, as JSON on stdout.
 CHILD = r"""
-import dataclasses, json, statistics, sys, time
+import json, statistics, sys, time
 import ncl  # noqa: F401 (first: it sets the OpenMP wait policy before torch loads, as the ncl command does)
 import torch
 from ncl.machine import bench, bench_eager
-from ncl.machine.assembler import assemble
 from ncl_kernels.machine import MachineConfig
 
 inputs, calls, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 torch.set_flush_denormal(True)
 config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
-if inputs == "soft":
-    program = assemble(bench.LOOP, dataclasses.replace(config, sharpness=bench_eager.SOFT_SHARPNESS))
-    regs, mem = bench_eager.soft_inputs(32, config)
-else:
-    program = assemble(bench.LOOP, config)
-    regs, mem = bench.machine_inputs(32, 64, torch.float32, "cpu")
+program, regs, mem, _ = bench_eager.case_for(inputs, bench.LOOP, config, bench.machine_inputs(32, 64), 32)
 
 
 def run():
@@ -47,8 +41,7 @@ def run():
 
 def fwdbwd():
     program.zero_grad(set_to_none=True)
-    out = run()
-    (out.r0.logsumexp(-1).sum() + out.expected_steps.sum()).backward()
+    bench_eager.loss(run()).backward()
 
 
 fwdbwd()

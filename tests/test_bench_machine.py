@@ -148,3 +148,12 @@ def test_plot_sweep_draws_the_sweep_groups_only(tmp_path):
     assert plot_sweep(rows + other, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(tmp_path.iterdir()) == [tmp_path / "sweep.png"]  # no temporary file left behind
+
+
+def test_case_for_names_the_inputs_it_knows():
+    """The benchmarks' one source of the sharp and soft cases refuses any other name."""
+    config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
+    program, regs, mem, what = bench_eager.case_for("soft", bench.LOOP, config, bench.machine_inputs(2, 3), 2)
+    assert regs.shape == (2, bench.REGISTERS, bench.N) and bool((regs > 0).all()) and "softmax" in what
+    with pytest.raises(ValueError, match="name must be one of"):
+        bench_eager.case_for("dense", bench.LOOP, config, bench.machine_inputs(2, 3), 2)

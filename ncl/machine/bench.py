@@ -215,7 +215,7 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
         else:
             program.zero_grad(set_to_none=True)
             out = run(kind, grad)
-            _loss(out).backward()
+            bench_eager.loss(out).backward()
         if out.steps != steps:
             raise RuntimeError(f"machine_bench: the run stopped after {out.steps} of {steps} steps")
         return out
@@ -314,11 +314,6 @@ def _tape_entry_mb(lines: int, dtype: torch.dtype) -> float:
     return elements * torch.finfo(dtype).bits / 8 / 2**20
 
 
-def _loss(out) -> torch.Tensor:
-    """The benchmark's loss: uses the readout and the ponder cost, so every part of the run gets a gradient."""
-    return out.r0.logsumexp(-1).sum() + out.expected_steps.sum()
-
-
 def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int, dtype: torch.dtype,
                  steps: int, chunk: int, kernel_path: bool, call_forward) -> dict[str, float]:
     kinds = ("fused", "eager", "fused_full") if grad else ("fused", "eager")
@@ -349,7 +344,7 @@ def _peak_memory(call, grad: bool, device: torch.device, batch: int, lines: int,
     if kernel_path:
         with _SavedBytes() as counter:
             out = call_forward("fused")
-        _loss(out).backward()
+        bench_eager.loss(out).backward()
         saved["fused"] = counter.mb + torch.get_num_threads() * min(chunk, steps) * _tape_entry_mb(lines, dtype)
     else:
         saved["fused"] = saved["fused"] + chunks * carry + min(chunk, steps) * per_step

@@ -55,9 +55,24 @@ def soft_inputs(batch: int, config: MachineConfig, dtype=torch.float32, device="
     return regs.to(device=device, dtype=dtype), mem.to(device=device, dtype=dtype)
 
 
-def _loss(out: RunResult) -> torch.Tensor:
-    """The benchmark's loss (as :mod:`ncl.machine.bench`): the readout and the ponder cost."""
+def loss(out: RunResult) -> torch.Tensor:
+    """The machine benchmarks' loss (here and :mod:`ncl.machine.bench`): the readout and the ponder cost, so every
+    part of the run gets a gradient."""
     return out.r0.logsumexp(-1).sum() + out.expected_steps.sum()
+
+
+def case_for(name: str, source: str, config: MachineConfig, sharp_inputs, batch: int, dtype=torch.float32,
+         device="cpu"):
+    """``(program, regs, mem, what)`` of one of :data:`INPUTS`: ``source`` assembled at ``config.sharpness`` on
+    ``sharp_inputs`` (one-hot ``(regs, mem)``), or at :data:`SOFT_SHARPNESS` on :func:`soft_inputs`."""
+    if name == "sharp":
+        return (assemble(source, config).to(device), *sharp_inputs,
+                f"assembled program (beta={config.sharpness:g}), one-hot registers and memory")
+    if name == "soft":
+        return (assemble(source, dataclasses.replace(config, sharpness=SOFT_SHARPNESS)).to(device),
+                *soft_inputs(batch, config, dtype, device),
+                f"program logits beta={SOFT_SHARPNESS:g} * one_hot, registers and memory softmax(randn)")
+    raise ValueError(f"name must be one of {INPUTS}, got {name!r}")
 
 
 def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch: int, steps: int, repeats: int,
@@ -84,11 +99,7 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
         speedup_best_eager_compiled`` and ``spread_ms`` (``{kind: {"min", "median", "max"}}``).
     """
     dtype = torch.float32
-    soft_config = dataclasses.replace(config, sharpness=SOFT_SHARPNESS)
-    cases = {"sharp": (assemble(source, config).to(device), *sharp_inputs,
-                       f"assembled program (beta={config.sharpness:g}), one-hot registers and memory"),
-             "soft": (assemble(source, soft_config).to(device), *soft_inputs(batch, config, dtype, device),
-                      f"program logits beta={SOFT_SHARPNESS:g} * one_hot, registers and memory softmax(randn)")}
+    cases = {name: case_for(name, source, config, sharp_inputs, batch, dtype, device) for name in INPUTS}
     step_fn, error = None, None if compiled else NOT_ASKED
     if compiled:
         try:
@@ -110,7 +121,7 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
         with torch.set_grad_enabled(grad):
             out = run(kind, program, regs, mem)
             if grad:
-                _loss(out).backward()
+                loss(out).backward()
         if out.steps != steps:
             raise RuntimeError(f"best_eager_sections: the run stopped after {out.steps} of {steps} steps")
 

@@ -41,7 +41,7 @@ def model_label(result: dict) -> str:
     examples (``+ program search`` with ``--search-programs``)."""
     labels = result.get("labels", 1.0)
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
-        return f"augmented (F={labels:g}, {_heads_trained(result)})"
+        return f"augmented (F={labels:g}, {_heads_trained(result)[0]})"
     if result["model"] == "augmented" and not result.get("aux"):
         return "augmented (no aux)"
     if result["model"] == "augmented" and result.get("answer_grad", True):
@@ -51,18 +51,19 @@ def model_label(result: dict) -> str:
     return result["model"]
 
 
-def _heads_trained(result: dict) -> str:
+def _heads_trained(result: dict) -> tuple[str, bool]:
     """How an augmented run with scarce labels trained its heads: ``labels only``, ``answer grad`` (to every
     decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
-    when it searched the programs."""
+    when it searched the programs; and whether the run is one of the ablations (the last kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
+    ablation = bool(result.get("answer_grad", True) and cut and len(heads) > 1)
     if not result.get("answer_grad", True):
         how = "labels only"
     else:
-        how = "answer grad" if not cut else f"answer grad to {heads[0]}" if len(heads) == 1 else \
-            f"answer grad but not to {' '.join(cut)}"
-    return how + (" + program search" if result.get("search") else "")
+        how = "answer grad" if not cut else f"answer grad but not to {' '.join(cut)}" if ablation else \
+            f"answer grad to {heads[0]}"
+    return how + (" + program search" if result.get("search") else ""), ablation
 
 
 def collect(root) -> list[dict]:
@@ -180,8 +181,8 @@ def labels_family(result: dict) -> tuple[str, float | None] | None:
         return "tooluse", F
     if not result.get("aux"):
         return None
-    how = _heads_trained(result)
-    return None if "but not to" in how else (f"augmented, {how}", F)
+    how, ablation = _heads_trained(result)
+    return None if ablation else (f"augmented, {how}", F)
 
 
 def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
