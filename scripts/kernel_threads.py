@@ -18,7 +18,6 @@ Prints one line per input kind and thread count, then the speedup of each thread
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -28,7 +27,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ncl.machine import bench, bench_eager
-from ncl.machine.assembler import assemble
 from ncl_kernels.machine import MachineConfig
 
 KERNEL_OPS = ("ncl::machine_run_fwd", "ncl::machine_run_bwd")
@@ -36,16 +34,13 @@ KERNEL_OPS = ("ncl::machine_run_fwd", "ncl::machine_run_bwd")
 
 def _case(kind: str, batch: int, steps: int):
     config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK, alu="table")
-    if kind == "soft":
-        program = assemble(bench.LOOP, dataclasses.replace(config, sharpness=bench_eager.SOFT_SHARPNESS))
-        return program, *bench_eager.soft_inputs(batch, config)
-    return assemble(bench.LOOP, config), *bench.machine_inputs(batch, steps)
+    return bench_eager.case_for(kind, bench.LOOP, config, bench.machine_inputs(batch, steps), batch)[:3]
 
 
 def _call(program, regs, mem, steps: int) -> None:
     program.zero_grad(set_to_none=True)
     out = program.run(regs, mem, max_steps=steps, backend="cpp")
-    bench._loss(out).backward()
+    bench_eager.loss(out).backward()
 
 
 def _spread(values: list[float]) -> dict[str, float]:
