@@ -54,16 +54,25 @@ for _ in range(calls):
     t = time.perf_counter()
     fwdbwd()
     both.append(time.perf_counter() - t)
-print(json.dumps({"fwd": 1e3 * statistics.median(fwd), "fwdbwd": 1e3 * statistics.median(both)}))
+import ncl_kernels
+print(json.dumps({"fwd": 1e3 * statistics.median(fwd), "fwdbwd": 1e3 * statistics.median(both),
+                  "package": ncl_kernels.__file__}))
 """
 
 
 def time_build(path: str, inputs: str, calls: int, threads: int) -> dict:
-    """The fused run's median ms (``{"fwd", "fwdbwd"}``) in a fresh process importing ncl from ``path``."""
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
-    out = subprocess.run([sys.executable, "-c", CHILD, inputs, str(calls), str(threads)], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """The fused run's median ms (``{"fwd", "fwdbwd", "package"}``) in a fresh process importing ncl from ``path``.
+
+    The process runs in ``path``: ``python -c`` puts its working directory first on ``sys.path``, ahead of
+    ``PYTHONPATH``, so run from a checkout it would time that checkout's build whichever folder was named."""
+    path = os.path.abspath(path)
+    env = dict(os.environ, PYTHONPATH=path)
+    out = subprocess.run([sys.executable, "-c", CHILD, inputs, str(calls), str(threads)], env=env, cwd=path,
+                         check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if os.path.commonpath([path, os.path.abspath(result["package"])]) != path:
+        raise RuntimeError(f"the build in {path} imported ncl_kernels from {result['package']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ def test_it_times_both_builds_in_fresh_processes_and_reports_the_ratio(capsys):
     (row,) = summary["rounds"]
     for side in ("a", "b"):
         assert 0 < row[side]["fwd"] and 0 < row[side]["fwdbwd"]
+        assert Path(row[side]["package"]).resolve().is_relative_to(ROOT)  # the named build, not the working dir's
     assert summary["median_ratio_fwdbwd"] == pytest.approx(row["b"]["fwdbwd"] / row["a"]["fwdbwd"])
 
 

@@ -10,11 +10,14 @@
 
 namespace ncl {
 
+// The width of the chunks the backward's DIV and MOD runs are cut into (div_mod_runs): one AVX2 vector of floats.
+constexpr int64_t kRunLanes = 8;
+
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
   std::vector<A> x, y, px, qx, py, qy, g, pgx, qgx, pgy, qgy;
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
-  std::vector<A> dx;  // backward: every op's ∂L_k/∂x (kNumOps × n; the pair ops' rows first)
+  std::vector<A> dx;  // backward: the structured ops' ∂L_k/∂x (rows kNumPair.. of kNumOps × n)
   std::vector<A> gy_pair, gx, gy;  // backward: the pair ops' dy, and the row's gradients
   std::vector<char> in_y;
   std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
@@ -23,6 +26,9 @@ template <typename A> struct RowScratch {
   std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
   std::vector<double> prefix;  // x's prefix sums, for the dense forward's DIV
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
+  // The backward's DIV and MOD runs (div_mod_runs): x and the pair ops' part of gx with kRunLanes of room past the
+  // row's end, and n 1s then n + kRunLanes 0s (the lanes of a run of length j are 1s from n - j on).
+  std::vector<A> x_pad, gx_pad, run_mask;
   const PairTables* pair_tables = nullptr;  // PairTables::of(n), looked up at first use (it takes a lock)
   const PairTables& tables() {
     if (!pair_tables) pair_tables = &PairTables::of(static_cast<int64_t>(x.size()));
@@ -30,8 +36,10 @@ template <typename A> struct RowScratch {
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        dx(alu::kNumOps * n), gy_pair(n), gx(n), gy(n), in_y(n), xx(2 * n), prefix(n + 1), gy_rest(n), mul_c(n),
-        mul_v(n) {}
+        dx(alu::kNumOps * n), gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n), xx(2 * n), prefix(n + 1),
+        gy_rest(n), x_pad(n + kRunLanes), gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)) {
+    std::fill(run_mask.begin(), run_mask.begin() + n, A(1));
+  }
 };
 
 // mix_row sums the pair ops over every i once x's support is more than n / kDenseSupport entries.
@@ -219,55 +227,80 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
 // within noise of each other, 15 ms a call less than gathers at every j (benchmarks/RESULTS.md).
 constexpr int64_t kRunMinJ = 8;
 
-// The pair ops' backward at one j in y's support, over every i: dk[k][i] += y_j g[T_k(i, j)] and
-// sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB (g[(i - j) mod n])
-// and MUL (gmul[i] = g[i·j mod n], gathered by the caller); DIV and MOD gather from theirs in that pass
-// (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and
+// The buffers of div_mod_runs (RowScratch): x and gx (the one pair_backward_at updates) padded by kRunLanes past
+// n, x's prefix sums in double, g twice over (2n) and RowScratch::run_mask.
+template <typename A> struct Runs {
+  const A *x_pad, *gg, *mask;
+  const double* prefix;
+  A* gx_pad;
+};
+
+// DIV's and MOD's backward at one j ≥ kRunMinJ, along the runs i ∈ [qj, (q + 1)j): gx[i] += c_div g[q] + c_mod
+// g[i - qj], s_div = Σ_q g[q] Σ_{i in run q} x_i and s_mod = Σ_i x_i g[i mod j]. Each run is cut into whole chunks
+// of kRunLanes with the lanes past j masked (the mask is 0 there, and x and gx have room past n), so no run
+// has a remainder loop or a horizontal sum of its own: there are about n ln(n / kRunMinJ) runs a row (364 at
+// n = 128), and their loop overheads and per-run reductions were a sixth of the soft run's backward
+// (benchmarks/RESULTS.md). A masked lane adds 0 to the next run's first entries, which that run then updates. The
+// run sums of s_div are differences of x's prefix sums in double, as in the forward's DIV. The even runs go first,
+// then the odd ones: a run's first chunk, loaded right after the chunk stores of the run before it that overlap it
+// by a few lanes, waited for them (a store-forwarding stall, a run) on every run.
+template <typename A>
+void div_mod_runs(const Runs<A>& rb, const A* gs, int64_t n, int64_t j, A c_div, A c_mod, A& s_div, A& s_mod) {
+  const A* mask = rb.mask + n - j;  // 1 on lanes r < j, 0 on the next kRunLanes
+  A acc[kRunLanes] = {};
+  double sd = 0.0;
+  const int64_t runs = (n + j - 1) / j;
+  for (int64_t q = 0; q < runs; q = q + 2 < runs || q % 2 ? q + 2 : 1) {  // even runs, then odd ones
+    const int64_t i0 = q * j, len = std::min(j, n - i0), chunks = (len + kRunLanes - 1) / kRunLanes;
+    const A base = c_div * gs[q];
+    const A* xb = rb.x_pad + i0;
+    A* gb = rb.gx_pad + i0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = c * kRunLanes;
+      NCL_PRAGMA(omp simd)
+      for (int64_t l = 0; l < kRunLanes; ++l) {
+        const A m = mask[r0 + l], gr = m * rb.gg[r0 + l];  // a lane past n reads g[r - n]: finite, times 0
+        gb[r0 + l] += base * m + c_mod * gr;
+        acc[l] += xb[r0 + l] * gr;
+      }
+    }
+    sd += static_cast<double>(gs[q]) * (rb.prefix[i0 + len] - rb.prefix[i0]);
+  }
+  A sm = A(0);
+  for (int64_t l = 0; l < kRunLanes; ++l) sm += acc[l];
+  s_div = static_cast<A>(sd);
+  s_mod = sm;
+}
+
+// The pair ops' backward at one j in y's support, over every i: gx[i] += Σ_k cy_k g[T_k(i, j)] with cy_k = coef_k·y_j,
+// and sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB
+// (g[(i - j) mod n]) and MUL (gmul[i] = g[i·j mod n], gathered by the caller); DIV and MOD gather from theirs in that
+// pass (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and
 // g[i mod j] is g[0..j) again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8
-// loads and inserts).
+// loads and inserts). The five ops' ∂L_k/∂x are not kept apart: only their mixture gx is needed (the coefficients'
+// gradients come from the sums, mix_row_backward), and one row updated a pass where there were five was the pass's
+// stores.
 template <bool kGatherDivMod, typename A>
 void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* gg, const A* gmul, int64_t n, int64_t j,
-                      A yj, A* const* dk, A* sum) {
+                      const A* cy, A* gx, const Runs<A>& runs, A* sum) {
   const A *g_add = gg + j, *g_sub = gg + n - j;
   const int32_t *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
-  A* d_add = dk[alu::ADD];
-  A* d_sub = dk[alu::SUB];
-  A* d_mul = dk[alu::MUL];
-  A* d_div = dk[alu::DIV];
-  A* d_mod = dk[alu::MOD];
+  const A c_add = cy[alu::ADD], c_sub = cy[alu::SUB], c_mul = cy[alu::MUL], c_div = cy[alu::DIV],
+          c_mod = cy[alu::MOD];
   A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
   NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
   for (int64_t i = 0; i < n; ++i) {
     const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gmul[i];
-    d_add[i] += yj * ga;
-    d_sub[i] += yj * gb;
-    d_mul[i] += yj * gm;
+    A d = c_add * ga + c_sub * gb + c_mul * gm;
     s_add += xi * ga, s_sub += xi * gb, s_mul += xi * gm;
     if constexpr (kGatherDivMod) {
       const A gd = gs[tq[i]], gr = gs[tr[i]];
-      d_div[i] += yj * gd;
-      d_mod[i] += yj * gr;
+      d += c_div * gd + c_mod * gr;
       s_div += xi * gd, s_mod += xi * gr;
     }
+    gx[i] += d;
   }
-  if constexpr (!kGatherDivMod) {
-    for (int64_t i0 = 0, q = 0; i0 < n; i0 += j, ++q) {
-      const int64_t len = std::min(j, n - i0);
-      const A gq = gs[q], yg = yj * gq;
-      const A* xb = xs + i0;
-      A *dd = d_div + i0, *dm = d_mod + i0;
-      A run = A(0), sm = A(0);
-      NCL_PRAGMA(omp simd reduction(+ : run, sm))
-      for (int64_t r = 0; r < len; ++r) {
-        dd[r] += yg;
-        dm[r] += yj * gs[r];
-        run += xb[r];
-        sm += xb[r] * gs[r];
-      }
-      s_div += gq * run;
-      s_mod += sm;
-    }
-  }
+  if constexpr (!kGatherDivMod) div_mod_runs(runs, gs, n, j, c_div, c_mod, s_div, s_mod);
   sum[alu::ADD] = s_add, sum[alu::SUB] = s_sub, sum[alu::MUL] = s_mul, sum[alu::DIV] = s_div, sum[alu::MOD] = s_mod;
 }
 
@@ -287,23 +320,33 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   // tables; both vectorise (gathers).
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   std::fill(s.in_y.begin(), s.in_y.end(), 0);
-  std::fill(s.dx.begin(), s.dx.begin() + alu::kNumPair * n, A(0));
+  // The pair ops' part of gx first, in s.gx_pad (pair_backward_at), the others' added at the end.
+  A* gxp = s.gx_pad.data();
+  std::fill(s.gx_pad.begin(), s.gx_pad.end(), A(0));
+  std::copy(r.x, r.x + n, s.x_pad.begin());
+  std::fill(s.x_pad.begin() + n, s.x_pad.end(), A(0));
+  s.prefix[0] = 0.0;
+  for (int64_t i = 0; i < n; ++i) s.prefix[i + 1] = s.prefix[i] + static_cast<double>(r.x[i]);
+  const Runs<A> runs{s.x_pad.data(), s.xx.data(), s.run_mask.data(), s.prefix.data(), gxp};
+  A gcoef_pair[alu::kNumPair] = {};  // Σ_{j in supp(y)} y_j sum_k(j) = <g, op_k(x, y)>
   const A* xs = r.x;
   const A* gs = r.g;
   const PairTables& tab = s.tables();
   std::copy(gs, gs + n, s.xx.begin());
   std::copy(gs, gs + n, s.xx.begin() + n);
-  A* dk[alu::kNumPair];
-  for (int k = 0; k < alu::kNumPair; ++k) dk[k] = s.dx.data() + k * n;
   for (int64_t jj = 0; jj < ny; ++jj) s.in_y[s.sy[jj]] = 1;
   auto backward_at = [&](int64_t j, const A* gmul) {
-    A sum[alu::kNumPair];  // sum_k = Σ_i x_i g[T_k(i, j)]
+    A sum[alu::kNumPair], cy[alu::kNumPair];  // sum_k = Σ_i x_i g[T_k(i, j)]
+    for (int k = 0; k < alu::kNumPair; ++k) cy[k] = coef[k] * r.y[j];
     if (j >= kRunMinJ)
-      pair_backward_at<false>(tab, xs, gs, s.xx.data(), gmul, n, j, r.y[j], dk, sum);
+      pair_backward_at<false>(tab, xs, gs, s.xx.data(), gmul, n, j, cy, gxp, runs, sum);
     else
-      pair_backward_at<true>(tab, xs, gs, s.xx.data(), gmul, n, j, r.y[j], dk, sum);
+      pair_backward_at<true>(tab, xs, gs, s.xx.data(), gmul, n, j, cy, gxp, runs, sum);
     A gyj = A(0);
-    for (int k = 0; k < alu::kNumPair; ++k) gyj += coef[k] * sum[k];
+    for (int k = 0; k < alu::kNumPair; ++k) {
+      gyj += coef[k] * sum[k];
+      gcoef_pair[k] += r.y[j] * sum[k];
+    }
     s.gy_pair[j] = gyj;
   };
   // MUL's g[i·j mod n] is gathered once for j and its partner n - j, which reads it reversed: (n - j)·i ≡ j·(n - i)
@@ -341,22 +384,24 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
     for (int64_t j = 0; j < n; ++j)
       if (!s.in_y[j]) s.gy_pair[j] = rest[j];
   }
-  // gx[i] = Σ_k coef_k d_k[i], the structured ops' d_k kept in s.dx beside the pair ops', then gcoef_k = <x, d_k>
-  // (L_k is bilinear: L_k = Σ_i x_i ∂L_k/∂x_i). One loop with gcoef as an `omp simd` array reduction, once inlined
-  // into the AVX2 copy, made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110
-  // ms, sharp 33 against 27).
+  // gx[i] += Σ_k coef_k d_k[i] over the structured ops, their d_k kept in s.dx, then gcoef_k = <x, d_k> (L_k is
+  // bilinear: L_k = Σ_i x_i ∂L_k/∂x_i). One loop with gcoef as an `omp simd` array reduction, once inlined into the
+  // AVX2 copy, made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110 ms, sharp
+  // 33 against 27).
   A* dx = s.dx.data();
   NCL_PRAGMA(omp simd)
   for (int64_t i = 0; i < n; ++i) {
     A d[alu::kNumOps];
     alu::grad_x_structured(i, r, d);
-    for (int k = 0; k < alu::kNumPair; ++k) d[k] = dx[k * n + i];
-    A acc = A(0);
-    for (int k = 0; k < alu::kNumOps; ++k) acc += coef[k] * d[k];
-    for (int k = alu::kNumPair; k < alu::kNumOps; ++k) dx[k * n + i] = d[k];
+    A acc = gxp[i];
+    for (int k = alu::kNumPair; k < alu::kNumOps; ++k) {
+      acc += coef[k] * d[k];
+      dx[k * n + i] = d[k];
+    }
     gx[i] = acc;
   }
-  for (int k = 0; k < alu::kNumOps; ++k) gcoef[k] = dot<A>(r.x, dx + k * n, n);
+  for (int k = 0; k < alu::kNumPair; ++k) gcoef[k] = gcoef_pair[k];
+  for (int k = alu::kNumPair; k < alu::kNumOps; ++k) gcoef[k] = dot<A>(r.x, dx + k * n, n);
   NCL_PRAGMA(omp simd)
   for (int64_t j = 0; j < n; ++j) {
     A d[alu::kNumOps];

@@ -129,6 +129,15 @@ template <typename A> struct Adjoints {
 
 template <typename A> A vdot(const A* a, const A* b, int64_t n) { return ncl::dot<A>(a, b, n); }
 
+// Whether v[0..n) is all (±)0, without an early exit, so that it vectorises (std::all_of's did not, and the
+// memory's accumulator gradient, (C, n) a sample, is scanned on every call).
+template <typename A> bool all_zero(const A* v, int64_t n) {
+  int nonzero = 0;
+  NCL_PRAGMA(omp simd reduction(| : nonzero))
+  for (int64_t j = 0; j < n; ++j) nonzero |= v[j] != A(0);
+  return nonzero == 0;
+}
+
 // Adjoint of update_stack: slots' = slots + (u·up(p)_s)(item - slots), p' = (1-u-o)p + u·up(p) + o·down(p),
 // and the fault masses u·p_{S-1} (gradient g_over) and o·p_0 (g_under). gs holds the slots' gradient after the
 // step and is turned in place into the gradient before it; gp is written (the stack's adjoint is the first to
@@ -275,31 +284,59 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   // no value w is a leak too and c_LOAD can be O(1), but g_load = c_LOAD·g_value and g_value carries the gate w,
   // so |g_load| is of the order of e_LOAD times the registers' gradient. On a sharp program that is every row of
   // the steps that do not touch memory; in fp64 it takes exact zeros.
+  //
+  // Rows the forward wrote softly (UndoLog::invertible) still hold the state after the step here: the tape pass did
+  // not keep them (read_write_accumulate), and each is inverted to the state before it in the pass that reads it,
+  // m = (m' - a y) / (1 - a), as UndoLog::undo would, and written back for the steps before this one.
   const A es = w.e[machine::kStore];
   const bool rows_needed = matters(es, write_thr) || matters(w.e[machine::kLoad], write_thr);
+  const A* y = w.y.data();
   A g_store = A(0);
-  for (int64_t c = 0; c < C; ++c) {
-    const A chi = w.chi[c], a = es * chi;
-    if (!rows_needed && acc_mem_zero[c] && !matters(chi, negligible<A>(C))) continue;
+  // One row's adjoint; kAcc: its g_acc_mem row is not all zero; kInverted: the row holds the state after the step.
+  auto row_adjoint = [&]<bool kAcc, bool kInverted>(int64_t c, A chi, A a) {
     const A* gm = gpost.mem + c * n;
     const A* gacc = g_acc_mem + c * n;
-    const A* mem = pre.mem + c * n;
-    const A *y = w.y.data(), *g_load = g.load.data();
+    A* mem = pre.mem + c * n;
     A* g_mem = gpre.mem + c * n;  // the same row as gm: each entry is read, then written
+    const A* g_load = g.load.data();
     A* g_y = g.y.data();
+    const A inv = A(1) / (A(1) - a);
     A ga = A(0), gl = A(0), ghc = A(0);
     NCL_PRAGMA(omp simd reduction(+ : ga, gl, ghc))
     for (int64_t j = 0; j < n; ++j) {
-      const A diff = y[j] - mem[j], gmj = gm[j] + h * gacc[j];
-      ghc += gacc[j] * (mem[j] + a * diff);
+      A m, gmj = gm[j];
+      if constexpr (kInverted) {
+        const A after = mem[j];
+        m = (after - a * y[j]) * inv;
+        mem[j] = m;
+        if constexpr (kAcc) ghc += gacc[j] * after;
+      } else {
+        m = mem[j];
+        if constexpr (kAcc) ghc += gacc[j] * soft_write_value(m, a, y[j]);
+      }
+      if constexpr (kAcc) gmj += h * gacc[j];
       g_mem[j] = gmj * (A(1) - a) + chi * g_load[j];
       g_y[j] += a * gmj;
-      ga += gmj * diff;
-      gl += g_load[j] * mem[j];
+      ga += gmj * (y[j] - m);
+      gl += g_load[j] * m;
     }
     readout_dot += ghc;
     g.chi[c] += es * ga + gl;
     g_store += chi * ga;
+  };
+  for (int64_t c = 0; c < C; ++c) {
+    const A chi = w.chi[c], a = es * chi;
+    const bool inverted = matters(a, write_thr) && UndoLog<A>::invertible(a);  // the forward's test
+    if (!rows_needed && acc_mem_zero[c] && !matters(chi, negligible<A>(C))) {
+      if (inverted) UndoLog<A>::invert(pre.mem + c * n, n, a, y);
+      continue;
+    }
+    if (acc_mem_zero[c])
+      inverted ? row_adjoint.template operator()<false, true>(c, chi, a)
+               : row_adjoint.template operator()<false, false>(c, chi, a);
+    else
+      inverted ? row_adjoint.template operator()<true, true>(c, chi, a)
+               : row_adjoint.template operator()<true, false>(c, chi, a);
   }
   g.e[machine::kStore] += g_store;
 
@@ -533,7 +570,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         const A* g_acc_reg = gout[7].data_ptr<A>() + bb * stride[7];
         const A* g_acc_mem = gout[8].data_ptr<A>() + bb * stride[8];
         for (int64_t c = 0; c < z.C; ++c)
-          acc_mem_zero[c] = std::all_of(g_acc_mem + c * z.n, g_acc_mem + (c + 1) * z.n, [](A v) { return v == A(0); });
+          acc_mem_zero[c] = all_zero(g_acc_mem + c * z.n, z.n);
         // Both views' memory and slot gradients are the in-place buffers (their own parts go unused).
         auto grad_view = [&](A* base) {
           View<A> v(base, lay);

@@ -85,6 +85,12 @@ template <typename A> struct UndoLog {
     if (value_at < 0) value_at = keep_value(v, W);
     rows.push_back({row, W, a, value_at});
   }
+  // row <- (row - a v) / (1 - a): the state before the write row + a (v - row), up to rounding.
+  static void invert(A* row, int64_t W, A a, const A* v) {
+    const A inv = A(1) / (A(1) - a);
+    NCL_PRAGMA(omp simd)
+    for (int64_t j = 0; j < W; ++j) row[j] = (row[j] - a * v[j]) * inv;
+  }
   size_t mark() const { return rows.size(); }
   // Restores every row kept since mark m, latest first (a row kept twice gets its older copy).
   void undo(size_t m) {
@@ -92,10 +98,7 @@ template <typename A> struct UndoLog {
       const Entry e = rows.back();
       rows.pop_back();
       if (e.row && e.value_at != kCopy) {
-        const A* v = saved.data() + e.value_at;
-        const A a = e.a, inv = A(1) / (A(1) - a);
-        NCL_PRAGMA(omp simd)
-        for (int64_t j = 0; j < e.W; ++j) e.row[j] = (e.row[j] - a * v[j]) * inv;
+        invert(e.row, e.W, e.a, saved.data() + e.value_at);
         continue;
       }
       if (e.row) std::copy(saved.end() - e.W, saved.end(), e.row);
@@ -208,16 +211,18 @@ void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A
 // One pass over a bank for a read, a write and the halting accumulation, which would otherwise stream the
 // (C, n) memory three times a step: read[j] += w_r bank[r, j] (the state at the start of the step), then
 // bank[r] <- bank[r] + gate·w_r (v - bank[r]), then, if kAccumulate, acc[r] += h·bank[r] (the state after).
-// Negligible reads and writes are skipped as in read_rows and write_rows, and rows written are kept in `undo`.
+// Negligible reads and writes are skipped as in read_rows and write_rows. Of the rows written, `undo` keeps those it
+// cannot invert (UndoLog::invertible) and no others: the backward's memory adjoint (machine_bwd.cpp, step_backward)
+// inverts each of those rows itself in the pass that reads it, where a separate undo pass streamed the memory once
+// more a step.
 template <bool kAccumulate, typename A>
 void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
                            A read_thr, A write_thr, UndoLog<A>* undo) {
   std::fill(read, read + W, A(0));
-  int64_t value_at = -1;  // v's copy in `undo`, made at the first write it can invert
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (undo && matters(a, write_thr)) undo->keep_write(row, W, a, v, value_at);
+    if (undo && matters(a, write_thr) && !UndoLog<A>::invertible(a)) undo->keep(row, W);
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
