@@ -143,11 +143,13 @@ def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_backward_reads_the_forwards_alu_rows(dtype):
-    """``keep_alu``: the forward returns each step's ALU mixture row ``(B, count, n)`` (zero for a frozen sample),
-    and the backward's tape pass reads them instead of computing them again. Its gradients are the same bit for
-    bit as when it computes them, and the rows are really read: rows changed by 1e-3 change the gradients. Dense
-    rows at n = 16 take the backward's DIV and MOD runs (j >= 8) and gathers (j < 8)."""
+def test_the_backward_reads_the_forwards_tape(dtype):
+    """``keep_tape``: the forward returns each step's ALU mixture row and LOAD read ``(B, count, n)`` (zero for a
+    frozen sample) and whether the backward can invert every memory write ``(B,)``, and the backward's tape pass
+    reads them instead of computing them again: the ALU rows always, the LOAD reads (with the memory leaving the
+    steps) where the writes invert. Its gradients are the same bit for bit as when it computes them, and what it
+    is given is really read: changed ALU rows or a changed memory change the gradients. Dense rows at n = 16 take
+    the backward's DIV and MOD runs (j >= 8) and gathers (j < 8)."""
     config = ncl.MachineConfig(n=16, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=6, dtype=dtype, seed=5)
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=3, dtype=dtype, seed=5))
@@ -155,33 +157,64 @@ def test_the_backward_reads_the_forwards_alu_rows(dtype):
     carry[0][0] = 0  # a frozen sample: no ip mass
     fields = [f.detach() for f in program.fields()]
     out = torch.ops.ncl.machine_run_fwd(*fields, carry, 2, 7, 0.0, 1e-20, True)
-    rows = out[12]
-    assert rows.shape == (3, 7, config.n) and int(out[11]) == 7
+    rows, load, invertible = out[12:]
+    mem_after = out[2]
+    assert rows.shape == load.shape == (3, 7, config.n) and invertible.shape == (3,) and int(out[11]) == 7
     assert rows[0].abs().max() == 0 and rows[1:].abs().min() > 0  # soft rows are dense
+    assert load[0].abs().max() == 0 and load[1:].abs().min() > 0
+    assert invertible.tolist() == [1, 1, 1]  # soft writes: |a| <= 1/32 (a frozen sample writes nothing)
     plain = torch.ops.ncl.machine_run_fwd(*fields, carry, 2, 7, 0.0, 1e-20)
     assert len(plain) == 12 and all(torch.equal(a, b) for a, b in zip(plain, out[:12]))
     g = torch.Generator().manual_seed(5)
     grads = [torch.randn(t.shape, generator=g, dtype=dtype) for t in carry]
-    computed = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True)
-    read = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows)
-    for i, (a, b) in enumerate(zip(computed, read)):
-        assert torch.equal(a, b), f"gradient {i}"
-    changed = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows * (1 + 1e-3))
+    bwd = torch.ops.ncl.machine_run_bwd
+    computed = bwd(*fields, carry, grads, 2, 7, 1e-20, True)
+    for given in ((rows,), (rows, load, invertible, mem_after)):
+        read = bwd(*fields, carry, grads, 2, 7, 1e-20, True, *given)
+        for i, (a, b) in enumerate(zip(computed, read)):
+            assert torch.equal(a, b), f"gradient {i} given {len(given)} tape tensors"
+    changed = bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows * (1 + 1e-3))
     assert not torch.equal(changed[6 + 1], computed[6 + 1])  # the registers' gradient
+    moved = bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows, load, invertible, mem_after * (1 + 1e-3))
+    assert not torch.equal(moved[6 + 2], computed[6 + 2])  # the memory's gradient
+    # A sample marked not invertible computes its memory again: mem_after is not read.
+    ignored = bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows, load, torch.zeros_like(invertible), mem_after * 2)
+    for i, (a, b) in enumerate(zip(computed, ignored)):
+        assert torch.equal(a, b), f"gradient {i}"
     with pytest.raises(RuntimeError, match="alu must be"):
-        torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows[:, :6])
+        bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows[:, :6])
+    with pytest.raises(RuntimeError, match="go together"):
+        bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows, load)
+    with pytest.raises(RuntimeError, match="load must be"):
+        bwd(*fields, carry, grads, 2, 7, 1e-20, True, rows, load[:, :6], invertible, mem_after)
 
 
-def test_only_the_cpp_kernel_keeps_alu_rows():
+def test_sharp_writes_are_not_invertible():
+    """A compiled program's STORE writes a cell with weight ~1: the forward marks its samples not invertible, so
+    the backward computes their memory again (and copies the rows it overwrites)."""
+    from ncl.machine import bench
+
+    config = ncl.MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
+    program = ncl.assemble(bench.LOOP, config)
+    carry = list(_carry(program, *bench.machine_inputs(2, 14)).flat())
+    out = torch.ops.ncl.machine_run_fwd(*[f.detach() for f in program.fields()], carry, 0, 14, 0.0, 1e-20, True)
+    assert out[14].tolist() == [0, 0]
+    out = torch.ops.ncl.machine_run_fwd(*[f.detach() for f in program.fields()], carry, 0, 2, 0.0, 1e-20, True)
+    assert out[14].tolist() == [1, 1]  # CONST and JZ: no STORE yet, nothing written
+
+
+def test_only_the_cpp_kernel_keeps_tapes():
     run_steps = machine_op.run_steps
     config = ncl.MachineConfig(n=16, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=6, dtype=torch.float32, seed=5)
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=5))
     carry = tuple(_carry(program, regs, mem).flat())
-    rows = []
-    _, done = run_steps(carry, 0, 3, program.fields(), config, "cpp", rows)
-    assert done == 3 and len(rows) == 1 and rows[0].shape == (2, 3, config.n)
-    with pytest.raises(ValueError, match="alu_rows"):
+    tapes = []
+    _, done = run_steps(carry, 0, 3, program.fields(), config, "cpp", tapes)
+    assert done == 3 and len(tapes) == 1 and len(tapes[0]) == len(machine_op.TAPE)
+    alu, load, invertible = tapes[0]
+    assert alu.shape == load.shape == (2, 3, config.n) and invertible.shape == (2,)
+    with pytest.raises(ValueError, match="tapes"):
         run_steps(carry, 0, 3, program.fields(), config, "triton", [])
 
 
@@ -207,9 +240,9 @@ def test_opcheck():
     regs, mem = (t.detach() for t in _soft_inputs(config, batch=2, dtype=torch.float32, seed=9))
     carry = list(_carry(program, regs, mem).flat())
     fields = [f.detach() for f in program.fields()]
-    for keep_alu in (False, True):
+    for keep_tape in (False, True):
         torch.library.opcheck(torch.ops.ncl.machine_run_fwd.default,
-                              (*fields, carry, 0, 4, config.halt_eps, 1e-20, keep_alu),
+                              (*fields, carry, 0, 4, config.halt_eps, 1e-20, keep_tape),
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
@@ -302,10 +335,10 @@ def test_backward_opcheck(field_grads):
     carry = list(_carry(program, regs, mem).flat())
     grads = [torch.randn_like(t) for t in carry]
     fields = [f.detach() for f in program.fields()]
-    rows = torch.ops.ncl.machine_run_fwd(*fields, carry, 0, 3, config.halt_eps, 1e-20, True)[-1]
-    for alu in (None, rows):
+    out = torch.ops.ncl.machine_run_fwd(*fields, carry, 0, 3, config.halt_eps, 1e-20, True)
+    for tape in ((), out[12:13], (*out[12:], out[2])):  # none, the ALU rows, all of it with the memory after
         torch.library.opcheck(torch.ops.ncl.machine_run_bwd.default,
-                              (*fields, carry, grads, 0, 3, 1e-20, field_grads, alu),
+                              (*fields, carry, grads, 0, 3, 1e-20, field_grads, *tape),
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 

@@ -26,11 +26,16 @@ using namespace machine_cpu;
 // Runs steps first+1 .. first+count on every sample of `in`, into `carry` (same shapes, contiguous): each sample's
 // thread copies its carry in, then steps it in place, so the copy is made while the sample's state goes into cache
 // anyway (a clone of the whole carry first was a pass over memory of its own, on one thread). rho (B, count) gets
-// each sample's running mass before each step, and alu (B, count, n), when set, each step's ALU mixture row
-// (step_sample; 0 for a frozen step, whose ALU weights are all 0).
+// each sample's running mass before each step. With `tape` set, the rows the backward's tape pass reads instead of
+// computing them: each step's ALU mixture row and LOAD read (B, count, n each; step_sample; 0 for a frozen step,
+// whose weights are all 0), and per sample 1 if every memory row its steps wrote is one the backward's walk back
+// inverts (UndoLog::invertible), else 0 (B).
+template <typename A> struct TapeRows {
+  A *alu, *load, *invertible;
+};
 template <typename A>
 void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>& in, std::vector<at::Tensor>& carry,
-               int64_t first, int64_t count, A norm_eps, A* rho, A* alu) {
+               int64_t first, int64_t count, A norm_eps, A* rho, const TapeRows<A>* tape) {
   const int64_t B = carry[0].size(0);
   std::vector<A*> ptr;
   std::vector<const A*> src;
@@ -46,17 +51,23 @@ void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>
         std::copy_n(src[i] + b * stride[i], stride[i], p[i]);
       }
       const Carry<A> c{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]};
+      bool invertible = true;
       for (int64_t s = 0; s < count; ++s) {
         bool frozen;
         const A mass = running_mass(c.ip, z.L, frozen);
+        const int64_t row = (b * count + s) * z.n;
         if (frozen) {  // and so are all its later steps: they are the identity (running_mass, machine_step.h)
           if (rho) std::fill(rho + b * count + s, rho + (b + 1) * count, A(0));
-          if (alu) std::fill(alu + (b * count + s) * z.n, alu + (b + 1) * count * z.n, A(0));
+          if (tape)
+            for (A* rows : {tape->alu, tape->load}) std::fill(rows + row, rows + (b + 1) * count * z.n, A(0));
           break;
         }
         if (rho) rho[b * count + s] = mass;
-        step_sample<A>(f, z, c, w, first + s + 1, norm_eps, nullptr, alu ? alu + (b * count + s) * z.n : nullptr);
+        step_sample<A>(f, z, c, w, first + s + 1, norm_eps, nullptr, tape ? tape->alu + row : nullptr, nullptr,
+                       tape ? tape->load + row : nullptr);
+        invertible = invertible && w.memory_invertible;
       }
+      if (tape) tape->invertible[b] = invertible ? A(1) : A(0);
     }
   });
 }
@@ -66,7 +77,7 @@ void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>
 std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, int64_t first, int64_t count, double halt_eps,
-                                            double norm_eps, bool keep_alu) {
+                                            double norm_eps, bool keep_tape) {
   TORCH_CHECK(carry_in.size() == 11, "machine_run_fwd: the carry has 11 tensors, got ", carry_in.size());
   const at::Tensor& ip = carry_in[0];
   const at::Tensor& reg = carry_in[1];
@@ -94,7 +105,10 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
     out.push_back(at::empty_like(in.back(), at::MemoryFormat::Contiguous));
   }
   int64_t done = count;
-  at::Tensor alu = keep_alu ? at::empty({B, count, z.n}, ip.options()) : at::Tensor();
+  std::vector<at::Tensor> tape;  // ALU rows, LOAD rows, invertible (TapeRows)
+  if (keep_tape)
+    tape = {at::empty({B, count, z.n}, ip.options()), at::empty({B, count, z.n}, ip.options()),
+            at::empty({B}, ip.options())};
   AT_DISPATCH_FLOATING_TYPES(ip.scalar_type(), "machine_run_fwd_cpu", [&] {
     using A = scalar_t;
     const auto lines = all_line_ops(fields_c[0].data_ptr<A>(), z.L, z.O);
@@ -102,8 +116,10 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
                       fields_c[3].data_ptr<A>(), fields_c[4].data_ptr<A>(), fields_c[5].data_ptr<A>(),
                       lines.data()};
     std::vector<A> rho(B * count);
-    run_chunk(f, z, in, out, first, count, static_cast<A>(norm_eps), rho.data(),
-              keep_alu ? alu.data_ptr<A>() : nullptr);
+    const TapeRows<A> rows = keep_tape ? TapeRows<A>{tape[0].data_ptr<A>(), tape[1].data_ptr<A>(),
+                                                     tape[2].data_ptr<A>()}
+                                       : TapeRows<A>{};
+    run_chunk(f, z, in, out, first, count, static_cast<A>(norm_eps), rho.data(), keep_tape ? &rows : nullptr);
     // The batch stops before the first step at which every sample's running mass is below halt_eps.
     for (int64_t s = 0; s < count && done == count; ++s) {
       A mx = A(0);
@@ -114,7 +130,9 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
       run_chunk<A>(f, z, in, out, first, done, static_cast<A>(norm_eps), nullptr, nullptr);
   });
   out.push_back(at::scalar_tensor(done, at::kLong));
-  if (keep_alu) out.push_back(alu);  // rows past `done` belong to steps the batch did not take
+  // Rows past `done` belong to steps the batch did not take; `invertible` covers them too (a superset of the steps
+  // run, so a 1 holds for the run's).
+  out.insert(out.end(), tape.begin(), tape.end());
   return out;
 }
 

@@ -469,7 +469,9 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, at::TensorList grad_out, int64_t first,
                                             int64_t count, double norm_eps, bool field_grads,
-                                            const std::optional<at::Tensor>& alu) {
+                                            const std::optional<at::Tensor>& alu, const std::optional<at::Tensor>& load,
+                                            const std::optional<at::Tensor>& invertible,
+                                            const std::optional<at::Tensor>& mem_after) {
   TORCH_CHECK(carry_in.size() == 11 && grad_out.size() == 11, "machine_run_bwd: the carry has 11 tensors");
   const at::Tensor& ip = carry_in[0];
   TORCH_CHECK(ip.scalar_type() == at::kFloat || ip.scalar_type() == at::kDouble,
@@ -489,6 +491,22 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                     alu->scalar_type() == ip.scalar_type() && alu->device().is_cpu(),
                 "machine_run_bwd: alu must be the forward's (B, count, n) ALU rows in the carry's dtype");
   const at::Tensor alu_c = alu.has_value() ? alu->contiguous() : at::Tensor();
+  // The memory's part of the tape (machine_step.h, step_sample's load_in): all three or none.
+  const bool memory_tape = load.has_value();
+  TORCH_CHECK(memory_tape == invertible.has_value() && memory_tape == mem_after.has_value(),
+              "machine_run_bwd: load, invertible and mem_after go together");
+  if (memory_tape) {
+    const auto& mem = carry_in[2];
+    TORCH_CHECK(load->sizes() == at::IntArrayRef({B, count, z.n}) && invertible->sizes() == at::IntArrayRef({B}) &&
+                    mem_after->sizes() == mem.sizes(),
+                "machine_run_bwd: load must be (B, count, n), invertible (B,) and mem_after the memory's shape");
+    for (const auto* t : {&*load, &*invertible, &*mem_after})
+      TORCH_CHECK(t->scalar_type() == ip.scalar_type() && t->device().is_cpu(),
+                  "machine_run_bwd: load, invertible and mem_after must be CPU tensors in the carry's dtype");
+  }
+  const at::Tensor load_c = memory_tape ? load->contiguous() : at::Tensor(),
+                   invertible_c = memory_tape ? invertible->contiguous() : at::Tensor(),
+                   mem_after_c = memory_tape ? mem_after->contiguous() : at::Tensor();
   const Layout lay(z);
   std::vector<at::Tensor> fc{op.contiguous(), a.contiguous(), b.contiguous(), d.contiguous(), imm.contiguous(),
                              tgt.contiguous()};
@@ -543,7 +561,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         const Carry<A> wc{wv.ip,  wv.reg,  wv.mem,  wv.dstk,     wv.dsp,          wv.rstk,
                           wv.rsp, nullptr, nullptr, scalar_sink, scalar_sink + 1, &log};
         // A frozen sample's steps (running_mass) leave its state as it is, so every one after the first shares
-        // that step's record instead of running it again.
+        // that step's record instead of running it again. A sample whose memory writes the walk back inverts
+        // (step_backward) takes its LOAD reads from the forward and leaves the memory alone here: the walk back
+        // starts from the memory after the chunk, which the forward returned, and its tape pass would only have
+        // computed that memory again.
+        const bool skip_memory = memory_tape && invertible_c.data_ptr<A>()[bb] != A(0);
         log.clear();
         bool was_frozen = false;
         for (int64_t s = 0; s < count; ++s) {
@@ -558,9 +580,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           was_frozen = frozen;
           record_at[s] = records.get() + s * rec;
           const A* alu_row = alu_c.defined() ? alu_c.data_ptr<A>() + (bb * count + s) * z.n : nullptr;
-          step_sample<A>(f, z, wc, w, first + s + 1, eps, alu_row);
+          const A* load_row = skip_memory ? load_c.data_ptr<A>() + (bb * count + s) * z.n : nullptr;
+          step_sample<A>(f, z, wc, w, first + s + 1, eps, alu_row, nullptr, load_row);
           w.save(record_at[s]);
         }
+        if (skip_memory) std::copy_n(mem_after_c.data_ptr<A>() + bb * stride[2], stride[2], wv.mem);
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
         A* gpost_p = gbuf_a.data();
         A* gpre_p = gbuf_b.data();

@@ -131,6 +131,8 @@ template <typename A> struct Workspace {
   // halted mass, RET and return-stack masses, e_CALL clamped, and the written value's mass before it is
   // normalised (`value` holds the normalised row).
   A rho, wsum, halted, ret_mass, ret_total, e_call, vsum;
+  // Whether every memory row the step wrote is one the backward inverts (UndoLog::invertible): not recorded.
+  bool memory_invertible = true;
   RowScratch<A> alu;
   explicit Workspace(const Sizes& s)
       : e(s.O), alpha(s.K), beta(s.K), delta(s.K), z(s.n), x(s.n), y(s.n), chi(s.C), load(s.n), pop(s.n),
@@ -214,15 +216,19 @@ void write_rows(A* bank, const A* w, const A* v, A gate, int64_t R, int64_t W, A
 // Negligible reads and writes are skipped as in read_rows and write_rows. Of the rows written, `undo` keeps those it
 // cannot invert (UndoLog::invertible) and no others: the backward's memory adjoint (machine_bwd.cpp, step_backward)
 // inverts each of those rows itself in the pass that reads it, where a separate undo pass streamed the memory once
-// more a step.
+// more a step. Returns whether every row written was invertible.
 template <bool kAccumulate, typename A>
-void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
+bool read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h, int64_t R, int64_t W, A* read,
                            A read_thr, A write_thr, UndoLog<A>* undo) {
   std::fill(read, read + W, A(0));
+  bool invertible = true;
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (undo && matters(a, write_thr) && !UndoLog<A>::invertible(a)) undo->keep(row, W);
+    if (matters(a, write_thr) && !UndoLog<A>::invertible(a)) {
+      invertible = false;
+      if (undo) undo->keep(row, W);
+    }
     if (matters(wr, read_thr) && matters(a, write_thr)) {
       for (int64_t j = 0; j < W; ++j) {
         read[j] += wr * row[j];
@@ -238,6 +244,7 @@ void read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
     if constexpr (kAccumulate)  // acc is null in the backward's tape pass, which does not accumulate
       for (int64_t j = 0; j < W; ++j) acc[r * W + j] = halting::accumulate(acc[r * W + j], h, row[j]);
   }
+  return invertible;
 }
 
 // stack_update of one sample in place, writes with |u·up(p)_s| ≤ write_thr skipped and slots written kept in `undo`
@@ -273,10 +280,13 @@ template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
 // mixture row (n; the value before CONST, MOV, LOAD and POP are added) is copied to alu_out when it is set, and
 // read from alu_in instead of computed when that is set: the forward keeps the rows, so that the backward's tape
 // pass, which runs the same steps on the same states, does not compute them again (on dense rows they were most
-// of its cost). The copy is the same row bit for bit.
+// of its cost). The copy is the same row bit for bit. Likewise load_in, when set, is the step's LOAD read (n), and
+// the memory is then neither read nor written: the backward's tape pass of a sample whose memory writes the walk
+// back inverts from the memory after the chunk (machine_bwd.cpp); load_out gets that row in the forward.
 template <typename A>
 void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps,
-                 const A* alu_in = nullptr, A* alu_out = nullptr) {
+                 const A* alu_in = nullptr, A* alu_out = nullptr, const A* load_in = nullptr,
+                 A* load_out = nullptr) {
   const int64_t L = z.L, O = z.O, K = z.K, n = z.n, C = z.C, S = z.S;
   // 1. Fields: e keeps the running mass ρ; the register and immediate fields are renormalised by it.
   std::fill(w.e.begin(), w.e.end(), A(0));
@@ -343,12 +353,17 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   // A step with negligible halting mass (every step but the last of a sharp program) leaves the halting mixtures
   // alone: their (C, n) accumulation was most of a sharp step.
   const bool accumulate = matters(halted, write_thr);
-  if (c.acc_mem && accumulate)
-    read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                w.load.data(), negligible<A>(C), write_thr, c.undo);
+  if (load_in)
+    std::copy(load_in, load_in + n, w.load.begin());
+  else if (c.acc_mem && accumulate)
+    w.memory_invertible = read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore],
+                                                      w.y.data(), halted, C, n, w.load.data(), negligible<A>(C),
+                                                      write_thr, c.undo);
   else
-    read_write_accumulate<false>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore], w.y.data(), halted, C, n,
-                                 w.load.data(), negligible<A>(C), write_thr, c.undo);
+    w.memory_invertible = read_write_accumulate<false>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore],
+                                                       w.y.data(), halted, C, n, w.load.data(), negligible<A>(C),
+                                                       write_thr, c.undo);
+  if (load_out) std::copy(w.load.begin(), w.load.end(), load_out);
 
   // 3. ALU and the value written: w = Σ value-op weights (clamped at 0), c = e / w.
   A wsum = A(0);

@@ -50,14 +50,24 @@ _oplib.add_triton_module("ncl_kernels.machine.triton")
 _oplib.add_triton_module("ncl_kernels.machine.triton_bwd")
 
 
-def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, keep_alu=False):
+def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, keep_tape=False):
     """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data), then
-    with ``keep_alu`` the ALU rows ``(B, count, n)`` (the first ``done`` are the run's)."""
+    with ``keep_tape`` the backward's tape rows: ALU rows and LOAD rows ``(B, count, n)`` (the first ``done`` are
+    the run's), and ``invertible`` ``(B,)`` (:data:`TAPE`)."""
     out = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
         torch.empty((), dtype=torch.int64, device=carry[0].device)]
-    if keep_alu:
-        out.append(carry[1].new_empty((carry[1].shape[0], count, carry[1].shape[2])))
+    if keep_tape:
+        batch, n = carry[1].shape[0], carry[1].shape[2]
+        out += [carry[1].new_empty((batch, count, n)), carry[1].new_empty((batch, count, n)),
+                carry[1].new_empty((batch,))]
     return out
+
+
+#: What ``ncl::machine_run_fwd`` keeps with ``keep_tape`` for the backward's tape pass, after the carry and the step
+#: count: each step's ALU mixture row and LOAD read ``(B, count, n)``, and per sample 1 where the backward inverts
+#: every memory write of the steps (their ``|a| <= 1/32``), so that its tape pass takes the LOAD reads and leaves
+#: the memory alone, its walk back starting from the memory after the steps (``csrc/cpu/machine_bwd.cpp``).
+TAPE = ("alu", "load", "invertible")
 
 
 def kernel_for(config: MachineConfig, ip: torch.Tensor, backend: str | None, step_fn) -> str | None:
@@ -89,23 +99,25 @@ def needs_graph(tensors) -> bool:
 
 def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
               config: MachineConfig, kernel: str = "cpp",
-              alu_rows: list | None = None) -> tuple[tuple[torch.Tensor, ...], int]:
+              tapes: list | None = None) -> tuple[tuple[torch.Tensor, ...], int]:
     """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run. Given
-    ``alu_rows`` (``cpp`` only), the run's ALU mixture rows ``(B, done, n)`` are appended to it (``keep_alu``)."""
+    ``tapes`` (``cpp`` only), the run's tape rows (:data:`TAPE`, the rows cut to the ``done`` steps run) are
+    appended to it as one tuple."""
     if kernel == "cpp":
         op = torch.ops.ncl.machine_run_fwd
-    elif alu_rows is not None:
-        raise ValueError(f"alu_rows: only the cpp kernel keeps its ALU rows, not {kernel!r}")
+    elif tapes is not None:
+        raise ValueError(f"tapes: only the cpp kernel keeps its tape rows, not {kernel!r}")
     else:
         # Imported at the first call: Triton costs about a second to import, and CPU runs never need it.
         from ncl_kernels.machine import triton as machine_triton
 
         op = machine_triton.machine_run_fwd
-    keep = () if alu_rows is None else (True,)
+    keep = () if tapes is None else (True,)
     out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS, *keep)
     done = int(out[CARRY_SIZE])
     if keep:
-        alu_rows.append(out[CARRY_SIZE + 1][:, :done])
+        alu, load, invertible = out[CARRY_SIZE + 1:]
+        tapes.append((alu[:, :done], load[:, :done], invertible))
     return tuple(out[:CARRY_SIZE]), done
 
 
@@ -129,7 +141,8 @@ def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fie
     return flat_carry, done
 
 
-def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True, alu=None):
+def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True, alu=None, load=None,
+              invertible=None, mem_after=None):
     """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients (empty without ``field_grads``), then the
     carry's."""
     fields = [torch.empty_like(t, memory_format=torch.contiguous_format) if field_grads else t.new_empty(0)
@@ -138,10 +151,10 @@ def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_
 
 
 _oplib.define("machine_run_fwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " int first, int count, float halt_eps, float norm_eps, bool keep_alu=False) -> Tensor[]", _fake_run)
+              " int first, int count, float halt_eps, float norm_eps, bool keep_tape=False) -> Tensor[]", _fake_run)
 _oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True, Tensor? alu=None)"
-              " -> Tensor[]", _fake_bwd)
+              " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True, Tensor? alu=None,"
+              " Tensor? load=None, Tensor? invertible=None, Tensor? mem_after=None) -> Tensor[]", _fake_bwd)
 
 
 def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
@@ -163,10 +176,12 @@ class CheckpointedRun(torch.autograd.Function):
 
     ``forward(ctx, config, max_steps, chunk, kernel, backend, *fields, *carry)`` returns the final carry
     (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
-    each chunk, and on ``cpp`` each step's ALU mixture row ``(B, n)`` (``keep_alu``). The backward handles one
-    chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd`` recomputes the chunk's steps from the
-    kept carry, with the kept ALU rows instead of computing them again (on dense rows they were most of that
-    recomputation), and applies each step's hand-written adjoint (``csrc/cpu/machine_bwd.cpp``); on ``triton``,
+    each chunk, and on ``cpp`` the chunk's tape rows (:data:`TAPE`) and the memory leaving the run. The backward
+    handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd`` recomputes the chunk's
+    steps from the kept carry, with the kept ALU rows instead of computing them again (on dense rows they were
+    most of that recomputation) and, for a sample whose memory writes it can invert, the kept LOAD reads instead
+    of the memory's pass (its walk back starts from the memory leaving the chunk: the next chunk's kept carry's,
+    or the run's), and applies each step's hand-written adjoint (``csrc/cpu/machine_bwd.cpp``); on ``triton``,
     the same algorithm in one Triton launch per chunk
     (:func:`ncl_kernels.machine.triton_bwd.machine_run_bwd`: a tape pass, then the walk back, one program per
     sample; its fields' gradients are summed with atomics, so their fp32 rounding varies from run to run).
@@ -176,21 +191,22 @@ class CheckpointedRun(torch.autograd.Function):
     @staticmethod
     def forward(ctx, config, max_steps, chunk, kernel, backend, *tensors):
         fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
-        starts, counts, kept, alu_rows = [], [], [], []
+        starts, counts, kept, tapes = [], [], [], []
         steps = 0
         with torch.no_grad():
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
                 carry, done = run_steps(carry, steps, count, fields, config, kernel,
-                                        alu_rows if kernel == "cpp" else None)
+                                        tapes if kernel == "cpp" else None)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
                 if done < count:
                     break
         ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
-        ctx.save_for_backward(*fields, *kept, *alu_rows)
+        ends = (carry[2],) if tapes else ()  # the memory leaving the last chunk
+        ctx.save_for_backward(*fields, *kept, *(t for tape in tapes for t in tape), *ends)
         total = torch.tensor(steps)
         ctx.mark_non_differentiable(total)
         return (*carry, total)
@@ -199,7 +215,10 @@ class CheckpointedRun(torch.autograd.Function):
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
         chunks = len(ctx.starts)
-        fields, kept, alu_rows = saved[:6], saved[6:6 + chunks * CARRY_SIZE], saved[6 + chunks * CARRY_SIZE:]
+        fields, kept = saved[:6], saved[6:6 + chunks * CARRY_SIZE]
+        tapes = saved[6 + chunks * CARRY_SIZE:]
+        # The memory leaving chunk i: the one entering chunk i + 1, or the run's.
+        mem_after = [kept[(i + 1) * CARRY_SIZE + 2] for i in range(chunks - 1)] + list(tapes[len(TAPE) * chunks:])
         grads = [torch.zeros_like(t) if g is None else g.contiguous()
                  for g, t in zip(grads[:CARRY_SIZE], kept[:CARRY_SIZE])]
         # A fixed library (training's default) needs no field gradients: its (L, L) jump-target gradient alone is
@@ -212,7 +231,8 @@ class CheckpointedRun(torch.autograd.Function):
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
             if ctx.kernel == "cpp":
                 out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
-                                                    NORM_EPS, want, alu_rows[i])
+                                                    NORM_EPS, want, *tapes[len(TAPE) * i:len(TAPE) * (i + 1)],
+                                                    mem_after[i])
             else:
                 # Imported at the first call, as in run_steps.
                 from ncl_kernels.machine import triton_bwd
