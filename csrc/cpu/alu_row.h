@@ -24,7 +24,8 @@ template <typename A> struct RowScratch {
   // MUL: coef · y_j and one j's gathered values (forward); g gathered for j and for its partner (backward)
   std::vector<A> mul_c, mul_v;
   std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
-  std::vector<double> prefix;  // x's prefix sums, for the dense forward's DIV
+  std::vector<double> prefix;  // x's prefix sums, for DIV's run sums
+  std::vector<double> xg_prefix, div_diff, mod_head;  // the backward's DIV and MOD runs (Runs)
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
   // The backward's DIV and MOD runs (div_mod_runs): x and the pair ops' part of gx with kRunLanes of room past the
   // row's end, and n 1s then n + kRunLanes 0s (the lanes of a run of length j are 1s from n - j on).
@@ -37,7 +38,8 @@ template <typename A> struct RowScratch {
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
         dx(alu::kNumOps * n), gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n), xx(2 * n), prefix(n + 1),
-        gy_rest(n), x_pad(n + kRunLanes), gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)) {
+        xg_prefix(n + 1), div_diff(n + 1), mod_head(n + 1), gy_rest(n), x_pad(n + kRunLanes),
+        gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)) {
     std::fill(run_mask.begin(), run_mask.begin() + n, A(1));
   }
 };
@@ -228,45 +230,57 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
 constexpr int64_t kRunMinJ = 8;
 
 // The buffers of div_mod_runs (RowScratch): x and gx (the one pair_backward_at updates) padded by kRunLanes past
-// n, x's prefix sums in double, g twice over (2n) and RowScratch::run_mask.
+// n, g twice over (2n), RowScratch::run_mask, x's and x·g's prefix sums in double (n + 1), and two difference
+// arrays in double (n + 1) that mix_row_backward sums into gx once a row: div_diff (DIV's part of gx) and
+// mod_head (the coefficient of g[i] in MOD's part, from the runs q = 0).
 template <typename A> struct Runs {
   const A *x_pad, *gg, *mask;
-  const double* prefix;
+  const double *prefix, *xg_prefix;
   A* gx_pad;
+  double *div_diff, *mod_head;
 };
 
 // DIV's and MOD's backward at one j ≥ kRunMinJ, along the runs i ∈ [qj, (q + 1)j): gx[i] += c_div g[q] + c_mod
-// g[i - qj], s_div = Σ_q g[q] Σ_{i in run q} x_i and s_mod = Σ_i x_i g[i mod j]. Each run is cut into whole chunks
-// of kRunLanes with the lanes past j masked (the mask is 0 there, and x and gx have room past n), so no run
-// has a remainder loop or a horizontal sum of its own: there are about n ln(n / kRunMinJ) runs a row (364 at
-// n = 128), and their loop overheads and per-run reductions were a sixth of the soft run's backward
-// (benchmarks/RESULTS.md). A masked lane adds 0 to the next run's first entries, which that run then updates. The
-// run sums of s_div are differences of x's prefix sums in double, as in the forward's DIV. The even runs go first,
-// then the odd ones: a run's first chunk, loaded right after the chunk stores of the run before it that overlap it
-// by a few lanes, waited for them (a store-forwarding stall, a run) on every run.
+// g[i - qj], s_div = Σ_q g[q] Σ_{i in run q} x_i and s_mod = Σ_i x_i g[i mod j].
+// - DIV's part of gx is a step function of i: it goes into div_diff as its steps, c_div (g[q] - g[q - 1]) at qj,
+//   O(n / j) a j, and s_div's run sums are differences of x's prefix sums, as in the forward's DIV.
+// - On the first run (i < j) MOD's part is c_mod g[i]: mod_head gets +c_mod at 0 and -c_mod at j, and that run's
+//   share of s_mod is x·g's prefix sum at j. Only the runs q ≥ 1 (about half the pairs) are passes over i.
+// - Those runs are cut into whole chunks of kRunLanes with the lanes past j masked (the mask is 0 there, and x and
+//   gx have room past n), so no run has a remainder loop or a horizontal sum of its own: there are about
+//   n ln(n / kRunMinJ) runs a row (364 at n = 128), and their loop overheads and per-run reductions were a sixth of
+//   the soft run's backward (benchmarks/RESULTS.md). A masked lane adds 0 to the next run's first entries, which
+//   that run then updates. The odd runs go first, then the even ones: a run's first chunk, loaded right after the
+//   chunk stores of the run before it that overlap it by a few lanes, waited for them (a store-forwarding stall).
 template <typename A>
 void div_mod_runs(const Runs<A>& rb, const A* gs, int64_t n, int64_t j, A c_div, A c_mod, A& s_div, A& s_mod) {
+  const int64_t runs = (n + j - 1) / j;
+  double sd = 0.0;
+  for (int64_t q = 0; q < runs; ++q) {
+    const int64_t i0 = q * j, end = std::min(i0 + j, n);
+    rb.div_diff[i0] += static_cast<double>(c_div) * (static_cast<double>(gs[q]) - (q ? gs[q - 1] : 0.0));
+    sd += static_cast<double>(gs[q]) * (rb.prefix[end] - rb.prefix[i0]);
+  }
+  rb.mod_head[0] += c_mod;
+  rb.mod_head[j] -= c_mod;
   const A* mask = rb.mask + n - j;  // 1 on lanes r < j, 0 on the next kRunLanes
   A acc[kRunLanes] = {};
-  double sd = 0.0;
-  const int64_t runs = (n + j - 1) / j;
-  for (int64_t q = 0; q < runs; q = q + 2 < runs || q % 2 ? q + 2 : 1) {  // even runs, then odd ones
-    const int64_t i0 = q * j, len = std::min(j, n - i0), chunks = (len + kRunLanes - 1) / kRunLanes;
-    const A base = c_div * gs[q];
-    const A* xb = rb.x_pad + i0;
-    A* gb = rb.gx_pad + i0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t r0 = c * kRunLanes;
-      NCL_PRAGMA(omp simd)
-      for (int64_t l = 0; l < kRunLanes; ++l) {
-        const A m = mask[r0 + l], gr = m * rb.gg[r0 + l];  // a lane past n reads g[r - n]: finite, times 0
-        gb[r0 + l] += base * m + c_mod * gr;
-        acc[l] += xb[r0 + l] * gr;
+  for (int64_t first = 1; first <= 2; ++first)
+    for (int64_t q = first; q < runs; q += 2) {
+      const int64_t i0 = q * j, chunks = (std::min(j, n - i0) + kRunLanes - 1) / kRunLanes;
+      const A* xb = rb.x_pad + i0;
+      A* gb = rb.gx_pad + i0;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t r0 = c * kRunLanes;
+        NCL_PRAGMA(omp simd)
+        for (int64_t l = 0; l < kRunLanes; ++l) {
+          const A gr = mask[r0 + l] * rb.gg[r0 + l];  // a lane past n reads g[r - n]: finite, times 0
+          gb[r0 + l] += c_mod * gr;
+          acc[l] += xb[r0 + l] * gr;
+        }
       }
     }
-    sd += static_cast<double>(gs[q]) * (rb.prefix[i0 + len] - rb.prefix[i0]);
-  }
-  A sm = A(0);
+  A sm = static_cast<A>(rb.xg_prefix[j]);
   for (int64_t l = 0; l < kRunLanes; ++l) sm += acc[l];
   s_div = static_cast<A>(sd);
   s_mod = sm;
@@ -325,9 +339,15 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   std::fill(s.gx_pad.begin(), s.gx_pad.end(), A(0));
   std::copy(r.x, r.x + n, s.x_pad.begin());
   std::fill(s.x_pad.begin() + n, s.x_pad.end(), A(0));
-  s.prefix[0] = 0.0;
-  for (int64_t i = 0; i < n; ++i) s.prefix[i + 1] = s.prefix[i] + static_cast<double>(r.x[i]);
-  const Runs<A> runs{s.x_pad.data(), s.xx.data(), s.run_mask.data(), s.prefix.data(), gxp};
+  s.prefix[0] = s.xg_prefix[0] = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    s.prefix[i + 1] = s.prefix[i] + static_cast<double>(r.x[i]);
+    s.xg_prefix[i + 1] = s.xg_prefix[i] + static_cast<double>(r.x[i]) * static_cast<double>(r.g[i]);
+  }
+  std::fill(s.div_diff.begin(), s.div_diff.end(), 0.0);
+  std::fill(s.mod_head.begin(), s.mod_head.end(), 0.0);
+  const Runs<A> runs{s.x_pad.data(), s.xx.data(), s.run_mask.data(), s.prefix.data(), s.xg_prefix.data(), gxp,
+                     s.div_diff.data(), s.mod_head.data()};
   A gcoef_pair[alu::kNumPair] = {};  // Σ_{j in supp(y)} y_j sum_k(j) = <g, op_k(x, y)>
   const A* xs = r.x;
   const A* gs = r.g;
@@ -388,6 +408,12 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   // bilinear: L_k = Σ_i x_i ∂L_k/∂x_i). One loop with gcoef as an `omp simd` array reduction, once inlined into the
   // AVX2 copy, made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110 ms, sharp
   // 33 against 27).
+  double div_part = 0.0, mod_coef = 0.0;  // div_mod_runs' difference arrays, summed
+  for (int64_t i = 0; i < n; ++i) {
+    div_part += s.div_diff[i];
+    mod_coef += s.mod_head[i];
+    gxp[i] += static_cast<A>(div_part + mod_coef * static_cast<double>(gs[i]));
+  }
   A* dx = s.dx.data();
   NCL_PRAGMA(omp simd)
   for (int64_t i = 0; i < n; ++i) {
