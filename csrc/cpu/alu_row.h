@@ -289,8 +289,8 @@ void div_mod_runs(const Runs<A>& rb, const A* gs, int64_t n, int64_t j, A c_div,
 // The pair ops' backward at one j in y's support, over every i: gx[i] += Σ_k cy_k g[T_k(i, j)] with cy_k = coef_k·y_j,
 // and sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB
 // (g[(i - j) mod n]) and MUL (gmul[i] = g[i·j mod n], gathered by the caller); DIV and MOD gather from theirs in that
-// pass (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs: g[i / j] is g[q] over the run i ∈ [qj, (q + 1)j), and
-// g[i mod j] is g[0..j) again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8
+// pass (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs (div_mod_runs): g[i / j] is g[q] over i ∈ [qj, (q + 1)j)
+// and g[i mod j] is g[0..j) again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8
 // loads and inserts). The five ops' ∂L_k/∂x are not kept apart: only their mixture gx is needed (the coefficients'
 // gradients come from the sums, mix_row_backward), and one row updated a pass where there were five was the pass's
 // stores.
