@@ -326,7 +326,7 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   };
   for (int64_t c = 0; c < C; ++c) {
     const A chi = w.chi[c], a = es * chi;
-    const bool inverted = matters(a, write_thr) && UndoLog<A>::invertible(a);  // the forward's test
+    const bool inverted = UndoLog<A>::inverted_write(a, write_thr);  // the forward's test
     if (!rows_needed && acc_mem_zero[c] && !matters(chi, negligible<A>(C))) {
       if (inverted) UndoLog<A>::invert(pre.mem + c * n, n, a, y);
       continue;

@@ -71,6 +71,9 @@ template <typename A> struct UndoLog {
     saved.insert(saved.end(), row, row + W);
   }
   static bool invertible(A a) { return std::abs(a) <= static_cast<A>(kInvertMax); }
+  // Whether the memory pass writes a row with weight a (write_thr as in step_sample) that the walk back inverts
+  // instead of restoring it from the log: the one test the forward's pass and the backward's memory adjoint share.
+  static bool inverted_write(A a, A write_thr) { return std::abs(a) > write_thr && invertible(a); }
   // Keeps the value v (W) that the writes kept by keep_write then read; returns its offset.
   int64_t keep_value(const A* v, int64_t W) {
     const int64_t at = static_cast<int64_t>(saved.size());
@@ -225,7 +228,7 @@ bool read_write_accumulate(A* bank, A* acc, const A* w, A gate, const A* v, A h,
   for (int64_t r = 0; r < R; ++r) {
     const A wr = w[r], a = gate * wr;
     A* row = bank + r * W;
-    if (matters(a, write_thr) && !UndoLog<A>::invertible(a)) {
+    if (matters(a, write_thr) && !UndoLog<A>::inverted_write(a, write_thr)) {
       invertible = false;
       if (undo) undo->keep(row, W);
     }
@@ -353,8 +356,10 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   // A step with negligible halting mass (every step but the last of a sharp program) leaves the halting mixtures
   // alone: their (C, n) accumulation was most of a sharp step.
   const bool accumulate = matters(halted, write_thr);
-  if (load_in)
+  if (load_in) {
     std::copy(load_in, load_in + n, w.load.begin());
+    w.memory_invertible = true;  // nothing written
+  }
   else if (c.acc_mem && accumulate)
     w.memory_invertible = read_write_accumulate<true>(c.mem, c.acc_mem, w.chi.data(), w.e[machine::kStore],
                                                       w.y.data(), halted, C, n, w.load.data(), negligible<A>(C),
