@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "labels", "search", "numbers", "seed", "log_every", "checkpoint_every", "time_limit", "schedule",
-                 "threads", "train_max_steps"):
+                 "labels", "search", "search_steps", "search_pointers", "replay", "numbers", "seed", "log_every",
+                 "checkpoint_every", "time_limit", "schedule", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -44,10 +44,15 @@ def _train(args: argparse.Namespace) -> int:
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
     if 0 < cfg.labels < 1 and cfg.model == "augmented" and cfg.chain:
-        # a chain with scarce labels: its programs searched, the answer's gradient to the read gates alone, which
-        # docs/labels.md measured best; a single call's heads train on the labels alone
+        # a chain with scarce labels: its programs and arguments searched, its labelled examples replayed, the
+        # answer's gradient to the read gates alone, which docs/labels.md measured best; a single call's heads
+        # train on the labels alone
         if args.search is None:
             cfg.search = SEARCH_CANDIDATES
+        if args.search_pointers is None:
+            cfg.search_pointers = True
+        if args.replay is None:
+            cfg.replay = REPLAY
         if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
             computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
     try:
@@ -134,6 +139,9 @@ def _convert(args: argparse.Namespace) -> int:
 #: How many other programs per call ``--search-programs`` tries when no number is given, and on a chain of calls
 #: with ``--labels`` in (0, 1) by default (docs/labels.md measured it).
 SEARCH_CANDIDATES = 3
+#: How many labelled examples seen before ``--replay`` adds to each batch on a chain of calls with ``--labels`` in
+#: (0, 1) by default (docs/labels.md measured it).
+REPLAY = 4
 
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
 #: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
@@ -178,7 +186,8 @@ def add_commands(sub) -> None:
     p.add_argument("--labels", type=fraction, default=None, metavar="F",
                    help="the fraction of training examples that carry the interface labels, chosen once per prompt "
                         "by the seed; the others train from their answers alone (F = 0 sets --answer-grad; on a "
-                        "chain of calls F below 1 sets --search-programs and --answer-grad-heads read; "
+                        "chain of calls F below 1 sets --search-programs, --search-pointers, --replay and "
+                        "--answer-grad-heads read; "
                         "docs/labels.md)")
     grad = p.add_mutually_exclusive_group()
     grad.add_argument("--answer-grad", dest="answer_grad", action="store_const", const=True, default=None,
@@ -197,6 +206,20 @@ def add_commands(sub) -> None:
                         f"given) most likely other programs run on the machine, and those whose chain prints an "
                         f"unlabelled example's answer train the program heads; the default there with --labels above "
                         f"0 (0: no search); docs/labels.md")
+    p.add_argument("--search-steps", dest="search_steps", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --labels below 1 on a chain of calls (mix): for an unlabelled example whose chain is "
+                        "wrong, flip where each of its steps ends (its operand ends, the step ends marked) one at a "
+                        "time, and the flips that make the chain print the answer train the step-end gate; "
+                        "docs/labels.md")
+    p.add_argument("--search-pointers", dest="search_pointers", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --labels below 1 on a chain of calls (mix): for an unlabelled example whose chain is "
+                        "wrong, point each argument slot of each call at each other segment, one at a time, and the "
+                        "changes that make the chain print the answer train the pointers; the default there with "
+                        "--labels above 0; docs/labels.md")
+    p.add_argument("--replay", type=non_negative_int, default=None, metavar="R",
+                   help=f"with --labels between 0 and 1: add R of the labelled examples seen so far to every batch "
+                        f"(the same labelled examples, seen more often; 0: none); {REPLAY} on a chain of calls "
+                        f"(mix), else 0; docs/labels.md")
     p.add_argument("--mode", choices=["mixture", "superposition"], default=None, help="program choice mode")
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "

@@ -27,8 +27,10 @@
 # "augmented-labelsF-only" (--labels F --labels-only) or "augmented-labelsF-heads-H+H" (--labels F
 # --answer-grad-heads H,H), as in docs/labels.md; each with --search-programs 0 unless it ends in "-search[M]"
 # (--search-programs M, default 3: on mix, the programs that print an unlabelled example's answer train the
-# program heads). All train the same steps. "tooluse-labelsF" is the tool-use baseline with --labels F
-# (REINFORCE on the examples without a labelled call).
+# program heads), and --no-search-steps --no-search-pointers unless it ends in "-steps" (--search-steps),
+# "-pointers" (--search-pointers) or "-steps-pointers" (both), and --replay 0 unless it ends in "-replayR"
+# (--replay R: R labelled examples seen before added to each batch). All train the same steps.
+# "tooluse-labelsF" is the tool-use baseline with --labels F (REINFORCE on the examples without a labelled call).
 # The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
@@ -63,7 +65,8 @@ one() {  # task model seed
   if [ "$model" = augmented-noaux ]; then flags+=(--aux 0); model=augmented; fi
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
   local labels=()
-  if [[ "$model" =~ ^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?$ ]]; then
+  local named='^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?(-steps)?(-pointers)?'
+  if [[ "$model" =~ ${named}(-replay([0-9]+))?$ ]]; then
     labels=(--labels "${BASH_REMATCH[2]}")
     model=${BASH_REMATCH[1]}
     if [ "$model" = augmented ]; then  # each option spelled out: the names keep their meaning if defaults move
@@ -72,6 +75,9 @@ one() {  # task model seed
       # "-search" alone: --search-programs with no number, its default
       if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]}); \
         else labels+=(--search-programs 0); fi
+      if [ -n "${BASH_REMATCH[7]}" ]; then labels+=(--search-steps); else labels+=(--no-search-steps); fi
+      if [ -n "${BASH_REMATCH[8]}" ]; then labels+=(--search-pointers); else labels+=(--no-search-pointers); fi
+      labels+=(--replay "${BASH_REMATCH[10]:-0}")
     fi
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"

@@ -10,9 +10,9 @@ from ncl.computer import DEFAULT_MACHINE
 from ncl.computer.calls import run_chain
 from ncl.computer.outputs import ChainHeads
 from ncl.tasks import compose
-from ncl.training.search import answer_texts, search_loss, search_programs
+from ncl.training.search import answer_texts, search_loss, search_pointers, search_programs
 
-from _chain_support import computer, gold_heads, prompt_tape, runner  # noqa: F401 (a fixture)
+from _chain_support import SURE, computer, gold_heads, prompt_tape, runner  # noqa: F401 (a fixture)
 
 
 def chain_heads(computer, problems, K, wrong=None):
@@ -80,6 +80,30 @@ def test_a_wrong_program_is_repaired_by_the_gold_one(computer, calls):
     assert top.matches[:2].sum() == 2 and top.matches[torch.arange(2), wrong[:2]].any(-1).all()
 
 
+def test_a_wrong_argument_is_repaired_by_the_gold_segment(computer):
+    """A call whose second slot takes the empty segment (one operand missing) is repaired by pointing that slot
+    at the gold operand; the rows not searched are not tried."""
+    problems = [e for e in problems_with(1, 8) if len(e.calls[0].args) == 2][:3]
+    pi, ptr, halt = gold_heads(problems, computer.program_names, 2)
+    ptr[:, 0, 1] = -SURE
+    ptr[:, 0, 1, 0] = SURE  # slot 2 of call 1: the empty segment
+    with torch.no_grad():
+        out = run_chain(runner(computer), pi, ptr, halt, prompt_tape(problems), DEFAULT_MACHINE.registers)
+    heads = ChainHeads(pi, out.pointers, halt, None, out.calls, out.program, out.args, out.call_steps,
+                       out.segments.cells.argmax(-1), out.segments.length, None)
+    answers = [e.answer for e in problems]
+    assert all(t != a for t, a in zip(answer_texts(out.mem), answers))
+    rows = torch.tensor([True, True, False])
+    res = search_pointers(computer, heads, answers, rows)
+    offered = (out.pointers[:2, 0] > 0).sum().item()  # both slots' segments on offer, the chosen ones excepted
+    assert res.runs == offered - 2 * 2
+    for b in range(2):
+        gold = 1 + problems[b].calls[0].args[1]
+        assert res.matches[b, 0, 1, gold]
+        assert res.matches[b].sum() <= 2  # at most the gold segment, and the other slot's where they commute
+    assert not res.matches[2].any() and not res.matches[:, 1].any()
+
+
 def test_search_loss_is_the_marginal_likelihood_of_the_matching_programs():
     torch.manual_seed(0)
     logits = torch.randn(3, 2, 5, dtype=torch.double, requires_grad=True)
@@ -129,7 +153,7 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "--task", "mix", "--out", str(out), "--layers", "2", "--split", "1", "--batch-size",
                      "4", "--threads", "1", "--quiet", "--log-every", "1", "--steps", "3", "--labels", "0.1",
-                     "--labels-only", "--search-programs", "2"]) == 0
+                     "--labels-only", "--search-programs", "2", "--no-search-pointers", "--replay", "0"]) == 0
     assert load_checkpoint(out)["config"]["search"] == 2
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "loss" in x]
     assert len(lines) == 3
@@ -143,26 +167,33 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
     default = {**result, "answer_grad": True, "answer_grad_heads": ["read"]}  # a chain's default at 0 < F < 1
     assert model_label(default) == "augmented (F=0.1, answer grad to read + program search)"
     assert labels_family(default) == ("augmented, answer grad to read + program search", 0.1)
+    now = {**default, "search_pointers": True, "replay": 4}  # the default since the step and pointer searches
+    assert model_label(now) == "augmented (F=0.1, answer grad to read + program and pointer search + replay 4)"
+    every = {**now, "search_steps": True}
+    assert labels_family(every) == ("augmented, answer grad to read + program, step and pointer search + replay 4",
+                                    0.1)
 
 
 def test_the_defaults_with_scarce_labels(tmp_path):
     """Between 0 and 1 a single call's heads train on the labels alone (docs/labels.md measured the answer's
-    gradient harming), and a chain's programs are searched, the answer's gradient reaching its read gates alone;
-    at F = 0 only the answer's gradient is left."""
+    gradient harming), and a chain's programs and arguments are searched and its labelled examples replayed, the
+    answer's gradient reaching its read gates alone; at F = 0 only the answer's gradient is left."""
     from ncl import cli
-    from ncl.cli_train import SEARCH_CANDIDATES
+    from ncl.cli_train import REPLAY, SEARCH_CANDIDATES
     from ncl.computer.config import ANSWER_GRAD_HEADS
     from ncl.training import load_checkpoint
 
     tiny = ["--layers", "2", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet", "--steps", "1"]
     every = list(ANSWER_GRAD_HEADS)
-    for name, task, extra, search, answer_grad, heads in (
-            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"]),
-            ("off", "mix", ["--labels", "0.5", "--search-programs", "0", "--labels-only"], 0, False, every),
-            ("sort", "sort", ["--labels", "0.5"], 0, False, every),
-            ("zero", "sort", ["--labels", "0"], 0, True, every),
-            ("all", "mix", [], 0, False, every)):
+    off = ["--search-programs", "0", "--no-search-pointers", "--replay", "0", "--labels-only"]
+    for name, task, extra, search, answer_grad, heads, pointers, replay in (
+            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY),
+            ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0),
+            ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0),
+            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0),
+            ("all", "mix", [], 0, False, every, False, 0)):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]
-        got = (cfg["search"], cfg["computer"]["answer_grad"], list(cfg["computer"]["answer_grad_heads"]))
-        assert got == (search, answer_grad, heads), name
+        got = (cfg["search"], cfg["computer"]["answer_grad"], list(cfg["computer"]["answer_grad_heads"]),
+               cfg["search_pointers"], cfg["replay"], cfg["search_steps"])
+        assert got == (search, answer_grad, heads, pointers, replay, False), name

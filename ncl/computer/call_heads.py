@@ -142,11 +142,16 @@ class CallHeads(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
-                tokens: tuple[torch.Tensor, ...] | None = None) -> CallLogits:
+                tokens: tuple[torch.Tensor, ...] | None = None, force: torch.Tensor | None = None) -> CallLogits:
         """:class:`CallLogits` for K = ``calls`` and O = ``operands`` (S = 1 + O + K). ``words`` is needed with
         ``read="text"``, whose step-end gate reads ``tokens``: (each token, the next, the one after, ...; (B,T,d)
-        each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h`` if None."""
+        each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h`` if None. ``force (B,T)``
+        (long): where a step ends regardless of the gate, 1 a step end, 0 none, −1 as the gate says (the step
+        search of :mod:`ncl.training.search` runs the chain again so); the gate's logits are returned as they are.
+        """
         B, T, d = h.shape
+        if force is not None and force.shape != (B, T):
+            raise ValueError(f"force must be (B, T) = {(B, T)}, got {tuple(force.shape)}")
         pos = torch.arange(T, device=h.device)
         real = mask > 0
         is_end = (ends > 0.5) & real
@@ -166,6 +171,8 @@ class CallHeads(nn.Module):
         ended = step_logit.detach()  # what halting reads: a constant to the losses
         if self.read == "text":  # the last step ends at the answer cue, the last token the heads read
             ended = torch.cat([ended[:, :-1], torch.full_like(ended[:, -1:], 30.0)], 1)
+        if force is not None:
+            ended = torch.where(force >= 0, 60.0 * force.to(ended.dtype) - 30.0, ended)
         marks = (ended > 0) & real
         focus = torch.full((B,), -1, dtype=torch.long, device=h.device)
         # reading last first: a row with a nested step end before its cue (the cue, always a step end, is T - 1)

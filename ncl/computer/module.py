@@ -16,7 +16,7 @@ from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
 from ncl.computer.call_heads import STEP_WINDOW, CallHeads
 from ncl.computer.config import ComputerConfig
-from ncl.computer.outputs import ChainHeads, ComputerOutput, ComputerState, Heads, PromptHeads
+from ncl.computer.outputs import ChainHeads, ChainInputs, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
 from ncl.computer.sharp import straight_through, straight_through_gate
 
@@ -316,18 +316,43 @@ class NeuralComputer(nn.Module):
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        logits = self.call_heads(h, mask, end, K + 1, K, mask * (1 - written), end_tokens)
-        pi = torch.softmax(logits.program, -1)
-        chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, max_steps), pi, logits.pointers,
-                                 logits.halt, operands, cfg.machine.registers, cfg.answer_grad_to("pointers"),
-                                 cfg.answer_grad_to("halt"))
+        inputs = ChainInputs(h, mask, end, mask * (1 - written), end_tokens, operands, max_steps)
+        logits, pi, chain = self._calls(inputs)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
                                        chain.args, chain.call_steps, chain.segments.cells.argmax(-1),
                                        chain.segments.length, logits.step, logits.nest, logits.join,
-                                       logits.window))
+                                       logits.window, inputs))
         return ComputerState(heads, chain.r0, chain.mem, tape.written, chain.steps, chain.unhalted, chain.run_steps,
                              first_read)
+
+    def _calls(self, inputs: ChainInputs, force: torch.Tensor | None = None, grad: bool = True):
+        """The call heads on ``inputs`` (:class:`~ncl.computer.outputs.ChainInputs`) and the chain they choose:
+        ``(CallLogits, pi (B,K,P), ChainOutput)``. ``force``: step ends forced (:class:`CallHeads`); ``grad``:
+        whether the answer's gradient may reach the pointers and halting (as the config says) or nowhere."""
+        cfg, K = self.config, self.config.calls
+        logits = self.call_heads(inputs.h, inputs.mask, inputs.ends, K + 1, K, inputs.words, inputs.tokens, force)
+        pi = torch.softmax(logits.program, -1)
+        chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, inputs.max_steps), pi, logits.pointers,
+                                 logits.halt, inputs.operands, cfg.machine.registers,
+                                 grad and cfg.answer_grad_to("pointers"), grad and cfg.answer_grad_to("halt"))
+        return logits, pi, chain
+
+    @torch.no_grad()
+    def chain_with_steps(self, inputs: ChainInputs, rows: torch.Tensor, force: torch.Tensor) -> calls_.ChainOutput:
+        """The chain of the rows ``rows (R,)`` of ``inputs`` (a forward's ``heads.prompt.chain.inputs``) run
+        again, its heads and all, with step ends forced: ``force (R,T)`` long, 1 where a step ends, 0 where none
+        does, −1 where the step-end gate decides. Without gradients: the step search of
+        :mod:`ncl.training.search` asks which step ends make the chain print an example's answer."""
+        if not self.config.calls:
+            raise ValueError("chain_with_steps: this computer makes one call per prompt (config.calls = 0)")
+        if rows.dim() != 1 or force.shape != (len(rows), inputs.h.shape[1]):
+            raise ValueError(f"force must be (R, T) = {(len(rows), inputs.h.shape[1])} for rows (R,), got "
+                             f"rows {tuple(rows.shape)} and force {tuple(force.shape)}")
+        sub = ChainInputs(inputs.h[rows], inputs.mask[rows], inputs.ends[rows], inputs.words[rows],
+                          None if inputs.tokens is None else tuple(t[rows] for t in inputs.tokens),
+                          calls_.Segments(*(x[rows] for x in inputs.operands)), inputs.max_steps)
+        return self._calls(sub, force, grad=False)[2]
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                 state: ComputerState | None = None, max_steps: int | None = None,

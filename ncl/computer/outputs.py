@@ -9,6 +9,24 @@ from typing import NamedTuple
 import torch
 
 
+class ChainInputs(NamedTuple):
+    """What a chain's heads read on the prompt, kept so that the chain can run again with some decisions changed
+    (:meth:`NeuralComputer.chain_with_steps <ncl.computer.NeuralComputer.chain_with_steps>`, the step search of
+    :mod:`ncl.training.search`): ``h (B,T,d)`` the prompt's normalised hidden states, ``mask (B,T)`` its
+    tokens written from, ``ends (B,T)`` the operand ends (hard), ``words (B,T)`` the tokens the tape does not
+    hold, ``tokens`` what the local gates read (a tuple of (B,T,d) look-ahead views, or None), ``operands`` the
+    prompt's :class:`~ncl.computer.calls.Segments` and ``max_steps`` the machine's step limit (None: the
+    computer's)."""
+
+    h: torch.Tensor
+    mask: torch.Tensor
+    ends: torch.Tensor
+    words: torch.Tensor
+    tokens: tuple | None
+    operands: tuple
+    max_steps: int | None
+
+
 class ChainHeads(NamedTuple):
     """The heads of a chain of calls (``ComputerConfig.calls`` = K > 0; :mod:`ncl.computer.calls`): ``pi
     (B,K,P)``, ``pointers (B,K,A,S)`` (the argument slots' soft segment distributions, masked), ``halt_logit
@@ -18,7 +36,7 @@ class ChainHeads(NamedTuple):
     (B,S)``, for traces; ``step_logit (B,T)``: has a step phrase ended at this prompt token
     (:class:`~ncl.computer.call_heads.CallHeads`); ``nest_logit (B,T)``: is that step end nested, and the two
     step-end gates' own logits, ``join_logit (B,T)`` (the near gate's) and ``window_logit (B,T)`` (all three
-    None without ``ComputerConfig.nesting``)."""
+    None without ``ComputerConfig.nesting``); ``inputs``: what the heads read (:class:`ChainInputs`)."""
 
     pi: torch.Tensor
     pointers: torch.Tensor
@@ -34,6 +52,7 @@ class ChainHeads(NamedTuple):
     nest_logit: torch.Tensor | None = None
     join_logit: torch.Tensor | None = None
     window_logit: torch.Tensor | None = None
+    inputs: ChainInputs | None = None
 
 
 class PromptHeads(NamedTuple):
@@ -113,4 +132,4 @@ class ComputerOutput(NamedTuple):
     state: ComputerState
 
 
-__all__ = ["ChainHeads", "ComputerOutput", "ComputerState", "Heads", "PromptHeads"]
+__all__ = ["ChainHeads", "ChainInputs", "ComputerOutput", "ComputerState", "Heads", "PromptHeads"]

@@ -40,7 +40,10 @@ class TrainConfig:
     The tool-use baseline's label is its call: with F < 1 the others train it by REINFORCE on the answer
     (:mod:`ncl.training.reinforce`). ``search`` = M > 0 (a chain of calls, F < 1): the programs whose call
     prints an unlabelled example's answer, found by running each call's M most likely other programs on the
-    machine, train the program heads (:mod:`ncl.training.search`).
+    machine, train the program heads (:mod:`ncl.training.search`); ``search_steps``: for those whose chain is
+    wrong, the step ends whose single change makes it print the answer train the step-end gate, and with
+    ``search_pointers`` the single changes of an argument train the pointers. ``replay`` = R adds R of the
+    labelled examples seen so far to each batch (:class:`ncl.training.labels.Replay`).
 
     ``schedule`` says what the learning rate's cosine decays over: ``"steps"`` (``steps`` optimizer steps; the
     time limit is a safety stop) or ``"time"`` (the ``time_limit`` seconds of training, which then end the run;
@@ -82,6 +85,9 @@ class TrainConfig:
     aux: float = 1.0
     labels: float = 1.0
     search: int = 0
+    search_steps: bool = False
+    search_pointers: bool = False
+    replay: int = 0
     computer: ComputerConfig = field(default_factory=default_computer)
     numbers: str = "tokens"
     train_max_steps: int = 0
@@ -129,6 +135,13 @@ class TrainConfig:
         if self.search and (self.model != "augmented" or self.labels == 1 or not self.chain):
             raise ValueError("search: searches the programs of a chain of calls (an augmented model on a task with "
                              "calls, e.g. mix) for the examples without labels (labels < 1)")
+        if self.replay < 0 or (self.replay and self.labels in (0.0, 1.0)):
+            raise ValueError(f"replay: adds labelled examples to each batch: needs 0 < labels < 1, got "
+                             f"replay={self.replay}, labels={self.labels}")
+        for name in ("search_steps", "search_pointers"):
+            if getattr(self, name) and (self.model != "augmented" or self.labels == 1 or not self.chain):
+                raise ValueError(f"{name}: searches a chain of calls (an augmented model on a task with calls, e.g. "
+                                 f"mix) for the examples without labels (labels < 1)")
         if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
             raise ValueError("aux=0 or labels=0 needs computer.answer_grad=True (ncl train --aux 0 and --labels 0 "
                              "set it): with answer_grad=False (the default) nothing else trains the heads")

@@ -86,7 +86,9 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
 
 def _header(cfg, ckpt, model) -> dict:
     return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "labels": cfg.labels,
-            "search": cfg.search, "answer_grad": cfg.computer.answer_grad,
+            "search": cfg.search, "search_steps": cfg.search_steps, "search_pointers": cfg.search_pointers,
+            "replay": cfg.replay,
+            "answer_grad": cfg.computer.answer_grad,
             "answer_grad_heads": list(cfg.computer.answer_grad_heads), "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
@@ -96,8 +98,8 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
     """Evaluate the checkpoint in ``run_dir`` on ``count`` examples of each of its task's evaluation splits
     (``splits``: a subset); the result is also written to ``run_dir/eval.json``.
 
-    Returns ``{"task", "model", "seed", "aux", "labels", "search", "train_steps", "train_time_s", "params",
-    "splits": {split: {...}}}``.
+    Returns ``{"task", "model", "seed", "aux", "labels", "search", "search_steps", "search_pointers", "replay",
+    "train_steps", "train_time_s", "params", "splits": {split: {...}}}``.
     """
     if threads:
         torch.set_num_threads(threads)

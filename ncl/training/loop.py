@@ -35,10 +35,11 @@ from ncl.training.checkpoints import has_checkpoint, load_checkpoint, load_weigh
 from ncl.training.config import TrainConfig
 from ncl.training.data import batch_for_step, encode, tokenizer
 from ncl.training.factory import build_model, resolve_numbers
-from ncl.training.labels import drop_labels, labelled
+from ncl.training.labels import Replay, drop_labels, labelled
 from ncl.training.losses import aux_loss
 from ncl.training.reinforce import reinforce_loss, sample_calls
-from ncl.training.search import SearchResult, search_loss, search_programs
+from ncl.training.search import (PointerSearch, SearchResult, StepSearch, printed_right, search_loss, search_pointers,
+                                 search_programs, search_steps, step_search_loss)
 
 METRICS = "metrics.jsonl"
 
@@ -121,6 +122,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         storage.write_json(out / "config.json", cfg.to_dict(), indent=1)
         _cut_metrics(out / METRICS, ckpt["metrics_bytes"] if ckpt is not None else 0)
     saved_step = step
+    replay = Replay(task, cfg, rank, step) if cfg.replay and cfg.labels < 1 else None
     bar = None
     if progress and main:
         from tqdm import tqdm  # only for the progress bar (rank 0, not --quiet)
@@ -136,6 +138,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         for g in optimizer.param_groups:
             g["lr"] = lr
         examples = batch_for_step(task, cfg, step, rank)
+        if replay is not None:
+            examples = replay.batch(examples, step)
         encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls, slots=slots,
                          cue_focus=cue_focus)
         samples = search = None
@@ -148,7 +152,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                                        _generator(cfg, rank, step))
             else:
                 encoded = drop_labels(encoded, keep)
-                if cfg.search > 0:
+                if cfg.search > 0 or cfg.search_steps or cfg.search_pointers:
                     search = ([e.answer for e in examples], ~keep)
         batch = {k: v.to(device) for k, v in encoded.items()}
         done = train_step(model, module, optimizer, batch, cfg, agree=_all_ranks_agree(dist, device) if ddp else None,
@@ -168,6 +172,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
                 unlabelled = max(1, int(search[1].sum()))
                 last["search_right"] = int(found.own.sum()) / unlabelled
                 last["search_repaired"] = int((found.matches.any(-1).any(-1) & ~found.own).sum()) / unlabelled
+            for name, res in (("step_search_repaired", done.steps), ("pointer_search_repaired", done.pointers)):
+                if res is not None:  # ... and repaired by a change of a step end, or of an argument
+                    last[name] = int(res.matches.flatten(1).any(-1).sum()) / max(1, int(search[1].sum()))
             if comp is not None:
                 last.update(machine_steps=comp.steps.mean().item(), unhalted=comp.unhalted.mean().item(),
                             run_steps=comp.run_steps)
@@ -199,7 +206,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
 class StepResult(NamedTuple):
     """What :func:`train_step` returns: the total loss and its LM and auxiliary parts (0-d tensors), the global
     gradient norm before clipping and whether it was finite (the update is skipped if not), the computer's output
-    (None for a plain model) and the program search's result (None without a search)."""
+    (None for a plain model) and the program, step and pointer searches' results (None without them)."""
 
     loss: torch.Tensor
     lm: torch.Tensor
@@ -208,6 +215,8 @@ class StepResult(NamedTuple):
     finite: Any
     computer: Any
     search: SearchResult | None
+    steps: StepSearch | None = None
+    pointers: PointerSearch | None = None
 
 
 def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=None, clock=None, samples=None,
@@ -217,7 +226,9 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
     gradient clipping, and the update unless the gradient norm is not finite. ``samples``: the tool-use
     baseline's sampled calls (:func:`~ncl.training.reinforce.sample_calls`), whose REINFORCE loss is added; the
     LM loss of a batch with no labelled row is then 0. ``search``: ``(answers, rows (B,) bool)``, the rows whose
-    programs are searched and their answer texts (:mod:`ncl.training.search`), whose loss is added.
+    programs (``cfg.search``), step ends and pointers (``cfg.search_steps``, ``cfg.search_pointers``: the rows
+    whose own chain is wrong) are searched, and their answer texts (:mod:`ncl.training.search`); the searches'
+    losses are added.
 
     ``agree(finite) -> bool``: makes every DDP rank take the same decision. ``clock(name)``: a context manager
     timing the sections ``"forward"``, ``"backward"`` and ``"optimizer"`` (``ncl bench train``).
@@ -233,11 +244,26 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         loss = lm + cfg.aux * aux
         if samples is not None:
             loss = loss + reinforce_loss(module, samples)
-        found = None
+        found = steps = pointers = None
         if search is not None:
             chain = comp.heads.prompt.chain
-            found = search_programs(module.computer, chain, comp.heads.mem, *search, top=cfg.search)
-            loss = loss + search_loss(chain.pi, found.matches)
+            answers, rows = search
+            if cfg.search > 0:
+                found = search_programs(module.computer, chain, comp.heads.mem, answers, rows, top=cfg.search)
+                loss = loss + search_loss(chain.pi, found.matches)
+            wrong = rows & ~(found.own if found is not None else printed_right(comp.heads.mem, answers))
+            if cfg.search_pointers:
+                pointers = search_pointers(module.computer, chain, answers, wrong)
+                loss = loss + search_loss(chain.pointers, pointers.matches)
+            if cfg.search_steps:
+                # the smallest change first: a row that one program or one argument repairs is not split into
+                # other steps, since a chain given one more call can print many a short answer by chance
+                if found is not None:
+                    wrong = wrong & ~found.matches.flatten(1).any(-1)
+                if pointers is not None:
+                    wrong = wrong & ~pointers.matches.flatten(1).any(-1)
+                steps = search_steps(module.computer, chain, answers, wrong)
+                loss = loss + step_search_loss(chain.step_logit, steps.marks, steps.matches)
     with section("backward"):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,7 +273,7 @@ def train_step(model, module, optimizer, batch: dict, cfg: TrainConfig, agree=No
         finite = torch.isfinite(norm) if agree is None else agree(torch.isfinite(norm))
         if bool(finite):
             optimizer.step()
-    return StepResult(loss, lm, aux, norm, finite, comp, found)
+    return StepResult(loss, lm, aux, norm, finite, comp, found, steps, pointers)
 
 
 def _generator(cfg: TrainConfig, rank: int, step: int) -> torch.Generator:

@@ -54,7 +54,9 @@ def model_label(result: dict) -> str:
 def _heads_trained(result: dict) -> tuple[str, bool]:
     """How an augmented run with scarce labels trained its heads: ``labels only``, ``answer grad`` (to every
     decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
-    when it searched the programs; and whether the run is one of the ablations (the last kind)."""
+    when it searched the programs (``+ program, step and pointer search`` with the step and pointer searches too),
+    ``+ replay R`` when it replayed labelled examples; and whether the run is one of the ablations (the last
+    kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
     ablation = bool(result.get("answer_grad", True) and cut and len(heads) > 1)
@@ -63,7 +65,13 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     else:
         how = "answer grad" if not cut else f"answer grad but not to {' '.join(cut)}" if ablation else \
             f"answer grad to {heads[0]}"
-    return how + (" + program search" if result.get("search") else ""), ablation
+    searched = [name for name, key in (("program", "search"), ("step", "search_steps"), ("pointer", "search_pointers"))
+                if result.get(key)]
+    if searched:
+        how += f" + {', '.join(searched[:-1])}{' and ' if len(searched) > 1 else ''}{searched[-1]} search"
+    if result.get("replay"):
+        how += f" + replay {result['replay']}"
+    return how, ablation
 
 
 def collect(root) -> list[dict]:

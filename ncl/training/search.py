@@ -50,6 +50,11 @@ def answer_texts(mem: torch.Tensor) -> list[str]:
     return [text(row) for row in mem.argmax(-1).tolist()]
 
 
+def printed_right(mem: torch.Tensor, answers: list[str]) -> torch.Tensor:
+    """(B,) bool: whether each row's tape ``mem (B,C,n)`` spells its answer text."""
+    return torch.tensor([a == b for a, b in zip(answer_texts(mem), answers)], dtype=torch.bool, device=mem.device)
+
+
 @torch.no_grad()
 def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows: torch.Tensor,
                     max_steps: int | None = None, top: int | None = None) -> SearchResult:
@@ -75,7 +80,7 @@ def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows
         raise ValueError(f"rows must be a bool tensor of shape {(B,)}, got {rows.dtype} {tuple(rows.shape)}")
     dev = pi.device
     rows = rows.to(dev)
-    own = torch.tensor([a == b for a, b in zip(answer_texts(mem), answers)], dtype=torch.bool, device=dev) & rows
+    own = printed_right(mem, answers).to(dev) & rows
     ran = torch.arange(K, device=dev)[None] < calls[:, None]  # (B, K)
     matches = torch.zeros(B, K, P, dtype=torch.bool, device=dev)
     chosen = program.clamp_min(0)
@@ -90,29 +95,143 @@ def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows
         forced = torch.where(program >= 0, program, pi.argmax(-1))[b]  # calls not run: halting stops first
         forced[torch.arange(len(b), device=dev), k] = p
         out = _rerun(computer, chain, b, F.one_hot(forced, P).to(pi.dtype), max_steps)
-        right = torch.tensor([t == answers[i] for t, i in zip(answer_texts(out.mem), b.tolist())],
-                             dtype=torch.bool, device=dev)
+        right = printed_right(out.mem, [answers[i] for i in b.tolist()]).to(dev)
         matches[b[right], k[right], p[right]] = True
     return SearchResult(matches, own, len(b))
 
 
-def _rerun(computer, chain, src: torch.Tensor, pi: torch.Tensor, max_steps: int | None) -> calls_.ChainOutput:
-    """Rows ``src (R,)`` of ``chain`` run again with the programs ``pi (R,K,P)``: their operands, pointers and
-    halting as the model chose them."""
+class StepSearch(NamedTuple):
+    """What :func:`search_steps` found: ``matches (B,T)`` bool (flipping the step-end mark at that prompt token
+    makes the row's chain print its answer), ``marks (B,T)`` bool (where the gate marks a step end now) and
+    ``runs`` (int: the candidate chains run)."""
+
+    matches: torch.Tensor
+    marks: torch.Tensor
+    runs: int
+
+
+@torch.no_grad()
+def search_steps(computer, chain, answers: list[str], rows: torch.Tensor) -> StepSearch:
+    """Which single changes of the step ends make each searched row's chain print its answer.
+
+    Where the steps of a prompt end decides how many calls run and what each reads (:mod:`ncl.computer.call_heads`):
+    a missed ``, then`` runs one call on both steps' words. The candidates of a row are its operand ends (a step
+    names its operands, so a step ends at the end of its last one: the comma of ``add 4 and 9, then``) and the
+    tokens the gate marks now, the answer cue excepted (a step always ends there); each is flipped alone, and
+    the chain runs again from its heads (:meth:`NeuralComputer.chain_with_steps
+    <ncl.computer.NeuralComputer.chain_with_steps>`: its programs and pointers as the model chooses them on the
+    new steps).
+
+    Args:
+        computer: the :class:`~ncl.computer.NeuralComputer` whose forward gave ``chain``.
+        chain: its :class:`~ncl.computer.outputs.ChainHeads` on the batch (with ``inputs``).
+        answers: the B examples' answer texts.
+        rows: (B,) bool, the rows to search (e.g. those without labels whose own chain is wrong).
+
+    Returns:
+        :class:`StepSearch`.
+    """
+    inputs = chain.inputs
+    B, T = chain.step_logit.shape
+    if inputs is None:
+        raise ValueError("chain: its heads carry no inputs to run again (ChainHeads.inputs)")
+    if len(answers) != B:
+        raise ValueError(f"answers: expected {B} texts, got {len(answers)}")
+    if rows.shape != (B,) or rows.dtype != torch.bool:
+        raise ValueError(f"rows must be a bool tensor of shape {(B,)}, got {rows.dtype} {tuple(rows.shape)}")
+    real = inputs.mask > 0
+    marks = (chain.step_logit.detach() > 0) & real
+    cand = ((inputs.ends > 0.5) & real | marks) & rows.to(real.device)[:, None]
+    cand[:, -1] = False  # the answer cue: a step always ends there
+    b, t = cand.nonzero(as_tuple=True)
+    matches = torch.zeros(B, T, dtype=torch.bool, device=real.device)
+    if len(b):
+        force = torch.full((len(b), T), -1, dtype=torch.long, device=real.device)
+        force[torch.arange(len(b), device=real.device), t] = (~marks[b, t]).long()
+        out = computer.chain_with_steps(inputs, b, force)
+        right = printed_right(out.mem, [answers[i] for i in b.tolist()]).to(real.device)
+        matches[b[right], t[right]] = True
+    return StepSearch(matches, marks, len(b))
+
+
+def step_search_loss(step_logit: torch.Tensor, marks: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
+    """``−mean log Σ_{t matches} p(the gate at t flips)`` over the rows with a match: ``step_logit (B,T)`` (with
+    its gradient), ``marks`` and ``matches (B,T)`` bool (:class:`StepSearch`). 0 when no row has one."""
+    found = matches.any(-1)
+    if not bool(found.any()):
+        return step_logit.new_zeros(())
+    flipped = F.logsigmoid(torch.where(marks, -step_logit, step_logit))  # log p(the other decision)
+    return -torch.logsumexp(flipped.masked_fill(~matches, float("-inf")), -1)[found].mean()
+
+
+class PointerSearch(NamedTuple):
+    """What :func:`search_pointers` found: ``matches (B,K,A,S)`` bool (pointing call k's slot a at segment s
+    instead makes the row's chain print its answer) and ``runs`` (int: the candidate chains run)."""
+
+    matches: torch.Tensor
+    runs: int
+
+
+@torch.no_grad()
+def search_pointers(computer, chain, answers: list[str], rows: torch.Tensor,
+                    max_steps: int | None = None) -> PointerSearch:
+    """Which single changes of an argument make each searched row's chain print its answer: for each call the
+    row ran and each of its slots, every other segment the slot may take (the empty one, the operands before the
+    step's end, the previous result) in place of its own, the programs and the other slots as the model chose
+    them. ``subtract 13 from 37`` run as ``long_sub(13, 37)`` is repaired by either slot's other operand.
+
+    Args:
+        computer, chain, answers, rows: as :func:`search_steps` (the rows searched: e.g. those without labels
+            whose own chain is wrong).
+        max_steps: the machine's step limit (default the computer's).
+
+    Returns:
+        :class:`PointerSearch`.
+    """
+    ptr, args, calls = chain.pointers, chain.args, chain.calls
+    B, K, A, S = ptr.shape
+    if len(answers) != B:
+        raise ValueError(f"answers: expected {B} texts, got {len(answers)}")
+    if rows.shape != (B,) or rows.dtype != torch.bool:
+        raise ValueError(f"rows must be a bool tensor of shape {(B,)}, got {rows.dtype} {tuple(rows.shape)}")
+    dev = ptr.device
+    ran = torch.arange(K, device=dev)[None] < calls[:, None]  # (B, K)
+    seg = torch.arange(S, device=dev)
+    cand = (ptr > 0) & (seg != args.clamp_min(0)[..., None]) & (rows.to(dev)[:, None] & ran)[..., None, None]
+    b, k, a, s = cand.nonzero(as_tuple=True)
+    matches = torch.zeros(B, K, A, S, dtype=torch.bool, device=dev)
+    if len(b):
+        logits = torch.log(ptr[b].to(chain.pi.dtype))  # (R, K, A, S): masked segments −inf
+        r = torch.arange(len(b), device=dev)
+        logits[r, k, a] = torch.zeros_like(logits[r, k, a]).masked_fill(seg[None] != s[:, None], float("-inf"))
+        pi = F.one_hot(torch.where(chain.program >= 0, chain.program, chain.pi.argmax(-1))[b],
+                       chain.pi.shape[-1]).to(chain.pi.dtype)
+        out = _rerun(computer, chain, b, pi, max_steps, logits)
+        right = printed_right(out.mem, [answers[i] for i in b.tolist()]).to(dev)
+        matches[b[right], k[right], a[right], s[right]] = True
+    return PointerSearch(matches, len(b))
+
+
+def _rerun(computer, chain, src: torch.Tensor, pi: torch.Tensor, max_steps: int | None,
+           pointer_logits: torch.Tensor | None = None) -> calls_.ChainOutput:
+    """Rows ``src (R,)`` of ``chain`` run again with the programs ``pi (R,K,P)``: their operands, halting and
+    (unless ``pointer_logits (R,K,A,S)`` are given) pointers as the model chose them."""
     segments, length = chain.segments[src], chain.segment_length[src]
     K = chain.pi.shape[1]
     S_op = segments.shape[1] - K
     n = computer.config.machine.n
     count = (length[:, 1:S_op] > 0).sum(1)  # operands fill segments 1..count
     operands = calls_.Segments(F.one_hot(segments[:, :S_op], n).to(pi.dtype), length[:, :S_op], count)
-    pointer_logits = torch.log(chain.pointers[src].to(pi.dtype))  # masked segments: −inf, masked again there
+    if pointer_logits is None:  # masked segments: −inf, masked again there
+        pointer_logits = torch.log(chain.pointers[src].to(pi.dtype))
     return calls_.run_chain(lambda p, r, m: computer.run_machine(p, r, m, max_steps), pi, pointer_logits,
                             chain.halt_logit[src], operands, computer.config.machine.registers, answer_grad=False)
 
 
 def search_loss(pi: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
     """``−mean log Σ_{p matches} π_{b,k,p}`` over the calls with a match: ``pi (B,K,P)`` (with its gradient),
-    ``matches (B,K,P)`` bool. 0 when no call has one."""
+    ``matches (B,K,P)`` bool. 0 when no call has one. The same for the pointers' search: ``pi`` the slots'
+    segment distributions ``(B,K,A,S)``, ``matches`` :class:`PointerSearch`'s."""
     found = matches.any(-1)
     if not bool(found.any()):
         return pi.new_zeros(())
@@ -120,4 +239,5 @@ def search_loss(pi: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
     return -torch.log(mass.clamp_min(1e-9)).mean()
 
 
-__all__ = ["SearchResult", "answer_texts", "search_loss", "search_programs"]
+__all__ = ["PointerSearch", "SearchResult", "StepSearch", "answer_texts", "printed_right", "search_loss",
+           "search_pointers", "search_programs", "search_steps", "step_search_loss"]
