@@ -153,10 +153,13 @@ def plot_by_labels(points: dict, splits: list[str], path) -> Path:
             ax.set(ylim=(-0.03, 1.03), title=f"{task}: {split}", xlabel="F, fraction of examples labelled")
             ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=colors[m], marker="o", ms=3) for m in models]
-    fig.legend(handles, models, loc="lower center", ncol=min(3, len(models)), fontsize=9, frameon=False)
+    longest = max(map(len, models))  # the models' names side by side as wide as the figure allows
+    ncol = min(len(models), 3 if longest <= 30 else 2 if longest <= 48 else 1)
+    fig.legend(handles, models, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.suptitle("exact match against the fraction of labelled examples\nmean over seeds (bars: min to max)",
                  fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_rows = -(-len(models) // ncol)
+    fig.tight_layout(rect=(0, min(0.4, (0.25 + 0.2 * legend_rows) / fig.get_figheight()), 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
