@@ -44,9 +44,9 @@ class Replay:
     """The labelled examples of a run's stream so far, which ``--replay R`` adds R of to every batch.
 
     With labels on a fraction F of a stream that never repeats much, a decision that only some problems exercise
-    gets few labelled examples, each seen once: at F = 0.01 on ``mix``, about 36 in 1,500 steps say where the
-    second step of a two-call problem begins (docs/labels.md). Replaying them adds no label: the labelled
-    examples are the same ones, chosen by the seed; they are seen more often.
+    gets few labelled examples, each seen once: at F = 0.01 on ``mix``, 37–42 in 1,500 steps (seeds 0–2) say
+    where the second step of a two-call problem begins (docs/labels.md). Replaying them adds no label: the
+    labelled examples are the same ones, chosen by the seed; they are seen more often.
 
     Args:
         task, cfg: the run's task and :class:`~ncl.training.TrainConfig` (its ``seed``, ``labels``, ``replay``).

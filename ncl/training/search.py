@@ -22,7 +22,11 @@ straight-through gradient (docs/labels.md), it asks which program's answer is ri
 reads better. It is a search, not a gradient: a tool-use model could be given the same one (the VM running its
 candidate calls); the machine's part is that the candidates run as one batch.
 
-Shapes: B rows, K calls, P programs, A argument slots, S segments, C tape cells, n values.
+The same question, asked of the other decisions on the rows whose chain is wrong: :func:`search_pointers` (each
+argument slot pointed at each other segment, one at a time; the same loss over the segments) and
+:func:`search_steps` (where each step ends, one flip at a time, the chain's heads run again on the new steps).
+
+Shapes: B rows, K calls, P programs, A argument slots, S segments, T prompt tokens, C tape cells, n values.
 """
 
 from __future__ import annotations
@@ -176,9 +180,9 @@ class PointerSearch(NamedTuple):
 def search_pointers(computer, chain, answers: list[str], rows: torch.Tensor,
                     max_steps: int | None = None) -> PointerSearch:
     """Which single changes of an argument make each searched row's chain print its answer: for each call the
-    row ran and each of its slots, every other segment the slot may take (the empty one, the operands before the
-    step's end, the previous result) in place of its own, the programs and the other slots as the model chose
-    them. ``subtract 13 from 37`` run as ``long_sub(13, 37)`` is repaired by either slot's other operand.
+    row ran and each of its slots, every other segment the slot may take (those its distribution gives mass: the
+    empty one, the operands before the step's end, the previous result) in place of its own, the programs and
+    the other slots as the model chose them. ``subtract 13 from 37`` run as ``long_sub(13, 37)`` is repaired by either slot's other operand.
 
     Args:
         computer, chain, answers, rows: as :func:`search_steps` (the rows searched: e.g. those without labels
