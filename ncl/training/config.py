@@ -132,16 +132,13 @@ class TrainConfig:
             raise ValueError("labels < 1: the plain LLaMA trains on answers alone, it has no interface labels")
         if self.search < 0:
             raise ValueError(f"search must be >= 0 (0: no search), got {self.search}")
-        if self.search and (self.model != "augmented" or self.labels == 1 or not self.chain):
-            raise ValueError("search: searches the programs of a chain of calls (an augmented model on a task with "
-                             "calls, e.g. mix) for the examples without labels (labels < 1)")
         if self.replay < 0 or (self.replay and self.labels in (0.0, 1.0)):
             raise ValueError(f"replay: adds labelled examples to each batch: needs 0 < labels < 1, got "
                              f"replay={self.replay}, labels={self.labels}")
-        for name in ("search_steps", "search_pointers"):
+        for name, what in (("search", "programs"), ("search_steps", "step ends"), ("search_pointers", "arguments")):
             if getattr(self, name) and (self.model != "augmented" or self.labels == 1 or not self.chain):
-                raise ValueError(f"{name}: searches a chain of calls (an augmented model on a task with calls, e.g. "
-                                 f"mix) for the examples without labels (labels < 1)")
+                raise ValueError(f"{name}: searches the {what} of a chain of calls (an augmented model on a task with "
+                                 f"calls, e.g. mix) for the examples without labels (labels < 1)")
         if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
             raise ValueError("aux=0 or labels=0 needs computer.answer_grad=True (ncl train --aux 0 and --labels 0 "
                              "set it): with answer_grad=False (the default) nothing else trains the heads")

@@ -15,7 +15,7 @@ import random
 
 import torch
 
-from ncl.training.data import AUX_TARGETS
+from ncl.training.data import AUX_TARGETS, batch_for_step
 
 
 def label_draw(prompt: str, seed: int) -> float:
@@ -56,8 +56,6 @@ class Replay:
     """
 
     def __init__(self, task, cfg, rank: int, step: int = 0):
-        from ncl.training.data import batch_for_step  # (data imports nothing of this module's)
-
         self.cfg, self.rank, self.seen = cfg, rank, []
         for s in range(step):
             self.add(batch_for_step(task, cfg, s, rank))

@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         storage.write_json(out / "config.json", cfg.to_dict(), indent=1)
         _cut_metrics(out / METRICS, ckpt["metrics_bytes"] if ckpt is not None else 0)
     saved_step = step
-    replay = Replay(task, cfg, rank, step) if cfg.replay and cfg.labels < 1 else None
+    replay = Replay(task, cfg, rank, step) if cfg.replay else None  # (validate: only with 0 < labels < 1)
     bar = None
     if progress and main:
         from tqdm import tqdm  # only for the progress bar (rank 0, not --quiet)

@@ -96,7 +96,7 @@ def search_programs(computer, chain, mem: torch.Tensor, answers: list[str], rows
     b, k, m = cand.nonzero(as_tuple=True)
     p = order[b, k, m]
     if len(b):
-        forced = torch.where(program >= 0, program, pi.argmax(-1))[b]  # calls not run: halting stops first
+        forced = _programs(chain)[b]
         forced[torch.arange(len(b), device=dev), k] = p
         out = _rerun(computer, chain, b, F.one_hot(forced, P).to(pi.dtype), max_steps)
         right = printed_right(out.mem, [answers[i] for i in b.tolist()]).to(dev)
@@ -208,12 +208,16 @@ def search_pointers(computer, chain, answers: list[str], rows: torch.Tensor,
         logits = torch.log(ptr[b].to(chain.pi.dtype))  # (R, K, A, S): masked segments −inf
         r = torch.arange(len(b), device=dev)
         logits[r, k, a] = torch.zeros_like(logits[r, k, a]).masked_fill(seg[None] != s[:, None], float("-inf"))
-        pi = F.one_hot(torch.where(chain.program >= 0, chain.program, chain.pi.argmax(-1))[b],
-                       chain.pi.shape[-1]).to(chain.pi.dtype)
+        pi = F.one_hot(_programs(chain)[b], chain.pi.shape[-1]).to(chain.pi.dtype)
         out = _rerun(computer, chain, b, pi, max_steps, logits)
         right = printed_right(out.mem, [answers[i] for i in b.tolist()]).to(dev)
         matches[b[right], k[right], a[right], s[right]] = True
     return PointerSearch(matches, len(b))
+
+
+def _programs(chain) -> torch.Tensor:
+    """(B, K) long: each call's chosen program, the most likely one for a call not run (halting stops first)."""
+    return torch.where(chain.program >= 0, chain.program, chain.pi.argmax(-1))
 
 
 def _rerun(computer, chain, src: torch.Tensor, pi: torch.Tensor, max_steps: int | None,
