@@ -182,7 +182,8 @@ def search_pointers(computer, chain, answers: list[str], rows: torch.Tensor,
     """Which single changes of an argument make each searched row's chain print its answer: for each call the
     row ran and each of its slots, every other segment the slot may take (those its distribution gives mass: the
     empty one, the operands before the step's end, the previous result) in place of its own, the programs and
-    the other slots as the model chose them. ``subtract 13 from 37`` run as ``long_sub(13, 37)`` is repaired by either slot's other operand.
+    the other slots as the model chose them. ``subtract 13 from 37`` run as ``long_sub(13, 37)`` is repaired by
+    either slot's other operand.
 
     Args:
         computer, chain, answers, rows: as :func:`search_steps` (the rows searched: e.g. those without labels
