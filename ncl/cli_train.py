@@ -40,19 +40,21 @@ def _train(args: argparse.Namespace) -> int:
     elif args.steps is None:  # a task may train longer by default
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
-                                                       "answer_grad_heads", "call_read")}
+                                                       "answer_grad_heads", "call_read", "call_separators")}
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
     if 0 < cfg.labels < 1 and cfg.model == "augmented" and cfg.chain:
         # a chain with scarce labels: its programs and arguments searched, its labelled examples replayed, the
-        # answer's gradient to the read gates alone, which docs/labels.md measured best; a single call's heads
-        # train on the labels alone
+        # answer's gradient to the read gates alone, a list's separators out of the words, which docs/labels.md
+        # measured best; a single call's heads train on the labels alone
         if args.search is None:
             cfg.search = SEARCH_CANDIDATES
         if args.search_pointers is None:
             cfg.search_pointers = True
         if args.replay is None:
             cfg.replay = REPLAY
+        if computer["call_separators"] is None:  # a long list's separators drowned the words at 4×
+            computer["call_separators"] = False
         if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
             computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
     try:
@@ -224,6 +226,10 @@ def add_commands(sub) -> None:
     p.add_argument("--call-read", choices=["text", "focus"], default=None,
                    help="what a chain's program and pointer heads read (mix, compose): the step's words, or the "
                         "hidden state where the step ends")
+    p.add_argument("--call-separators", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether the step's words a chain's heads pool include a list's inner separators (the "
+                        "space after each comma of an edge list); off on a chain with --labels between 0 and 1, "
+                        "where a long list's outweighed the words, else on; docs/labels.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

@@ -29,7 +29,9 @@
 # (--search-programs M, default 3: on mix, the programs that print an unlabelled example's answer train the
 # program heads), and --no-search-steps --no-search-pointers unless it ends in "-steps" (--search-steps),
 # "-pointers" (--search-pointers) or "-steps-pointers" (both), and --replay 0 unless it ends in "-replayR"
-# (--replay R: R labelled examples seen before added to each batch). All train the same steps.
+# (--replay R: R labelled examples seen before added to each batch), and --call-separators unless it ends in
+# "-nosep" (--no-call-separators: a chain's heads do not pool a list's inner separators with the step's words,
+# the default since the option exists). All train the same steps.
 # "tooluse-labelsF" is the tool-use baseline with --labels F (REINFORCE on the examples without a labelled call).
 # The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
@@ -66,7 +68,7 @@ one() {  # task model seed
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
   local labels=()
   local named='^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?(-steps)?(-pointers)?'
-  if [[ "$model" =~ ${named}(-replay([0-9]+))?$ ]]; then
+  if [[ "$model" =~ ${named}(-replay([0-9]+))?(-nosep)?$ ]]; then
     labels=(--labels "${BASH_REMATCH[2]}")
     model=${BASH_REMATCH[1]}
     if [ "$model" = augmented ]; then  # each option spelled out: the names keep their meaning if defaults move
@@ -78,6 +80,7 @@ one() {  # task model seed
       if [ -n "${BASH_REMATCH[7]}" ]; then labels+=(--search-steps); else labels+=(--no-search-steps); fi
       if [ -n "${BASH_REMATCH[8]}" ]; then labels+=(--search-pointers); else labels+=(--no-search-pointers); fi
       labels+=(--replay "${BASH_REMATCH[10]:-0}")
+      if [ -n "${BASH_REMATCH[11]}" ]; then labels+=(--no-call-separators); else labels+=(--call-separators); fi
     fi
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"

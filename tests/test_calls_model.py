@@ -10,7 +10,7 @@ import torch
 
 from ncl import tasks
 from ncl.computer import ComputerConfig
-from ncl.computer.call_heads import CallHeads
+from ncl.computer.call_heads import CallHeads, list_separators
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
 from ncl.training.data import encode, tokenizer
@@ -121,6 +121,37 @@ def test_text_reading_call_heads_pool_each_steps_words():
     moved[:, 6] += 1.0  # a word of the second step
     pi2 = heads(moved, mask, ends, 3, 3, 1 - ends, tokens)[0]
     assert torch.equal(pi2[:, 0], pi[:, 0].detach()) and not torch.allclose(pi2[:, 1], pi[:, 1])
+
+
+def test_a_lists_inner_separators_are_not_a_steps_words():
+    """With ``call_separators=False`` (``ncl train``'s default with scarce labels) the space after each comma of
+    an edge list, between two written tokens, is no word: a long list would outweigh the words that name the
+    program. An operator between numbers and the space before ``then`` have a word beside them and stay words."""
+    tok = tokenizer()
+    prompt = "path 1 0 in 1 0, 0 2, 2 1, then add 3 + 4 ="
+    toks = [tok.decode([i]) for i in tok.encode(prompt)]
+    written = torch.tensor([[float(t.isdigit() or (i > 0 and toks[i - 1].isdigit())) for i, t in enumerate(toks)]])
+    marked = list_separators(written, torch.ones_like(written))[0].nonzero().flatten().tolist()
+    assert marked == [16, 21] and toks[15:17] == [",", " "] and toks[20:22] == [",", " "]
+    torch.manual_seed(3)  # the model's own write gates, random: the words it pools leave out what they sandwich
+    model = build_model(TrainConfig(task="mix", layers=2))
+    assert model.computer.config.call_separators is True  # the default, and what older configs trained with
+    with torch.no_grad():  # about half the tokens written (the untrained gate writes none)
+        model.computer.gate_head.bias.zero_()
+    problems = [e for e in tasks.get("mix").generate("train", 40, seed=0) if e.program == "shortest_path"][:4]
+    c = model.computer.config
+    b = encode(problems, tok, model.computer.program_names, calls=c.calls, slots=c.slots, cue_focus=True)
+    words = {}
+    for keep in (False, True):
+        model.computer.config = replace(model.computer.config, call_separators=keep)
+        with torch.no_grad():
+            heads = model(b["input_ids"], b["attention_mask"], b["read_mask"])["computer"].heads.prompt
+        mask = heads.chain.inputs.mask
+        written = (torch.sigmoid(heads.gate_logit) > 0.5).to(mask.dtype) * mask
+        words[keep], seps = heads.chain.inputs.words, list_separators(written, mask)
+    assert seps.any()
+    assert torch.equal(words[True], mask * (1 - written))
+    assert torch.equal(words[False], words[True] * ~seps)
 
 
 def test_training_draws_no_held_out_problem():

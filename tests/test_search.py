@@ -161,7 +161,9 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
         assert 0 <= line["search_right"] <= 1 and 0 <= line["search_repaired"] <= 1
         assert line["search_right"] + line["search_repaired"] <= 1
     result = evaluate_run(out, count=2, splits=["test"], threads=1)
-    assert result["search"] == 2
+    assert result["search"] == 2 and result["call_separators"] is False
+    assert model_label(result) == "augmented (F=0.1, labels only + program search + words without list separators)"
+    result = {**result, "call_separators": None}  # an eval.json written before the option existed
     assert model_label(result) == "augmented (F=0.1, labels only + program search)"
     assert labels_family(result) == ("augmented, labels only + program search", 0.1)
     default = {**result, "answer_grad": True, "answer_grad_heads": ["read"]}  # a chain's default at 0 < F < 1
@@ -169,6 +171,8 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
     assert labels_family(default) == ("augmented, answer grad to read + program search", 0.1)
     now = {**default, "search_pointers": True, "replay": 4}  # the default since the step and pointer searches
     assert model_label(now) == "augmented (F=0.1, answer grad to read + program and pointer search + replay 4)"
+    assert model_label({**now, "call_separators": False}) == \
+        "augmented (F=0.1, answer grad to read + program and pointer search + replay 4 + words without list separators)"
     every = {**now, "search_steps": True}
     assert labels_family(every) == ("augmented, answer grad to read + program, step and pointer search + replay 4",
                                     0.1)
@@ -177,7 +181,9 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
 def test_the_defaults_with_scarce_labels(tmp_path):
     """Between 0 and 1 a single call's heads train on the labels alone (docs/labels.md measured the answer's
     gradient harming), and a chain's programs and arguments are searched and its labelled examples replayed, the
-    answer's gradient reaching its read gates alone; at F = 0 only the answer's gradient is left."""
+    answer's gradient reaching its read gates alone; at F = 0 only the answer's gradient is left. A chain's heads
+    leave a list's inner separators out of the words at 0 < F < 1 (unless ``--call-separators``), and pool them
+    with every label (docs/labels.md measured both)."""
     from ncl import cli
     from ncl.cli_train import REPLAY, SEARCH_CANDIDATES
     from ncl.computer.config import ANSWER_GRAD_HEADS
@@ -185,15 +191,15 @@ def test_the_defaults_with_scarce_labels(tmp_path):
 
     tiny = ["--layers", "2", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet", "--steps", "1"]
     every = list(ANSWER_GRAD_HEADS)
-    off = ["--search-programs", "0", "--no-search-pointers", "--replay", "0", "--labels-only"]
-    for name, task, extra, search, answer_grad, heads, pointers, replay in (
-            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY),
-            ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0),
-            ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0),
-            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0),
-            ("all", "mix", [], 0, False, every, False, 0)):
+    off = ["--search-programs", "0", "--no-search-pointers", "--replay", "0", "--labels-only", "--call-separators"]
+    for name, task, extra, search, answer_grad, heads, pointers, replay, separators in (
+            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY, False),
+            ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0, True),
+            ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0, True),
+            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0, True),
+            ("all", "mix", [], 0, False, every, False, 0, True)):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]
         got = (cfg["search"], cfg["computer"]["answer_grad"], list(cfg["computer"]["answer_grad_heads"]),
-               cfg["search_pointers"], cfg["replay"], cfg["search_steps"])
-        assert got == (search, answer_grad, heads, pointers, replay, False), name
+               cfg["search_pointers"], cfg["replay"], cfg["search_steps"], cfg["computer"]["call_separators"])
+        assert got == (search, answer_grad, heads, pointers, replay, False, separators), name

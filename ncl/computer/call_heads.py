@@ -37,8 +37,10 @@ again: a model trained on one- and two-call problems has no weight that only a t
   an embedding of how many operands end among them (one, two, three or more); with ``nesting`` each word also
   carries its place in the step (before, between or after the step's operands: :data:`ROLES`); the words name
   the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as
-  the state at the focus does. With ``read="focus"`` (the chains of configs saved before ``read`` existed): the hidden
-  state at the focus, which has read the whole step.
+  the state at the focus does. With ``call_separators=False`` a list's inner separators (the space after each
+  comma of an edge list) are not words (:func:`list_separators`): there is one per item, and a long list's
+  outweighed the words that name the program at 4× (docs/labels.md). With ``read="focus"`` (the chains of configs saved before
+  ``read`` existed): the hidden state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
   - an operand: an embedding of its order relative to the focus (the last operand at or before it, the one
@@ -76,6 +78,17 @@ COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, thre
 #: last letters tell ``plus`` and ``minus`` from ``times``) and after it (`` the p`` against ``reverse the
 #: list``, `` the r`` ...; the operator after the next operand).
 STEP_WINDOW = (-5, 6)
+
+
+def list_separators(written: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,T) bool: the separators inside the tape's lists, the real tokens not written whose neighbours on both
+    sides are (the space after the comma of ``1 2, 3 4``, whose comma ends a number and is written), from
+    ``written (B,T)`` and ``mask (B,T)``, the tokens written and the real ones (0/1). An operator between
+    numbers (`` + ``) or a step's words (``, then``) have a word on one side, and stay words."""
+    real, on = mask > 0, written > 0
+    before = nn.functional.pad(on[:, :-1], (1, 0), value=False)
+    after = nn.functional.pad(on[:, 1:], (0, 1), value=False)
+    return real & ~on & before & after
 
 
 class CallLogits(NamedTuple):
@@ -274,4 +287,5 @@ class CallHeads(nn.Module):
         return [tokens] + [nn.functional.pad(tokens[:, j:], (0, 0, 0, j)) for j in range(1, last + 1)]
 
 
-__all__ = ["COUNTS", "CallHeads", "CallLogits", "OPERAND_ORDERS", "ROLES", "STEP_WINDOW", "WORD_QUERIES"]
+__all__ = ["COUNTS", "CallHeads", "CallLogits", "OPERAND_ORDERS", "ROLES", "STEP_WINDOW", "WORD_QUERIES",
+           "list_separators"]

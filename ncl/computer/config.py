@@ -105,6 +105,13 @@ class ComputerConfig:
             and also says whether a step end is nested, and a step's words carry their place among its
             operands (:mod:`ncl.computer.call_heads`). Needs ``call_read="text"``
             and ``tape_gates="local"``.
+        call_separators: whether the step's words that a chain's heads pool (``call_read="text"``) include the
+            separators inside the tape's lists, a word token between two written ones (the space after the
+            comma of ``1 2, 3 4``; :func:`~ncl.computer.call_heads.list_separators`). Without them the pool does
+            not drift with a list's length: at 4× an edge list's spaces outweighed the words that name the
+            program in a model trained on 1 % of the labels, and ``ncl train`` leaves them out on a chain with
+            scarce labels; with every label, leaving them out cost held-out wording (docs/labels.md), so
+            ``True`` is the default, and what configs saved before this option existed trained with.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -129,6 +136,7 @@ class ComputerConfig:
     call_read: str = "text"
     end_lookahead: int = 2
     nesting: bool = False
+    call_separators: bool = True
 
     def __post_init__(self):
         m = self.machine
@@ -184,8 +192,8 @@ class ComputerConfig:
     def from_dict(cls, d: dict) -> "ComputerConfig":
         """The inverse of :meth:`to_dict`. Also reads the flat form (machine fields ``n``, ``cells``, ...,
         ``sharpness`` at the top level, as the config was before it nested a :class:`MachineConfig`); a field
-        it does not know is ignored, one it lacks keeps its default, but for ``tape_gates`` and
-        ``program_read``, which it lacks only if saved before they existed (:data:`LEGACY_HEADS`)."""
+        it does not know is ignored, one it lacks keeps its default, but for the head options of
+        :data:`LEGACY_HEADS`, which it lacks only if saved before they existed."""
         d = dict(d)
         machine = d.pop("machine", None)
         flat = {k: d.pop(k) for k in _FLAT_MACHINE_KEYS if k in d}

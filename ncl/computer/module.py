@@ -14,7 +14,7 @@ from ncl.computer import arguments as arguments_
 from ncl.computer import calls as calls_
 from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
-from ncl.computer.call_heads import STEP_WINDOW, CallHeads
+from ncl.computer.call_heads import STEP_WINDOW, CallHeads, list_separators
 from ncl.computer.config import ComputerConfig
 from ncl.computer.outputs import ChainHeads, ChainInputs, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
@@ -316,7 +316,10 @@ class NeuralComputer(nn.Module):
         cell = (written.cumsum(1) - 1).clamp(0, C - 1).long()  # the cell each written token wrote
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
-        inputs = ChainInputs(h, mask, end, mask * (1 - written), end_tokens, operands, max_steps)
+        words = mask * (1 - written)
+        if not cfg.call_separators:
+            words = words * (~list_separators(written, mask)).to(words.dtype)
+        inputs = ChainInputs(h, mask, end, words, end_tokens, operands, max_steps)
         logits, pi, chain = self._calls(inputs)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,

@@ -55,8 +55,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     """How an augmented run with scarce labels trained its heads: ``labels only``, ``answer grad`` (to every
     decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
     when it searched the programs (``+ program, step and pointer search`` with the step and pointer searches too),
-    ``+ replay R`` when it replayed labelled examples; and whether the run is one of the ablations (the last
-    kind)."""
+    ``+ replay R`` when it replayed labelled examples, ``+ words without list separators`` for a chain whose
+    heads did not pool them (``call_separators``); and whether the run is one of the ablations (the last kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
     ablation = bool(result.get("answer_grad", True) and cut and len(heads) > 1)
@@ -71,6 +71,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
         how += f" + {', '.join(searched[:-1])}{' and ' if len(searched) > 1 else ''}{searched[-1]} search"
     if result.get("replay"):
         how += f" + replay {result['replay']}"
+    if result.get("call_separators") is False:  # recorded for chains since the option exists (before: pooled)
+        how += " + words without list separators"
     return how, ablation
 
 
