@@ -287,6 +287,9 @@ def add_commands(sub) -> None:
                    help="--by-size pools these splits only; --by-labels draws these")
     p.add_argument("--write", default=None, metavar="FILE.md",
                    help="also put the tables into FILE.md between its report markers (e.g. README.md)")
+    p.add_argument("--labels-table", default=None, metavar="FILE.md",
+                   help="also print the table of accuracy against the fraction of labelled examples (a row per "
+                        "task and model, test / ood_4x) and put it into FILE.md between its labels-table markers")
     p.set_defaults(func=_report)
     p = sub.add_parser("trace", help="the calls a trained augmented model runs on one prompt",
                        description="Each library call the model runs on PROMPT: its program, its arguments (the "
@@ -324,6 +327,9 @@ def _report(args: argparse.Namespace) -> int:
             report.plot_by_labels(args.dir, args.by_labels, *([args.splits.split(",")] if args.splits else []))
         if args.write:
             report.write_into(args.write, args.dir)
+        if args.labels_table:
+            report.write_into(args.labels_table, args.dir, labels=True)
+            text += "\n\n" + report.labels_table(report.collect(args.dir))
     except ValueError as err:
         print(f"ncl report: error: {err}", file=sys.stderr)
         return 2

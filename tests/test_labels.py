@@ -229,7 +229,7 @@ def _result(model="augmented", labels=1.0, answer_grad=False, heads=None, seed=0
                                               "ood_4x": {"accuracy": 0.1, "count": 10, "by_size": {}}}}
 
 
-def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
+def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch, capsys):
     from ncl.training import report
 
     assert report.model_label(_result()) == "augmented"
@@ -267,3 +267,20 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch):
     assert points["long_add"]["augmented, labels only"][0.1]["test"] == [0.5, 0.6]  # one entry per seed
     assert points["long_add"]["llama"][None]["test"] == [0.5]
     assert points["mix"]["augmented, labels only"][0.01]["ood_4x"] == [pytest.approx(0.3)]  # its tasks' mean
+    table = report.labels_table(report.collect(tmp_path)).splitlines()
+    assert table[0] == "| task | model | F = 1 | F = 0.1 | F = 0.01 | no labels |"
+    assert table[2:] == ["| long_add | augmented, labels only | 55.0 / 10.0 ×2 | 55.0 / 10.0 ×2 | – | – |",
+                         "| long_add | tooluse | – | 50.0 / 10.0 ×1 | – | – |",
+                         "| long_add | llama | – | – | – | 50.0 / 10.0 ×1 |",
+                         "| mix | augmented, labels only | – | – | 50.0 / 30.0 ×1 | – |"]
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"intro\n{report.LABELS_BEGIN}\nold\n{report.LABELS_END}\noutro\n")
+    report.write_into(doc, tmp_path, labels=True)
+    assert report.readout_of(doc.read_text(), labels=True) == "\n".join(table)
+    assert doc.read_text().startswith("intro\n") and doc.read_text().endswith("outro\n")
+    from ncl import cli
+
+    doc.write_text(f"{report.LABELS_BEGIN}\n{report.LABELS_END}\n")
+    assert cli.main(["report", str(tmp_path), "--labels-table", str(doc)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("\n".join(table))
+    assert report.readout_of(doc.read_text(), labels=True) == "\n".join(table)

@@ -114,3 +114,11 @@ def test_the_docs_tables_are_what_ncl_report_prints(doc, results):
     if not any(results.rglob("eval.json")):
         pytest.skip(f"no committed {results.name}/")
     assert report.readout_of((ROOT / doc).read_text()) == report.report(results)
+
+
+def test_the_readmes_table_against_F_is_what_ncl_report_prints():
+    results = ROOT / "results-labels"
+    if not any(results.rglob("eval.json")):
+        pytest.skip("no committed results-labels/")
+    assert report.readout_of((ROOT / "README.md").read_text(), labels=True) == \
+        report.labels_table(report.collect(results))

@@ -13,8 +13,9 @@ programs that print an unlabelled example's answer trained the program heads (``
 docs/labels.md).
 The README's results table is this output for ``results/`` verbatim between the markers :data:`BEGIN` and
 :data:`END` (``tests/test_tooluse_and_report.py`` checks it), and docs/language.md's is the output for
-``results-language/``. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and ``TASK/SPLIT``, ``compose``'s
-``compose_3``) follow the benchmark's, in the order the runs list them.
+``results-language/``; the README's table of accuracy against F is :func:`labels_table` for ``results-labels/``
+between :data:`LABELS_BEGIN` and :data:`LABELS_END`. Splits beyond the benchmark's (``mix``'s ``paraphrase`` and
+``TASK/SPLIT``, ``compose``'s ``compose_3``) follow the benchmark's, in the order the runs list them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from ncl.tasks import names as task_names
 
 BEGIN = "<!-- ncl report: generated from eval.json files, do not edit -->"
 END = "<!-- end of ncl report -->"
+#: The markers around :func:`labels_table` in a document (the README's table of accuracy against F).
+LABELS_BEGIN = "<!-- ncl report --labels-table: generated from eval.json files, do not edit -->"
+LABELS_END = "<!-- end of ncl report --labels-table -->"
 MODEL_ORDER = ("augmented", "augmented (answer grad)", "augmented (no aux)", "tooluse", "llama")
 
 
@@ -195,14 +199,12 @@ def labels_family(result: dict) -> tuple[str, float | None] | None:
     return None if ablation else (f"augmented, {how}", F)
 
 
-def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
-    """Accuracy against the fraction F of labelled examples (``ncl train --labels F``), a panel per task and split
-    (:func:`ncl.training.plots.plot_by_labels`), from the runs under ``root`` (:func:`labels_family`). A split a
-    run lacks is the mean of its ``TASK/split`` ones (the ``mix`` task's ``ood_4x``: the mean over its tasks)."""
-    from ncl.training.plots import plot_by_labels as draw  # matplotlib: only when a figure is drawn
-
+def by_labels(results: list[dict], splits=("test", "ood_4x")) -> dict:
+    """``{task: {model: {F: {split: [accuracy per run]}}}}`` (:func:`labels_family`; F None for the plain
+    LLaMA), tasks in :func:`ncl.tasks.names` order. A split a run lacks is the mean of its ``TASK/split`` ones
+    (the ``mix`` task's ``ood_4x``: the mean over its tasks). ``ValueError`` if no run has a place."""
     points = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
-    for r in collect(root):
+    for r in sorted(results, key=lambda r: r.get("seed") or 0):
         where = labels_family(r)
         if where is not None:
             for split in splits:
@@ -212,27 +214,65 @@ def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
                 if accs:
                     points[r["task"]][where[0]][where[1]][split].append(sum(accs) / len(accs))
     if not points:
-        raise ValueError(f"no run under {root} to plot against F")
+        raise ValueError("no run to place against F")
     order = [t for t in task_names() if t in points] + sorted(set(points) - set(task_names()))
-    return draw({t: points[t] for t in order}, list(splits), path)
+    return {t: points[t] for t in order}
 
 
-def write_into(path, root) -> None:
+def plot_by_labels(root, path, splits=("test", "ood_4x")) -> Path:
+    """Accuracy against the fraction F of labelled examples (``ncl train --labels F``), a panel per task and split
+    (:func:`ncl.training.plots.plot_by_labels`), from the runs under ``root`` (:func:`by_labels`)."""
+    from ncl.training.plots import plot_by_labels as draw  # matplotlib: only when a figure is drawn
+
+    return draw(by_labels(collect(root), splits), list(splits), path)
+
+
+def labels_table(results: list[dict], splits=("test", "ood_4x")) -> str:
+    """Accuracy against F as a table (markdown): a row per task and model (:func:`by_labels`), a column per F
+    (falling) and one for the models without labels; each cell the means over seeds of ``splits`` joined by
+    `` / `` (``–`` for a split the runs lack), then ``×`` the number of seeds."""
+    points = by_labels(results, splits)
+    fractions = sorted({F for models in points.values() for by_f in models.values() for F in by_f
+                        if F is not None}, reverse=True)
+    columns = fractions + [None]
+
+    def cell(accs) -> str:
+        if not accs:
+            return "–"
+        means = [f"{100 * sum(accs[s]) / len(accs[s]):.1f}" if accs.get(s) else "–" for s in splits]
+        return " / ".join(means) + f" ×{max(len(a) for a in accs.values())}"
+
+    head = ["task", "model"] + [f"F = {F:g}" for F in fractions] + ["no labels"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for task, models in points.items():
+        # the augmented variants by name, then the baselines
+        for model in sorted(models, key=lambda m: (m in ("tooluse", "llama"), m == "llama", m)):
+            lines.append(f"| {task} | {model} | " + " | ".join(cell(models[model].get(F)) for F in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_into(path, root, labels: bool = False) -> None:
     """Replace the part of the document at ``path`` between :data:`BEGIN` and :data:`END` with the report of
-    ``root`` (an atomic write: an interrupted one leaves the old file)."""
+    ``root`` (with ``labels``: between :data:`LABELS_BEGIN` and :data:`LABELS_END`, with its
+    :func:`labels_table`); an atomic write: an interrupted one leaves the old file."""
+    begin, end = (LABELS_BEGIN, LABELS_END) if labels else (BEGIN, END)
     text = Path(path).read_text()
-    readout_of(text)  # the markers must be there
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    storage.write_text(Path(path), f"{head}{BEGIN}\n{report(root)}\n{END}{tail}")
+    readout_of(text, labels)  # the markers must be there
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    table = labels_table(collect(root)) if labels else report(root)
+    storage.write_text(Path(path), f"{head}{begin}\n{table}\n{end}{tail}")
 
 
-def readout_of(text: str) -> str:
-    """The part of a document between :data:`BEGIN` and :data:`END` (stripped); ``ValueError`` without them."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the markers {BEGIN!r} and {END!r} are missing")
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+def readout_of(text: str, labels: bool = False) -> str:
+    """The part of a document between :data:`BEGIN` and :data:`END` (with ``labels``: :data:`LABELS_BEGIN` and
+    :data:`LABELS_END`), stripped; ``ValueError`` without them."""
+    begin, end = (LABELS_BEGIN, LABELS_END) if labels else (BEGIN, END)
+    if begin not in text or end not in text:
+        raise ValueError(f"the markers {begin!r} and {end!r} are missing")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
-__all__ = ["BEGIN", "END", "MODEL_ORDER", "aggregate", "budget_lines", "collect", "markdown", "model_label", "plot",
+__all__ = ["BEGIN", "END", "LABELS_BEGIN", "LABELS_END", "MODEL_ORDER", "aggregate", "budget_lines", "by_labels",
+           "collect", "labels_table", "labels_family", "markdown", "model_label", "plot", "plot_by_labels",
            "plot_by_size", "readout_of", "report", "write_into"]
