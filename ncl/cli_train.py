@@ -328,8 +328,7 @@ def _report(args: argparse.Namespace) -> int:
         if args.write:
             report.write_into(args.write, args.dir)
         if args.labels_table:
-            report.write_into(args.labels_table, args.dir, labels=True)
-            text += "\n\n" + report.labels_table(report.collect(args.dir))
+            text += "\n\n" + report.write_into(args.labels_table, args.dir, labels=True)
     except ValueError as err:
         print(f"ncl report: error: {err}", file=sys.stderr)
         return 2

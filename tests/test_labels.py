@@ -275,7 +275,7 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch, capsys):
                          "| mix | augmented, labels only | – | – | 50.0 / 30.0 ×1 | – |"]
     doc = tmp_path / "doc.md"
     doc.write_text(f"intro\n{report.LABELS_BEGIN}\nold\n{report.LABELS_END}\noutro\n")
-    report.write_into(doc, tmp_path, labels=True)
+    assert report.write_into(doc, tmp_path, labels=True) == "\n".join(table)
     assert report.readout_of(doc.read_text(), labels=True) == "\n".join(table)
     assert doc.read_text().startswith("intro\n") and doc.read_text().endswith("outro\n")
     from ncl import cli

@@ -107,18 +107,13 @@ def test_report_means_and_minima(tmp_path):
         report.write_into(doc, tmp_path)
 
 
-@pytest.mark.parametrize("doc, results", [("README.md", "results"), ("docs/language.md", "results-language"),
-                                          ("docs/labels.md", "results-labels")])
-def test_the_docs_tables_are_what_ncl_report_prints(doc, results):
+@pytest.mark.parametrize("doc, results, labels", [("README.md", "results", False),
+                                                  ("docs/language.md", "results-language", False),
+                                                  ("docs/labels.md", "results-labels", False),
+                                                  ("README.md", "results-labels", True)])  # the table against F
+def test_the_docs_tables_are_what_ncl_report_prints(doc, results, labels):
     results = ROOT / results
     if not any(results.rglob("eval.json")):
         pytest.skip(f"no committed {results.name}/")
-    assert report.readout_of((ROOT / doc).read_text()) == report.report(results)
-
-
-def test_the_readmes_table_against_F_is_what_ncl_report_prints():
-    results = ROOT / "results-labels"
-    if not any(results.rglob("eval.json")):
-        pytest.skip("no committed results-labels/")
-    assert report.readout_of((ROOT / "README.md").read_text(), labels=True) == \
-        report.labels_table(report.collect(results))
+    expected = report.labels_table(report.collect(results)) if labels else report.report(results)
+    assert report.readout_of((ROOT / doc).read_text(), labels) == expected

@@ -39,8 +39,8 @@ again: a model trained on one- and two-call problems has no weight that only a t
   the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as
   the state at the focus does. With ``call_separators=False`` a list's inner separators (the space after each
   comma of an edge list) are not words (:func:`list_separators`): there is one per item, and a long list's
-  outweighed the words that name the program at 4× (docs/labels.md). With ``read="focus"`` (the chains of configs saved before
-  ``read`` existed): the hidden state at the focus, which has read the whole step.
+  outweighed the words that name the program at 4× (docs/labels.md). With ``read="focus"`` (the chains of
+  configs saved before ``read`` existed): the hidden state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
   - an operand: an embedding of its order relative to the focus (the last operand at or before it, the one

@@ -251,23 +251,28 @@ def labels_table(results: list[dict], splits=("test", "ood_4x")) -> str:
     return "\n".join(lines)
 
 
-def write_into(path, root, labels: bool = False) -> None:
+def write_into(path, root, labels: bool = False) -> str:
     """Replace the part of the document at ``path`` between :data:`BEGIN` and :data:`END` with the report of
     ``root`` (with ``labels``: between :data:`LABELS_BEGIN` and :data:`LABELS_END`, with its
-    :func:`labels_table`); an atomic write: an interrupted one leaves the old file."""
-    begin, end = (LABELS_BEGIN, LABELS_END) if labels else (BEGIN, END)
+    :func:`labels_table`); an atomic write: an interrupted one leaves the old file. Returns what it put there."""
+    begin, end = _markers(labels)
     text = Path(path).read_text()
     readout_of(text, labels)  # the markers must be there
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
     table = labels_table(collect(root)) if labels else report(root)
     storage.write_text(Path(path), f"{head}{begin}\n{table}\n{end}{tail}")
+    return table
+
+
+def _markers(labels: bool) -> tuple[str, str]:
+    return (LABELS_BEGIN, LABELS_END) if labels else (BEGIN, END)
 
 
 def readout_of(text: str, labels: bool = False) -> str:
     """The part of a document between :data:`BEGIN` and :data:`END` (with ``labels``: :data:`LABELS_BEGIN` and
     :data:`LABELS_END`), stripped; ``ValueError`` without them."""
-    begin, end = (LABELS_BEGIN, LABELS_END) if labels else (BEGIN, END)
+    begin, end = _markers(labels)
     if begin not in text or end not in text:
         raise ValueError(f"the markers {begin!r} and {end!r} are missing")
     return text.split(begin, 1)[1].split(end, 1)[0].strip()
