@@ -32,6 +32,7 @@ from torch import nn
 from ncl.llama import LlamaConfig, LlamaForCausalLM
 from ncl.llama.generation import greedy_decode, greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
+from ncl.computer.call_heads import collapse_numbers
 
 
 def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -149,12 +150,14 @@ class AugmentedLlama(nn.Module):
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
+        words = self._collapsed(tokens, is_digit, attention_mask) if state is None and self._collapses else None
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
         comp, pointers = self.computer.forward_incremental(h, attention_mask, read_mask, state=state,
                                                            max_steps=max_steps, input_ids=input_ids,
-                                                           pointers=pointers, token_states=tokens)
+                                                           pointers=pointers, token_states=tokens,
+                                                           word_states=words)
         h = h + comp.readout.to(h.dtype)
         keep = slice(-1, None) if last else slice(None)
         h = m.final_norm(m.run_layers(h, self.split, None, context=ctx)[:, keep])
@@ -164,6 +167,25 @@ class AugmentedLlama(nn.Module):
             logits = self._copy(logits, h, heads.print_r0[:, keep], heads.print_cell[:, keep],
                                 (read_mask * attention_mask)[:, keep])
         return logits, comp, pointers
+
+    @property
+    def _collapses(self) -> bool:
+        """Whether a chain's heads read the words in the prompt with its numbers collapsed
+        (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their tokens)."""
+        c = self.computer.config
+        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view == "collapsed")
+
+    def _collapsed(self, embedded, is_digit, attention_mask):
+        """The states of the layers below the computer on the prompt with every number collapsed to one digit
+        (:func:`~ncl.computer.call_heads.collapse_numbers`), gathered back to the prompt's columns (a dropped
+        digit takes its number's first digit's): ``embedded (B,T,d)`` the tokens' embeddings, ``is_digit`` and
+        ``attention_mask (B,T)`` → (B,T,d). The collapsed prompt is the same beside numbers of any length, so
+        the words' states are too; its own pass, with no cache, so decoding is unchanged."""
+        m = self.llama.model
+        keep, kept, where = collapse_numbers(is_digit, attention_mask)
+        h = embedded.gather(1, keep[..., None].expand(-1, -1, embedded.shape[-1]))
+        h = m.run_layers(h, 0, self.split, context=m.context(h, attention_mask=kept))
+        return h.gather(1, where[..., None].expand(-1, -1, h.shape[-1]))
 
     def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),

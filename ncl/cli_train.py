@@ -9,6 +9,7 @@ import json
 import sys
 from dataclasses import replace
 
+from ncl.computer.config import WORD_VIEWS
 from ncl.cli_types import fraction, head_names, non_negative_float, non_negative_int, positive_float, positive_int
 from ncl.tasks import all_names as task_names
 from ncl.tasks import get as get_task
@@ -40,13 +41,15 @@ def _train(args: argparse.Namespace) -> int:
     elif args.steps is None:  # a task may train longer by default
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
-                                                       "answer_grad_heads", "call_read", "call_separators")}
+                                                       "answer_grad_heads", "call_read", "call_separators",
+                                                       "word_view")}
     if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
         computer["answer_grad"] = True
     if 0 < cfg.labels < 1 and cfg.model == "augmented" and cfg.chain:
         # a chain with scarce labels: its programs and arguments searched, its labelled examples replayed, the
         # answer's gradient to the read gates alone, a list's separators out of the words, which docs/labels.md
-        # measured best; a single call's heads train on the labels alone
+        # measured best, the words read in the prompt as written, as those runs did; a single call's heads train
+        # on the labels alone
         if args.search is None:
             cfg.search = SEARCH_CANDIDATES
         if args.search_pointers is None:
@@ -55,6 +58,8 @@ def _train(args: argparse.Namespace) -> int:
             cfg.replay = REPLAY
         if computer["call_separators"] is None:  # a long list's separators drowned the words at 4×
             computer["call_separators"] = False
+        if computer["word_view"] is None:
+            computer["word_view"] = "context"
         if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
             computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
     try:
@@ -230,6 +235,11 @@ def add_commands(sub) -> None:
                    help="whether the step's words a chain's heads pool include a list's inner separators (the "
                         "space after each comma of an edge list); off on a chain with --labels between 0 and 1, "
                         "where a long list's outweighed the words, else on; docs/labels.md")
+    p.add_argument("--word-view", choices=list(WORD_VIEWS), default=None,
+                   help="the prompt whose states a chain's heads pool the step's words from: with every number "
+                        "collapsed to one digit, so that a word reads the same beside a number of any length, or "
+                        "as written; collapsed, but as written on a chain with --labels between 0 and 1 (what "
+                        "docs/labels.md measured); docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

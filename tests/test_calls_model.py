@@ -10,12 +10,14 @@ import torch
 
 from ncl import tasks
 from ncl.computer import ComputerConfig
-from ncl.computer.call_heads import CallHeads, list_separators
+from ncl.computer.call_heads import CallHeads, collapse_numbers, list_separators
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
 from ncl.training.data import encode, tokenizer
 from ncl.training.factory import build_model
 from ncl.training.losses import aux_loss
+from ncl.tasks.base import Example
+from ncl.tasks.mix import single_call
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +154,39 @@ def test_a_lists_inner_separators_are_not_a_steps_words():
     assert seps.any()
     assert torch.equal(words[True], mask * (1 - written))
     assert torch.equal(words[False], words[True] * ~seps)
+
+
+def test_collapse_numbers_keeps_each_numbers_first_digit():
+    """Left padding stays left padding; a dropped digit maps to its number's first digit's column."""
+    is_digit = torch.tensor([[0, 0, 0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 1, 0, 1, 1, 0]]).bool()
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 9])
+    keep, kept, where = collapse_numbers(is_digit, mask)
+    assert keep.tolist() == [[0, 0, 1, 2, 3, 6, 7, 8], [0, 1, 2, 3, 4, 5, 6, 8]]
+    assert kept.tolist() == [[0, 0] + [1] * 6, [1] * 8]
+    assert where[0, 1:].tolist() == [2, 3, 4, 4, 4, 5, 6, 7] and where[1].tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 7]
+
+
+@pytest.mark.parametrize("view", ["collapsed", "context"])
+def test_the_words_states_see_no_number_length_when_collapsed(view):
+    """``word_view="collapsed"`` (the default): the states the chain's heads pool the words from are the same
+    beside a 2-digit and a 20-digit number (the prompt as written, ``"context"``, is not: a 4x ``long_sub``
+    prompt ran ``long_compare``); the other heads still read the prompt as written."""
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(task="mix", layers=2)).eval()
+    model.computer.config = replace(model.computer.config, word_view=view)
+    problems = [single_call("long_sub", Example("", str(a - 72), "long_sub", (a, 72), 2), "Tell me {a} minus {b}.")
+                for a in (95, 31415926535897932384)]
+    c, tok = model.computer.config, tokenizer()
+    b = encode(problems, tok, model.computer.program_names, calls=c.calls, slots=c.slots, cue_focus=True)
+    with torch.no_grad():
+        out = model(b["input_ids"], b["attention_mask"], b["read_mask"])["computer"]
+    inputs = out.heads.prompt.chain.inputs
+    after = len(" minus 72. =")  # the tokens after the first number, the same in both rows
+    first = inputs.h.shape[1] - after
+    same = torch.allclose(inputs.h[0, first:], inputs.h[1, first:], atol=1e-5)
+    assert same == (view == "collapsed")
+    # "Tell me ", before the number, reads the same in either view (causal), in the columns the rows have it in
+    assert torch.allclose(inputs.h[0, first - 10:first - 2], inputs.h[1, first - 28:first - 20], atol=1e-5)
 
 
 def test_training_draws_no_held_out_problem():

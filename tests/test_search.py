@@ -161,8 +161,10 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
         assert 0 <= line["search_right"] <= 1 and 0 <= line["search_repaired"] <= 1
         assert line["search_right"] + line["search_repaired"] <= 1
     result = evaluate_run(out, count=2, splits=["test"], threads=1)
-    assert result["search"] == 2 and result["call_separators"] is False
+    assert result["search"] == 2 and result["call_separators"] is False and result["word_view"] == "context"
     assert model_label(result) == "augmented (F=0.1, labels only + program search + words without list separators)"
+    assert model_label({**result, "word_view": "collapsed"}) == "augmented (F=0.1, labels only + program search + " \
+        "words without list separators + words read with the numbers collapsed)"
     result = {**result, "call_separators": None}  # an eval.json written before the option existed
     assert model_label(result) == "augmented (F=0.1, labels only + program search)"
     assert labels_family(result) == ("augmented, labels only + program search", 0.1)
@@ -183,7 +185,8 @@ def test_the_defaults_with_scarce_labels(tmp_path):
     gradient harming), and a chain's programs and arguments are searched and its labelled examples replayed, the
     answer's gradient reaching its read gates alone; at F = 0 only the answer's gradient is left. A chain's heads
     leave a list's inner separators out of the words at 0 < F < 1 (unless ``--call-separators``), and pool them
-    with every label (docs/labels.md measured both)."""
+    with every label (docs/labels.md measured both); they read the words in the prompt as written at 0 < F < 1,
+    as the runs there did, and with its numbers collapsed with every label (docs/language.md)."""
     from ncl import cli
     from ncl.cli_train import REPLAY, SEARCH_CANDIDATES
     from ncl.computer.config import ANSWER_GRAD_HEADS
@@ -191,15 +194,17 @@ def test_the_defaults_with_scarce_labels(tmp_path):
 
     tiny = ["--layers", "2", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet", "--steps", "1"]
     every = list(ANSWER_GRAD_HEADS)
-    off = ["--search-programs", "0", "--no-search-pointers", "--replay", "0", "--labels-only", "--call-separators"]
-    for name, task, extra, search, answer_grad, heads, pointers, replay, separators in (
-            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY, False),
-            ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0, True),
-            ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0, True),
-            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0, True),
-            ("all", "mix", [], 0, False, every, False, 0, True)):
+    off = ["--search-programs", "0", "--no-search-pointers", "--replay", "0", "--labels-only", "--call-separators",
+           "--word-view", "collapsed"]
+    for name, task, extra, search, answer_grad, heads, pointers, replay, separators, view in (
+            ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY, False, "context"),
+            ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0, True, "collapsed"),
+            ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0, True, "collapsed"),
+            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0, True, "collapsed"),
+            ("all", "mix", [], 0, False, every, False, 0, True, "collapsed")):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]
         got = (cfg["search"], cfg["computer"]["answer_grad"], list(cfg["computer"]["answer_grad_heads"]),
-               cfg["search_pointers"], cfg["replay"], cfg["search_steps"], cfg["computer"]["call_separators"])
-        assert got == (search, answer_grad, heads, pointers, replay, False, separators), name
+               cfg["search_pointers"], cfg["replay"], cfg["search_steps"], cfg["computer"]["call_separators"],
+               cfg["computer"]["word_view"])
+        assert got == (search, answer_grad, heads, pointers, replay, False, separators, view), name

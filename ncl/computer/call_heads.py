@@ -39,7 +39,10 @@ again: a model trained on one- and two-call problems has no weight that only a t
   the program and the operands' roles, and pooled they do not drift on prompts longer than any trained on, as
   the state at the focus does. With ``call_separators=False`` a list's inner separators (the space after each
   comma of an edge list) are not words (:func:`list_separators`): there is one per item, and a long list's
-  outweighed the words that name the program at 4× (docs/labels.md). With ``read="focus"`` (the chains of
+  outweighed the words that name the program at 4× (docs/labels.md). The states pooled are those of the
+  prompt with every number collapsed to one digit (:func:`collapse_numbers`; ``ComputerConfig.word_view``,
+  which :class:`~ncl.augmented.AugmentedLlama` runs), so a word reads the same beside a number of any length:
+  read as written, ``minus`` after a 20-digit number named ``long_compare``. With ``read="focus"`` (the chains of
   configs saved before ``read`` existed): the hidden state at the focus, which has read the whole step.
 - **Pointers** score segments by relative position, never by absolute index or content: slot a's query
   ``W_a c_k`` against a key per segment:
@@ -89,6 +92,26 @@ def list_separators(written: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     before = nn.functional.pad(on[:, :-1], (1, 0), value=False)
     after = nn.functional.pad(on[:, 1:], (0, 1), value=False)
     return real & ~on & before & after
+
+
+def collapse_numbers(is_digit: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prompt with every number collapsed to its first digit, the view a chain's heads read the words in
+    with ``word_view="collapsed"``: from ``is_digit (B,T)`` and the real tokens ``mask (B,T)`` (0/1), returns
+    ``(keep (B,T') long, kept (B,T'), where (B,T))``: the columns each collapsed row gathers, left padded as the
+    prompt is (``kept`` 0 on the padding, whose ``keep`` is 0), and the collapsed column of every token, a
+    dropped digit's that of its number's first digit. T' is the longest collapsed row."""
+    real = mask > 0
+    later_digit = is_digit & nn.functional.pad(is_digit[:, :-1], (1, 0), value=False)
+    stays = real & ~later_digit
+    count = stays.sum(-1)
+    width = max(int(count.max()), 1)
+    rank = stays.long().cumsum(-1) - 1  # a kept token's place among its row's kept ones
+    where = (rank + (width - count)[:, None]).clamp(min=0)
+    cols = torch.arange(is_digit.shape[1], device=is_digit.device).expand_as(rank)
+    keep = torch.zeros(is_digit.shape[0], width + 1, dtype=torch.long, device=is_digit.device)
+    keep = keep.scatter(1, torch.where(stays, where, width), cols)[:, :width]  # the others land in a spare column
+    kept = (torch.arange(width, device=is_digit.device)[None] >= (width - count)[:, None]).to(mask.dtype)
+    return keep, kept, where
 
 
 class CallLogits(NamedTuple):

@@ -15,10 +15,13 @@ MODES = ("mixture", "superposition")
 TAPE_GATES = ("local", "context")
 PROGRAM_READS = ("text", "last")
 CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
+WORD_VIEWS = ("collapsed", "context")  #: the prompt whose states a chain's heads pool its words from
 #: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
 #: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
-#: gate one token ahead), and its weights fit only those.
-LEGACY_HEADS = {"tape_gates": "context", "program_read": "last", "call_read": "focus", "end_lookahead": 1}
+#: gate one token ahead; ``word_view``: the words' states read the prompt as written), and its weights fit only
+#: those.
+LEGACY_HEADS = {"tape_gates": "context", "program_read": "last", "call_read": "focus", "end_lookahead": 1,
+                "word_view": "context"}
 READERS = ("mlp", "digits", "cells")
 WRITERS = ("embed", "digits", "cells")
 PLACES = 4  #: digit positions a printed value may have (n <= 10**PLACES)
@@ -112,6 +115,12 @@ class ComputerConfig:
             program in a model trained on 1 % of the labels, and ``ncl train`` leaves them out on a chain with
             scarce labels; with every label, leaving them out cost held-out wording (docs/labels.md), so
             ``True`` is the default, and what configs saved before this option existed trained with.
+        word_view: the prompt whose states a chain's heads pool the step's words from (``call_read="text"``,
+            with ``digit_tokens``; :class:`~ncl.augmented.AugmentedLlama` runs it): ``"collapsed"``, every number
+            collapsed to one digit (:func:`~ncl.computer.call_heads.collapse_numbers`; a second pass of the
+            layers below the computer, on a shorter prompt), so that a word's state is the same beside a number
+            of any length (``"Tell me A minus B."`` with A 20 digits long ran ``long_compare``: docs/language.md),
+            or ``"context"``, the prompt as written (configs saved before this option existed).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -137,6 +146,7 @@ class ComputerConfig:
     end_lookahead: int = 2
     nesting: bool = False
     call_separators: bool = True
+    word_view: str = "collapsed"
 
     def __post_init__(self):
         m = self.machine
@@ -167,6 +177,8 @@ class ComputerConfig:
         if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
             raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
+        if self.word_view not in WORD_VIEWS:
+            raise ValueError(f"ComputerConfig: word_view must be one of {WORD_VIEWS}, got {self.word_view!r}")
         if self.nesting and (self.call_read != "text" or self.tape_gates != "local" or not self.calls):
             raise ValueError("ComputerConfig: nesting needs calls, call_read='text' and tape_gates='local'")
         if not set(self.answer_grad_heads) <= set(ANSWER_GRAD_HEADS):
@@ -210,4 +222,4 @@ class ComputerConfig:
 
 
 __all__ = ["ANSWER_GRAD_HEADS", "CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES",
-           "PROGRAM_READS", "READERS", "TAPE_GATES", "WRITERS"]
+           "PROGRAM_READS", "READERS", "TAPE_GATES", "WORD_VIEWS", "WRITERS"]

@@ -244,10 +244,11 @@ class NeuralComputer(nn.Module):
     # --- forward ---------------------------------------------------------------------------------------------
     def prompt_run(self, h: torch.Tensor, mask: torch.Tensor, read: torch.Tensor,
                    input_ids: torch.Tensor | None = None, max_steps: int | None = None,
-                   tokens: torch.Tensor | None = None) -> ComputerState:
+                   tokens: torch.Tensor | None = None, words: torch.Tensor | None = None) -> ComputerState:
         """The heads on the prompt and the run: ``h (B,T,d)`` normalised hidden states, ``mask``/``read`` (B,T)
         the real tokens and the read positions, ``tokens (B,T,d)`` what the local write and operand-end gates
-        read (see :meth:`forward`)."""
+        read and ``words (B,T,d)`` the states a chain's heads pool its words from (normalised; see
+        :meth:`forward`)."""
         cfg = self.config
         prompt = mask * (1 - read)
         first_read = torch.where(read.sum(0) > 0)[0]
@@ -268,7 +269,7 @@ class NeuralComputer(nn.Module):
             ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in range(1, reach + 1)]
             local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
-                                   local)
+                                   local, None if words is None else words[:, cols])
         if cfg.program_read == "text":
             written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
             seps = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # numbers' ends
@@ -296,12 +297,13 @@ class NeuralComputer(nn.Module):
         return torch.einsum("bqt,btd->bd", weights.nan_to_num(0.0), h)
 
     def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read,
-                   end_tokens=None) -> ComputerState:
+                   end_tokens=None, word_h=None) -> ComputerState:
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
         hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them, the
         tokens after those, ...)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead``
-        tokens ahead, the step-end gate of ``call_read="text"`` two (with ``nesting``, its window's)."""
+        tokens ahead, the step-end gate of ``call_read="text"`` two (with ``nesting``, its window's);
+        ``word_h (B,T,d)``: the states the call heads pool the words from (None: ``h``)."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
@@ -319,7 +321,7 @@ class NeuralComputer(nn.Module):
         words = mask * (1 - written)
         if not cfg.call_separators:
             words = words * (~list_separators(written, mask)).to(words.dtype)
-        inputs = ChainInputs(h, mask, end, words, end_tokens, operands, max_steps)
+        inputs = ChainInputs(h if word_h is None else word_h, mask, end, words, end_tokens, operands, max_steps)
         logits, pi, chain = self._calls(inputs)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
@@ -359,7 +361,8 @@ class NeuralComputer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                 state: ComputerState | None = None, max_steps: int | None = None,
-                input_ids: torch.Tensor | None = None, token_states: torch.Tensor | None = None) -> ComputerOutput:
+                input_ids: torch.Tensor | None = None, token_states: torch.Tensor | None = None,
+                word_states: torch.Tensor | None = None) -> ComputerOutput:
         """Heads → machine → readouts.
 
         Args:
@@ -374,17 +377,21 @@ class NeuralComputer(nn.Module):
             input_ids: (B, T) the tokens; needed with ``config.digit_tokens``.
             token_states: (B, T, d) the tokens' own embeddings, which the read and digit pointers' gates
                 (:meth:`readout`) and the local write gates (:meth:`write_tape`) read; None: the hidden states.
+            word_states: (B, T, d) the hidden states a chain's heads pool the step's words from (with
+                ``word_view="collapsed"``, those of the prompt with its numbers collapsed, gathered back to the
+                prompt's columns: :class:`~ncl.augmented.AugmentedLlama`); None: the hidden states.
 
         Returns:
             :class:`~ncl.computer.ComputerOutput`.
         """
         return self.forward_incremental(hidden, attention_mask, read_mask, state, max_steps, input_ids,
-                                        token_states=token_states)[0]
+                                        token_states=token_states, word_states=word_states)[0]
 
     def forward_incremental(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                             state: ComputerState | None = None, max_steps: int | None = None,
                             input_ids: torch.Tensor | None = None, pointers: readout_.Pointers | None = None,
-                            token_states: torch.Tensor | None = None) -> tuple[ComputerOutput, readout_.Pointers]:
+                            token_states: torch.Tensor | None = None,
+                            word_states: torch.Tensor | None = None) -> tuple[ComputerOutput, readout_.Pointers]:
         """:meth:`forward`, and the readout's :class:`~ncl.computer.readout.Pointers` after the last position.
 
         With ``pointers`` (those an earlier call returned, and its ``state``), ``hidden (B,T,d)`` holds only the
@@ -395,8 +402,9 @@ class NeuralComputer(nn.Module):
         if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
             raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
                              f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
-        if token_states is not None and token_states.shape != hidden.shape:
-            raise ValueError(f"token_states must be (B, T, d) = {(B, T, d)}, got {tuple(token_states.shape)}")
+        for name, states in (("token_states", token_states), ("word_states", word_states)):
+            if states is not None and states.shape != hidden.shape:
+                raise ValueError(f"{name} must be (B, T, d) = {(B, T, d)}, got {tuple(states.shape)}")
         if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
             raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
         if pointers is not None and state is None:
@@ -406,7 +414,8 @@ class NeuralComputer(nn.Module):
         h = self.norm(hidden)
         tokens = None if token_states is None else self.norm(token_states)
         if state is None:
-            state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens)
+            words = None if word_states is None else self.norm(word_states)
+            state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens, words)
         out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,

@@ -12,8 +12,9 @@ import torch
 class ChainInputs(NamedTuple):
     """What a chain's heads read on the prompt, kept so that the chain can run again with some decisions changed
     (:meth:`NeuralComputer.chain_with_steps <ncl.computer.NeuralComputer.chain_with_steps>`, the step search of
-    :mod:`ncl.training.search`): ``h (B,T,d)`` the prompt's normalised hidden states, ``mask (B,T)`` its
-    tokens written from, ``ends (B,T)`` the operand ends (hard), ``words (B,T)`` the tokens the tape does not
+    :mod:`ncl.training.search`): ``h (B,T,d)`` the normalised hidden states the call heads read (with
+    ``word_view="collapsed"`` the collapsed prompt's, in the prompt's columns), ``mask (B,T)`` its tokens written
+    from, ``ends (B,T)`` the operand ends (hard), ``words (B,T)`` the tokens the tape does not
     hold, ``tokens`` what the local gates read (a tuple of (B,T,d) look-ahead views, or None), ``operands`` the
     prompt's :class:`~ncl.computer.calls.Segments` and ``max_steps`` the machine's step limit (None: the
     computer's)."""

@@ -60,7 +60,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
     when it searched the programs (``+ program, step and pointer search`` with the step and pointer searches too),
     ``+ replay R`` when it replayed labelled examples, ``+ words without list separators`` for a chain whose
-    heads did not pool them (``call_separators``); and whether the run is one of the ablations (the last kind)."""
+    heads did not pool them (``call_separators``), ``+ words read with the numbers collapsed`` for one whose
+    heads read them so (``word_view``); and whether the run is one of the ablations (the last kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
     ablation = bool(result.get("answer_grad", True) and cut and len(heads) > 1)
@@ -77,6 +78,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
         how += f" + replay {result['replay']}"
     if result.get("call_separators") is False:  # recorded for chains since the option exists (before: pooled)
         how += " + words without list separators"
+    if result.get("word_view") == "collapsed":  # recorded for chains since the option exists (before: as written)
+        how += " + words read with the numbers collapsed"
     return how, ablation
 
 
