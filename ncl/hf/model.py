@@ -101,7 +101,9 @@ def computer_config(hidden_size: int, config: ComputerConfig | None = None, **op
         raise ValueError(f"computer options: reader must be 'cells' (digits read from the token texts), got "
                          f"{config.reader!r}")
     symbols = tokens_.SYMBOL_IDS if config.writer == "cells" else ()
-    return replace(config, digit_tokens=tokens_.DIGIT_IDS, symbol_tokens=symbols)
+    # the wrapped model has no second pass over a collapsed prompt (ncl.augmented's): its heads read the words
+    # as written
+    return replace(config, digit_tokens=tokens_.DIGIT_IDS, symbol_tokens=symbols, word_view="context")
 
 
 def install_library(computer: NeuralComputer, image) -> None:
