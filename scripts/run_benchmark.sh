@@ -31,7 +31,8 @@
 # "-pointers" (--search-pointers) or "-steps-pointers" (both), and --replay 0 unless it ends in "-replayR"
 # (--replay R: R labelled examples seen before added to each batch), and --call-separators unless it ends in
 # "-nosep" (--no-call-separators: a chain's heads do not pool a list's inner separators with the step's words,
-# ncl train's default on a chain at 0 < F < 1). All train the same steps.
+# ncl train's default on a chain at 0 < F < 1). All train the same steps. A chain's words are read as ncl train's
+# default has them (--word-view): in the prompt with its numbers collapsed with every label, as written below 1.
 # "tooluse-labelsF" is the tool-use baseline with --labels F (REINFORCE on the examples without a labelled call).
 # The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
