@@ -150,7 +150,8 @@ class AugmentedLlama(nn.Module):
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
-        words = self._collapsed(tokens, is_digit, attention_mask) if state is None and self._collapses else None
+        words = self._collapsed(tokens, is_digit, attention_mask, read_mask) if state is None and self._collapses \
+            else None
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
@@ -175,17 +176,21 @@ class AugmentedLlama(nn.Module):
         c = self.computer.config
         return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view == "collapsed")
 
-    def _collapsed(self, embedded, is_digit, attention_mask):
+    def _collapsed(self, embedded, is_digit, attention_mask, read_mask):
         """The states of the layers below the computer on the prompt with every number collapsed to one digit
         (:func:`~ncl.computer.call_heads.collapse_numbers`), gathered back to the prompt's columns (a dropped
-        digit takes its number's first digit's): ``embedded (B,T,d)`` the tokens' embeddings, ``is_digit`` and
-        ``attention_mask (B,T)`` → (B,T,d). The collapsed prompt is the same beside numbers of any length, so
-        the words' states are too; its own pass, with no cache, so decoding is unchanged."""
-        m = self.llama.model
-        keep, kept, where = collapse_numbers(is_digit, attention_mask)
+        digit takes its number's first digit's): ``embedded (B,T,d)`` the tokens' embeddings, ``is_digit``,
+        ``attention_mask`` and ``read_mask (B,T)`` → (B,T,d), zero from the first read position on, where the
+        heads do not read (in training, the answer: it is not collapsed and run again). The collapsed prompt
+        is the same beside numbers of any length, so the words' states are too; its own pass, with no cache,
+        so decoding is unchanged."""
+        m, T = self.llama.model, embedded.shape[1]
+        reads = torch.nonzero((read_mask * attention_mask).sum(0) > 0)
+        P = int(reads[0]) if len(reads) else T  # (no read position: the computer's own check says so)
+        keep, kept, where = collapse_numbers(is_digit[:, :P], attention_mask[:, :P])
         h = embedded.gather(1, keep[..., None].expand(-1, -1, embedded.shape[-1]))
         h = m.run_layers(h, 0, self.split, context=m.context(h, attention_mask=kept))
-        return h.gather(1, where[..., None].expand(-1, -1, h.shape[-1]))
+        return F.pad(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])), (0, 0, 0, T - P))
 
     def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),

@@ -205,6 +205,8 @@ def test_bad_inputs_get_clear_errors():
         augment(base, tok, split=9)
     with pytest.raises(ValueError, match="unknown"):
         augment(base, tok, bogus=1)
+    with pytest.raises(ValueError, match="word_view must be 'context'"):  # no collapsed pass in the wrapper
+        augment(base, tok, word_view="collapsed")
     with pytest.raises(ValueError, match="model must be"):
         augment(torch.nn.Linear(2, 2), tok)
     model = augment(base, tok, split=1, **SMALL)

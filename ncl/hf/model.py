@@ -100,9 +100,11 @@ def computer_config(hidden_size: int, config: ComputerConfig | None = None, **op
     if config.reader != "cells":
         raise ValueError(f"computer options: reader must be 'cells' (digits read from the token texts), got "
                          f"{config.reader!r}")
+    if options.get("word_view") == "collapsed":
+        raise ValueError("computer options: word_view must be 'context' here: the wrapped model has no second pass "
+                         "over a collapsed prompt (ncl.augmented's)")
     symbols = tokens_.SYMBOL_IDS if config.writer == "cells" else ()
-    # the wrapped model has no second pass over a collapsed prompt (ncl.augmented's): its heads read the words
-    # as written
+    # (the config's default word view is the collapsed one, which only ncl.augmented runs)
     return replace(config, digit_tokens=tokens_.DIGIT_IDS, symbol_tokens=symbols, word_view="context")
 
 
