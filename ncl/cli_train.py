@@ -25,8 +25,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig()
     for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "labels", "search", "search_steps", "search_pointers", "replay", "numbers", "seed", "log_every",
-                 "checkpoint_every", "time_limit", "schedule", "threads", "train_max_steps"):
+                 "labels", "search", "search_steps", "search_pointers", "replay", "discover", "numbers", "seed",
+                 "log_every", "checkpoint_every", "time_limit", "schedule", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -43,8 +43,12 @@ def _train(args: argparse.Namespace) -> int:
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "answer_grad_heads", "call_read", "call_separators",
                                                        "word_view")}
-    if computer["answer_grad"] is None and (cfg.aux == 0 or cfg.labels == 0):  # nothing else trains the heads
-        computer["answer_grad"] = True
+    if cfg.labels == 0 and cfg.aux > 0 and cfg.model == "augmented" and not cfg.chain and args.discover is None:
+        # a single call from answers alone: the interface searched on the library, which docs/labels.md measured
+        # against the answer's gradient
+        cfg.discover = DISCOVER_EXAMPLES
+    if computer["answer_grad"] is None and (cfg.aux == 0 or (cfg.labels == 0 and not cfg.discover)):
+        computer["answer_grad"] = True  # nothing else trains the heads
     if 0 < cfg.labels < 1 and cfg.model == "augmented" and cfg.chain:
         # a chain with scarce labels: its programs and arguments searched, its labelled examples replayed, the
         # answer's gradient to the read gates alone, a list's separators out of the words, which docs/labels.md
@@ -150,6 +154,10 @@ SEARCH_CANDIDATES = 3
 #: (0, 1) by default (docs/labels.md measured it).
 REPLAY = 4
 
+#: How many training examples ``--discover`` searches when no number is given, and a single call with ``--labels 0``
+#: by default (docs/labels.md measured it).
+DISCOVER_EXAMPLES = 32
+
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
 #: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
 TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
@@ -192,7 +200,8 @@ def add_commands(sub) -> None:
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--labels", type=fraction, default=None, metavar="F",
                    help="the fraction of training examples that carry the interface labels, chosen once per prompt "
-                        "by the seed; the others train from their answers alone (F = 0 sets --answer-grad; on a "
+                        "by the seed; the others train from their answers alone (F = 0 sets --discover on a single "
+                        "call, --answer-grad on a chain; on a "
                         "chain of calls F below 1 sets --search-programs, --search-pointers, --replay and "
                         "--answer-grad-heads read; "
                         "docs/labels.md)")
@@ -223,6 +232,12 @@ def add_commands(sub) -> None:
                         "wrong, point each argument slot of each call at each other segment, one at a time, and the "
                         "changes that make the chain print the answer train the pointers; the default there with "
                         "--labels above 0; docs/labels.md")
+    p.add_argument("--discover", type=non_negative_int, nargs="?", const=DISCOVER_EXAMPLES, default=None,
+                   metavar="N",
+                   help=f"with --labels below 1 on a single call: search the write rule, program and arguments that "
+                        f"print the answers of the first N ({DISCOVER_EXAMPLES} if not given) training examples, "
+                        f"running the library, and label every example without labels whose answer they print; the "
+                        f"default with --labels 0 (0: no search); docs/labels.md")
     p.add_argument("--replay", type=non_negative_int, default=None, metavar="R",
                    help=f"with --labels between 0 and 1: add R of the labelled examples seen so far to every batch "
                         f"(the same labelled examples, seen more often; 0: none); {REPLAY} on a chain of calls "

@@ -31,9 +31,12 @@
 # "-pointers" (--search-pointers) or "-steps-pointers" (both), and --replay 0 unless it ends in "-replayR"
 # (--replay R: R labelled examples seen before added to each batch), and --call-separators unless it ends in
 # "-nosep" (--no-call-separators: a chain's heads do not pool a list's inner separators with the step's words,
-# ncl train's default on a chain at 0 < F < 1). All train the same steps. A chain's words are read as ncl train's
+# ncl train's default on a chain at 0 < F < 1), and --discover 0 unless it ends in "-discover[N]" (--discover N,
+# default 32, with --labels-only unless "-heads-" says otherwise: a single call's interface searched on the
+# library, ncl train's default at F = 0). All train the same steps. A chain's words are read as ncl train's
 # default has them (--word-view): in the prompt with its numbers collapsed with every label, as written below 1.
-# "tooluse-labelsF" is the tool-use baseline with --labels F (REINFORCE on the examples without a labelled call).
+# "tooluse-labelsF" is the tool-use baseline with --labels F (REINFORCE on the examples without a labelled call),
+# and "tooluse-labelsF-discover[N]" with --discover N too (the calls the search explains labelled).
 # The baselines' time is that of the "augmented" runs, or BASELINE_TIME seconds when that is set.
 # JOBS runs that many trainings at once, one thread each (2 on a 2-core machine).
 set -euo pipefail
@@ -69,11 +72,12 @@ one() {  # task model seed
   if [ "$model" = augmented-answergrad ]; then flags+=(--answer-grad); model=augmented; fi
   local labels=()
   local named='^(augmented|tooluse)-labels([0-9.]+)(-only|-heads-([a-z+]+))?(-search([0-9]*))?(-steps)?(-pointers)?'
-  if [[ "$model" =~ ${named}(-replay([0-9]+))?(-nosep)?$ ]]; then
+  if [[ "$model" =~ ${named}(-replay([0-9]+))?(-nosep)?(-discover([0-9]*))?$ ]]; then
     labels=(--labels "${BASH_REMATCH[2]}")
     model=${BASH_REMATCH[1]}
     if [ "$model" = augmented ]; then  # each option spelled out: the names keep their meaning if defaults move
-      if [ "${BASH_REMATCH[3]}" = -only ]; then labels+=(--labels-only); else labels+=(--answer-grad); fi
+      if [ "${BASH_REMATCH[3]}" = -only ] || { [ -z "${BASH_REMATCH[3]}" ] && [ -n "${BASH_REMATCH[12]}" ]; }; then
+        labels+=(--labels-only); else labels+=(--answer-grad); fi
       if [ -n "${BASH_REMATCH[4]}" ]; then labels+=(--answer-grad-heads "${BASH_REMATCH[4]//+/,}"); fi
       # "-search" alone: --search-programs with no number, its default
       if [ -n "${BASH_REMATCH[5]}" ]; then labels+=(--search-programs ${BASH_REMATCH[6]}); \
@@ -82,6 +86,9 @@ one() {  # task model seed
       if [ -n "${BASH_REMATCH[8]}" ]; then labels+=(--search-pointers); else labels+=(--no-search-pointers); fi
       labels+=(--replay "${BASH_REMATCH[10]:-0}")
       if [ -n "${BASH_REMATCH[11]}" ]; then labels+=(--no-call-separators); else labels+=(--call-separators); fi
+      if [ -n "${BASH_REMATCH[12]}" ]; then labels+=(--discover ${BASH_REMATCH[13]}); else labels+=(--discover 0); fi
+    elif [ -n "${BASH_REMATCH[12]}" ]; then  # the tool-use baseline: REINFORCE unless "-discover" is named
+      labels+=(--discover ${BASH_REMATCH[13]})
     fi
   fi
   local dir="$RUNS/$task/$name/seed$seed" dest="$RESULTS/$task/$name/seed$seed"

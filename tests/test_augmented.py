@@ -83,7 +83,7 @@ def test_labels_only_heads_get_no_gradient_from_the_answer():
     assert grads[True][name].abs().sum() > 0
     assert name not in grads[False] or grads[False][name].abs().sum() == 0
     assert grads[False]["computer.embed_r0.weight"].abs().sum() > 0  # the readout still learns from the answer
-    with pytest.raises(ValueError, match="aux=0 or labels=0 needs computer.answer_grad=True"):
+    with pytest.raises(ValueError, match="aux=0, or labels=0 without discover, needs computer.answer_grad=True"):
         TrainConfig(aux=0, computer=replace(TrainConfig().computer, answer_grad=False)).validate()
 
 

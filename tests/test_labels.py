@@ -80,13 +80,13 @@ def test_options(tmp_path):
         TrainConfig(labels=1.5).validate()
     with pytest.raises(ValueError, match="no interface labels"):
         TrainConfig(model="llama", labels=0.5).validate()
-    with pytest.raises(ValueError, match="labels=0 needs computer.answer_grad"):
+    with pytest.raises(ValueError, match="labels=0 without discover, needs computer.answer_grad"):
         TrainConfig(labels=0.0).validate()
     with pytest.raises(SystemExit):
         cli.main(["train", "--task", "sort", "--out", str(tmp_path / "x"), "--labels", "2"])
-    # --labels below 1 gives the heads the answer's gradient unless --labels-only says otherwise
+    # --labels 0 without the interface search gives the heads the answer's gradient (tests/test_discover.py: with)
     assert cli.main(["train", "--task", "sort", "--out", str(tmp_path / "a"), *TINY, "--steps", "2",
-                     "--labels", "0"]) == 0
+                     "--labels", "0", "--discover", "0"]) == 0
     cfg = load_checkpoint(tmp_path / "a")["config"]
     assert cfg["labels"] == 0.0 and cfg["computer"]["answer_grad"] is True
     lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines() if "loss" in x]

@@ -43,7 +43,10 @@ class TrainConfig:
     machine, train the program heads (:mod:`ncl.training.search`); ``search_steps``: for those whose chain is
     wrong, the step ends whose single change makes it print the answer train the step-end gate, and with
     ``search_pointers`` the single changes of an argument train the pointers. ``replay`` = R adds R of the
-    labelled examples seen so far to each batch (:class:`ncl.training.labels.Replay`).
+    labelled examples seen so far to each batch (:class:`ncl.training.labels.Replay`). ``discover`` = N > 0 (a
+    single call, F < 1): a search on the first N training examples finds a write rule, program and arguments that
+    print their answers, and labels every unlabelled example whose answer it prints
+    (:mod:`ncl.training.discover`).
 
     ``schedule`` says what the learning rate's cosine decays over: ``"steps"`` (``steps`` optimizer steps; the
     time limit is a safety stop) or ``"time"`` (the ``time_limit`` seconds of training, which then end the run;
@@ -59,8 +62,8 @@ class TrainConfig:
     digits and a fixed base-10 recurrence accumulates them; ``"mlp"``: one head per token maps the hidden state
     to a value), ``writer`` and machine sizes are used as they are. Two of its fields are the run's to decide,
     so :func:`~ncl.training.build_model` sets them: ``max_steps`` (from ``train_max_steps``: the machine's step
-    limit in training, 0 = :func:`~ncl.training.machine_budget` of the longest training input) and ``digit_tokens`` (from ``numbers``, which
-    needs the tokenizer; leave it empty here).
+    limit in training, 0 = :func:`~ncl.training.machine_budget` of the longest training input) and
+    ``digit_tokens`` (from ``numbers``, which needs the tokenizer; leave it empty here).
 
     ``numbers`` says how the augmented model maps digit tokens to and from machine values: ``"learned"`` (heads
     learn which token is which digit, the decoder learns to spell readouts), ``"tokens"`` (the token ids say
@@ -88,6 +91,7 @@ class TrainConfig:
     search_steps: bool = False
     search_pointers: bool = False
     replay: int = 0
+    discover: int = 0
     computer: ComputerConfig = field(default_factory=default_computer)
     numbers: str = "tokens"
     train_max_steps: int = 0
@@ -139,9 +143,17 @@ class TrainConfig:
             if getattr(self, name) and (self.model != "augmented" or self.labels == 1 or not self.chain):
                 raise ValueError(f"{name}: searches the {what} of a chain of calls (an augmented model on a task with "
                                  f"calls, e.g. mix) for the examples without labels (labels < 1)")
-        if not self.computer.answer_grad and (self.aux == 0 or self.labels == 0):
-            raise ValueError("aux=0 or labels=0 needs computer.answer_grad=True (ncl train --aux 0 and --labels 0 "
-                             "set it): with answer_grad=False (the default) nothing else trains the heads")
+        if self.discover < 0:
+            raise ValueError(f"discover must be >= 0 (0: no search), got {self.discover}")
+        if self.discover and (self.model == "llama" or self.labels == 1 or self.chain or (
+                self.model == "augmented" and (self.aux == 0 or self.computer.reader != "cells"))):
+            raise ValueError("discover: labels the examples without labels (labels < 1) of a single call (not a "
+                             "chain such as mix), for the tool-use baseline or an augmented model with aux > 0 and "
+                             "the digit tape (reader 'cells')")
+        if not self.computer.answer_grad and (self.aux == 0 or (self.labels == 0 and not self.discover)):
+            raise ValueError("aux=0, or labels=0 without discover, needs computer.answer_grad=True (ncl train --aux 0 "
+                             "and --labels 0 --discover 0 set it): with answer_grad=False (the default) nothing else "
+                             "trains the heads")
 
     def to_dict(self) -> dict:
         """Plain data (the nested form): what checkpoints and ``config.json`` store."""

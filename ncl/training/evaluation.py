@@ -87,7 +87,7 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
 def _header(cfg, ckpt, model) -> dict:
     return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "labels": cfg.labels,
             "search": cfg.search, "search_steps": cfg.search_steps, "search_pointers": cfg.search_pointers,
-            "replay": cfg.replay, "call_separators": cfg.computer.call_separators if cfg.chain else None,
+            "replay": cfg.replay, "discover": cfg.discover, "call_separators": cfg.computer.call_separators if cfg.chain else None,
             "word_view": cfg.computer.word_view if cfg.chain else None,
             "answer_grad": cfg.computer.answer_grad,
             "answer_grad_heads": list(cfg.computer.answer_grad_heads), "train_steps": ckpt["step"],
@@ -100,7 +100,7 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
     (``splits``: a subset); the result is also written to ``run_dir/eval.json``.
 
     Returns ``{"task", "model", "seed", "aux", "labels", "search", "search_steps", "search_pointers", "replay",
-    "call_separators", "word_view", "train_steps", "train_time_s", "params", "splits": {split: {...}}}``.
+    "discover", "call_separators", "word_view", "train_steps", "train_time_s", "params", "splits": {split: {...}}}``.
     """
     if threads:
         torch.set_num_threads(threads)

@@ -34,6 +34,7 @@ from ncl import tasks as task_registry
 from ncl.training.checkpoints import has_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from ncl.training.config import TrainConfig
 from ncl.training.data import batch_for_step, encode, tokenizer
+from ncl.training.discover import Discovered
 from ncl.training.factory import build_model, resolve_numbers
 from ncl.training.labels import Replay, drop_labels, labelled
 from ncl.training.losses import aux_loss
@@ -123,6 +124,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
         _cut_metrics(out / METRICS, ckpt["metrics_bytes"] if ckpt is not None else 0)
     saved_step = step
     replay = Replay(task, cfg, rank, step) if cfg.replay else None  # (validate: only with 0 < labels < 1)
+    discovered = Discovered.for_model(task, cfg, tok, module, progress and main) if cfg.discover else None
+    if discovered is not None and main:
+        storage.write_json(out / "discovered.json", discovered.record(), indent=1)
     bar = None
     if progress and main:
         from tqdm import tqdm  # only for the progress bar (rank 0, not --quiet)
@@ -142,16 +146,23 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             examples = replay.batch(examples, step)
         encoded = encode(examples, tok, names, cells=cells, target=target, calls=calls, slots=slots,
                          cue_focus=cue_focus)
-        samples = search = None
+        samples = search = explained = None
         if cfg.labels < 1:
             keep = labelled(examples, cfg.seed, cfg.labels)
+            unlabelled = int((~keep).sum())
             if cfg.model == "tooluse":  # its label is the call text; the other examples train by REINFORCE
+                if discovered is not None:  # the calls the search explains are labels too
+                    examples, explained = discovered.relabel_calls(examples, ~keep)
+                    encoded = encode(examples, tok, names, cells=cells, target=target)
+                    keep = keep | explained
                 encoded = drop_labels(encoded, keep, keys=("labels",))
                 rest = [e for e, k in zip(examples, keep.tolist()) if not k]
                 samples = sample_calls(module, tok, [e.prompt for e in rest], [e.answer for e in rest],
                                        _generator(cfg, rank, step))
             else:
-                encoded = drop_labels(encoded, keep)
+                full, encoded = encoded, drop_labels(encoded, keep)
+                if discovered is not None:
+                    encoded, explained = discovered.relabel(full, encoded, examples, ~keep)
                 if cfg.search > 0 or cfg.search_steps or cfg.search_pointers:
                     search = ([e.answer for e in examples], ~keep)
         batch = {k: v.to(device) for k, v in encoded.items()}
@@ -166,6 +177,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, resume: bool = False, progre
             last = {"step": step, "loss": loss.item(), "lm_loss": done.lm.item(), "aux_loss": done.aux.item(),
                     "grad_norm": done.norm.item(), "skipped": not bool(done.finite), "lr": lr,
                     "elapsed": round(time.time() - start_time, 2)}
+            if explained is not None:  # of the examples without labels: labelled by the discovered interface
+                last["discovered"] = int(explained.sum()) / max(1, unlabelled)
             if samples is not None:
                 last["reward"] = samples.reward.mean().item() if len(samples.text) else None
             if found is not None:  # of the examples without labels: answered right, and repaired by a search

@@ -51,14 +51,16 @@ def model_label(result: dict) -> str:
     if result["model"] == "augmented" and result.get("answer_grad", True):
         return "augmented (answer grad)"
     if result["model"] == "tooluse" and labels < 1:
-        return f"tooluse (F={labels:g})"
+        return f"tooluse (F={labels:g}{', interface search' if result.get('discover') else ''})"
     return result["model"]
 
 
 def _heads_trained(result: dict) -> tuple[str, bool]:
     """How an augmented run with scarce labels trained its heads: ``labels only``, ``answer grad`` (to every
-    decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), then ``+ program search``
-    when it searched the programs (``+ program, step and pointer search`` with the step and pointer searches too),
+    decision), ``answer grad to H`` (one) or ``answer grad but not to H H`` (some), ``interface search`` in place
+    of ``labels only`` (or ``+ interface search``) when a search labelled the others (``--discover``), then
+    ``+ program search`` when it searched the programs (``+ program, step and pointer search`` with the step and
+    pointer searches too),
     ``+ replay R`` when it replayed labelled examples, ``+ words without list separators`` for a chain whose
     heads did not pool them (``call_separators``), ``+ words read with the numbers collapsed`` for one whose
     heads read them so (``word_view``); and whether the run is one of the ablations (the last kind)."""
@@ -70,6 +72,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     else:
         how = "answer grad" if not cut else f"answer grad but not to {' '.join(cut)}" if ablation else \
             f"answer grad to {heads[0]}"
+    if result.get("discover"):  # the interface searched on the library labelled the unlabelled examples
+        how = "interface search" if how == "labels only" else f"{how} + interface search"
     searched = [name for name, key in (("program", "search"), ("step", "search_steps"), ("pointer", "search_pointers"))
                 if result.get(key)]
     if searched:
