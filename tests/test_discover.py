@@ -130,3 +130,9 @@ def test_tooluse_calls_from_the_search(tmp_path):
                      "--steps", "2", "--labels", "0", "--discover", "8"]) == 0
     lines = [json.loads(x) for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines() if "loss" in x]
     assert all(x["discovered"] == 1.0 and x["lm_loss"] > 0 for x in lines)
+
+
+def test_too_many_pairs_is_refused():
+    tokens = ["<bos>", *"abcdefghijklm", "1", " ", "="]
+    with pytest.raises(ValueError, match="token pairs the write rule has not decided"):
+        discover([(tokens, "1")], library.names(), ARG_CELLS, CELLS)

@@ -58,8 +58,9 @@ from ncl.training.data import batch_for_step
 DIGIT = "D"
 #: The class of the position before the first token.
 START = "^"
-#: At most this many token pairs per example: the write rules number 2^pairs.
-MAX_PAIRS = 14
+#: At most this many undecided token pairs per example: the write rules number 2^pairs, each tried with about
+#: 1,900 choices of program and sources (a single task has 7–9; 12 is minutes of Python).
+MAX_PAIRS = 12
 #: A library function running on a wrong tape may loop for long (``fib`` of a large cell): seconds allowed.
 CALL_SECONDS = 0.05
 
