@@ -51,7 +51,7 @@ from typing import NamedTuple
 import torch
 
 from ncl import library
-from ncl.library.symbols import SEP, text
+from ncl.library.symbols import SEP, number_cells, text
 from ncl.training.data import batch_for_step
 
 #: The class of every digit token: the write gate sees one shared embedding for all ten.
@@ -320,17 +320,20 @@ class Discovered:
         return out, explained
 
     def call(self, e) -> str | None:
-        """The tool-use baseline's call for ``e`` under the hypothesis, ``long_add(42, 5)``: its program on the
-        numbers its tape holds, when the tool's VM prints ``e``'s answer from it (else None: a call passes whole
-        numbers, so a hypothesis that reads another segment of the tape has no call)."""
-        from ncl.training.tooluse import run_call
-
+        """The tool-use baseline's call for ``e`` under the hypothesis, ``long_add(42, 5)``, when the hypothesis
+        prints ``e``'s answer and a call can say it: the tool runs its program on the whole tape of the call's
+        numbers (:func:`ncl.training.tooluse.run_call`), so the hypothesis must read the whole tape, and its tape
+        must be numbers, each ended by ``SEP``. Else None."""
         h = self.found.hypothesis
-        if h is None:
+        if h is None or not self.explains(e):
             return None
-        groups = "".join(str(c) if c < 10 else " " for c in tape(self.tokens(e.prompt), h.written, self.cells))
-        call = f"{h.program}({', '.join(groups.split())})"
-        return call if run_call(call) == e.answer else None
+        cells_written = tape(self.tokens(e.prompt), h.written, self.cells)
+        values = source_values(cells_written, self.arg_cells, self.cells)
+        numbers = "".join(str(c) if c < 10 else " " for c in cells_written).split()
+        if (tuple(values[s] for s in h.sources) != (0, len(cells_written))
+                or number_cells(int(x) for x in numbers) != cells_written):
+            return None
+        return f"{h.program}({', '.join(numbers)})"
 
     def relabel_calls(self, examples, rows: torch.Tensor) -> tuple[list, torch.Tensor]:
         """``examples`` with the call of each of ``rows (B,)`` that the hypothesis explains (:meth:`call`) as its
