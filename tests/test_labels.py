@@ -245,6 +245,10 @@ def test_report_columns_and_the_figure_against_F(tmp_path, monkeypatch, capsys):
     assert report.labels_family(_result(labels=0.1, answer_grad=True, heads=("read",))) == \
         ("augmented, answer grad to read", 0.1)
     assert report.labels_family(_result(model="tooluse", labels=0.0)) == ("tooluse", 0.0)
+    searched = {**_result(model="tooluse", labels=0.0), "discover": 32}
+    assert report.labels_family(searched) == ("tooluse, interface search", 0.0)
+    assert report.model_label(searched) == "tooluse (F=0, interface search)"
+    assert report.model_label({**_result(labels=0.0), "discover": 32}) == "augmented (F=0, interface search)"
     assert report.labels_family(_result(model="llama")) == ("llama", None)
     runs = [_result(labels=f, seed=s) for f in (1.0, 0.1) for s in (0, 1)] + \
         [_result(model="tooluse", labels=0.1), _result(model="llama")]

@@ -134,7 +134,9 @@ def plot_by_labels(points: dict, splits: list[str], path) -> Path:
     fig, axes = plt.subplots(len(tasks), len(splits), figsize=(3.6 * len(splits), 2.6 * len(tasks)), dpi=100,
                              squeeze=False)
     models = list(dict.fromkeys(m for t in tasks for m in points[t]))
-    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    # the ten default colours repeat past ten models; tab20's twenty keep that many lines apart
+    palette = plt.get_cmap("tab20").colors
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(models)}
     for row, task in enumerate(tasks):
         for col, split in enumerate(splits):
             ax = axes[row, col]
