@@ -200,7 +200,8 @@ def test_the_defaults_with_scarce_labels(tmp_path):
             ("mix", "mix", ["--labels", "0.5"], SEARCH_CANDIDATES, True, ["read"], True, REPLAY, False, "context"),
             ("off", "mix", ["--labels", "0.5", *off], 0, False, every, False, 0, True, "collapsed"),
             ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0, True, "collapsed"),
-            ("zero", "sort", ["--labels", "0"], 0, True, every, False, 0, True, "collapsed"),
+            ("zero", "sort", ["--labels", "0"], 0, False, every, False, 0, True, "collapsed"),  # --discover
+            ("zero_mix", "mix", ["--labels", "0"], 0, True, every, False, 0, True, "collapsed"),
             ("all", "mix", [], 0, False, every, False, 0, True, "collapsed")):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]
@@ -208,3 +209,4 @@ def test_the_defaults_with_scarce_labels(tmp_path):
                cfg["search_pointers"], cfg["replay"], cfg["search_steps"], cfg["computer"]["call_separators"],
                cfg["computer"]["word_view"])
         assert got == (search, answer_grad, heads, pointers, replay, False, separators, view), name
+        assert cfg["discover"] == (32 if name == "zero" else 0), name

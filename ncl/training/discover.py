@@ -51,8 +51,10 @@ from typing import NamedTuple
 import torch
 
 from ncl import library
+from ncl.computer import ComputerConfig
 from ncl.library.symbols import SEP, number_cells, text
 from ncl.training.data import batch_for_step
+from ncl.training.tooluse import TOOL_N
 
 #: The class of every digit token: the write gate sees one shared embedding for all ten.
 DIGIT = "D"
@@ -264,9 +266,6 @@ class Discovered:
         if module.has_computer:
             c = module.computer
             return cls(task, cfg, tok, c.program_names, c.config.arg_cells, c.config.machine.cells, progress)
-        from ncl.computer import ComputerConfig
-        from ncl.training.tooluse import TOOL_N
-
         return cls(task, cfg, tok, library.bounded_names(), ComputerConfig().arg_cells, TOOL_N, progress)
 
     def tokens(self, prompt: str) -> list[str]:
