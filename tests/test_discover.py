@@ -10,7 +10,10 @@ import torch
 
 from ncl import cli, library, tasks
 from ncl.training import TrainConfig, build_model, encode, load_checkpoint, tokenizer
-from ncl.training.discover import DIGIT, START, Discovered, Hypothesis, discover, prints, tape, token_pairs
+from ncl.training import discover as discover_module
+from ncl.training.discover import (DIGIT, START, Discovered, Hypothesis, discover, prints, tape, token_pairs,
+                                 vm_prints)
+from ncl.library.symbols import SEP
 from ncl.training.labels import drop_labels
 from ncl.training.tooluse import run_call
 
@@ -85,6 +88,7 @@ def test_relabel_gives_the_hypothesis_labels():
     computer = model.computer
     found = Discovered.for_model(tasks.get("long_add"), cfg, tok, model)
     assert found.found.hypothesis.program == "long_add"
+    assert found.vm_checked == 16 and found.record()["vm_checked"] == 16  # each search example again on the VM
     examples = _examples("long_add", 8, seed=3)
     examples[2] = replace(examples[2], answer="1" + examples[2].answer)
     full = encode(examples, tok, computer.program_names)
@@ -94,6 +98,20 @@ def test_relabel_gives_the_hypothesis_labels():
     for key in ("gate", "program", "args", "read_gate", "digit"):
         assert torch.equal(out[key][explained], full[key][explained]), key
         assert (out[key][~explained] == -100).all(), key
+
+
+def test_the_kept_hypothesis_runs_on_the_vm_too(monkeypatch):
+    """The VM prints what Python prints for the kept hypothesis (its argument values checked against ``n``); a
+    VM that printed otherwise stops the search with a ValueError naming both."""
+    machine = build_model(TrainConfig(task="long_add", layers=2, split=1)).computer.config.machine
+    cells_written = [4, 2, SEP, 9, 9, SEP]
+    assert vm_prints("long_add", (0, 6), cells_written, machine) == prints("long_add", (0, 6), cells_written,
+                                                                              machine.cells) == "141"
+    assert vm_prints("long_add", (0, machine.n), cells_written, machine) is None  # outside the machine's values
+    monkeypatch.setattr(discover_module, "vm_prints", lambda *args: "0")
+    cfg = TrainConfig(task="long_add", labels=0.0, discover=4, layers=2, split=1)
+    with pytest.raises(ValueError, match="as Python and '0' on the VM"):
+        Discovered.for_model(tasks.get("long_add"), cfg, tokenizer(), build_model(cfg))
 
 
 def test_cli_discovers_at_f0(tmp_path):

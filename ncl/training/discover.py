@@ -51,7 +51,9 @@ from typing import NamedTuple
 import torch
 
 from ncl import library
-from ncl.computer import ComputerConfig
+from ncl.compiler import ExecutionError
+from ncl.computer import DEFAULT_MACHINE, ComputerConfig
+from ncl.machine import MachineConfig
 from ncl.library.symbols import SEP, number_cells, text
 from ncl.training.data import batch_for_step
 from ncl.training.tooluse import TOOL_N
@@ -152,6 +154,18 @@ def prints(program: str, values: tuple[int, ...], cells_written: list[int], cell
     return text(after[:cells])
 
 
+def vm_prints(program: str, values: tuple[int, ...], cells_written: list[int], machine: MachineConfig) -> str | None:
+    """What :func:`prints` reads, from the compiled ``program`` on the discrete VM of ``machine`` (its tape padded
+    with 0 to ``machine.cells``): the run the model's computer makes, not the Python one the search makes. None
+    when the VM refuses it (an argument outside ``0..n-1``, no halt, a stack overflow)."""
+    mem = (cells_written + [0] * machine.cells)[:machine.cells]
+    try:
+        result = library.get(program, machine).execute(*values, mem=mem, engine="vm")
+    except (ExecutionError, OverflowError, ValueError):
+        return None
+    return text(list(result.mem)[:machine.cells])
+
+
 def _arity(name: str) -> int:
     return len(inspect.signature(library.source(name)).parameters)
 
@@ -242,13 +256,18 @@ class Discovered:
     Args:
         task, cfg: the run's task and :class:`~ncl.training.TrainConfig`.
         tok: the tokenizer.
-        programs, arg_cells, cells: the library functions to try, the tape cells the argument heads read, the
-            tape's cells (:meth:`for_model` takes them from a model).
+        programs, arg_cells, machine: the library functions to try, the tape cells the argument heads read, the
+            machine they run on (its ``cells``: the tape's; :meth:`for_model` takes them from a model).
         progress: a tqdm bar over the search.
+
+    The search runs the library as Python; the hypothesis it keeps is then run on the discrete VM, compiled for
+    ``machine``, on each of the N examples, and must print the same there (else ``ValueError``): the labels
+    train heads whose calls the VM's semantics run, not Python's.
     """
 
-    def __init__(self, task, cfg, tok, programs: list[str], arg_cells: int, cells: int, progress: bool = False):
-        self.tok, self.names, self.arg_cells, self.cells = tok, list(programs), arg_cells, cells
+    def __init__(self, task, cfg, tok, programs: list[str], arg_cells: int, machine: MachineConfig,
+                 progress: bool = False):
+        self.tok, self.names, self.arg_cells, self.cells = tok, list(programs), arg_cells, machine.cells
         examples, step = [], 0
         while len(examples) < cfg.discover:
             examples += batch_for_step(task, cfg, step, 0)
@@ -257,6 +276,27 @@ class Discovered:
         self.found = discover([(self.tokens(e.prompt), e.answer) for e in examples[:cfg.discover]], self.names,
                               self.arg_cells, self.cells, progress=progress)
         self.seconds = time.time() - start
+        self.vm_checked = self._check_on_vm(examples[:cfg.discover], machine)
+
+    def _check_on_vm(self, examples, machine: MachineConfig) -> int:
+        """The examples whose answer the hypothesis prints, run again on the VM (class docstring): how many."""
+        h = self.found.hypothesis
+        if h is None:
+            return 0
+        checked = 0
+        for e in examples:
+            cells_written = tape(self.tokens(e.prompt), h.written, self.cells)
+            values = source_values(cells_written, self.arg_cells, self.cells)
+            args = tuple(values[s] for s in h.sources)
+            python = prints(h.program, args, cells_written, self.cells)
+            if python != e.answer:
+                continue
+            on_vm = vm_prints(h.program, args, cells_written, machine)
+            if on_vm != python:
+                raise ValueError(f"discover: {h.program}{args} prints {python!r} as Python and {on_vm!r} on the VM "
+                                 f"for {e.prompt!r}: the library's Python and compiled semantics disagree")
+            checked += 1
+        return checked
 
     @classmethod
     def for_model(cls, task, cfg, tok, module, progress: bool = False) -> "Discovered":
@@ -265,8 +305,9 @@ class Discovered:
         digit tape (:func:`ncl.library.bounded_names`) on a tape as long as its VM's."""
         if module.has_computer:
             c = module.computer
-            return cls(task, cfg, tok, c.program_names, c.config.arg_cells, c.config.machine.cells, progress)
-        return cls(task, cfg, tok, library.bounded_names(), ComputerConfig().arg_cells, TOOL_N, progress)
+            return cls(task, cfg, tok, c.program_names, c.config.arg_cells, c.config.machine, progress)
+        return cls(task, cfg, tok, library.bounded_names(), ComputerConfig().arg_cells,
+                   replace(DEFAULT_MACHINE, n=TOOL_N, cells=TOOL_N), progress)
 
     def tokens(self, prompt: str) -> list[str]:
         """The prompt's tokens as the model reads them, the start token first."""
@@ -276,7 +317,8 @@ class Discovered:
         """Plain data for ``discovered.json``."""
         h = self.found.hypothesis
         return {"hypothesis": h.to_dict() if h is not None else None, "ties": self.found.ties,
-                "examples": self.found.examples, "runs": self.found.runs, "seconds": round(self.seconds, 2)}
+                "examples": self.found.examples, "runs": self.found.runs, "seconds": round(self.seconds, 2),
+                "vm_checked": self.vm_checked}
 
     def explains(self, e) -> bool:
         """Whether the hypothesis prints ``e``'s answer (an :class:`~ncl.tasks.Example`)."""
@@ -348,4 +390,4 @@ class Discovered:
 
 
 __all__ = ["CALL_SECONDS", "DIGIT", "Discovered", "Found", "Hypothesis", "MAX_PAIRS", "START", "discover", "prints",
-           "source_values", "tape", "token_pairs"]
+           "source_values", "tape", "token_pairs", "vm_prints"]
