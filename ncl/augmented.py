@@ -32,7 +32,7 @@ from torch import nn
 from ncl.llama import LlamaConfig, LlamaForCausalLM
 from ncl.llama.generation import greedy_decode, greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
-from ncl.computer.call_heads import collapse_numbers
+from ncl.computer.call_heads import LocalWords, collapse_numbers
 
 
 def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -125,6 +125,8 @@ class AugmentedLlama(nn.Module):
             d = llama_config.hidden_size
             self.digit_embed = nn.Parameter(torch.randn(d) * llama_config.initializer_range)
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
+        if ccfg.word_view == "local" and self._collapses:
+            self.local_words = LocalWords(llama_config.hidden_size)
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
         logits, comp, _ = self._run(input_ids, attention_mask, read_mask, state=computer_state, max_steps=max_steps)
@@ -174,7 +176,7 @@ class AugmentedLlama(nn.Module):
         """Whether a chain's heads read the words in the prompt with its numbers collapsed
         (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their tokens)."""
         c = self.computer.config
-        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view == "collapsed")
+        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view in ("collapsed", "local"))
 
     def _collapsed(self, embedded, is_digit, attention_mask, read_mask):
         """The states of the layers below the computer on the prompt with every number collapsed to one digit
@@ -183,13 +185,17 @@ class AugmentedLlama(nn.Module):
         ``attention_mask`` and ``read_mask (B,T)`` → (B,T,d), zero from the first read position on, where the
         heads do not read (in training, the answer: it is not collapsed and run again). The collapsed prompt
         is the same beside numbers of any length, so the words' states are too; its own pass, with no cache,
-        so decoding is unchanged."""
+        so decoding is unchanged. With ``word_view="local"`` the collapsed prompt is read by
+        :class:`~ncl.computer.call_heads.LocalWords` instead of the layers."""
         m, T = self.llama.model, embedded.shape[1]
         reads = torch.nonzero((read_mask * attention_mask).sum(0) > 0)
         P = int(reads[0]) if len(reads) else T  # (no read position: the computer's own check says so)
         keep, kept, where = collapse_numbers(is_digit[:, :P], attention_mask[:, :P])
         h = embedded.gather(1, keep[..., None].expand(-1, -1, embedded.shape[-1]))
-        h = m.run_layers(h, 0, self.split, context=m.context(h, attention_mask=kept))
+        if self.computer.config.word_view == "local":
+            h = self.local_words(h, kept)
+        else:
+            h = m.run_layers(h, 0, self.split, context=m.context(h, attention_mask=kept))
         return F.pad(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])), (0, 0, 0, T - P))
 
     def _copy(self, logits, h, print_r0, print_cell, read):

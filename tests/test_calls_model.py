@@ -10,7 +10,7 @@ import torch
 
 from ncl import tasks
 from ncl.computer import ComputerConfig
-from ncl.computer.call_heads import CallHeads, collapse_numbers, list_separators
+from ncl.computer.call_heads import NGRAM, CallHeads, LocalWords, collapse_numbers, list_separators
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
 from ncl.training.data import encode, tokenizer
@@ -166,14 +166,17 @@ def test_collapse_numbers_keeps_each_numbers_first_digit():
     assert where[0, 1:].tolist() == [2, 3, 4, 4, 4, 5, 6, 7] and where[1].tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 7]
 
 
-@pytest.mark.parametrize("view", ["collapsed", "context"])
+@pytest.mark.parametrize("view", ["collapsed", "context", "local"])
 def test_the_words_states_see_no_number_length_when_collapsed(view):
-    """``word_view="collapsed"`` (the default): the states the chain's heads pool the words from are the same
-    beside a 2-digit and a 20-digit number (the prompt as written, ``"context"``, is not: a 4x ``long_sub``
-    prompt ran ``long_compare``); the other heads still read the prompt as written."""
+    """``word_view="collapsed"`` (the default) and ``"local"``: the states the chain's heads pool the words
+    from are the same beside a 2-digit and a 20-digit number (the prompt as written, ``"context"``, is not: a
+    4x ``long_sub`` prompt ran ``long_compare``); the other heads still read the prompt as written."""
     torch.manual_seed(0)
-    model = build_model(TrainConfig(task="mix", layers=2)).eval()
-    model.computer.config = replace(model.computer.config, word_view=view)
+    model = build_model(TrainConfig(task="mix", layers=2, computer=replace(default_computer(), word_view=view)))
+    model.eval()
+    if view == "local":  # its convolutions start as the identity: give them weights that read the neighbours
+        with torch.no_grad():
+            model.local_words.mix.weight.normal_(0, 0.05)
     problems = [single_call("long_sub", Example("", str(a - 72), "long_sub", (a, 72), 2), "Tell me {a} minus {b}.")
                 for a in (95, 31415926535897932384)]
     c, tok = model.computer.config, tokenizer()
@@ -184,9 +187,30 @@ def test_the_words_states_see_no_number_length_when_collapsed(view):
     after = len(" minus 72. =")  # the tokens after the first number, the same in both rows
     first = inputs.h.shape[1] - after
     same = torch.allclose(inputs.h[0, first:], inputs.h[1, first:], atol=1e-5)
-    assert same == (view == "collapsed")
+    assert same == (view != "context")
     # "Tell me ", before the number, reads the same in either view (causal), in the columns the rows have it in
     assert torch.allclose(inputs.h[0, first - 10:first - 2], inputs.h[1, first - 28:first - 20], atol=1e-5)
+
+
+def test_local_words_read_their_neighbours_alone():
+    """``word_view="local"``: a token's state changes with a token at most :data:`NGRAM` away and with no token
+    further (the words read the same in any sentence), the left padding reads as nothing, and the gradient
+    reaches both convolutions."""
+    torch.manual_seed(0)
+    d, T = 8, 20
+    words = LocalWords(d)
+    with torch.no_grad():
+        words.mix.weight.normal_(0, 0.3)
+    x = torch.randn(1, T, d, requires_grad=True)
+    mask = torch.ones(1, T)
+    y = words(x, mask)
+    y[0, 10].sum().backward()
+    reach = x.grad[0].abs().sum(-1) > 0
+    assert reach.tolist() == [abs(t - 10) <= NGRAM for t in range(T)]
+    assert words.grams.weight.grad.abs().sum() > 0 and words.mix.weight.grad.abs().sum() > 0
+    padded = torch.cat([torch.randn(1, 3, d), x.detach()], 1)  # the same row, 3 padding columns on its left
+    pad_mask = torch.cat([torch.zeros(1, 3), mask], 1)
+    assert torch.allclose(words(padded, pad_mask)[:, 3:], words(x.detach(), mask), atol=1e-6)
 
 
 def test_training_draws_no_held_out_problem():

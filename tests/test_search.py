@@ -165,6 +165,7 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
     assert model_label(result) == "augmented (F=0.1, labels only + program search + words without list separators)"
     assert model_label({**result, "word_view": "collapsed"}) == "augmented (F=0.1, labels only + program search + " \
         "words without list separators + words read with the numbers collapsed)"
+    assert model_label({**result, "word_view": "local"}).endswith("+ words read by their neighbours alone)")
     result = {**result, "call_separators": None}  # an eval.json written before the option existed
     assert model_label(result) == "augmented (F=0.1, labels only + program search)"
     assert labels_family(result) == ("augmented, labels only + program search", 0.1)

@@ -81,6 +81,8 @@ COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, thre
 #: last letters tell ``plus`` and ``minus`` from ``times``) and after it (`` the p`` against ``reverse the
 #: list``, `` the r`` ...; the operator after the next operand).
 STEP_WINDOW = (-5, 6)
+#: How far, in tokens to either side, a state of :class:`LocalWords` reads: two convolutions of half this width.
+NGRAM = 4
 
 
 def list_separators(written: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -112,6 +114,28 @@ def collapse_numbers(is_digit: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     keep = keep.scatter(1, torch.where(stays, where, width), cols)[:, :width]  # the others land in a spare column
     kept = (torch.arange(width, device=is_digit.device)[None] >= (width - count)[:, None]).to(mask.dtype)
     return keep, kept, where
+
+
+class LocalWords(nn.Module):
+    """Each token's state from its neighbours alone, the words' view ``word_view="local"``: the embeddings
+    ``x (B,T,d)`` plus two convolutions over the sequence (a GELU between them, each :data:`NGRAM` // 2 tokens to
+    either side, so :data:`NGRAM` in all), the padding of ``mask (B,T)`` (0/1) read as zeros → (B,T,d). A
+    character n-gram's features do not depend on the sentence around it, the layers' states do: the idea was
+    that a word would then read the same in a template no training prompt uses. Measured, it did not help:
+    held-out wording was lower than with the layers' states (an ablation, not the default: docs/language.md)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        width = NGRAM // 2 * 2 + 1
+        self.grams = nn.Conv1d(d, d, width, padding=width // 2)
+        self.mix = nn.Conv1d(d, d, width, padding=width // 2)
+        nn.init.zeros_(self.mix.weight)  # starts as the embeddings themselves
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        keep = (mask > 0).to(x.dtype)[:, None]  # (B, 1, T)
+        y = nn.functional.gelu(self.grams(x.transpose(1, 2) * keep)) * keep
+        return x + self.mix(y).transpose(1, 2)
 
 
 class CallLogits(NamedTuple):
@@ -310,5 +334,5 @@ class CallHeads(nn.Module):
         return [tokens] + [nn.functional.pad(tokens[:, j:], (0, 0, 0, j)) for j in range(1, last + 1)]
 
 
-__all__ = ["COUNTS", "CallHeads", "CallLogits", "OPERAND_ORDERS", "ROLES", "STEP_WINDOW", "WORD_QUERIES",
-           "list_separators"]
+__all__ = ["COUNTS", "NGRAM", "CallHeads", "CallLogits", "LocalWords", "OPERAND_ORDERS", "ROLES", "STEP_WINDOW",
+           "WORD_QUERIES", "list_separators"]

@@ -15,7 +15,7 @@ MODES = ("mixture", "superposition")
 TAPE_GATES = ("local", "context")
 PROGRAM_READS = ("text", "last")
 CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
-WORD_VIEWS = ("collapsed", "context")  #: the prompt whose states a chain's heads pool its words from
+WORD_VIEWS = ("collapsed", "context", "local")  #: the states a chain's heads pool its words from
 #: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
 #: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
 #: gate one token ahead; ``word_view``: the words' states read the prompt as written), and its weights fit only
@@ -120,7 +120,11 @@ class ComputerConfig:
             collapsed to one digit (:func:`~ncl.computer.call_heads.collapse_numbers`; a second pass of the
             layers below the computer, on a shorter prompt), so that a word's state is the same beside a number
             of any length (``"Tell me A minus B."`` with A 20 digits long ran ``long_compare``: docs/language.md),
-            or ``"context"``, the prompt as written (configs saved before this option existed).
+            ``"context"``, the prompt as written (configs saved before this option existed), or ``"local"``,
+            each token of the collapsed prompt read with its neighbours alone
+            (:class:`~ncl.computer.call_heads.LocalWords`, a window of :data:`~ncl.computer.call_heads.NGRAM`
+            tokens on either side): a word reads the same in any sentence, yet held-out wording was lower than
+            with ``"collapsed"`` (docs/language.md).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE

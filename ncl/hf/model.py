@@ -100,7 +100,7 @@ def computer_config(hidden_size: int, config: ComputerConfig | None = None, **op
     if config.reader != "cells":
         raise ValueError(f"computer options: reader must be 'cells' (digits read from the token texts), got "
                          f"{config.reader!r}")
-    if options.get("word_view") == "collapsed":
+    if options.get("word_view", "context") != "context":
         raise ValueError("computer options: word_view must be 'context' here: the wrapped model has no second pass "
                          "over a collapsed prompt (ncl.augmented's)")
     symbols = tokens_.SYMBOL_IDS if config.writer == "cells" else ()

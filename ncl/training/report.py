@@ -63,7 +63,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     pointer searches too),
     ``+ replay R`` when it replayed labelled examples, ``+ words without list separators`` for a chain whose
     heads did not pool them (``call_separators``), ``+ words read with the numbers collapsed`` for one whose
-    heads read them so (``word_view``); and whether the run is one of the ablations (the last kind)."""
+    heads read them so (``word_view``; ``+ words read by their neighbours alone`` with ``"local"``); and whether
+    the run is one of the ablations (the last kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
     ablation = bool(result.get("answer_grad", True) and cut and len(heads) > 1)
@@ -84,6 +85,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
         how += " + words without list separators"
     if result.get("word_view") == "collapsed":  # recorded for chains since the option exists (before: as written)
         how += " + words read with the numbers collapsed"
+    elif result.get("word_view") == "local":
+        how += " + words read by their neighbours alone"
     return how, ablation
 
 

@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""Where a ``mix`` model loses held-out wording: its exact match per template, trained and held out.
+
+Usage::
+
+    python scripts/paraphrase_by_template.py RUN [RUN ...] [--count 20] [--json OUT.json]
+
+For each run (a ``mix`` or ``mix_nested`` run directory of ``ncl train``), each task and each of its templates
+(:data:`ncl.tasks.phrasing.TEMPLATES`; composed problems: each wrapper of :data:`ncl.tasks.compose.WRAPPERS`),
+``count`` test problems are asked with that wording as written (no perturbation) and answered greedily. Prints
+a markdown table, a row per template, a column per run: the share exact and, where it is below 1, the program
+the first call ran most often on the problems answered wrong. The answers are read only to score. ``OUT.json``
+holds the same as ``{run: [{"part", "template", "held_out", "accuracy", "programs": {name: count},
+"programs_wrong": {name: count}}]}`` (the first call's programs, on every problem and on the wrong ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+
+import torch
+
+from ncl import tasks
+from ncl.tasks import compose
+from ncl.tasks.mix import single_call
+from ncl.tasks.phrasing import TEMPLATES, TRAINED
+from ncl.training.checkpoints import load_model
+from ncl.training.data import tokenizer
+from ncl.training.evaluation import answer_budget
+from ncl.training.factory import budget_length, machine_budget, segment_length
+
+
+@torch.no_grad()
+def answers(model, task, prompts: list[str]) -> tuple[list[str], list[str]]:
+    """The greedy answers to ``prompts`` and the program each one's first call ran."""
+    tok = tokenizer()
+    ids, mask = tok.encode_batch(prompts, add_bos=True, padding_side="left")
+    limit = machine_budget(budget_length(task, max(segment_length(p) for p in prompts)), task.n)[1]
+    tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
+    texts = []
+    for row in tokens.tolist():
+        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        texts.append(tok.decode([t if t < tok.vocab_size else tok.unk_token_id for t in row]))
+    names = model.computer.program_names
+    return texts, [names[int(p)] for p in comp.heads.prompt.chain.program[:, 0]]
+
+
+def by_template(run: str, count: int, seed: int = 7) -> list[dict]:
+    """One row per template of ``run``'s task (module docstring)."""
+    model, cfg, _ = load_model(run)
+    task = tasks.get(cfg.task)
+    if not getattr(task, "tasks", None):
+        raise ValueError(f"{run} is a {cfg.task!r} run; this script reads a mix model's")
+    rng = random.Random(seed)
+    rows = []
+    parts = [(name, t, i >= TRAINED, lambda name=name, t=t: single_call(name, task.tasks[name].sample("test", rng), t))
+             for name, ts in TEMPLATES.items() if name in task.tasks for i, t in enumerate(ts)]
+    parts += [(compose.NAME, w, held, lambda w=w: compose.make(rng, rng.randint(1, 2), (w,)))
+              for held, ws in enumerate(compose.WRAPPERS) for w in ws]
+    for part, template, held, make in parts:
+        problems = [make() for _ in range(count)]
+        texts, programs = answers(model, task, [e.prompt for e in problems])
+        right = [a.strip() == e.answer.strip() for a, e in zip(texts, problems)]
+        wrong = [p for p, r in zip(programs, right) if not r]
+        rows.append({"part": part, "template": template, "held_out": bool(held), "accuracy": sum(right) / count,
+                     "programs": dict(collections.Counter(programs).most_common()),
+                     "programs_wrong": dict(collections.Counter(wrong).most_common())})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--count", type=int, default=20, help="problems per template (default: 20)")
+    p.add_argument("--json", default=None, metavar="OUT.json")
+    p.add_argument("--held-out", action="store_true", help="print the held-out templates' rows only")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    results = {run: by_template(run, args.count) for run in args.runs}
+    print("| part | template | held out | " + " | ".join(args.runs) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(args.runs))
+    first = results[args.runs[0]]
+    for i, row in enumerate(first):
+        if args.held_out and not row["held_out"]:
+            continue
+        cells = []
+        for run in args.runs:
+            r = results[run][i]
+            top = next(iter(r["programs_wrong"]), "")
+            cells.append(f"{r['accuracy']:.2f}" + (f" ({top})" if top else ""))
+        template = row["template"].replace("|", "\\|")
+        print(f"| {row['part']} | `{template}` | {'yes' if row['held_out'] else ''} | " + " | ".join(cells) + " |")
+    for run in args.runs:
+        held = [r["accuracy"] for r in results[run] if r["held_out"] and r["part"] != compose.NAME]
+        trained = [r["accuracy"] for r in results[run] if not r["held_out"]]
+        print(f"\n{run}: held-out templates of the single tasks, mean {sum(held) / len(held):.3f}; trained "
+              f"templates and wrappers, mean {sum(trained) / len(trained):.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""scripts/paraphrase_by_template.py, the held-out wording of a mix model template by template."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from ncl import cli
+from ncl.tasks import compose
+from ncl.tasks.phrasing import TEMPLATES, TRAINED
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "1", "--layers", "1", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet"]
+
+
+def _script():
+    path = ROOT / "scripts" / "paraphrase_by_template.py"
+    spec = importlib.util.spec_from_file_location("paraphrase_by_template", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_template_gets_a_row_scored_against_its_answers(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "mix"
+    assert cli.main(["train", "--task", "mix", "--out", str(run), *TINY]) == 0
+    script = _script()
+    out = tmp_path / "t.json"
+    assert script.main([str(run), "--count", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())[str(run)]
+    wrappers = [w for ws in compose.WRAPPERS for w in ws]
+    assert [r["template"] for r in rows] == [t for ts in TEMPLATES.values() for t in ts] + wrappers
+    assert sum(r["held_out"] for r in rows) == len(TEMPLATES) * (8 - TRAINED) + len(compose.WRAPPERS[1])
+    assert all(r["accuracy"] in (0.0, 1.0) and sum(r["programs"].values()) == 1 for r in rows)
+    # a model that answers every problem wrong scores 0 everywhere, its programs counted as the wrong ones'
+    monkeypatch.setattr(script, "answers", lambda model, task, prompts: (["?"] * len(prompts), ["sum"] * len(prompts)))
+    rows = script.by_template(str(run), 2)
+    assert all(r["accuracy"] == 0 and r["programs_wrong"] == {"sum": 2} for r in rows)
+    capsys.readouterr()
+    assert script.main([str(run), "--count", "1", "--held-out"]) == 0
+    table = capsys.readouterr().out
+    assert "`Turn {list} around.` | yes |" in table and "`Reverse {list}.`" not in table
+
+
+def test_a_single_task_run_is_refused(tmp_path):
+    run = tmp_path / "add"
+    assert cli.main(["train", "--task", "long_add", "--out", str(run), *TINY]) == 0
+    with pytest.raises(ValueError, match="mix model"):
+        _script().by_template(str(run), 1)
