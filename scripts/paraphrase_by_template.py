@@ -3,7 +3,8 @@
 
 Usage::
 
-    python scripts/paraphrase_by_template.py RUN [RUN ...] [--count 20] [--json OUT.json]
+    python scripts/paraphrase_by_template.py RUN [RUN ...] [--count 20] [--json OUT.json] [--held-out]
+    python scripts/paraphrase_by_template.py --from-json OUT.json [--held-out]
 
 For each run (a ``mix`` or ``mix_nested`` run directory of ``ncl train``), each task and each of its templates
 (:data:`ncl.tasks.phrasing.TEMPLATES`; composed problems: each wrapper of :data:`ncl.tasks.compose.WRAPPERS`),
@@ -73,27 +74,36 @@ def by_template(run: str, count: int, seed: int = 7) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="*")
     p.add_argument("--count", type=int, default=20, help="problems per template (default: 20)")
     p.add_argument("--json", default=None, metavar="OUT.json")
     p.add_argument("--held-out", action="store_true", help="print the held-out templates' rows only")
+    p.add_argument("--from-json", default=None, metavar="IN.json",
+                   help="print the table of an earlier --json (its runs' names as the columns), running nothing")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    results = {run: by_template(run, args.count) for run in args.runs}
-    print("| part | template | held out | " + " | ".join(args.runs) + " |")
-    print("| --- | --- | --- |" + " --- |" * len(args.runs))
-    first = results[args.runs[0]]
+    if bool(args.runs) == bool(args.from_json):
+        p.error("give run directories, or --from-json")
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)
+    else:
+        torch.set_num_threads(1)
+        results = {run: by_template(run, args.count) for run in args.runs}
+    runs = list(results)
+    print("| part | template | held out | " + " | ".join(runs) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(runs))
+    first = results[runs[0]]
     for i, row in enumerate(first):
         if args.held_out and not row["held_out"]:
             continue
         cells = []
-        for run in args.runs:
+        for run in runs:
             r = results[run][i]
             top = next(iter(r["programs_wrong"]), "")
             cells.append(f"{r['accuracy']:.2f}" + (f" ({top})" if top else ""))
         template = row["template"].replace("|", "\\|")
         print(f"| {row['part']} | `{template}` | {'yes' if row['held_out'] else ''} | " + " | ".join(cells) + " |")
-    for run in args.runs:
+    for run in runs:
         held = [r["accuracy"] for r in results[run] if r["held_out"] and r["part"] != compose.NAME]
         trained = [r["accuracy"] for r in results[run] if not r["held_out"]]
         print(f"\n{run}: held-out templates of the single tasks, mean {sum(held) / len(held):.3f}; trained "

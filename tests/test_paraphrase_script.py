@@ -43,6 +43,9 @@ def test_every_template_gets_a_row_scored_against_its_answers(tmp_path, monkeypa
     assert script.main([str(run), "--count", "1", "--held-out"]) == 0
     table = capsys.readouterr().out
     assert "`Turn {list} around.` | yes |" in table and "`Reverse {list}.`" not in table
+    assert script.main(["--from-json", str(out), "--held-out"]) == 0  # the saved rows, no model run
+    saved = capsys.readouterr().out
+    assert saved.splitlines()[0] == f"| part | template | held out | {run} |" and "`Turn {list} around.`" in saved
 
 
 def test_a_single_task_run_is_refused(tmp_path):
