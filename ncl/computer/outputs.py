@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import torch
 
+from ncl.computer.calls import Segments
+
 
 class ChainInputs(NamedTuple):
     """What a chain's heads read on the prompt, kept so that the chain can run again with some decisions changed
@@ -24,7 +26,7 @@ class ChainInputs(NamedTuple):
     ends: torch.Tensor
     words: torch.Tensor
     tokens: tuple | None
-    operands: tuple
+    operands: Segments
     max_steps: int | None
 
 
