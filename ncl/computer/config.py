@@ -123,8 +123,8 @@ class ComputerConfig:
             ``"context"``, the prompt as written (configs saved before this option existed), or ``"local"``,
             each token of the collapsed prompt read with its neighbours alone
             (:class:`~ncl.computer.call_heads.LocalWords`, a window of :data:`~ncl.computer.call_heads.NGRAM`
-            tokens on either side): a word reads the same in any sentence, yet held-out wording was lower than
-            with ``"collapsed"`` (docs/language.md).
+            tokens on either side): a word reads the same in any sentence, yet held-out wording did not gain
+            beyond the spread between seeds, and one seed lost three-call problems (docs/language.md).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
