@@ -30,7 +30,7 @@ from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
-from ncl.training.evaluation import answer_budget
+from ncl.training.evaluation import answer_budget, decode_answers
 from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
@@ -41,12 +41,8 @@ def answers(model, task, prompts: list[str]) -> tuple[list[str], list[str]]:
     ids, mask = tok.encode_batch(prompts, add_bos=True, padding_side="left")
     limit = machine_budget(budget_length(task, max(segment_length(p) for p in prompts)), task.n)[1]
     tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
-    texts = []
-    for row in tokens.tolist():
-        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-        texts.append(tok.decode([t if t < tok.vocab_size else tok.unk_token_id for t in row]))
     names = model.computer.program_names
-    return texts, [names[int(p)] for p in comp.heads.prompt.chain.program[:, 0]]
+    return decode_answers(tok, tokens), [names[int(p)] for p in comp.heads.prompt.chain.program[:, 0]]
 
 
 def by_template(run: str, count: int, seed: int = 7) -> list[dict]:

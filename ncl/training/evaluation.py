@@ -40,6 +40,17 @@ def answer_budget(prompt_tokens: int) -> int:
     return 2 * prompt_tokens + 16
 
 
+def decode_answers(tok, tokens: torch.Tensor) -> list[str]:
+    """The text of each row of generated ``tokens (B, L)`` up to its first ``<eos>``."""
+    texts = []
+    for row in tokens.tolist():
+        if tok.eos_token_id in row:
+            row = row[:row.index(tok.eos_token_id)]
+        # ids past the tokenizer (the model's vocabulary is padded to 128) are never right: read them as <unk>
+        texts.append(tok.decode([t if t < tok.vocab_size else tok.unk_token_id for t in row]))
+    return texts
+
+
 @torch.no_grad()
 def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
     """Greedy answers to ``prompts``: ``(texts, steps, unhalted)`` (the last two empty for models without a
@@ -53,11 +64,7 @@ def predict(model, cfg, prompts: list[str], n: int, batch_size: int = BATCH):
         ids, mask = tok.encode_batch(chunk, add_bos=True, padding_side="left")
         limit = machine_budget(budget_length(task, max(segment_length(p) for p in chunk)), n)[1]
         tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
-        for row in tokens.tolist():
-            if tok.eos_token_id in row:
-                row = row[:row.index(tok.eos_token_id)]
-            # ids past the tokenizer (the model's vocabulary is padded to 128) are never right: read them as <unk>
-            texts.append(tok.decode([t if t < tok.vocab_size else tok.unk_token_id for t in row]))
+        texts += decode_answers(tok, tokens)
         if comp is not None:
             steps += comp.steps.tolist()
             unhalted += comp.unhalted.tolist()
@@ -215,5 +222,5 @@ def comparison_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["BATCH", "EVAL_SEED", "answer_budget", "comparison_table", "evaluate_file", "evaluate_run", "predict",
-           "read_eval_json", "read_jsonl", "run_eval", "score", "summary"]
+__all__ = ["BATCH", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "evaluate_file", "evaluate_run",
+           "predict", "read_eval_json", "read_jsonl", "run_eval", "score", "summary"]

@@ -196,8 +196,8 @@ def plot_by_size(root, task: str, path, splits=None) -> Path:
 
 def labels_family(result: dict) -> tuple[str, float | None] | None:
     """Where a run stands in :func:`plot_by_labels`: ``(model, F)`` (the tool-use baseline given the interface
-    search is a model of its own), F None for a model without interface labels (the plain LLaMA), None for a run the figure leaves out (answers only, or the ablations that cut the answer's
-    gradient from some heads)."""
+    search is a model of its own), F None for a model without interface labels (the plain LLaMA), None for a run
+    the figure leaves out (answers only, or the ablations that cut the answer's gradient from some heads)."""
     F = result.get("labels", 1.0)
     if result["model"] == "llama":
         return "llama", None
