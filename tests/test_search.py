@@ -14,6 +14,10 @@ from ncl.training.search import answer_texts, search_loss, search_pointers, sear
 
 from _chain_support import SURE, computer, gold_heads, prompt_tape, runner  # noqa: F401 (a fixture)
 
+#: The search's step limit per call: the longest gold call here (``merge_sort`` of the sorting problem) takes 485
+#: steps, and a wrong program that never halts would otherwise run to the fixture's 4000 on every call.
+STEPS = 600
+
 
 def chain_heads(computer, problems, K, wrong=None):
     """The chain of the problems' gold calls, with call ``wrong[b]`` of row b given another program."""
@@ -37,7 +41,7 @@ def problems_with(calls, count):
 def test_gold_chains_match_their_own_programs_and_the_equivalent_ones(computer):
     """A right chain is searched too: every program that prints the same answer shares the target (a sorted
     list is sorted by ``list_sort`` and by ``merge_sort``), so a spurious program is never the only one."""
-    problems = problems_with(1, 2) + problems_with(2, 2)
+    problems = problems_with(1, 1) + problems_with(2, 1)
     sorting = [e for e in compose.generate("train", count=200, seed=4)
                if len(e.calls) == 1 and e.calls[0].program == "list_sort"][:1]
     assert sorting, "no one-call list_sort problem drawn"
@@ -45,7 +49,7 @@ def test_gold_chains_match_their_own_programs_and_the_equivalent_ones(computer):
     heads, mem = chain_heads(computer, problems, 2)
     answers = [e.answer for e in problems]
     assert answer_texts(mem) == answers
-    res = search_programs(computer, heads, mem, answers, torch.ones(len(problems), dtype=torch.bool))
+    res = search_programs(computer, heads, mem, answers, torch.ones(len(problems), dtype=torch.bool), STEPS)
     names = computer.program_names
     assert res.own.all() and res.runs == sum(len(e.calls) for e in problems) * (len(names) - 1)
     for b, e in enumerate(problems):
@@ -63,7 +67,7 @@ def test_a_wrong_program_is_repaired_by_the_gold_one(computer, calls):
     answers = [e.answer for e in problems]
     assert all(t != a for t, a in zip(answer_texts(mem), answers)), "the wrong programs should change the answers"
     rows = torch.tensor([True, True, False])
-    res = search_programs(computer, heads, mem, answers, rows)
+    res = search_programs(computer, heads, mem, answers, rows, STEPS)
     assert not res.own.any()
     P = len(computer.program_names)
     assert res.runs == 2 * calls * (P - 1)  # every other program at every call of the rows searched
@@ -75,7 +79,7 @@ def test_a_wrong_program_is_repaired_by_the_gold_one(computer, calls):
         # at another call, since the wrong call is still wrong there
         assert not res.matches[b, [j for j in range(2) if j != k]].any()
     assert not res.matches[2].any()
-    top = search_programs(computer, heads, mem, answers, rows, top=1)
+    top = search_programs(computer, heads, mem, answers, rows, STEPS, top=1)
     assert top.runs == 2 * calls  # the most likely other program is the gold one
     assert top.matches[:2].sum() == 2 and top.matches[torch.arange(2), wrong[:2]].any(-1).all()
 
