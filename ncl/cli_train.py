@@ -110,10 +110,10 @@ def _eval(args: argparse.Namespace) -> int:
         if args.data is not None:
             if args.compare is not None:
                 raise ValueError("--data and --compare: evaluate one run on a file at a time")
-            results, plots = [evaluate_file(args.run, args.data, threads=args.threads or 0)], []
+            results, plots = [evaluate_file(args.run, args.data, threads=args.threads or 0, decode=args.decode)], []
         else:
             results, plots = run_eval(args.run, compare=args.compare, count=args.count, threads=args.threads or 0,
-                                      reuse=args.reuse)
+                                      reuse=args.reuse, decode=args.decode)
     except (ValueError, FileNotFoundError) as err:
         print(f"ncl eval: error: {err}", file=sys.stderr)
         return 2
@@ -290,6 +290,10 @@ def add_commands(sub) -> None:
     p.add_argument("--count", type=positive_int, default=500, help="examples per split (default: 500)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
+    p.add_argument("--decode", choices=["heads", "contracts"], default="heads",
+                   help="how a chain's calls are chosen: each head's argmax (default), or each call's program and "
+                        "arguments together under the library's input contracts (written to "
+                        "RUN/eval-contracts.json; ncl.computer.contracts)")
     p.set_defaults(func=_eval)
     p = sub.add_parser("convert", help="convert an older run directory's pickle checkpoint.pt to safetensors and "
                                        "JSON (the one command that unpickles)")
@@ -324,6 +328,8 @@ def add_commands(sub) -> None:
     p.add_argument("prompt", help='the question, e.g. "Add 4 and 9, then multiply the result by 12."')
     p.add_argument("--json", action="store_true")
     p.add_argument("--png", default=None, metavar="PNG", help="also draw the trace here")
+    p.add_argument("--decode", choices=["heads", "contracts"], default="heads",
+                   help="the calls as each head chooses them (default), or under the library's input contracts")
     p.set_defaults(func=_trace)
 
 
@@ -331,7 +337,7 @@ def _trace(args: argparse.Namespace) -> int:
     from ncl.training.plots import plot_trace  # start-up time (module docstring)
     from ncl.training.trace import format_trace, trace
 
-    result = trace(args.run, args.prompt)
+    result = trace(args.run, args.prompt, args.decode)
     print(json.dumps(result) if args.json else format_trace(result))
     if args.png:
         print(f"wrote {plot_trace(result, args.png)}", file=sys.stderr)

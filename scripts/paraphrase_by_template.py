@@ -4,6 +4,7 @@
 Usage::
 
     python scripts/paraphrase_by_template.py RUN [RUN ...] [--count 20] [--json OUT.json] [--held-out]
+        [--decode heads|contracts|both]
     python scripts/paraphrase_by_template.py --from-json OUT.json [--held-out]
 
 For each run (a ``mix`` or ``mix_nested`` run directory of ``ncl train``), each task and each of its templates
@@ -13,6 +14,8 @@ a markdown table, a row per template, a column per run: the share exact and, whe
 the first call ran most often on the problems answered wrong. The answers are read only to score. ``OUT.json``
 holds the same as ``{run: [{"part", "template", "held_out", "accuracy", "programs": {name: count},
 "programs_wrong": {name: count}}]}`` (the first call's programs, on every problem and on the wrong ones).
+``--decode contracts`` chooses each call under the library's input contracts (:mod:`ncl.computer.contracts`),
+its column named ``RUN (contracts)``; ``both`` gives each run both columns.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
-from ncl.training.evaluation import answer_budget, decode_answers
+from ncl.training.evaluation import answer_budget, decode_answers, decoding
 from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
@@ -45,9 +48,10 @@ def answers(model, task, prompts: list[str]) -> tuple[list[str], list[str]]:
     return decode_answers(tok, tokens), [names[int(p)] for p in comp.heads.prompt.chain.program[:, 0]]
 
 
-def by_template(run: str, count: int, seed: int = 7) -> list[dict]:
-    """One row per template of ``run``'s task (module docstring)."""
+def by_template(run: str, count: int, seed: int = 7, decode: str = "heads") -> list[dict]:
+    """One row per template of ``run``'s task (module docstring), its calls chosen as ``decode`` says."""
     model, cfg, _ = load_model(run)
+    decoding(model, decode)
     task = tasks.get(cfg.task)
     if not getattr(task, "tasks", None):
         raise ValueError(f"{run} is a {cfg.task!r} run; this script reads a mix model's")
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20, help="problems per template (default: 20)")
     p.add_argument("--json", default=None, metavar="OUT.json")
     p.add_argument("--held-out", action="store_true", help="print the held-out templates' rows only")
+    p.add_argument("--decode", choices=["heads", "contracts", "both"], default="heads",
+                   help="each head's argmax (default), the calls under the library's contracts, or both")
     p.add_argument("--from-json", default=None, metavar="IN.json",
                    help="print the table of an earlier --json (its runs' names as the columns), running nothing")
     args = p.parse_args(argv)
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             results = json.load(f)
     else:
         torch.set_num_threads(1)
-        results = {run: by_template(run, args.count) for run in args.runs}
+        decodes = ("heads", "contracts") if args.decode == "both" else (args.decode,)
+        results = {run + ("" if d == "heads" else f" ({d})"): by_template(run, args.count, decode=d)
+                   for run in args.runs for d in decodes}
     runs = list(results)
     print("| part | template | held out | " + " | ".join(runs) + " |")
     print("| --- | --- | --- |" + " --- |" * len(runs))

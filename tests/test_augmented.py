@@ -352,7 +352,8 @@ def test_the_copy_prints_tape_symbols_and_the_first_read_reads_cell_0():
     state = model(ids, mask, read)["computer"].state
     tape = torch.full(state.mem.shape[:2], symbols.SEP)
     tape[:, :3] = torch.tensor([symbols.EQ, symbols.END, 7])
-    out = model(ids, mask, read, computer_state=state._replace(mem=torch.nn.functional.one_hot(tape, state.mem.shape[-1]).float()))
+    mem = torch.nn.functional.one_hot(tape, state.mem.shape[-1]).float()
+    out = model(ids, mask, read, computer_state=state._replace(mem=mem))
     first = int(read[0].nonzero()[0])
     spelled = [tok.id_to_token(int(t)) for t in out["logits"][0, first:first + 2].argmax(-1)]
     assert spelled == ["=", tok.id_to_token(tok.eos_token_id)]  # cells 0 and 1: the pointer held, then moved

@@ -246,4 +246,6 @@ def test_ncl_trace_prints_each_call_and_draws_it(tmp_path, capsys):
     assert [c["halts"] for c in result["calls"]][-1] and png.stat().st_size > 1000
     assert cli.main(["trace", run, prompt]) == 0
     assert "call 1:" in capsys.readouterr().out
+    assert cli.main(["trace", run, prompt, "--json", "--decode", "contracts"]) == 0
+    assert json.loads(capsys.readouterr().out)["calls"][0]["program"] in names
     assert cli.main(["trace", str(tmp_path / "none"), prompt]) == 2

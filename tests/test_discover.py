@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from ncl import cli, library, tasks
+from ncl.library.symbols import SEP
 from ncl.training import TrainConfig, build_model, encode, load_checkpoint, tokenizer
 from ncl.training import discover as discover_module
 from ncl.training.discover import (DIGIT, START, Discovered, Hypothesis, discover, prints, tape, token_pairs,
                                  vm_prints)
-from ncl.library.symbols import SEP
 from ncl.training.labels import drop_labels
 from ncl.training.tooluse import run_call
 

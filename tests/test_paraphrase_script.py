@@ -35,6 +35,13 @@ def test_every_template_gets_a_row_scored_against_its_answers(tmp_path, monkeypa
     assert [r["template"] for r in rows] == [t for ts in TEMPLATES.values() for t in ts] + wrappers
     assert sum(r["held_out"] for r in rows) == len(TEMPLATES) * (8 - TRAINED) + len(compose.WRAPPERS[1])
     assert all(r["accuracy"] in (0.0, 1.0) and sum(r["programs"].values()) == 1 for r in rows)
+    both, decodes = tmp_path / "both.json", []
+    real = script.decoding
+    monkeypatch.setattr(script, "decoding", lambda model, decode: decodes.append(decode) or real(model, decode))
+    assert script.main([str(run), "--count", "1", "--json", str(both), "--decode", "both"]) == 0
+    decoded = json.loads(both.read_text())
+    assert list(decoded) == [str(run), f"{run} (contracts)"] and decoded[str(run)] == rows
+    assert decodes == ["heads", "contracts"]
     # a model that answers every problem wrong scores 0 everywhere, its programs counted as the wrong ones'
     monkeypatch.setattr(script, "answers", lambda model, task, prompts: (["?"] * len(prompts), ["sum"] * len(prompts)))
     rows = script.by_template(str(run), 2)

@@ -57,7 +57,8 @@ def _eval_json(root: Path, task: str, model: str, seed: int, accs: dict, aux: fl
     splits = {s: {"accuracy": a, "count": 500, "mean_steps": None, "unhalted": None, "by_size": {}}
               for s, a in accs.items()}
     (d / "eval.json").write_text(json.dumps({"task": task, "model": model, "seed": seed, "aux": aux,
-                                             "answer_grad": answer_grad, "train_steps": 100, "train_time_s": 60.0, "params": 1000,
+                                             "answer_grad": answer_grad, "train_steps": 100, "train_time_s": 60.0,
+                                             "params": 1000,
                                              "splits": splits}))
 
 
@@ -66,6 +67,19 @@ def test_report_lists_the_language_tasks_splits_after_the_benchmarks(tmp_path):
                answer_grad=False)
     lines = report.markdown(report.collect(tmp_path)).splitlines()
     assert [line.split(" | ")[1] for line in lines[2:]] == ["test", "paraphrase", "long_add/ood_4x"]
+
+
+def test_report_puts_the_contracts_decoding_beside_the_heads(tmp_path):
+    """A run evaluated both ways (eval.json, eval-contracts.json) is two columns; other JSON files are not read."""
+    _eval_json(tmp_path, "mix", "augmented", 0, {"test": 1.0, "paraphrase": 0.5}, answer_grad=False)
+    run = tmp_path / "mix" / "augmented" / "seed0"
+    decoded = {**json.loads((run / "eval.json").read_text()), "decode": "contracts"}
+    decoded["splits"]["paraphrase"]["accuracy"] = 0.75
+    (run / "eval-contracts.json").write_text(json.dumps(decoded))
+    (run / "eval-other.json").write_text("not read")
+    text = report.markdown(report.collect(tmp_path))
+    assert "| task | split | augmented | augmented, calls under the contracts |" in text
+    assert "| mix | paraphrase | 50.0 (50.0) ×1 | 75.0 (75.0) ×1 |" in text
 
 
 def test_report_plots_accuracy_by_size(tmp_path):

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ncl.computer.arguments import initial_registers
+from ncl.computer.contracts import decode_call, segment_numbers
 from ncl.computer.run import RunOutput
 from ncl.computer.sharp import straight_through, straight_through_gate
 from ncl.library.symbols import END, SEP
@@ -187,7 +188,8 @@ def available(operands: torch.Tensor, segments_before: int, call: int, S: int) -
 
 def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutput], pi: torch.Tensor,
               pointer_logits: torch.Tensor, halt_logit: torch.Tensor, operands: Segments, registers: int,
-              answer_grad: bool = True, halt_grad: bool | None = None) -> ChainOutput:
+              answer_grad: bool = True, halt_grad: bool | None = None,
+              contracts: torch.Tensor | None = None) -> ChainOutput:
     """Run up to K library calls per row, each on the segments its pointers choose (module docstring).
 
     Args:
@@ -203,6 +205,10 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
             read) and, unless ``halt_grad`` says otherwise, the halting gates (``ComputerConfig.answer_grad``
             and its ``answer_grad_heads``).
         halt_grad: whether it reaches the halting gates (None: as ``answer_grad``).
+        contracts: (P, M + 1) bool, the programs' input contracts
+            (:func:`~ncl.computer.contracts.contract_table`): if given, each call's program and arguments are
+            decoded together under them (:func:`~ncl.computer.contracts.decode_call`; one-hot, for evaluation)
+            instead of each head's argmax on its own.
 
     Returns:
         :class:`ChainOutput`.
@@ -229,11 +235,17 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
     program = torch.full((B, K), -1, dtype=torch.long, device=dev)
     args = torch.full((B, K, pointer_logits.shape[2]), -1, dtype=torch.long, device=dev)
     stops, soft_ptrs = [], []
+    numbers = [segment_numbers(operands.cells, operands.length)] if contracts is not None else []
     for k in range(K):
         ok = available(operands.count, S_op, k, S)  # (B, S)
         soft = torch.softmax(pointer_logits[:, k].masked_fill(~ok[:, None], float("-inf")), -1)
         soft_ptrs.append(soft)
         ptr = straight_through(soft, answer_grad)
+        pi_k = pi[:, k]
+        if contracts is not None:
+            held = F.pad(torch.cat(numbers, 1), (0, K - k))  # (B, S): the segments not there yet hold none
+            pi_k, decoded, fits = decode_call(pi_k, soft, held, contracts)
+            ptr = torch.where(fits[:, None, None], decoded, ptr)
         halt = torch.ones(B, dtype=dt, device=dev) if k == K - 1 else \
             straight_through_gate(torch.sigmoid(halt_logit[:, k]), answer_grad if halt_grad is None else halt_grad)
         stop = still * halt
@@ -248,7 +260,7 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
             tape, tape_len = call_tape(segs, ptr[rows, :, :S_op + k])
             start = torch.stack([torch.zeros_like(tape_len), tape_len], 1)
             regs = initial_registers(F.one_hot(start, n).to(dt), registers)
-            res = run(pi[rows, k], regs, tape)
+            res = run(pi_k[rows], regs, tape)
             run_steps += res.run_steps
             w = stop[rows]
             r0 = r0.index_add(0, rows, w[:, None] * res.r0)
@@ -261,11 +273,13 @@ def run_chain(run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RunOutpu
             cells_k = straight_through(cells_k, answer_grad)
             out_cells = out_cells.index_copy(0, rows, cells_k)
             out_len = out_len.index_copy(0, rows, len_k)
-            program[rows, k] = pi[rows, k].argmax(-1)
+            program[rows, k] = pi_k[rows].argmax(-1)
             args[rows, k] = ptr[rows].argmax(-1)
             calls = calls + running.long()
         seg_cells.append(out_cells)
         seg_len.append(out_len)
+        if contracts is not None:
+            numbers.append(segment_numbers(out_cells[:, None], out_len[:, None]))
         running = running & (halt.detach() < 0.5)
         still = still * (1 - halt)
     segments = Segments(torch.stack(seg_cells, 1), torch.stack(seg_len, 1), operands.count)

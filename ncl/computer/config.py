@@ -75,11 +75,11 @@ class ComputerConfig:
             pointer; past the last digit it reads "end"), so the decoder copies digits instead of recalling the
             spelling of every value; or ``"cells"`` (for answers on the digit tape: one answer token per cell,
             the cell's digit, or "end" for a symbol, which the decoder spells from the embedding).
-        digit_tokens: ``()`` or the token ids of ``"0"``..``"9"`` (needs ``reader="digits"`` or ``"cells"``). When given, a
-            prompt token's digit is the one its id spells (``forward`` then needs ``input_ids``) instead of a
-            learned classification, so digits that never occur in training are read right; the gates that say
-            where numbers end are still learned. :class:`~ncl.augmented.AugmentedLlama` uses the same ids to
-            print the readout's digits (a copy distribution) and to embed every digit token alike.
+        digit_tokens: ``()`` or the token ids of ``"0"``..``"9"`` (needs ``reader="digits"`` or ``"cells"``).
+            When given, a prompt token's digit is the one its id spells (``forward`` then needs ``input_ids``)
+            instead of a learned classification, so digits that never occur in training are read right; the
+            gates that say where numbers end are still learned. :class:`~ncl.augmented.AugmentedLlama` uses the
+            same ids to print the readout's digits (a copy distribution) and to embed every digit token alike.
         symbol_tokens: ``()`` or, with ``writer="cells"`` and ``digit_tokens``, the token ids that spell the
             digit tape's symbols ``SEP``, ``END``, ``MINUS``, ``LT``, ``EQ``, ``GT`` (cells 10..15,
             :mod:`ncl.library.symbols`; ``END`` is the end-of-sequence token). The readout then tells a symbol

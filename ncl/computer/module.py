@@ -16,6 +16,7 @@ from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
 from ncl.computer.call_heads import STEP_WINDOW, CallHeads, list_separators
 from ncl.computer.config import ComputerConfig
+from ncl.computer.contracts import contract_table
 from ncl.computer.outputs import ChainHeads, ChainInputs, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
 from ncl.computer.sharp import straight_through, straight_through_gate
@@ -65,6 +66,8 @@ class NeuralComputer(nn.Module):
         self.register_buffer("entries", torch.tensor([self.library.entries[p] for p in self.program_names]),
                              persistent=False)
         self.library.requires_grad_(cfg.train_library)
+        #: (P, M + 1) bool while calls are decoded under the programs' input contracts (decode_under_contracts)
+        self.contracts: torch.Tensor | None = None
         d, n = hidden_size, cfg.machine.n
         self.num_sources = cfg.arg_cells + 2  # tape cells, tape length, zero
         # The attribute names below are the checkpoints' state-dict keys: keep them.
@@ -124,7 +127,8 @@ class NeuralComputer(nn.Module):
         return straight_through_gate(p, self.config.answer_grad_to(head)) if self.config.straight_through else p
 
     def digit_values(self, digits: torch.Tensor) -> torch.Tensor:
-        """Values spelled by the digits before each token: (B,T,11) → (B,T,n) (:func:`ncl.computer.tape.digit_values`)."""
+        """Values spelled by the digits before each token: (B,T,11) → (B,T,n)
+        (:func:`ncl.computer.tape.digit_values`)."""
         return tape_.digit_values(digits, self.times10)
 
     def write_tape(self, h: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor | None = None,
@@ -340,8 +344,20 @@ class NeuralComputer(nn.Module):
         pi = torch.softmax(logits.program, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, inputs.max_steps), pi, logits.pointers,
                                  logits.halt, inputs.operands, cfg.machine.registers,
-                                 grad and cfg.answer_grad_to("pointers"), grad and cfg.answer_grad_to("halt"))
+                                 grad and cfg.answer_grad_to("pointers"), grad and cfg.answer_grad_to("halt"),
+                                 self.contracts)
         return logits, pi, chain
+
+    def decode_under_contracts(self, on: bool = True) -> "NeuralComputer":
+        """From now on, choose each call's program and arguments together, the most likely call whose tape holds
+        as many numbers as its program reads (:mod:`ncl.computer.contracts`); ``on=False``: each head's own
+        argmax again (the default). A decoding rule for evaluation, built from the library's contracts: its
+        choices are one-hot, so no gradient reaches the heads through them. Needs a chain (``config.calls``).
+        Returns ``self``."""
+        if not self.config.calls:
+            raise ValueError("decode_under_contracts: this computer makes one call per prompt (config.calls = 0)")
+        self.contracts = contract_table(self.program_names, self.config.machine.cells) if on else None
+        return self
 
     @torch.no_grad()
     def chain_with_steps(self, inputs: ChainInputs, rows: torch.Tensor, force: torch.Tensor) -> calls_.ChainOutput:

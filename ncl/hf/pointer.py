@@ -33,7 +33,8 @@ class CopyHead(nn.Module):
         if eos is None:
             raise ValueError("copy: the tokenizer needs an end-of-sequence token (eos_token_id), which END prints")
         digits = [single_token(tokenizer, str(d), "the digit") for d in range(10)]
-        symbols = [eos if s == END else single_token(tokenizer, SYMBOL_TEXT[s], "the tape symbol") for s in TAPE_SYMBOLS]
+        symbols = [eos if s == END else single_token(tokenizer, SYMBOL_TEXT[s], "the tape symbol")
+                   for s in TAPE_SYMBOLS]
         self.register_buffer("digit_ids", torch.tensor(digits), persistent=False)
         self.register_buffer("symbol_ids", torch.tensor(symbols), persistent=False)
         self.gates = nn.Linear(hidden_size, 2)  # [copy gate g, source: r0 (vs the tape cell)]

@@ -209,6 +209,29 @@ def resources(name: str, length: int) -> tuple[int, int]:
     return module.resources(name, length)
 
 
+def reads(name: str, count: int) -> bool:
+    """
+    Whether a digit-tape function (:func:`bounded_names`) may be called on a segment of ``count`` numbers: its
+    input contract, e.g. ``long_add`` reads two numbers, ``palindrome`` one, ``list_sort`` a list of one or more,
+    ``shortest_path`` the query's two and two an edge. A call on any other count is outside what the function
+    is written for. Each module with such functions states it in its own ``reads(name, count)``.
+
+    Args:
+        name: A name from ``names()``.
+        count: The numbers the segment holds (each number's digits end with ``SEP``).
+
+    Returns:
+        Whether the call is in the function's contract.
+
+    Raises:
+        KeyError: An unknown name, or a function whose module states no contract (not a digit-tape function).
+    """
+    module = sys.modules[source(name).__module__]
+    if not hasattr(module, "reads"):
+        raise KeyError(f"no input contract for {name!r}: {module.__name__} defines no reads()")
+    return module.reads(name, count)
+
+
 def bounded_names() -> list[str]:
     """
     The functions over the digit tape: those whose module bounds their resources (:func:`resources`), in

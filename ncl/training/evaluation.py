@@ -31,6 +31,30 @@ from ncl.training.tooluse import run_calls
 
 EVAL_SEED = 1234
 BATCH = 32
+#: How a chain's calls are chosen: each head's argmax (``heads``, as trained), or each call's program and
+#: arguments together under the library's input contracts (``contracts``: :mod:`ncl.computer.contracts`).
+DECODES = ("heads", "contracts")
+
+
+def eval_file_name(decode: str = "heads") -> str:
+    """Where :func:`evaluate_run` writes a run's results: ``eval.json``, or ``eval-contracts.json`` under the
+    contracts' decoding (so that the two sit side by side)."""
+    if decode not in DECODES:
+        raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+    return "eval.json" if decode == "heads" else f"eval-{decode}.json"
+
+
+def decoding(model, decode: str):
+    """``model`` set to choose its calls as ``decode`` says (:data:`DECODES`); ``contracts`` needs an augmented
+    model with a chain of calls (``ncl train --task mix``)."""
+    eval_file_name(decode)  # an unknown decode fails here
+    if decode == "contracts":
+        computer = getattr(model, "computer", None)
+        if computer is None or not computer.config.calls:
+            raise ValueError("decode 'contracts' needs an augmented model with a chain of calls (e.g. ncl train "
+                             "--task mix)")
+        computer.decode_under_contracts()
+    return model
 
 
 def answer_budget(prompt_tokens: int) -> int:
@@ -91,26 +115,30 @@ def score(model, cfg, prompts: list[str], answers: list[str], sizes: list[int], 
             "steps": [round(x, 1) for x in steps] or None}  # rounded: eval.json files are committed
 
 
-def _header(cfg, ckpt, model) -> dict:
-    return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "aux": cfg.aux, "labels": cfg.labels,
-            "search": cfg.search, "search_steps": cfg.search_steps, "search_pointers": cfg.search_pointers,
-            "replay": cfg.replay, "discover": cfg.discover, "call_separators": cfg.computer.call_separators if cfg.chain else None,
-            "word_view": cfg.computer.word_view if cfg.chain else None,
+def _header(cfg, ckpt, model, decode: str = "heads") -> dict:
+    chain = cfg.computer if cfg.chain else None
+    return {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "decode": decode, "aux": cfg.aux,
+            "labels": cfg.labels, "search": cfg.search, "search_steps": cfg.search_steps,
+            "search_pointers": cfg.search_pointers, "replay": cfg.replay, "discover": cfg.discover,
+            "call_separators": chain and chain.call_separators, "word_view": chain and chain.word_view,
             "answer_grad": cfg.computer.answer_grad,
             "answer_grad_heads": list(cfg.computer.answer_grad_heads), "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
 
 
-def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0) -> dict:
+def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0, decode: str = "heads") -> dict:
     """Evaluate the checkpoint in ``run_dir`` on ``count`` examples of each of its task's evaluation splits
-    (``splits``: a subset); the result is also written to ``run_dir/eval.json``.
+    (``splits``: a subset), its calls chosen as ``decode`` says (:data:`DECODES`); the result is also written to
+    ``run_dir/eval.json`` (:func:`eval_file_name`).
 
-    Returns ``{"task", "model", "seed", "aux", "labels", "search", "search_steps", "search_pointers", "replay",
-    "discover", "call_separators", "word_view", "train_steps", "train_time_s", "params", "splits": {split: {...}}}``.
+    Returns ``{"task", "model", "seed", "decode", "aux", "labels", "search", "search_steps", "search_pointers",
+    "replay", "discover", "call_separators", "word_view", "train_steps", "train_time_s", "params",
+    "splits": {split: {...}}}``.
     """
     if threads:
         torch.set_num_threads(threads)
+    out = Path(run_dir, eval_file_name(decode))
     cfg = TrainConfig.from_dict(load_checkpoint(run_dir)["config"])  # the task, before a model is built
     result = None
     task = task_registry.get(cfg.task)
@@ -121,12 +149,13 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
         examples = task.generate(split, count, seed=EVAL_SEED)
         prompts = [e.prompt for e in examples]
         model, cfg, ckpt = load_model(run_dir, length=max(segment_length(p) for p in prompts))
+        decoding(model, decode)
         if result is None:
-            result = {**_header(cfg, ckpt, model), "splits": {}}
+            result = {**_header(cfg, ckpt, model, decode), "splits": {}}
         r = score(model, cfg, prompts, [e.answer for e in examples], [e.size for e in examples], task.n)
         r["eval_time_s"] = round(time.time() - t, 1)
         result["splits"][split] = r
-    storage.write_text(Path(run_dir, "eval.json"), json.dumps(result))  # --reuse and ncl report read it
+    storage.write_text(out, json.dumps(result))  # --reuse and ncl report read it
     return result
 
 
@@ -155,18 +184,20 @@ def read_jsonl(path, check=None) -> list[dict]:
     return records
 
 
-def evaluate_file(run_dir, path, threads: int = 0) -> dict:
-    """Evaluate ``run_dir`` on the prompts of a JSON-lines file (:func:`read_jsonl`): ``{..., "splits": {"data":
-    {...}}}``, sizes being each prompt's tape length. Nothing is written."""
+def evaluate_file(run_dir, path, threads: int = 0, decode: str = "heads") -> dict:
+    """Evaluate ``run_dir`` on the prompts of a JSON-lines file (:func:`read_jsonl`), its calls chosen as
+    ``decode`` says (:data:`DECODES`): ``{..., "splits": {"data": {...}}}``, sizes being each prompt's tape
+    length. Nothing is written."""
     if threads:
         torch.set_num_threads(threads)
     records = read_jsonl(path)
     prompts = [r["prompt"] for r in records]
     lengths = [segment_length(p) for p in prompts]
     model, cfg, ckpt = load_model(run_dir, length=max(lengths))
+    decoding(model, decode)
     n = task_registry.get(cfg.task).n
     r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
-    return {**_header(cfg, ckpt, model), "data": str(path), "splits": {"data": r}}
+    return {**_header(cfg, ckpt, model, decode), "data": str(path), "splits": {"data": r}}
 
 
 def summary(result: dict) -> dict:
@@ -184,19 +215,22 @@ def read_eval_json(path: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it or run the evaluation again") from exc
 
 
-def run_eval(run_dir, compare=None, count: int = SPLIT_SIZE, threads: int = 0, reuse: bool = False):
+def run_eval(run_dir, compare=None, count: int = SPLIT_SIZE, threads: int = 0, reuse: bool = False,
+             decode: str = "heads"):
     """Evaluate ``run_dir`` (and ``compare``, another run of the same task), write the plots into ``run_dir``.
 
-    ``reuse``: take ``eval.json`` of a run instead of evaluating it again when it exists.
+    ``reuse``: take ``eval.json`` of a run instead of evaluating it again when it exists. ``decode``: how the
+    calls are chosen (:data:`DECODES`); with ``contracts`` the results go to ``eval-contracts.json`` and the
+    plots are not drawn (they would replace the runs' own).
     Returns ``(results, [paths of the PNGs written])``: one result per run.
     """
     from ncl.training.plots import plot_accuracy, plot_steps  # matplotlib: only when plots are drawn
 
     def get(d):
-        f = Path(d, "eval.json")
+        f = Path(d, eval_file_name(decode))
         if reuse and f.exists():
             return read_eval_json(f)
-        return evaluate_run(d, count, threads=threads)
+        return evaluate_run(d, count, threads=threads, decode=decode)
 
     results = [get(run_dir)]
     if compare is not None:
@@ -204,6 +238,8 @@ def run_eval(run_dir, compare=None, count: int = SPLIT_SIZE, threads: int = 0, r
         if other["task"] != results[0]["task"]:
             raise ValueError(f"--compare: {compare} is task {other['task']!r}, {run_dir} is {results[0]['task']!r}")
         results.append(other)
+    if decode != "heads":
+        return results, []
     written = [str(plot_accuracy(results, Path(run_dir, "accuracy.png")))]
     for r, d in zip(results, [run_dir] + ([compare] if compare else [])):
         hist = plot_steps(r, Path(d, "halting_steps.png"))
@@ -222,5 +258,6 @@ def comparison_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["BATCH", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "evaluate_file", "evaluate_run",
-           "predict", "read_eval_json", "read_jsonl", "run_eval", "score", "summary"]
+__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decoding",
+           "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json", "read_jsonl", "run_eval",
+           "score", "summary"]

@@ -103,4 +103,5 @@ def build_model(cfg: TrainConfig, length: int | None = None):
     return AugmentedLlama(lcfg, ccfg, split=min(cfg.split, lcfg.num_hidden_layers))
 
 
-__all__ = ["budget_length", "build_model", "machine_budget", "resolve_numbers", "segment_length", "trainable_parameters"]
+__all__ = ["budget_length", "build_model", "machine_budget", "resolve_numbers", "segment_length",
+           "trainable_parameters"]

@@ -29,6 +29,7 @@ from ncl import storage
 from ncl.computer.config import ANSWER_GRAD_HEADS
 from ncl.tasks import ALL_SPLITS
 from ncl.tasks import names as task_names
+from ncl.training.evaluation import DECODES, eval_file_name
 
 BEGIN = "<!-- ncl report: generated from eval.json files, do not edit -->"
 END = "<!-- end of ncl report -->"
@@ -42,7 +43,16 @@ def model_label(result: dict) -> str:
     """The table column of a run: its model, with ``(no aux)`` for an augmented run without auxiliary labels and
     ``(answer grad)`` for one whose heads the answer's gradient reached as well as the labels (eval.json files
     that predate ``answer_grad`` had it); ``(F=…)`` for one trained with labels on a fraction F < 1 of its
-    examples (``+ program search`` with ``--search-programs``)."""
+    examples (``+ program search`` with ``--search-programs``); then ``, calls under the contracts`` for an
+    evaluation that decoded the calls so (``ncl eval --decode contracts``: ``eval-contracts.json``)."""
+    label = _trained_label(result)
+    if result.get("decode", "heads") == "contracts":
+        label += ", calls under the contracts"
+    return label
+
+
+def _trained_label(result: dict) -> str:
+    """:func:`model_label` without the decoding."""
     labels = result.get("labels", 1.0)
     if result["model"] == "augmented" and result.get("aux") and labels < 1:
         return f"augmented (F={labels:g}, {_heads_trained(result)[0]})"
@@ -91,9 +101,11 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
 
 
 def collect(root) -> list[dict]:
-    """Every ``eval.json`` under ``root``, sorted by path (a damaged one raises ``ValueError`` naming it)."""
+    """Every ``eval.json`` under ``root`` (and ``eval-contracts.json``: the same runs with their calls decoded under
+    the library's contracts), sorted by path (a damaged one raises ``ValueError`` naming it)."""
     out = []
-    for path in sorted(Path(root).rglob("eval.json")):
+    names = {eval_file_name(d) for d in DECODES}
+    for path in sorted(p for p in Path(root).rglob("eval*.json") if p.name in names):
         try:
             result = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

@@ -10,27 +10,28 @@ from ncl import tasks as task_registry
 from ncl.library.symbols import text
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
-from ncl.training.evaluation import answer_budget
+from ncl.training.evaluation import answer_budget, decode_answers, decoding
 from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
 @torch.no_grad()
-def trace(run_dir, prompt: str) -> dict:
+def trace(run_dir, prompt: str, decode: str = "heads") -> dict:
     """The calls an augmented run's model makes on ``prompt``: ``{"prompt", "answer", "operands": [text],
     "calls": [{"program", "args": [{"source", "value"}], "result", "steps", "halts"}]}``. A model with one call per
-    prompt (``ComputerConfig.calls == 0``) gives that call, on the whole tape (``source`` ``"tape"``)."""
+    prompt (``ComputerConfig.calls == 0``) gives that call, on the whole tape (``source`` ``"tape"``). ``decode``:
+    how a chain's calls are chosen (:data:`~ncl.training.evaluation.DECODES`)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
     model, cfg, _ = load_model(run_dir, length=segment_length(prompt))
     if cfg.model != "augmented":
         raise ValueError(f"ncl trace needs an augmented model's run; {run_dir} holds a {cfg.model!r} one")
+    decoding(model, decode)
     task = task_registry.get(cfg.task)
     tok = tokenizer()
     ids, mask = tok.encode_batch([prompt], add_bos=True, padding_side="left")
     limit = machine_budget(budget_length(task, segment_length(prompt)), task.n)[1]
     tokens, comp = model.generate(ids, mask, answer_budget(ids.shape[1]), tok.eos_token_id, max_steps=limit)
-    row = tokens[0].tolist()
-    answer = tok.decode(row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row)
+    answer = decode_answers(tok, tokens)[0]
     names, heads = model.computer.program_names, comp.heads.prompt
     chain = heads.chain
     if chain is None:

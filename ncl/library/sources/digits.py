@@ -300,6 +300,14 @@ def long_mul(start, length):
     return o
 
 
+def reads(name, count):
+    """Whether a call of ``name`` may run on a segment of ``count`` numbers: each function here reads two (a and
+    b). Plain Python, not compiled (``ncl.library.reads``)."""
+    if name not in __all__:
+        raise KeyError(f"no input contract for {name!r} in {__name__}")
+    return count == 2
+
+
 def resources(name, length):
     """Upper bounds for one call on a segment of ``length`` cells: ``(cells, steps)``.
 

@@ -107,6 +107,14 @@ def reachable(start, length):
     return 1
 
 
+def reads(name, count):
+    """Whether a call of ``name`` may run on a segment of ``count`` numbers: the query's ``s`` and ``t``, then
+    two numbers an edge (none: no edges). Plain Python, not compiled (``ncl.library.reads``)."""
+    if name not in __all__:
+        raise KeyError(f"no input contract for {name!r} in {__name__}")
+    return count >= 2 and count % 2 == 0
+
+
 def resources(name, length):
     """Upper bounds ``(cells, steps)`` for running ``name`` on any segment of ``length`` cells at ``start = 0``
     that holds a query and a graph in range (node ids below ``MAX_NODES``, at most ``2 * MAX_NODES`` edges;

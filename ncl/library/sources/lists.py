@@ -228,6 +228,14 @@ def palindrome(start, length):
     return 1
 
 
+def reads(name, count):
+    """Whether a call of ``name`` may run on a segment of ``count`` numbers: ``palindrome`` reads one number's
+    digits, the list functions a list of one or more. Plain Python, not compiled (``ncl.library.reads``)."""
+    if name not in __all__:
+        raise KeyError(f"no input contract for {name!r} in {__name__}")
+    return count == 1 if name == "palindrome" else count >= 1
+
+
 def resources(name, length):
     """Upper bounds ``(cells, steps)`` for running ``name`` on any segment of ``length`` cells in its range at
     ``start = 0`` (up to ``MAX_ELEMENTS`` numbers below 100; any digits for palindrome; registers = 8): the cells
