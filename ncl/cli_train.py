@@ -290,6 +290,7 @@ def add_commands(sub) -> None:
     p.add_argument("--count", type=positive_int, default=500, help="examples per split (default: 500)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--reuse", action="store_true", help="use a run's eval.json when it exists")
+    # evaluation.DECODES, written out here (it imports torch; tests/test_contracts.py holds the two equal)
     p.add_argument("--decode", choices=["heads", "contracts"], default="heads",
                    help="how a chain's calls are chosen: each head's argmax (default), or each call's program and "
                         "arguments together under the library's input contracts (written to "

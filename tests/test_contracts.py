@@ -2,6 +2,7 @@
 hold for every gold call the tasks ask, the joint decoding is the best allowed call (against brute force), it
 keeps a call that already fits, repairs a program of the wrong arity in a chain, and evaluation offers it."""
 
+import argparse
 import itertools
 import json
 
@@ -15,7 +16,7 @@ from ncl.computer.calls import run_chain
 from ncl.computer.contracts import contract_table, decode_call, segment_numbers
 from ncl.library.symbols import SEP, text
 from ncl.tasks import compose
-from ncl.training.evaluation import decoding, eval_file_name, evaluate_run
+from ncl.training.evaluation import DECODES, decoding, eval_file_name, evaluate_run
 
 from _chain_support import computer, gold_heads, prompt_tape, runner  # noqa: F401 (a fixture)
 
@@ -140,3 +141,12 @@ def test_ncl_eval_decodes_a_mix_run_under_the_contracts(tmp_path, capsys):
     assert cli.main(["train", "--task", "sort", "--out", str(sort), *tiny]) == 0
     assert cli.main(["eval", str(sort), "--data", str(data), "--decode", "contracts"]) == 2
     assert "chain of calls" in capsys.readouterr().err
+
+
+def test_the_cli_offers_every_decoding():
+    """``ncl eval`` and ``ncl trace`` list their --decode choices without importing torch (start-up time): the
+    same as :data:`~ncl.training.evaluation.DECODES`."""
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("eval", "trace"):
+        action = next(a for a in sub.choices[command]._actions if a.dest == "decode")
+        assert tuple(action.choices) == DECODES and action.default == "heads"
