@@ -35,7 +35,8 @@ def pooled_by_size(result: dict, splits=None) -> dict[int, tuple[int, int]]:
 
 
 def _label(r: dict) -> str:
-    return r["model"] + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+    decoded = ", calls under the contracts" if r.get("decode", "heads") == "contracts" else ""  # eval-contracts.json
+    return r["model"] + decoded + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
 
 
 def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -> None:
