@@ -11,7 +11,8 @@ from ncl_kernels.halting import halting_accumulate
 from ncl_kernels.memory import content_address, soft_read, soft_write
 from ncl_kernels.stack import stack_update
 
-__all__ = ["soft_read", "soft_write", "content_address", "alu_mix", "alu_circuit_mix", "stack_update", "control", "halting_accumulate", "info", "BACKENDS", "BackendUnavailable"]
+__all__ = ["soft_read", "soft_write", "content_address", "alu_mix", "alu_circuit_mix", "stack_update", "control",
+           "halting_accumulate", "info", "BACKENDS", "BackendUnavailable"]
 
 
 def info() -> dict[str, str]:

@@ -27,8 +27,8 @@ def halting_accumulate(acc_reg: torch.Tensor, acc_mem: torch.Tensor, expected: t
         \hat R_{reg}' = \hat R_{reg} + h\,\text{reg},\qquad \hat R_{mem}' = \hat R_{mem} + h\,\text{mem},\qquad
         E' = E + t\,h
 
-    The machine's run (:mod:`ncl_kernels.machine`) does this after every step ``t`` (with ``h`` the step's halted mass and
-    the state after the step), and once at the end with the mass still running (``h = ρ_T``, ``t = T``).
+    The machine's run (:mod:`ncl_kernels.machine`) does this after every step ``t`` (with ``h`` the step's halted
+    mass and the state after the step), and once at the end with the mass still running (``h = ρ_T``, ``t = T``).
 
     Args:
         acc_reg: ``(B, K, n)`` the registers' halting mixture so far.

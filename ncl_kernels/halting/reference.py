@@ -1,8 +1,8 @@
 r"""Reference (pure PyTorch) halting accumulation: the executable spec of :func:`ncl_kernels.halting_accumulate`.
 
-docs/design.md §3 step 8 as the machine's run computes it (:mod:`ncl_kernels.machine`): after step ``t`` the readouts (registers
-and memory) of the state after the step are added to the halting mixtures with the mass ``h_t`` that halted
-during it, and ``t·h_t`` to the expected steps (the ponder cost):
+docs/design.md §3 step 8 as the machine's run computes it (:mod:`ncl_kernels.machine`): after step ``t`` the
+readouts (registers and memory) of the state after the step are added to the halting mixtures with the mass
+``h_t`` that halted during it, and ``t·h_t`` to the expected steps (the ponder cost):
 
 .. math::
     \hat R_{reg} \mathrel{+}= h_t\,\text{reg}_t,\qquad \hat R_{mem} \mathrel{+}= h_t\,\text{mem}_t,\qquad
