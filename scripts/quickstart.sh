@@ -11,4 +11,4 @@ echo "[ncl info]"
 echo "[ncl demo]"
 .venv/bin/ncl demo
 echo "quickstart: done in $(( $(date +%s) - start ))s. Next: 'source .venv/bin/activate' (or call .venv/bin/ncl), then"
-echo "'ncl --help'; '.venv/bin/python -m pytest' runs the tests."
+echo "'ncl --help'; '.venv/bin/python -m pytest -n auto' runs the tests."
