@@ -33,7 +33,7 @@ from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
-from ncl.training.evaluation import answer_budget, decode_answers, decoding
+from ncl.training.evaluation import DECODES, answer_budget, decode_answers, decoding
 from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20, help="problems per template (default: 20)")
     p.add_argument("--json", default=None, metavar="OUT.json")
     p.add_argument("--held-out", action="store_true", help="print the held-out templates' rows only")
-    p.add_argument("--decode", choices=["heads", "contracts", "both"], default="heads",
+    p.add_argument("--decode", choices=[*DECODES, "both"], default="heads",
                    help="each head's argmax (default), the calls under the library's contracts, or both")
     p.add_argument("--from-json", default=None, metavar="IN.json",
                    help="print the table of an earlier --json (its runs' names as the columns), running nothing")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             results = json.load(f)
     else:
         torch.set_num_threads(1)
-        decodes = ("heads", "contracts") if args.decode == "both" else (args.decode,)
+        decodes = DECODES if args.decode == "both" else (args.decode,)
         results = {run + ("" if d == "heads" else f" ({d})"): by_template(run, args.count, decode=d)
                    for run in args.runs for d in decodes}
     runs = list(results)

@@ -44,6 +44,12 @@ def eval_file_name(decode: str = "heads") -> str:
     return "eval.json" if decode == "heads" else f"eval-{decode}.json"
 
 
+def decode_label(result: dict) -> str:
+    """What a run's name gains in tables and plots from how its calls were chosen: ``""`` for the heads' own
+    choices, ``", calls under the contracts"`` for an ``eval-contracts.json``."""
+    return ", calls under the contracts" if result.get("decode", "heads") == "contracts" else ""
+
+
 def decoding(model, decode: str):
     """``model`` set to choose its calls as ``decode`` says (:data:`DECODES`); ``contracts`` needs an augmented
     model with a chain of calls (``ncl train --task mix``)."""
@@ -258,6 +264,6 @@ def comparison_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decoding",
+__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decode_label", "decoding",
            "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json", "read_jsonl", "run_eval",
            "score", "summary"]

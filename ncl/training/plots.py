@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from ncl.training.evaluation import decode_label
+
 AXIS_LABELS = {"digits": "digits of the longer operand", "length": "list length", "depth": "recursion depth",
                "nodes": "nodes in the graph", "calls": "library calls in the problem"}
 
@@ -35,8 +37,7 @@ def pooled_by_size(result: dict, splits=None) -> dict[int, tuple[int, int]]:
 
 
 def _label(r: dict) -> str:
-    decoded = ", calls under the contracts" if r.get("decode", "heads") == "contracts" else ""  # eval-contracts.json
-    return r["model"] + decoded + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+    return r["model"] + decode_label(r) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
 
 
 def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -> None:

@@ -29,7 +29,7 @@ from ncl import storage
 from ncl.computer.config import ANSWER_GRAD_HEADS
 from ncl.tasks import ALL_SPLITS
 from ncl.tasks import names as task_names
-from ncl.training.evaluation import DECODES, eval_file_name
+from ncl.training.evaluation import DECODES, decode_label, eval_file_name
 
 BEGIN = "<!-- ncl report: generated from eval.json files, do not edit -->"
 END = "<!-- end of ncl report -->"
@@ -45,10 +45,7 @@ def model_label(result: dict) -> str:
     that predate ``answer_grad`` had it); ``(F=…)`` for one trained with labels on a fraction F < 1 of its
     examples (``+ program search`` with ``--search-programs``); then ``, calls under the contracts`` for an
     evaluation that decoded the calls so (``ncl eval --decode contracts``: ``eval-contracts.json``)."""
-    label = _trained_label(result)
-    if result.get("decode", "heads") == "contracts":
-        label += ", calls under the contracts"
-    return label
+    return _trained_label(result) + decode_label(result)
 
 
 def _trained_label(result: dict) -> str:
