@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ncl.training.evaluation import decode_label
-
 AXIS_LABELS = {"digits": "digits of the longer operand", "length": "list length", "depth": "recursion depth",
                "nodes": "nodes in the graph", "calls": "library calls in the problem"}
 
@@ -36,15 +34,15 @@ def pooled_by_size(result: dict, splits=None) -> dict[int, tuple[int, int]]:
     return {k: (c, n) for k, (c, n) in sorted(pooled.items())}
 
 
-def _label(r: dict) -> str:
-    return r["model"] + decode_label(r) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+def _label(r: dict, name=None) -> str:
+    return (r["model"] if name is None else name(r)) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
 
 
-def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None) -> None:
+def _accuracy_axes(ax, results: list[dict], task: str, axis: str, splits=None, name=None) -> None:
     for r in results:
         pooled = pooled_by_size(r, splits)
         xs = list(pooled)
-        ax.plot(xs, [c / n for c, n in pooled.values()], marker="o", ms=3, label=_label(r))
+        ax.plot(xs, [c / n for c, n in pooled.values()], marker="o", ms=3, label=_label(r, name))
     ax.set(xlabel=AXIS_LABELS.get(axis, axis), ylabel="exact match", ylim=(-0.03, 1.03),
            title=f"{task}: accuracy by size\n({'all splits' if splits is None else ', '.join(splits)})")  # 2 lines
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
@@ -60,15 +58,15 @@ def _size_axis(task, splits) -> str:
     return axes.pop() if len(axes) == 1 else task.axis
 
 
-def plot_accuracy(results: list[dict], path, splits=None) -> Path:
+def plot_accuracy(results: list[dict], path, splits=None, name=None) -> Path:
     """Accuracy against size, one line per run (all of one task), every split (or those in ``splits``) pooled by
-    size."""
+    size; ``name(result)`` names a run's line (default its model), then its seed."""
     from ncl import tasks as task_registry  # the axis' name
 
     plt = _pyplot()
     task = results[0]["task"]
     fig, ax = plt.subplots(figsize=(6.4, 3.4), dpi=100)
-    _accuracy_axes(ax, results, task, _size_axis(task_registry.get(task), splits), splits)
+    _accuracy_axes(ax, results, task, _size_axis(task_registry.get(task), splits), splits, name)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)

@@ -200,7 +200,8 @@ def plot_by_size(root, task: str, path, splits=None) -> Path:
     if not runs:
         raise ValueError(f"no eval.json of task {task!r} under {root}")
     order = _models({task: {model_label(r): None for r in runs}})
-    return plot_accuracy(sorted(runs, key=lambda r: (order.index(model_label(r)), r.get("seed") or 0)), path, splits)
+    return plot_accuracy(sorted(runs, key=lambda r: (order.index(model_label(r)), r.get("seed") or 0)), path, splits,
+                         name=lambda r: r["model"] + decode_label(r))
 
 
 def labels_family(result: dict) -> tuple[str, float | None] | None:
