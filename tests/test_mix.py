@@ -11,6 +11,7 @@ import pytest
 
 from ncl import tasks
 from ncl.tasks import compose, phrasing
+from ncl.tasks.synonyms import SYNONYMS
 from ncl.training.data import encode, tokenizer
 
 MIX = tasks.get("mix")
@@ -88,16 +89,21 @@ def test_training_never_uses_the_held_out_wording(train_prompts):
 
 
 def test_perturbed_wording_keeps_the_numbers():
-    """perturb deletes words and inserts fillers but keeps every slot, in order, each number still ended."""
+    """perturb deletes words, inserts fillers and (optionally) swaps synonyms, but keeps every slot, in order, each
+    number still ended."""
     rng = random.Random(3)
     for name in tasks.names():
         for template in phrasing.templates(name):
             for _ in range(20):
-                noisy = phrasing.perturb(template, rng, rate=0.5)
+                noisy = phrasing.perturb(template, rng, rate=0.5, synonyms=0.5)
                 assert re.findall(r"{\w+}", noisy) == re.findall(r"{\w+}", template)
                 p = phrasing.phrase(name, tasks.get(name).sample("train", rng), noisy)
                 assert tuple(int(x) for x in re.findall(r"\d+", p.prompt)) == p.numbers
     assert phrasing.perturb("What is {a} plus {b}?", rng, rate=0.0) == "What is {a} plus {b}?"
+    # with synonyms (off by default): the table's synonyms of the template's own words, capitalised as they were
+    swapped = {phrasing.perturb("Reverse {list}.", rng, rate=0.0, synonyms=1.0) for _ in range(50)}
+    assert swapped <= {s[:1].upper() + s[1:] + " {list}." for s in SYNONYMS["reverse"]} and len(swapped) > 3
+    assert phrasing.perturb("Merge-sort these: {list}.", rng, rate=0.0, synonyms=1.0).startswith("Merge-sort ")
     assert tasks.MixTask(MIX.tasks, noise=0.0).generate("train", 50, seed=0)[0].prompt.startswith(
         tuple(t.split("{")[0] for n in tasks.names() for t in phrasing.templates(n)))
 
@@ -222,3 +228,23 @@ def test_run_calls_refuses_what_cannot_run():
     assert run_calls("long_sub(3, 9); long_add(#1, 2)") is None  # ...but feeds no later call
     assert run_calls("long_add(#1, 2)") is None and run_calls("long_add(1, 2); long_add(#2, 1)") is None
     assert run_calls("long_add(1, 2); nope(#1)") is None
+
+
+def test_the_synonym_table_is_keyed_by_trained_words_only():
+    """``scripts/make_synonyms.py`` keys the WordNet table by the words of the trained wording alone, so a
+    held-out template's word reaches training only as a synonym of a trained one; regenerated from WordNet
+    (where Debian's ``wordnet-base`` is installed) it equals the committed table."""
+    import importlib.util  # (the script is not a module of the package)
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "make_synonyms.py"
+    spec = importlib.util.spec_from_file_location("make_synonyms", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    trained = script.trained_words()
+    assert "plus" in trained and "the" not in trained and "altogether" not in trained
+    assert set(SYNONYMS) <= set(trained) and len(SYNONYMS) > 30
+    assert all(re.fullmatch(r"[a-z]+( [a-z]+){0,2}", s) and s != w for w, ss in SYNONYMS.items() for s in ss)
+    assert "turn" in SYNONYMS["reverse"] and "add together" in SYNONYMS["total"]
+    wordnet = Path("/usr/share/wordnet")
+    if (wordnet / "index.noun").exists():
+        assert script.synonyms(wordnet, trained) == SYNONYMS

@@ -16,7 +16,10 @@ Two rules hold for every template (``tests/test_mix.py`` checks them):
 
 from __future__ import annotations
 
+import re
+
 from ncl.tasks.base import Example, cued
+from ncl.tasks.synonyms import SYNONYMS
 
 TRAINED = 6  #: templates per task that training draws from; the rest form the ``paraphrase`` split
 
@@ -99,21 +102,46 @@ def templates(task: str, held_out: bool = False) -> tuple[str, ...]:
 FILLER_LETTERS = "bcdfghjklmnpqrstvwxz"
 #: The rate of each edit :func:`perturb` makes, per word.
 NOISE = 0.15
+#: The probability that :func:`perturb` replaces a word that the synonym table holds by one of its WordNet
+#: synonyms. 0: off. Tried on ``mix`` at 0.15 and 0.45, it did not move held-out wording (docs/language.md).
+SYNONYM_RATE = 0.0
 
 
-def perturb(template: str, rng, rate: float = NOISE) -> str:
-    """``template`` with its wording perturbed, for training (easy data augmentation): each word that holds no
-    slot is deleted with probability ``rate``, and after each word a filler (2-7 of :data:`FILLER_LETTERS`) is
-    inserted with probability ``rate``. Six templates per task would otherwise let a model learn each
-    template's whole shape and miss the words that name the task in wording it has not seen. The slots stay, in
-    order, each followed by a character that is not a digit (a space or the template's own)."""
+#: Words whose WordNet senses are mostly other things (``in``: indium, ``it``: information technology, ``me``:
+#: Maine): :func:`perturb` never replaces them (EDA's stop words), and they are not keys of the synonym table.
+FUNCTION_WORDS = ("a", "an", "and", "are", "at", "be", "by", "can", "do", "does", "for", "from", "how", "in",
+                  "into", "is", "it", "its", "me", "of", "on", "or", "than", "that", "the", "there", "these",
+                  "this", "to", "up", "via", "vs", "what", "whether", "with", "you")
+
+
+def perturb(template: str, rng, rate: float = NOISE, synonyms: float | None = None) -> str:
+    """``template`` with its wording perturbed, for training (easy data augmentation, EDA): each word that holds
+    no slot is deleted with probability ``rate``, and after each word a filler (2-7 of :data:`FILLER_LETTERS`) is
+    inserted with probability ``rate``. Six templates per task would otherwise let a model learn each template's
+    whole shape and miss the words that name the task in wording it has not seen. With ``synonyms`` > 0
+    (None: :data:`SYNONYM_RATE`) a word that is kept is replaced, with that probability, by one of its WordNet
+    synonyms (:data:`~ncl.tasks.synonyms.SYNONYMS`, uniformly): words that no template uses, a little of the
+    knowledge of the language that a pretrained model has and this one lacks. The slots stay, in order, each
+    followed by a character that is not a digit (a space or the template's own)."""
+    synonyms = SYNONYM_RATE if synonyms is None else synonyms
     words = []
     for w in template.split(" "):
         if "{" in w or rng.random() >= rate:
-            words.append(w)
+            words.append(_replace(w, rng, synonyms) if synonyms and "{" not in w else w)
         if rng.random() < rate:
             words.append("".join(rng.choice(FILLER_LETTERS) for _ in range(rng.randint(2, 7))))
     return " ".join(words)
+
+
+def _replace(word: str, rng, rate: float) -> str:
+    """``word`` (with any punctuation after it), or with probability ``rate`` one of its synonyms, capitalised as
+    it is; a word that the synonym table does not hold stays, and draws nothing from ``rng``."""
+    m = re.fullmatch(r"([A-Za-z]+)([^A-Za-z]*)", word)  # a whole word: not the "merge" of "Merge-sort"
+    choices = SYNONYMS.get(m.group(1).lower(), ()) if m else ()
+    if not choices or rng.random() >= rate:
+        return word
+    new = rng.choice(choices)
+    return (new[:1].upper() + new[1:] if m.group(1)[0].isupper() else new) + m.group(2)
 
 
 def phrase(task: str, e: Example, template: str) -> Example:
@@ -122,4 +150,5 @@ def phrase(task: str, e: Example, template: str) -> Example:
     return Example(cued(template.format(**slots(task, e.numbers))), e.answer, e.program, e.numbers, e.size)
 
 
-__all__ = ["FILLER_LETTERS", "NOISE", "TEMPLATES", "TRAINED", "perturb", "phrase", "slots", "templates"]
+__all__ = ["FILLER_LETTERS", "FUNCTION_WORDS", "NOISE", "SYNONYM_RATE", "TEMPLATES", "TRAINED", "perturb", "phrase",
+           "slots", "templates"]
