@@ -39,6 +39,9 @@ PYTEST_ARGS=$($PY -c 'import xdist' 2>/dev/null && echo "-n 8" || echo "")
 PYTEST_ARGS="$PYTEST_ARGS --ignore=tests/test_architecture.py"
 run tests 180 $PY -m pytest -q $PYTEST_ARGS --maxfail=30 tests -m cuda -p no:cacheprovider -rf
 run bench_machine 150 sh -c "$PY -m ncl.cli bench machine --json > '$OUT/bench_machine.json'"
+# The whole run at 8, 32 and 128 samples with 4/8 (the defaults), 8 and 16 warps a program: one program runs one
+# sample, so a small batch leaves SMs idle (ncl_kernels.machine.triton.launch_warps).
+run machine_warps 120 $PY scripts/machine_warps.py --json "$OUT/machine_warps.json"
 run tests_triton 150 $PY -m pytest -q $PYTEST_ARGS --maxfail=30 tests -k triton -m "not cuda" -p no:cacheprovider -rf
 run bench_memory 90 sh -c "$PY -m ncl.cli bench memory --json > '$OUT/bench_memory.json'"
 # One pytest run per benchmark file, in order of interest, so a lease that ends midway keeps the files done (the

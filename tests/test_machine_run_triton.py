@@ -182,9 +182,30 @@ def test_edge_cases():
         T.machine_run_fwd(*fields, carry[:10], 0, 1, config.halt_eps, NORM_EPS)
 
 
+def test_the_warp_count_comes_from_the_environment(monkeypatch):
+    """``NCL_TRITON_WARPS`` sets the warps of both whole-run kernels (scripts/machine_warps.py times them); the
+    run at 16 warps equals the CPU op's (on a GPU another layout of each tile; the interpreter ignores it)."""
+    monkeypatch.delenv("NCL_TRITON_WARPS", raising=False)
+    assert T.launch_warps(4) == 4 and T.launch_warps(8) == 8
+    monkeypatch.setenv("NCL_TRITON_WARPS", "16")
+    assert T.launch_warps(4) == 16
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    fields = [f.detach() for f in _soft_program(config, lines=5, dtype=torch.float32, seed=5).fields()]
+    carry = _random_carry(2, 5, 3, 8, 4, 4, seed=5)
+    actual, done = _triton(fields, carry, 0, 3, config.halt_eps)
+    expected, done_cpu = _cpu(fields, carry, 0, 3, config.halt_eps)
+    assert done == done_cpu == 3
+    _assert_carries_match(actual, expected, "16 warps")
+    for bad in ("3", "32", "eight", "-4"):
+        monkeypatch.setenv("NCL_TRITON_WARPS", bad)
+        with pytest.raises(ValueError, match="NCL_TRITON_WARPS must be one of"):
+            _triton(fields, carry, 0, 1, config.halt_eps)
+
+
 def test_compile_target_describes_the_kernel():
     """scripts/compile_triton_sm90.py compiles the kernel from this description: every argument typed."""
-    assert len(T.COMPILE_TARGETS) == 2  # the benchmark sizes and the library image's length
+    # the benchmark sizes and the library image's length, and the latter at 16 warps
+    assert [e.get("num_warps", 4) for e in T.COMPILE_TARGETS] == [T.NUM_WARPS, T.NUM_WARPS, 16]
     for entry in T.COMPILE_TARGETS:
         assert entry["fn"] is T._machine_run_kernel
         assert list(entry["signature"]) == list(entry["fn"].arg_names)

@@ -39,6 +39,8 @@ autotuning; runs on CUDA tensors, or on CPU tensors with ``TRITON_INTERPRET=1`` 
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -56,6 +58,8 @@ from ncl_kernels.machine.triton_tape import NUM_OPCODES_PADDED, _copy_rows, _tap
 #: Elements of the largest 2-D fp32 tile of a bank row block (the memory kernels' budget).
 TILE_BUDGET = 2048
 NUM_WARPS = 4
+#: The warp counts a whole-run kernel may launch with when ``NCL_TRITON_WARPS`` sets it (:func:`launch_warps`).
+WARP_CHOICES = (2, 4, 8, 16)
 #: Carry tensors, in order: ip, reg, mem, dstk, dsp, rstk, rsp, acc_reg, acc_mem, expected, faults.
 CARRY_SIZE = 11
 
@@ -348,6 +352,20 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
     tl.store(faults_ptr + b, faults)
 
 
+def launch_warps(default: int) -> int:
+    """The warps a program of a whole-run kernel launches with: ``NCL_TRITON_WARPS`` if it is set (one of
+    :data:`WARP_CHOICES`, else a ValueError), otherwise ``default`` (:data:`NUM_WARPS` for the forward, the
+    backward's own). One program runs one sample, so at a batch below the GPU's SM count more warps are what puts
+    more of the card on each sample's steps, at the cost of registers (16 warps cap a thread at 128: the forward
+    then spills 4 B, the backward 580 B, on sm_90a); ``scripts/machine_warps.py`` times the choices on a GPU."""
+    raw = os.environ.get("NCL_TRITON_WARPS")
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) not in WARP_CHOICES:
+        raise ValueError(f"NCL_TRITON_WARPS must be one of {WARP_CHOICES}, got {raw!r}")
+    return int(raw)
+
+
 def _launch_params(L: int, K: int, n: int, C: int, S: int) -> dict:
     """The kernel's block sizes: whole L, K, n and S for vectors; row blocks of the banks, and blocks of
     program lines, within :data:`TILE_BUDGET` elements per 2-D tile."""
@@ -380,7 +398,7 @@ def _run(fields, carry, first: int, count: int, norm_eps: float, rho: torch.Tens
     scratch = torch.empty((B, 3, n), device=carry[0].device, dtype=torch.float32)
     _machine_run_kernel[(B,)](*fields, _line_ops(fields[0]), *carry, rho, scratch, scratch, first, count, norm_eps,
                               L, K, n, C, S,
-                              **_launch_params(L, K, n, C, S), TAPE=False, num_warps=NUM_WARPS)
+                              **_launch_params(L, K, n, C, S), TAPE=False, num_warps=launch_warps(NUM_WARPS))
 
 
 def _check(fields, carry, name: str = "machine_run_fwd") -> None:
@@ -466,12 +484,14 @@ def machine_compile_targets(kernel, launch_params, variants, num_warps: int) -> 
 
 def _compile_targets() -> list[dict]:
     """The kernel at L = 8 (the benchmark's loop) and at the library image's length (L = 277, what ``ncl.nn``
-    runs)."""
-    return machine_compile_targets(_machine_run_kernel, _launch_params,
-                                   [(8, {"TAPE": False}, ""), (277, {"TAPE": False}, ",L=277")], NUM_WARPS)
+    runs), and the latter at 16 warps (``NCL_TRITON_WARPS=16``, :func:`launch_warps`)."""
+    return (machine_compile_targets(_machine_run_kernel, _launch_params,
+                                    [(8, {"TAPE": False}, ""), (277, {"TAPE": False}, ",L=277")], NUM_WARPS)
+            + machine_compile_targets(_machine_run_kernel, _launch_params,
+                                      [(277, {"TAPE": False}, ",L=277,warps=16")], 16))
 
 
 #: Every ``@triton.jit`` kernel of this module, described for an ahead-of-time compile check.
 COMPILE_TARGETS = _compile_targets()
 
-__all__ = ["machine_run_fwd", "COMPILE_TARGETS"]
+__all__ = ["COMPILE_TARGETS", "WARP_CHOICES", "launch_warps", "machine_run_fwd"]

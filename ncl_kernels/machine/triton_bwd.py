@@ -50,7 +50,7 @@ from ncl_kernels.alu.triton import BWD_TILE_BUDGET, _alu_bwd_kernel, _coef, _til
 from ncl_kernels.machine.triton import (
     _ALU_FIRST, _BLOCK_O, _CALL, _CONST, _LOAD, _MOV, _NUM_ALU, _O, _POP, _PUSH, _RET, _STORE,
     _VALUE_MASS_FLOOR, CARRY_SIZE, HALT, JMP, JNZ, JZ, _check, _launch_params, _line_ops,
-    _machine_run_kernel, _pick, _stack_moves, machine_compile_targets)
+    _machine_run_kernel, _pick, _stack_moves, launch_warps, machine_compile_targets)
 from ncl_kernels.machine.triton_tape import _tape_entry, tape_entry_size
 
 _HALT, _JMP, _JZ, _JNZ = (tl.constexpr(k) for k in (HALT, JMP, JZ, JNZ))
@@ -477,7 +477,7 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
     _machine_run_bwd_kernel[(B,)](*fields, _line_ops(fields[0]), *work, torch.empty((B, count), **f32),
                                   torch.empty((B, 3, n), **f32), tape, *g_carry, *field_ptrs, rows, alu, alu_coef,
                                   first, count, norm_eps, L, K, n, C, S, **_launch_params_bwd(L, K, n, C, S),
-                                  FIELD_GRADS=bool(field_grads), num_warps=BWD_NUM_WARPS)
+                                  FIELD_GRADS=bool(field_grads), num_warps=launch_warps(BWD_NUM_WARPS))
     return g_fields + g_carry
 
 
