@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> int:
     from ncl.training import TrainConfig, train  # start-up time (module docstring)
 
     cfg = TrainConfig()
-    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "aux",
-                 "labels", "search", "search_steps", "search_pointers", "replay", "discover", "numbers", "seed",
+    for name in ("task", "model", "preset", "layers", "hidden", "split", "steps", "batch_size", "lr", "weight_decay",
+                 "aux", "labels", "search", "search_steps", "search_pointers", "replay", "discover", "numbers", "seed",
                  "log_every", "checkpoint_every", "time_limit", "schedule", "threads", "train_max_steps"):
         value = getattr(args, name)
         if value is not None:
@@ -160,8 +160,8 @@ DISCOVER_EXAMPLES = 32
 
 #: ``TrainConfig``'s defaults of the options ``ncl train`` leaves unset (None: ``--resume`` keeps the run's saved
 #: value), spelled here for ``--help`` so that it need not import torch (tested equal); 0 means the value shown.
-TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002, "aux": 1.0,
-                  "labels": 1.0,
+TRAIN_DEFAULTS = {"model": "augmented", "preset": "tiny", "steps": 1500, "batch_size": 16, "lr": 0.002,
+                  "weight_decay": 0.0, "aux": 1.0, "labels": 1.0,
                   "mode": "mixture", "top_k": 2, "reader": "cells", "writer": "cells", "numbers": "tokens",
                   "layers": 4, "hidden": 0, "split": 2, "seed": 0, "log_every": 10, "checkpoint_every": 100,
                   "time_limit": 840.0, "schedule": "steps", "train_max_steps": 0}
@@ -196,6 +196,8 @@ def add_commands(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="examples per optimizer step")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate (linear warm-up, then cosine decay to 10%%)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None,
+                   help="AdamW's decoupled weight decay")
     p.add_argument("--aux", type=non_negative_float, default=None,
                    help="auxiliary supervision weight (0: answers only)")
     p.add_argument("--labels", type=fraction, default=None, metavar="F",

@@ -67,6 +67,7 @@ BAD_ARGUMENTS = [
     ([*TRAIN, "{tmp}", "--lr", "nan"], ["argument --lr", "> 0 (a finite number)"]),
     ([*TRAIN, "{tmp}", "--lr", "fast"], ["argument --lr", "'fast'"]),
     ([*TRAIN, "{tmp}", "--aux", "-0.5"], ["argument --aux", ">= 0 (a finite number)"]),
+    ([*TRAIN, "{tmp}", "--weight-decay", "-0.1"], ["argument --weight-decay", ">= 0 (a finite number)"]),
     ([*TRAIN, "{tmp}", "--time-limit", "0"], ["argument --time-limit", "> 0"]),
     ([*TRAIN, "{tmp}", "--steps", "0"], ["argument --steps", ">= 1 (an integer)"]),
     ([*TRAIN, "{tmp}", "--split", "-1"], ["argument --split", ">= 0 (an integer)"]),

@@ -41,6 +41,16 @@ def test_resume_is_bit_exact(tmp_path):
     assert not list((tmp_path / "a").glob("*.trash*"))  # and the older checkpoints are gone
 
 
+def test_weight_decay_reaches_the_optimizer(tmp_path):
+    """``--weight-decay`` is saved in the run's config and shrinks the weights: the same two steps with and without
+    it end with different weights."""
+    assert _train(tmp_path / "plain", "--steps", "2") == 0
+    assert _train(tmp_path / "decayed", "--steps", "2", "--weight-decay", "0.5") == 0
+    plain, decayed = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "decayed")
+    assert plain["config"]["weight_decay"] == 0.0 and decayed["config"]["weight_decay"] == 0.5
+    assert any(not torch.equal(v, decayed["model"][k]) for k, v in plain["model"].items())
+
+
 @pytest.mark.slow
 def test_eval_is_deterministic_and_writes_plots(tmp_path, capsys):
     out = tmp_path / "run"
