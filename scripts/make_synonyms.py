@@ -75,6 +75,11 @@ def synonyms(root: Path, words: list[str]) -> dict[str, tuple[str, ...]]:
     return table
 
 
+def render(table: dict[str, tuple[str, ...]]) -> str:
+    """The text of ``ncl/tasks/synonyms.py`` holding ``table`` (the licence notice first)."""
+    return HEADER + "".join(entry(w, syn) for w, syn in table.items()) + "}\n\n__all__ = [\"SYNONYMS\"]\n"
+
+
 def entry(word: str, syn: tuple[str, ...], width: int = 116) -> str:
     """``word``'s line of the table, wrapped at ``width`` characters."""
     lines, line = [], f"    {word!r}: ("
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.wordnet / "index.noun").exists():
         ap.error(f"no WordNet database in {args.wordnet} (apt-get install wordnet-base)")
     table = synonyms(args.wordnet, trained_words())
-    OUT.write_text(HEADER + "".join(entry(w, syn) for w, syn in table.items()) + "}\n\n__all__ = [\"SYNONYMS\"]\n")
+    OUT.write_text(render(table))
     print(f"{OUT}: {len(table)} words, {sum(map(len, table.values()))} synonyms")
     return 0
 

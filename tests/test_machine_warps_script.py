@@ -30,11 +30,12 @@ def _script():
 def test_it_times_each_warp_count_and_they_agree(tmp_path, monkeypatch):
     monkeypatch.delenv("NCL_TRITON_WARPS", raising=False)  # the script sets it; restored after the test
     out = tmp_path / "warps.json"
-    assert _script().main(["--device", DEVICE, "--batch", "1", "--warps", "0", "16", "--steps", "2",
+    assert _script().main(["--device", DEVICE, "--batch", "1", "--warps", "0", "16", "--steps", "4",
                            "--repeats", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["batch"], r["warps"]) for r in rows] == [(1, "default"), (1, 16)]
     assert rows[0]["answer"] == pytest.approx(rows[1]["answer"]) and rows[0]["answer"] > 0
+    assert rows[0]["grad"] == pytest.approx(rows[1]["grad"]) and rows[0]["grad"] > 1e-3  # a gradient that can differ
     assert all(0 < r[mode]["min"] <= r[mode]["median"] <= r[mode]["max"] for r in rows for mode in ("fwd", "fwdbwd"))
 
 

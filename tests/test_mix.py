@@ -233,7 +233,8 @@ def test_run_calls_refuses_what_cannot_run():
 def test_the_synonym_table_is_keyed_by_trained_words_only():
     """``scripts/make_synonyms.py`` keys the WordNet table by the words of the trained wording alone, so a
     held-out template's word reaches training only as a synonym of a trained one; regenerated from WordNet
-    (where Debian's ``wordnet-base`` is installed) it equals the committed table."""
+    (where Debian's ``wordnet-base`` is installed) it equals the committed table, and the committed file is the
+    script's rendering of it."""
     import importlib.util  # (the script is not a module of the package)
     from pathlib import Path
     path = Path(__file__).resolve().parent.parent / "scripts" / "make_synonyms.py"
@@ -245,6 +246,7 @@ def test_the_synonym_table_is_keyed_by_trained_words_only():
     assert set(SYNONYMS) <= set(trained) and len(SYNONYMS) > 30
     assert all(re.fullmatch(r"[a-z]+( [a-z]+){0,2}", s) and s != w for w, ss in SYNONYMS.items() for s in ss)
     assert "turn" in SYNONYMS["reverse"] and "add together" in SYNONYMS["total"]
+    assert script.render(SYNONYMS) == script.OUT.read_text()  # the file, licence notice included, as written
     wordnet = Path("/usr/share/wordnet")
     if (wordnet / "index.noun").exists():
         assert script.synonyms(wordnet, trained) == SYNONYMS

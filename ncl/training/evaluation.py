@@ -264,6 +264,6 @@ def comparison_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decode_label", "decoding",
-           "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json", "read_jsonl", "run_eval",
-           "score", "summary"]
+__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decode_label",
+           "decoding", "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json", "read_jsonl",
+           "run_eval", "score", "summary"]
