@@ -33,6 +33,7 @@ from ncl.llama import LlamaConfig, LlamaForCausalLM
 from ncl.llama.generation import greedy_decode, greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
 from ncl.computer.call_heads import LocalWords, collapse_numbers
+from ncl.computer.word_encoder import PretrainedWords
 
 
 def _lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -127,6 +128,8 @@ class AugmentedLlama(nn.Module):
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
         if ccfg.word_view == "local" and self._collapses:
             self.local_words = LocalWords(llama_config.hidden_size)
+        if ccfg.word_view == "pretrained" and self._collapses:
+            self.pretrained_words = PretrainedWords(llama_config.hidden_size)
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
         logits, comp, _ = self._run(input_ids, attention_mask, read_mask, state=computer_state, max_steps=max_steps)
@@ -152,8 +155,8 @@ class AugmentedLlama(nn.Module):
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
-        words = self._collapsed(tokens, is_digit, attention_mask, read_mask) if state is None and self._collapses \
-            else None
+        words = self._collapsed(input_ids, tokens, is_digit, attention_mask, read_mask) \
+            if state is None and self._collapses else None
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
@@ -176,9 +179,10 @@ class AugmentedLlama(nn.Module):
         """Whether a chain's heads read the words in the prompt with its numbers collapsed
         (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their tokens)."""
         c = self.computer.config
-        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view in ("collapsed", "local"))
+        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view in ("collapsed", "local",
+                                                                                        "pretrained"))
 
-    def _collapsed(self, embedded, is_digit, attention_mask, read_mask):
+    def _collapsed(self, input_ids, embedded, is_digit, attention_mask, read_mask):
         """The states of the layers below the computer on the prompt with every number collapsed to one digit
         (:func:`~ncl.computer.call_heads.collapse_numbers`), gathered back to the prompt's columns (a dropped
         digit takes its number's first digit's): ``embedded (B,T,d)`` the tokens' embeddings, ``is_digit``,
@@ -186,10 +190,14 @@ class AugmentedLlama(nn.Module):
         heads do not read (in training, the answer: it is not collapsed and run again). The collapsed prompt
         is the same beside numbers of any length, so the words' states are too; its own pass, with no cache,
         so decoding is unchanged. With ``word_view="local"`` the collapsed prompt is read by
-        :class:`~ncl.computer.call_heads.LocalWords` instead of the layers."""
+        :class:`~ncl.computer.call_heads.LocalWords` instead of the layers; with ``"pretrained"`` the prompt
+        ``input_ids (B,T)`` by :class:`~ncl.computer.word_encoder.PretrainedWords` (which does its own
+        replacing of the numbers)."""
         m, T = self.llama.model, embedded.shape[1]
         reads = torch.nonzero((read_mask * attention_mask).sum(0) > 0)
         P = int(reads[0]) if len(reads) else T  # (no read position: the computer's own check says so)
+        if self.computer.config.word_view == "pretrained":
+            return self.pretrained_words(input_ids, attention_mask, P)
         keep, kept, where = collapse_numbers(is_digit[:, :P], attention_mask[:, :P])
         h = embedded.gather(1, keep[..., None].expand(-1, -1, embedded.shape[-1]))
         if self.computer.config.word_view == "local":

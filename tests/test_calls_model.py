@@ -10,6 +10,7 @@ import torch
 
 from ncl import tasks
 from ncl.computer import ComputerConfig
+from ncl.computer import word_encoder
 from ncl.computer.call_heads import NGRAM, CallHeads, LocalWords, collapse_numbers, list_separators
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
@@ -125,6 +126,37 @@ def test_text_reading_call_heads_pool_each_steps_words():
     assert torch.equal(pi2[:, 0], pi[:, 0].detach()) and not torch.allclose(pi2[:, 1], pi[:, 1])
 
 
+def test_the_mean_pool_reads_each_steps_words_alike():
+    """``program_pool="mean"`` (``word_view="pretrained"``): a call's program logits are the step's words' plain
+    mean (plus the operand count) through the program head: unchanged by edits of the step's words that keep
+    their mean, which move the pointers (they still pool by the queries)."""
+    torch.manual_seed(0)
+    heads = CallHeads(16, 5, 3, "text", program_pool="mean")
+    h = torch.randn(1, 12, 16)
+    mask, ends, tokens = torch.ones(1, 12), torch.zeros(1, 12), tuple(torch.randn(1, 12, 16) for _ in range(3))
+    ends[:, [2, 7]] = 1
+    with torch.no_grad():  # a step ends at token 4
+        for lin in (heads.step_end, heads.step_next, heads.step_next2):
+            lin.weight.zero_()
+        heads.step_end.bias.fill_(-5.0)
+        tokens[0][:, :, 0] = 0.0
+        tokens[0][:, 4, 0] = 1.0
+        heads.step_end.weight[0, 0] = 10.0
+    pi, ptr = heads(h, mask, ends, 3, 2, 1 - ends, tokens)[:2]
+    shifted, v = h.clone(), torch.randn(16)
+    shifted[:, 5] += v  # two words of the second step, their mean kept
+    shifted[:, 9] -= v
+    pi2, ptr2 = heads(shifted, mask, ends, 3, 2, 1 - ends, tokens)[:2]
+    torch.testing.assert_close(pi2, pi)
+    finite = torch.isfinite(ptr[:, 1])
+    assert not torch.allclose(ptr2[:, 1][finite], ptr[:, 1][finite])
+    mean = h[0, [0, 1, 3, 4]].mean(0)  # the first step's words (token 2 ends an operand: not a word)
+    want = heads.program(mean + heads.count.weight[1])
+    torch.testing.assert_close(pi[0, 0], want)
+    with pytest.raises(ValueError, match="program_pool"):
+        CallHeads(16, 5, 3, "focus", program_pool="mean")
+
+
 def test_a_lists_inner_separators_are_not_a_steps_words():
     """With ``call_separators=False`` (``ncl train``'s default with scarce labels) the space after each comma of
     an edge list, between two written tokens, is no word: a long list would outweigh the words that name the
@@ -166,9 +198,11 @@ def test_collapse_numbers_keeps_each_numbers_first_digit():
     assert where[0, 1:].tolist() == [2, 3, 4, 4, 4, 5, 6, 7] and where[1].tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 7]
 
 
-@pytest.mark.parametrize("view", ["collapsed", "context", "local"])
+@pytest.mark.parametrize("view", ["collapsed", "context", "local",
+                                  pytest.param("pretrained", marks=pytest.mark.skipif(
+                                      not word_encoder.available(), reason="no encoder weights"))])
 def test_the_words_states_see_no_number_length_when_collapsed(view):
-    """``word_view="collapsed"`` (the default) and ``"local"``: the states the chain's heads pool the words
+    """``word_view="collapsed"`` (the default), ``"local"`` and ``"pretrained"``: the states the chain's heads pool the words
     from are the same beside a 2-digit and a 20-digit number (the prompt as written, ``"context"``, is not: a
     4x ``long_sub`` prompt ran ``long_compare``); the other heads still read the prompt as written."""
     torch.manual_seed(0)

@@ -81,6 +81,10 @@ COUNTS = 4  #: operand counts a step's context tells apart: none, one, two, thre
 #: last letters tell ``plus`` and ``minus`` from ``times``) and after it (`` the p`` against ``reverse the
 #: list``, `` the r`` ...; the operator after the next operand).
 STEP_WINDOW = (-5, 6)
+#: How a chain's program head pools the step's words: by the learned queries (the pointers always do), or their
+#: plain mean, the way a pretrained sentence encoder's states are pooled into a sentence's embedding
+#: (``word_view="pretrained"``: :mod:`ncl.computer.word_encoder`).
+PROGRAM_POOLS = ("attention", "mean")
 #: How far, in tokens to either side, a state of :class:`LocalWords` reads: two convolutions of half this width.
 NGRAM = 4
 
@@ -161,11 +165,17 @@ class CallHeads(nn.Module):
     Args:
         d: hidden size; programs: P, the library's entry points; slots: A, argument slots per call; read: what
             the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`; nesting: whether steps
-            may be read last first (needs ``read="text"``).
+            may be read last first (needs ``read="text"``); program_pool: how the program head pools the step's
+            words, one of :data:`PROGRAM_POOLS`.
     """
 
-    def __init__(self, d: int, programs: int, slots: int, read: str = "text", nesting: bool = False):
+    def __init__(self, d: int, programs: int, slots: int, read: str = "text", nesting: bool = False,
+                 program_pool: str = "attention"):
         super().__init__()
+        if program_pool not in PROGRAM_POOLS or (program_pool == "mean" and read != "text"):
+            raise ValueError(f"program_pool must be one of {PROGRAM_POOLS} ('mean' needs read='text'), got "
+                             f"{program_pool!r}")
+        self.program_pool = program_pool
         if read not in CALL_READS:
             raise ValueError(f"read must be one of {CALL_READS}, got {read!r}")
         if nesting and read != "text":
@@ -266,7 +276,11 @@ class CallHeads(nn.Module):
                 c = torch.einsum("bqt,btd->bd", w, h)
                 if self.nesting:
                     c = c + torch.einsum("bqt,btd->bd", w, self.word_role(self._roles(is_end & step)))
-                c = c + self.count(count) * found[:, None].to(h.dtype)
+                counted = self.count(count) * found[:, None].to(h.dtype)
+                c = c + counted
+                if self.program_pool == "mean":  # the program reads the step's words' mean, not the attention's
+                    chosen = (step & (words > 0)).to(h.dtype)
+                    mean = torch.einsum("bt,btd->bd", chosen, h) / chosen.sum(-1, keepdim=True).clamp(min=1)
             else:
                 c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
             # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32); detached, since
@@ -275,7 +289,7 @@ class CallHeads(nn.Module):
             if self.nesting:  # backwards: halt unless a step ends before this one
                 after_focus = torch.where(backwards[:, None], (pos[None] <= previous[:, None]) & real, after_focus)
             halts.append(-ended.masked_fill(~after_focus, -30.0).amax(-1))
-            pis.append(self.program(c))
+            pis.append(self.program(mean + counted if self.program_pool == "mean" else c))
             # operand j's order relative to the focus: −1, −2 at or before it; 0, 1, ... after it
             after = (end_pos > focus[:, None]).long()
             rank = after.cumsum(1) - 1  # the j-th operand after the focus has rank j (for those after)

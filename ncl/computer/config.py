@@ -15,7 +15,7 @@ MODES = ("mixture", "superposition")
 TAPE_GATES = ("local", "context")
 PROGRAM_READS = ("text", "last")
 CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
-WORD_VIEWS = ("collapsed", "context", "local")  #: the states a chain's heads pool its words from
+WORD_VIEWS = ("collapsed", "context", "local", "pretrained")  #: the states a chain's heads pool its words from
 #: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
 #: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
 #: gate one token ahead; ``word_view``: the words' states read the prompt as written), and its weights fit only
@@ -124,7 +124,10 @@ class ComputerConfig:
             each token of the collapsed prompt read with its neighbours alone
             (:class:`~ncl.computer.call_heads.LocalWords`, a window of :data:`~ncl.computer.call_heads.NGRAM`
             tokens on either side): a word reads the same in any sentence, yet held-out wording did not gain
-            beyond the spread between seeds, and one seed lost three-call problems (docs/language.md).
+            beyond the spread between seeds, and one seed lost three-call problems (docs/language.md); or
+            ``"pretrained"``, a frozen pretrained sentence encoder's states of the prompt, its numbers replaced,
+            through one trained projection (:mod:`ncl.computer.word_encoder`; its weights are an optional
+            install): the English that no trained template holds (docs/language.md).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
