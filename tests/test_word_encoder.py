@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ncl.computer import word_encoder
-from ncl.computer.word_encoder import NUMBER, WIDTH, PretrainedWords, clauses, load_encoder, prompt_texts
+from ncl.computer.word_encoder import NUMBER, WIDTH, PretrainedWords, load_encoder, prompt_texts
 from ncl.tokenizers import CharTokenizer
 from ncl.training import TrainConfig
 from ncl.training.config import default_computer
@@ -136,22 +136,3 @@ def test_only_the_projection_learns_and_is_saved():
     assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
     assert model.pretrained_words.project.weight.shape == (model.llama.config.hidden_size, WIDTH)
 
-
-def test_clauses_end_after_punctuation_and_a_space():
-    text = f"Reverse {NUMBER} {NUMBER}, then add up its elements; then multiply by {NUMBER}. What is it? "
-    assert [text[a:e] for a, e in clauses(text)] == [f"Reverse {NUMBER} {NUMBER},", " then add up its elements;",
-                                                     f" then multiply by {NUMBER}.", " What is it?"]
-    assert clauses("x,y") == [(0, 3)] and clauses("  ") == []
-
-
-@needs_encoder
-def test_a_step_reads_the_same_beside_other_steps():
-    """Each clause is read alone: a chain's third step reads as it did as the second."""
-    torch.manual_seed(0)
-    words = PretrainedWords(16)
-    two, three = "Add 4 and 9, then multiply by 12. =", "Sort 3 1, then add up its elements, then multiply by 12. ="
-    ids, mask = _batch([two, three])
-    out = words(ids, mask, ids.shape[1] - 1)
-    step = len(" then multiply by 12. =")  # (the comma ends the clause before)
-    torch.testing.assert_close(out[0, -step:], out[1, -step:])
-    assert out[0, -step:].abs().sum() > 0

