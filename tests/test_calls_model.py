@@ -202,9 +202,10 @@ def test_collapse_numbers_keeps_each_numbers_first_digit():
                                   pytest.param("pretrained", marks=pytest.mark.skipif(
                                       not word_encoder.available(), reason="no encoder weights"))])
 def test_the_words_states_see_no_number_length_when_collapsed(view):
-    """``word_view="collapsed"`` (the default), ``"local"`` and ``"pretrained"``: the states the chain's heads pool the words
-    from are the same beside a 2-digit and a 20-digit number (the prompt as written, ``"context"``, is not: a
-    4x ``long_sub`` prompt ran ``long_compare``); the other heads still read the prompt as written."""
+    """``word_view="collapsed"`` (the default), ``"local"`` and ``"pretrained"``: the states the chain's heads
+    pool the words from are the same beside a 2-digit and a 20-digit number (the prompt as written,
+    ``"context"``, is not: a 4x ``long_sub`` prompt ran ``long_compare``); the other heads still read the prompt
+    as written."""
     torch.manual_seed(0)
     model = build_model(TrainConfig(task="mix", layers=2, computer=replace(default_computer(), word_view=view)))
     model.eval()

