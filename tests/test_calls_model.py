@@ -95,6 +95,18 @@ def test_every_chain_head_learns_from_the_labels(read):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def _step_end_at_token_4(heads: CallHeads, tokens: tuple) -> None:
+    """Sets the step-end gate of ``heads`` to fire at token 4 of ``tokens`` only (the bias on one token's
+    embedding), in place."""
+    with torch.no_grad():
+        for lin in (heads.step_end, heads.step_next, heads.step_next2):
+            lin.weight.zero_()
+        heads.step_end.bias.fill_(-5.0)
+        tokens[0][:, :, 0] = 0.0
+        tokens[0][:, 4, 0] = 1.0
+        heads.step_end.weight[0, 0] = 10.0
+
+
 def test_text_reading_call_heads_pool_each_steps_words():
     """``read="text"``: call k reads the words between call k-1's focus and its own (not the operands' end
     tokens) and the count of operands ending there; the last step ends at the last token (the answer cue)
@@ -103,13 +115,7 @@ def test_text_reading_call_heads_pool_each_steps_words():
     heads = CallHeads(16, 5, 3, "text")
     h = torch.randn(2, 12, 16, requires_grad=True)
     tokens = tuple(torch.randn(2, 12, 16) for _ in range(3))
-    with torch.no_grad():  # the gate fires at token 4 only (the bias on one token's embedding)
-        for lin in (heads.step_end, heads.step_next, heads.step_next2):
-            lin.weight.zero_()
-        heads.step_end.bias.fill_(-5.0)
-        tokens[0][:, :, 0] = 0.0
-        tokens[0][:, 4, 0] = 1.0
-        heads.step_end.weight[0, 0] = 10.0
+    _step_end_at_token_4(heads, tokens)
     mask, ends = torch.ones(2, 12), torch.zeros(2, 12)
     ends[:, [2, 7]] = 1  # an operand ends in each step
     pi, ptr, halt, step_logit, nest_logit, join_logit, window = heads(h, mask, ends, 3, 3, 1 - ends, tokens)
@@ -135,13 +141,7 @@ def test_the_mean_pool_reads_each_steps_words_alike():
     h = torch.randn(1, 12, 16)
     mask, ends, tokens = torch.ones(1, 12), torch.zeros(1, 12), tuple(torch.randn(1, 12, 16) for _ in range(3))
     ends[:, [2, 7]] = 1
-    with torch.no_grad():  # a step ends at token 4
-        for lin in (heads.step_end, heads.step_next, heads.step_next2):
-            lin.weight.zero_()
-        heads.step_end.bias.fill_(-5.0)
-        tokens[0][:, :, 0] = 0.0
-        tokens[0][:, 4, 0] = 1.0
-        heads.step_end.weight[0, 0] = 10.0
+    _step_end_at_token_4(heads, tokens)
     pi, ptr = heads(h, mask, ends, 3, 2, 1 - ends, tokens)[:2]
     shifted, v = h.clone(), torch.randn(16)
     shifted[:, 5] += v  # two words of the second step, their mean kept
