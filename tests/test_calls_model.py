@@ -198,14 +198,14 @@ def test_collapse_numbers_keeps_each_numbers_first_digit():
     assert where[0, 1:].tolist() == [2, 3, 4, 4, 4, 5, 6, 7] and where[1].tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 7]
 
 
-@pytest.mark.parametrize("view", ["collapsed", "context", "local",
-                                  pytest.param("pretrained", marks=pytest.mark.skipif(
-                                      not word_encoder.available(), reason="no encoder weights"))])
+@pytest.mark.parametrize("view", ["collapsed", "context", "local"] + [
+    pytest.param(v, marks=pytest.mark.skipif(not word_encoder.available(), reason="no encoder weights"))
+    for v in ("pretrained", "hybrid")])
 def test_the_words_states_see_no_number_length_when_collapsed(view):
-    """``word_view="collapsed"`` (the default), ``"local"`` and ``"pretrained"``: the states the chain's heads
-    pool the words from are the same beside a 2-digit and a 20-digit number (the prompt as written,
-    ``"context"``, is not: a 4x ``long_sub`` prompt ran ``long_compare``); the other heads still read the prompt
-    as written."""
+    """``word_view="collapsed"`` (the default), ``"local"``, ``"pretrained"`` and ``"hybrid"`` (both its views):
+    the states the chain's heads pool the words from are the same beside a 2-digit and a 20-digit number (the
+    prompt as written, ``"context"``, is not: a 4x ``long_sub`` prompt ran ``long_compare``); the other heads
+    still read the prompt as written."""
     torch.manual_seed(0)
     model = build_model(TrainConfig(task="mix", layers=2, computer=replace(default_computer(), word_view=view)))
     model.eval()
@@ -223,6 +223,9 @@ def test_the_words_states_see_no_number_length_when_collapsed(view):
     first = inputs.h.shape[1] - after
     same = torch.allclose(inputs.h[0, first:], inputs.h[1, first:], atol=1e-5)
     assert same == (view != "context")
+    assert (inputs.program_h is None) == (view != "hybrid")
+    if view == "hybrid":
+        assert torch.allclose(inputs.program_h[0, first:], inputs.program_h[1, first:], atol=1e-5)
     # "Tell me ", before the number, reads the same in either view (causal), in the columns the rows have it in
     assert torch.allclose(inputs.h[0, first - 10:first - 2], inputs.h[1, first - 28:first - 20], atol=1e-5)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ncl.computer import word_encoder
+from ncl.computer.call_heads import CallHeads
 from ncl.computer.word_encoder import NUMBER, WIDTH, PretrainedWords, load_encoder, prompt_texts
 from ncl.tokenizers import CharTokenizer
 from ncl.training import TrainConfig
@@ -136,3 +137,38 @@ def test_only_the_projection_learns_and_is_saved():
     assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
     assert model.pretrained_words.project.weight.shape == (model.llama.config.hidden_size, WIDTH)
 
+
+
+@needs_encoder
+def test_hybrid_reads_the_program_from_the_encoder_and_the_pointers_from_the_collapsed_prompt():
+    torch.manual_seed(0)
+    cfg = TrainConfig(task="mix", layers=2, computer=replace(default_computer(), word_view="hybrid"))
+    model = build_model(cfg)
+    ids, mask = _batch(["What is 12 plus 30? =", "Turn 5 3 9 around. ="])
+    read = torch.zeros_like(mask)
+    read[:, -1] = 1
+    chain = model(ids, mask, read)["computer"].heads.prompt.chain
+    inputs, turn = chain.inputs, ids.shape[1] - len("Turn 5 3 9 around. =")
+    assert inputs.program_words[1, turn:turn + 4].tolist() == [1, 0, 0, 0]  # the program: a word piece, once
+    assert inputs.words[1, turn:turn + 4].tolist() == [1, 1, 1, 1]  # the pointers: every character
+    assert (inputs.program_words <= inputs.words).all()
+    chain.pi[:, 0].log().sum().backward(retain_graph=True)
+    assert model.pretrained_words.project.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    pointers = chain.pointers[:, 0]
+    torch.log_softmax(pointers.masked_fill(pointers.isinf(), -1e9), -1)[..., 1].sum().backward()
+    assert model.pretrained_words.project.weight.grad is None  # the pointers never read the encoder
+    assert model.llama.model.layers[0].mlp.down_proj.weight.grad.abs().sum() > 0  # but the collapsed prompt
+
+
+def test_program_states_come_together_and_only_with_hybrid():
+    heads, h = CallHeads(8, 3, 2, program_pool="mean"), torch.randn(1, 5, 8)
+    mask, ends = torch.ones(1, 5), torch.zeros(1, 5)
+    with pytest.raises(ValueError, match="program_h"):
+        heads(h, mask, ends, 3, 2, mask, program_h=h)
+    with pytest.raises(ValueError, match="program_h"):
+        CallHeads(8, 3, 2)(h, mask, ends, 3, 2, mask, program_h=h, program_words=mask)
+    model = build_model(TrainConfig(task="mix", layers=2))  # word_view="collapsed"
+    hidden = torch.randn(1, 5, model.llama.config.hidden_size)
+    with pytest.raises(ValueError, match="program_states"):
+        model.computer(hidden, mask, ends, program_states=hidden)

@@ -213,16 +213,26 @@ class CallHeads(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
-                tokens: tuple[torch.Tensor, ...] | None = None, force: torch.Tensor | None = None) -> CallLogits:
+                tokens: tuple[torch.Tensor, ...] | None = None, force: torch.Tensor | None = None,
+                program_h: torch.Tensor | None = None, program_words: torch.Tensor | None = None) -> CallLogits:
         """:class:`CallLogits` for K = ``calls`` and O = ``operands`` (S = 1 + O + K). ``words`` is needed with
         ``read="text"``, whose step-end gate reads ``tokens``: (each token, the next, the one after, ...; (B,T,d)
         each; with ``nesting`` up to :data:`STEP_WINDOW`'s last offset), or ``h`` if None. ``force (B,T)``
         (long): where a step ends regardless of the gate, 1 a step end, 0 none, −1 as the gate says (the step
         search of :mod:`ncl.training.search` runs the chain again so); the gate's logits are returned as they are.
+        ``program_h (B,T,d)`` and ``program_words (B,T)``: with ``program_pool="mean"``, the states and words the
+        program head pools instead of ``h`` and ``words`` (both or neither; the pointers still read ``h``).
         """
         B, T, d = h.shape
         if force is not None and force.shape != (B, T):
             raise ValueError(f"force must be (B, T) = {(B, T)}, got {tuple(force.shape)}")
+        if (program_h is None) != (program_words is None) or (program_h is not None and (
+                self.program_pool != "mean" or program_h.shape != h.shape or program_words.shape != (B, T))):
+            raise ValueError(f"program_h (B, T, d) = {tuple(h.shape)} and program_words (B, T) come together, with "
+                             f"program_pool='mean'; got {None if program_h is None else tuple(program_h.shape)} and "
+                             f"{None if program_words is None else tuple(program_words.shape)}")
+        if program_h is None:
+            program_h, program_words = h, words
         pos = torch.arange(T, device=h.device)
         real = mask > 0
         is_end = (ends > 0.5) & real
@@ -279,8 +289,8 @@ class CallHeads(nn.Module):
                 counted = self.count(count) * found[:, None].to(h.dtype)
                 c = c + counted
                 if self.program_pool == "mean":  # the program reads the step's words' mean, not the attention's
-                    chosen = (step & (words > 0)).to(h.dtype)
-                    mean = torch.einsum("bt,btd->bd", chosen, h) / chosen.sum(-1, keepdim=True).clamp(min=1)
+                    chosen = (step & (program_words > 0)).to(h.dtype)
+                    mean = torch.einsum("bt,btd->bd", chosen, program_h) / chosen.sum(-1, keepdim=True).clamp(min=1)
             else:
                 c = h[rows, focus.clamp(min=0)] * found[:, None].to(h.dtype)  # no step left: a zero context
             # halt unless a step ends after the focus (+30: none can, a sigmoid of 1 in fp32); detached, since

@@ -15,7 +15,8 @@ MODES = ("mixture", "superposition")
 TAPE_GATES = ("local", "context")
 PROGRAM_READS = ("text", "last")
 CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
-WORD_VIEWS = ("collapsed", "context", "local", "pretrained")  #: the states a chain's heads pool its words from
+#: the states a chain's heads pool its words from
+WORD_VIEWS = ("collapsed", "context", "local", "pretrained", "hybrid")
 #: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
 #: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
 #: gate one token ahead; ``word_view``: the words' states read the prompt as written), and its weights fit only
@@ -127,7 +128,10 @@ class ComputerConfig:
             beyond the spread between seeds, and one seed lost three-call problems (docs/language.md); or
             ``"pretrained"``, a frozen pretrained sentence encoder's states of the prompt, its numbers replaced,
             through one trained projection (:mod:`ncl.computer.word_encoder`; its weights are an optional
-            install): the English that no trained template holds (docs/language.md).
+            install): the English that no trained template holds (docs/language.md); or ``"hybrid"``, the
+            program head on the pretrained encoder's states and the argument pointers on the collapsed
+            prompt's: the encoder reads the whole prompt both ways, so in a chain longer than any trained the
+            pointers drifted on it where the collapsed prompt's did not (docs/language.md).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE

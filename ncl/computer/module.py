@@ -104,7 +104,7 @@ class NeuralComputer(nn.Module):
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
             self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read, cfg.nesting,
-                                        "mean" if cfg.word_view == "pretrained" and cfg.call_read == "text"
+                                        "mean" if cfg.word_view in ("pretrained", "hybrid") and cfg.call_read == "text"
                                         else "attention")
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
             if cfg.tape_gates == "local":
@@ -250,11 +250,12 @@ class NeuralComputer(nn.Module):
     # --- forward ---------------------------------------------------------------------------------------------
     def prompt_run(self, h: torch.Tensor, mask: torch.Tensor, read: torch.Tensor,
                    input_ids: torch.Tensor | None = None, max_steps: int | None = None,
-                   tokens: torch.Tensor | None = None, words: torch.Tensor | None = None) -> ComputerState:
+                   tokens: torch.Tensor | None = None, words: torch.Tensor | None = None,
+                   program: torch.Tensor | None = None) -> ComputerState:
         """The heads on the prompt and the run: ``h (B,T,d)`` normalised hidden states, ``mask``/``read`` (B,T)
         the real tokens and the read positions, ``tokens (B,T,d)`` what the local write and operand-end gates
-        read and ``words (B,T,d)`` the states a chain's heads pool its words from (normalised; see
-        :meth:`forward`)."""
+        read, ``words (B,T,d)`` the states a chain's heads pool its words from and ``program (B,T,d)`` those
+        its program head pools instead (normalised; see :meth:`forward`)."""
         cfg = self.config
         prompt = mask * (1 - read)
         first_read = torch.where(read.sum(0) > 0)[0]
@@ -275,7 +276,8 @@ class NeuralComputer(nn.Module):
             ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in range(1, reach + 1)]
             local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
-                                   local, None if words is None else words[:, cols])
+                                   local, None if words is None else words[:, cols],
+                                   None if program is None else program[:, cols])
         if cfg.program_read == "text":
             written = (gate_logit > 0).to(h.dtype) * prompt[:, cols]  # the write gates' forward values
             seps = written if cfg.reader == "mlp" else written * (token_logits.argmax(-1) == 10)  # numbers' ends
@@ -303,13 +305,14 @@ class NeuralComputer(nn.Module):
         return torch.einsum("bqt,btd->bd", weights.nan_to_num(0.0), h)
 
     def _chain_run(self, h, mask, tape, gate_logit, digit_logits, max_steps, first_read,
-                   end_tokens=None, word_h=None) -> ComputerState:
+                   end_tokens=None, word_h=None, program_h=None) -> ComputerState:
         """The chain of ``config.calls`` calls on the prompt's tape (:mod:`ncl.computer.calls`), its heads
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
         hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them, the
         tokens after those, ...)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead``
         tokens ahead, the step-end gate of ``call_read="text"`` two (with ``nesting``, its window's);
-        ``word_h (B,T,d)``: the states the call heads pool the words from (None: ``h``)."""
+        ``word_h (B,T,d)``: the states the call heads pool the words from (None: ``h``); ``program_h (B,T,d)``:
+        those the program head pools (``word_view="hybrid"``; None: ``word_h``)."""
         cfg, K = self.config, self.config.calls
         B, C = h.shape[0], cfg.machine.cells
         written = (torch.sigmoid(gate_logit) > 0.5).to(h.dtype) * mask  # the write gates' forward values
@@ -325,13 +328,16 @@ class NeuralComputer(nn.Module):
         ends = h.new_zeros(B, C).scatter_add(1, cell, end)
         operands = calls_.operand_segments(tape.mem, tape.length.argmax(-1), ends, K + 1)
         words = mask * (1 - written)
-        if cfg.word_view == "pretrained" and word_h is not None:
-            # each word piece is one word, at its first character (ncl.computer.word_encoder): a long word does
-            # not outweigh a symbol such as +
-            words = words * (word_h != 0).any(-1).to(words.dtype)
         if not cfg.call_separators:
             words = words * (~list_separators(written, mask)).to(words.dtype)
-        inputs = ChainInputs(h if word_h is None else word_h, mask, end, words, end_tokens, operands, max_steps)
+        # the encoder's words: each word piece is one word, at its first character (ncl.computer.word_encoder),
+        # so a long word does not outweigh a symbol such as +
+        starts = lambda x: (x != 0).any(-1).to(words.dtype)  # noqa: E731
+        program_words = None if program_h is None else words * starts(program_h)
+        if cfg.word_view == "pretrained" and word_h is not None:
+            words = words * starts(word_h)
+        inputs = ChainInputs(h if word_h is None else word_h, mask, end, words, end_tokens, operands, max_steps,
+                             program_h, program_words)
         logits, pi, chain = self._calls(inputs)
         heads = PromptHeads(cfg.reader, pi[:, 0], None, None, None, gate_logit, None, digit_logits,
                             ChainHeads(pi, chain.pointers, logits.halt, end_logit, chain.calls, chain.program,
@@ -346,7 +352,8 @@ class NeuralComputer(nn.Module):
         ``(CallLogits, pi (B,K,P), ChainOutput)``. ``force``: step ends forced (:class:`CallHeads`); ``grad``:
         whether the answer's gradient may reach the pointers and halting (as the config says) or nowhere."""
         cfg, K = self.config, self.config.calls
-        logits = self.call_heads(inputs.h, inputs.mask, inputs.ends, K + 1, K, inputs.words, inputs.tokens, force)
+        logits = self.call_heads(inputs.h, inputs.mask, inputs.ends, K + 1, K, inputs.words, inputs.tokens, force,
+                                 inputs.program_h, inputs.program_words)
         pi = torch.softmax(logits.program, -1)
         chain = calls_.run_chain(lambda p, r, m: self.run_machine(p, r, m, inputs.max_steps), pi, logits.pointers,
                                  logits.halt, inputs.operands, cfg.machine.registers,
@@ -378,13 +385,15 @@ class NeuralComputer(nn.Module):
                              f"rows {tuple(rows.shape)} and force {tuple(force.shape)}")
         sub = ChainInputs(inputs.h[rows], inputs.mask[rows], inputs.ends[rows], inputs.words[rows],
                           None if inputs.tokens is None else tuple(t[rows] for t in inputs.tokens),
-                          calls_.Segments(*(x[rows] for x in inputs.operands)), inputs.max_steps)
+                          calls_.Segments(*(x[rows] for x in inputs.operands)), inputs.max_steps,
+                          *(None if x is None else x[rows] for x in (inputs.program_h, inputs.program_words)))
         return self._calls(sub, force, grad=False)[2]
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                 state: ComputerState | None = None, max_steps: int | None = None,
                 input_ids: torch.Tensor | None = None, token_states: torch.Tensor | None = None,
-                word_states: torch.Tensor | None = None) -> ComputerOutput:
+                word_states: torch.Tensor | None = None,
+                program_states: torch.Tensor | None = None) -> ComputerOutput:
         """Heads → machine → readouts.
 
         Args:
@@ -402,18 +411,23 @@ class NeuralComputer(nn.Module):
             word_states: (B, T, d) the hidden states a chain's heads pool the step's words from (with
                 ``word_view="collapsed"``, those of the prompt with its numbers collapsed, gathered back to the
                 prompt's columns: :class:`~ncl.augmented.AugmentedLlama`); None: the hidden states.
+            program_states: (B, T, d) with ``word_view="hybrid"``, the states a chain's program head pools the
+                step's words from (the pretrained encoder's, zero at a token that starts no word piece); None:
+                ``word_states``.
 
         Returns:
             :class:`~ncl.computer.ComputerOutput`.
         """
         return self.forward_incremental(hidden, attention_mask, read_mask, state, max_steps, input_ids,
-                                        token_states=token_states, word_states=word_states)[0]
+                                        token_states=token_states, word_states=word_states,
+                                        program_states=program_states)[0]
 
     def forward_incremental(self, hidden: torch.Tensor, attention_mask: torch.Tensor, read_mask: torch.Tensor,
                             state: ComputerState | None = None, max_steps: int | None = None,
                             input_ids: torch.Tensor | None = None, pointers: readout_.Pointers | None = None,
                             token_states: torch.Tensor | None = None,
-                            word_states: torch.Tensor | None = None) -> tuple[ComputerOutput, readout_.Pointers]:
+                            word_states: torch.Tensor | None = None, program_states: torch.Tensor | None = None
+                            ) -> tuple[ComputerOutput, readout_.Pointers]:
         """:meth:`forward`, and the readout's :class:`~ncl.computer.readout.Pointers` after the last position.
 
         With ``pointers`` (those an earlier call returned, and its ``state``), ``hidden (B,T,d)`` holds only the
@@ -424,9 +438,12 @@ class NeuralComputer(nn.Module):
         if attention_mask.shape != (B, T) or read_mask.shape != (B, T):
             raise ValueError(f"attention_mask and read_mask must be (B, T) = {(B, T)}, got "
                              f"{tuple(attention_mask.shape)} and {tuple(read_mask.shape)}")
-        for name, states in (("token_states", token_states), ("word_states", word_states)):
+        for name, states in (("token_states", token_states), ("word_states", word_states),
+                             ("program_states", program_states)):
             if states is not None and states.shape != hidden.shape:
                 raise ValueError(f"{name} must be (B, T, d) = {(B, T, d)}, got {tuple(states.shape)}")
+        if program_states is not None and self.config.word_view != "hybrid":
+            raise ValueError(f"program_states: only with word_view='hybrid', got {self.config.word_view!r}")
         if self.config.digit_tokens and state is None and (input_ids is None or input_ids.shape != (B, T)):
             raise ValueError(f"digit_tokens: forward needs input_ids of shape (B, T) = {(B, T)}")
         if pointers is not None and state is None:
@@ -436,16 +453,20 @@ class NeuralComputer(nn.Module):
         h = self.norm(hidden)
         tokens = None if token_states is None else self.norm(token_states)
         if state is None:
-            words = None if word_states is None else self.norm(word_states)
-            if words is not None and self.config.word_view == "pretrained":
-                # a token holding no word piece's start has no state there, and stays none (_chain_run)
-                words = words * (word_states != 0).any(-1, keepdim=True).to(words.dtype)
-            state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens, words)
+            words = None if word_states is None else \
+                self._pieces(word_states) if self.config.word_view == "pretrained" else self.norm(word_states)
+            program = None if program_states is None else self._pieces(program_states)
+            state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens, words, program)
         out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,
                       digit_gate_logit=out.digit_gate_logit, print_r0=out.print_r0, print_cell=out.print_cell,
                       r0=state.r0, mem=state.mem)
         return ComputerOutput(out.readout, state.steps, state.unhalted, state.run_steps, heads, state), out.pointers
+
+    def _pieces(self, states: torch.Tensor) -> torch.Tensor:
+        """The pretrained encoder's ``states (B,T,d)`` normalised, a token holding no word piece's start still
+        zero (it has no state there, and stays none: :meth:`_chain_run`)."""
+        return self.norm(states) * (states != 0).any(-1, keepdim=True).to(states.dtype)
 
 
 def check_library(image, machine):

@@ -19,7 +19,8 @@ class ChainInputs(NamedTuple):
     from, ``ends (B,T)`` the operand ends (hard), ``words (B,T)`` the tokens the tape does not
     hold, ``tokens`` what the local gates read (a tuple of (B,T,d) look-ahead views, or None), ``operands`` the
     prompt's :class:`~ncl.computer.calls.Segments` and ``max_steps`` the machine's step limit (None: the
-    computer's)."""
+    computer's); with ``word_view="hybrid"`` (else None), ``program_h (B,T,d)`` the states the program head
+    pools instead (the pretrained encoder's) and ``program_words (B,T)`` the tokens it pools."""
 
     h: torch.Tensor
     mask: torch.Tensor
@@ -28,6 +29,8 @@ class ChainInputs(NamedTuple):
     tokens: tuple | None
     operands: Segments
     max_steps: int | None
+    program_h: torch.Tensor | None = None
+    program_words: torch.Tensor | None = None
 
 
 class ChainHeads(NamedTuple):

@@ -71,7 +71,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
     ``+ replay R`` when it replayed labelled examples, ``+ words without list separators`` for a chain whose
     heads did not pool them (``call_separators``), ``+ words read with the numbers collapsed`` for one whose
     heads read them so (``word_view``; ``+ words read by their neighbours alone`` with ``"local"``, ``+ words read by a
-    pretrained encoder`` with ``"pretrained"``); and whether
+    pretrained encoder`` with ``"pretrained"``, ``+ program read by a pretrained encoder, pointers with the numbers
+    collapsed`` with ``"hybrid"``); and whether
     the run is one of the ablations (the last kind)."""
     heads = tuple(result.get("answer_grad_heads", ANSWER_GRAD_HEADS))
     cut = [h for h in ANSWER_GRAD_HEADS if h not in heads]
@@ -97,6 +98,8 @@ def _heads_trained(result: dict) -> tuple[str, bool]:
         how += " + words read by their neighbours alone"
     elif result.get("word_view") == "pretrained":
         how += " + words read by a pretrained encoder"
+    elif result.get("word_view") == "hybrid":
+        how += " + program read by a pretrained encoder, pointers with the numbers collapsed"
     return how, ablation
 
 
