@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "answer_grad_heads", "call_read", "call_separators",
-                                                       "word_view")}
+                                                       "word_view", "word_dropout")}
     if cfg.labels == 0 and cfg.aux > 0 and cfg.model == "augmented" and not cfg.chain and args.discover is None:
         # a single call from answers alone: the interface searched on the library, which docs/labels.md measured
         # against the answer's gradient
@@ -263,6 +263,9 @@ def add_commands(sub) -> None:
                         "the pointers on the collapsed prompt; as written on a chain with --labels between 0 "
                         "and 1 (what docs/labels.md measured), pretrained for --task mix with every label, else "
                         "collapsed; docs/language.md")
+    p.add_argument("--word-dropout", type=float, default=None,
+                   help="in training, the share of a step's words the program head's mean leaves out (with "
+                        "--word-view pretrained or hybrid; default 0); docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

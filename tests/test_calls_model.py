@@ -157,6 +157,33 @@ def test_the_mean_pool_reads_each_steps_words_alike():
         CallHeads(16, 5, 3, "focus", program_pool="mean")
 
 
+def test_word_dropout_leaves_words_out_of_the_mean_in_training_only():
+    """``word_dropout`` (``ComputerConfig.word_dropout``): in training the mean pool leaves out a random share of
+    the step's words, so two forwards differ and some step's mean is over fewer words; in evaluation it is the
+    mean over every word, as without the option; the pointers never change."""
+    torch.manual_seed(0)
+    plain = CallHeads(16, 5, 3, "text", program_pool="mean")
+    heads = CallHeads(16, 5, 3, "text", program_pool="mean", word_dropout=0.5)
+    heads.load_state_dict(plain.state_dict())
+    h = torch.randn(4, 12, 16)
+    mask, ends, tokens = torch.ones(4, 12), torch.zeros(4, 12), tuple(torch.randn(4, 12, 16) for _ in range(3))
+    ends[:, [2, 7]] = 1
+    for m in (plain, heads):
+        _step_end_at_token_4(m, tokens)
+    want, ptr = plain(h, mask, ends, 3, 2, 1 - ends, tokens)[:2]
+    heads.eval()
+    torch.testing.assert_close(heads(h, mask, ends, 3, 2, 1 - ends, tokens)[0], want)
+    heads.train()
+    first, ptr1 = heads(h, mask, ends, 3, 2, 1 - ends, tokens)[:2]
+    second = heads(h, mask, ends, 3, 2, 1 - ends, tokens)[0]
+    assert not torch.allclose(first, want) and not torch.allclose(first, second)
+    torch.testing.assert_close(ptr1, ptr)
+    with pytest.raises(ValueError, match="word_dropout"):
+        CallHeads(16, 5, 3, "text", word_dropout=0.5)  # the queries' pool has no dropout
+    with pytest.raises(ValueError, match="word_dropout"):
+        ComputerConfig(word_dropout=0.2)  # the collapsed view's program head pools by the queries
+
+
 def test_a_lists_inner_separators_are_not_a_steps_words():
     """With ``call_separators=False`` (``ncl train``'s default with scarce labels) the space after each comma of
     an edge list, between two written tokens, is no word: a long list would outweigh the words that name the

@@ -166,12 +166,16 @@ class CallHeads(nn.Module):
         d: hidden size; programs: P, the library's entry points; slots: A, argument slots per call; read: what
             the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`; nesting: whether steps
             may be read last first (needs ``read="text"``); program_pool: how the program head pools the step's
-            words, one of :data:`PROGRAM_POOLS`.
+            words, one of :data:`PROGRAM_POOLS`; word_dropout: in training, the share of the step's words the
+            ``"mean"`` pool leaves out (``ComputerConfig.word_dropout``).
     """
 
     def __init__(self, d: int, programs: int, slots: int, read: str = "text", nesting: bool = False,
-                 program_pool: str = "attention"):
+                 program_pool: str = "attention", word_dropout: float = 0.0):
         super().__init__()
+        if not 0 <= word_dropout < 1 or (word_dropout and program_pool != "mean"):
+            raise ValueError(f"word_dropout must be in [0, 1), and 0 but with program_pool='mean'; got {word_dropout}")
+        self.word_dropout = word_dropout
         if program_pool not in PROGRAM_POOLS or (program_pool == "mean" and read != "text"):
             raise ValueError(f"program_pool must be one of {PROGRAM_POOLS} ('mean' needs read='text'), got "
                              f"{program_pool!r}")
@@ -233,6 +237,8 @@ class CallHeads(nn.Module):
                              f"{None if program_words is None else tuple(program_words.shape)}")
         if program_h is None:
             program_h, program_words = h, words
+        if self.program_pool == "mean" and self.training and self.word_dropout:
+            program_words = program_words * (torch.rand_like(program_words) >= self.word_dropout)
         pos = torch.arange(T, device=h.device)
         real = mask > 0
         is_end = (ends > 0.5) & real

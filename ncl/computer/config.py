@@ -132,6 +132,10 @@ class ComputerConfig:
             program head on the pretrained encoder's states and the argument pointers on the collapsed
             prompt's: the encoder reads the whole prompt both ways, so in a chain longer than any trained the
             pointers drifted on it where the collapsed prompt's did not (docs/language.md).
+        word_dropout: in training, the share of a step's words that the program head's mean leaves out, drawn
+            anew for each word and batch (``word_view`` ``"pretrained"`` or ``"hybrid"``, whose program head
+            pools the plain mean), so that the program is read from more than one word: a held-out template is
+            trained wording with a few words changed (docs/language.md). 0: every word.
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -158,6 +162,7 @@ class ComputerConfig:
     nesting: bool = False
     call_separators: bool = True
     word_view: str = "collapsed"
+    word_dropout: float = 0.0
 
     def __post_init__(self):
         m = self.machine
@@ -188,6 +193,9 @@ class ComputerConfig:
         if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
             raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
+        if not 0 <= self.word_dropout < 1 or (self.word_dropout and self.word_view not in ("pretrained", "hybrid")):
+            raise ValueError(f"ComputerConfig: word_dropout must be in [0, 1), and 0 but with word_view 'pretrained' "
+                             f"or 'hybrid'; got {self.word_dropout} with {self.word_view!r}")
         if self.word_view not in WORD_VIEWS:
             raise ValueError(f"ComputerConfig: word_view must be one of {WORD_VIEWS}, got {self.word_view!r}")
         if self.nesting and (self.call_read != "text" or self.tape_gates != "local" or not self.calls):

@@ -103,9 +103,9 @@ class NeuralComputer(nn.Module):
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
+            mean = cfg.word_view in ("pretrained", "hybrid") and cfg.call_read == "text"
             self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read, cfg.nesting,
-                                        "mean" if cfg.word_view in ("pretrained", "hybrid") and cfg.call_read == "text"
-                                        else "attention")
+                                        "mean" if mean else "attention", cfg.word_dropout)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
             if cfg.tape_gates == "local":
                 self.end_next_head = nn.Linear(d, 1, bias=False)  # the end gate's view of the token after
