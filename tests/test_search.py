@@ -171,6 +171,8 @@ def test_a_run_searches_the_unlabelled_examples(tmp_path):
         "words without list separators + words read with the numbers collapsed)"
     assert model_label({**result, "word_view": "local"}).endswith("+ words read by their neighbours alone)")
     assert model_label({**result, "word_view": "pretrained"}).endswith("+ words read by a pretrained encoder)")
+    assert model_label({**result, "word_view": "hybrid"}).endswith(
+        "+ program read by a pretrained encoder, pointers with the numbers collapsed)")
     result = {**result, "call_separators": None}  # an eval.json written before the option existed
     assert model_label(result) == "augmented (F=0.1, labels only + program search)"
     assert labels_family(result) == ("augmented, labels only + program search", 0.1)
@@ -192,8 +194,8 @@ def test_the_defaults_with_scarce_labels(tmp_path):
     answer's gradient reaching its read gates alone; at F = 0 only the answer's gradient is left. A chain's heads
     leave a list's inner separators out of the words at 0 < F < 1 (unless ``--call-separators``), and pool them
     with every label (docs/labels.md measured both); they read the words in the prompt as written at 0 < F < 1,
-    as the runs there did, and with every label by the pretrained encoder on ``mix`` and with its numbers
-    collapsed elsewhere (docs/language.md)."""
+    as the runs there did, and with every label on ``mix`` the program's by the pretrained encoder and the
+    pointers' with the numbers collapsed, and with its numbers collapsed elsewhere (docs/language.md)."""
     from ncl import cli
     from ncl.cli_train import REPLAY, SEARCH_CANDIDATES
     from ncl.computer.config import ANSWER_GRAD_HEADS
@@ -209,7 +211,7 @@ def test_the_defaults_with_scarce_labels(tmp_path):
             ("sort", "sort", ["--labels", "0.5"], 0, False, every, False, 0, True, "collapsed"),
             ("zero", "sort", ["--labels", "0"], 0, False, every, False, 0, True, "collapsed"),  # --discover
             ("zero_mix", "mix", ["--labels", "0"], 0, True, every, False, 0, True, "collapsed"),
-            ("all", "mix", [], 0, False, every, False, 0, True, "pretrained"),
+            ("all", "mix", [], 0, False, every, False, 0, True, "hybrid"),
             ("mix_nested", "mix_nested", [], 0, False, every, False, 0, True, "collapsed")):
         assert cli.main(["train", "--task", task, "--out", str(tmp_path / name), *tiny, *extra]) == 0, name
         cfg = load_checkpoint(tmp_path / name)["config"]

@@ -332,10 +332,9 @@ class NeuralComputer(nn.Module):
             words = words * (~list_separators(written, mask)).to(words.dtype)
         # the encoder's words: each word piece is one word, at its first character (ncl.computer.word_encoder),
         # so a long word does not outweigh a symbol such as +
-        starts = lambda x: (x != 0).any(-1).to(words.dtype)  # noqa: E731
-        program_words = None if program_h is None else words * starts(program_h)
+        program_words = None if program_h is None else words * (program_h != 0).any(-1).to(words.dtype)
         if cfg.word_view == "pretrained" and word_h is not None:
-            words = words * starts(word_h)
+            words = words * (word_h != 0).any(-1).to(words.dtype)
         inputs = ChainInputs(h if word_h is None else word_h, mask, end, words, end_tokens, operands, max_steps,
                              program_h, program_words)
         logits, pi, chain = self._calls(inputs)

@@ -1,5 +1,5 @@
 r"""A frozen pretrained sentence encoder as the states a chain's heads pool the step's words from
-(``ComputerConfig.word_view="pretrained"``).
+(``ComputerConfig.word_view="pretrained"``; with ``"hybrid"``, its program head alone).
 
 A character model trained from scratch on six templates per task cannot know that ``take away ... leaves`` asks
 for a difference or ``Turn ... around`` for a reversal (docs/language.md): no trained prompt holds those words.

@@ -114,8 +114,9 @@ class MixTask:
         if nested:  # ncl train's default optimizer steps for this task (unset: TrainConfig's)
             self.train_steps = NESTED_TRAIN_STEPS
         else:  # ncl train's default words' view for this task's chain (unset: ComputerConfig's): a pretrained
-            # encoder knows the English of held-out wording that no trained template holds (docs/language.md)
-            self.word_view = "pretrained"
+            # encoder knows the English of held-out wording that no trained template holds, and the pointers read
+            # the collapsed prompt, on which they keep to a long chain's later steps (docs/language.md)
+            self.word_view = "hybrid"
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
