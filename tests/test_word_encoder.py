@@ -138,9 +138,11 @@ def test_only_the_projection_learns_and_is_saved():
     assert model.pretrained_words.project.weight.shape == (model.llama.config.hidden_size, WIDTH)
 
 
-
 @needs_encoder
 def test_hybrid_reads_the_program_from_the_encoder_and_the_pointers_from_the_collapsed_prompt():
+    """``word_view="hybrid"``: the program head pools the encoder's word pieces (one per piece), the pointers
+    every word character of the collapsed prompt; the program's gradient reaches the encoder's projection, the
+    pointers' never does, but reaches the layers below the computer (the collapsed prompt's pass)."""
     torch.manual_seed(0)
     cfg = TrainConfig(task="mix", layers=2, computer=replace(default_computer(), word_view="hybrid"))
     model = build_model(cfg)
@@ -162,6 +164,8 @@ def test_hybrid_reads_the_program_from_the_encoder_and_the_pointers_from_the_col
 
 
 def test_program_states_come_together_and_only_with_hybrid():
+    """The program's own states and words are given together, to a mean-pool head, and a computer takes them
+    only with ``word_view="hybrid"``: else a clear ValueError naming them."""
     heads, h = CallHeads(8, 3, 2, program_pool="mean"), torch.randn(1, 5, 8)
     mask, ends = torch.ones(1, 5), torch.zeros(1, 5)
     with pytest.raises(ValueError, match="program_h"):
