@@ -33,6 +33,7 @@ from ncl.llama import LlamaConfig, LlamaForCausalLM
 from ncl.llama.generation import greedy_decode, greedy_generate
 from ncl.computer import ComputerConfig, NeuralComputer
 from ncl.computer.call_heads import LocalWords, collapse_numbers
+from ncl.computer.config import ENCODER_VIEWS
 from ncl.computer.word_encoder import PretrainedWords
 
 
@@ -128,7 +129,7 @@ class AugmentedLlama(nn.Module):
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
         if ccfg.word_view == "local" and self._collapses:
             self.local_words = LocalWords(llama_config.hidden_size)
-        if ccfg.word_view in ("pretrained", "hybrid") and self._collapses:
+        if ccfg.word_view in ENCODER_VIEWS and self._collapses:
             self.pretrained_words = PretrainedWords(llama_config.hidden_size)
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
@@ -199,8 +200,7 @@ class AugmentedLlama(nn.Module):
         m, T, view = self.llama.model, embedded.shape[1], self.computer.config.word_view
         reads = torch.nonzero((read_mask * attention_mask).sum(0) > 0)
         P = int(reads[0]) if len(reads) else T  # (no read position: the computer's own check says so)
-        pretrained = self.pretrained_words(input_ids, attention_mask, P) if view in ("pretrained", "hybrid") \
-            else None
+        pretrained = self.pretrained_words(input_ids, attention_mask, P) if view in ENCODER_VIEWS else None
         if view == "pretrained":
             return pretrained, None
         keep, kept, where = collapse_numbers(is_digit[:, :P], attention_mask[:, :P])

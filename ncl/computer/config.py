@@ -17,6 +17,8 @@ PROGRAM_READS = ("text", "last")
 CALL_READS = ("text", "focus")  #: what a chain's program and pointer heads read (ncl.computer.call_heads)
 #: the states a chain's heads pool its words from
 WORD_VIEWS = ("collapsed", "context", "local", "pretrained", "hybrid")
+#: the views whose program head pools the pretrained encoder's word pieces by their plain mean
+ENCODER_VIEWS = ("pretrained", "hybrid")
 #: What a config saved before a head option existed means (``tape_gates``, ``program_read``: the heads it
 #: trained read the context; ``call_read``, ``end_lookahead``: a chain's heads read the focus, its operand-end
 #: gate one token ahead; ``word_view``: the words' states read the prompt as written), and its weights fit only
@@ -193,7 +195,7 @@ class ComputerConfig:
         if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
             raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
-        if not 0 <= self.word_dropout < 1 or (self.word_dropout and self.word_view not in ("pretrained", "hybrid")):
+        if not 0 <= self.word_dropout < 1 or (self.word_dropout and self.word_view not in ENCODER_VIEWS):
             raise ValueError(f"ComputerConfig: word_dropout must be in [0, 1), and 0 but with word_view 'pretrained' "
                              f"or 'hybrid'; got {self.word_dropout} with {self.word_view!r}")
         if self.word_view not in WORD_VIEWS:
@@ -240,5 +242,5 @@ class ComputerConfig:
         return cls(machine=machine, **kwargs)
 
 
-__all__ = ["ANSWER_GRAD_HEADS", "CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "LEGACY_HEADS", "MODES", "PLACES",
-           "PROGRAM_READS", "READERS", "TAPE_GATES", "WORD_VIEWS", "WRITERS"]
+__all__ = ["ANSWER_GRAD_HEADS", "CALL_READS", "ComputerConfig", "DEFAULT_MACHINE", "ENCODER_VIEWS", "LEGACY_HEADS",
+           "MODES", "PLACES", "PROGRAM_READS", "READERS", "TAPE_GATES", "WORD_VIEWS", "WRITERS"]

@@ -15,7 +15,7 @@ from ncl.computer import calls as calls_
 from ncl.computer import readout as readout_
 from ncl.computer import tape as tape_
 from ncl.computer.call_heads import STEP_WINDOW, CallHeads, list_separators
-from ncl.computer.config import ComputerConfig
+from ncl.computer.config import ENCODER_VIEWS, ComputerConfig
 from ncl.computer.contracts import contract_table
 from ncl.computer.outputs import ChainHeads, ChainInputs, ComputerOutput, ComputerState, Heads, PromptHeads
 from ncl.computer.run import RunOutput, run_library
@@ -103,7 +103,7 @@ class NeuralComputer(nn.Module):
             self.print_cell = nn.Linear(11, d, bias=False)
             self.register_buffer("spell", readout_.spell_table(n), persistent=False)  # (n, PLACES·11)
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
-            mean = cfg.word_view in ("pretrained", "hybrid") and cfg.call_read == "text"
+            mean = cfg.word_view in ENCODER_VIEWS and cfg.call_read == "text"
             self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read, cfg.nesting,
                                         "mean" if mean else "attention", cfg.word_dropout)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
