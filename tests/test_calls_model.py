@@ -62,13 +62,16 @@ def test_chain_labels_name_the_gold_calls_and_operand_ends(model):
             assert b["step_end"][i, focus[k]] == 1
 
 
-@pytest.mark.parametrize("read", ["focus", "text"])
-def test_every_chain_head_learns_from_the_labels(read):
-    """Every head of the chain gets a gradient from the labels. With every token a step's end, a step holds
-    one token, which the open write gates put on the tape: a step of ``read="text"`` then has no words, so its
-    word pooling and count embedding are checked in the test below, on the heads alone."""
+@pytest.mark.parametrize("read, reach", [("focus", 2), ("text", 2), ("text", 8)])
+def test_every_chain_head_learns_from_the_labels(read, reach):
+    """Every head of the chain gets a gradient from the labels (with ``step_reach`` 8, the step-end gate's view
+    of the tokens from the third ahead on too). With every token a step's end, a step holds one token, which the
+    open write gates put on the tape: a step of ``read="text"`` then has no words, so its word pooling and count
+    embedding are checked in the test below, on the heads alone."""
     torch.manual_seed(0)
-    model = build_model(TrainConfig(task="compose", layers=2, computer=replace(default_computer(), call_read=read)))
+    computer = replace(default_computer(), call_read=read, step_reach=reach)
+    model = build_model(TrainConfig(task="compose", layers=2, computer=computer))
+    assert hasattr(model.computer.call_heads, "step_further") == (reach > 2)
     with torch.no_grad():  # open the write and operand-end gates, as training makes them, so operands exist
         c = model.computer
         # (and every token a step's end, so that every call reads a token)
@@ -130,6 +133,37 @@ def test_text_reading_call_heads_pool_each_steps_words():
     moved[:, 6] += 1.0  # a word of the second step
     pi2 = heads(moved, mask, ends, 3, 3, 1 - ends, tokens)[0]
     assert torch.equal(pi2[:, 0], pi[:, 0].detach()) and not torch.allclose(pi2[:, 1], pi[:, 1])
+
+
+def test_the_step_end_gate_reads_step_reach_tokens_ahead():
+    """``step_reach`` R: the near step-end gate at a token reads it and the R tokens after it, no further (R = 8
+    reads from the comma of ``, and then`` to the ``e`` of ``then``); R = 2 keeps the parameters a chain had
+    before the option existed; R < 2, or R > 2 on heads that read the focus, is refused."""
+    torch.manual_seed(0)
+    B, T, d = 2, 14, 16
+    h, mask, ends = torch.randn(B, T, d), torch.ones(B, T), torch.zeros(B, T)
+    ends[:, 2] = 1
+    tokens = tuple(torch.randn(B, T, d) for _ in range(10))
+    for reach in (2, 8):
+        heads = CallHeads(d, 5, 3, "text", step_reach=reach)
+        step = (lambda views: heads(h, mask, ends, 3, 2, 1 - ends, views).step)
+        before = step(tokens)
+        for j in (reach, reach + 1):
+            moved = list(tokens)
+            moved[j] = moved[j] + 1.0
+            assert torch.equal(step(tuple(moved)), before) == (j > reach), (reach, j)
+    assert "step_further.weight" not in dict(CallHeads(d, 5, 3, "text").named_parameters())
+    assert heads.step_further.weight.shape == (1, 6 * d)
+    heads(h, mask, ends, 3, 2, 1 - ends, tokens).step.sum().backward()
+    assert heads.step_further.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="step_reach"):
+        CallHeads(d, 5, 3, "text", step_reach=1)
+    with pytest.raises(ValueError, match="step_reach"):
+        CallHeads(d, 5, 3, "focus", step_reach=8)
+    with pytest.raises(ValueError, match="step_reach"):
+        replace(default_computer(), call_read="focus", step_reach=8)
+    with pytest.raises(ValueError, match="reads 8 tokens ahead"):
+        heads(h, mask, ends, 3, 2, 1 - ends, tokens[:3])
 
 
 def test_the_mean_pool_reads_each_steps_words_alike():

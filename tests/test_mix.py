@@ -220,6 +220,43 @@ def test_every_mix_prompt_is_a_chain_whose_gold_calls_give_the_answer(split):
     assert mix.operand_groups("sort 5 3 9, then add 7.") == [(5, 3, 9), (7,)]
 
 
+def test_chatter_ends_some_composed_training_prompts_in_filler_words():
+    """``compose.chatter`` puts a clause of filler words (never English) after a problem's last step, joined by
+    ``, and`` or ``,`` (so that ``, and`` is no step end by itself), and keeps its calls, operands and step
+    spans; ``mix`` trains a quarter of its composed problems so, after the hash partition, and no evaluation
+    prompt; ``mix_nested`` (its runs predate it) none."""
+    from ncl.tasks import mix
+
+    rng = random.Random(5)
+    for _ in range(50):
+        e = compose.make(rng, rng.randint(1, 2), compose.WRAPPERS[0])
+        c = compose.chatter(e, rng)
+        at = max(end for _, end in e.spans)
+        clause = c.prompt[at:len(c.prompt) - len(e.prompt) + at]
+        assert c.prompt[:at] == e.prompt[:at] and c.prompt.endswith(e.prompt[at:])
+        assert clause.startswith(compose.CHATTER_JOIN) and "then" not in clause
+        words = clause.removeprefix(", and ").removeprefix(", ").split(" ")
+        assert 1 <= len(words) <= 3 and all(set(w) <= set(phrasing.FILLER_LETTERS) for w in words)
+        assert (c.calls, c.operands, c.spans, c.answer, c.numbers) == (e.calls, e.operands, e.spans, e.answer,
+                                                                          e.numbers)
+
+    def chattered(task, split, count=3000):
+        out = 0
+        for e in task.generate(split, count, seed=3):
+            tail = e.prompt[max(end for _, end in e.spans):]
+            out += tail.startswith(", ") and not tail.startswith(", and report")  # (a held-out wrapper)
+        return out / count
+
+    assert MIX.chatter == mix.CHATTER == 0.25 and tasks.get("mix_nested").chatter == 0
+    share = mix.COMPOSE_SHARE * mix.CHATTER
+    assert share / 2 < chattered(MIX, "train") < share * 1.5
+    assert chattered(tasks.MixTask(MIX.tasks, chatter=0.0), "train") == 0
+    for split in ("test", "paraphrase", "compose_3", "compose_4"):
+        assert chattered(MIX, split, 500) == 0, split
+    with pytest.raises(ValueError, match="chatter"):
+        tasks.MixTask(MIX.tasks, chatter=1.5)
+
+
 def test_run_calls_refuses_what_cannot_run():
     from ncl.training.tooluse import run_calls
 

@@ -4,10 +4,12 @@ again: a model trained on one- and two-call problems has no weight that only a t
 - **Where call k reads.** A gate on every prompt token says whether a step phrase has just ended there (the
   comma of ", then"; with ``read="focus"`` also the full stop or question mark after the last step); it is
   labelled in training. With ``read="text"`` the last step always ends at the answer cue (the last token the
-  heads read), and the gate reads the token and the two after it, not the context: it only has to find the
-  commas of ", then" and ", and then", and a gate read off the context fired inside lists and numbers longer
-  than any trained on. Call k's focus is the first such token after call k − 1's (call 1: from the prompt's
-  start), so call k finds the k-th step the way call 1 finds the first.
+  heads read), and the gate reads the token and the two after it (``step_reach``; ``mix`` reads eight, on to
+  the ``e`` of ``then``, as its training also has commas that end no step: :func:`ncl.tasks.compose.chatter`),
+  not the context: it only has to find the commas of ", then" and ", and then", and a gate read off the
+  context fired inside lists and numbers longer than any trained on. Call k's focus is the first such token
+  after call k − 1's (call 1: from the prompt's start), so call k finds the k-th step the way call 1 finds the
+  first.
 - **Nested steps** (``nesting``). Nested wording names the calls last first: in ``add 7 to the product of 36
   and 12`` the step ``the product of 36 and 12`` runs first. Its steps end where the next phrase begins with
   ``the`` (the space after ``to``), which only the words before and after tell apart from ``Compute the product
@@ -167,12 +169,16 @@ class CallHeads(nn.Module):
             the program and pointers read, one of :data:`~ncl.computer.config.CALL_READS`; nesting: whether steps
             may be read last first (needs ``read="text"``); program_pool: how the program head pools the step's
             words, one of :data:`PROGRAM_POOLS`; word_dropout: in training, the share of the step's words the
-            ``"mean"`` pool leaves out (``ComputerConfig.word_dropout``).
+            ``"mean"`` pool leaves out (``ComputerConfig.word_dropout``); step_reach: how many tokens after it
+            the near step-end gate reads (``ComputerConfig.step_reach``; more than 2 needs ``read="text"``).
     """
 
     def __init__(self, d: int, programs: int, slots: int, read: str = "text", nesting: bool = False,
-                 program_pool: str = "attention", word_dropout: float = 0.0):
+                 program_pool: str = "attention", word_dropout: float = 0.0, step_reach: int = 2):
         super().__init__()
+        if step_reach < 2 or (step_reach > 2 and read != "text"):
+            raise ValueError(f"step_reach must be >= 2, and 2 but with read='text'; got {step_reach}")
+        self.step_reach = step_reach
         if not 0 <= word_dropout < 1 or (word_dropout and program_pool != "mean"):
             raise ValueError(f"word_dropout must be in [0, 1), and 0 but with program_pool='mean'; got {word_dropout}")
         self.word_dropout = word_dropout
@@ -214,6 +220,9 @@ class CallHeads(nn.Module):
             # the context, drifted in a chain's middle steps, longer than any step trained on
             self.word_role = nn.Embedding(ROLES, d)
             nn.init.zeros_(self.word_role.weight)
+        if step_reach > 2:  # the near gate's view of the tokens from the third ahead on; created last, so that a
+            # chain reading two ahead starts as before this option existed
+            self.step_further = nn.Linear(d * (step_reach - 2), 1, bias=False)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ends: torch.Tensor, operands: int,
                 calls: int, words: torch.Tensor | None = None,
@@ -248,8 +257,11 @@ class CallHeads(nn.Module):
             end_pos = nn.functional.pad(end_pos, (0, operands - end_pos.shape[1]), value=T)
         nest_logit = join_logit = window = None
         if self.read == "text" and (tokens is not None or self.nesting):
-            near = self._ahead(h if tokens is None else tokens, 2)
-            step_logit = (self.step_end(near[0]) + self.step_next(near[1]) + self.step_next2(near[2])).squeeze(-1)
+            near = self._ahead(h if tokens is None else tokens, self.step_reach)
+            step_logit = self.step_end(near[0]) + self.step_next(near[1]) + self.step_next2(near[2])
+            if self.step_reach > 2:
+                step_logit = step_logit + self.step_further(torch.cat(near[3:], -1))
+            step_logit = step_logit.squeeze(-1)
         else:
             step_logit = self.step_end(h).squeeze(-1)
         if self.nesting:  # a step ends where either gate says so; each gate has labels of its own

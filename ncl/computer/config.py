@@ -106,6 +106,10 @@ class ComputerConfig:
         end_lookahead: how many tokens after it a chain's local operand-end gate reads (1 or 2): with 2, an
             edge list ``1 2, 3 4`` is one operand (a digit follows its comma within two tokens) and a list
             before ``, then`` ends one.
+        step_reach: how many tokens after it the step-end gate of ``call_read="text"`` reads (2 or more): 2
+            reads the comma of ``, then`` and ``, and then`` and the two characters after it; 8 reads on to the
+            ``e`` of ``then``, which tells ``, and then`` from any other clause after a comma
+            (:func:`~ncl.tasks.compose.chatter`; ``mix``'s default, docs/language.md).
         nesting: whether a chain can read its steps last first, for nested wording (``add 7 to the product of
             36 and 12``: :mod:`ncl.tasks.nested`): a second step-end gate then reads a wider window of tokens
             and also says whether a step end is nested, and a step's words carry their place among its
@@ -161,6 +165,7 @@ class ComputerConfig:
     slots: int = 2
     call_read: str = "text"
     end_lookahead: int = 2
+    step_reach: int = 2
     nesting: bool = False
     call_separators: bool = True
     word_view: str = "collapsed"
@@ -195,6 +200,9 @@ class ComputerConfig:
         if self.slots < 1 or self.call_read not in CALL_READS or self.end_lookahead not in (1, 2):
             raise ValueError(f"ComputerConfig: slots must be >= 1, call_read one of {CALL_READS}, end_lookahead 1 "
                              f"or 2; got {self.slots}, {self.call_read!r}, {self.end_lookahead}")
+        if not 2 <= self.step_reach <= 16 or (self.step_reach > 2 and self.call_read != "text"):
+            raise ValueError(f"ComputerConfig: step_reach must be in 2..16, and 2 but with call_read='text'; got "
+                             f"{self.step_reach}")
         if not 0 <= self.word_dropout < 1 or (self.word_dropout and self.word_view not in ENCODER_VIEWS):
             raise ValueError(f"ComputerConfig: word_dropout must be in [0, 1), and 0 but with word_view 'pretrained' "
                              f"or 'hybrid'; got {self.word_dropout} with {self.word_view!r}")

@@ -105,7 +105,7 @@ class NeuralComputer(nn.Module):
         if cfg.calls:  # a chain (ncl.computer.calls), its heads the same function for every call
             mean = cfg.word_view in ENCODER_VIEWS and cfg.call_read == "text"
             self.call_heads = CallHeads(d, len(self.program_names), cfg.slots, cfg.call_read, cfg.nesting,
-                                        "mean" if mean else "attention", cfg.word_dropout)
+                                        "mean" if mean else "attention", cfg.word_dropout, cfg.step_reach)
             self.end_head = nn.Linear(d, 1)  # does this prompt token's cell end an operand
             if cfg.tape_gates == "local":
                 self.end_next_head = nn.Linear(d, 1, bias=False)  # the end gate's view of the token after
@@ -272,7 +272,8 @@ class NeuralComputer(nn.Module):
             # what local gates read: each prompt token and the ones after it, up to the answer cue's "=" (the
             # first read position); past it is the answer, which no head on the prompt may see (zeros there)
             seen = (h if tokens is None else tokens)[:, :last + 2]
-            reach = STEP_WINDOW[1] if cfg.nesting else 2  # how far ahead the furthest-reading gate reads
+            # how far ahead the furthest-reading gate reads
+            reach = max(STEP_WINDOW[1] if cfg.nesting else 2, cfg.step_reach)
             ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in range(1, reach + 1)]
             local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,
@@ -310,7 +311,7 @@ class NeuralComputer(nn.Module):
         :class:`~ncl.computer.call_heads.CallHeads`: ``h (B,T,d)`` and ``mask (B,T)`` the prompt's normalised
         hidden states and tokens written from; ``end_tokens``: ``(tokens (B,T,d), the tokens after them, the
         tokens after those, ...)`` that local gates read (None: ``h``): the operand-end gate ``end_lookahead``
-        tokens ahead, the step-end gate of ``call_read="text"`` two (with ``nesting``, its window's);
+        tokens ahead, the step-end gate of ``call_read="text"`` ``step_reach`` (with ``nesting``, also its window's);
         ``word_h (B,T,d)``: the states the call heads pool the words from (None: ``h``); ``program_h (B,T,d)``:
         those the program head pools (``word_view="hybrid"``; None: ``word_h``)."""
         cfg, K = self.config, self.config.calls

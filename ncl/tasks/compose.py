@@ -16,16 +16,17 @@ lists of 2–4 elements from 0..99, so the values stay within what the tasks tra
 Splits: ``train`` and ``test`` hold problems of 1 or 2 calls (disjoint by the hash of the prompt, as
 :func:`~ncl.tasks.base.held_out`); ``compose_3`` and ``compose_4`` need 3 and 4 calls. Each step is worded by one
 of several phrases; the wrapper around the steps comes from the trained set, or for ``paraphrase`` from the
-held-out one. Training perturbs its wrapper's wording (:func:`~ncl.tasks.phrasing.perturb`).
+held-out one. Training perturbs its wrapper's wording (:func:`~ncl.tasks.phrasing.perturb`), and ``mix`` ends
+some training problems' steps with a clause of filler words (:func:`chatter`).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ncl.tasks.base import SPLIT_SIZE, Example, cued, held_out, list_text
-from ncl.tasks.phrasing import NOISE, perturb
+from ncl.tasks.phrasing import NOISE, filler, perturb
 
 NAME = "compose"
 CALLS = {"train": (1, 2), "test": (1, 2), "paraphrase": (1, 2), "compose_3": (3, 3), "compose_4": (4, 4)}
@@ -57,6 +58,8 @@ THEN_UNARY = {"list_sort": ("sort it", "sort the result"), "list_reverse": ("rev
 WRAPPERS = (("{steps}.", "First {steps}. What is the answer?", "Please {steps}.", "{steps}; what do you get?"),
             ("Could you {steps}?", "Your job: {steps}, and report the result."))
 JOIN = (", then ", ", and then ")
+#: How :func:`chatter`'s clause joins the last step: like :data:`JOIN` but for its last word.
+CHATTER_JOIN = (", and ", ", ")
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,17 @@ def make(rng: random.Random, calls: int, wrappers: tuple[str, ...], noise: float
                     tuple(spans))
 
 
+def chatter(e: Composed, rng: random.Random) -> Composed:
+    """``e`` with a clause of 1-3 filler words (:func:`~ncl.tasks.phrasing.filler`, never English) after its
+    last step, joined as a step is but without ``then``: ``Sort 5 3 9, then reverse it, and bcd gh. =``. The
+    trained wrappers end their steps with a full stop, a question mark or a semicolon; with this clause a
+    comma followed by ``and`` is not by itself a step end, and the step-end gate has to read on to ``then``
+    (docs/language.md). The calls, operands and step spans stay: the clause follows every step."""
+    at = max(end for _, end in e.spans)
+    clause = rng.choice(CHATTER_JOIN) + " ".join(filler(rng) for _ in range(rng.randint(1, 3)))
+    return replace(e, prompt=e.prompt[:at] + clause + e.prompt[at:])
+
+
 def sample(split: str, rng: random.Random) -> Composed:
     """One problem of ``split`` (:data:`CALLS`) drawn with ``rng``; ``train`` and ``test`` keep to their side of
     the prompt hash (:func:`~ncl.tasks.base.held_out`), and ``train``'s wrapper is perturbed (:data:`NOISE`)."""
@@ -248,5 +262,5 @@ class ComposeTask:
         return generate(split, count, seed)
 
 
-__all__ = ["APPLY", "CALLS", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "generate", "make", "number",
-           "operand_pair", "sample", "short_list", "values"]
+__all__ = ["APPLY", "CALLS", "CHATTER_JOIN", "Call", "ComposeTask", "Composed", "NAME", "answer_text", "chatter",
+           "generate", "make", "number", "operand_pair", "sample", "short_list", "values"]

@@ -9,7 +9,8 @@ Splits:
 
 - ``train``: with probability :data:`COMPOSE_SHARE` a composed training problem (1 or 2 calls), else a task
   drawn uniformly, a training problem of it (:meth:`Task.sample`), asked with one of its trained templates;
-  the wording perturbed (words deleted, consonant fillers inserted);
+  the wording perturbed (words deleted, consonant fillers inserted), and with probability :data:`CHATTER` a
+  composed problem's last step followed by a clause of fillers (:func:`~ncl.tasks.compose.chatter`);
 - ``test``: every task's held-out problems (the same hash partition as the task's own ``test``) under the trained
   templates, and the composed ``test`` problems, in equal shares;
 - ``paraphrase``: the same under templates (composed: wrappers) that training never uses;
@@ -55,6 +56,12 @@ NESTED_SHARE = 0.6
 #: window gate's precedence take longer to learn than ``mix`` (docs/language.md: 1,500 against 3,000 steps).
 NESTED_TRAIN_STEPS = 3000
 COMPOSE_SHARE = 0.3  #: the share of composed problems in training: they need a chain's every head
+#: ``mix``'s share of its composed training problems that end in a clause of filler words
+#: (:func:`~ncl.tasks.compose.chatter`); 0 for ``mix_nested``, whose runs were trained before it existed.
+CHATTER = 0.25
+#: How far ahead of a token ``mix``'s step-end gate reads (``ComputerConfig.step_reach``): from the comma of
+#: ``, and then`` to the ``e`` of ``then``, which no filler word holds (:func:`~ncl.tasks.compose.chatter`).
+STEP_REACH = 8
 #: Argument slots per call: a graph question has three operands (``from {s} to {t} ... {edges}``).
 SLOTS = 3
 #: The characters that close a prompt's step phrase: a call's heads read the token that holds one.
@@ -103,11 +110,16 @@ class MixTask:
     calls = compose.ComposeTask.calls
     slots = SLOTS
 
-    def __init__(self, tasks: dict[str, Task], noise: float = NOISE, composed: bool = True, nested: bool = False):
+    def __init__(self, tasks: dict[str, Task], noise: float = NOISE, composed: bool = True, nested: bool = False,
+                 chatter: float | None = None):
         if nested and not composed:
             raise ValueError("nested wording is a share of the composed problems: it needs composed=True")
+        chatter = (0.0 if nested else CHATTER) if chatter is None else chatter
+        if not 0 <= chatter <= 1:
+            raise ValueError(f"chatter must be in [0, 1], got {chatter}")
         self.tasks = dict(tasks)
         self.noise = noise
+        self.chatter = chatter
         self.composed = composed
         self.nested = nested
         self.name = f"{NAME}_{NESTED}" if nested else NAME
@@ -117,6 +129,7 @@ class MixTask:
             # encoder knows the English of held-out wording that no trained template holds, and the pointers read
             # the collapsed prompt, on which they keep to a long chain's later steps (docs/language.md)
             self.word_view = "hybrid"
+            self.step_reach = STEP_REACH  # (unset: ComputerConfig's)
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property
@@ -202,6 +215,8 @@ class MixTask:
                 # written without them, is on the training side too
                 if name == EXPRESSION and inner == "train" and rng.random() < expression.OUTER:
                     e = expression.bracketed(e)
+                if name == COMPOSE and inner == "train" and self.chatter and rng.random() < self.chatter:
+                    e = compose.chatter(e, rng)  # (also after the partition, as the brackets)
                 return e
 
     def sample(self, split: str, rng: random.Random) -> Composed:
@@ -241,5 +256,5 @@ class MixTask:
         return out
 
 
-__all__ = ["COMPOSE", "COMPOSE_SHARE", "EXPRESSION", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE",
-           "NESTED_TRAIN_STEPS", "SLOTS", "WORDED", "MixTask", "operand_groups", "single_call"]
+__all__ = ["CHATTER", "COMPOSE", "COMPOSE_SHARE", "EXPRESSION", "NAME", "NESTED", "NESTED_CALLS", "NESTED_SHARE",
+           "NESTED_TRAIN_STEPS", "SLOTS", "STEP_REACH", "WORDED", "MixTask", "operand_groups", "single_call"]

@@ -129,8 +129,13 @@ def perturb(template: str, rng, rate: float = NOISE, synonyms: float | None = No
         if "{" in w or rng.random() >= rate:
             words.append(_replace(w, rng, synonyms) if synonyms and "{" not in w else w)
         if rng.random() < rate:
-            words.append("".join(rng.choice(FILLER_LETTERS) for _ in range(rng.randint(2, 7))))
+            words.append(filler(rng))
     return " ".join(words)
+
+
+def filler(rng) -> str:
+    """A filler word: 2-7 of :data:`FILLER_LETTERS`, never English."""
+    return "".join(rng.choice(FILLER_LETTERS) for _ in range(rng.randint(2, 7)))
 
 
 def _replace(word: str, rng, rate: float) -> str:
@@ -150,5 +155,5 @@ def phrase(task: str, e: Example, template: str) -> Example:
     return Example(cued(template.format(**slots(task, e.numbers))), e.answer, e.program, e.numbers, e.size)
 
 
-__all__ = ["FILLER_LETTERS", "FUNCTION_WORDS", "NOISE", "SYNONYM_RATE", "TEMPLATES", "TRAINED", "perturb", "phrase",
-           "slots", "templates"]
+__all__ = ["FILLER_LETTERS", "FUNCTION_WORDS", "NOISE", "SYNONYM_RATE", "TEMPLATES", "TRAINED", "filler", "perturb",
+           "phrase", "slots", "templates"]
