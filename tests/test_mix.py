@@ -11,6 +11,7 @@ import pytest
 
 from ncl import tasks
 from ncl.tasks import compose, phrasing
+from ncl.tasks.base import held_out
 from ncl.tasks.synonyms import SYNONYMS
 from ncl.training.data import encode, tokenizer
 
@@ -251,6 +252,16 @@ def test_chatter_ends_some_composed_training_prompts_in_filler_words():
     share = mix.COMPOSE_SHARE * mix.CHATTER
     assert share / 2 < chattered(MIX, "train") < share * 1.5
     assert chattered(tasks.MixTask(MIX.tasks, chatter=0.0), "train") == 0
+    # drawn with the same generator, a problem with the clause is one without it that the partition put on the
+    # training side: the clause comes after the partition, so it never moves a problem from one side to the other
+    plain, always, changed = tasks.MixTask(MIX.tasks, chatter=0.0), tasks.MixTask(MIX.tasks, chatter=1.0), 0
+    for i in range(300):
+        e0, e1 = plain.sample("train", random.Random(i)), always.sample("train", random.Random(i))
+        if e1.prompt != e0.prompt:
+            changed += 1
+            at = max(end for _, end in e0.spans)
+            assert e1.prompt[:at] == e0.prompt[:at] and e1.calls == e0.calls and not held_out(mix.NAME, e0.prompt)
+    assert 50 < changed < 130  # the composed share, 30 %
     for split in ("test", "paraphrase", "compose_3", "compose_4"):
         assert chattered(MIX, split, 500) == 0, split
     with pytest.raises(ValueError, match="chatter"):
