@@ -337,7 +337,10 @@ def test_ncl_trace_prints_each_call_and_draws_it(tmp_path, capsys):
     prompt = "Add 4 and 9, then multiply the result by 12."
     assert cli.main(["trace", run, prompt, "--json", "--png", str(png)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["prompt"] == prompt and 1 <= len(result["calls"]) <= tasks.COMPOSE.calls
+    # asked as a user writes it: the answer cue that every prompt of the task ends with is added
+    assert result["prompt"] == prompt + " =" and 1 <= len(result["calls"]) <= tasks.COMPOSE.calls
+    assert cli.main(["trace", run, prompt + " =", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == result
     names = build_model(TrainConfig(task="compose", layers=1)).computer.program_names
     for c in result["calls"]:
         assert c["program"] in names and c["steps"] >= 0

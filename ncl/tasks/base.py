@@ -170,9 +170,17 @@ def cued(text: str) -> str:
     return f"{text} {ANSWER_CUE}"
 
 
+def as_asked(text: str) -> str:
+    """A question as a natural-language task's prompts end: ``text`` with the answer cue (:func:`cued`) unless it
+    ends with it already, so that ``ncl trace`` and ``ncl eval --data`` take a question as a user writes it."""
+    text = text.rstrip()
+    return text if text.endswith(ANSWER_CUE) else cued(text)
+
+
 def list_text(values) -> str:
     """A list answer: every element followed by a space."""
     return "".join(f"{v} " for v in values)
 
 
-__all__ = ["ALL_SPLITS", "ANSWER_CUE", "Example", "SPLIT_SIZE", "Task", "cued", "fmt", "held_out", "list_text"]
+__all__ = ["ALL_SPLITS", "ANSWER_CUE", "Example", "SPLIT_SIZE", "Task", "as_asked", "cued", "fmt", "held_out",
+           "list_text"]

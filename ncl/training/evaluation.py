@@ -23,6 +23,7 @@ import torch
 from ncl import storage
 from ncl import tasks as task_registry
 from ncl.tasks import SPLIT_SIZE
+from ncl.tasks.base import as_asked
 from ncl.training.checkpoints import load_checkpoint, load_model
 from ncl.training.config import TrainConfig
 from ncl.training.data import tokenizer
@@ -195,15 +196,19 @@ def read_jsonl(path, check=None) -> list[dict]:
 def evaluate_file(run_dir, path, threads: int = 0, decode: str = "heads") -> dict:
     """Evaluate ``run_dir`` on the prompts of a JSON-lines file (:func:`read_jsonl`), its calls chosen as
     ``decode`` says (:data:`DECODES`): ``{..., "splits": {"data": {...}}}``, sizes being each prompt's tape
-    length. Nothing is written."""
+    length. A chain's prompts get the answer cue where they lack it (:func:`~ncl.tasks.base.as_asked`). Nothing is
+    written."""
     if threads:
         torch.set_num_threads(threads)
     records = read_jsonl(path)
     prompts = [r["prompt"] for r in records]
-    lengths = [segment_length(p) for p in prompts]
-    model, cfg, ckpt = load_model(run_dir, length=max(lengths))
+    model, cfg, ckpt = load_model(run_dir, length=max(segment_length(as_asked(p)) for p in prompts))
     decoding(model, decode)
-    n = task_registry.get(cfg.task).n
+    task = task_registry.get(cfg.task)
+    if getattr(task, "calls", 0):  # a chain's task asks in sentences, each ended by the answer cue
+        prompts = [as_asked(p) for p in prompts]
+    lengths = [segment_length(p) for p in prompts]
+    n = task.n
     r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
     return {**_header(cfg, ckpt, model, decode), "data": str(path), "splits": {"data": r}}
 

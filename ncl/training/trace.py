@@ -8,6 +8,7 @@ import torch
 
 from ncl import tasks as task_registry
 from ncl.library.symbols import text
+from ncl.tasks.base import as_asked
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
 from ncl.training.evaluation import answer_budget, decode_answers, decoding
@@ -19,14 +20,17 @@ def trace(run_dir, prompt: str, decode: str = "heads") -> dict:
     """The calls an augmented run's model makes on ``prompt``: ``{"prompt", "answer", "operands": [text],
     "calls": [{"program", "args": [{"source", "value"}], "result", "steps", "halts"}]}``. A model with one call per
     prompt (``ComputerConfig.calls == 0``) gives that call, on the whole tape (``source`` ``"tape"``). ``decode``:
-    how a chain's calls are chosen (:data:`~ncl.training.evaluation.DECODES`)."""
+    how a chain's calls are chosen (:data:`~ncl.training.evaluation.DECODES`). A chain's prompt gets the answer
+    cue if it lacks it (:func:`~ncl.tasks.base.as_asked`): its task's prompts all end with it."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
-    model, cfg, _ = load_model(run_dir, length=segment_length(prompt))
+    model, cfg, _ = load_model(run_dir, length=segment_length(as_asked(prompt)))
     if cfg.model != "augmented":
         raise ValueError(f"ncl trace needs an augmented model's run; {run_dir} holds a {cfg.model!r} one")
     decoding(model, decode)
     task = task_registry.get(cfg.task)
+    if getattr(task, "calls", 0):  # a chain's task asks in sentences, each ended by the answer cue
+        prompt = as_asked(prompt)
     tok = tokenizer()
     ids, mask = tok.encode_batch([prompt], add_bos=True, padding_side="left")
     limit = machine_budget(budget_length(task, segment_length(prompt)), task.n)[1]
