@@ -272,8 +272,7 @@ class NeuralComputer(nn.Module):
             # what local gates read: each prompt token and the ones after it, up to the answer cue's "=" (the
             # first read position); past it is the answer, which no head on the prompt may see (zeros there)
             seen = (h if tokens is None else tokens)[:, :last + 2]
-            # how far ahead the furthest-reading gate reads
-            reach = max(STEP_WINDOW[1] if cfg.nesting else 2, cfg.step_reach)
+            reach = max(cfg.step_reach, STEP_WINDOW[1] if cfg.nesting else 0)  # the furthest-reading gate's
             ahead = [F.pad(seen[:, j:], (0, 0, 0, j - 1)) for j in range(1, reach + 1)]
             local = (seen[:, cols], *ahead) if cfg.tape_gates == "local" else None
             return self._chain_run(h[:, cols], prompt[:, cols], tape, gate_logit, token_logits, max_steps, last + 1,

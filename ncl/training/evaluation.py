@@ -193,6 +193,12 @@ def read_jsonl(path, check=None) -> list[dict]:
     return records
 
 
+def asked(task, prompt: str) -> str:
+    """``prompt`` as ``task``'s model reads it: a chain's task (``calls``) asks in sentences, each ended by the
+    answer cue, added where it is missing (:func:`~ncl.tasks.base.as_asked`); any other task's as given."""
+    return as_asked(prompt) if getattr(task, "calls", 0) else prompt
+
+
 def evaluate_file(run_dir, path, threads: int = 0, decode: str = "heads") -> dict:
     """Evaluate ``run_dir`` on the prompts of a JSON-lines file (:func:`read_jsonl`), its calls chosen as
     ``decode`` says (:data:`DECODES`): ``{..., "splits": {"data": {...}}}``, sizes being each prompt's tape
@@ -205,8 +211,7 @@ def evaluate_file(run_dir, path, threads: int = 0, decode: str = "heads") -> dic
     model, cfg, ckpt = load_model(run_dir, length=max(segment_length(as_asked(p)) for p in prompts))
     decoding(model, decode)
     task = task_registry.get(cfg.task)
-    if getattr(task, "calls", 0):  # a chain's task asks in sentences, each ended by the answer cue
-        prompts = [as_asked(p) for p in prompts]
+    prompts = [asked(task, p) for p in prompts]
     lengths = [segment_length(p) for p in prompts]
     n = task.n
     r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
@@ -271,6 +276,6 @@ def comparison_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "comparison_table", "decode_answers", "decode_label",
-           "decoding", "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json", "read_jsonl",
-           "run_eval", "score", "summary"]
+__all__ = ["BATCH", "DECODES", "EVAL_SEED", "answer_budget", "asked", "comparison_table", "decode_answers",
+           "decode_label", "decoding", "eval_file_name", "evaluate_file", "evaluate_run", "predict", "read_eval_json",
+           "read_jsonl", "run_eval", "score", "summary"]

@@ -11,7 +11,7 @@ from ncl.library.symbols import text
 from ncl.tasks.base import as_asked
 from ncl.training.checkpoints import load_model
 from ncl.training.data import tokenizer
-from ncl.training.evaluation import answer_budget, decode_answers, decoding
+from ncl.training.evaluation import answer_budget, asked, decode_answers, decoding
 from ncl.training.factory import budget_length, machine_budget, segment_length
 
 
@@ -29,8 +29,7 @@ def trace(run_dir, prompt: str, decode: str = "heads") -> dict:
         raise ValueError(f"ncl trace needs an augmented model's run; {run_dir} holds a {cfg.model!r} one")
     decoding(model, decode)
     task = task_registry.get(cfg.task)
-    if getattr(task, "calls", 0):  # a chain's task asks in sentences, each ended by the answer cue
-        prompt = as_asked(prompt)
+    prompt = asked(task, prompt)
     tok = tokenizer()
     ids, mask = tok.encode_batch([prompt], add_bos=True, padding_side="left")
     limit = machine_budget(budget_length(task, segment_length(prompt)), task.n)[1]
