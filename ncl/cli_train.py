@@ -42,7 +42,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg.steps = getattr(get_task(cfg.task), "train_steps", cfg.steps)
     computer = {name: getattr(args, name) for name in ("mode", "top_k", "reader", "writer", "answer_grad",
                                                        "answer_grad_heads", "call_read", "call_separators",
-                                                       "word_view", "word_dropout", "step_reach")}
+                                                       "word_view", "word_dropout", "step_reach",
+                                                       "program_norm")}
     if cfg.labels == 0 and cfg.aux > 0 and cfg.model == "augmented" and not cfg.chain and args.discover is None:
         # a single call from answers alone: the interface searched on the library, which docs/labels.md measured
         # against the answer's gradient
@@ -71,6 +72,8 @@ def _train(args: argparse.Namespace) -> int:
         computer["word_view"] = getattr(get_task(cfg.task), "word_view", None)
     if computer["step_reach"] is None and cfg.model == "augmented" and cfg.labels == 1:
         computer["step_reach"] = getattr(get_task(cfg.task), "step_reach", None)  # mix: on to the e of "then"
+    if computer["program_norm"] is None and computer["word_view"] == "hybrid" and cfg.labels == 1:
+        computer["program_norm"] = getattr(get_task(cfg.task), "program_norm", None)  # mix: the encoder's mean
     try:
         cfg.computer = replace(cfg.computer, **{k: v for k, v in computer.items() if v is not None})
         cfg.validate()
@@ -271,6 +274,10 @@ def add_commands(sub) -> None:
     p.add_argument("--step-reach", type=int, default=None,
                    help="how many tokens after it a chain's step-end gate reads (2-16): 8 for --task mix with "
                         "every label (on to the e of ', and then'), else 2; docs/language.md")
+    p.add_argument("--program-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --word-view hybrid, whether the program head's word pieces pass the computer's "
+                        "LayerNorm before their mean: off for --task mix with every label (a linear map of the "
+                        "encoder's mean), else on; docs/language.md")
     p.add_argument("--top-k", type=positive_int, default=None, help="programs run per sample in mixture mode")
     p.add_argument("--reader", choices=["cells", "mlp", "digits"], default=None,
                    help="how the prompt reaches the tape: one cell per digit, or one value per number")

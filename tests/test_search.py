@@ -220,3 +220,4 @@ def test_the_defaults_with_scarce_labels(tmp_path):
                cfg["computer"]["word_view"])
         assert got == (search, answer_grad, heads, pointers, replay, False, separators, view), name
         assert cfg["discover"] == (32 if name == "zero" else 0), name
+        assert cfg["computer"]["program_norm"] == (name != "all"), name  # mix with every label: the encoder's mean

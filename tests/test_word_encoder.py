@@ -163,6 +163,30 @@ def test_hybrid_reads_the_program_from_the_encoder_and_the_pointers_from_the_col
     assert model.llama.model.layers[0].mlp.down_proj.weight.grad.abs().sum() > 0  # but the collapsed prompt
 
 
+@needs_encoder
+def test_program_norm_off_pools_the_projected_pieces_as_they_are():
+    """``program_norm=False`` (mix's default): the states the program head pools are the encoder's projected
+    pieces as they are; with ``True``, the computer's LayerNorm of each (zero still where no piece starts).
+    Without ``word_view="hybrid"`` the option is a clear ValueError."""
+    ids, mask = _batch(["What is 12 plus 30? =", "Turn 5 3 9 around. ="])
+    read = torch.zeros_like(mask)
+    read[:, -1] = 1
+    for normed in (True, False):
+        torch.manual_seed(0)
+        computer = replace(default_computer(), word_view="hybrid", program_norm=normed)
+        model = build_model(TrainConfig(task="mix", layers=2, computer=computer))
+        with torch.no_grad():
+            model.computer.norm.bias.add_(torch.randn_like(model.computer.norm.bias))  # a norm that moves states
+            got = model(ids, mask, read)["computer"].heads.prompt.chain.inputs.program_h
+            pieces = model.pretrained_words(ids, mask, ids.shape[1] - 1)[:, :got.shape[1]]  # (the heads' tokens)
+        has = (pieces != 0).any(-1, keepdim=True)
+        want = torch.where(has, model.computer.norm(pieces), 0.0) if normed else pieces
+        assert has.sum() >= 8 and torch.allclose(got, want, atol=1e-6), normed
+        assert not torch.allclose(got, torch.where(has, model.computer.norm(pieces), 0.0) if not normed else pieces)
+    with pytest.raises(ValueError, match="program_norm"):
+        replace(default_computer(), word_view="pretrained", program_norm=False)
+
+
 def test_program_states_come_together_and_only_with_hybrid():
     """The program's own states and words are given together, to a mean-pool head, and a computer takes them
     only with ``word_view="hybrid"``: else a clear ValueError naming them."""

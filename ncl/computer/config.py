@@ -142,6 +142,11 @@ class ComputerConfig:
             anew for each word and batch (``word_view`` ``"pretrained"`` or ``"hybrid"``, whose program head
             pools the plain mean), so that the program is read from more than one word: a held-out template is
             trained wording with a few words changed (docs/language.md). 0: every word.
+        program_norm: with ``word_view="hybrid"``, whether the program head's word pieces pass through the
+            computer's LayerNorm (shared with the LLaMA's states) before their mean: ``True`` for configs saved
+            before this option existed; ``False`` (``mix``'s default) makes the head a linear map of the
+            encoder's own mean over the step's pieces, and held-out wording no longer hangs on the norm's
+            per-piece rescaling, which other heads train (docs/language.md).
     """
 
     machine: MachineConfig = DEFAULT_MACHINE
@@ -170,6 +175,7 @@ class ComputerConfig:
     call_separators: bool = True
     word_view: str = "collapsed"
     word_dropout: float = 0.0
+    program_norm: bool = True
 
     def __post_init__(self):
         m = self.machine
@@ -206,6 +212,8 @@ class ComputerConfig:
         if not 0 <= self.word_dropout < 1 or (self.word_dropout and self.word_view not in ENCODER_VIEWS):
             raise ValueError(f"ComputerConfig: word_dropout must be in [0, 1), and 0 but with word_view 'pretrained' "
                              f"or 'hybrid'; got {self.word_dropout} with {self.word_view!r}")
+        if not self.program_norm and self.word_view != "hybrid":
+            raise ValueError(f"ComputerConfig: program_norm=False needs word_view='hybrid', got {self.word_view!r}")
         if self.word_view not in WORD_VIEWS:
             raise ValueError(f"ComputerConfig: word_view must be one of {WORD_VIEWS}, got {self.word_view!r}")
         if self.nesting and (self.call_read != "text" or self.tape_gates != "local" or not self.calls):

@@ -454,7 +454,8 @@ class NeuralComputer(nn.Module):
         if state is None:
             words = None if word_states is None else \
                 self._pieces(word_states) if self.config.word_view == "pretrained" else self.norm(word_states)
-            program = None if program_states is None else self._pieces(program_states)
+            program = None if program_states is None else \
+                self._pieces(program_states) if self.config.program_norm else program_states
             state = self.prompt_run(h, mask, read, input_ids, max_steps, tokens, words, program)
         out = self.readout(h, read, state, pointers, tokens)
         heads = Heads(state.heads, writer=self.config.writer, read_logit=out.read_logit,

@@ -130,6 +130,7 @@ class MixTask:
             # the collapsed prompt, on which they keep to a long chain's later steps (docs/language.md)
             self.word_view = "hybrid"
             self.step_reach = STEP_REACH  # (unset: ComputerConfig's)
+            self.program_norm = False  # the program head: a linear map of the encoder's mean (docs/language.md)
         self.n = max([t.n for t in self.tasks.values()] + [compose.ComposeTask.n])
 
     @property

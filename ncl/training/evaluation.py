@@ -129,7 +129,7 @@ def _header(cfg, ckpt, model, decode: str = "heads") -> dict:
             "search_pointers": cfg.search_pointers, "replay": cfg.replay, "discover": cfg.discover,
             "call_separators": chain and chain.call_separators, "word_view": chain and chain.word_view,
             "word_dropout": chain and chain.word_dropout, "step_reach": chain and chain.step_reach,
-            "answer_grad": cfg.computer.answer_grad,
+            "program_norm": chain and chain.program_norm, "answer_grad": cfg.computer.answer_grad,
             "answer_grad_heads": list(cfg.computer.answer_grad_heads), "train_steps": ckpt["step"],
             "train_time_s": round(ckpt["elapsed"], 1), "params": sum(p.numel() for p in model.parameters()
                                                                     if p.requires_grad)}
@@ -141,8 +141,8 @@ def evaluate_run(run_dir, count: int = SPLIT_SIZE, splits=None, threads: int = 0
     ``run_dir/eval.json`` (:func:`eval_file_name`).
 
     Returns ``{"task", "model", "seed", "decode", "aux", "labels", "search", "search_steps", "search_pointers",
-    "replay", "discover", "call_separators", "word_view", "word_dropout", "step_reach", "train_steps",
-    "train_time_s", "params",
+    "replay", "discover", "call_separators", "word_view", "word_dropout", "step_reach", "program_norm",
+    "train_steps", "train_time_s", "params",
     "splits": {split: {...}}}``.
     """
     if threads:
