@@ -188,24 +188,32 @@ class PretrainedWords(nn.Module):
         self.vocab = ["" if t in SPECIAL_TOKENS else t for t in (tok.id_to_token(i) for i in range(tok.vocab_size))]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, P: int) -> torch.Tensor:
-        tokenizer, encoder = load_encoder()
-        encoder.to(ids.device)  # in place: the one shared copy follows the model's device
-        B, T = ids.shape
-        texts, starts = prompt_texts(ids, mask, P, self.vocab)
-        pieces = tokenizer.encode_batch(texts)
-        L = max(len(p.ids) for p in pieces)
-        piece_ids = torch.zeros(B, L, dtype=torch.long)
-        piece_mask = torch.zeros(B, L)  # filled on the CPU, then moved once
-        which = torch.full((B, P), -1, dtype=torch.long)  # the piece that starts at each token, -1: none
-        for b, (p, at) in enumerate(zip(pieces, starts)):
-            piece_ids[b, :len(p.ids)] = torch.tensor(p.ids)
-            piece_mask[b, :len(p.ids)] = 1
-            for t, c in enumerate(at):
-                j = p.char_to_token(c) if c is not None else None
-                if j is not None and p.offsets[j][0] == c:  # the piece's first character
-                    which[b, t] = j
-        states = encoder(piece_ids.to(ids.device), piece_mask.to(ids.device))
-        has = (which >= 0).to(ids.device)
-        states = states.gather(1, which.clamp(min=0).to(ids.device)[..., None].expand(-1, -1, WIDTH))
+        states, has = piece_states(ids, mask, P, self.vocab)
         out = torch.where(has[..., None], self.project(states.to(self.project.weight.dtype)), 0.0)
-        return nn.functional.pad(out, (0, 0, 0, T - P))
+        return nn.functional.pad(out, (0, 0, 0, ids.shape[1] - P))
+
+
+def piece_states(ids: torch.Tensor, mask: torch.Tensor, P: int, vocab: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen encoder's last-layer state of the word piece that starts at each prompt token: ``ids (B,T)``,
+    ``mask (B,T)`` and the prompt's length P → ``states (B,P,E)`` and ``has (B,P)`` (bool: a piece starts at the
+    token; its state is there, elsewhere the first piece's, to be masked by ``has``). ``vocab`` as in
+    :func:`prompt_texts`."""
+    tokenizer, encoder = load_encoder()
+    encoder.to(ids.device)  # in place: the one shared copy follows the model's device
+    B = ids.shape[0]
+    texts, starts = prompt_texts(ids, mask, P, vocab)
+    pieces = tokenizer.encode_batch(texts)
+    L = max(len(p.ids) for p in pieces)
+    piece_ids = torch.zeros(B, L, dtype=torch.long)
+    piece_mask = torch.zeros(B, L)  # filled on the CPU, then moved once
+    which = torch.full((B, P), -1, dtype=torch.long)  # the piece that starts at each token, -1: none
+    for b, (p, at) in enumerate(zip(pieces, starts)):
+        piece_ids[b, :len(p.ids)] = torch.tensor(p.ids)
+        piece_mask[b, :len(p.ids)] = 1
+        for t, c in enumerate(at):
+            j = p.char_to_token(c) if c is not None else None
+            if j is not None and p.offsets[j][0] == c:  # the piece's first character
+                which[b, t] = j
+    states = encoder(piece_ids.to(ids.device), piece_mask.to(ids.device))
+    states = states.gather(1, which.clamp(min=0).to(ids.device)[..., None].expand(-1, -1, WIDTH))
+    return states, (which >= 0).to(ids.device)
