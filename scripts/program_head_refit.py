@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import random
+from statistics import mean
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ncl import tasks
+from ncl import storage, tasks
 from ncl.computer.call_heads import COUNTS
 from ncl.computer.word_encoder import WIDTH, piece_states
 from ncl.llama import LlamaConfig
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     asked = [single_call(name, mix.tasks[name].sample("test", rng), t) for name, t, _ in templates for _ in range(n)]
     composed = {s: [compose.sample(s, rng) for _ in range(5 * n)] for s in ("compose_3", "compose_4")}
     names = sorted({c.program for e in train_examples + asked for c in e.calls})
-    programs = {n: i for i, n in enumerate(names)}
+    programs = {name: i for i, name in enumerate(names)}
     train = features(train_examples, programs)
     evals = {"templates": [c for e in features(asked, programs) for c in e]}
     evals.update({s: [c for e in features(es, programs) for c in e] for s, es in composed.items()})
@@ -141,23 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     for norm in {"both": (True, False), "on": (True,), "off": (False,)}[args.norm]:
         name = "norm" if norm else "no norm"
         runs = [fit(train, evals, s, norm, cfg, d, len(names)) for s in tqdm(range(args.seeds), desc=name)]
-        per_template = [[sum(r["templates"][i * n:(i + 1) * n]) / n for i in range(len(templates))] for r in runs]
-        held = [sum(a for a, (_, _, h) in zip(row, templates) if h) / sum(h for *_, h in templates)
-                for row in per_template]
-        trained = [sum(a for a, (_, _, h) in zip(row, templates) if not h) / sum(not h for *_, h in templates)
-                   for row in per_template]
+        per_template = [[mean(r["templates"][i * n:(i + 1) * n]) for i in range(len(templates))] for r in runs]
+        held, trained = ([mean(a for a, (_, _, h) in zip(row, templates) if h == side) for row in per_template]
+                         for side in (True, False))
         below = collections.Counter(t for row in per_template for a, (_, t, h) in zip(row, templates) if h and a < 0.9)
         results[name] = {"held_out": held, "trained": trained, "below_90": dict(below.most_common()),
-                         **{s: [sum(r[s]) / len(r[s]) for r in runs] for s in composed}}
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+                         **{s: [mean(r[s]) for r in runs] for s in composed}}
         print(f"{name}: held-out templates {mean(held):.3f} (worst seed {min(held):.3f}), trained {mean(trained):.3f}, "
               + ", ".join(f"{s} per call {mean(results[name][s]):.4f}" for s in composed))
         for t, k in below.most_common():
             print(f"  below 90 % on {k} of {args.seeds} seeds: {t}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"examples": args.examples, "seeds": args.seeds, "count": n, "steps": args.steps,
-                       "results": results}, f, indent=1)
+        storage.write_json(args.json, {"examples": args.examples, "seeds": args.seeds, "count": n,
+                                       "steps": args.steps, "results": results}, indent=1)
     return 0
 
 

@@ -213,8 +213,7 @@ def evaluate_file(run_dir, path, threads: int = 0, decode: str = "heads") -> dic
     task = task_registry.get(cfg.task)
     prompts = [asked(task, p) for p in prompts]
     lengths = [segment_length(p) for p in prompts]
-    n = task.n
-    r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, n)
+    r = score(model, cfg, prompts, [r["answer"] for r in records], lengths, task.n)
     return {**_header(cfg, ckpt, model, decode), "data": str(path), "splits": {"data": r}}
 
 
