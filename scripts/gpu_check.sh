@@ -39,6 +39,8 @@ PYTEST_ARGS=$($PY -c 'import xdist' 2>/dev/null && echo "-n 8" || echo "")
 PYTEST_ARGS="$PYTEST_ARGS --ignore=tests/test_architecture.py"
 run tests 180 $PY -m pytest -q $PYTEST_ARGS --maxfail=30 tests -m cuda -p no:cacheprovider -rf
 run bench_machine 150 sh -c "$PY -m ncl.cli bench machine --json > '$OUT/bench_machine.json'"
+# The same run's kernels against the host's part of each call: what the 0.21 ms a step of the first H200 run was.
+run machine_profile 90 $PY scripts/machine_profile.py --json "$OUT/machine_profile.json"
 # The whole run at 8, 32 and 128 samples with 4/8 (the defaults), 8 and 16 warps a program: one program runs one
 # sample, so a small batch leaves SMs idle (ncl_kernels.machine.triton.launch_warps).
 run machine_warps 120 $PY scripts/machine_warps.py --json "$OUT/machine_warps.json"

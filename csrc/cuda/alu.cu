@@ -97,6 +97,7 @@ __global__ void alu_mix_fwd_kernel(const T* __restrict__ x, const T* __restrict_
     for (int64_t t = threadIdx.x; t < n * n; t += blockDim.x) {
       const int64_t i = t / n, j = t % n;
       const float p = r.x[i] * r.y[j];
+      if (p == 0.f) continue;  // adds nothing; sharp operands have one nonzero pair, and the atomics contend
       if (cm != 0.f) atomicAdd(acc + alu::mul_index(i, j, n), cm * p);
       if (cd != 0.f) atomicAdd(acc + alu::div_index(i, j), cd * p);
       if (cr != 0.f) atomicAdd(acc + alu::mod_index(i, j), cr * p);

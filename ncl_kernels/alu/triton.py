@@ -149,7 +149,10 @@ def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, SKIP: tl.constexpr, B
         xi = tl.load(x_row + i, mask=im, other=0.0).to(tl.float32)
         yj = tl.load(y_row + j, mask=jm, other=0.0).to(tl.float32)
         p = xi[:, None] * yj[None, :]
-        m2 = im[:, None] & jm[None, :]
+        # A zero product adds nothing: leaving it out spares the atomics on sharp operands (one-hot x and y: one
+        # pair of the tile's BLOCK_T x BLOCK is nonzero), which contend for a few cells of the row (DIV sends every
+        # i < j to cell 0). NaN and inf products are not zero, so they still reach the row.
+        m2 = im[:, None] & jm[None, :] & (p != 0.0)
         ii = i[:, None]
         jj = j[None, :]
         safe = tl.where(jj > 0, jj, 1)
