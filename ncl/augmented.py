@@ -127,9 +127,9 @@ class AugmentedLlama(nn.Module):
             d = llama_config.hidden_size
             self.digit_embed = nn.Parameter(torch.randn(d) * llama_config.initializer_range)
             self.copy_head = nn.Linear(d, 2)  # [copy gate g, source: r0 (vs the tape cell)]
-        if ccfg.word_view == "local" and self._collapses:
+        if ccfg.word_view == "local" and self._own_word_states:
             self.local_words = LocalWords(llama_config.hidden_size)
-        if ccfg.word_view in ENCODER_VIEWS and self._collapses:
+        if ccfg.word_view in ENCODER_VIEWS and self._own_word_states:
             self.pretrained_words = PretrainedWords(llama_config.hidden_size)
 
     def forward(self, input_ids, attention_mask, read_mask, labels=None, computer_state=None, max_steps=None):
@@ -157,7 +157,7 @@ class AugmentedLlama(nn.Module):
             h = torch.where(is_digit[..., None], self.digit_embed.to(h.dtype), h)
         tokens = h  # the pointer gates read the token alone (NeuralComputer.readout)
         words, program = self._word_states(input_ids, tokens, is_digit, attention_mask, read_mask) \
-            if state is None and self._collapses else (None, None)
+            if state is None and self._own_word_states else (None, None)
         past_mask = attention_mask if past_mask is None else past_mask
         ctx = m.context(h, attention_mask=past_mask, position_ids=position_ids, cache=cache)
         h = m.run_layers(h, 0, self.split, context=ctx)
@@ -176,9 +176,11 @@ class AugmentedLlama(nn.Module):
         return logits, comp, pointers
 
     @property
-    def _collapses(self) -> bool:
-        """Whether a chain's heads read the words in the prompt with its numbers collapsed
-        (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their tokens)."""
+    def _own_word_states(self) -> bool:
+        """Whether a chain's heads pool the step's words from states of their own (:meth:`_word_states`: the
+        prompt with its numbers collapsed, or the pretrained encoder's) rather than the layers' states of the
+        prompt as written (``ComputerConfig.word_view``; a chain reading the step's words, numbers told by their
+        tokens)."""
         c = self.computer.config
         return bool(c.calls and c.call_read == "text" and c.digit_tokens and c.word_view != "context")
 

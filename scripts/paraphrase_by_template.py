@@ -28,6 +28,7 @@ import random
 import torch
 
 from ncl import tasks
+from ncl.storage import write_json
 from ncl.tasks import compose
 from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
@@ -113,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{run}: held-out templates of the single tasks, mean {sum(held) / len(held):.3f}; trained "
               f"templates and wrappers, mean {sum(trained) / len(trained):.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results, indent=1)
     return 0
 
 

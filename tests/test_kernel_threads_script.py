@@ -3,23 +3,17 @@ it times the two kernel ops, on small sizes here, and reports what it measured."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from ncl_kernels import dispatch
+from _script_support import load_script
 
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
 
 
 def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "kernel_threads.py"
-    spec = importlib.util.spec_from_file_location("kernel_threads", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/kernel_threads.py")
 
 
 def test_it_times_the_kernel_ops_at_each_thread_count():

@@ -3,23 +3,20 @@ benchmarks/RESULTS.md: here both sides are this checkout, on the sharp run, one 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from ncl_kernels import dispatch
+from _script_support import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("machine_ab", ROOT / "scripts" / "machine_ab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/machine_ab.py")
 
 
 def test_it_times_both_builds_in_fresh_processes_and_reports_the_ratio(capsys):

@@ -4,27 +4,22 @@ nothing but the kernels still run) and the check that the settings agree."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from ncl_kernels import dispatch
+from _script_support import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0") else "cpu"
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("triton") is not None,
                                 reason="needs the triton backend")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("machine_warps", ROOT / "scripts" / "machine_warps.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/machine_warps.py")
 
 
 def test_it_times_each_warp_count_and_they_agree(tmp_path, monkeypatch):

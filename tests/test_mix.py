@@ -6,6 +6,7 @@ discrete VM, give the answer; their splits are disjoint and need 1-2 calls in tr
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from ncl.tasks import compose, phrasing
 from ncl.tasks.base import held_out
 from ncl.tasks.synonyms import SYNONYMS
 from ncl.training.data import encode, tokenizer
+from _script_support import load_script
 
 MIX = tasks.get("mix")
 SINGLE = tasks.MixTask(MIX.tasks, composed=False)  # the single-call prompts alone, for the wording tests
@@ -283,12 +285,7 @@ def test_the_synonym_table_is_keyed_by_trained_words_only():
     held-out template's word reaches training only as a synonym of a trained one; regenerated from WordNet
     (where Debian's ``wordnet-base`` is installed) it equals the committed table, and the committed file is the
     script's rendering of it."""
-    import importlib.util  # (the script is not a module of the package)
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "scripts" / "make_synonyms.py"
-    spec = importlib.util.spec_from_file_location("make_synonyms", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("scripts/make_synonyms.py")
     trained = script.trained_words()
     assert "plus" in trained and "the" not in trained and "altogether" not in trained
     assert set(SYNONYMS) <= set(trained) and len(SYNONYMS) > 30

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from ncl import cli
 from ncl.tasks import compose
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
+from _script_support import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--steps", "1", "--layers", "1", "--split", "1", "--batch-size", "2", "--threads", "1", "--quiet"]
 
 
 def _script():
-    path = ROOT / "scripts" / "paraphrase_by_template.py"
-    spec = importlib.util.spec_from_file_location("paraphrase_by_template", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/paraphrase_by_template.py")
 
 
 def test_every_template_gets_a_row_scored_against_its_answers(tmp_path, monkeypatch, capsys):

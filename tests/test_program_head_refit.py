@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,17 +19,14 @@ from ncl.training import TrainConfig
 from ncl.training.config import default_computer
 from ncl.training.data import tokenizer
 from ncl.training.factory import build_model
+from _script_support import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not word_encoder.available(),
                                 reason=f"no encoder weights ({word_encoder.PACKAGE_INSTALL})")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("program_head_refit", ROOT / "scripts" / "program_head_refit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/program_head_refit.py")
 
 
 def test_the_refit_pools_the_pieces_the_models_program_head_pools():

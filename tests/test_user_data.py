@@ -2,9 +2,7 @@
 written digit by digit, and the worked example (examples/augment_your_model.py) end to end: its own library, data,
 BPE tokenizer and transformers LLaMA, trained, evaluated, saved and reloaded (CI: under 3 minutes)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +11,7 @@ pytest.importorskip("tokenizers")
 
 from ncl.tokenizers import CharTokenizer  # noqa: E402
 from ncl.training.user_data import answer_ids, read_records  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+from _script_support import load_script  # noqa: E402
 
 
 def write(path, lines):
@@ -51,9 +48,7 @@ def test_answers_are_written_digit_by_digit():
 
 
 def test_the_worked_example_trains_evaluates_saves_and_reloads(tmp_path):
-    spec = importlib.util.spec_from_file_location("augment_your_model", ROOT / "examples" / "augment_your_model.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_script("examples/augment_your_model.py")
     result = example.main(["--seconds", "25", "--out", str(tmp_path)])
     assert result["reloaded_answers_equal"]
     assert result["accuracy"] > 0.5  # it reaches 1.0 within a minute of CPU; the bar leaves room for slow runners
@@ -97,9 +92,7 @@ def test_ncl_train_data_on_a_local_hugging_face_checkpoint(tmp_path, capsys):
     from ncl.llama import LlamaConfig, LlamaForCausalLM
     from ncl.tokenizers import HFTokenizer
 
-    spec = importlib.util.spec_from_file_location("augment_your_model", ROOT / "examples" / "augment_your_model.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_script("examples/augment_your_model.py")
     example.make_data(tmp_path / "train.jsonl", 40, seed=0)
     records = read_records(tmp_path / "train.jsonl")
     tok = example.make_tokenizer([r["prompt"] + " " + r["answer"] for r in records])
