@@ -71,6 +71,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   }, "True when the CUDA kernels were compiled into this build.");
   mod.attr("NORM_EPS") = ncl::kNormEps;
   mod.attr("ALU_SKIP_REL") = ncl::alu::kSkipRel;
+  mod.attr("ALU_SUPPORT_REL") = ncl::alu::support_threshold<float>(1);
   using namespace pybind11::literals;
   mod.attr("MACHINE_OPCODES") = pybind11::dict(
       "CONST"_a = ncl::machine::kConst, "MOV"_a = ncl::machine::kMov, "ADD"_a = ncl::machine::kAluFirst,

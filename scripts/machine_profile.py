@@ -82,8 +82,8 @@ def measure(kind: str, backend: str, device: str, batch: int, steps: int, repeat
     from ncl_kernels.machine import MachineConfig
 
     config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
-    program, regs, mem = bench_eager.case_for(kind, bench.LOOP, config, bench.machine_inputs(batch, steps, torch.float32, device),
-                                              batch, torch.float32, device)[:3]
+    sharp = bench.machine_inputs(batch, steps, torch.float32, device)
+    program, regs, mem = bench_eager.case_for(kind, bench.LOOP, config, sharp, batch, torch.float32, device)[:3]
 
     def forward():
         with torch.no_grad():

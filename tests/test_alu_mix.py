@@ -7,7 +7,7 @@ import torch
 from op_checks import (DTYPES, check_against_reference, check_bad_input, device_for, fused_backends,
                        skip_unless_runnable)
 from ncl_kernels import alu_mix
-from ncl_kernels.alu import NUM_OPS, SKIP_REL, op_names
+from ncl_kernels.alu import NUM_OPS, SKIP_REL, SUPPORT_REL, op_names
 
 SIZES = [(3, 8), (2, 16), (4, 13)]  # (B, n); 13 is odd on purpose, all tiny for the Triton interpreter
 
@@ -38,6 +38,7 @@ def test_op_order_matches_opcodes():
         pytest.skip("extension not built")
     assert tuple(ext.alu_op_names()) == op_names()
     assert ext.ALU_SKIP_REL == SKIP_REL
+    assert ext.ALU_SUPPORT_REL == SUPPORT_REL  # the C++ float threshold at n = 1
 
 
 @pytest.mark.parametrize("backend", fused_backends())
@@ -103,6 +104,31 @@ def test_dense_mul_at_every_gcd_matches_reference(dtype, n):
     coeffs[:2] = 1e-13
     coeffs[:2, 2] = 1.0
     check_against_reference(alu_mix, (x, y, coeffs), "cpp", dtype)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+@pytest.mark.parametrize("op, target", [(0, lambda i, j, n: (i + j) % n), (2, lambda i, j, n: i * j % n)])
+def test_pair_ops_sum_over_the_supports(backend, op, target):
+    """The fp32 fused forwards drop an operand's entries at or below SUPPORT_REL / n of its largest (the CPU
+    kernels' alu::support, mirrored by the Triton ones): an entry at four times that floor reaches its ADD or MUL
+    target, one at a quarter of it does not (exactly 0 there, where the reference has it), and the rest agrees."""
+    skip_unless_runnable(backend)
+    n = 128
+    floor = SUPPORT_REL / n
+    x = torch.zeros(2, n)
+    x[:, 0], x[:, 5], x[:, 9] = 1.0, 4 * floor, floor / 4
+    y = one_hot([3, 7], n).float()
+    coeffs = torch.full((2, NUM_OPS), 1e-13)
+    coeffs[:, op] = 1.0
+    out = alu_mix(*(t.to(device_for(backend)) for t in (x, y, coeffs)), backend=backend).cpu()
+    ref = alu_mix(x, y, coeffs, backend="reference")
+    for row, j in enumerate((3, 7)):
+        kept, dropped = target(5, j, n), target(9, j, n)
+        assert ref[row, dropped] > 0 and out[row, dropped] == 0
+        assert out[row, kept] == pytest.approx(4 * floor, rel=1e-5)
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[dropped] = False
+        torch.testing.assert_close(out[row, rest], ref[row, rest], rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", fused_backends())

@@ -15,7 +15,7 @@ from ncl_kernels.alu import reference
 from ncl_kernels.checks import check_inputs
 from ncl_kernels.isa import ALU_OPS
 
-__all__ = ["alu_mix", "check_operands", "op_names", "NUM_OPS", "SKIP_REL"]
+__all__ = ["alu_mix", "check_operands", "op_names", "NUM_OPS", "SKIP_REL", "SUPPORT_REL"]
 
 #: Number of mixed ops: ``len(ALU_OPS)`` of :mod:`ncl_kernels.isa`.
 NUM_OPS = len(ALU_OPS)
@@ -24,6 +24,11 @@ NUM_OPS = len(ALU_OPS)
 #: ``16 · 2**-40`` of that mass, below fp32 resolution of its large entries. Equals ``alu::kSkipRel`` in
 #: ``csrc/include/ncl/alu.h`` (tested).
 SKIP_REL = 2.0 ** -40
+#: The fp32 fused forwards sum the pair ops over the operands' supports: the entries above ``SUPPORT_REL / n``
+#: times the operand's largest entry (``alu::support_threshold<float>`` in ``csrc/include/ncl/alu.h``, where the
+#: bound is derived: the dropped terms move a pair sum by at most ``2**-26`` of ``‖x‖₁‖y‖₁``, a quarter of its fp32
+#: rounding). A sharp machine's registers are one-hot up to leaks of ~1e-13, so a pair op then costs O(n), not O(n²).
+SUPPORT_REL = 2.0 ** -26
 
 op_names = reference.op_names
 

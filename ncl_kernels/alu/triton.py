@@ -10,7 +10,9 @@ Plain host functions, forward and hand-written backward; autograd, registration 
   row, their targets ``i*j mod n``, ``i // j`` and ``i mod j`` computed on the fly.
 
 The forward skips, per row, an op whose weight is at most ``SKIP_REL`` times the row's largest weight
-(a branch on a scalar, uniform in the program). The backward needs every op, because the gradient of
+(a branch on a scalar, uniform in the program), and sums the pair ops (ADD, SUB over ``x``'s support; MUL, DIV,
+MOD over both operands') over the entries above ``SUPPORT_REL / n`` times the operand's largest, as the CPU kernels
+do: a tile of ``i`` with no entry there is skipped. The backward needs every op, because the gradient of
 a weight is that op's whole output, and is written entirely as gathers (no atomics).
 
 The forward's row-level bodies, :func:`alu_structured_row` and :func:`alu_general_tile`, are ``@triton.jit``
@@ -31,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ncl_kernels.alu import NUM_OPS, SKIP_REL
+from ncl_kernels.alu import NUM_OPS, SKIP_REL, SUPPORT_REL
 from ncl_kernels._triton_targets import compile_target
 
 #: Elements of the largest fp32 2-D temporary of a program (same budget as the memory kernels).
@@ -41,6 +43,8 @@ TILE_BUDGET = 2048
 #: 80 (fp32) and 72 (bf16) registers with no spills (``scripts/compile_triton_sm90.py``).
 BWD_TILE_BUDGET = 512
 NUM_WARPS = 4
+
+_SUPPORT_REL = tl.constexpr(SUPPORT_REL)
 
 # Op indices, in the order of ncl_kernels.isa.ALU_OPS (tested against it).
 ADD, SUB, MUL, DIV, MOD, EQ, NE, LT, LE, MIN, MAX, AND, OR, INC, DEC, NOT = range(16)
@@ -64,6 +68,19 @@ def _coef(cv, kk, k: tl.constexpr):
 
 
 @triton.jit
+def _support_floor(v, n):
+    """The support threshold of an operand ``v`` of ``n`` entries: :data:`~ncl_kernels.alu.SUPPORT_REL` ``/ n``
+    times its largest entry (``alu::support`` of ``csrc/include/ncl/alu.h``, the CPU kernels' rule)."""
+    return tl.max(tl.abs(v), axis=0) * _SUPPORT_REL / n
+
+
+@triton.jit
+def _on_support(v, floor):
+    """``v`` with the entries at or below ``floor`` (in magnitude) set to 0; NaN stays (it compares false)."""
+    return tl.where(tl.abs(v) <= floor, 0.0, v)
+
+
+@triton.jit
 def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.constexpr,
                         BLOCK_T: tl.constexpr):
     """Structured ops (everything but MUL, DIV, MOD) of one row: the fp32 ``(BLOCK,)`` output.
@@ -84,17 +101,19 @@ def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.co
     if (tl.abs(c_add) > thr) | (tl.abs(c_sub) > thr):
         add = tl.zeros((BLOCK,), dtype=tl.float32)
         sub = tl.zeros((BLOCK,), dtype=tl.float32)
+        x_floor = _support_floor(x, n)
         for i0 in range(0, n, BLOCK_T):
             i = i0 + tl.arange(0, BLOCK_T)
             im = i < n
-            xi = tl.load(x_row + i, mask=im, other=0.0).to(tl.float32)
-            m2 = im[:, None] & cm[None, :]
-            ia = (c[None, :] - i[:, None] + n) % n  # y[(c - i) mod n]
-            isub = (i[:, None] - c[None, :] + n) % n  # y[(i - c) mod n]
-            ya = tl.load(y_row + ia, mask=m2, other=0.0).to(tl.float32)
-            ys = tl.load(y_row + isub, mask=m2, other=0.0).to(tl.float32)
-            add += tl.sum(xi[:, None] * ya, axis=0)
-            sub += tl.sum(xi[:, None] * ys, axis=0)
+            xi = _on_support(tl.load(x_row + i, mask=im, other=0.0).to(tl.float32), x_floor)
+            if tl.sum((xi != 0.0).to(tl.int32), axis=0) > 0:  # else the tile adds nothing: no gathers
+                m2 = im[:, None] & cm[None, :]
+                ia = (c[None, :] - i[:, None] + n) % n  # y[(c - i) mod n]
+                isub = (i[:, None] - c[None, :] + n) % n  # y[(i - c) mod n]
+                ya = tl.load(y_row + ia, mask=m2, other=0.0).to(tl.float32)
+                ys = tl.load(y_row + isub, mask=m2, other=0.0).to(tl.float32)
+                add += tl.sum(xi[:, None] * ya, axis=0)
+                sub += tl.sum(xi[:, None] * ys, axis=0)
         acc += c_add * add + c_sub * sub
 
     sx = tl.sum(x, axis=0)
@@ -146,22 +165,25 @@ def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, SKIP: tl.constexpr, B
         j = tl.arange(0, BLOCK)
         im = i < n
         jm = j < n
-        xi = tl.load(x_row + i, mask=im, other=0.0).to(tl.float32)
-        yj = tl.load(y_row + j, mask=jm, other=0.0).to(tl.float32)
-        p = xi[:, None] * yj[None, :]
-        # A zero product adds nothing: leaving it out spares the atomics on sharp operands (one-hot x and y: one
-        # pair of the tile's BLOCK_T x BLOCK is nonzero), which contend for a few cells of the row (DIV sends every
-        # i < j to cell 0). NaN and inf products are not zero, so they still reach the row.
-        m2 = im[:, None] & jm[None, :] & (p != 0.0)
-        ii = i[:, None]
-        jj = j[None, :]
-        safe = tl.where(jj > 0, jj, 1)
-        if w_mul != 0.0:
-            tl.atomic_add(out_row + (ii * jj) % n, w_mul * p, mask=m2)
-        if w_div != 0.0:
-            tl.atomic_add(out_row + tl.where(jj > 0, ii // safe, 0), w_div * p, mask=m2)
-        if w_mod != 0.0:
-            tl.atomic_add(out_row + tl.where(jj > 0, ii % safe, 0), w_mod * p, mask=m2)
+        x_floor = _support_floor(tl.load(x_row + j, mask=jm, other=0.0).to(tl.float32), n)
+        xi = _on_support(tl.load(x_row + i, mask=im, other=0.0).to(tl.float32), x_floor)
+        # Only pairs on both supports are scattered: on a sharp machine's operands that is a handful of the row's
+        # n² atomics, which contend for a few cells (DIV sends every i < j to cell 0). A tile with no x_i on the
+        # support sends none.
+        if tl.sum((xi != 0.0).to(tl.int32), axis=0) > 0:
+            yj = tl.load(y_row + j, mask=jm, other=0.0).to(tl.float32)
+            yj = _on_support(yj, _support_floor(yj, n))
+            p = xi[:, None] * yj[None, :]
+            m2 = (xi != 0.0)[:, None] & (yj != 0.0)[None, :]
+            ii = i[:, None]
+            jj = j[None, :]
+            safe = tl.where(jj > 0, jj, 1)
+            if w_mul != 0.0:
+                tl.atomic_add(out_row + (ii * jj) % n, w_mul * p, mask=m2)
+            if w_div != 0.0:
+                tl.atomic_add(out_row + tl.where(jj > 0, ii // safe, 0), w_div * p, mask=m2)
+            if w_mod != 0.0:
+                tl.atomic_add(out_row + tl.where(jj > 0, ii % safe, 0), w_mod * p, mask=m2)
 
 
 @triton.jit

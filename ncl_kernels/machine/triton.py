@@ -357,7 +357,7 @@ def launch_warps(default: int) -> int:
     :data:`WARP_CHOICES`, else a ValueError), otherwise ``default`` (:data:`NUM_WARPS` for the forward, the
     backward's own). One program runs one sample, so at a batch below the GPU's SM count more warps are what puts
     more of the card on each sample's steps, at the cost of registers (16 warps cap a thread at 128: the forward
-    then spills 4 B, the backward 580 B, on sm_90a); ``scripts/machine_warps.py`` times the choices on a GPU."""
+    then spills 12 B, the backward 580 B, on sm_90a); ``scripts/machine_warps.py`` times the choices on a GPU."""
     raw = os.environ.get("NCL_TRITON_WARPS")
     if raw is None or raw == "":
         return default
