@@ -116,6 +116,25 @@ def time_ms(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3)
     return time_stats(run, device, repeats, warmup)["median"]
 
 
+def _time_once(run: Callable[[], None], cuda: bool) -> float:
+    """Wall time of one call of ``run`` in milliseconds (CUDA events on a GPU)."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    run()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def stats_of(samples: list[float]) -> dict[str, float]:
+    """``{"min", "median", "max"}`` of ``samples``."""
+    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples)}
+
+
 def time_stats(run: Callable[[], None], device, repeats: int = 20, warmup: int = 3,
                tick: Callable[[], object] = lambda: None) -> dict[str, float]:
     """``{"min", "median", "max"}`` wall time of ``repeats`` calls of ``run`` in milliseconds (CUDA events on a
@@ -126,19 +145,26 @@ def time_stats(run: Callable[[], None], device, repeats: int = 20, warmup: int =
     samples = []
     cuda = torch.device(device).type == "cuda"
     for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            run()
-            samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append(_time_once(run, cuda))
         tick()
-    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples)}
+    return stats_of(samples)
+
+
+def interleaved_samples(runs: dict[str, Callable[[], None]], device, repeats: int,
+                        context: Callable[[str], contextlib.AbstractContextManager] | None = None,
+                        tick: Callable[[], object] = lambda: None) -> dict[str, list[float]]:
+    """``{name: [ms of round 1, ..., round repeats]}``: ``repeats`` rounds, each calling every run once in order
+    (inside ``context(name)``, outside the timing), so that a machine whose speed drifts during the measurement
+    (a shared VM) moves every run of a round alike and the per-round ratios cancel it; ``tick()`` after every call.
+    The runs are warmed up by the caller."""
+    cuda = torch.device(device).type == "cuda"
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            with context(name) if context else contextlib.nullcontext():
+                samples[name].append(_time_once(run, cuda))
+            tick()
+    return samples
 
 
 def spread_warning(label: str, stats: dict[str, float], hint: str = "rerun on an idle machine or with more "

@@ -15,7 +15,7 @@ from ncl_kernels.machine import MachineConfig
 KEYS = {"ms_fused", "ms_eager", "ms_compiled", "speedup_eager", "speedup_compiled", "peak_mem_fused_mb",
         "peak_mem_eager_mb"}
 BEST_EAGER_KEYS = {"ms_fused", "ms_best_eager", "ms_best_eager_compiled", "speedup_best_eager",
-                   "speedup_best_eager_compiled", "spread_ms"}
+                   "speedup_best_eager_compiled", "spread_ms", "speedup_per_round"}
 needs_cpp = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
 
 
@@ -44,7 +44,14 @@ def test_bench_machine_prints_one_json_object(capsys):
             for kind in ("fused", "best_eager"):
                 spread = figures["spread_ms"][kind]
                 assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+            rounds = figures["speedup_per_round"]["best_eager"]
+            assert 0 < rounds["min"] <= rounds["median"] <= rounds["max"]
+            # a round's ratio lies between the ratios of the extreme calls
+            lo = figures["spread_ms"]["best_eager"]["min"] / figures["spread_ms"]["fused"]["max"]
+            hi = figures["spread_ms"]["best_eager"]["max"] / figures["spread_ms"]["fused"]["min"]
+            assert lo * 0.999 <= rounds["min"] and rounds["max"] <= hi * 1.001
             assert figures["ms_best_eager_compiled"] is None and figures["speedup_best_eager_compiled"] is None
+            assert figures["speedup_per_round"]["best_eager_compiled"] is None
     assert result["best_eager_compiled_error"] == bench_eager.NOT_ASKED
     assert result["baselines_subnormals"] == "kept"
 
@@ -124,6 +131,7 @@ def test_a_failing_compiler_gives_null_figures_and_the_reason(monkeypatch):
             assert figures["ms_best_eager"] > 0 and figures["ms_best_eager_compiled"] is None
             assert figures["speedup_best_eager_compiled"] is None
             assert figures["spread_ms"]["best_eager_compiled"] is None
+            assert figures["speedup_per_round"]["best_eager_compiled"] is None
 
 
 @pytest.mark.slow
@@ -136,6 +144,7 @@ def test_compiled_best_eager_is_timed():
         for mode in ("fwd", "fwdbwd"):
             figures = result[inputs][mode]
             assert figures["ms_best_eager_compiled"] > 0 and figures["speedup_best_eager_compiled"] > 0
+            assert figures["speedup_per_round"]["best_eager_compiled"]["median"] > 0
 
 
 def test_plot_sweep_draws_the_sweep_groups_only(tmp_path):

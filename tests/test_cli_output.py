@@ -5,6 +5,7 @@ timings (with a warning when the spread says the machine was loaded) and has a `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from ncl import cli, cli_train
 from ncl.tasks import names as task_names
 from ncl_kernels import dispatch
-from ncl_kernels.benchmarking import LOADED_SPREAD, format_table, spread_warning
+from ncl_kernels.benchmarking import LOADED_SPREAD, format_table, interleaved_samples, spread_warning, stats_of
 
 ROOT = Path(__file__).parents[1]
 needs_cpp = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
@@ -124,6 +125,27 @@ def test_spread_warning():
     assert spread_warning("x", {"min": 1.0, "median": 1.1, "max": 1.2}) is None
     warning = spread_warning("fused fwd", {"min": 1.0, "median": 2.0, "max": LOADED_SPREAD + 1.0})
     assert warning.startswith("fused fwd: ") and "loaded" in warning
+
+
+def test_interleaved_samples_time_each_run_once_a_round_in_its_context():
+    """Round by round, every run once and in order, inside its own context (entered and left around each call),
+    so that a drift of the machine between rounds reaches every run of a round alike."""
+    order, inside = [], []
+
+    @contextlib.contextmanager
+    def context(name):
+        inside.append(name)
+        yield
+        inside.remove(name)
+
+    def run(name):
+        assert inside == [name]
+        order.append(name)
+
+    samples = interleaved_samples({"a": lambda: run("a"), "b": lambda: run("b")}, "cpu", 3, context)
+    assert order == ["a", "b"] * 3 and inside == []
+    assert set(samples) == {"a", "b"} and all(len(ms) == 3 and min(ms) >= 0 for ms in samples.values())
+    assert stats_of([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0}
 
 
 @needs_cpp

@@ -20,21 +20,25 @@ memory are the softmax of random logits and the program's logits are ``SOFT_SHAR
 weight at least :math:`e^{-4}` of the line's largest), so no kernel skips anything. The eager paths cost the
 same on both.
 
-Each figure is the median of ``repeats`` calls after one warm-up call (which also compiles), with the
-fastest and slowest call in ``spread_ms``; ``speedup_best_eager = ms_best_eager / ms_fused`` and
-``speedup_best_eager_compiled = ms_best_eager_compiled / ms_fused``.
+After one warm-up call of each (which also compiles), the three are timed in ``repeats`` interleaved rounds, each
+round calling every one once (:func:`ncl_kernels.benchmarking.interleaved_samples`). Each figure is the median of
+its ``repeats`` calls, with the fastest and slowest call in ``spread_ms``; ``speedup_best_eager = ms_best_eager /
+ms_fused`` and ``speedup_best_eager_compiled = ms_best_eager_compiled / ms_fused``; ``speedup_per_round`` holds the
+median, fastest and slowest of the rounds' own ratios, which a machine whose speed drifts during the benchmark (a
+shared VM) moves less than the medians' ratio.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import torch
 
 from ncl.machine.assembler import assemble
 from ncl.machine.run import DEFAULT_CHUNK, RunResult, finish
-from ncl_kernels.benchmarking import num_threads, spread_warning, time_stats
+from ncl_kernels.benchmarking import interleaved_samples, num_threads, spread_warning, stats_of
 from ncl_kernels.isa import one_hot
 from ncl_kernels.machine import MachineConfig, eager
 
@@ -115,6 +119,9 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
                                 step_fn=step_fn if kind == "best_eager_compiled" else None)
         return finish(carry, done)
 
+    def threads_for(kind: str):
+        return num_threads(None if kind == "fused" else baseline_threads)
+
     def call(kind: str, grad: bool, case) -> None:
         program, regs, mem, _ = case
         program.zero_grad(set_to_none=True)
@@ -132,31 +139,34 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
     for name, case in cases.items():
         section: dict = {"inputs": case[3]}
         for mode, grad in (("fwd", False), ("fwdbwd", True)):
-            spread: dict[str, dict[str, float] | None] = {}
-            for kind in KINDS:
+            runs: dict[str, Callable[[], None]] = {}
+            for kind in KINDS:  # one warm-up call each (the compiled step compiles in its own)
                 if kind == "best_eager_compiled" and error is not None:
-                    spread[kind] = None
                     continue
-                label(f"{name} {mode} {kind}{' (the warm-up call compiles)' if kind.endswith('compiled') else ''}")
+                label(f"{name} {mode} {kind} warm-up{' (compiles)' if kind.endswith('compiled') else ''}")
                 try:
-                    with num_threads(None if kind == "fused" else baseline_threads):
-                        spread[kind] = time_stats(lambda: call(kind, grad, case), device, repeats, warmup=1,
-                                                  tick=tick)
+                    with threads_for(kind):
+                        call(kind, grad, case)
                 except Exception as exc:  # noqa: BLE001 (a compiler missing or failing here is reported, not fatal)
                     if kind != "best_eager_compiled":
                         raise
                     error = _failed(exc)
-                    spread[kind] = None
                     continue
-                warnings.append(spread_warning(f"{name} {mode} {kind}", spread[kind], "rerun on an idle machine, "
+                tick()
+                runs[kind] = functools.partial(call, kind, grad, case)
+            label(f"{name} {mode}: {repeats} rounds, each kind once")
+            samples = interleaved_samples(runs, device, repeats, threads_for, tick)
+            for kind, ms in samples.items():
+                warnings.append(spread_warning(f"{name} {mode} {kind}", stats_of(ms), "rerun on an idle machine, "
                                                "with more --repeats, or with --threads 1"))
-            section[mode] = _figures(spread)
+            section[mode] = _figures(samples)
         result[name] = section
     if error is not None:  # a failure in a later section leaves no compiled figure anywhere
         for name in cases:
             for mode in ("fwd", "fwdbwd"):
                 result[name][mode].update(ms_best_eager_compiled=None, speedup_best_eager_compiled=None)
                 result[name][mode]["spread_ms"]["best_eager_compiled"] = None
+                result[name][mode]["speedup_per_round"]["best_eager_compiled"] = None
     result["best_eager_compiled_error"] = error
     result["warnings"] = [w for w in warnings if w]
     return result
@@ -168,14 +178,21 @@ def _failed(exc: Exception) -> str:
     return f"torch.compile failed: {type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
-def _figures(spread: dict[str, dict[str, float] | None]) -> dict:
-    fused, best, compiled = (spread.get(k) for k in KINDS)
+def _figures(samples: dict[str, list[float]]) -> dict:
+    """A mode's figures from its interleaved rounds (``{kind: [ms a round]}``, the compiled kind absent if it
+    failed): the medians and their ratios, each kind's spread, and ``speedup_per_round``, the ratios of each
+    round's own calls (median and range), which a machine drifting between rounds moves less than the medians."""
+    spread = {k: stats_of(samples[k]) if k in samples else None for k in KINDS}
+    fused, best, compiled = (spread[k] for k in KINDS)
     figures = {"ms_fused": fused["median"], "ms_best_eager": best["median"],
                "ms_best_eager_compiled": compiled["median"] if compiled else None,
                "speedup_best_eager": best["median"] / fused["median"],
                "speedup_best_eager_compiled": compiled["median"] / fused["median"] if compiled else None}
     out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
     out["spread_ms"] = {k: ({q: round(v, 3) for q, v in s.items()} if s else None) for k, s in spread.items()}
+    out["speedup_per_round"] = {
+        k: {q: round(v, 3) for q, v in stats_of([b / f for b, f in zip(samples[k], samples["fused"])]).items()}
+        if k in samples else None for k in KINDS[1:]}
     return out
 
 
@@ -191,10 +208,14 @@ def format_sections(result: dict) -> list[str]:
                 s = r["spread_ms"][kind]
                 return f"{s['median']:.1f} ms ({s['min']:.1f}-{s['max']:.1f})"
 
-            compiled = ("n/a" if r["ms_best_eager_compiled"] is None else
-                        f"{ms('best_eager_compiled')}, {r['speedup_best_eager_compiled']:.2f}x")
+            def ratio(kind: str) -> str:
+                q = r["speedup_per_round"][kind]
+                return f"{r['speedup_' + kind]:.2f}x (rounds {q['median']:.2f}x, {q['min']:.2f}-{q['max']:.2f})"
+
+            compiled = "n/a" if r["ms_best_eager_compiled"] is None else \
+                f"{ms('best_eager_compiled')}, {ratio('best_eager_compiled')}"
             lines.append(f"  {name:>5} {mode:>6}: fused {ms('fused')}, best eager {ms('best_eager')}, "
-                         f"{r['speedup_best_eager']:.2f}x; compiled {compiled}")
+                         f"{ratio('best_eager')}; compiled {compiled}")
     if result["best_eager_compiled_error"]:
         lines.append(f"  compiled best eager: {result['best_eager_compiled_error']}")
     return lines
