@@ -39,12 +39,11 @@ from tqdm import tqdm
 
 from ncl import storage, tasks
 from ncl.computer.call_heads import COUNTS
-from ncl.computer.word_encoder import WIDTH, piece_states
+from ncl.computer.word_encoder import WIDTH, char_vocab, piece_states
 from ncl.llama import LlamaConfig
 from ncl.tasks import compose
 from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES, TRAINED
-from ncl.tokenizers import SPECIAL_TOKENS
 from ncl.training import TrainConfig
 from ncl.training.data import tokenizer
 from ncl.training.loop import learning_rate
@@ -57,8 +56,7 @@ def features(examples: list, programs: dict[str, int], batch: int = 64) -> list[
     holds), as the model's program head pools them. Call k's step is where its labels put it: from the token after
     call k − 1's step end to the end of its step phrase, the last step's to the last token the heads read (the
     space before the answer cue's ``=``)."""
-    tok = tokenizer()
-    vocab = ["" if t in SPECIAL_TOKENS else t for t in (tok.id_to_token(i) for i in range(tok.vocab_size))]
+    tok, vocab = tokenizer(), char_vocab()
     out = []
     for b in tqdm(range(0, len(examples), batch), desc="encoder", leave=False):
         chunk = examples[b:b + batch]

@@ -12,6 +12,7 @@ import torch
 from ncl import tasks
 from ncl.tasks import compose
 from ncl.computer import word_encoder
+from ncl.computer.call_heads import COUNTS
 from ncl.tasks.mix import single_call
 from ncl.tasks.phrasing import TEMPLATES
 from ncl.tokenizers import SPECIAL_TOKENS
@@ -61,7 +62,8 @@ def test_the_refit_pools_the_pieces_the_models_program_head_pools():
             assert len(pieces) == len(words) >= 1 and len(calls) == len(e.calls), e.prompt
             assert torch.allclose(model.pretrained_words.project(pieces), states[r, words], atol=1e-5), e.prompt
             assert [names[y] for _, _, y in calls] == [c.program for c in e.calls]
-            assert [c for _, c, _ in calls] == [min(sum(a < len(e.operands) for a in c.args), 3) for c in e.calls]
+            assert [c for _, c, _ in calls] == [min(sum(a < len(e.operands) for a in c.args), COUNTS - 1)
+                                                 for c in e.calls]
 
 
 def test_the_script_reports_each_variant(tmp_path):

@@ -173,6 +173,13 @@ def prompt_texts(ids: torch.Tensor, mask: torch.Tensor, P: int, vocab: list[str]
     return texts, starts
 
 
+def char_vocab() -> list[str]:
+    """The built-in :class:`~ncl.tokenizers.CharTokenizer`'s vocabulary as the encoder reads a prompt: each id's
+    text, ``""`` for the special tokens (the ``vocab`` of :func:`prompt_texts` and :func:`piece_states`)."""
+    tok = CharTokenizer()
+    return ["" if t in SPECIAL_TOKENS else t for t in (tok.id_to_token(i) for i in range(tok.vocab_size))]
+
+
 class PretrainedWords(nn.Module):
     """The words' view ``word_view="pretrained"`` (module docstring): ``ids (B,T)`` (in the built-in
     :class:`~ncl.tokenizers.CharTokenizer`'s vocabulary, which ``ncl train`` uses), ``mask (B,T)`` and the
@@ -184,8 +191,7 @@ class PretrainedWords(nn.Module):
     def __init__(self, d: int):
         super().__init__()
         self.project = nn.Linear(WIDTH, d)
-        tok = CharTokenizer()
-        self.vocab = ["" if t in SPECIAL_TOKENS else t for t in (tok.id_to_token(i) for i in range(tok.vocab_size))]
+        self.vocab = char_vocab()
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, P: int) -> torch.Tensor:
         states, has = piece_states(ids, mask, P, self.vocab)

@@ -75,18 +75,29 @@ def _support_floor(v, n):
 
 
 @triton.jit
+def support_floors(x_row, y_row, n, BLOCK: tl.constexpr):
+    """``(x_floor, y_floor)``: :func:`_support_floor` of a row's two operands, read from ``x_row`` and ``y_row``
+    (``n`` each); what :func:`alu_structured_row` and :func:`alu_general_tile` take, computed once a row."""
+    c = tl.arange(0, BLOCK)
+    x = tl.load(x_row + c, mask=c < n, other=0.0).to(tl.float32)
+    y = tl.load(y_row + c, mask=c < n, other=0.0).to(tl.float32)
+    return _support_floor(x, n), _support_floor(y, n)
+
+
+@triton.jit
 def _on_support(v, floor):
     """``v`` with the entries at or below ``floor`` (in magnitude) set to 0; NaN stays (it compares false)."""
     return tl.where(tl.abs(v) <= floor, 0.0, v)
 
 
 @triton.jit
-def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.constexpr,
+def alu_structured_row(x_row, y_row, cv, kk, n, x_floor, SKIP: tl.constexpr, BLOCK: tl.constexpr,
                         BLOCK_T: tl.constexpr):
     """Structured ops (everything but MUL, DIV, MOD) of one row: the fp32 ``(BLOCK,)`` output.
 
     ``x_row``, ``y_row``: pointers to the row's operands (``n`` each, read with gathers, so they must be in
-    global memory); ``cv``: the row's 16 weights as an fp32 tensor over ``kk = tl.arange(0, 16)``.
+    global memory); ``cv``: the row's 16 weights as an fp32 tensor over ``kk = tl.arange(0, 16)``; ``x_floor``:
+    ``x``'s support threshold (:func:`support_floors`).
     """
     c = tl.arange(0, BLOCK)
     cm = c < n
@@ -101,7 +112,6 @@ def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.co
     if (tl.abs(c_add) > thr) | (tl.abs(c_sub) > thr):
         add = tl.zeros((BLOCK,), dtype=tl.float32)
         sub = tl.zeros((BLOCK,), dtype=tl.float32)
-        x_floor = _support_floor(x, n)
         for i0 in range(0, n, BLOCK_T):
             i = i0 + tl.arange(0, BLOCK_T)
             im = i < n
@@ -152,8 +162,8 @@ def alu_structured_row(x_row, y_row, cv, kk, n, SKIP: tl.constexpr, BLOCK: tl.co
 
 
 @triton.jit
-def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, SKIP: tl.constexpr, BLOCK: tl.constexpr,
-                      BLOCK_T: tl.constexpr):
+def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, x_floor, y_floor, SKIP: tl.constexpr,
+                      BLOCK: tl.constexpr, BLOCK_T: tl.constexpr):
     """MUL, DIV, MOD of one row's ``x_i``, ``i`` in ``i0 .. i0 + BLOCK_T``, against every ``y_j``,
     atomically added to the fp32 row ``out_row`` (arguments as :func:`alu_structured_row`)."""
     w = tl.where(tl.abs(cv) > SKIP * tl.max(tl.abs(cv), axis=0), cv, 0.0)
@@ -165,14 +175,13 @@ def alu_general_tile(x_row, y_row, cv, kk, out_row, i0, n, SKIP: tl.constexpr, B
         j = tl.arange(0, BLOCK)
         im = i < n
         jm = j < n
-        x_floor = _support_floor(tl.load(x_row + j, mask=jm, other=0.0).to(tl.float32), n)
         xi = _on_support(tl.load(x_row + i, mask=im, other=0.0).to(tl.float32), x_floor)
         # Only pairs on both supports are scattered: on a sharp machine's operands that is a handful of the row's
         # n² atomics, which contend for a few cells (DIV sends every i < j to cell 0). A tile with no x_i on the
         # support sends none.
         if tl.sum((xi != 0.0).to(tl.int32), axis=0) > 0:
             yj = tl.load(y_row + j, mask=jm, other=0.0).to(tl.float32)
-            yj = _on_support(yj, _support_floor(yj, n))
+            yj = _on_support(yj, y_floor)
             p = xi[:, None] * yj[None, :]
             m2 = (xi != 0.0)[:, None] & (yj != 0.0)[None, :]
             ii = i[:, None]
@@ -193,7 +202,8 @@ def _alu_fwd_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: tl.c
     row = tl.program_id(0).to(tl.int64)
     kk = tl.arange(0, K)
     cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
-    acc = alu_structured_row(x_ptr + row * n, y_ptr + row * n, cv, kk, n, SKIP, BLOCK, BLOCK_T)
+    x_floor, _ = support_floors(x_ptr + row * n, y_ptr + row * n, n, BLOCK)
+    acc = alu_structured_row(x_ptr + row * n, y_ptr + row * n, cv, kk, n, x_floor, SKIP, BLOCK, BLOCK_T)
     c = tl.arange(0, BLOCK)
     tl.store(out_ptr + row * n + c, acc, mask=c < n)
 
@@ -205,8 +215,9 @@ def _alu_general_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: 
     row = tl.program_id(0).to(tl.int64)
     kk = tl.arange(0, K)
     cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
+    x_floor, y_floor = support_floors(x_ptr + row * n, y_ptr + row * n, n, BLOCK)
     alu_general_tile(x_ptr + row * n, y_ptr + row * n, cv, kk, out_ptr + row * n, tl.program_id(1) * BLOCK_T,
-                      n, SKIP, BLOCK, BLOCK_T)
+                     n, x_floor, y_floor, SKIP, BLOCK, BLOCK_T)
 
 
 @triton.jit

@@ -48,7 +48,7 @@ import triton.language as tl
 from ncl_kernels._triton_targets import compile_target
 from ncl_kernels.alu import NUM_OPS as NUM_ALU_OPS
 from ncl_kernels.alu import SKIP_REL
-from ncl_kernels.alu.triton import _coef, _p2, _tiles, alu_general_tile, alu_structured_row
+from ncl_kernels.alu.triton import _coef, _p2, _support_floor, _tiles, alu_general_tile, alu_structured_row
 from ncl_kernels.control import reference as control_reference
 from ncl_kernels.isa import NUM_OPS as NUM_OPCODES
 from ncl_kernels.isa import OP
@@ -309,12 +309,14 @@ def _machine_run_kernel(op_ptr, a_ptr, b_ptr, d_ptr, imm_ptr, tgt_ptr, lops_ptr,
         value = tl.zeros((BLOCK_N,), dtype=tl.float32)
         if tl.max(tl.abs(e_alu), axis=0) > SKIP:  # else no line is an ALU op: value 0
             coef_alu = e_alu / wdiv
-            tl.store(alu_row + cols, alu_structured_row(x_row, y_row, coef_alu, kk, n, SKIP, BLOCK_N, BLOCK_T),
-                     mask=cm)
+            x_floor, y_floor = _support_floor(x, n), _support_floor(y, n)  # x, y: this step's, in registers
+            tl.store(alu_row + cols, alu_structured_row(x_row, y_row, coef_alu, kk, n, x_floor, SKIP, BLOCK_N,
+                                                        BLOCK_T), mask=cm)
             # MUL, DIV, MOD add atomically onto the row just stored by other threads...
             tl.debug_barrier()
             for i0 in range(0, n, BLOCK_T):
-                alu_general_tile(x_row, y_row, coef_alu, kk, alu_row, i0, n, SKIP, BLOCK_N, BLOCK_T)
+                alu_general_tile(x_row, y_row, coef_alu, kk, alu_row, i0, n, x_floor, y_floor, SKIP, BLOCK_N,
+                                 BLOCK_T)
             # ...and every thread's additions must have landed before the row is read.
             tl.debug_barrier()
             value = tl.load(alu_row + cols, mask=cm, other=0.0)
@@ -357,7 +359,7 @@ def launch_warps(default: int) -> int:
     :data:`WARP_CHOICES`, else a ValueError), otherwise ``default`` (:data:`NUM_WARPS` for the forward, the
     backward's own). One program runs one sample, so at a batch below the GPU's SM count more warps are what puts
     more of the card on each sample's steps, at the cost of registers (16 warps cap a thread at 128: the forward
-    then spills 12 B, the backward 580 B, on sm_90a); ``scripts/machine_warps.py`` times the choices on a GPU."""
+    then spills 8 B, the backward 588 B, on sm_90a); ``scripts/machine_warps.py`` times the choices on a GPU."""
     raw = os.environ.get("NCL_TRITON_WARPS")
     if raw is None or raw == "":
         return default
