@@ -136,6 +136,9 @@ def test_one_chunks_backward_from_a_halted_state_with_every_gradient_random():
     fields = [f.detach() for f in program.fields()]
     kernel = torch.ops.ncl.machine_run_bwd(*fields, carry, grads, 3, 6, 1e-20, True)
     assert kernel[6][0].abs().max() > 0.1  # the frozen sample's ip gradient
+    # The accumulators' come back empty: they pass through, which autograd through the steps must agree with.
+    assert [t.numel() for t in kernel[13:]] == [0] * 4
+    kernel = [*kernel[:6], *machine_op.pass_accumulator_grads(kernel[6:], grads)]
     for backend in ("cpp", "reference"):
         steps = machine_op._recomputed_chunk_grads(fields, carry, grads, 3, 6, config, backend)
         for i, (a, b) in enumerate(zip(kernel, steps)):
@@ -301,7 +304,8 @@ def test_a_fixed_library_gets_no_field_gradients_and_the_same_input_gradients():
     out = torch.ops.ncl.machine_run_bwd(*[f.detach() for f in program.fields()], carry,
                                         [torch.randn_like(t) for t in carry], 0, 3, 1e-20, False)
     assert [t.numel() for t in out[:6]] == [0] * 6
-    assert [t.shape for t in out[6:]] == [t.shape for t in carry]
+    assert [t.shape for t in out[6:13]] == [t.shape for t in carry[:7]]
+    assert [t.numel() for t in out[13:]] == [0] * 4  # the accumulators' pass through (pass_accumulator_grads)
 
 
 def test_both_isa_copies_compute_the_same_run(monkeypatch):

@@ -208,6 +208,8 @@ def test_checkpointed_run_uses_the_kernel_and_matches_the_step_ops(monkeypatch):
     carry = _random_carry(2, 5, 3, 8, 4, 4, seed=8)
     grads = _random_grads(carry, seed=9)
     kernel = _triton(fields, carry, grads, 1, 3)
+    assert [t.numel() for t in kernel[13:]] == [0] * 4  # the accumulators' pass through, checked against autograd:
+    kernel = [*kernel[:6], *machine_op.pass_accumulator_grads(kernel[6:], grads)]
     reference = machine_op._recomputed_chunk_grads([f.to(DEVICE) for f in fields], [t.to(DEVICE) for t in carry],
                                                    [g.to(DEVICE) for g in grads], 1, 3, config, "triton")
     _assert_grads_match(kernel, [t.cpu() for t in reference], "kernel against the step ops")

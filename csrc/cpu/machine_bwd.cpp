@@ -514,7 +514,10 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
   for (size_t i = 0; i < 11; ++i) {
     cin.push_back(carry_in[i].contiguous());
     gout.push_back(grad_out[i].contiguous());
-    gin.push_back(at::empty_like(cin[i], at::MemoryFormat::Contiguous));
+    // The accumulators' (7..10) pass through every step unchanged: not returned (0 elements), the caller keeps
+    // grad's. Copying them cost a fresh (B, C, n) tensor a chunk: sharp fwd+bwd 8-10 % (benchmarks/RESULTS.md).
+    gin.push_back(i < kFirstAccumulator ? at::empty_like(cin[i], at::MemoryFormat::Contiguous)
+                                        : at::empty({0}, cin[i].options()));
   }
   // Without field_grads the six are empty tensors, which the caller does not read.
   std::vector<at::Tensor> gfields;
@@ -620,8 +623,6 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
         for (int i = 0; i < 7; ++i)
           std::copy_n(in_place[i] ? in_place[i] : gpost_p + lay.off[i], lay.off[i + 1] - lay.off[i],
                       gin[i].data_ptr<A>() + bb * stride[i]);
-        for (int i = 7; i < 11; ++i)  // the accumulators' gradients pass through every step
-          std::copy_n(gout[i].data_ptr<A>() + bb * stride[i], stride[i], gin[i].data_ptr<A>() + bb * stride[i]);
       }
       if (!gf.owned()) return;
       std::lock_guard<std::mutex> lock(mu);

@@ -119,6 +119,10 @@ template <typename A> struct Carry {
   UndoLog<A>* undo = nullptr;
 };
 
+// The carry's first accumulator: tensors 0..6 are the state, 7..10 (acc_reg, acc_mem, expected, faults) the
+// accumulators, whose gradients pass through every step unchanged.
+constexpr int kFirstAccumulator = 7;
+
 // Elements per sample of each of the 11 carry tensors, in that order (the batch stride of each).
 struct CarryStrides {
   int64_t s[11];

@@ -92,6 +92,9 @@ class Carry(NamedTuple):
 
 #: Tensors in a flat carry (:meth:`Carry.flat`).
 CARRY_SIZE = 11
+#: The first accumulator in a flat carry: the state (:class:`MachineState`, 7 tensors) comes first, then acc_reg,
+#: acc_mem, expected and faults, whose gradients pass through every step unchanged.
+FIRST_ACCUMULATOR = 7
 
 
 def initial_carry(ip: torch.Tensor, reg: torch.Tensor, mem: torch.Tensor, stack: int) -> Carry:

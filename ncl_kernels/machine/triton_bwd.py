@@ -51,6 +51,7 @@ from ncl_kernels.machine.triton import (
     _ALU_FIRST, _BLOCK_O, _CALL, _CONST, _LOAD, _MOV, _NUM_ALU, _O, _POP, _PUSH, _RET, _STORE,
     _VALUE_MASS_FLOOR, CARRY_SIZE, HALT, JMP, JNZ, JZ, _check, _launch_params, _line_ops,
     _machine_run_kernel, _pick, _stack_moves, launch_warps, machine_compile_targets)
+from ncl_kernels.machine.state import FIRST_ACCUMULATOR
 from ncl_kernels.machine.triton_tape import _tape_entry, tape_entry_size
 
 _HALT, _JMP, _JZ, _JNZ = (tl.constexpr(k) for k in (HALT, JMP, JZ, JNZ))
@@ -448,8 +449,9 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
     Returns:
         17 tensors: the gradients of op, a, b, d, imm and tgt (summed over samples and steps, with atomics: the
         fp32 sums are taken in another order than the CPU op's; ``(0,)`` tensors without ``field_grads``), then
-        those of the 11 carry tensors entering the steps. The accumulators' (acc_reg, acc_mem, expected, faults)
-        are the given ones: they pass through every step unchanged.
+        those of the 11 carry tensors entering the steps, the accumulators' (acc_reg, acc_mem, expected, faults) as
+        ``(0,)`` tensors: they pass through every step unchanged, so they are ``grad``'s
+        (:func:`ncl_kernels.machine.pass_accumulator_grads`).
     """
     fields = [t.contiguous() for t in (op, a, b, d, imm, tgt)]
     _check(fields, carry, "machine_run_bwd")
@@ -464,9 +466,11 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
     device = carry[0].device
     (B, L), (_, K, n), C, S = carry[0].shape, carry[1].shape, carry[2].shape[1], carry[4].shape[1]
     g_fields = [torch.zeros_like(f) if field_grads else f.new_empty(0) for f in fields]
-    g_carry = [g.contiguous().clone() for g in grad]  # the first 7 become the entering carry's, in place
+    # The state's become the entering carry's, in place; the accumulators' are only read.
+    g_carry = [g.contiguous().clone() if i < FIRST_ACCUMULATOR else g.contiguous() for i, g in enumerate(grad)]
+    passed = [g.new_empty(0) for g in grad[FIRST_ACCUMULATOR:]]
     if B == 0 or count == 0:
-        return g_fields + g_carry
+        return g_fields + g_carry[:FIRST_ACCUMULATOR] + passed
     f32 = dict(device=device, dtype=torch.float32)
     work = [t.contiguous().clone() for t in carry]  # the tape pass runs the steps on it
     tape = torch.empty((B, count, tape_entry_size(L, K, n, C, S)), **f32)
@@ -478,7 +482,7 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
                                   torch.empty((B, 3, n), **f32), tape, *g_carry, *field_ptrs, rows, alu, alu_coef,
                                   first, count, norm_eps, L, K, n, C, S, **_launch_params_bwd(L, K, n, C, S),
                                   FIELD_GRADS=bool(field_grads), num_warps=launch_warps(BWD_NUM_WARPS))
-    return g_fields + g_carry
+    return g_fields + g_carry[:FIRST_ACCUMULATOR] + passed
 
 
 # ---------------------------------------------------------------------------------------------------------
