@@ -125,8 +125,9 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
                                             at::TensorList carry, int64_t first, int64_t count, double halt_eps,
                                             double norm_eps, bool keep_tape);
 // Its backward over `count` steps: the fields' gradients (6; empty tensors unless field_grads), then the gradient
-// of the carry entering them (11), the accumulators' last four as empty tensors (they equal grad's). `alu`, when given, is the forward's first keep_tape output for these steps;
-// `load` and `invertible` its other two, with `mem_after` the memory leaving the steps (B, C, n), all three or none.
+// of the carry entering them (11), the accumulators' last four as empty tensors (they equal grad's). `alu`, when
+// given, is the forward's first keep_tape output for these steps; `load` and `invertible` its other two, with
+// `mem_after` the memory leaving the steps (B, C, n), all three or none.
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, at::TensorList grad, int64_t first, int64_t count,

@@ -52,6 +52,7 @@ from ncl_kernels.alu.triton import _coef, _p2, _support_floor, _tiles, alu_gener
 from ncl_kernels.control import reference as control_reference
 from ncl_kernels.isa import NUM_OPS as NUM_OPCODES
 from ncl_kernels.isa import OP
+from ncl_kernels.machine.state import CARRY_SIZE
 from ncl_kernels.machine.step import VALUE_MASS_FLOOR
 from ncl_kernels.machine.triton_tape import NUM_OPCODES_PADDED, _copy_rows, _tape_entry
 
@@ -60,8 +61,6 @@ TILE_BUDGET = 2048
 NUM_WARPS = 4
 #: The warp counts a whole-run kernel may launch with when ``NCL_TRITON_WARPS`` sets it (:func:`launch_warps`).
 WARP_CHOICES = (2, 4, 8, 16)
-#: Carry tensors, in order: ip, reg, mem, dstk, dsp, rstk, rsp, acc_reg, acc_mem, expected, faults.
-CARRY_SIZE = 11
 
 #: Opcode columns of ``op`` (:mod:`ncl_kernels.isa`).
 CONST, MOV, ALU_FIRST, LOAD, STORE, PUSH, POP = (OP[o] for o in ("CONST", "MOV", "ADD", "LOAD", "STORE", "PUSH", "POP"))

@@ -443,15 +443,13 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
         grad: the gradient of the 11 tensors leaving them (same shapes).
         first, count: the steps; norm_eps: the floor of every renormalising divisor.
         field_grads: whether to compute the fields' gradients (else they come back as empty tensors).
-
-    Every tensor is float32 on one device (a ValueError otherwise).
+        Every tensor is float32 on one device (a ValueError otherwise).
 
     Returns:
         17 tensors: the gradients of op, a, b, d, imm and tgt (summed over samples and steps, with atomics: the
         fp32 sums are taken in another order than the CPU op's; ``(0,)`` tensors without ``field_grads``), then
-        those of the 11 carry tensors entering the steps, the accumulators' (acc_reg, acc_mem, expected, faults) as
-        ``(0,)`` tensors: they pass through every step unchanged, so they are ``grad``'s
-        (:func:`ncl_kernels.machine.pass_accumulator_grads`).
+        those of the 11 carry tensors entering the steps, the accumulators' as ``(0,)`` tensors: they pass through
+        every step unchanged (:func:`ncl_kernels.machine.pass_accumulator_grads`).
     """
     fields = [t.contiguous() for t in (op, a, b, d, imm, tgt)]
     _check(fields, carry, "machine_run_bwd")
@@ -463,15 +461,14 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
                              f" got {g.dtype} {tuple(g.shape)} on {g.device}")
     if count < 0 or first < 0:
         raise ValueError("machine_run_bwd: first and count must be >= 0")
-    device = carry[0].device
     (B, L), (_, K, n), C, S = carry[0].shape, carry[1].shape, carry[2].shape[1], carry[4].shape[1]
     g_fields = [torch.zeros_like(f) if field_grads else f.new_empty(0) for f in fields]
-    # The state's become the entering carry's, in place; the accumulators' are only read.
+    # The state's become the entering carry's, in place; the accumulators' are only read, and returned as (0,).
     g_carry = [g.contiguous().clone() if i < FIRST_ACCUMULATOR else g.contiguous() for i, g in enumerate(grad)]
-    passed = [g.new_empty(0) for g in grad[FIRST_ACCUMULATOR:]]
-    if B == 0 or count == 0:
-        return g_fields + g_carry[:FIRST_ACCUMULATOR] + passed
-    f32 = dict(device=device, dtype=torch.float32)
+    out = g_fields + g_carry[:FIRST_ACCUMULATOR] + [g.new_empty(0) for g in grad[FIRST_ACCUMULATOR:]]
+    if B == 0 or count == 0:  # nothing to step
+        return out
+    f32 = dict(device=carry[0].device, dtype=torch.float32)
     work = [t.contiguous().clone() for t in carry]  # the tape pass runs the steps on it
     tape = torch.empty((B, count, tape_entry_size(L, K, n, C, S)), **f32)
     rows = torch.empty((B, 2 * L + C), **f32)
@@ -482,7 +479,7 @@ def machine_run_bwd(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: torch
                                   torch.empty((B, 3, n), **f32), tape, *g_carry, *field_ptrs, rows, alu, alu_coef,
                                   first, count, norm_eps, L, K, n, C, S, **_launch_params_bwd(L, K, n, C, S),
                                   FIELD_GRADS=bool(field_grads), num_warps=launch_warps(BWD_NUM_WARPS))
-    return g_fields + g_carry[:FIRST_ACCUMULATOR] + passed
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
