@@ -515,7 +515,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     cin.push_back(carry_in[i].contiguous());
     gout.push_back(grad_out[i].contiguous());
     // The accumulators' (7..10) pass through every step unchanged: not returned (0 elements), the caller keeps
-    // grad's. Copying them cost a fresh (B, C, n) tensor a chunk: sharp fwd+bwd 8-10 % (benchmarks/RESULTS.md).
+    // grad's. Copying them cost a fresh (B, C, n) tensor a chunk: 10-20 % of the sharp fwd+bwd (RESULTS.md).
     gin.push_back(i < kFirstAccumulator ? at::empty_like(cin[i], at::MemoryFormat::Contiguous)
                                         : at::empty({0}, cin[i].options()));
   }

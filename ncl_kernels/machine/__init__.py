@@ -157,7 +157,7 @@ def pass_accumulator_grads(carry_grads: list[torch.Tensor], grad: list[torch.Ten
     """The gradient of a chunk's entering carry from ``machine_run_bwd``'s 11 ``carry_grads`` and the ``grad`` it
     was given: the accumulators (acc_reg, acc_mem, expected, faults, from ``FIRST_ACCUMULATOR`` on) pass through
     every step unchanged, so the backward ops return them as empty tensors instead of a copy of ``grad``'s (a
-    fresh ``(B, C, n)`` tensor a chunk, 8-10 % of the sharp CPU run's forward+backward)."""
+    fresh ``(B, C, n)`` tensor a chunk: 10-20 % of the sharp CPU run's forward+backward)."""
     return [*carry_grads[:FIRST_ACCUMULATOR], *grad[FIRST_ACCUMULATOR:]]
 
 
