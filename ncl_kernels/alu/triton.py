@@ -202,9 +202,9 @@ def _alu_fwd_kernel(x_ptr, y_ptr, c_ptr, out_ptr, n, SKIP: tl.constexpr, K: tl.c
     row = tl.program_id(0).to(tl.int64)
     kk = tl.arange(0, K)
     cv = tl.load(c_ptr + row * K + kk).to(tl.float32)
-    x_floor, _ = support_floors(x_ptr + row * n, y_ptr + row * n, n, BLOCK)
-    acc = alu_structured_row(x_ptr + row * n, y_ptr + row * n, cv, kk, n, x_floor, SKIP, BLOCK, BLOCK_T)
     c = tl.arange(0, BLOCK)
+    x_floor = _support_floor(tl.load(x_ptr + row * n + c, mask=c < n, other=0.0).to(tl.float32), n)  # y's: unused
+    acc = alu_structured_row(x_ptr + row * n, y_ptr + row * n, cv, kk, n, x_floor, SKIP, BLOCK, BLOCK_T)
     tl.store(out_ptr + row * n + c, acc, mask=c < n)
 
 
