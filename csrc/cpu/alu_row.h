@@ -17,7 +17,6 @@ constexpr int64_t kRunLanes = 8;
 template <typename A> struct RowScratch {
   std::vector<A> x, y, px, qx, py, qy, g, pgx, qgx, pgy, qgy;
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
-  std::vector<A> dx;  // backward: the structured ops' ∂L_k/∂x (rows kNumPair.. of kNumOps × n)
   std::vector<A> gy_pair, gx, gy;  // backward: the pair ops' dy, and the row's gradients
   std::vector<char> in_y;
   std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
@@ -37,7 +36,7 @@ template <typename A> struct RowScratch {
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        dx(alu::kNumOps * n), gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n), xx(2 * n), prefix(n + 1),
+        gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n), xx(2 * n), prefix(n + 1),
         xg_prefix(n + 1), div_diff(n + 1), mod_head(n + 1), gy_rest(n), x_pad(n + kRunLanes),
         gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)) {
     std::fill(run_mask.begin(), run_mask.begin() + n, A(1));
@@ -73,9 +72,11 @@ template <typename A, int M> void running_sums(const Scans<A, M>& sc, int64_t n,
   for (int m = 0; m < M; ++m) total[m] = s[m];
 }
 
-// Loads row b of x, y (and g) and fills the row view.
+// Loads row b of x, y (and g) and fills the row view. Without g_sums the running sums of x·g and y·g are not
+// computed (only MIN's and MAX's gradients read them): the row's pgx, qgx, pgy and qgy then point at px, qx, py and
+// qy, finite values for a caller that multiplies them by a zero coefficient.
 template <typename T, typename A>
-alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64_t n) {
+alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64_t n, bool g_sums = true) {
   for (int64_t i = 0; i < n; ++i) {
     s.x[i] = static_cast<A>(x[i]);
     s.y[i] = static_cast<A>(y[i]);
@@ -88,12 +89,15 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   if (g) {
     for (int64_t i = 0; i < n; ++i) s.g[i] = static_cast<A>(g[i]);
     r.g = s.g.data();
+  }
+  if (g && g_sums) {
     r.pgx = s.pgx.data(); r.qgx = s.qgx.data(); r.pgy = s.pgy.data(); r.qgy = s.qgy.data();
     running_sums<A, 4>({{r.x, r.y, r.x, r.y}, {nullptr, nullptr, r.g, r.g}, {s.px.data(), s.py.data(), s.pgx.data(),
                         s.pgy.data()}, {s.qx.data(), s.qy.data(), s.qgx.data(), s.qgy.data()}}, n, total);
   } else {
     running_sums<A, 2>({{r.x, r.y}, {nullptr, nullptr}, {s.px.data(), s.py.data()}, {s.qx.data(), s.qy.data()}}, n,
                        total);
+    r.pgx = r.px, r.qgx = r.qx, r.pgy = r.py, r.qgy = r.qy;
   }
   r.sx = total[0];
   r.sy = total[1];
@@ -319,7 +323,9 @@ void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* 
 }
 
 // One row of the backward: gx = ∂L/∂x, gy = ∂L/∂y (length n) and gcoef = ∂L/∂coef (16) for the upstream
-// gradient g. Every op is computed (gcoef_k = <g, op_k(x, y)> does not vanish with coef_k).
+// gradient g. Every op's gcoef is computed (gcoef_k = <g, op_k(x, y)> does not depend on coef_k, nor vanish with it);
+// gx and gy are Σ_k coef_k (∂L_k/∂x, ∂L_k/∂y), and the parts whose coefficients are all exactly 0 are skipped (a
+// caller that skipped ops in the forward passes their coefficients as 0: machine_bwd.cpp).
 // NCL_ALWAYS_INLINE: `flatten` (isa.h) did not inline it ("function not inlinable", -fopt-info-inline-missed, GCC 12),
 // so the AVX2 copies of the kernels called the baseline SSE2 copy of the ALU's backward. The kernels' objects have
 // no calls out of their AVX2 copies into ncl code now (objdump -dr, docs/machine.md).
@@ -327,7 +333,14 @@ template <typename T, typename A>
 NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y, const T* g, const A* coef, A* gx,
                                         A* gy, A* gcoef) {
   const int64_t n = static_cast<int64_t>(s.x.size());
-  const alu::Row<A> r = load_row<T, A>(s, x, y, g, n);
+  auto any_coef = [&](int first, int last) {
+    for (int k = first; k < last; ++k)
+      if (coef[k] != A(0)) return true;
+    return false;
+  };
+  // MIN's and MAX's gradients are the only readers of the running sums of x·g and y·g.
+  const bool min_max = coef[alu::MIN] != A(0) || coef[alu::MAX] != A(0);
+  const alu::Row<A> r = load_row<T, A>(s, x, y, g, n, min_max);
   // The pair ops. dx_k[i] = Σ_j y_j g[T_k(i,j)] is needed at every i (it is the gradient of mass that x
   // does not have), but only over j in supp(y); dy_k[j] likewise at every j, over i in supp(x). For j in
   // supp(y) the sums run over every i, for the other j over every j at once along the rows i in supp(x) of the
@@ -339,10 +352,13 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   std::fill(s.gx_pad.begin(), s.gx_pad.end(), A(0));
   std::copy(r.x, r.x + n, s.x_pad.begin());
   std::fill(s.x_pad.begin() + n, s.x_pad.end(), A(0));
-  s.prefix[0] = s.xg_prefix[0] = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    s.prefix[i + 1] = s.prefix[i] + static_cast<double>(r.x[i]);
-    s.xg_prefix[i + 1] = s.xg_prefix[i] + static_cast<double>(r.x[i]) * static_cast<double>(r.g[i]);
+  // The prefix sums in double (two chains of dependent adds) are read by div_mod_runs only: j >= kRunMinJ.
+  if (ny > 0 && s.sy[ny - 1] >= kRunMinJ) {
+    s.prefix[0] = s.xg_prefix[0] = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      s.prefix[i + 1] = s.prefix[i] + static_cast<double>(r.x[i]);
+      s.xg_prefix[i + 1] = s.xg_prefix[i] + static_cast<double>(r.x[i]) * static_cast<double>(r.g[i]);
+    }
   }
   std::fill(s.div_diff.begin(), s.div_diff.end(), 0.0);
   std::fill(s.mod_head.begin(), s.mod_head.end(), 0.0);
@@ -386,7 +402,7 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   }
   // The other j: dy[j] = Σ_{i in supp(x)} x_i Σ_k coef_k g[T_k(i, j)], over every j at once along row i of each
   // table (the j in supp(y) are computed above, and their entries here are dropped).
-  if (ny < n) {
+  if (ny < n && any_coef(0, alu::kNumPair)) {
     A* rest = s.gy_rest.data();
     std::fill(rest, rest + n, A(0));
     for (int64_t ii = 0; ii < nx; ++ii) {
@@ -403,38 +419,46 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
     }
     for (int64_t j = 0; j < n; ++j)
       if (!s.in_y[j]) s.gy_pair[j] = rest[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j)
+      if (!s.in_y[j]) s.gy_pair[j] = A(0);
   }
-  // gx[i] += Σ_k coef_k d_k[i] over the structured ops, their d_k kept in s.dx, then gcoef_k = <x, d_k> (L_k is
-  // bilinear: L_k = Σ_i x_i ∂L_k/∂x_i). One loop with gcoef as an `omp simd` array reduction, once inlined into the
-  // AVX2 copy, made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110 ms, sharp
-  // 33 against 27).
+  // gx[i] += Σ_k coef_k d_k[i] over the structured ops. Their gcoef_k come from structured_coef_grads, not from
+  // <x, d_k>: keeping the eleven d_k rows for those dots was a quarter of the sharp run's backward (a store of each
+  // d_k[i], then eleven passes over them). One loop with gcoef as an `omp simd` array reduction, once inlined into
+  // the AVX2 copy, had made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110
+  // ms, sharp 33 against 27).
   double div_part = 0.0, mod_coef = 0.0;  // div_mod_runs' difference arrays, summed
   for (int64_t i = 0; i < n; ++i) {
     div_part += s.div_diff[i];
     mod_coef += s.mod_head[i];
     gxp[i] += static_cast<A>(div_part + mod_coef * static_cast<double>(gs[i]));
   }
-  A* dx = s.dx.data();
-  NCL_PRAGMA(omp simd)
-  for (int64_t i = 0; i < n; ++i) {
-    A d[alu::kNumOps];
-    alu::grad_x_structured(i, r, d);
-    A acc = gxp[i];
-    for (int k = alu::kNumPair; k < alu::kNumOps; ++k) {
-      acc += coef[k] * d[k];
-      dx[k * n + i] = d[k];
+  if (any_coef(alu::kNumPair, alu::kNumOps)) {
+    NCL_PRAGMA(omp simd)
+    for (int64_t i = 0; i < n; ++i) {
+      A d[alu::kNumOps];
+      alu::grad_x_structured(i, r, d);
+      A acc = gxp[i];
+      for (int k = alu::kNumPair; k < alu::kNumOps; ++k) acc += coef[k] * d[k];
+      gx[i] = acc;
     }
-    gx[i] = acc;
+  } else {
+    std::copy(gxp, gxp + n, gx);
   }
   for (int k = 0; k < alu::kNumPair; ++k) gcoef[k] = gcoef_pair[k];
-  for (int k = alu::kNumPair; k < alu::kNumOps; ++k) gcoef[k] = dot<A>(r.x, dx + k * n, n);
-  NCL_PRAGMA(omp simd)
-  for (int64_t j = 0; j < n; ++j) {
-    A d[alu::kNumOps];
-    alu::grad_y_structured(j, r, d);
-    A acc = s.gy_pair[j];
-    for (int k = alu::kNumPair; k < alu::kNumBinary; ++k) acc += coef[k] * d[k];
-    gy[j] = acc;
+  alu::structured_coef_grads(r, gcoef);
+  if (any_coef(alu::kNumPair, alu::kNumBinary)) {
+    NCL_PRAGMA(omp simd)
+    for (int64_t j = 0; j < n; ++j) {
+      A d[alu::kNumOps];
+      alu::grad_y_structured(j, r, d);
+      A acc = s.gy_pair[j];
+      for (int k = alu::kNumPair; k < alu::kNumBinary; ++k) acc += coef[k] * d[k];
+      gy[j] = acc;
+    }
+  } else {
+    std::copy(s.gy_pair.begin(), s.gy_pair.end(), gy);
   }
 }
 

@@ -263,11 +263,15 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   }
   // The ALU's backward runs on every row, skipped in the forward or not (as _AluMixSkippingRows does): the ALU
   // coefficients' gradient ⟨g_value, op_k(x, y)⟩ is not 0 where they are. Only with g_value exactly 0 (a line that
-  // writes no value: gate w = 0) is every term it adds a product with 0, and then it is skipped.
+  // writes no value: gate w = 0) is every term it adds a product with 0, and then it is skipped. The operands'
+  // gradients are those of the row the forward computed (step_sample): none on a row it skipped, and on the others
+  // only the ops alu::active_ops kept; the rest go in with coefficient 0, so mix_row_backward skips their passes.
   if (std::any_of(g.value.begin(), g.value.end(), [](A v) { return v != A(0); })) {
-    A gcoef[alu::kNumOps];
-    mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), w.coef.data() + machine::kAluFirst,
-                           g.gx.data(), g.gy.data(), gcoef);
+    const A* coef = w.coef.data() + machine::kAluFirst;
+    const unsigned computed = alu_row_computed(w.e.data()) ? alu::active_ops(coef) : 0u;
+    A kept[alu::kNumOps], gcoef[alu::kNumOps];
+    for (int k = 0; k < alu::kNumOps; ++k) kept[k] = (computed >> k) & 1u ? coef[k] : A(0);
+    mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), kept, g.gx.data(), g.gy.data(), gcoef);
     for (int64_t j = 0; j < n; ++j) {
       g.x[j] += g.gx[j];
       g.y[j] += g.gy[j];
@@ -557,18 +561,21 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
       A* in_place[7] = {nullptr, nullptr, gmem.data(), gdstk.data(), nullptr, grstk.data(), nullptr};
       A scalar_sink[2] = {A(0), A(0)};  // expected and faults: the tape pass does not need them
       for (int64_t bb = b0; bb < b1; ++bb) {
-        A* work_p = work.data();
-        for (int i = 0; i < 7; ++i)
-          std::copy_n(cin[i].data_ptr<A>() + bb * stride[i], lay.off[i + 1] - lay.off[i], work_p + lay.off[i]);
-        const View<A> wv(work_p, lay);
-        const Carry<A> wc{wv.ip,  wv.reg,  wv.mem,  wv.dstk,     wv.dsp,          wv.rstk,
-                          wv.rsp, nullptr, nullptr, scalar_sink, scalar_sink + 1, &log};
         // A frozen sample's steps (running_mass) leave its state as it is, so every one after the first shares
         // that step's record instead of running it again. A sample whose memory writes the walk back inverts
         // (step_backward) takes its LOAD reads from the forward and leaves the memory alone here: the walk back
         // starts from the memory after the chunk, which the forward returned, and its tape pass would only have
-        // computed that memory again.
+        // computed that memory again. That memory is copied in now, in place of the one entering the chunk, which
+        // nothing would read.
         const bool skip_memory = memory_tape && invertible_c.data_ptr<A>()[bb] != A(0);
+        A* work_p = work.data();
+        for (int i = 0; i < 7; ++i) {
+          const A* from = i == 2 && skip_memory ? mem_after_c.data_ptr<A>() : cin[i].data_ptr<A>();
+          std::copy_n(from + bb * stride[i], lay.off[i + 1] - lay.off[i], work_p + lay.off[i]);
+        }
+        const View<A> wv(work_p, lay);
+        const Carry<A> wc{wv.ip,  wv.reg,  wv.mem,  wv.dstk,     wv.dsp,          wv.rstk,
+                          wv.rsp, nullptr, nullptr, scalar_sink, scalar_sink + 1, &log};
         log.clear();
         bool was_frozen = false;
         for (int64_t s = 0; s < count; ++s) {
@@ -587,7 +594,6 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           step_sample<A>(f, z, wc, w, first + s + 1, eps, alu_row, nullptr, load_row);
           w.save(record_at[s]);
         }
-        if (skip_memory) std::copy_n(mem_after_c.data_ptr<A>() + bb * stride[2], stride[2], wv.mem);
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.
         A* gpost_p = gbuf_a.data();
         A* gpre_p = gbuf_b.data();

@@ -282,6 +282,14 @@ template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
   return mass;
 }
 
+// Whether step_sample computes the step's ALU mixture row: some ALU op's weight e_k is above alu::kSkipRel. Else the
+// line is no ALU op and the row is 0 (step._AluMixSkippingRows), and so are the operands' gradients through it.
+template <typename A> bool alu_row_computed(const A* e) {
+  A alu_max = A(0);
+  for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(e[machine::kAluFirst + k]));
+  return alu_max > A(alu::kSkipRel);
+}
+
 // One step t of one sample (docs/design.md §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
 // null the halting mixtures are left alone (the backward's tape pass, which does not need them). The step's ALU
 // mixture row (n; the value before CONST, MOV, LOAD and POP are added) is copied to alu_out when it is set, and
@@ -382,12 +390,10 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   w.wsum = wsum;
   const A wdiv = std::max(gate, norm_eps);
   for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
-  A alu_max = A(0);
-  for (int k = 0; k < alu::kNumOps; ++k) alu_max = std::max(alu_max, std::abs(w.e[machine::kAluFirst + k]));
   A* value = w.value.data();
   if (alu_in) {
     std::copy(alu_in, alu_in + n, value);
-  } else if (alu_max > A(alu::kSkipRel)) {
+  } else if (alu_row_computed(w.e.data())) {
     mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
   } else {
     std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)

@@ -54,8 +54,8 @@ void build(RowData& d, int64_t n) {
                     d.g.data(), d.pgx.data(), d.qgx.data(), d.pgy.data(), d.qgy.data()};
 }
 
-// Structured forward (+ the general scatter) and both gradient formulas equal the table definitions, for
-// each op alone, on signed random operands (nothing assumes distributions).
+// Structured forward (+ the general scatter), both gradient formulas and the structured ops' coefficient gradients
+// equal the table definitions, for each op alone, on signed random operands (nothing assumes distributions).
 void test_against_tables(int64_t n) {
   std::uniform_real_distribution<double> u(-1, 1);
   RowData d;
@@ -78,6 +78,12 @@ void test_against_tables(int64_t n) {
           out[t] += d.x[i] * d.y[j];
         }
     for (int64_t c = 0; c < n; ++c) NCL_CHECK_NEAR(out[c], table[c], 1e-12);
+    if (k >= kNumPair) {  // the coefficient's gradient <g, op_k(x, y)>
+      double gcoef[kNumOps], want = 0;
+      structured_coef_grads(d.r, gcoef);
+      for (int64_t c = 0; c < n; ++c) want += d.g[c] * table[c];
+      NCL_CHECK_NEAR(gcoef[k], want, 1e-12);
+    }
     for (int64_t i = 0; i < n; ++i) {
       grad_x_terms(i, d.r, dx);
       double want = 0;

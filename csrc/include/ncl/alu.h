@@ -245,6 +245,40 @@ template <typename A> NCL_HOST_DEVICE void grad_y_structured(int64_t j, const Ro
   dy[OR] = j == 0 ? g0 * x0 + g1 * (sx - x0) : g1 * sx;
 }
 
+// grad_coef_k = L_k = Σ_c g[c] op_k(x, y)[c] of the ops after the pair ops, from their outputs' structure
+// (structured_out) instead of Σ_i x_i dx_k[i]: the 0/1 ops put mass p on 1 and sxy - p on 0, so theirs is
+// g1·p + g0·(sxy - p), O(1); MIN, MAX, INC and DEC are one pass over c. Needs the row's running sums of x and y
+// (not of x·g, y·g). gcoef[kNumPair..kNumOps) is written.
+template <typename A> NCL_HOST_DEVICE void structured_coef_grads(const Row<A>& r, A* gcoef) {
+  const int64_t n = r.n;
+  const A *x = r.x, *y = r.y, *g = r.g;
+  const A g0 = g[0], g1 = g[1], sxy = r.sx * r.sy, x0 = x[0], y0 = y[0];
+  auto flag = [&](A p) { return g1 * p + g0 * (sxy - p); };
+  gcoef[EQ] = flag(r.peq);
+  gcoef[NE] = flag(sxy - r.peq);
+  gcoef[LT] = flag(r.plt);
+  gcoef[LE] = flag(r.plt + r.peq);
+  gcoef[AND] = flag((r.sx - x0) * (r.sy - y0));
+  gcoef[OR] = flag(sxy - x0 * y0);
+  gcoef[NOT] = g1 * x0 + g0 * (r.sx - x0);
+  A mn = A(0), mx = A(0), inc = A(0), dec = A(0);
+  // The interior c; c = 0 and n - 1 wrap for INC and DEC.
+  NCL_PRAGMA(omp simd reduction(+ : mn, mx, inc, dec))
+  for (int64_t c = 1; c < n - 1; ++c) {
+    mn += g[c] * (x[c] * (y[c] + r.qy[c]) + y[c] * r.qx[c]);
+    mx += g[c] * (x[c] * (y[c] + r.py[c]) + y[c] * r.px[c]);
+    inc += g[c] * x[c - 1];
+    dec += g[c] * x[c + 1];
+  }
+  for (const int64_t c : {int64_t(0), n - 1}) {
+    mn += g[c] * (x[c] * (y[c] + r.qy[c]) + y[c] * r.qx[c]);
+    mx += g[c] * (x[c] * (y[c] + r.py[c]) + y[c] * r.px[c]);
+    inc += g[c] * x[c == 0 ? n - 1 : c - 1];
+    dec += g[c] * x[c == n - 1 ? 0 : c + 1];
+  }
+  gcoef[MIN] = mn, gcoef[MAX] = mx, gcoef[INC] = inc, gcoef[DEC] = dec;
+}
+
 // Every dx_k[i]: the pair ops by a dense sum over j (O(n)), the rest from grad_x_structured.
 template <typename A> NCL_HOST_DEVICE void grad_x_terms(int64_t i, const Row<A>& r, A* dx) {
   A pair[kNumPair] = {};
