@@ -13,6 +13,12 @@ unless the environment names one): set it to compare (benchmarks/RESULTS.md, "CP
 Prints one line per input kind and thread count, then the speedup of each thread count over the first; with
 ``--json``, writes ``{"threads": [...], "sharp": {"1": {"kernel_ms": {...}, "wall_ms": {...}}, ...},
 "speedup": {"sharp": {"2": ..}, ...}}`` (speedups of the kernel's median).
+
+``--ceiling`` also measures what the machine's cores give to work that shares nothing: ``t`` independent
+single-thread processes, each timing the same compute-bound float32 matmuls (256 x 256, in cache), started
+together; their throughput over one process's is ``t * time(1) / mean(time(t))``, the median over rounds, in
+``"ceiling"``. A kernel's speedup near it is the hardware's limit, not the kernel's: two vCPUs that are one
+core's SMT siblings (a cloud VM's usual pair) share its FMA units.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 import ncl  # noqa: F401  (before torch: its OMP_WAIT_POLICY default takes effect, as in the ncl command)
@@ -76,6 +84,41 @@ def measure(kinds, threads, rounds: int, batch: int, steps: int) -> dict:
     return result
 
 
+# One process of the ceiling: waits for the shared start time, then times `calls` matmuls on one thread (s, stdout).
+CEILING_CHILD = r"""
+import sys, time
+import torch
+torch.set_num_threads(1)
+start, calls = float(sys.argv[1]), int(sys.argv[2])
+a, b = torch.randn(256, 256), torch.randn(256, 256)
+for _ in range(20):
+    a @ b
+time.sleep(max(0.0, start - time.time()))
+t = time.perf_counter()
+for _ in range(calls):
+    a @ b
+print(time.perf_counter() - t)
+"""
+
+
+def process_ceiling(counts, rounds: int, calls: int = 2000, lead_s: float = 4.0) -> dict[str, float]:
+    """``{str(t): throughput of t independent processes over one's}`` for each t in ``counts`` past the first one,
+    the median over ``rounds`` (each round times every count, one after the other). The processes start their timed
+    matmuls at one wall-clock time, ``lead_s`` after launch (importing torch takes a second or two)."""
+    times: dict[int, list[float]] = {t: [] for t in (1, *counts)}
+    for _ in range(rounds):
+        for t in times:
+            start = time.time() + lead_s
+            procs = [subprocess.Popen([sys.executable, "-c", CEILING_CHILD, str(start), str(calls)],
+                                      stdout=subprocess.PIPE, text=True) for _ in range(t)]
+            outs = [p.communicate()[0] for p in procs]
+            if any(p.returncode for p in procs):
+                raise RuntimeError(f"a ceiling process failed: {outs}")
+            times[t].append(statistics.mean(float(o) for o in outs))
+    return {str(t): round(statistics.median(t * one / many for one, many in zip(times[1], times[t])), 3)
+            for t in counts if t != 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", default="sharp,soft", help="input kinds, comma-separated (sharp, soft)")
@@ -84,6 +127,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also measure independent single-thread processes' throughput scaling (see above)")
     args = parser.parse_args()
     kinds = [k for k in args.inputs.split(",") if k]
     threads = [int(t) for t in args.threads.split(",")]
@@ -98,6 +143,9 @@ def main() -> None:
             print(f"{kind} {t} threads: kernel {k['median']:.1f} ms ({k['min']:.1f}-{k['max']:.1f}), "
                   f"wall {w['median']:.1f} ms ({w['min']:.1f}-{w['max']:.1f})")
         print(f"{kind} kernel speedup over {threads[0]} thread(s): {result['speedup'][kind]}")
+    if args.ceiling:
+        result["ceiling"] = process_ceiling([t for t in threads if t > 1], args.rounds)
+        print(f"independent processes' throughput over one's: {result['ceiling']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -31,3 +31,11 @@ def test_it_times_the_kernel_ops_at_each_thread_count():
             assert 0 < kernel["min"] <= kernel["median"] <= kernel["max"]
             assert 0 < wall["min"] <= wall["median"] <= wall["max"]
         assert result["speedup"][kind]["2"] > 0
+
+
+def test_the_ceiling_times_independent_processes():
+    ceiling = _script().process_ceiling([2], rounds=1, calls=20, lead_s=2.0)
+    # Two processes' throughput over one's: positive, and bounded by the processes' count (plus timing noise on
+    # a loaded machine: each process times its own calls, so the bound is loose).
+    assert set(ceiling) == {"2"}
+    assert 0 < ceiling["2"] < 4
