@@ -270,7 +270,8 @@ template <typename A> NCL_HOST_DEVICE void structured_coef_grads(const Row<A>& r
     inc += g[c] * x[c - 1];
     dec += g[c] * x[c + 1];
   }
-  for (const int64_t c : {int64_t(0), n - 1}) {
+  for (int64_t e = 0; e < 2; ++e) {
+    const int64_t c = e ? n - 1 : 0;
     mn += g[c] * (x[c] * (y[c] + r.qy[c]) + y[c] * r.qx[c]);
     mx += g[c] * (x[c] * (y[c] + r.py[c]) + y[c] * r.px[c]);
     inc += g[c] * x[c == 0 ? n - 1 : c - 1];
