@@ -328,11 +328,33 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
     g.chi[c] += es * ga + gl;
     g_store += chi * ga;
   };
+  // A row that only χ_c's gradient needs (a STORE or LOAD on the line, but no readout on the row, χ_c negligible
+  // and the row not written) is only read: its gradient passes through and the STORE's and LOAD's terms of
+  // g_χ_c are two dot products, without the full adjoint's stores (every row but the addressed one of a sharp
+  // LOAD or STORE step). The STORE's term goes with its weight e_STORE: without a STORE it is a leak.
+  const bool store = matters(es, write_thr);
   for (int64_t c = 0; c < C; ++c) {
     const A chi = w.chi[c], a = es * chi;
     const bool inverted = UndoLog<A>::inverted_write(a, write_thr);  // the forward's test
-    if (!rows_needed && acc_mem_zero[c] && !matters(chi, negligible<A>(C))) {
+    const bool passes = acc_mem_zero[c] && !matters(chi, negligible<A>(C));
+    if (passes && !rows_needed) {
       if (inverted) UndoLog<A>::invert(pre.mem + c * n, n, a, y);
+      continue;
+    }
+    if (passes && !matters(a, write_thr)) {
+      const A *gm = gpost.mem + c * n, *mem = pre.mem + c * n, *g_load = g.load.data();
+      A ga = A(0), gl = A(0);
+      if (store) {
+        NCL_PRAGMA(omp simd reduction(+ : ga, gl))
+        for (int64_t j = 0; j < n; ++j) {
+          ga += gm[j] * (y[j] - mem[j]);
+          gl += g_load[j] * mem[j];
+        }
+      } else {
+        NCL_SIMD_SUM(gl)
+        for (int64_t j = 0; j < n; ++j) gl += g_load[j] * mem[j];
+      }
+      g.chi[c] += es * ga + gl;
       continue;
     }
     if (acc_mem_zero[c])

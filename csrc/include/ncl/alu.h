@@ -150,6 +150,7 @@ template <typename A> NCL_HOST_DEVICE A support_threshold(int64_t n) {
 // a register is one-hot up to ~1e-13 leaks, so a pair op costs O(n) instead of O(n²).
 template <typename A> NCL_HOST_DEVICE int64_t support(const A* v, int64_t n, int32_t* idx) {
   A mx = A(0);
+  NCL_SIMD_MAX(mx)
   for (int64_t i = 0; i < n; ++i) mx = fabs(v[i]) > mx ? fabs(v[i]) : mx;
   const A thr = support_threshold<A>(n) * mx;
   int64_t count = 0;

@@ -15,8 +15,12 @@
 #define NCL_PRAGMA(x) _Pragma(#x)
 #if defined(__CUDA_ARCH__)
 #define NCL_SIMD_SUM(var)
+#define NCL_SIMD_MAX(var)
 #else
 #define NCL_SIMD_SUM(var) NCL_PRAGMA(omp simd reduction(+ : var))
+// The same for a running maximum `var = a > var ? a : var`, which GCC does not vectorise without it (a NaN `a`
+// would not be ignored in every lane order).
+#define NCL_SIMD_MAX(var) NCL_PRAGMA(omp simd reduction(max : var))
 #endif
 
 // Inlined wherever it is called, so that it is compiled into each ISA copy of its caller (csrc/cpu/isa.h).
