@@ -74,9 +74,12 @@ template <typename A, int M> void running_sums(const Scans<A, M>& sc, int64_t n,
 
 // Loads row b of x, y (and g) and fills the row view. Without g_sums the running sums of x·g and y·g are not
 // computed (only MIN's and MAX's gradients read them): the row's pgx, qgx, pgy and qgy then point at px, qx, py and
-// qy, finite values for a caller that multiplies them by a zero coefficient.
+// qy, finite values for a caller that multiplies them by a zero coefficient. Without scans (a forward row whose
+// active ops are all pair ops, which read only x, y and sx) only the totals sx and sy are computed: the running
+// sums and peq, plt (serial chains of adds, and only the structured ops read them) are left unset.
 template <typename T, typename A>
-alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64_t n, bool g_sums = true) {
+alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64_t n, bool g_sums = true,
+                     bool scans = true) {
   for (int64_t i = 0; i < n; ++i) {
     s.x[i] = static_cast<A>(x[i]);
     s.y[i] = static_cast<A>(y[i]);
@@ -85,6 +88,13 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   r.n = n;
   r.x = s.x.data(); r.y = s.y.data(); r.px = s.px.data(); r.qx = s.qx.data(); r.py = s.py.data();
   r.qy = s.qy.data();
+  if (!g && !scans) {
+    A sx = A(0), sy = A(0);
+    NCL_PRAGMA(omp simd reduction(+ : sx, sy))
+    for (int64_t i = 0; i < n; ++i) sx += r.x[i], sy += r.y[i];
+    r.sx = sx, r.sy = sy;
+    return r;
+  }
   A total[4];
   if (g) {
     for (int64_t i = 0; i < n; ++i) s.g[i] = static_cast<A>(g[i]);
@@ -204,9 +214,12 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
 template <typename T, typename A>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());
-  const unsigned mask = alu::active_ops(coef);
-  const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n);
-  for (int64_t c = 0; c < n; ++c) out[c] = alu::structured_out(c, r, coef, mask & ~alu::kPairMask);
+  const unsigned mask = alu::active_ops(coef), structured = mask & ~alu::kPairMask;
+  const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n, false, structured != 0u);
+  if (structured)
+    for (int64_t c = 0; c < n; ++c) out[c] = alu::structured_out(c, r, coef, structured);
+  else
+    std::fill(out, out + n, A(0));
   if (!(mask & alu::kPairMask)) return;
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   // A pass over every i costs about n/8 vector operations an op; stepping costs ~10 a pair.
