@@ -215,7 +215,7 @@ template <typename T, typename A>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());
   const unsigned mask = alu::active_ops(coef), structured = mask & ~alu::kPairMask;
-  const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n, false, structured != 0u);
+  const alu::Row<A> r = load_row<T, A>(s, x, y, nullptr, n, /*g_sums=*/false, /*scans=*/structured != 0u);
   if (structured)
     for (int64_t c = 0; c < n; ++c) out[c] = alu::structured_out(c, r, coef, structured);
   else
@@ -437,10 +437,10 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
       if (!s.in_y[j]) s.gy_pair[j] = A(0);
   }
   // gx[i] += Σ_k coef_k d_k[i] over the structured ops. Their gcoef_k come from structured_coef_grads, not from
-  // <x, d_k>: keeping the eleven d_k rows for those dots was a quarter of the sharp run's backward (a store of each
-  // d_k[i], then eleven passes over them). One loop with gcoef as an `omp simd` array reduction, once inlined into
-  // the AVX2 copy, had made the whole run's backward slower (one thread, interleaved: soft 113-116 against 94-110
-  // ms, sharp 33 against 27).
+  // <x, d_k>: keeping the eleven d_k rows for those dots was a quarter of the sharp run's forward+backward (a store
+  // of each d_k[i], then eleven passes over them). One loop with gcoef as an `omp simd` array reduction, once
+  // inlined into the AVX2 copy, had made the whole run's backward slower (one thread, interleaved: soft 113-116
+  // against 94-110 ms, sharp 33 against 27).
   double div_part = 0.0, mod_coef = 0.0;  // div_mod_runs' difference arrays, summed
   for (int64_t i = 0; i < n; ++i) {
     div_part += s.div_diff[i];

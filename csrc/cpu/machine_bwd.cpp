@@ -269,9 +269,10 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   if (std::any_of(g.value.begin(), g.value.end(), [](A v) { return v != A(0); })) {
     const A* coef = w.coef.data() + machine::kAluFirst;
     const unsigned computed = alu_row_computed(w.e.data()) ? alu::active_ops(coef) : 0u;
-    A kept[alu::kNumOps], gcoef[alu::kNumOps];
-    for (int k = 0; k < alu::kNumOps; ++k) kept[k] = (computed >> k) & 1u ? coef[k] : A(0);
-    mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), kept, g.gx.data(), g.gy.data(), gcoef);
+    A fwd_coef[alu::kNumOps], gcoef[alu::kNumOps];  // the coefficients of the ops the forward computed, else 0
+    for (int k = 0; k < alu::kNumOps; ++k) fwd_coef[k] = (computed >> k) & 1u ? coef[k] : A(0);
+    mix_row_backward<A, A>(w.alu, w.x.data(), w.y.data(), g.value.data(), fwd_coef, g.gx.data(), g.gy.data(),
+                           gcoef);
     for (int64_t j = 0; j < n; ++j) {
       g.x[j] += g.gx[j];
       g.y[j] += g.gy[j];
