@@ -106,6 +106,23 @@ def test_dense_mul_at_every_gcd_matches_reference(dtype, n):
     check_against_reference(alu_mix, (x, y, coeffs), "cpp", dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", [13, 36, 128])
+def test_dense_x_with_part_of_y_matches_reference(dtype, n):
+    """Dense x and y on about half the values. The CPU forward runs ADD and SUB as one circulant over the j where
+    either weighs, MOD's runs folded (alu_row.h); its backward runs each j with its partner n - j in one pass when
+    both are in y's support, alone otherwise. The rows hold j = 0 and n // 2 (their own partners), 1 without its
+    partner, and pairs."""
+    g = torch.Generator().manual_seed(n + 1)
+    x, y, coeffs = make(4, n, seed=n)
+    keep = torch.rand(4, n, generator=g) < 0.5
+    keep[:, [0, 1, n // 2]] = True
+    keep[:, n - 1] = False
+    y = y * keep
+    y = y / y.sum(-1, keepdim=True)
+    check_against_reference(alu_mix, (x, y, coeffs), "cpp", dtype)
+
+
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 @pytest.mark.parametrize("op, target", [(0, lambda i, j, n: (i + j) % n), (2, lambda i, j, n: i * j % n)])
 def test_pair_ops_sum_over_the_supports(backend, op, target):

@@ -5,13 +5,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "alu_runs.h"
 #include "ncl/alu.h"
 #include "pair_tables.h"
 
 namespace ncl {
-
-// The width of the chunks the backward's DIV and MOD runs are cut into (div_mod_runs): one AVX2 vector of floats.
-constexpr int64_t kRunLanes = 8;
 
 // Scratch for one row: operands and running sums in the accumulation type.
 template <typename A> struct RowScratch {
@@ -19,16 +17,20 @@ template <typename A> struct RowScratch {
   std::vector<int32_t> sx, sy;  // operand supports (alu::support)
   std::vector<A> gy_pair, gx, gy;  // backward: the pair ops' dy, and the row's gradients
   std::vector<char> in_y;
-  std::vector<A> fold;  // x folded modulo every divisor of n (PairTables::fold), for the dense forward's MUL
-  // MUL: coef · y_j and one j's gathered values (forward); g gathered for j and for its partner (backward)
+  std::vector<A> fold, mul_acc;  // x folded modulo every divisor of n (PairTables::fold), and the dense forward's
+                                 // MUL sums laid out the same way
+  // MUL: coef · y_j and one j's gathered values (forward); g gathered for j, with g[0] again at n (backward)
   std::vector<A> mul_c, mul_v;
   std::vector<A> xx;  // x (forward) or g (backward) twice over, so that circulant indices need no wrap
   std::vector<double> prefix;  // x's prefix sums, for DIV's run sums
   std::vector<double> xg_prefix, div_diff, mod_head;  // the backward's DIV and MOD runs (Runs)
   std::vector<A> gy_rest;  // the backward's dy over every j, for the j outside y's support
-  // The backward's DIV and MOD runs (div_mod_runs): x and the pair ops' part of gx with kRunLanes of room past the
-  // row's end, and n 1s then n + kRunLanes 0s (the lanes of a run of length j are 1s from n - j on).
+  // The DIV and MOD runs (div_mod_runs, mod_fold): x with n + kRunLanes 0s past the row's end, the pair ops' part of
+  // gx with kRunLanes of room, and n 1s then n + kRunLanes 0s (the lanes of a run of length j are 1s from n - j on).
   std::vector<A> x_pad, gx_pad, run_mask;
+  std::vector<A> mod_f, mod_out;  // the dense forward's MOD: F_j (mod_fold), with room for the lanes past j; sums
+  std::vector<A> circ_w;  // the dense forward's ADD and SUB as one circulant (pair_dense): its weights, and the j
+  std::vector<int32_t> circ_j;  // where they are not 0
   const PairTables* pair_tables = nullptr;  // PairTables::of(n), looked up at first use (it takes a lock)
   const PairTables& tables() {
     if (!pair_tables) pair_tables = &PairTables::of(static_cast<int64_t>(x.size()));
@@ -36,9 +38,10 @@ template <typename A> struct RowScratch {
   }
   explicit RowScratch(int64_t n)
       : x(n), y(n), px(n), qx(n), py(n), qy(n), g(n), pgx(n), qgx(n), pgy(n), qgy(n), sx(n), sy(n),
-        gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n), xx(2 * n), prefix(n + 1),
-        xg_prefix(n + 1), div_diff(n + 1), mod_head(n + 1), gy_rest(n), x_pad(n + kRunLanes),
-        gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)) {
+        gy_pair(n), gx(n), gy(n), in_y(n), mul_c(n), mul_v(n + 1), xx(2 * n), prefix(n + 1),
+        xg_prefix(n + 1), div_diff(n + 1), mod_head(n + 1), gy_rest(n), x_pad(2 * n + kRunLanes),
+        gx_pad(n + kRunLanes), run_mask(2 * n + kRunLanes, A(0)), mod_f(n + kRunLanes), mod_out(2 * n),
+        circ_w(n), circ_j(n) {
     std::fill(run_mask.begin(), run_mask.begin() + n, A(1));
   }
 };
@@ -138,25 +141,52 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
   if (on(alu::ADD) || on(alu::SUB)) {
     std::copy(x, x + n, s.xx.begin());
     std::copy(x, x + n, s.xx.begin() + n);
+    // SUB at j reads what ADD reads at n - j, so both are one circulant: out[c] += w_j x[(c - j) mod n] with
+    // w_j = c_ADD y_j + c_SUB y_{(n - j) mod n}, over the j where w_j ≠ 0 (n passes of one product each, where
+    // y's support took two a j). Four j a pass: out is loaded and stored once for four products.
     const A ca = on(alu::ADD) ? coef[alu::ADD] : A(0), cs = on(alu::SUB) ? coef[alu::SUB] : A(0);
+    A* w = s.circ_w.data();
+    std::fill(w, w + n, A(0));
     for (int64_t jj = 0; jj < ny; ++jj) {
       const int64_t j = s.sy[jj];
-      const A a = ca * r.y[j], b = cs * r.y[j];
-      const A *lo = s.xx.data() + n - j, *hi = s.xx.data() + j;
+      w[j] += ca * r.y[j];
+      w[(n - j) % n] += cs * r.y[j];
+    }
+    int32_t* js = s.circ_j.data();  // the j with w_j ≠ 0
+    int64_t nw = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if (w[j] != A(0)) js[nw++] = static_cast<int32_t>(j);
+    int64_t jj = 0;
+    for (; jj + 4 <= nw; jj += 4) {
+      A a[4];
+      const A* lo[4];
+      for (int u = 0; u < 4; ++u) a[u] = w[js[jj + u]], lo[u] = s.xx.data() + n - js[jj + u];
       NCL_PRAGMA(omp simd)
-      for (int64_t c = 0; c < n; ++c) out[c] += a * lo[c] + b * hi[c];
+      for (int64_t c = 0; c < n; ++c)
+        out[c] += (a[0] * lo[0][c] + a[1] * lo[1][c]) + (a[2] * lo[2][c] + a[3] * lo[3][c]);
+    }
+    for (; jj < nw; ++jj) {
+      const A a = w[js[jj]];
+      const A* lo = s.xx.data() + n - js[jj];
+      NCL_PRAGMA(omp simd)
+      for (int64_t c = 0; c < n; ++c) out[c] += a * lo[c];
     }
   }
   if (on(alu::MUL)) {
     const PairTables& tab = s.tables();
     s.fold.resize(tab.fold_size);
+    s.mul_acc.resize(tab.fold_size);
     tab.fold(x, s.fold.data());
     A* c = s.mul_c.data();  // coef_MUL · y_j on y's support, 0 elsewhere
     std::fill(c, c + n, A(0));
     for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
     // j and n - j share one gather: i·(n - j) ≡ -(i·j) (mod n), so with v = F_m[source_j] the partner adds
     // v[(m - q) mod m] where j adds v[q] (both have the same gcd with n).
+    // The j with g = gcd(j, n) > 1 add into out[g·q] for q < m: they go to acc_m (laid out as the folds), a
+    // contiguous row a divisor that is spread into out once, where a strided update a j did not vectorise.
     A* v = s.mul_v.data();
+    A* acc = s.mul_acc.data();
+    std::fill(acc, acc + tab.fold_size, A(0));
     for (int64_t j = 0; 2 * j <= n; ++j) {
       const int64_t partner = (n - j) % n;
       const A a = c[j], b = partner != j ? c[partner] : A(0);
@@ -171,13 +201,29 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
         NCL_PRAGMA(omp simd)
         for (int64_t q = 1; q < n; ++q) out[q] += a * v[q] + b * v[n - q];
       } else {
-        for (int64_t q = 1; q < m; ++q) out[g * q] += a * v[q] + b * v[m - q];
+        A* am = acc + tab.fold_offset[m];
+        NCL_PRAGMA(omp simd)
+        for (int64_t q = 1; q < m; ++q) am[q] += a * v[q] + b * v[m - q];
       }
+    }
+    for (const int32_t m : tab.divisors) {
+      const int64_t g = n / m;
+      const A* am = acc + tab.fold_offset[m];
+      if (g > 1)
+        for (int64_t q = 1; q < m; ++q) out[g * q] += am[q];
     }
   }
   if (on(alu::DIV) || on(alu::MOD)) {
     const A cd = on(alu::DIV) ? coef[alu::DIV] : A(0), cm = on(alu::MOD) ? coef[alu::MOD] : A(0);
     double* pre = s.prefix.data();
+    // MOD's sums go to two rows, the even j's and the odd j's: every j updates out[0..j), and one row made each j's
+    // update wait on the stores of the j before it.
+    A* mod_out = s.mod_out.data();
+    if (on(alu::MOD)) {
+      std::copy(x, x + n, s.x_pad.begin());
+      std::fill(s.x_pad.begin() + n, s.x_pad.end(), A(0));
+      std::fill(mod_out, mod_out + 2 * n, A(0));
+    }
     if (on(alu::DIV)) {
       pre[0] = 0.0;
       for (int64_t i = 0; i < n; ++i) pre[i + 1] = pre[i] + static_cast<double>(x[i]);
@@ -195,14 +241,14 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
       }
       if (on(alu::MOD)) {
         const A cy = cm * r.y[j];
-        for (int64_t i0 = 0; i0 < n; i0 += j) {
-          const int64_t len = std::min(j, n - i0);
-          const A* xb = x + i0;
-          NCL_PRAGMA(omp simd)
-          for (int64_t q = 0; q < len; ++q) out[q] += cy * xb[q];
-        }
+        const A* f = mod_fold(s.x_pad.data(), n, j, s.mod_f.data());
+        A* o = mod_out + (j & 1) * n;
+        NCL_PRAGMA(omp simd)
+        for (int64_t q = 0; q < j; ++q) o[q] += cy * f[q];
       }
     }
+    if (on(alu::MOD))
+      for (int64_t q = 0; q < n; ++q) out[q] += mod_out[q] + mod_out[n + q];
   }
 }
 
@@ -241,98 +287,36 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   }
 }
 
-// From this j on, the backward reads DIV's and MOD's g[i / j] and g[i mod j] as runs (pair_backward_at): one AVX2
-// vector of floats. Soft fwd+bwd of `ncl bench machine`, one thread: ALU backward with runs from j = 2, 4 or 8
-// within noise of each other, 15 ms a call less than gathers at every j (benchmarks/RESULTS.md).
-constexpr int64_t kRunMinJ = 8;
-
-// The buffers of div_mod_runs (RowScratch): x and gx (the one pair_backward_at updates) padded by kRunLanes past
-// n, g twice over (2n), RowScratch::run_mask, x's and x·g's prefix sums in double (n + 1), and two difference
-// arrays in double (n + 1) that mix_row_backward sums into gx once a row: div_diff (DIV's part of gx) and
-// mod_head (the coefficient of g[i] in MOD's part, from the runs q = 0).
-template <typename A> struct Runs {
-  const A *x_pad, *gg, *mask;
-  const double *prefix, *xg_prefix;
-  A* gx_pad;
-  double *div_diff, *mod_head;
-};
-
-// DIV's and MOD's backward at one j ≥ kRunMinJ, along the runs i ∈ [qj, (q + 1)j): gx[i] += c_div g[q] + c_mod
-// g[i - qj], s_div = Σ_q g[q] Σ_{i in run q} x_i and s_mod = Σ_i x_i g[i mod j].
-// - DIV's part of gx is a step function of i: it goes into div_diff as its steps, c_div (g[q] - g[q - 1]) at qj,
-//   O(n / j) a j, and s_div's run sums are differences of x's prefix sums, as in the forward's DIV.
-// - On the first run (i < j) MOD's part is c_mod g[i]: mod_head gets +c_mod at 0 and -c_mod at j, and that run's
-//   share of s_mod is x·g's prefix sum at j. Only the runs q ≥ 1 (about half the pairs) are passes over i.
-// - Those runs are cut into whole chunks of kRunLanes with the lanes past j masked (the mask is 0 there, and x and
-//   gx have room past n), so no run has a remainder loop or a horizontal sum of its own: there are about
-//   n ln(n / kRunMinJ) runs a row (364 at n = 128), and their loop overheads and per-run reductions were a sixth of
-//   the soft run's backward (benchmarks/RESULTS.md). A masked lane adds 0 to the next run's first entries, which
-//   that run then updates. The odd runs go first, then the even ones: a run's first chunk, loaded right after the
-//   chunk stores of the run before it that overlap it by a few lanes, waited for them (a store-forwarding stall).
+// ADD's, SUB's and MUL's backward at j and at its partner p = n - j, in one pass over every i: gx[i] += Σ_k cy_k
+// g[T_k(i, j)] + cp_k g[T_k(i, p)] and sum_k = Σ_i x_i g[T_k(i, j)], sum_p likewise. At p ADD reads g[(i - j) mod n],
+// which SUB reads at j, and SUB reads ADD's, so both j share two rows of g (from g doubled: no wrap) and two sums;
+// MUL reads gm (g[i·j mod n] for i ≤ n, gathered by the caller), p's MUL the same reversed, gm[n - i]. Without
+// `paired` (p not in y's support, or p = j) cp is all 0 and is not read. Five rows a pass where two passes of j
+// alone loaded eight.
 template <typename A>
-void div_mod_runs(const Runs<A>& rb, const A* gs, int64_t n, int64_t j, A c_div, A c_mod, A& s_div, A& s_mod) {
-  const int64_t runs = (n + j - 1) / j;
-  double sd = 0.0;
-  for (int64_t q = 0; q < runs; ++q) {
-    const int64_t i0 = q * j, end = std::min(i0 + j, n);
-    rb.div_diff[i0] += static_cast<double>(c_div) * (static_cast<double>(gs[q]) - (q ? gs[q - 1] : 0.0));
-    sd += static_cast<double>(gs[q]) * (rb.prefix[end] - rb.prefix[i0]);
-  }
-  rb.mod_head[0] += c_mod;
-  rb.mod_head[j] -= c_mod;
-  const A* mask = rb.mask + n - j;  // 1 on lanes r < j, 0 on the next kRunLanes
-  A acc[kRunLanes] = {};
-  for (int64_t first = 1; first <= 2; ++first)
-    for (int64_t q = first; q < runs; q += 2) {
-      const int64_t i0 = q * j, chunks = (std::min(j, n - i0) + kRunLanes - 1) / kRunLanes;
-      const A* xb = rb.x_pad + i0;
-      A* gb = rb.gx_pad + i0;
-      for (int64_t c = 0; c < chunks; ++c) {
-        const int64_t r0 = c * kRunLanes;
-        NCL_PRAGMA(omp simd)
-        for (int64_t l = 0; l < kRunLanes; ++l) {
-          const A gr = mask[r0 + l] * rb.gg[r0 + l];  // a lane past n reads g[r - n]: finite, times 0
-          gb[r0 + l] += c_mod * gr;
-          acc[l] += xb[r0 + l] * gr;
-        }
-      }
-    }
-  A sm = static_cast<A>(rb.xg_prefix[j]);
-  for (int64_t l = 0; l < kRunLanes; ++l) sm += acc[l];
-  s_div = static_cast<A>(sd);
-  s_mod = sm;
-}
-
-// The pair ops' backward at one j in y's support, over every i: gx[i] += Σ_k cy_k g[T_k(i, j)] with cy_k = coef_k·y_j,
-// and sum[k] = Σ_i x_i g[T_k(i, j)]. One pass for ADD (g[(i + j) mod n], from g doubled: no wrap), SUB
-// (g[(i - j) mod n]) and MUL (gmul[i] = g[i·j mod n], gathered by the caller); DIV and MOD gather from theirs in that
-// pass (kGatherDivMod) or, for j ≥ kRunMinJ, read g as runs (div_mod_runs): g[i / j] is g[q] over i ∈ [qj, (q + 1)j)
-// and g[i mod j] is g[0..j) again on each run, so both are contiguous loops with no gather (a gather of 8 floats is 8
-// loads and inserts). The five ops' ∂L_k/∂x are not kept apart: only their mixture gx is needed (the coefficients'
-// gradients come from the sums, mix_row_backward), and one row updated a pass where there were five was the pass's
-// stores.
-template <bool kGatherDivMod, typename A>
-void pair_backward_at(const PairTables& tab, const A* xs, const A* gs, const A* gg, const A* gmul, int64_t n, int64_t j,
-                      const A* cy, A* gx, const Runs<A>& runs, A* sum) {
+void add_sub_mul_backward(const A* xs, const A* gg, const A* gm, bool paired, int64_t n, int64_t j, const A* cy,
+                          const A* cp, A* gx, A* sum, A* sum_p) {
   const A *g_add = gg + j, *g_sub = gg + n - j;
-  const int32_t *tq = tab.quot_t.data() + j * n, *tr = tab.rem_t.data() + j * n;
-  const A c_add = cy[alu::ADD], c_sub = cy[alu::SUB], c_mul = cy[alu::MUL], c_div = cy[alu::DIV],
-          c_mod = cy[alu::MOD];
-  A s_add = A(0), s_sub = A(0), s_mul = A(0), s_div = A(0), s_mod = A(0);
-  NCL_PRAGMA(omp simd reduction(+ : s_add, s_sub, s_mul, s_div, s_mod))
-  for (int64_t i = 0; i < n; ++i) {
-    const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gm = gmul[i];
-    A d = c_add * ga + c_sub * gb + c_mul * gm;
-    s_add += xi * ga, s_sub += xi * gb, s_mul += xi * gm;
-    if constexpr (kGatherDivMod) {
-      const A gd = gs[tq[i]], gr = gs[tr[i]];
-      d += c_div * gd + c_mod * gr;
-      s_div += xi * gd, s_mod += xi * gr;
+  const A c_a = cy[alu::ADD] + cp[alu::SUB], c_s = cy[alu::SUB] + cp[alu::ADD], c_m = cy[alu::MUL],
+          c_p = cp[alu::MUL];
+  A s_a = A(0), s_s = A(0), s_m = A(0), s_p = A(0);
+  if (paired) {
+    NCL_PRAGMA(omp simd reduction(+ : s_a, s_s, s_m, s_p))
+    for (int64_t i = 0; i < n; ++i) {
+      const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gmi = gm[i], gpi = gm[n - i];
+      gx[i] += (c_a * ga + c_s * gb) + (c_m * gmi + c_p * gpi);
+      s_a += xi * ga, s_s += xi * gb, s_m += xi * gmi, s_p += xi * gpi;
     }
-    gx[i] += d;
+  } else {
+    NCL_PRAGMA(omp simd reduction(+ : s_a, s_s, s_m))
+    for (int64_t i = 0; i < n; ++i) {
+      const A xi = xs[i], ga = g_add[i], gb = g_sub[i], gmi = gm[i];
+      gx[i] += c_a * ga + c_s * gb + c_m * gmi;
+      s_a += xi * ga, s_s += xi * gb, s_m += xi * gmi;
+    }
   }
-  if constexpr (!kGatherDivMod) div_mod_runs(runs, gs, n, j, c_div, c_mod, s_div, s_mod);
-  sum[alu::ADD] = s_add, sum[alu::SUB] = s_sub, sum[alu::MUL] = s_mul, sum[alu::DIV] = s_div, sum[alu::MOD] = s_mod;
+  sum[alu::ADD] = s_a, sum[alu::SUB] = s_s, sum[alu::MUL] = s_m;
+  sum_p[alu::ADD] = s_s, sum_p[alu::SUB] = s_a, sum_p[alu::MUL] = s_p;
 }
 
 // One row of the backward: gx = ∂L/∂x, gy = ∂L/∂y (length n) and gcoef = ∂L/∂coef (16) for the upstream
@@ -360,7 +344,7 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   // tables; both vectorise (gathers).
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   std::fill(s.in_y.begin(), s.in_y.end(), 0);
-  // The pair ops' part of gx first, in s.gx_pad (pair_backward_at), the others' added at the end.
+  // The pair ops' part of gx first, in s.gx_pad (add_sub_mul_backward, div_mod_backward), the others' added at the end.
   A* gxp = s.gx_pad.data();
   std::fill(s.gx_pad.begin(), s.gx_pad.end(), A(0));
   std::copy(r.x, r.x + n, s.x_pad.begin());
@@ -384,13 +368,8 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
   std::copy(gs, gs + n, s.xx.begin());
   std::copy(gs, gs + n, s.xx.begin() + n);
   for (int64_t jj = 0; jj < ny; ++jj) s.in_y[s.sy[jj]] = 1;
-  auto backward_at = [&](int64_t j, const A* gmul) {
-    A sum[alu::kNumPair], cy[alu::kNumPair];  // sum_k = Σ_i x_i g[T_k(i, j)]
-    for (int k = 0; k < alu::kNumPair; ++k) cy[k] = coef[k] * r.y[j];
-    if (j >= kRunMinJ)
-      pair_backward_at<false>(tab, xs, gs, s.xx.data(), gmul, n, j, cy, gxp, runs, sum);
-    else
-      pair_backward_at<true>(tab, xs, gs, s.xx.data(), gmul, n, j, cy, gxp, runs, sum);
+  // The sums at j go to j's dy and to the coefficients' gradients.
+  auto finish_at = [&](int64_t j, const A* sum) {
     A gyj = A(0);
     for (int k = 0; k < alu::kNumPair; ++k) {
       gyj += coef[k] * sum[k];
@@ -398,20 +377,32 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
     }
     s.gy_pair[j] = gyj;
   };
-  // MUL's g[i·j mod n] is gathered once for j and its partner n - j, which reads it reversed: (n - j)·i ≡ j·(n - i)
-  // (mod n). Each partner runs right after j (ascending j otherwise), a fixed order, so runs repeat bit for bit.
-  A *g_mul = s.mul_v.data(), *g_partner = s.mul_c.data();
+  // Each j in y's support runs with its partner n - j (when that is in the support too), in ascending order of the
+  // smaller of the two, a fixed order, so runs repeat bit for bit. MUL's g[i·j mod n] is gathered once for both:
+  // the partner reads it reversed, (n - j)·i ≡ j·(n - i) (mod n).
+  A* g_mul = s.mul_v.data();
   for (int64_t jj = 0; jj < ny; ++jj) {
     const int64_t j = s.sy[jj], partner = (n - j) % n;
-    if (partner < j && s.in_y[partner]) continue;  // ran right after its partner
+    if (partner < j && s.in_y[partner]) continue;  // ran with its partner
+    const bool paired = partner != j && s.in_y[partner];
+    // i·j mod n has period m = n / gcd(j, n) in i: m entries gathered, then doubled up to n + 1 (g_mul[n] = g[0]:
+    // the partner reads g_mul[n - i] for every i).
     const int32_t* tm = tab.target.data() + j * n;
+    const int64_t m = n / tab.step[j];
     NCL_PRAGMA(omp simd)
-    for (int64_t i = 0; i < n; ++i) g_mul[i] = gs[tm[i]];
-    backward_at(j, g_mul);
-    if (partner == j || !s.in_y[partner]) continue;
-    g_partner[0] = g_mul[0];
-    for (int64_t i = 1; i < n; ++i) g_partner[i] = g_mul[n - i];
-    backward_at(partner, g_partner);
+    for (int64_t i = 0; i < m; ++i) g_mul[i] = gs[tm[i]];
+    for (int64_t len = m; len <= n; len *= 2) std::copy_n(g_mul, std::min(len, n + 1 - len), g_mul + len);
+    A cy[alu::kNumPair], cp[alu::kNumPair] = {}, sum[alu::kNumPair], sum_p[alu::kNumPair];
+    for (int k = 0; k < alu::kNumPair; ++k) {
+      cy[k] = coef[k] * r.y[j];
+      if (paired) cp[k] = coef[k] * r.y[partner];
+    }
+    add_sub_mul_backward(xs, s.xx.data(), g_mul, paired, n, j, cy, cp, gxp, sum, sum_p);
+    div_mod_backward(tab, xs, gs, n, j, cy[alu::DIV], cy[alu::MOD], runs, gxp, sum);
+    finish_at(j, sum);
+    if (!paired) continue;
+    div_mod_backward(tab, xs, gs, n, partner, cp[alu::DIV], cp[alu::MOD], runs, gxp, sum_p);
+    finish_at(partner, sum_p);
   }
   // The other j: dy[j] = Σ_{i in supp(x)} x_i Σ_k coef_k g[T_k(i, j)], over every j at once along row i of each
   // table (the j in supp(y) are computed above, and their entries here are dropped).
