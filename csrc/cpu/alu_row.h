@@ -391,7 +391,11 @@ NCL_ALWAYS_INLINE void mix_row_backward(RowScratch<A>& s, const T* x, const T* y
     const int64_t m = n / tab.step[j];
     NCL_PRAGMA(omp simd)
     for (int64_t i = 0; i < m; ++i) g_mul[i] = gs[tm[i]];
-    for (int64_t len = m; len <= n; len *= 2) std::copy_n(g_mul, std::min(len, n + 1 - len), g_mul + len);
+    for (int64_t len = m; len <= n; len *= 2) {  // inline: memmove calls were 4 % of the rows' backward (perf)
+      const int64_t count = std::min(len, n + 1 - len);
+      NCL_PRAGMA(omp simd)
+      for (int64_t i = 0; i < count; ++i) g_mul[len + i] = g_mul[i];
+    }
     A cy[alu::kNumPair], cp[alu::kNumPair] = {}, sum[alu::kNumPair], sum_p[alu::kNumPair];
     for (int k = 0; k < alu::kNumPair; ++k) {
       cy[k] = coef[k] * r.y[j];
