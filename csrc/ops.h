@@ -120,21 +120,26 @@ NCL_HALTING_OPS(cuda)
 // acc_mem expected faults; returns the carry after the steps run, then `done` (a 0-dim int64 tensor), then, with
 // keep_tape, what the backward's tape pass reads for these steps: each step's ALU mixture row and LOAD read (B, count,
 // n each; the first `done` are the run's), and per sample 1 if the backward can invert every memory write (B).
+// With run_steps >= 0 (the run's step limit), a call in which the run ends (the batch halts in it, done < count, or
+// first + count == run_steps) also reads out the mass still running after its last step, as the run's finish does
+// (machine_cpu::read_out_running): the accumulators it returns are the run's readouts.
 std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, int64_t first, int64_t count, double halt_eps,
-                                            double norm_eps, bool keep_tape);
+                                            double norm_eps, bool keep_tape, int64_t run_steps);
 // Its backward over `count` steps: the fields' gradients (6; empty tensors unless field_grads), then the gradient
 // of the carry entering them (11), the accumulators' last four as empty tensors (they equal grad's). `alu`, when
 // given, is the forward's first keep_tape output for these steps; `load` and `invertible` its other two, with
-// `mem_after` the memory leaving the steps (B, C, n), all three or none.
+// `mem_after` the memory leaving the steps (B, C, n), all three or none. With `finish` the forward read the run out
+// after these steps (run_steps above): grad is the gradient of what it returned, and that readout's adjoint comes
+// first.
 std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry, at::TensorList grad, int64_t first, int64_t count,
                                             double norm_eps, bool field_grads, const std::optional<at::Tensor>& alu,
                                             const std::optional<at::Tensor>& load,
                                             const std::optional<at::Tensor>& invertible,
-                                            const std::optional<at::Tensor>& mem_after);
+                                            const std::optional<at::Tensor>& mem_after, bool finish);
 // Elements one step of one sample takes on that backward's tape (the state before it and its intermediates).
 int64_t machine_tape_entry_size(int64_t L, int64_t K, int64_t n, int64_t C, int64_t S);
 

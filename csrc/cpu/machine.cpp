@@ -29,13 +29,14 @@ using namespace machine_cpu;
 // each sample's running mass before each step. With `tape` set, the rows the backward's tape pass reads instead of
 // computing them: each step's ALU mixture row and LOAD read (B, count, n each; step_sample; 0 for a frozen step,
 // whose weights are all 0), and per sample 1 if every memory row its steps wrote is one the backward's walk back
-// inverts (UndoLog::invertible), else 0 (B).
+// inverts (UndoLog::invertible), else 0 (B). With finish_t >= 0 each sample's running mass is read out after its
+// steps, at step finish_t (read_out_running).
 template <typename A> struct TapeRows {
   A *alu, *load, *invertible;
 };
 template <typename A>
 void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>& in, std::vector<at::Tensor>& carry,
-               int64_t first, int64_t count, A norm_eps, A* rho, const TapeRows<A>* tape) {
+               int64_t first, int64_t count, A norm_eps, A* rho, const TapeRows<A>* tape, int64_t finish_t) {
   const int64_t B = carry[0].size(0);
   std::vector<A*> ptr;
   std::vector<const A*> src;
@@ -68,6 +69,7 @@ void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>
         invertible = invertible && w.memory_invertible;
       }
       if (tape) tape->invertible[b] = invertible ? A(1) : A(0);
+      if (finish_t >= 0) read_out_running(c, z, static_cast<A>(finish_t));
     }
   });
 }
@@ -77,13 +79,15 @@ void run_chunk(const Fields<A>& f, const Sizes& z, const std::vector<at::Tensor>
 std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& d, const at::Tensor& imm, const at::Tensor& tgt,
                                             at::TensorList carry_in, int64_t first, int64_t count, double halt_eps,
-                                            double norm_eps, bool keep_tape) {
+                                            double norm_eps, bool keep_tape, int64_t run_steps) {
   TORCH_CHECK(carry_in.size() == 11, "machine_run_fwd: the carry has 11 tensors, got ", carry_in.size());
   const at::Tensor& ip = carry_in[0];
   const at::Tensor& reg = carry_in[1];
   const at::Tensor& mem = carry_in[2];
   TORCH_CHECK(ip.dim() == 2 && reg.dim() == 3 && mem.dim() == 3, "machine_run_fwd: ip (B,L), reg (B,K,n), mem (B,C,n)");
   TORCH_CHECK(count >= 0 && first >= 0, "machine_run_fwd: first and count must be >= 0");
+  TORCH_CHECK(run_steps == -1 || run_steps >= first + count,
+              "machine_run_fwd: run_steps must be -1 (no finish) or at least first + count");
   const Sizes z{ip.size(1), op.size(1), reg.size(1), reg.size(2), mem.size(1), carry_in[4].size(1)};
   TORCH_CHECK(op.size(0) == z.L && a.sizes() == b.sizes() && a.sizes() == d.sizes() && a.size(1) == z.K &&
                   imm.size(1) == z.n && tgt.size(0) == z.L && tgt.size(1) == z.L && z.O == control::kNumOps,
@@ -119,7 +123,11 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
     const TapeRows<A> rows = keep_tape ? TapeRows<A>{tape[0].data_ptr<A>(), tape[1].data_ptr<A>(),
                                                      tape[2].data_ptr<A>()}
                                        : TapeRows<A>{};
-    run_chunk(f, z, in, out, first, count, static_cast<A>(norm_eps), rho.data(), keep_tape ? &rows : nullptr);
+    // The run ends after this call's last step if that is its limit; if the batch halts earlier, the pass below
+    // runs again to there and reads it out instead.
+    const bool at_limit = run_steps >= 0 && first + count == run_steps;
+    run_chunk(f, z, in, out, first, count, static_cast<A>(norm_eps), rho.data(), keep_tape ? &rows : nullptr,
+              at_limit ? first + count : -1);
     // The batch stops before the first step at which every sample's running mass is below halt_eps.
     for (int64_t s = 0; s < count && done == count; ++s) {
       A mx = A(0);
@@ -127,7 +135,8 @@ std::vector<at::Tensor> machine_run_fwd_cpu(const at::Tensor& op, const at::Tens
       if (mx < static_cast<A>(halt_eps)) done = s;
     }
     if (done < count)  // same states, same rows: the first `done` rows of the first pass are this pass's
-      run_chunk<A>(f, z, in, out, first, done, static_cast<A>(norm_eps), nullptr, nullptr);
+      run_chunk<A>(f, z, in, out, first, done, static_cast<A>(norm_eps), nullptr, nullptr,
+                   run_steps >= 0 ? first + done : -1);
   });
   out.push_back(at::scalar_tensor(done, at::kLong));
   // Rows past `done` belong to steps the batch did not take; `invertible` covers them too (a superset of the steps

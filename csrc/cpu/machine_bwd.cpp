@@ -465,6 +465,25 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
   }
 }
 
+// The adjoint of the run's finish (read_out_running, machine_step.h) at step t on the state `fin` leaving the run:
+// g_reg += ρ·g_acc_reg, g_mem += ρ·g_acc_mem and every line's ip gets ρ's gradient, ⟨g_acc, (reg, mem)⟩ + t·g_E
+// (halting::h_grad). The accumulators' own gradients pass through, as through every step.
+// NCL_NOINLINE: inlined into the backward's per-sample loop (isa.h's `flatten`), these few loops made the whole AVX2
+// copy of the loop 5-8 % slower, even on calls that skip them (GCC 12; the register allocation of the one large
+// function). Out of line it is the baseline copy, called once a sample on the run's last chunk: the one call from an
+// AVX2 copy into ncl:: code that the kernels make on purpose.
+template <typename A>
+NCL_NOINLINE void read_out_running_backward(const View<A>& fin, const Sizes& z, const A* g_acc_reg,
+                                            const A* g_acc_mem, A g_exp, A t, const View<A>& gpost) {
+  A rho = A(0);
+  for (int64_t l = 0; l < z.L; ++l) rho += fin.ip[l];
+  const A readout = vdot(g_acc_reg, fin.reg, z.K * z.n) + vdot(g_acc_mem, fin.mem, z.C * z.n);
+  const A g_rho = halting::h_grad(readout, t, g_exp);
+  for (int64_t i = 0; i < z.K * z.n; ++i) gpost.reg[i] += rho * g_acc_reg[i];
+  for (int64_t i = 0; i < z.C * z.n; ++i) gpost.mem[i] += rho * g_acc_mem[i];
+  for (int64_t l = 0; l < z.L; ++l) gpost.ip[l] += g_rho;
+}
+
 // The adjoint of a frozen sample's step (running_mass) when the step after it was frozen too. The state's gradient
 // passes through such a step unchanged (every read and write it makes has weight 0), and so the stacks' and the
 // halting mixtures' terms of its adjoint are those of the step after it: only the ip's gradient changes, by
@@ -498,7 +517,7 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                                             int64_t count, double norm_eps, bool field_grads,
                                             const std::optional<at::Tensor>& alu, const std::optional<at::Tensor>& load,
                                             const std::optional<at::Tensor>& invertible,
-                                            const std::optional<at::Tensor>& mem_after) {
+                                            const std::optional<at::Tensor>& mem_after, bool finish) {
   TORCH_CHECK(carry_in.size() == 11 && grad_out.size() == 11, "machine_run_bwd: the carry has 11 tensors");
   const at::Tensor& ip = carry_in[0];
   TORCH_CHECK(ip.scalar_type() == at::kFloat || ip.scalar_type() == at::kDouble,
@@ -634,6 +653,11 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           return v;
         };
         const A g_exp = gout[9].data_ptr<A>()[bb], g_faults = gout[10].data_ptr<A>()[bb];
+        // The tape pass left the state leaving the chunk in work (a skip_memory sample's memory was that one from
+        // the start), which the run's finish read out.
+        if (finish)
+          read_out_running_backward(wv, z, g_acc_reg, g_acc_mem, g_exp, static_cast<A>(first + count),
+                                    grad_view(gpost_p));
         bool frozen_after = false;  // whether the step after this one (walked back already) was frozen
         for (int64_t s = count - 1; s >= 0; --s) {
           if (frozen_at[s] && frozen_after) {

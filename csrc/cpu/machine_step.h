@@ -282,6 +282,18 @@ template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
   return mass;
 }
 
+// The run's finish on one sample after its last step t (ncl/machine/run.py, finish): the mass still running,
+// ρ = Σ ip, is read out as if it halted there, acc_reg += ρ·reg, acc_mem += ρ·mem, expected += t·ρ. Done here, on
+// the state the sample's thread has in cache, it saves the run a halting_accumulate op: a pass over the batch's
+// registers and memory and their fresh (B, C, n) copies, each way.
+template <typename A> void read_out_running(const Carry<A>& c, const Sizes& z, A t) {
+  A rho = A(0);
+  for (int64_t l = 0; l < z.L; ++l) rho += c.ip[l];
+  for (int64_t i = 0; i < z.K * z.n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], rho, c.reg[i]);
+  for (int64_t i = 0; i < z.C * z.n; ++i) c.acc_mem[i] = halting::accumulate(c.acc_mem[i], rho, c.mem[i]);
+  *c.expected = halting::expected_steps(*c.expected, t, rho);
+}
+
 // Whether step_sample computes the step's ALU mixture row: some ALU op's weight e_k is above alu::kSkipRel. Else the
 // line is no ALU op and the row is 0 (step._AluMixSkippingRows), and so are the operands' gradients through it.
 template <typename A> bool alu_row_computed(const A* e) {

@@ -44,7 +44,7 @@ from ncl_kernels.machine.state import (CARRY_SIZE, FIRST_ACCUMULATOR, Carry, Mac
 from ncl_kernels.machine.step import StepOutcome, step
 
 __all__ = ["ALUS", "CARRY_SIZE", "Carry", "CheckpointedRun", "FIRST_ACCUMULATOR", "MachineConfig", "MachineState",
-           "NORM_EPS", "ProgramFields", "RUN_CHUNK", "StepOutcome", "advance", "advance_steps", "halted",
+           "NORM_EPS", "ProgramFields", "READS_OUT", "RUN_CHUNK", "StepOutcome", "advance", "advance_steps", "halted",
            "initial_carry", "initial_state", "kernel_for", "needs_graph", "pass_accumulator_grads", "run_kernel",
            "run_steps", "step"]
 
@@ -52,10 +52,11 @@ _oplib.add_triton_module("ncl_kernels.machine.triton")
 _oplib.add_triton_module("ncl_kernels.machine.triton_bwd")
 
 
-def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, keep_tape=False):
+def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, keep_tape=False, run_steps=-1):
     """Shapes of ``ncl::machine_run_fwd``: the carry's, then a 0-dim int64 step count (its value is data), then
     with ``keep_tape`` the backward's tape rows: ALU rows and LOAD rows ``(B, count, n)`` (the first ``done`` are
-    the run's), and ``invertible`` ``(B,)`` (:data:`TAPE`)."""
+    the run's), and ``invertible`` ``(B,)`` (:data:`TAPE`). ``run_steps`` (the run's step limit, -1: none) changes
+    values only: a call in which the run ends also reads out the mass still running (:func:`run_steps`)."""
     out = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in carry] + [
         torch.empty((), dtype=torch.int64, device=carry[0].device)]
     if keep_tape:
@@ -64,6 +65,11 @@ def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, ke
                 carry[1].new_empty((batch,))]
     return out
 
+
+#: The whole-run kernels whose :class:`CheckpointedRun` reads the run out itself (:func:`run_steps`'s
+#: ``max_steps``): on them it saves :func:`ncl.machine.run.finish` a ``halting_accumulate`` op, a pass over the
+#: batch's registers and memory each way.
+READS_OUT = ("cpp",)
 
 #: What ``ncl::machine_run_fwd`` keeps with ``keep_tape`` for the backward's tape pass, after the carry and the step
 #: count: each step's ALU mixture row and LOAD read ``(B, count, n)``, and per sample 1 where the backward inverts
@@ -100,24 +106,27 @@ def needs_graph(tensors) -> bool:
 
 
 def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
-              config: MachineConfig, kernel: str = "cpp",
-              tapes: list | None = None) -> tuple[tuple[torch.Tensor, ...], int]:
+              config: MachineConfig, kernel: str = "cpp", tapes: list | None = None,
+              max_steps: int = -1) -> tuple[tuple[torch.Tensor, ...], int]:
     """Steps ``first + 1 .. first + count`` on ``kernel``; returns the new flat carry and the steps run. Given
     ``tapes`` (``cpp`` only), the run's tape rows (:data:`TAPE`, the rows cut to the ``done`` steps run) are
-    appended to it as one tuple."""
+    appended to it as one tuple. Given the run's ``max_steps`` (``cpp`` only), a call in which the run ends (the
+    batch halts in it, or it reaches ``max_steps``) also reads out the mass still running after its last step,
+    as :func:`ncl.machine.run.finish` does: the accumulators it returns are then the run's readouts."""
     if kernel == "cpp":
         op = torch.ops.ncl.machine_run_fwd
-    elif tapes is not None:
-        raise ValueError(f"tapes: only the cpp kernel keeps its tape rows, not {kernel!r}")
+    elif tapes is not None or max_steps >= 0:
+        raise ValueError(f"tapes, max_steps: only the cpp kernel keeps its tape rows and reads the run out, "
+                         f"not {kernel!r}")
     else:
         # Imported at the first call: Triton costs about a second to import, and CPU runs never need it.
         from ncl_kernels.machine import triton as machine_triton
 
         op = machine_triton.machine_run_fwd
-    keep = () if tapes is None else (True,)
-    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS, *keep)
+    cpp_args = (tapes is not None, max_steps) if kernel == "cpp" else ()
+    out = op(*fields, list(flat_carry), first, count, config.halt_eps, NORM_EPS, *cpp_args)
     done = int(out[CARRY_SIZE])
-    if keep:
+    if tapes is not None:
         alu, load, invertible = out[CARRY_SIZE + 1:]
         tapes.append((alu[:, :done], load[:, :done], invertible))
     return tuple(out[:CARRY_SIZE]), done
@@ -144,7 +153,7 @@ def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fie
 
 
 def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True, alu=None, load=None,
-              invertible=None, mem_after=None):
+              invertible=None, mem_after=None, finish=False):
     """Shapes of ``ncl::machine_run_bwd``: the six fields' gradients (empty without ``field_grads``), then the
     carry's, the accumulators' empty (:func:`pass_accumulator_grads`)."""
     fields = [torch.empty_like(t, memory_format=torch.contiguous_format) if field_grads else t.new_empty(0)
@@ -162,10 +171,12 @@ def pass_accumulator_grads(carry_grads: list[torch.Tensor], grad: list[torch.Ten
 
 
 _oplib.define("machine_run_fwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
-              " int first, int count, float halt_eps, float norm_eps, bool keep_tape=False) -> Tensor[]", _fake_run)
+              " int first, int count, float halt_eps, float norm_eps, bool keep_tape=False, int run_steps=-1)"
+              " -> Tensor[]", _fake_run)
 _oplib.define("machine_run_bwd", "(Tensor op, Tensor a, Tensor b, Tensor d, Tensor imm, Tensor tgt, Tensor[] carry,"
               " Tensor[] grad, int first, int count, float norm_eps, bool field_grads=True, Tensor? alu=None,"
-              " Tensor? load=None, Tensor? invertible=None, Tensor? mem_after=None) -> Tensor[]", _fake_bwd)
+              " Tensor? load=None, Tensor? invertible=None, Tensor? mem_after=None, bool finish=False)"
+              " -> Tensor[]", _fake_bwd)
 
 
 def _recomputed_chunk_grads(fields, carry_in, grads, first: int, count: int, config: MachineConfig,
@@ -197,6 +208,10 @@ class CheckpointedRun(torch.autograd.Function):
     (:func:`ncl_kernels.machine.triton_bwd.machine_run_bwd`: a tape pass, then the walk back, one program per
     sample; its fields' gradients are summed with atomics, so their fp32 rounding varies from run to run).
     ``backend`` is kept for :func:`_recomputed_chunk_grads`, the step ops' reference for that kernel.
+
+    On a kernel in :data:`READS_OUT` a run of ``max_steps > 0`` also ends with the run's readout of the mass still
+    running (:func:`ncl.machine.run.finish`), done by its last kernel call on each sample's state in cache (and its
+    adjoint by the last chunk's backward call): the accumulators returned are then the run's readouts.
     """
 
     @staticmethod
@@ -209,7 +224,8 @@ class CheckpointedRun(torch.autograd.Function):
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
                 carry, done = run_steps(carry, steps, count, fields, config, kernel,
-                                        tapes if kernel == "cpp" else None)
+                                        tapes if kernel == "cpp" else None,
+                                        max_steps if kernel in READS_OUT else -1)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
@@ -237,13 +253,15 @@ class CheckpointedRun(torch.autograd.Function):
         want = any(ctx.needs_input_grad[5:11])
         field_grads = [torch.zeros_like(f) for f in fields] if want else [None] * 6
         for i in reversed(range(len(ctx.starts))):
-            if ctx.counts[i] == 0:
+            # The last chunk read the run out (READS_OUT), even with no step of its own.
+            finish = ctx.kernel in READS_OUT and i == chunks - 1
+            if ctx.counts[i] == 0 and not finish:
                 continue
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
             if ctx.kernel == "cpp":
                 out = torch.ops.ncl.machine_run_bwd(*fields, carry_in, grads, ctx.starts[i], ctx.counts[i],
                                                     NORM_EPS, want, *tapes[len(TAPE) * i:len(TAPE) * (i + 1)],
-                                                    mem_after[i])
+                                                    mem_after[i], finish)
             else:
                 # Imported at the first call, as in run_steps.
                 from ncl_kernels.machine import triton_bwd

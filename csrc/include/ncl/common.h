@@ -29,6 +29,12 @@
 #else
 #define NCL_ALWAYS_INLINE inline
 #endif
+// Never inlined: kept out of the one large function that isa.h's `flatten` makes of a kernel (the baseline copy runs).
+#if defined(__GNUC__) || defined(__clang__)
+#define NCL_NOINLINE __attribute__((noinline))
+#else
+#define NCL_NOINLINE
+#endif
 
 namespace ncl {
 
