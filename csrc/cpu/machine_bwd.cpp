@@ -475,8 +475,8 @@ void step_backward(const Fields<A>& f, const SparseRows<A>& tgt_rows, const Fiel
 template <typename A>
 NCL_NOINLINE void read_out_running_backward(const View<A>& fin, const Sizes& z, const A* g_acc_reg,
                                             const A* g_acc_mem, A g_exp, A t, const View<A>& gpost) {
-  A rho = A(0);
-  for (int64_t l = 0; l < z.L; ++l) rho += fin.ip[l];
+  bool frozen;
+  const A rho = running_mass(fin.ip, z.L, frozen);
   const A readout = vdot(g_acc_reg, fin.reg, z.K * z.n) + vdot(g_acc_mem, fin.mem, z.C * z.n);
   const A g_rho = halting::h_grad(readout, t, g_exp);
   for (int64_t i = 0; i < z.K * z.n; ++i) gpost.reg[i] += rho * g_acc_reg[i];

@@ -287,8 +287,8 @@ template <typename A> A running_mass(const A* ip, int64_t L, bool& frozen) {
 // the state the sample's thread has in cache, it saves the run a halting_accumulate op: a pass over the batch's
 // registers and memory and their fresh (B, C, n) copies, each way.
 template <typename A> void read_out_running(const Carry<A>& c, const Sizes& z, A t) {
-  A rho = A(0);
-  for (int64_t l = 0; l < z.L; ++l) rho += c.ip[l];
+  bool frozen;
+  const A rho = running_mass(c.ip, z.L, frozen);
   for (int64_t i = 0; i < z.K * z.n; ++i) c.acc_reg[i] = halting::accumulate(c.acc_reg[i], rho, c.reg[i]);
   for (int64_t i = 0; i < z.C * z.n; ++i) c.acc_mem[i] = halting::accumulate(c.acc_mem[i], rho, c.mem[i]);
   *c.expected = halting::expected_steps(*c.expected, t, rho);

@@ -37,8 +37,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ncl_kernels.halting import halting_accumulate
-from ncl_kernels.machine import (READS_OUT, Carry, CheckpointedRun, MachineConfig, ProgramFields, advance,
-                                 initial_carry, kernel_for)
+from ncl_kernels.machine import (Carry, CheckpointedRun, MachineConfig, ProgramFields, advance, initial_carry,
+                                 kernel_for, reads_out)
 
 #: The backward choices of :func:`machine_run`.
 GRAD_MODES = ("full", "checkpoint", "truncated")
@@ -81,8 +81,8 @@ def _checkpointed_chunk(fields: ProgramFields, config: MachineConfig, backend: s
 def finish(carry: Carry, steps: int, backend: str | None = None, read_out: bool = False) -> RunResult:
     r"""Readouts :math:`\hat R = \sum_t h_t R(\text{state}_t) + \rho_T R(\text{state}_T)` and the ponder cost.
 
-    ``read_out``: the carry's accumulators hold the readouts already (a whole-run kernel in ``READS_OUT`` added
-    the last term).
+    ``read_out``: the carry's accumulators hold the readouts already (a whole-run kernel added the last term:
+    ``ncl_kernels.machine.reads_out``).
     """
     state = carry.state
     rho = state.ip.sum(-1)
@@ -143,7 +143,7 @@ def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig
     kernel = kernel_for(config, carry.state.ip, backend, step_fn)
     if kernel is not None:
         *flat, total = CheckpointedRun.apply(config, max_steps, chunk, kernel, backend, *fields, *carry.flat())
-        return finish(Carry.unflat(flat), int(total), backend, read_out=kernel in READS_OUT and max_steps > 0)
+        return finish(Carry.unflat(flat), int(total), backend, read_out=reads_out(kernel, max_steps))
     steps = 0
     while steps < max_steps:
         count = min(chunk, max_steps - steps)

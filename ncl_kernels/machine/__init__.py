@@ -45,8 +45,8 @@ from ncl_kernels.machine.step import StepOutcome, step
 
 __all__ = ["ALUS", "CARRY_SIZE", "Carry", "CheckpointedRun", "FIRST_ACCUMULATOR", "MachineConfig", "MachineState",
            "NORM_EPS", "ProgramFields", "READS_OUT", "RUN_CHUNK", "StepOutcome", "advance", "advance_steps", "halted",
-           "initial_carry", "initial_state", "kernel_for", "needs_graph", "pass_accumulator_grads", "run_kernel",
-           "run_steps", "step"]
+           "initial_carry", "initial_state", "kernel_for", "needs_graph", "pass_accumulator_grads", "reads_out",
+           "run_kernel", "run_steps", "step"]
 
 _oplib.add_triton_module("ncl_kernels.machine.triton")
 _oplib.add_triton_module("ncl_kernels.machine.triton_bwd")
@@ -70,6 +70,12 @@ def _fake_run(op, a, b, d, imm, tgt, carry, first, count, halt_eps, norm_eps, ke
 #: ``max_steps``): on them it saves :func:`ncl.machine.run.finish` a ``halting_accumulate`` op, a pass over the
 #: batch's registers and memory each way.
 READS_OUT = ("cpp",)
+
+
+def reads_out(kernel: str, max_steps: int) -> bool:
+    """Whether :class:`CheckpointedRun` on ``kernel`` returns the run's readouts as its accumulators: on a kernel
+    in :data:`READS_OUT`, when the run takes a kernel call at all (``max_steps > 0``)."""
+    return kernel in READS_OUT and max_steps > 0
 
 #: What ``ncl::machine_run_fwd`` keeps with ``keep_tape`` for the backward's tape pass, after the carry and the step
 #: count: each step's ALU mixture row and LOAD read ``(B, count, n)``, and per sample 1 where the backward inverts
@@ -209,9 +215,9 @@ class CheckpointedRun(torch.autograd.Function):
     sample; its fields' gradients are summed with atomics, so their fp32 rounding varies from run to run).
     ``backend`` is kept for :func:`_recomputed_chunk_grads`, the step ops' reference for that kernel.
 
-    On a kernel in :data:`READS_OUT` a run of ``max_steps > 0`` also ends with the run's readout of the mass still
-    running (:func:`ncl.machine.run.finish`), done by its last kernel call on each sample's state in cache (and its
-    adjoint by the last chunk's backward call): the accumulators returned are then the run's readouts.
+    Where :func:`reads_out` says so, the run also ends with its readout of the mass still running
+    (:func:`ncl.machine.run.finish`), done by its last kernel call on each sample's state in cache (and its adjoint
+    by the last chunk's backward call): the accumulators returned are then the run's readouts.
     """
 
     @staticmethod
@@ -225,13 +231,14 @@ class CheckpointedRun(torch.autograd.Function):
                 kept.extend(carry)
                 carry, done = run_steps(carry, steps, count, fields, config, kernel,
                                         tapes if kernel == "cpp" else None,
-                                        max_steps if kernel in READS_OUT else -1)
+                                        max_steps if reads_out(kernel, max_steps) else -1)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
                 if done < count:
                     break
         ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
+        ctx.reads_out = reads_out(kernel, max_steps)
         ends = (carry[2],) if tapes else ()  # the memory leaving the last chunk
         ctx.save_for_backward(*fields, *kept, *(t for tape in tapes for t in tape), *ends)
         total = torch.tensor(steps)
@@ -253,8 +260,8 @@ class CheckpointedRun(torch.autograd.Function):
         want = any(ctx.needs_input_grad[5:11])
         field_grads = [torch.zeros_like(f) for f in fields] if want else [None] * 6
         for i in reversed(range(len(ctx.starts))):
-            # The last chunk read the run out (READS_OUT), even with no step of its own.
-            finish = ctx.kernel in READS_OUT and i == chunks - 1
+            # The last chunk read the run out (reads_out), even with no step of its own.
+            finish = ctx.reads_out and i == chunks - 1
             if ctx.counts[i] == 0 and not finish:
                 continue
             carry_in = list(kept[i * CARRY_SIZE:(i + 1) * CARRY_SIZE])
