@@ -95,11 +95,12 @@ def test_supports_on_both_sides_of_the_dense_switch_match_reference(backend, dty
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("n", [12, 36, 128])
+@pytest.mark.parametrize("n", [12, 16, 36, 128])
 def test_dense_mul_at_every_gcd_matches_reference(dtype, n):
     """Dense rows at n with many divisors: the CPU kernels' MUL gathers from x folded modulo n / gcd(j, n) in the
-    forward and from the table i·j mod n in the backward (alu_row.h, MulTables), one case per gcd. Each row weighs
-    MUL alone or all five pair ops, with j = 0 in y's support."""
+    forward and from the table i·j mod n in the backward (alu_row.h, PairTables), one case per gcd; at n = 16 and 128
+    (powers of two) the forward runs through the units of Z/n instead (mul_units.h). Each row weighs MUL alone or all
+    five pair ops, with j = 0 in y's support."""
     x, y, coeffs = make(4, n, seed=n)
     coeffs[:2] = 1e-13
     coeffs[:2, 2] = 1.0
@@ -107,12 +108,13 @@ def test_dense_mul_at_every_gcd_matches_reference(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("n", [13, 36, 128])
+@pytest.mark.parametrize("n", [13, 36, 64, 128])
 def test_dense_x_with_part_of_y_matches_reference(dtype, n):
     """Dense x and y on about half the values. The CPU forward runs ADD and SUB as one circulant over the j where
     either weighs, MOD's runs folded (alu_row.h); its backward runs each j with its partner n - j in one pass when
     both are in y's support, alone otherwise. The rows hold j = 0 and n // 2 (their own partners), 1 without its
-    partner, and pairs."""
+    partner, and pairs. At n = 64 and 128 the forward runs MUL through the units of Z/n (mul_units.h), with y's
+    zeros in its convolutions."""
     g = torch.Generator().manual_seed(n + 1)
     x, y, coeffs = make(4, n, seed=n)
     keep = torch.rand(4, n, generator=g) < 0.5

@@ -1,6 +1,7 @@
 // The CPU ALU rows alone (csrc/cpu/alu_row.h), without torch: `rows` dense rows (softmax operands, as the soft
-// inputs of `ncl bench machine`), forward (mix_row) and backward (mix_row_backward), each pair op weighted alone,
-// then all five, then every op. Prints the median and the range of `repeats` timings of all the rows, in ms, one
+// inputs of `ncl bench machine`), forward (mix_row: MUL by the tables, as the machine kernels, and by the units of
+// Z/n, as the alu_mix op, `units`) and backward (mix_row_backward), each pair op weighted alone, then all five, then
+// every op. Prints the median and the range of `repeats` timings of all the rows, in ms, one
 // thread. Each figure includes the row's loads and running sums, which do not depend on the op.
 //
 //   cmake -S . -B build/cmake && cmake --build build/cmake --target ncl_alu_rows_bench
@@ -55,13 +56,18 @@ int main(int argc, char** argv) {
       ncl::mix_row<float, float>(s, &x[r * n], &y[r * n], coef, out.data());
       sink += out[r % n];
     });
+    const auto fwd_units = time_ms([&](int64_t r) {  // MUL through the units of Z/n (power-of-two n)
+      ncl::mix_row<float, float, /*kMulUnits=*/true>(s, &x[r * n], &y[r * n], coef, out.data());
+      sink += out[r % n];
+    });
     const auto bwd = time_ms([&](int64_t r) {
       ncl::mix_row_backward<float, float>(s, &x[r * n], &y[r * n], &g[r * n], coef, gx.data(), gy.data(),
                                           gcoef.data());
       sink += gx[r % n] + gy[r % n] + gcoef[r % kNumOps];
     });
-    std::printf("%-9s forward %6.2f (%.2f-%.2f)  backward %6.2f (%.2f-%.2f)\n", names[which], fwd[repeats / 2],
-                fwd.front(), fwd.back(), bwd[repeats / 2], bwd.front(), bwd.back());
+    std::printf("%-9s forward %6.2f (%.2f-%.2f)  units %6.2f (%.2f-%.2f)  backward %6.2f (%.2f-%.2f)\n",
+                names[which], fwd[repeats / 2], fwd.front(), fwd.back(), fwd_units[repeats / 2], fwd_units.front(),
+                fwd_units.back(), bwd[repeats / 2], bwd.front(), bwd.back());
   }
   return std::isfinite(sink) ? 0 : 1;
 }

@@ -39,7 +39,7 @@ at::Tensor alu_mix_fwd_cpu(const at::Tensor& x, const at::Tensor& y, const at::T
       for (int64_t b = b0; b < b1; ++b) {
         A coef[alu::kNumOps];
         for (int k = 0; k < alu::kNumOps; ++k) coef[k] = static_cast<A>(cp[b * alu::kNumOps + k]);
-        mix_row<scalar_t, A>(s, xp + b * n, yp + b * n, coef, acc.data());
+        mix_row<scalar_t, A, /*kMulUnits=*/true>(s, xp + b * n, yp + b * n, coef, acc.data());
         for (int64_t c = 0; c < n; ++c) op[b * n + c] = static_cast<scalar_t>(acc[c]);
       }
     });

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "alu_runs.h"
+#include "mul_units.h"
 #include "ncl/alu.h"
 #include "pair_tables.h"
 
@@ -128,12 +129,14 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
 // coef_k·y_j·x_i for the ops set in `mask`, each along its table's structure, so that every loop vectorises:
 //   ADD and SUB: one pass a j of the circulant out[c] += y_j (c_ADD x[(c - j) mod n] + c_SUB x[(c + j) mod n]),
 //     reading x doubled (s.xx) so that no index wraps;
-//   MUL: out[g·r] += c y_j F_m[source[r]], a gather from x folded modulo m = n / gcd(j, n) (PairTables);
+//   MUL: out[g·r] += c y_j F_m[source[r]], a gather from x folded modulo m = n / gcd(j, n) (PairTables); with
+//     kMulUnits, when n is a power of two and y is dense, cyclic convolutions through the units of Z/n instead
+//     (mul_units.h: no gathers);
 //   DIV: out[q] += c y_j Σ_{q·j ≤ i < (q+1)·j} x_i, each run's sum a difference of x's prefix sums in double (in the
 //     accumulation type, a difference would leave the rounding of the whole row's mass on entries that get ~0);
 //   MOD: out[0..j) += c y_j x's runs of length j;
 //   DIV and MOD by j = 0 give 0: out[0] += c y_0 Σx.
-template <typename A>
+template <typename A, bool kMulUnits = false>
 void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coef, unsigned mask, A* out) {
   const int64_t n = r.n;
   const A* x = r.x;
@@ -170,6 +173,15 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
       const A* lo = s.xx.data() + n - js[jj];
       NCL_PRAGMA(omp simd)
       for (int64_t c = 0; c < n; ++c) out[c] += a * lo[c];
+    }
+  }
+  if constexpr (kMulUnits) {
+    if (on(alu::MUL) && n >= 2 && (n & (n - 1)) == 0 && ny * kDenseSupport > n) {  // n = 2^k
+      A* c = s.mul_c.data();  // coef_MUL · y_j on y's support, 0 elsewhere
+      std::fill(c, c + n, A(0));
+      for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
+      mul_units_forward(unit_scratch<A>(n), x, c, A(1), out);
+      mask &= ~(1u << alu::MUL);  // done
     }
   }
   if (on(alu::MUL)) {
@@ -256,8 +268,10 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
 // structured ops come from alu::structured_out. The pair ops run over the operands' supports (alu::support): for
 // each j in supp(y), over the pairs (i in supp(x), j), each pair into the targets of the active ops only; or, when
 // x is dense enough that a pass over every i costs less than stepping the targets along its support, over every i
-// by pair_dense.
-template <typename T, typename A>
+// by pair_dense. kMulUnits: pair_dense's MUL through the units of Z/n where it applies (mul_units.h), as the alu_mix
+// op's rows run it. The whole-run machine kernel's rows keep the table form: in its one flattened AVX2 function
+// (isa.h) the change measured slower, sharp calls too, though they never run it (benchmarks/RESULTS.md).
+template <typename T, typename A, bool kMulUnits = false>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());
   const unsigned mask = alu::active_ops(coef), structured = mask & ~alu::kPairMask;
@@ -270,7 +284,7 @@ void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t nx = alu::support(r.x, n, s.sx.data()), ny = alu::support(r.y, n, s.sy.data());
   // A pass over every i costs about n/8 vector operations an op; stepping costs ~10 a pair.
   if (nx * kDenseSupport > n) {
-    pair_dense<A>(s, r, ny, coef, mask, out);
+    pair_dense<A, kMulUnits>(s, r, ny, coef, mask, out);
     return;
   }
   int active[alu::kNumPair], na = 0;  // the active pair ops: a sharp row has one
