@@ -30,6 +30,17 @@ def test_it_times_both_builds_in_fresh_processes_and_reports_the_ratio(capsys):
     assert summary["median_ratio_fwdbwd"] == pytest.approx(row["b"]["fwdbwd"] / row["a"]["fwdbwd"])
 
 
+def test_ops_mode_times_each_kernel_op_in_both_builds(capsys):
+    script = _script()
+    assert script.main(["--a", str(ROOT), "--b", str(ROOT), "--rounds", "1", "--calls", "1", "--inputs", "sharp",
+                        "--ops"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (row,) = summary["rounds"]
+    for op in script.OPS:
+        assert summary["fastest_ms"]["a"][op] == row["a"][op] > 0
+        assert summary["ratio_fastest"][op] == pytest.approx(row["b"][op] / row["a"][op])
+
+
 def test_a_folder_without_the_package_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _script().main(["--a", str(tmp_path), "--b", str(ROOT)])
