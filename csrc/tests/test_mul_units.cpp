@@ -50,11 +50,19 @@ void test_forward() {
   }
 }
 
+// The per-thread scratch follows the row length it is asked for.
+void test_thread_scratch() {
+  NCL_CHECK(unit_scratch<float>(8).layout.k == 3);
+  NCL_CHECK(unit_scratch<float>(32).layout.k == 5 && unit_scratch<float>(32).acc.size() == 32);
+  NCL_CHECK(&unit_scratch<float>(32) == &unit_scratch<float>(32));
+}
+
 }  // namespace
 
 int main() {
   test_layout();
   test_forward();
+  test_thread_scratch();
   if (ncl_test::failures == 0) std::printf("mul_units: all tests passed\n");
   return ncl_test::failures == 0 ? 0 : 1;
 }
