@@ -26,11 +26,12 @@ import statistics
 import subprocess
 import sys
 
-# One process of one build: the fused run's median forward and forward+backward, in ms, as JSON on stdout.
-CHILD = r"""
+# What every child process starts with: the arguments (inputs, calls, threads) and the bench's machine.
+_SETUP = r"""
 import json, statistics, sys, time
 import ncl  # noqa: F401 (first: it sets the OpenMP wait policy before torch loads, as the ncl command does)
 import torch
+import ncl_kernels
 from ncl.machine import bench, bench_eager
 from ncl_kernels.machine import MachineConfig
 
@@ -39,7 +40,10 @@ torch.set_num_threads(threads)
 torch.set_flush_denormal(True)
 config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
 program, regs, mem, _ = bench_eager.case_for(inputs, bench.LOOP, config, bench.machine_inputs(32, 64), 32)
+"""
 
+# One process of one build: the fused run's median forward and forward+backward, in ms, as JSON on stdout.
+CHILD = _SETUP + r"""
 
 def run():
     return program.run(regs, mem, max_steps=64, backend="cpp", chunk=bench.DEFAULT_CHUNK)
@@ -60,28 +64,17 @@ for _ in range(calls):
     t = time.perf_counter()
     fwdbwd()
     both.append(time.perf_counter() - t)
-import ncl_kernels
 print(json.dumps({"fwd": 1e3 * statistics.median(fwd), "fwdbwd": 1e3 * statistics.median(both),
                   "package": ncl_kernels.__file__}))
 """
 
 # One process of one build, --ops: the fastest of `calls` calls of each kernel op, in ms, as JSON on stdout.
-CHILD_OPS = r"""
-import json, sys, time
-import ncl  # noqa: F401 (first, as above)
-import torch
-import ncl_kernels
-from ncl.machine import bench, bench_eager
+CHILD_OPS = _SETUP + r"""
 from ncl_kernels import _ext, alu_mix
 from ncl_kernels.isa import one_hot
-from ncl_kernels.machine import NORM_EPS, MachineConfig, initial_carry
+from ncl_kernels.machine import NORM_EPS, initial_carry
 
-inputs, calls, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(threads)
-torch.set_flush_denormal(True)
 _ext.load()  # registers the ncl ops' kernels
-config = MachineConfig(n=bench.N, cells=bench.CELLS, registers=bench.REGISTERS, stack=bench.STACK)
-program, regs, mem, _ = bench_eager.case_for(inputs, bench.LOOP, config, bench.machine_inputs(32, 64), 32)
 fields = [f.detach() for f in program.fields()]
 carry = list(initial_carry(one_hot(torch.zeros(32, dtype=torch.long), program.length, torch.float32), regs, mem,
                            config.stack).flat())

@@ -125,6 +125,15 @@ alu::Row<A> load_row(RowScratch<A>& s, const T* x, const T* y, const T* g, int64
   return r;
 }
 
+// MUL's weights of a dense row, in s.mul_c: coef_MUL·y_j on y's support sy[0..ny), 0 elsewhere.
+template <typename A>
+A* mul_weights(RowScratch<A>& s, const alu::Row<A>& r, int64_t n, int64_t ny, const A* coef) {
+  A* c = s.mul_c.data();
+  std::fill(c, c + n, A(0));
+  for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
+  return c;
+}
+
 // The pair ops' part of out on a dense x, over every i, for each j in y's support sy[0..ny): out[T_k(i, j)] +=
 // coef_k·y_j·x_i for the ops set in `mask`, each along its table's structure, so that every loop vectorises:
 //   ADD and SUB: one pass a j of the circulant out[c] += y_j (c_ADD x[(c - j) mod n] + c_SUB x[(c + j) mod n]),
@@ -177,10 +186,7 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
   }
   if constexpr (kMulUnits) {
     if (on(alu::MUL) && n >= 2 && (n & (n - 1)) == 0 && ny * kDenseSupport > n) {  // n = 2^k
-      A* c = s.mul_c.data();  // coef_MUL · y_j on y's support, 0 elsewhere
-      std::fill(c, c + n, A(0));
-      for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
-      mul_units_forward(unit_scratch<A>(n), x, c, A(1), out);
+      mul_units_forward(unit_scratch<A>(n), x, mul_weights(s, r, n, ny, coef), out);
       mask &= ~(1u << alu::MUL);  // done
     }
   }
@@ -189,9 +195,7 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
     s.fold.resize(tab.fold_size);
     s.mul_acc.resize(tab.fold_size);
     tab.fold(x, s.fold.data());
-    A* c = s.mul_c.data();  // coef_MUL · y_j on y's support, 0 elsewhere
-    std::fill(c, c + n, A(0));
-    for (int64_t jj = 0; jj < ny; ++jj) c[s.sy[jj]] = coef[alu::MUL] * r.y[s.sy[jj]];
+    A* c = mul_weights(s, r, n, ny, coef);
     // j and n - j share one gather: i·(n - j) ≡ -(i·j) (mod n), so with v = F_m[source_j] the partner adds
     // v[(m - q) mod m] where j adds v[q] (both have the same gcd with n).
     // The j with g = gcd(j, n) > 1 add into out[g·q] for q < m: they go to acc_m (laid out as the folds), a

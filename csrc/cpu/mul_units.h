@@ -132,10 +132,10 @@ template <typename A> void cyclic_block(A* out, const A* src2, const A* w, int S
   }
 }
 
-// v[p] = scale·row[index[p]]: the row in the layout (the start of its pyramid).
-template <typename A> void gather(const UnitLayout& L, const A* row, A scale, A* v) {
+// v[p] = row[index[p]]: the row in the layout (the start of its pyramid).
+template <typename A> void gather(const UnitLayout& L, const A* row, A* v) {
   const int64_t n = static_cast<int64_t>(L.index.size());
-  for (int64_t p = 0; p < n; ++p) v[p] = scale * row[L.index[p]];
+  for (int64_t p = 0; p < n; ++p) v[p] = row[L.index[p]];
 }
 
 // The rest of v's pyramid from its start (the row in the layout): level h of class e from level h - 1, the halves of
@@ -187,15 +187,15 @@ template <typename A> std::array<A, UnitLayout::kMaxLog + 2> suffix_masses(const
 
 }  // namespace units
 
-// MUL's forward over every i and j, n = 2^k: out[i·j mod n] += c·x_i·y_j. Class pair (e, f) with e + f = h < k adds
-// the group convolution of x's class e and y's class f, both folded to class h's modulus, into class h; the pairs
-// with e + f ≥ k (and index 0) multiply to 0: out[0] += their masses' products.
-template <typename A> void mul_units_forward(UnitScratch<A>& s, const A* x, const A* y, A c, A* out) {
+// MUL's forward over every i and j, n = 2^k: out[i·j mod n] += x_i·y_j, y holding MUL's weight (coef·y). Class pair
+// (e, f) with e + f = h < k adds the group convolution of x's class e and y's class f, both folded to class h's
+// modulus, into class h; the pairs with e + f ≥ k (and index 0) multiply to 0: out[0] += their masses' products.
+template <typename A> void mul_units_forward(UnitScratch<A>& s, const A* x, const A* y, A* out) {
   const UnitLayout& L = s.layout;
   const int k = L.k;
   const int64_t n = int64_t{1} << k;
-  units::gather(L, x, A(1), s.px.data());
-  units::gather(L, y, c, s.py.data());
+  units::gather(L, x, s.px.data());
+  units::gather(L, y, s.py.data());
   units::fold_pyramid(L, s.px.data());
   units::fold_pyramid(L, s.py.data());
   units::double_rows(L, s.px.data(), s.px2.data());

@@ -77,6 +77,7 @@ def reads_out(kernel: str, max_steps: int) -> bool:
     in :data:`READS_OUT`, when the run takes a kernel call at all (``max_steps > 0``)."""
     return kernel in READS_OUT and max_steps > 0
 
+
 #: What ``ncl::machine_run_fwd`` keeps with ``keep_tape`` for the backward's tape pass, after the carry and the step
 #: count: each step's ALU mixture row and LOAD read ``(B, count, n)``, and per sample 1 where the backward inverts
 #: every memory write of the steps (their ``|a| <= 1/32``), so that its tape pass takes the LOAD reads and leaves
@@ -225,20 +226,20 @@ class CheckpointedRun(torch.autograd.Function):
         fields, carry = ProgramFields(*tensors[:6]), tuple(tensors[6:])
         starts, counts, kept, tapes = [], [], [], []
         steps = 0
+        ctx.reads_out = reads_out(kernel, max_steps)
         with torch.no_grad():
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
                 carry, done = run_steps(carry, steps, count, fields, config, kernel,
                                         tapes if kernel == "cpp" else None,
-                                        max_steps if reads_out(kernel, max_steps) else -1)
+                                        max_steps if ctx.reads_out else -1)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
                 if done < count:
                     break
         ctx.starts, ctx.counts, ctx.config, ctx.kernel, ctx.backend = starts, counts, config, kernel, backend
-        ctx.reads_out = reads_out(kernel, max_steps)
         ends = (carry[2],) if tapes else ()  # the memory leaving the last chunk
         ctx.save_for_backward(*fields, *kept, *(t for tape in tapes for t in tape), *ends)
         total = torch.tensor(steps)
