@@ -273,8 +273,8 @@ void pair_dense(RowScratch<A>& s, const alu::Row<A>& r, int64_t ny, const A* coe
 // each j in supp(y), over the pairs (i in supp(x), j), each pair into the targets of the active ops only; or, when
 // x is dense enough that a pass over every i costs less than stepping the targets along its support, over every i
 // by pair_dense. kMulUnits: pair_dense's MUL through the units of Z/n where it applies (mul_units.h), as the alu_mix
-// op's rows run it. The whole-run machine kernel's rows keep the table form: in its one flattened AVX2 function
-// (isa.h) the change measured slower, sharp calls too, though they never run it (benchmarks/RESULTS.md).
+// op's rows and the whole-run machine kernel's forward run it (the machine's backward never computes a row:
+// machine_step.h, step_sample's kAluFromTape).
 template <typename T, typename A, bool kMulUnits = false>
 void mix_row(RowScratch<A>& s, const T* x, const T* y, const A* coef, A* out) {
   const int64_t n = static_cast<int64_t>(s.x.size());

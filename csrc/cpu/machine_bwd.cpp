@@ -536,7 +536,12 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
     TORCH_CHECK(alu->dim() == 3 && alu->size(0) == B && alu->size(1) == count && alu->size(2) == z.n &&
                     alu->scalar_type() == ip.scalar_type() && alu->device().is_cpu(),
                 "machine_run_bwd: alu must be the forward's (B, count, n) ALU rows in the carry's dtype");
-  const at::Tensor alu_c = alu.has_value() ? alu->contiguous() : at::Tensor();
+  // Without the forward's ALU rows, the forward computes them first (halt_eps 0: every step of the chunk), so that
+  // the tape pass never computes a row: it is compiled without that code (step_sample's kAluFromTape), and the
+  // rows are the forward's bit for bit. CheckpointedRun always passes them; this is for direct calls of the op.
+  const at::Tensor alu_c = alu.has_value() ? alu->contiguous()
+                                           : machine_run_fwd_cpu(op, a, b, d, imm, tgt, carry_in, first, count, 0.0,
+                                                                 norm_eps, /*keep_tape=*/true, -1)[12];
   // The memory's part of the tape (machine_step.h, step_sample's load_in): all three or none.
   const bool memory_tape = load.has_value();
   TORCH_CHECK(memory_tape == invertible.has_value() && memory_tape == mem_after.has_value(),
@@ -631,9 +636,9 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
           }
           was_frozen = frozen;
           record_at[s] = records.get() + s * rec;
-          const A* alu_row = alu_c.defined() ? alu_c.data_ptr<A>() + (bb * count + s) * z.n : nullptr;
+          const A* alu_row = alu_c.data_ptr<A>() + (bb * count + s) * z.n;
           const A* load_row = skip_memory ? load_c.data_ptr<A>() + (bb * count + s) * z.n : nullptr;
-          step_sample<A>(f, z, wc, w, first + s + 1, eps, alu_row, nullptr, load_row);
+          step_sample<A, /*kAluFromTape=*/true>(f, z, wc, w, first + s + 1, eps, alu_row, nullptr, load_row);
           w.save(record_at[s]);
         }
         // Walk back. gpost starts as the gradient of the carry leaving the chunk.

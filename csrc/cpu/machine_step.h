@@ -310,7 +310,13 @@ template <typename A> bool alu_row_computed(const A* e) {
 // of its cost). The copy is the same row bit for bit. Likewise load_in, when set, is the step's LOAD read (n), and
 // the memory is then neither read nor written: the backward's tape pass of a sample whose memory writes the walk
 // back inverts from the memory after the chunk (machine_bwd.cpp); load_out gets that row in the forward.
-template <typename A>
+//
+// kAluFromTape: alu_in is always set, and the code that computes the row is not compiled in: the backward's tape
+// pass, which is always given the forward's rows (machine_run_bwd). It is one flattened AVX2 function with the walk
+// back (isa.h); with the ALU forward's code in it, run or not, GCC compiled the walk back differently, and every
+// change to that code moved the backward's speed (benchmarks/RESULTS.md). Without it, the forward's rows take MUL
+// through the units of Z/n (mix_row's kMulUnits) as the alu_mix op does, and the backward does not change.
+template <typename A, bool kAluFromTape = false>
 void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspace<A>& w, int64_t t, A norm_eps,
                  const A* alu_in = nullptr, A* alu_out = nullptr, const A* load_in = nullptr,
                  A* load_out = nullptr) {
@@ -403,12 +409,13 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   const A wdiv = std::max(gate, norm_eps);
   for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
   A* value = w.value.data();
-  if (alu_in) {
+  if (kAluFromTape || alu_in) {
     std::copy(alu_in, alu_in + n, value);
-  } else if (alu_row_computed(w.e.data())) {
-    mix_row<A, A>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
-  } else {
-    std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
+  } else if constexpr (!kAluFromTape) {
+    if (alu_row_computed(w.e.data()))
+      mix_row<A, A, /*kMulUnits=*/true>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
+    else
+      std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
   }
   if (alu_out) std::copy(value, value + n, alu_out);
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],

@@ -4,9 +4,9 @@
 // exponent), MUL is a cyclic convolution for each pair of classes (e, f): passes of contiguous multiply-adds, about
 // n²/2 of them in all, where the table form (PairTables) gathers up to n entries for every j, the gathers being most
 // of its cost on AVX2. An operand's entries in class e depend on u mod 2^(k-e), and a pair (e, f) reads them mod
-// 2^m: each class is folded to the pair's modulus first. The forward only, and only the alu_mix op's rows
-// (alu_row.h, mix_row's kMulUnits): the backward's correlations, written the same way, measured slower than the table
-// form there, and the whole-run machine kernel measured slower with either (benchmarks/RESULTS.md).
+// 2^m: each class is folded to the pair's modulus first. The forward only, in the alu_mix op's rows and the
+// whole-run machine kernel's forward (alu_row.h, mix_row's kMulUnits): the backward's correlations, written the same
+// way, measured slower than the table form (benchmarks/RESULTS.md).
 #pragma once
 
 #include <algorithm>
