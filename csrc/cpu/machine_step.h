@@ -311,9 +311,9 @@ template <typename A> bool alu_row_computed(const A* e) {
 // the memory is then neither read nor written: the backward's tape pass of a sample whose memory writes the walk
 // back inverts from the memory after the chunk (machine_bwd.cpp); load_out gets that row in the forward.
 //
-// kAluFromTape: alu_in is always set, and the code that computes the row is not compiled in: the backward's tape
-// pass, which is always given the forward's rows (machine_run_bwd). It is one flattened AVX2 function with the walk
-// back (isa.h); with the ALU forward's code in it, run or not, GCC compiled the walk back differently, and every
+// kAluFromTape (the backward's tape pass, to which machine_run_bwd always gives the forward's rows): alu_in is always
+// set, and the code that computes a row is not compiled in. The tape pass is one flattened AVX2 function with the
+// walk back (isa.h); with the ALU forward's code in it, run or not, GCC compiled the walk back differently, and every
 // change to that code moved the backward's speed (benchmarks/RESULTS.md). Without it, the forward's rows take MUL
 // through the units of Z/n (mix_row's kMulUnits) as the alu_mix op does, and the backward does not change.
 template <typename A, bool kAluFromTape = false>
