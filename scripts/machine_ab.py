@@ -93,17 +93,20 @@ calls_of = {
                            kept[2]),
 }
 best = {}
+
+
+def timed(name, call):
+    t = time.perf_counter()
+    result = call()
+    best[name] = min(best.get(name, float("inf")), 1e3 * (time.perf_counter() - t))
+    return result
+
+
 for _ in range(calls):
     for name, call in calls_of.items():
-        t = time.perf_counter()
-        call()
-        best[name] = min(best.get(name, float("inf")), 1e3 * (time.perf_counter() - t))
-    t = time.perf_counter()
-    out = alu_mix(x, y, coeffs, backend="cpp")
-    best["alu_fwd"] = min(best.get("alu_fwd", float("inf")), 1e3 * (time.perf_counter() - t))
-    t = time.perf_counter()
-    out.backward(g_out)
-    best["alu_bwd"] = min(best.get("alu_bwd", float("inf")), 1e3 * (time.perf_counter() - t))
+        timed(name, call)
+    out = timed("alu_fwd", lambda: alu_mix(x, y, coeffs, backend="cpp"))
+    timed("alu_bwd", lambda: out.backward(g_out))
 print(json.dumps({**best, "package": ncl_kernels.__file__}))
 """
 OPS = ("fwd", "bwd", "alu_fwd", "alu_bwd")

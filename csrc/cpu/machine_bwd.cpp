@@ -538,7 +538,8 @@ std::vector<at::Tensor> machine_run_bwd_cpu(const at::Tensor& op, const at::Tens
                 "machine_run_bwd: alu must be the forward's (B, count, n) ALU rows in the carry's dtype");
   // Without the forward's ALU rows, the forward computes them first (halt_eps 0: every step of the chunk), so that
   // the tape pass never computes a row: it is compiled without that code (step_sample's kAluFromTape), and the
-  // rows are the forward's bit for bit. CheckpointedRun always passes them; this is for direct calls of the op.
+  // rows are the forward's bit for bit (its outputs: the 11 carry tensors, the step count, then the rows).
+  // CheckpointedRun always passes them; this is for direct calls of the op.
   const at::Tensor alu_c = alu.has_value() ? alu->contiguous()
                                            : machine_run_fwd_cpu(op, a, b, d, imm, tgt, carry_in, first, count, 0.0,
                                                                  norm_eps, /*keep_tape=*/true, -1)[12];

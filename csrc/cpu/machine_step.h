@@ -305,14 +305,14 @@ template <typename A> bool alu_row_computed(const A* e) {
 // One step t of one sample (docs/design.md §3 steps 1-8 and the halting accumulation). With c.acc_reg and c.acc_mem
 // null the halting mixtures are left alone (the backward's tape pass, which does not need them). The step's ALU
 // mixture row (n; the value before CONST, MOV, LOAD and POP are added) is copied to alu_out when it is set, and
-// read from alu_in instead of computed when that is set: the forward keeps the rows, so that the backward's tape
+// with kAluFromTape read from alu_in instead of computed: the forward keeps the rows, so that the backward's tape
 // pass, which runs the same steps on the same states, does not compute them again (on dense rows they were most
 // of its cost). The copy is the same row bit for bit. Likewise load_in, when set, is the step's LOAD read (n), and
 // the memory is then neither read nor written: the backward's tape pass of a sample whose memory writes the walk
 // back inverts from the memory after the chunk (machine_bwd.cpp); load_out gets that row in the forward.
 //
-// kAluFromTape (the backward's tape pass, to which machine_run_bwd always gives the forward's rows): alu_in is always
-// set, and the code that computes a row is not compiled in. The tape pass is one flattened AVX2 function with the
+// kAluFromTape (the backward's tape pass, to which machine_run_bwd always gives the forward's rows; alu_in is read
+// only then): the code that computes a row is not compiled in. The tape pass is one flattened AVX2 function with the
 // walk back (isa.h); with the ALU forward's code in it, run or not, GCC compiled the walk back differently, and every
 // change to that code moved the backward's speed (benchmarks/RESULTS.md). Without it, the forward's rows take MUL
 // through the units of Z/n (mix_row's kMulUnits) as the alu_mix op does, and the backward does not change.
@@ -409,13 +409,12 @@ void step_sample(const Fields<A>& f, const Sizes& z, const Carry<A>& c, Workspac
   const A wdiv = std::max(gate, norm_eps);
   for (int64_t k = 0; k < O; ++k) w.coef[k] = w.e[k] / wdiv;
   A* value = w.value.data();
-  if (kAluFromTape || alu_in) {
+  if constexpr (kAluFromTape) {
     std::copy(alu_in, alu_in + n, value);
-  } else if constexpr (!kAluFromTape) {
-    if (alu_row_computed(w.e.data()))
-      mix_row<A, A, /*kMulUnits=*/true>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
-    else
-      std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
+  } else if (alu_row_computed(w.e.data())) {
+    mix_row<A, A, /*kMulUnits=*/true>(w.alu, w.x.data(), w.y.data(), w.coef.data() + machine::kAluFirst, value);
+  } else {
+    std::fill(value, value + n, A(0));  // a line that is no ALU op (step._AluMixSkippingRows)
   }
   if (alu_out) std::copy(value, value + n, alu_out);
   const A cc = w.coef[machine::kConst], cm = w.coef[machine::kMov], cl = w.coef[machine::kLoad],
