@@ -46,7 +46,7 @@ program, regs, mem, _ = bench_eager.case_for(inputs, bench.LOOP, config, bench.m
 CHILD = _SETUP + r"""
 
 def run():
-    return program.run(regs, mem, max_steps=64, backend="cpp", chunk=bench.DEFAULT_CHUNK)
+    return program.run(regs, mem, max_steps=64, backend="cpp")  # each build's default chunk
 
 
 def fwdbwd():
@@ -78,7 +78,7 @@ _ext.load()  # registers the ncl ops' kernels
 fields = [f.detach() for f in program.fields()]
 carry = list(initial_carry(one_hot(torch.zeros(32, dtype=torch.long), program.length, torch.float32), regs, mem,
                            config.stack).flat())
-chunk = bench.DEFAULT_CHUNK
+chunk = 16  # one kernel call's steps, the same for every build
 run_fwd, run_bwd = torch.ops.ncl.machine_run_fwd, torch.ops.ncl.machine_run_bwd
 carry = list(run_fwd(*fields, carry, 0, chunk, config.halt_eps, NORM_EPS)[:len(carry)])
 kept = run_fwd(*fields, carry, chunk, chunk, config.halt_eps, NORM_EPS, True)

@@ -143,6 +143,50 @@ def test_checkpoint_gives_the_gradients_of_full_bptt(chunk):
         assert_close(ckpt_grads[name], g, torch.float64, f"checkpoint k={chunk}: grad {name}")
 
 
+@needs_cpp
+@pytest.mark.parametrize("chunk", [40, 64, None])
+def test_checkpoint_over_several_kernel_calls_gives_the_gradients_of_full_bptt(chunk):
+    """Chunks longer than one forward kernel call (RUN_CHUNK steps): the forward keeps one carry a chunk and the
+    calls' tape rows joined. The batch halts after 93 steps: chunks of 40 are calls of 32 + 8 twice, then one that
+    stops after 13; chunks of 64, calls of 32 + 32, then one that stops after 29. None is this 6-line program's
+    default on cpp, 64."""
+    from ncl_kernels.machine import RUN_CHUNK
+
+    assert RUN_CHUNK == 32
+    config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
+    program = _soft_program(config, lines=6, dtype=torch.float64, seed=1)
+    regs, mem = _soft_inputs(config, batch=2, dtype=torch.float64, seed=1)
+    full, full_grads = _run_and_grads(program, regs, mem, 200, grad_mode="full")
+    ckpt, ckpt_grads = _run_and_grads(program, regs, mem, 200, grad_mode="checkpoint", chunk=chunk)
+    assert full.steps == ckpt.steps == 93
+    _assert_runs_match(ckpt, full, torch.float64, f"checkpoint k={chunk}")
+    for name, g in full_grads.items():
+        assert_close(ckpt_grads[name], g, torch.float64, f"checkpoint k={chunk}: grad {name}")
+
+
+def test_the_default_checkpoint_chunk():
+    """64 on the cpp kernel for short programs, down to 16 as k·L passes 4096; 16 elsewhere."""
+    from ncl.machine.run import DEFAULT_CHUNK, checkpoint_chunk
+
+    assert [checkpoint_chunk("cpp", lines) for lines in (1, 9, 64, 65, 128, 129, 1162)] == [64, 64, 64, 32, 32, 16,
+                                                                                            16]
+    assert checkpoint_chunk("triton", 9) == checkpoint_chunk(None, 9) == DEFAULT_CHUNK == 16
+
+
+def test_joined_tapes():
+    """Two kernel calls' tape rows as one chunk's: rows in step order, a sample invertible only if in both."""
+    from ncl_kernels.machine import _joined_tapes
+
+    gen = torch.Generator().manual_seed(0)
+    first = (torch.randn(2, 3, 4, generator=gen), torch.randn(2, 3, 4, generator=gen), torch.tensor([1.0, 0.0]))
+    second = (torch.randn(2, 5, 4, generator=gen), torch.randn(2, 5, 4, generator=gen), torch.tensor([1.0, 1.0]))
+    alu, load, invertible = _joined_tapes([first, second])
+    assert torch.equal(alu[:, :3], first[0]) and torch.equal(alu[:, 3:], second[0])
+    assert torch.equal(load[:, :3], first[1]) and torch.equal(load[:, 3:], second[1])
+    assert invertible.tolist() == [1.0, 0.0]
+    assert _joined_tapes([first]) is first
+
+
 def test_truncated_equals_full_within_the_window_and_drops_the_rest_outside():
     config = ncl.MachineConfig(n=8, cells=4, registers=3, stack=4)
     program = _soft_program(config, lines=5, dtype=torch.float64, seed=4)

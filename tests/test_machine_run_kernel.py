@@ -374,22 +374,25 @@ def test_gradcheck_float64_through_the_kernel(isa, monkeypatch):
     assert torch.autograd.gradcheck(run, (*leaves, regs.detach().requires_grad_(), mem.detach().requires_grad_()))
 
 
-def test_a_long_step_budget_stops_soon_after_the_last_sample_halts(monkeypatch):
-    """max_steps far beyond the halting step: the kernel is called in chunks, not for max_steps steps."""
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_long_step_budget_stops_soon_after_the_last_sample_halts(monkeypatch, grad):
+    """max_steps far beyond the halting step: the kernel is called in chunks, not for max_steps steps; with a
+    graph too, whose checkpoint interval (64 for this program) is longer than one call."""
     config = ncl.MachineConfig(n=16, cells=16, registers=4, stack=6)
     program = ncl.assemble(LOOP, config)
-    regs = one_hot(torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0]]), config.n, torch.float32)
+    regs = one_hot(torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0]]), config.n, torch.float32).requires_grad_(grad)
     mem = one_hot(torch.ones(2, 16, dtype=torch.long), config.n, torch.float32)
     steps_run = []
     original = machine_op.run_steps
 
-    def counting(flat, first, count, fields, cfg, kernel):
+    def counting(flat, first, count, *rest):
         steps_run.append(count)
-        return original(flat, first, count, fields, cfg, kernel)
+        return original(flat, first, count, *rest)
 
     monkeypatch.setattr(machine_op, "run_steps", counting)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         out = program.run(regs, mem, max_steps=100_000)
+    assert out.regs.requires_grad == grad
     assert out.steps < 60 and float(out.unhalted.max()) < 1e-6
     assert sum(steps_run) <= 2 * machine_op.RUN_CHUNK + out.steps
 

@@ -3,7 +3,8 @@ r"""``ncl bench machine``: the fused machine run against the eager reference and
 Three implementations of one run of ``steps`` steps (``Program.run``), on the same inputs, in one process:
 
 * **fused**: ``Program.run`` on the fused path with its default backward (``grad_mode="checkpoint"``, chunks
-  of :data:`~ncl.machine.run.DEFAULT_CHUNK`). The forward is a whole-run kernel (:mod:`ncl_kernels.machine`:
+  of :func:`~ncl.machine.run.checkpoint_chunk` steps: 64 on CPU for this 9-line program, 16 on a GPU). The
+  forward is a whole-run kernel (:mod:`ncl_kernels.machine`:
   C++ on CPU, Triton on a GPU); the backward recomputes one chunk at a time with the kernel's own backward
   (C++ on CPU, :mod:`ncl_kernels.machine.triton_bwd` on a GPU). ``fwdbwd`` also reports the
   fused run with plain BPTT (step ops, every step's activations kept);
@@ -48,7 +49,7 @@ import torch
 
 from ncl.machine import bench_eager
 from ncl.machine.assembler import assemble
-from ncl.machine.run import DEFAULT_CHUNK, machine_run
+from ncl.machine.run import checkpoint_chunk, machine_run
 from ncl_kernels import _ext, dispatch
 from ncl_kernels.benchmarking import num_threads, spread_warning, time_stats
 from ncl_kernels.isa import one_hot
@@ -136,7 +137,7 @@ def _carry_mb(batch: int, lines: int, dtype: torch.dtype) -> float:
 
 
 def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, alu: str = "table",
-                  repeats: int = 3, chunk: int = DEFAULT_CHUNK, device: str | torch.device | None = None,
+                  repeats: int = 3, chunk: int | None = None, device: str | torch.device | None = None,
                   compiled: bool = True, threads: int | None = None, baseline_threads: int | None = None,
                   progress: bool = False) -> dict:
     """Time the fused, eager and compiled runs, forward and forward+backward.
@@ -147,7 +148,8 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         steps: steps per run (every sample keeps running for all of them).
         alu: ``"table"`` or ``"circuit"``.
         repeats: timed calls per figure (the median is reported).
-        chunk: ``k`` of the fused run's checkpointed backward.
+        chunk: ``k`` of the fused run's checkpointed backward (default: ``Program.run``'s,
+            :func:`~ncl.machine.run.checkpoint_chunk`).
         device: default CUDA when available, else CPU.
         compiled: also time ``torch.compile`` of the reference step (``ms_compiled`` is ``None`` if not).
         threads: CPU threads for the whole measurement (``torch.set_num_threads``, restored after); default:
@@ -170,7 +172,7 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         (:func:`ncl.machine.bench_eager.best_eager_sections`), with ``best_eager_what`` and
         ``best_eager_compiled_error`` (why ``ms_best_eager_compiled`` is None, else None).
     """
-    for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk),
+    for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk or 1),
                         ("threads", 1 if threads is None else threads),
                         ("baseline_threads", 1 if baseline_threads is None else baseline_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -191,6 +193,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
     program = assemble(LOOP, config).to(device)
     regs, mem = machine_inputs(batch, steps, dtype, device)
     ip = one_hot(torch.zeros(batch, dtype=torch.long), program.length, dtype, device)
+    if chunk is None:  # what Program.run would take, named in the results
+        chunk = checkpoint_chunk(kernel_for(config, ip, fused_backend, None), program.length)
 
     compiled_step = None
     if compiled:

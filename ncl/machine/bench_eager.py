@@ -37,10 +37,10 @@ from typing import Callable
 import torch
 
 from ncl.machine.assembler import assemble
-from ncl.machine.run import DEFAULT_CHUNK, RunResult, finish
+from ncl.machine.run import RunResult, checkpoint_chunk, finish
 from ncl_kernels.benchmarking import interleaved_samples, num_threads, spread_warning, stats_of
 from ncl_kernels.isa import one_hot
-from ncl_kernels.machine import MachineConfig, eager
+from ncl_kernels.machine import MachineConfig, eager, kernel_for
 
 #: The two kinds of inputs (module docstring).
 INPUTS = ("sharp", "soft")
@@ -80,7 +80,7 @@ def case_for(name: str, source: str, config: MachineConfig, sharp_inputs, batch:
 
 
 def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch: int, steps: int, repeats: int,
-                        device: torch.device, fused_backend: str, chunk: int = DEFAULT_CHUNK, compiled: bool = True,
+                        device: torch.device, fused_backend: str, chunk: int | None = None, compiled: bool = True,
                         baseline_threads: int | None = None, tick: Callable[[], object] = lambda: None,
                         label: Callable[[str], object] = lambda text: None) -> dict:
     """Time fused, best eager and compiled best eager, forward and forward+backward, on both :data:`INPUTS`.
@@ -104,6 +104,9 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
     """
     dtype = torch.float32
     cases = {name: case_for(name, source, config, sharp_inputs, batch, dtype, device) for name in INPUTS}
+    if chunk is None:  # Program.run's default, named in the results (the kernel needs only the dtype and device)
+        program, regs = cases["sharp"][:2]
+        chunk = checkpoint_chunk(kernel_for(config, regs, fused_backend, None), program.length)
     step_fn, error = None, None if compiled else NOT_ASKED
     if compiled:
         try:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ncl.machine import vm
 from ncl.machine.instructions import Instruction, format_assembly
-from ncl.machine.run import DEFAULT_CHUNK, DEFAULT_MAX_STEPS, RunResult, check_run_options, machine_run
+from ncl.machine.run import DEFAULT_MAX_STEPS, RunResult, check_run_options, machine_run
 from ncl.machine.values import check_distribution
 from ncl_kernels.isa import NUM_OPS, one_hot
 from ncl_kernels.machine import MachineConfig, ProgramFields
@@ -146,7 +146,8 @@ class Program(nn.Module):
                 memory O(B·state·(T/k + k))), ``"full"`` (plain BPTT, memory O(B·state·T)) or
                 ``"truncated"`` (gradient through the last ``chunk`` steps only). The values never depend on
                 it, and ``"checkpoint"`` gives the gradients of ``"full"``.
-            chunk: ``k``, steps per chunk (default :data:`ncl.machine.run.DEFAULT_CHUNK`).
+            chunk: ``k``, steps per chunk (default: :func:`ncl.machine.run.checkpoint_chunk` for
+                ``"checkpoint"``, :data:`ncl.machine.run.DEFAULT_CHUNK` for ``"truncated"``).
             backend: force ``"reference" | "cpp" | "triton" | "cuda"`` for every kernel op; default: dispatch.
 
         Returns:
@@ -166,12 +167,12 @@ class Program(nn.Module):
             if t.device != device:
                 raise ValueError(f"{name} is on {t.device} but the program is on {device}")
         max_steps = _max_steps(max_steps)
-        check_run_options(grad_mode, DEFAULT_CHUNK if chunk is None else chunk)
+        check_run_options(grad_mode, chunk)
         float64 = torch.float64 in (regs.dtype, mem.dtype, ip.dtype, self.op_logits.dtype)
         dtype = torch.float64 if float64 else torch.float32
         ip, regs, mem = (_upcast(t, dtype) for t in (ip, regs, mem))
         return machine_run(self.fields(dtype), cfg, ip, regs, mem, max_steps,
-                           grad_mode=grad_mode, chunk=DEFAULT_CHUNK if chunk is None else chunk, backend=backend)
+                           grad_mode=grad_mode, chunk=chunk, backend=backend)
 
     def execute(self, *args: int, regs: list[int] | None = None, mem: list[int] | None = None,
                 engine: str = "soft", max_steps: int | None = None) -> ExecResult:

@@ -43,8 +43,12 @@ from ncl_kernels.machine import (Carry, CheckpointedRun, MachineConfig, ProgramF
 #: The backward choices of :func:`machine_run`.
 GRAD_MODES = ("full", "checkpoint", "truncated")
 #: Default chunk length ``k``: at B=32, n=128 one chunk's activations are about 16× a carry, a fair split of
-#: the O(T/k + k) memory for runs of a few hundred steps.
+#: the O(T/k + k) memory for runs of a few hundred steps. The truncated window's default, and the checkpoint
+#: interval's except on the ``cpp`` kernel (:func:`checkpoint_chunk`).
 DEFAULT_CHUNK = 16
+#: The ``cpp`` kernel's checkpoint interval is the largest power of two ``k <= CPP_MAX_CHUNK`` with
+#: ``k·L <= CPP_CHUNK_LINES`` (at least :data:`DEFAULT_CHUNK`): :func:`checkpoint_chunk`.
+CPP_MAX_CHUNK, CPP_CHUNK_LINES = 64, 4096
 #: ``max_steps`` used by ``Program.run``/``execute`` and the VM when none is given.
 DEFAULT_MAX_STEPS = 1000
 
@@ -94,16 +98,37 @@ def finish(carry: Carry, steps: int, backend: str | None = None, read_out: bool 
     return RunResult(regs[:, 0], regs, mem, rho, expected, steps, carry.faults)
 
 
-def check_run_options(grad_mode: str, chunk: int) -> None:
-    """Raise ``ValueError`` naming the argument unless ``grad_mode`` and ``chunk`` are valid."""
+def check_run_options(grad_mode: str, chunk: int | None) -> None:
+    """Raise ``ValueError`` naming the argument unless ``grad_mode`` and ``chunk`` (``None``: the default) are
+    valid."""
     if grad_mode not in GRAD_MODES:
         raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise ValueError(f"chunk must be None or an int >= 1, got {chunk!r}")
+
+
+def checkpoint_chunk(kernel: str | None, lines: int) -> int:
+    """The default checkpoint interval ``k`` of a run of a ``lines``-line program on ``kernel`` (``None``: a
+    loop of step ops).
+
+    On the ``cpp`` kernel ``k`` sets no activation memory: the backward recomputes a chunk per sample in C++,
+    keeping a tape of its ``k`` steps per thread, and the kept carries shrink as ``k`` grows. What it does set is
+    the cost per chunk (the backward's copies of each sample's state and its gradient, the forward's early exit
+    stays at :data:`~ncl_kernels.machine.RUN_CHUNK`) against the tape's, whose per-step record grows with ``L``
+    and leaves the L2 cache. Measured at the benchmark's sizes (B = 32, n = C = 128, one thread,
+    benchmarks/RESULTS.md): ``k = 64`` is the fastest up to ``L`` of about 64 and ``k = 16`` from about 128 on,
+    hence the largest power of two with ``k·L <= 4096``, between 16 and 64. Elsewhere :data:`DEFAULT_CHUNK`.
+    """
+    if kernel != "cpp":
+        return DEFAULT_CHUNK
+    k = DEFAULT_CHUNK
+    while 2 * k <= CPP_MAX_CHUNK and 2 * k * lines <= CPP_CHUNK_LINES:
+        k *= 2
+    return k
 
 
 def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, reg: torch.Tensor,
-                mem: torch.Tensor, max_steps: int, *, grad_mode: str = "checkpoint", chunk: int = DEFAULT_CHUNK,
+                mem: torch.Tensor, max_steps: int, *, grad_mode: str = "checkpoint", chunk: int | None = None,
                 backend: str | None = None, step_fn: Callable | None = None) -> RunResult:
     r"""Run the soft machine until every sample has halted (``ρ < halt_eps``) or ``max_steps``.
 
@@ -118,7 +143,8 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
         mem: ``(B, C, n)`` memory.
         max_steps: at most this many steps (``>= 0``).
         grad_mode: ``"full" | "checkpoint" | "truncated"`` (module docstring).
-        chunk: ``k``, steps per chunk (checkpoint interval, and the truncation window).
+        chunk: ``k``, steps per chunk (checkpoint interval, and the truncation window); ``None``:
+            :func:`checkpoint_chunk` for ``"checkpoint"``, :data:`DEFAULT_CHUNK` for ``"truncated"``.
         backend: force a kernel backend for every op; default: dispatch (``NCL_BACKEND``, then fastest).
         step_fn: a replacement for the step (:func:`ncl_kernels.machine.reference.advance_steps`).
 
@@ -135,12 +161,15 @@ def machine_run(fields: ProgramFields, config: MachineConfig, ip: torch.Tensor, 
         return finish(carry, steps, backend)
     if grad_mode == "checkpoint":
         return _run_checkpointed(carry, fields, config, max_steps, chunk, backend, step_fn)
-    return _run_truncated(carry, fields, config, max_steps, chunk, backend, step_fn)
+    return _run_truncated(carry, fields, config, max_steps, DEFAULT_CHUNK if chunk is None else chunk, backend,
+                          step_fn)
 
 
-def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int, chunk: int,
-                      backend: str | None, step_fn: Callable | None) -> RunResult:
+def _run_checkpointed(carry: Carry, fields: ProgramFields, config: MachineConfig, max_steps: int,
+                      chunk: int | None, backend: str | None, step_fn: Callable | None) -> RunResult:
     kernel = kernel_for(config, carry.state.ip, backend, step_fn)
+    if chunk is None:
+        chunk = checkpoint_chunk(kernel, fields.op.shape[0])
     if kernel is not None:
         *flat, total = CheckpointedRun.apply(config, max_steps, chunk, kernel, backend, *fields, *carry.flat())
         return finish(Carry.unflat(flat), int(total), backend, read_out=reads_out(kernel, max_steps))

@@ -139,24 +139,39 @@ def run_steps(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fiel
     return tuple(out[:CARRY_SIZE]), done
 
 
-#: Steps per kernel call in a graph-free run. Each call runs every sample for all its steps and finds the
-#: batch's early exit afterwards, so a short chunk bounds the steps wasted after the last sample halts (a
-#: run with ``max_steps`` = 20,000 whose samples halt after 100 steps must not run 20,000); each call also
-#: copies the carry once, which is cheap next to 32 steps.
+#: Steps per kernel call in a graph-free run, and at most per call in :class:`CheckpointedRun`'s forward. Each
+#: call runs every sample for all its steps and finds the batch's early exit afterwards, so a short call bounds
+#: the steps wasted after the last sample halts (a run with ``max_steps`` = 20,000 whose samples halt after 100
+#: steps must not run 20,000); each call also copies the carry once, which is cheap next to 32 steps.
 RUN_CHUNK = 32
 
 
 def run_kernel(flat_carry: tuple[torch.Tensor, ...], first: int, count: int, fields: ProgramFields,
-               config: MachineConfig, kernel: str = "cpp") -> tuple[tuple[torch.Tensor, ...], int]:
-    """Up to ``count`` steps in kernel calls of :data:`RUN_CHUNK`, stopping once every sample has halted."""
+               config: MachineConfig, kernel: str = "cpp", tapes: list | None = None,
+               max_steps: int = -1) -> tuple[tuple[torch.Tensor, ...], int]:
+    """Up to ``count`` steps in kernel calls of :data:`RUN_CHUNK`, stopping once every sample has halted.
+    ``tapes`` and ``max_steps`` as in :func:`run_steps`; the calls' tape rows are appended as one tuple for all
+    the steps run (:func:`_joined_tapes`)."""
     done = 0
+    calls = [] if tapes is not None else None
     while done < count:
         size = min(RUN_CHUNK, count - done)
-        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config, kernel)
+        flat_carry, ran = run_steps(flat_carry, first + done, size, fields, config, kernel, calls, max_steps)
         done += ran
         if ran < size:
             break
+    if tapes is not None:
+        tapes.append(_joined_tapes(calls))
     return flat_carry, done
+
+
+def _joined_tapes(calls: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Consecutive calls' tape rows (:data:`TAPE`) as one call's: the rows joined along the steps, and a sample
+    invertible (1) only where it is in every call."""
+    if len(calls) == 1:
+        return calls[0]
+    alu, load, invertible = zip(*calls)
+    return torch.cat(alu, dim=1), torch.cat(load, dim=1), torch.stack(invertible).amin(0)
 
 
 def _fake_bwd(op, a, b, d, imm, tgt, carry, grad, first, count, norm_eps, field_grads=True, alu=None, load=None,
@@ -205,7 +220,9 @@ class CheckpointedRun(torch.autograd.Function):
 
     ``forward(ctx, config, max_steps, chunk, kernel, backend, *fields, *carry)`` returns the final carry
     (11 tensors) and the step count (a 0-dim int64 tensor, not differentiable), keeping the carry entering
-    each chunk, and on ``cpp`` the chunk's tape rows (:data:`TAPE`) and the memory leaving the run. The backward
+    each chunk, and on ``cpp`` the chunk's tape rows (:data:`TAPE`) and the memory leaving the run. It runs a
+    chunk in kernel calls of at most :data:`RUN_CHUNK` steps (:func:`run_kernel`), so that the batch's early
+    exit wastes at most one call's steps however long the chunk; only the chunk's first carry is kept. The backward
     handles one chunk at a time, last chunk first: on ``cpp``, ``ncl::machine_run_bwd`` recomputes the chunk's
     steps from the kept carry, with the kept ALU rows instead of computing them again (on dense rows they were
     most of that recomputation) and, for a sample whose memory writes it can invert, the kept LOAD reads instead
@@ -231,9 +248,9 @@ class CheckpointedRun(torch.autograd.Function):
             while steps < max_steps:
                 count = min(chunk, max_steps - steps)
                 kept.extend(carry)
-                carry, done = run_steps(carry, steps, count, fields, config, kernel,
-                                        tapes if kernel == "cpp" else None,
-                                        max_steps if ctx.reads_out else -1)
+                carry, done = run_kernel(carry, steps, count, fields, config, kernel,
+                                         tapes if kernel == "cpp" else None,
+                                         max_steps if ctx.reads_out else -1)
                 starts.append(steps)
                 counts.append(done)
                 steps += done
