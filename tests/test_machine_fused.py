@@ -165,11 +165,11 @@ def test_checkpoint_over_several_kernel_calls_gives_the_gradients_of_full_bptt(c
 
 
 def test_the_default_checkpoint_chunk():
-    """64 on the cpp kernel for short programs, down to 16 as k·L passes 4096; 16 elsewhere."""
+    """64 on the cpp kernel for short programs, down to 16 as k·L passes 8192; 16 elsewhere."""
     from ncl.machine.run import DEFAULT_CHUNK, checkpoint_chunk
 
-    assert [checkpoint_chunk("cpp", lines) for lines in (1, 9, 64, 65, 128, 129, 1162)] == [64, 64, 64, 32, 32, 16,
-                                                                                            16]
+    lines = (1, 9, 128, 129, 256, 257, 1162)
+    assert [checkpoint_chunk("cpp", n) for n in lines] == [64, 64, 64, 32, 32, 16, 16]
     assert checkpoint_chunk("triton", 9) == checkpoint_chunk(None, 9) == DEFAULT_CHUNK == 16
 
 

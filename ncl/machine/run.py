@@ -48,7 +48,7 @@ GRAD_MODES = ("full", "checkpoint", "truncated")
 DEFAULT_CHUNK = 16
 #: The ``cpp`` kernel's checkpoint interval is the largest power of two ``k <= CPP_MAX_CHUNK`` with
 #: ``k·L <= CPP_CHUNK_LINES`` (at least :data:`DEFAULT_CHUNK`): :func:`checkpoint_chunk`.
-CPP_MAX_CHUNK, CPP_CHUNK_LINES = 64, 4096
+CPP_MAX_CHUNK, CPP_CHUNK_LINES = 64, 8192
 #: ``max_steps`` used by ``Program.run``/``execute`` and the VM when none is given.
 DEFAULT_MAX_STEPS = 1000
 
@@ -115,9 +115,11 @@ def checkpoint_chunk(kernel: str | None, lines: int) -> int:
     keeping a tape of its ``k`` steps per thread, and the kept carries shrink as ``k`` grows. What it does set is
     the cost per chunk (the backward's copies of each sample's state and its gradient, the forward's early exit
     stays at :data:`~ncl_kernels.machine.RUN_CHUNK`) against the tape's, whose per-step record grows with ``L``
-    and leaves the L2 cache. Measured at the benchmark's sizes (B = 32, n = C = 128, one thread,
-    benchmarks/RESULTS.md): ``k = 64`` is the fastest up to ``L`` of about 64 and ``k = 16`` from about 128 on,
-    hence the largest power of two with ``k·L <= 4096``, between 16 and 64. Elsewhere :data:`DEFAULT_CHUNK`.
+    and leaves the L2 cache. Measured at the benchmark's sizes (B = 32, n = C = 128, 64 steps, one thread;
+    benchmarks/RESULTS.md, scripts/chunk_sweep.py): ``k = 64`` is the fastest up to ``L`` of about 130 (3-16 %
+    ahead of 16), the three are within a few per cent of each other from 250 to 350 lines, and ``k = 16`` is the
+    fastest soft at 509 (4 % ahead of 64): hence the largest power of two with ``k·L <= 8192``, between 16 and
+    64. Elsewhere :data:`DEFAULT_CHUNK`.
     """
     if kernel != "cpp":
         return DEFAULT_CHUNK
