@@ -25,6 +25,8 @@ def test_bench_machine_prints_one_json_object(capsys):
               "--threads", "1", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert result["backend"] == "cpp" and result["sizes"]["steps"] == 4
+    # The chunk Program.run takes by default, named: the cpp kernel's for the 9-line loop.
+    assert result["sizes"]["chunk"] == 64 and result["fused_grad_mode"] == "checkpoint (k=64)"
     assert result["cpu_isa"] in ("avx2+fma", "baseline")
     for mode in ("fwd", "fwdbwd"):
         assert KEYS <= set(result[mode])
@@ -167,3 +169,10 @@ def test_case_for_names_the_inputs_it_knows():
     assert regs.shape == (2, bench.REGISTERS, bench.N) and bool((regs > 0).all()) and "softmax" in what
     with pytest.raises(ValueError, match="name must be one of"):
         bench_eager.case_for("dense", bench.LOOP, config, bench.machine_inputs(2, 3), 2)
+
+
+@pytest.mark.parametrize("chunk", [0, -2, 1.5, True])
+def test_a_bad_chunk_is_refused_before_anything_runs(chunk):
+    """None is the default (Program.run's); anything but an int >= 1 is a ValueError naming it."""
+    with pytest.raises(ValueError, match="chunk must be an int >= 1"):
+        bench.machine_bench(chunk=chunk)

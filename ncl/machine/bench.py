@@ -172,8 +172,8 @@ def machine_bench(backend: str | None = None, batch: int = 32, steps: int = 64, 
         (:func:`ncl.machine.bench_eager.best_eager_sections`), with ``best_eager_what`` and
         ``best_eager_compiled_error`` (why ``ms_best_eager_compiled`` is None, else None).
     """
-    for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats), ("chunk", chunk or 1),
-                        ("threads", 1 if threads is None else threads),
+    for name, value in (("batch", batch), ("steps", steps), ("repeats", repeats),
+                        ("chunk", 1 if chunk is None else chunk), ("threads", 1 if threads is None else threads),
                         ("baseline_threads", 1 if baseline_threads is None else baseline_threads)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -1,9 +1,10 @@
 r"""``machine_run``: the adaptive-depth run over the whole-run machine op, with a choice of backward.
 
 The forward runs in chunks of ``k`` steps. With the table ALU on the fused backends (``cpp`` on CPU; ``cuda``
-or ``triton`` on a GPU, fp32), a chunk is one call of a whole-run kernel (:mod:`ncl_kernels.machine`)
-whenever no graph is needed, and the ``"checkpoint"`` mode runs its forward on it; otherwise a chunk is a
-loop of :func:`~ncl_kernels.machine.step.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
+or ``triton`` on a GPU, fp32), a run that needs no graph is a series of whole-run kernel calls
+(:mod:`ncl_kernels.machine`, at most :data:`~ncl_kernels.machine.RUN_CHUNK` steps each), and the
+``"checkpoint"`` mode runs its forward on them, a chunk one or more calls; otherwise a chunk is a loop of
+:func:`~ncl_kernels.machine.step.step` calls, each made of the dispatched kernel ops (``cpp`` on CPU,
 ``cuda``/``triton`` on a GPU, ``reference`` when forced).
 What the backward keeps is the choice of ``grad_mode``:
 
