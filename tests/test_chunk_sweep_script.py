@@ -6,11 +6,22 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ncl_kernels import dispatch
 from _script_support import load_script
 
 pytestmark = pytest.mark.skipif(dispatch.unavailable_reason("cpp") is not None, reason="needs the cpp backend")
+
+
+@pytest.fixture
+def torch_modes():
+    """main() sets torch's thread count and flush-to-zero mode for the process, as a script does: given back after,
+    or a later test in the same worker would find torch's arithmetic flushing subnormals."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(False)
 
 
 def test_the_padded_program_has_the_lines_asked_for():
@@ -36,7 +47,7 @@ def test_a_small_sweep_times_every_chunk_and_writes_json_and_a_plot(tmp_path, ca
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_main_writes_the_rows_and_each_lengths_default_chunk(tmp_path, monkeypatch, capsys):
+def test_main_writes_the_rows_and_each_lengths_default_chunk(tmp_path, monkeypatch, capsys, torch_modes):
     script = load_script("scripts/chunk_sweep.py")
     seen, sweep = {}, script.sweep
 
@@ -55,3 +66,4 @@ def test_main_writes_the_rows_and_each_lengths_default_chunk(tmp_path, monkeypat
     assert len(result["rows"]) == 2
     with pytest.raises(SystemExit):
         script.main(["--chunks", "0"])
+    assert float(torch.tensor([1e-39]) * 1.0) == 0.0  # the sweep's flush, which the fixture turns off again
