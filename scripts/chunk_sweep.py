@@ -30,6 +30,10 @@ from ncl.storage import write_json
 from ncl_kernels.machine import MachineConfig
 
 
+#: Steps a run: the bench's.
+STEPS = 64
+
+
 def padded_loop(lines: int) -> str:
     """The bench's loop with ``HALT`` lines appended, ``lines`` lines in all (at least the loop's 9)."""
     base = len([line for line in bench.LOOP.splitlines() if line.strip()])
@@ -39,7 +43,7 @@ def padded_loop(lines: int) -> str:
 
 
 def sweep(lines: list[int], chunks: list[int], rounds: int, calls: int, batch: int = 32,
-          steps: int = 64) -> list[dict]:
+          steps: int = STEPS) -> list[dict]:
     """One row per (L, inputs, k): ``{"lines", "inputs", "chunk", "steps", "median_ms", "q1_ms", "q3_ms",
     "min_ms"}``. ``steps``: the run's (the same for every k); a soft run's ip reaches the padding's ``HALT`` lines,
     and at L = 129 its batch halts a step or two before ``steps``."""
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = sweep(args.lines, args.chunks, args.rounds, args.calls, args.batch)
     result = {"threads": args.threads, "rounds": args.rounds, "calls": args.calls,
               "sizes": {"B": args.batch, "n": bench.N, "C": bench.CELLS, "K": bench.REGISTERS, "S": bench.STACK,
-                        "steps": 64},
+                        "steps": STEPS},
               "default_chunk": {str(r["lines"]): checkpoint_chunk("cpp", r["lines"]) for r in rows}, "rows": rows}
     if args.json:
         write_json(args.json, result, indent=1)

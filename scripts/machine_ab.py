@@ -4,7 +4,8 @@ Each build is a folder holding ``ncl`` and ``ncl_kernels`` with its compiled ext
 after ``python setup.py build_ext --inplace``). Every round times the fused run of ``ncl bench machine``
 (B = 32, 64 steps, the sharp or soft inputs of :mod:`ncl.machine.bench_eager`) in a fresh process of each build,
 the two alternating, so that the machine's drift between minutes (±20 % on the 2-core machines) falls on both;
-the figure of merit is the median over rounds of B's time over A's.
+the figure of merit is the median over rounds of B's time over A's. Each build runs with its own default checkpoint
+interval (``Program.run``'s ``chunk``): the run a user of that build gets.
 
     python scripts/machine_ab.py --a /tmp/build-before --b . --rounds 6 --inputs soft
 

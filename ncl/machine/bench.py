@@ -49,7 +49,7 @@ import torch
 
 from ncl.machine import bench_eager
 from ncl.machine.assembler import assemble
-from ncl.machine.run import checkpoint_chunk, machine_run
+from ncl.machine.run import machine_run
 from ncl_kernels import _ext, dispatch
 from ncl_kernels.benchmarking import num_threads, spread_warning, time_stats
 from ncl_kernels.isa import one_hot
@@ -193,8 +193,8 @@ def _machine_bench(backend, batch, steps, alu, repeats, chunk, device, compiled,
     program = assemble(LOOP, config).to(device)
     regs, mem = machine_inputs(batch, steps, dtype, device)
     ip = one_hot(torch.zeros(batch, dtype=torch.long), program.length, dtype, device)
-    if chunk is None:  # what Program.run would take, named in the results
-        chunk = checkpoint_chunk(kernel_for(config, ip, fused_backend, None), program.length)
+    if chunk is None:
+        chunk = bench_eager.fused_chunk(config, ip, fused_backend, program.length)
 
     compiled_step = None
     if compiled:

@@ -79,6 +79,12 @@ def case_for(name: str, source: str, config: MachineConfig, sharp_inputs, batch:
     raise ValueError(f"name must be one of {INPUTS}, got {name!r}")
 
 
+def fused_chunk(config: MachineConfig, like: torch.Tensor, fused_backend: str, lines: int) -> int:
+    """The checkpoint interval ``Program.run`` takes by default for a ``lines``-line program on ``fused_backend``
+    with a state of ``like``'s dtype and device (:func:`ncl.machine.run.checkpoint_chunk`), to name in results."""
+    return checkpoint_chunk(kernel_for(config, like, fused_backend, None), lines)
+
+
 def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch: int, steps: int, repeats: int,
                         device: torch.device, fused_backend: str, chunk: int | None = None, compiled: bool = True,
                         baseline_threads: int | None = None, tick: Callable[[], object] = lambda: None,
@@ -104,9 +110,8 @@ def best_eager_sections(source: str, config: MachineConfig, sharp_inputs, batch:
     """
     dtype = torch.float32
     cases = {name: case_for(name, source, config, sharp_inputs, batch, dtype, device) for name in INPUTS}
-    if chunk is None:  # Program.run's default, named in the results (the kernel needs only the dtype and device)
-        program, regs = cases["sharp"][:2]
-        chunk = checkpoint_chunk(kernel_for(config, regs, fused_backend, None), program.length)
+    if chunk is None:
+        chunk = fused_chunk(config, cases["sharp"][1], fused_backend, cases["sharp"][0].length)
     step_fn, error = None, None if compiled else NOT_ASKED
     if compiled:
         try:
